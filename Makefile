@@ -1,0 +1,7 @@
+.PHONY: run test install
+install:
+	scripts/bootstrap.sh
+run:
+	scripts/run.sh
+test:
+	scripts/test.sh

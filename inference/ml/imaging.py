@@ -1,0 +1,357 @@
+"""Reading MRI slices from DICOM, NIfTI and ordinary image files, and the one windowing rule.
+
+Everything that turns pixels into model input or a display image goes through here: the portal's
+upload path, the dataset builder and the `detect` command. No Django.
+
+The windowing rule (documented in the README): 8-bit data is used as it is, byte for byte (tamper
+traces live in the low bits, so we never re-quantise it). Any other data (16-bit DICOM, float NIfTI)
+is mapped linearly to 0..255 between the 0.5th and 99.5th percentile of the whole volume
+(`to_uint8`), clipping outside; a constant volume maps to 0. The percentiles are taken over the
+volume, not per slice, so neighbouring slices keep their relative brightness.
+"""
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO, Iterable, Sequence
+
+import numpy as np
+
+WINDOW_LOW_PERCENTILE = 0.5
+WINDOW_HIGH_PERCENTILE = 99.5
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+NIFTI_EXTENSIONS = (".nii", ".nii.gz")
+DICOM_EXTENSIONS = (".dcm", ".dicom", "")
+
+
+class ImagingError(ValueError):
+    """A file could not be read as an MRI slice or volume; the message says why, for a user."""
+
+
+@dataclass
+class Volume:
+    """One scan: slices in display order (top of the array is the top of the image)."""
+
+    slices: np.ndarray  # (n, h, w), native dtype (uint8, uint16, int16, float...)
+    kind: str  # "dicom" | "nifti" | "image"
+    metadata: dict = field(default_factory=dict)
+
+    @property
+    def n_slices(self) -> int:
+        return int(self.slices.shape[0])
+
+
+def to_uint8(volume: np.ndarray) -> np.ndarray:
+    """The project's one windowing rule (module docstring). Works on a slice or a volume."""
+    arr = np.asarray(volume)
+    if arr.dtype == np.uint8:
+        return arr
+    data = arr.astype(np.float64, copy=False)
+    finite = data[np.isfinite(data)]
+    if finite.size == 0:
+        return np.zeros(arr.shape, dtype=np.uint8)
+    low, high = np.percentile(finite, [WINDOW_LOW_PERCENTILE, WINDOW_HIGH_PERCENTILE])
+    if high <= low:
+        high = float(finite.max())
+        low = float(finite.min())
+    if high <= low:
+        return np.zeros(arr.shape, dtype=np.uint8)
+    scaled = (np.nan_to_num(data, nan=low) - low) * (255.0 / (high - low))
+    return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+
+
+def to_grayscale(image: np.ndarray, *, tolerance: float = 2.0) -> np.ndarray:
+    """A 2-D array from a grey image stored as grey, RGB or RGBA.
+
+    MRI is grey: an RGB file whose channels differ (a colour photograph) is refused.
+    """
+    arr = np.asarray(image)
+    if arr.ndim == 2:
+        return arr
+    if arr.ndim == 3 and arr.shape[2] in (3, 4):
+        rgb = arr[..., :3].astype(np.float32)
+        spread = np.abs(rgb - rgb.mean(axis=2, keepdims=True)).mean()
+        if spread > tolerance:
+            raise ImagingError(
+                "This is a colour image; MRI slices are greyscale. Upload the scan itself (DICOM, NIfTI or a grey PNG)."
+            )
+        return arr[..., 0]
+    raise ImagingError(f"Unexpected image shape {arr.shape}; expected a 2-D greyscale slice.")
+
+
+# --- Ordinary images -------------------------------------------------------------------------
+
+
+def read_image(source: str | Path | BinaryIO, *, max_pixels: int | None = None) -> Volume:
+    """PNG, JPEG or TIFF (single- or multi-page) as a Volume. 8- and 16-bit grey kept as they are."""
+    from PIL import Image, UnidentifiedImageError
+
+    data = _read_bytes(source)
+    try:
+        with Image.open(io.BytesIO(data)) as probe:
+            width, height = probe.size
+            fmt = probe.format
+            n_frames = getattr(probe, "n_frames", 1)
+    except UnidentifiedImageError as exc:
+        raise ImagingError("The file is not a readable PNG, JPEG or TIFF image.") from exc
+    except Image.DecompressionBombError as exc:
+        raise ImagingError(f"The image is too large to be a slice ({exc}).") from exc
+    if max_pixels is not None and width * height > max_pixels:
+        raise ImagingError(
+            f"The image is {width} x {height} pixels, over the limit of {max_pixels} pixels per slice."
+        )
+    if fmt == "TIFF":
+        import tifffile
+
+        try:
+            arr = tifffile.imread(io.BytesIO(data))
+        except Exception as exc:  # tifffile raises many types on corrupt data
+            raise ImagingError(f"The TIFF file is damaged or unsupported: {exc}") from exc
+        arr = np.asarray(arr)
+        if arr.ndim == 3 and arr.shape[-1] in (3, 4) and n_frames == 1:
+            frames = [to_grayscale(arr)]
+        elif arr.ndim == 3:
+            frames = [arr[i] for i in range(arr.shape[0])]
+        elif arr.ndim == 4:
+            frames = [to_grayscale(arr[i]) for i in range(arr.shape[0])]
+        else:
+            frames = [arr]
+    else:
+        try:
+            with Image.open(io.BytesIO(data)) as img:
+                img.load()
+                if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+                    arr = np.asarray(img).astype(np.uint16 if img.mode.startswith("I;16") else np.int32)
+                elif img.mode in ("L", "P", "1", "LA"):
+                    arr = np.asarray(img.convert("L"))
+                else:
+                    arr = to_grayscale(np.asarray(img.convert("RGB")))
+        except (OSError, SyntaxError) as exc:
+            raise ImagingError(f"The {fmt or 'image'} file is truncated or damaged: {exc}") from exc
+        frames = [arr]
+    slices = np.stack([np.asarray(f) for f in frames])
+    if slices.ndim != 3:
+        raise ImagingError(f"Unexpected image layout {slices.shape}.")
+    return Volume(slices=slices, kind="image", metadata={"format": fmt})
+
+
+# --- DICOM ----------------------------------------------------------------------------------
+
+DICOM_METADATA_FIELDS = {
+    "modality": "Modality",
+    "series_description": "SeriesDescription",
+    "study_date": "StudyDate",
+    "slice_thickness": "SliceThickness",
+    "patient_age": "PatientAge",
+    "patient_sex": "PatientSex",
+    "manufacturer": "Manufacturer",
+    "study_instance_uid": "StudyInstanceUID",
+    "series_instance_uid": "SeriesInstanceUID",
+    "window_center": "WindowCenter",
+    "window_width": "WindowWidth",
+}
+
+
+def read_dicom_dataset(source: str | Path | BinaryIO):
+    """A pydicom Dataset with pixel data, or ImagingError saying what is wrong."""
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    data = _read_bytes(source)
+    if not data:
+        raise ImagingError("The file is empty.")
+    try:
+        ds = pydicom.dcmread(io.BytesIO(data), force=False)
+    except InvalidDicomError as exc:
+        raise ImagingError("The file is not DICOM (no DICM preamble).") from exc
+    except Exception as exc:
+        raise ImagingError(f"The DICOM file is truncated or damaged: {exc}") from exc
+    if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
+        raise ImagingError("The DICOM file has no pixel data (is it a report or structured document?).")
+    return ds
+
+
+def dicom_pixels(ds) -> np.ndarray:
+    """Frames of one DICOM instance as (n, h, w), modality rescale applied."""
+    try:
+        arr = ds.pixel_array
+    except Exception as exc:  # pydicom raises various errors for truncated or undecodable pixel data
+        raise ImagingError(f"The DICOM pixel data cannot be decoded: {exc}") from exc
+    arr = np.asarray(arr)
+    samples = int(getattr(ds, "SamplesPerPixel", 1))
+    n_frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
+    if samples > 1:
+        if n_frames > 1:
+            arr = np.stack([to_grayscale(f) for f in arr])
+        else:
+            arr = to_grayscale(arr)[None]
+    elif n_frames == 1 or arr.ndim == 2:
+        arr = arr.reshape((-1,) + arr.shape[-2:])
+    slope = float(getattr(ds, "RescaleSlope", 1) or 1)
+    intercept = float(getattr(ds, "RescaleIntercept", 0) or 0)
+    if slope != 1 or intercept != 0:
+        arr = arr.astype(np.float32) * slope + intercept
+    return arr
+
+
+def dicom_metadata(ds) -> dict:
+    """What a doctor needs, never the patient's name or ID."""
+    meta = {}
+    for key, keyword in DICOM_METADATA_FIELDS.items():
+        value = ds.get(keyword)
+        if value is None or value == "":
+            continue
+        if hasattr(value, "__iter__") and not isinstance(value, (str, bytes)):
+            value = list(value)[0] if len(list(value)) else None
+        if key == "slice_thickness" and value is not None:
+            value = float(value)
+        elif key in ("window_center", "window_width") and value is not None:
+            value = float(value)
+        elif value is not None:
+            value = str(value)
+        meta[key] = value
+    return meta
+
+
+def _slice_position(ds) -> float | None:
+    ipp = getattr(ds, "ImagePositionPatient", None)
+    iop = getattr(ds, "ImageOrientationPatient", None)
+    if ipp is None or iop is None or len(iop) != 6:
+        return None
+    normal = np.cross(np.asarray(iop[:3], float), np.asarray(iop[3:], float))
+    return float(np.dot(normal, np.asarray(ipp, float)))
+
+
+def read_dicom_series(sources: Sequence[str | Path | BinaryIO]) -> Volume:
+    """One or more DICOM files (one multi-frame instance, or a series of single frames) as one Volume.
+
+    Slices are ordered by position along the slice normal, then InstanceNumber.
+    """
+    if not sources:
+        raise ImagingError("No DICOM files were given.")
+    datasets = [read_dicom_dataset(s) for s in sources]
+    series_uids = {str(ds.get("SeriesInstanceUID", "")) for ds in datasets}
+    if len(series_uids) > 1:
+        raise ImagingError(
+            f"The files belong to {len(series_uids)} different DICOM series; upload one series at a time."
+        )
+
+    def order_key(ds):
+        pos = _slice_position(ds)
+        return (0 if pos is not None else 1, pos or 0.0, int(getattr(ds, "InstanceNumber", 0) or 0))
+
+    datasets.sort(key=order_key)
+    frames = [dicom_pixels(ds) for ds in datasets]
+    shapes = {f.shape[1:] for f in frames}
+    if len(shapes) > 1:
+        raise ImagingError(f"The series mixes slice sizes {sorted(shapes)}; it cannot form one volume.")
+    dtype = np.result_type(*[f.dtype for f in frames])
+    slices = np.concatenate([f.astype(dtype, copy=False) for f in frames])
+    meta = dicom_metadata(datasets[0])
+    meta["n_instances"] = len(datasets)
+    meta["transfer_syntax"] = str(getattr(datasets[0].file_meta, "TransferSyntaxUID", ""))
+    return Volume(slices=slices, kind="dicom", metadata=meta)
+
+
+# --- NIfTI ----------------------------------------------------------------------------------
+
+
+def read_nifti(source: str | Path | BinaryIO, *, name: str = "volume.nii.gz") -> Volume:
+    """A 3-D (or 2-D) NIfTI as axial slices in display orientation (rows top to bottom)."""
+    import nibabel as nib
+
+    data = _read_bytes(source)
+    if not data:
+        raise ImagingError("The file is empty.")
+    if data[:2] == b"\x1f\x8b":
+        import gzip
+
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError) as exc:
+            raise ImagingError(f"The .nii.gz file is truncated or not gzip: {exc}") from exc
+    try:
+        img = nib.Nifti1Image.from_bytes(data)
+    except Exception as exc:
+        try:
+            img = nib.Nifti2Image.from_bytes(data)
+        except Exception:
+            raise ImagingError(f"The file is not a readable NIfTI volume: {exc}") from exc
+    try:
+        img = nib.as_closest_canonical(img)
+        arr = np.asanyarray(img.dataobj)
+    except Exception as exc:
+        raise ImagingError(f"The NIfTI voxel data cannot be read: {exc}") from exc
+    if arr.ndim == 4 and arr.shape[3] == 1:
+        arr = arr[..., 0]
+    if arr.ndim == 2:
+        arr = arr[..., None]
+    if arr.ndim != 3:
+        raise ImagingError(f"The NIfTI volume has shape {arr.shape}; expected 3-D (x, y, slices).")
+    # RAS canonical: axis 0 = x (left->right), axis 1 = y (posterior->anterior). Display: rows from
+    # anterior (top) to posterior, columns in radiological convention are left to the viewer's right.
+    slices = np.transpose(arr, (2, 1, 0))[:, ::-1, :]
+    zooms = img.header.get_zooms()
+    meta = {"slice_thickness": float(zooms[2]) if len(zooms) > 2 else None, "nifti_shape": list(arr.shape)}
+    return Volume(slices=np.ascontiguousarray(slices), kind="nifti", metadata=meta)
+
+
+# --- Dispatch -------------------------------------------------------------------------------
+
+
+def detect_kind(name: str, head: bytes) -> str:
+    """'dicom', 'nifti', 'image' or 'zip' from the name and the first bytes; ImagingError otherwise."""
+    lower = name.lower()
+    if len(head) >= 132 and head[128:132] == b"DICM":
+        return "dicom"
+    if lower.endswith(NIFTI_EXTENSIONS):
+        return "nifti"
+    if head[:4] == b"PK\x03\x04" or lower.endswith(".zip"):
+        return "zip"
+    if head[:8] == b"\x89PNG\r\n\x1a\n" or head[:3] == b"\xff\xd8\xff" or head[:4] in (b"II*\x00", b"MM\x00*"):
+        return "image"
+    if lower.endswith(".dcm") or lower.endswith(".dicom"):
+        return "dicom"
+    if lower.endswith(IMAGE_EXTENSIONS):
+        return "image"
+    raise ImagingError(
+        f"'{name}' is not a supported scan: upload DICOM (.dcm or a .zip of a series), NIfTI (.nii, .nii.gz), "
+        "PNG, JPEG or TIFF."
+    )
+
+
+def read_path(path: str | Path, *, max_pixels: int | None = None) -> Volume:
+    """Any supported single file (not a zip) from disk; a directory is read as a DICOM series."""
+    path = Path(path)
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
+        return read_dicom_series(files)
+    with open(path, "rb") as fh:
+        head = fh.read(132)
+    kind = detect_kind(path.name, head)
+    if kind == "dicom":
+        return read_dicom_series([path])
+    if kind == "nifti":
+        return read_nifti(path, name=path.name)
+    if kind == "image":
+        return read_image(path, max_pixels=max_pixels)
+    raise ImagingError(f"'{path.name}': a zip must be unpacked first (the portal's upload does that).")
+
+
+def _read_bytes(source: str | Path | BinaryIO | bytes) -> bytes:
+    if isinstance(source, bytes):
+        return source
+    if isinstance(source, (str, Path)):
+        return Path(source).read_bytes()
+    if hasattr(source, "seek"):
+        source.seek(0)
+    return source.read()
+
+
+def iter_uint8_slices(volume: Volume) -> Iterable[np.ndarray]:
+    """The volume's slices after the windowing rule, ready for the predictor and for display."""
+    windowed = to_uint8(volume.slices)
+    for i in range(windowed.shape[0]):
+        yield windowed[i]
