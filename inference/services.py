@@ -1,0 +1,437 @@
+"""Writes for detector jobs: enqueue, run (the worker's real work), retry, and the stale-job reaper.
+
+Lifecycle of an `InferenceJob`:
+
+    queued --(worker claims it: job_run)--> running --> succeeded
+                                               |   \\--> failed (model not installed, unreadable scan, error)
+                                               \\--> failed by jobs_reap_stale (worker died: no heartbeat)
+    failed --(job_retry by the owner or an admin)--> queued
+
+Idempotency and dead workers:
+
+- The Celery task is acks_late + reject_on_worker_lost (settings), so a message whose worker died is delivered
+  again. `job_run` claims the row under `SELECT ... FOR UPDATE`: a succeeded or failed job is left alone (a
+  re-delivered message does nothing); a queued job, or a running job whose heartbeat is older than
+  `INFERENCE_STALE_AFTER_SECONDS` (default 300), is claimed: its partial results are deleted and it runs again.
+  A running job with a fresh heartbeat belongs to a live worker: `JobBusy` is raised and the task retries later.
+- Every write of a running attempt is fenced by the attempt number: `attempts` grows by one per claim, and the
+  worker writes only while the row still says (running, its attempt). An attempt that lost its claim stops.
+- A job is never "running" forever: the worker beats the heartbeat after every batch, and `jobs_reap_stale`
+  marks running jobs without a recent heartbeat as failed (retryable). The reaper runs periodically
+  (`inference.tasks.reap_stale_jobs`, every minute under celery beat) and on every read of a job's status
+  (`job_refresh_if_stale`), so the page and the API never show a dead job as running, even without beat.
+"""
+from __future__ import annotations
+
+import io
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from django.conf import settings
+from django.core.files.base import ContentFile
+from django.db import transaction
+from django.utils import timezone
+
+from inference.ml.labels import CATEGORY_IDS
+from inference.models import InferenceJob, SliceInstance, SliceResult, stale_after
+
+logger = logging.getLogger(__name__)
+
+Status = InferenceJob.Status
+
+
+class JobBusy(Exception):
+    """The job is running on a live worker (fresh heartbeat); the caller should try again later."""
+
+
+class JobNotRetryable(Exception):
+    """Only a failed job can be retried."""
+
+
+# --- Enqueue and retry --------------------------------------------------------------------------------------
+
+
+def _dispatch(job: InferenceJob) -> None:
+    """Send the task once the row is committed, so the worker always finds it."""
+    from inference.tasks import run_inference_job
+
+    def send():
+        result = run_inference_job.delay(job.pk)
+        InferenceJob.objects.filter(pk=job.pk).update(celery_task_id=result.id or "")
+
+    transaction.on_commit(send)
+
+
+@transaction.atomic
+def job_enqueue(*, scan, user=None) -> InferenceJob:
+    """A new queued job for `scan`; the Celery task is sent when the transaction commits."""
+    job = InferenceJob.objects.create(scan=scan, requested_by=user or getattr(scan, "owner", None))
+    _dispatch(job)
+    return job
+
+
+@transaction.atomic
+def job_retry(*, job: InferenceJob, user, request=None) -> InferenceJob:
+    """Put a failed job back in the queue (same row; its attempt count keeps growing)."""
+    job = InferenceJob.objects.select_for_update().get(pk=job.pk)
+    if job.status != Status.FAILED:
+        raise JobNotRetryable(f"Only a failed job can be retried; this one is {job.status}.")
+    _clear_results(job)
+    job.status = Status.QUEUED
+    job.error_message = ""
+    job.slices_done = 0
+    job.started_at = job.finished_at = job.heartbeat_at = None
+    job.requested_by = user
+    job.save()
+    _audit("inference.job_retried", request=request, actor=user, job=job, details={"attempts": job.attempts})
+    _dispatch(job)
+    return job
+
+
+# --- Stale jobs ------------------------------------------------------------------------------------------------
+
+STALE_MESSAGE = (
+    "The worker running this job stopped without finishing it (no heartbeat since {beat}). "
+    "No result was stored. Retry the job."
+)
+
+
+def _fail_stale(queryset, now) -> int:
+    failed = 0
+    for job in queryset.select_for_update(skip_locked=True):
+        if not job.is_stale(now):
+            continue
+        beat = job.heartbeat_at or job.started_at or job.created_at
+        _finish_failed(job, STALE_MESSAGE.format(beat=beat.strftime("%Y-%m-%d %H:%M:%S UTC")), now=now)
+        failed += 1
+    return failed
+
+
+@transaction.atomic
+def jobs_reap_stale(*, now=None) -> int:
+    """Mark every running job whose heartbeat is older than the limit as failed (retryable). Returns the count."""
+    now = now or timezone.now()
+    return _fail_stale(InferenceJob.objects.filter(status=Status.RUNNING, heartbeat_at__lt=now - stale_after()), now)
+
+
+def job_refresh_if_stale(*, job: InferenceJob) -> InferenceJob:
+    """On-read recovery: a running job with an old heartbeat is failed before anyone sees it."""
+    if job.is_stale():
+        with transaction.atomic():
+            _fail_stale(InferenceJob.objects.filter(pk=job.pk, status=Status.RUNNING), timezone.now())
+        job.refresh_from_db()
+    return job
+
+
+# --- Running a job (the worker) -------------------------------------------------------------------------------
+
+_predictor_cache: dict[tuple, object] = {}
+_predictor_lock = threading.Lock()
+
+
+def predictor_get():
+    """The Predictor for the configured weights and device, loaded once per worker process.
+
+    Reloaded when DETECTOR_WEIGHTS points elsewhere or the file changes (a new model installed).
+    Raises inference.ml.predictor.ModelNotInstalled when no weights are installed.
+    """
+    from inference.ml.predictor import Predictor
+
+    weights = Path(settings.DETECTOR_WEIGHTS)
+    try:
+        stat = weights.stat()
+        key = (str(weights), settings.DETECTOR_DEVICE, stat.st_mtime_ns, stat.st_size)
+    except OSError:
+        key = None  # let Predictor.load raise its own message
+    with _predictor_lock:
+        if key is not None and key in _predictor_cache:
+            return _predictor_cache[key], 0.0
+        started = time.perf_counter()
+        predictor = Predictor.load(weights, device=settings.DETECTOR_DEVICE)
+        seconds = time.perf_counter() - started
+        _predictor_cache.clear()
+        if key is not None:
+            _predictor_cache[key] = predictor
+        return predictor, seconds
+
+
+@dataclass
+class _Claim:
+    job: InferenceJob
+    attempt: int
+
+
+def _claim(job_id: int) -> _Claim | None:
+    """Take the job for this worker, or None when there is nothing to do (see module docstring)."""
+    now = timezone.now()
+    with transaction.atomic():
+        job = InferenceJob.objects.select_for_update().select_related("scan").filter(pk=job_id).first()
+        if job is None:
+            logger.warning("Inference job %s does not exist (deleted with its scan?); nothing to do.", job_id)
+            return None
+        if job.status in (Status.SUCCEEDED, Status.FAILED):
+            logger.info("Inference job %s is already %s; a re-delivered task does nothing.", job_id, job.status)
+            return None
+        if job.status == Status.RUNNING and not job.is_stale(now):
+            raise JobBusy(f"Job {job_id} is running on another worker (heartbeat {job.heartbeat_at}).")
+        if job.status == Status.RUNNING:
+            logger.warning("Inference job %s was abandoned by a dead worker; running it again.", job_id)
+        _clear_results(job)
+        job.status = Status.RUNNING
+        job.attempts += 1
+        job.started_at = job.heartbeat_at = now
+        job.finished_at = None
+        job.slices_done = job.slices_total = 0
+        job.error_message = ""
+        job.verdict = ""
+        job.confidence = job.tamper_score = None
+        job.scores = {}
+        job.seconds_per_slice = job.seconds_total = job.model_load_seconds = None
+        job.save()
+    _audit("inference.job_started", job=job, details={"attempt": job.attempts})
+    return _Claim(job=job, attempt=job.attempts)
+
+
+def _fenced(claim: _Claim):
+    """The job's row, only while this attempt still owns it."""
+    return InferenceJob.objects.filter(pk=claim.job.pk, status=Status.RUNNING, attempts=claim.attempt)
+
+
+class _LostClaim(Exception):
+    pass
+
+
+def _clear_results(job: InferenceJob) -> None:
+    results = list(SliceResult.objects.filter(job=job).only("pk", "mask"))
+    paths = [r.mask.name for r in results if r.mask]
+    SliceResult.objects.filter(job=job).delete()
+    if paths:
+        storage = SliceResult._meta.get_field("mask").storage
+
+        def delete_files():
+            for name in paths:
+                try:
+                    storage.delete(name)
+                except Exception:  # a missing file is no reason to fail the job
+                    logger.warning("Could not delete old mask %s", name, exc_info=True)
+
+        transaction.on_commit(delete_files)
+
+
+def label_map(shape: tuple[int, int], instances) -> np.ndarray:
+    """A uint8 label map (0 background, 1 real_tumor, 2 fake_added, 3 fake_removed); higher scores win overlaps."""
+    out = np.zeros(shape, dtype=np.uint8)
+    for inst in sorted(instances, key=lambda i: i.score):
+        out[np.asarray(inst.mask, dtype=bool)] = CATEGORY_IDS[inst.label]
+    return out
+
+
+def _png_bytes(array: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(array, mode="L").save(buf, format="PNG", optimize=True)
+    return buf.getvalue()
+
+
+def mask_rle(mask: np.ndarray) -> dict:
+    """COCO compressed RLE of a boolean mask, JSON-ready."""
+    from pycocotools import mask as coco_mask
+
+    rle = coco_mask.encode(np.asfortranarray(mask.astype(np.uint8)))
+    return {"size": [int(rle["size"][0]), int(rle["size"][1])], "counts": rle["counts"].decode("ascii")}
+
+
+def _store_slice(job: InferenceJob, index: int, scan_slice_id, pred, shape) -> SliceResult:
+    result = SliceResult(
+        job=job,
+        index=index,
+        scan_slice_id=scan_slice_id,
+        verdict=pred.verdict,
+        confidence=float(pred.scores[pred.verdict]),
+        scores={k: float(v) for k, v in pred.scores.items()},
+        tamper_score=float(pred.tamper_score),
+    )
+    if pred.instances:
+        result.mask.save(f"slice-{index:04d}.png", ContentFile(_png_bytes(label_map(shape, pred.instances))), save=False)
+    result.save()
+    SliceInstance.objects.bulk_create(
+        [
+            SliceInstance(
+                slice_result=result,
+                label=inst.label,
+                score=float(inst.score),
+                box=[float(c) for c in inst.box],
+                mask_rle=mask_rle(np.asarray(inst.mask, dtype=bool)),
+                area=int(np.count_nonzero(inst.mask)),
+            )
+            for inst in pred.instances
+        ]
+    )
+    return result
+
+
+def _finish_failed(job: InferenceJob, message: str, *, now=None) -> None:
+    now = now or timezone.now()
+    job.status = Status.FAILED
+    job.error_message = message
+    job.finished_at = now
+    if job.started_at:
+        job.seconds_total = (now - job.started_at).total_seconds()
+    job.save(update_fields=["status", "error_message", "finished_at", "seconds_total"])
+    _audit("inference.job_failed", job=job, outcome="failure", details={"error": message, "attempt": job.attempts})
+
+
+def job_run(*, job_id: int) -> InferenceJob | None:
+    """Run the detector over every slice of the job's scan and store the results (the worker's real work).
+
+    Raises JobBusy when a live worker holds the job. Never raises for a failure of the job itself: the job is
+    marked failed with a message a user can act on (e.g. ModelNotInstalled's), and no result is invented.
+    """
+    claim = _claim(job_id)
+    if claim is None:
+        return InferenceJob.objects.filter(pk=job_id).first()
+    job = claim.job
+    try:
+        _run_claimed(claim)
+    except _LostClaim:
+        logger.warning("Inference job %s attempt %s lost its claim; stopping.", job.pk, claim.attempt)
+    except Exception as exc:  # the job fails with the reason; the worker lives on
+        message = _user_message(exc)
+        if not isinstance(exc, _expected_errors()):
+            logger.exception("Inference job %s failed", job.pk)
+        with transaction.atomic():
+            current = _fenced(claim).select_for_update().first()
+            if current is not None:
+                _finish_failed(current, message)
+    return InferenceJob.objects.filter(pk=job_id).first()
+
+
+def _expected_errors() -> tuple[type[Exception], ...]:
+    from inference.ml.imaging import ImagingError
+    from inference.ml.predictor import ModelNotInstalled
+
+    return (ModelNotInstalled, ImagingError)
+
+
+def _user_message(exc: Exception) -> str:
+    if isinstance(exc, _expected_errors()):
+        return str(exc)
+    return f"The detector failed on this scan ({type(exc).__name__}: {exc}). The error was logged; retry the job."
+
+
+def _run_claimed(claim: _Claim) -> None:
+    from inference.ml.predictor import volume_verdict
+
+    job = claim.job
+    predictor, load_seconds = predictor_get()
+    slices = scan_slices(job.scan)
+    slice_ids = dict(job.scan.slices.values_list("index", "pk"))
+    total = int(slices.shape[0])
+    updated = _fenced(claim).update(
+        slices_total=total,
+        model_name=predictor.name,
+        model_version=predictor.version,
+        model_sha256=predictor.sha256,
+        device=str(predictor.device),
+        model_load_seconds=load_seconds,
+        heartbeat_at=timezone.now(),
+    )
+    if not updated:
+        raise _LostClaim
+    batch_size = max(1, int(settings.DETECTOR_BATCH_SIZE))
+    summaries = []
+    model_seconds = 0.0
+    for start in range(0, total, batch_size):
+        batch = [slices[i] for i in range(start, min(start + batch_size, total))]
+        t0 = time.perf_counter()
+        preds = predictor.predict_batch(batch)
+        model_seconds += time.perf_counter() - t0
+        with transaction.atomic():
+            if not _fenced(claim).select_for_update().exists():
+                raise _LostClaim
+            for offset, pred in enumerate(preds):
+                _store_slice(job, start + offset, slice_ids.get(start + offset), pred, batch[offset].shape)
+            _fenced(claim).update(slices_done=start + len(preds), heartbeat_at=timezone.now())
+        # Keep what volume_verdict needs, not the masks.
+        summaries.extend(_without_masks(p) for p in preds)
+
+    scan_pred = volume_verdict(summaries)
+    now = timezone.now()
+    with transaction.atomic():
+        current = _fenced(claim).select_for_update().first()
+        if current is None:
+            raise _LostClaim
+        current.status = Status.SUCCEEDED
+        current.finished_at = now
+        current.heartbeat_at = now
+        current.verdict = scan_pred.verdict
+        current.scores = {k: float(v) for k, v in scan_pred.scores.items()}
+        current.confidence = float(scan_pred.scores[scan_pred.verdict])
+        current.tamper_score = float(scan_pred.tamper_score)
+        current.seconds_per_slice = model_seconds / total if total else None
+        current.seconds_total = (now - current.started_at).total_seconds()
+        current.save()
+    _audit(
+        "inference.job_finished",
+        job=current,
+        details={
+            "verdict": current.verdict,
+            "confidence": current.confidence,
+            "slices": total,
+            "model": f"{current.model_name} {current.model_version}",
+            "model_sha256": current.model_sha256,
+            "seconds_total": current.seconds_total,
+        },
+    )
+
+
+def _without_masks(pred):
+    import dataclasses
+
+    return dataclasses.replace(pred, instances=[])
+
+
+def scan_slices(scan) -> np.ndarray:
+    """The scan's slices as the model reads them: (n, h, w) uint8, the stored 8-bit ScanSlice images.
+
+    Those images are the project's windowing rule applied over the whole volume at upload
+    (inference.ml.imaging.to_uint8), so the detector sees exactly what the viewer shows by default.
+    """
+    from PIL import Image
+
+    from inference.ml.imaging import ImagingError
+
+    stored = list(scan.slices.order_by("index"))
+    if not stored or len(stored) != scan.n_slices:
+        raise ImagingError(
+            f"The scan has {len(stored)} stored slices of {scan.n_slices}; it cannot be analysed. Upload it again."
+        )
+    arrays = []
+    for scan_slice in stored:
+        with scan_slice.image.open("rb") as fh, Image.open(fh) as img:
+            arrays.append(np.asarray(img.convert("L")))
+    return np.stack(arrays)
+
+
+# --- Audit ----------------------------------------------------------------------------------------------------
+
+
+def _audit(action: str, *, job: InferenceJob, request=None, actor=None, outcome: str = "success", details=None):
+    """Record the act in the audit log (audit.services.audit_record), when that module is installed."""
+    try:
+        from audit.services import audit_record
+    except ImportError:
+        return
+    audit_record(
+        action=action,
+        request=request,
+        actor=actor,
+        obj=job,
+        outcome=outcome,
+        details={"scan_id": job.scan_id, "job_id": job.pk, **(details or {})},
+    )

@@ -1,0 +1,29 @@
+"""Celery tasks: thin wrappers over inference.services (the job row is the truth; see its docstring).
+
+acks_late and reject_on_worker_lost come from settings (CELERY_TASK_ACKS_LATE, CELERY_TASK_REJECT_ON_WORKER_LOST),
+so a message whose worker died is delivered again and `job_run` decides what to do with it.
+"""
+from celery import shared_task
+from django.conf import settings
+
+from inference import services
+
+
+def _busy_countdown() -> int:
+    # Retry just after the heartbeat would count as stale: by then the other worker has either beaten it
+    # (still alive: try again later) or not (dead: this one takes the job over).
+    return int(getattr(settings, "INFERENCE_STALE_AFTER_SECONDS", 300)) + 5
+
+
+@shared_task(bind=True, name="inference.run_inference_job", max_retries=20)
+def run_inference_job(self, job_id: int) -> None:
+    try:
+        services.job_run(job_id=job_id)
+    except services.JobBusy as exc:
+        raise self.retry(exc=exc, countdown=_busy_countdown())
+
+
+@shared_task(name="inference.reap_stale_jobs")
+def reap_stale_jobs() -> int:
+    """Fail running jobs whose worker stopped beating (every minute under celery beat, see InferenceConfig.ready)."""
+    return services.jobs_reap_stale()
