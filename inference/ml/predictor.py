@@ -1,0 +1,246 @@
+"""One slice in, one verdict out: the detector as the portal's worker, `detect` and `evaluate_detector` use it.
+
+Load once (`Predictor.load`), then `predict` / `predict_batch`. Each slice gets:
+
+- ``scores``: calibrated probabilities of the four verdicts (sum 1), a mix of the image-level head's softmax
+  (temperature-scaled) and the evidence of the detections (the best score of each class);
+- ``verdict``: the most probable verdict;
+- ``instances``: the detections of the verdict's class above the detection threshold (if none clears it, the best
+  one of that class), each with a boolean mask the size of the input. A ``no_tumor`` verdict shows nothing.
+
+`volume_verdict` turns per-slice results into one per scan. No Django here.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .imaging import to_uint8
+from .labels import CATEGORIES, TAMPERED, VERDICT_CATEGORY, VERDICTS
+from .model import DEFAULT_CALIBRATION, load_bundle, model_from_bundle
+
+DEFAULT_WEIGHTS = Path(__file__).resolve().parents[2] / "models" / "detector.pt"
+
+
+class ModelNotInstalled(RuntimeError):
+    """The weights file is missing or is not a detector bundle; the message says what to do."""
+
+
+@dataclass
+class Instance:
+    label: str  # real_tumor | fake_added | fake_removed
+    score: float
+    box: tuple[float, float, float, float]  # x0, y0, x1, y1 in input pixels
+    mask: np.ndarray  # bool (h, w), same size as the input slice
+
+
+@dataclass
+class SlicePrediction:
+    verdict: str  # one of VERDICTS
+    scores: dict[str, float]  # calibrated probabilities of the 4 verdicts, sum 1
+    tamper_score: float  # P(fake_added) + P(fake_removed)
+    instances: list[Instance] = field(default_factory=list)
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def resolve_device(device: str = "auto") -> str:
+    if device in (None, "", "auto"):
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"Device {device!r} was asked for, but no CUDA GPU is available; use 'cpu' or 'auto'.")
+    return device
+
+
+def as_uint8_slice(image: np.ndarray) -> np.ndarray:
+    """The 2-D uint8 slice the model reads (non-uint8 input goes through the one windowing rule)."""
+    arr = np.asarray(image)
+    if arr.ndim == 3 and arr.shape[0] == 1:
+        arr = arr[0]
+    if arr.ndim != 2:
+        raise ValueError(f"A slice must be a 2-D array; got shape {arr.shape}.")
+    if arr.shape[0] < 16 or arr.shape[1] < 16:
+        raise ValueError(f"The slice is {arr.shape[1]} x {arr.shape[0]} pixels; at least 16 x 16 is needed.")
+    return to_uint8(arr)
+
+
+def slice_tensor(image_uint8: np.ndarray) -> torch.Tensor:
+    """(1, H, W) float32 in [0, 1]: the model's input for one slice."""
+    return torch.from_numpy(np.ascontiguousarray(image_uint8)).to(torch.float32).div_(255.0).unsqueeze(0)
+
+
+def fuse_scores(image_probs: np.ndarray | None, class_scores: dict[str, float], image_weight: float) -> dict[str, float]:
+    """Verdict probabilities from the image head's probabilities and the best detection score of each class.
+
+    Detection evidence alone: each positive verdict scores its best detection; ``no_tumor`` scores the
+    probability that none of them is right, prod(1 - s_c). Both are normalised and mixed with ``image_weight``.
+    """
+    det = np.array(
+        [
+            class_scores.get("real_tumor", 0.0),
+            float(np.prod([1.0 - class_scores.get(c, 0.0) for c in ("real_tumor", "fake_added", "fake_removed")])),
+            class_scores.get("fake_added", 0.0),
+            class_scores.get("fake_removed", 0.0),
+        ],
+        dtype=np.float64,
+    )
+    det = det / det.sum() if det.sum() > 0 else np.full(4, 0.25)
+    if image_probs is None:
+        mixed = det
+    else:
+        mixed = image_weight * np.asarray(image_probs, dtype=np.float64) + (1.0 - image_weight) * det
+    mixed = np.clip(mixed, 0.0, None)
+    mixed = mixed / mixed.sum()
+    return {v: float(p) for v, p in zip(VERDICTS, mixed)}
+
+
+class Predictor:
+    """The detector, loaded once, in eval mode."""
+
+    def __init__(self, model, *, config: dict, calibration: dict, meta: dict, sha256: str, device: str,
+                 path: Path | None = None, batch_size: int = 4):
+        self.model = model
+        self.config = config
+        self.calibration = {**DEFAULT_CALIBRATION, **(calibration or {})}
+        self.meta = meta
+        self.name = str(meta.get("name", "detector"))
+        self.version = str(meta.get("version", "0"))
+        self.sha256 = sha256
+        self.device = device
+        self.path = path
+        self.batch_size = max(1, int(batch_size))
+        self.has_image_head = bool(config.get("image_head", True))
+
+    @classmethod
+    def load(cls, weights: str | Path | None = None, device: str = "auto", *, batch_size: int = 4) -> "Predictor":
+        """Load a bundle; ``weights=None`` reads $DETECTOR_WEIGHTS, else ``models/detector.pt``."""
+        path = Path(weights or os.environ.get("DETECTOR_WEIGHTS") or DEFAULT_WEIGHTS)
+        if not path.is_file():
+            raise ModelNotInstalled(
+                f"The detector weights file {path} does not exist. Train one with "
+                "`python manage.py train_detector DATASET_DIR --out RUN_DIR` and copy RUN_DIR/detector.pt there, "
+                "or point DETECTOR_WEIGHTS (or --weights) at an existing bundle such as the repository's "
+                "models/detector.pt."
+            )
+        resolved = resolve_device(device)
+        try:
+            bundle = load_bundle(path, map_location="cpu")
+            model = model_from_bundle(bundle)
+        except Exception as exc:  # torch.load raises many types (UnpicklingError, RuntimeError...) on bad files
+            raise ModelNotInstalled(
+                f"{path} is not a usable detector bundle ({exc}). Replace it with a file written by "
+                "train_detector (or inference.ml.model.save_bundle)."
+            ) from exc
+        model.to(resolved)
+        return cls(
+            model,
+            config=bundle["config"],
+            calibration=bundle.get("calibration", {}),
+            meta=bundle.get("meta", {}),
+            sha256=file_sha256(path),
+            device=resolved,
+            path=path,
+            batch_size=batch_size,
+        )
+
+    @property
+    def info(self) -> dict:
+        return {"name": self.name, "version": self.version, "sha256": self.sha256}
+
+    def predict(self, image: np.ndarray) -> SlicePrediction:
+        return self.predict_batch([image])[0]
+
+    def predict_batch(self, images: list[np.ndarray]) -> list[SlicePrediction]:
+        slices = [as_uint8_slice(img) for img in images]
+        results: list[SlicePrediction] = []
+        for start in range(0, len(slices), self.batch_size):
+            chunk = slices[start : start + self.batch_size]
+            tensors = [slice_tensor(s).to(self.device) for s in chunk]
+            with torch.inference_mode():
+                outputs = self.model(tensors)
+            results.extend(self._postprocess(out, s.shape) for out, s in zip(outputs, chunk))
+        return results
+
+    def raw_outputs(self, images: list[np.ndarray]) -> list[dict]:
+        """The model's own outputs (numpy) for calibration: image_logits, scores, labels."""
+        slices = [as_uint8_slice(img) for img in images]
+        with torch.inference_mode():
+            outputs = self.model([slice_tensor(s).to(self.device) for s in slices])
+        return [
+            {
+                "image_logits": out["image_logits"].float().cpu().numpy(),
+                "scores": out["scores"].float().cpu().numpy(),
+                "labels": out["labels"].cpu().numpy(),
+            }
+            for out in outputs
+        ]
+
+    def scores_from_raw(self, raw: dict, calibration: dict | None = None) -> dict[str, float]:
+        cal = {**self.calibration, **(calibration or {})}
+        image_probs = None
+        if self.has_image_head:
+            logits = np.asarray(raw["image_logits"], dtype=np.float64) / float(cal["temperature"])
+            logits = logits - logits.max()
+            image_probs = np.exp(logits) / np.exp(logits).sum()
+        class_scores = {}
+        for cid, name in CATEGORIES.items():
+            sel = raw["scores"][(raw["labels"] == cid) & (raw["scores"] >= cal["detection_threshold"])]
+            class_scores[name] = float(sel.max()) if sel.size else 0.0
+        weight = float(cal["image_weight"]) if image_probs is not None else 0.0
+        return fuse_scores(image_probs, class_scores, weight)
+
+    def _postprocess(self, out: dict, shape: tuple[int, int]) -> SlicePrediction:
+        raw = {
+            "image_logits": out["image_logits"].float().cpu().numpy(),
+            "scores": out["scores"].float().cpu().numpy(),
+            "labels": out["labels"].cpu().numpy(),
+        }
+        scores = self.scores_from_raw(raw)
+        verdict = max(VERDICTS, key=lambda v: scores[v])
+        instances: list[Instance] = []
+        category = VERDICT_CATEGORY[verdict]
+        if category is not None:
+            of_class = np.flatnonzero(raw["labels"] == category)
+            shown = [i for i in of_class if raw["scores"][i] >= self.calibration["detection_threshold"]]
+            if not shown and of_class.size:
+                shown = [int(of_class[np.argmax(raw["scores"][of_class])])]
+            if shown:
+                masks = out["masks"][shown, 0].float().cpu().numpy() >= float(self.calibration["mask_threshold"])
+                boxes = out["boxes"][shown].float().cpu().numpy()
+                for j, i in enumerate(shown):
+                    x0, y0, x1, y1 = (float(v) for v in boxes[j])
+                    instances.append(
+                        Instance(label=verdict, score=float(raw["scores"][i]), box=(x0, y0, x1, y1), mask=masks[j])
+                    )
+        tamper = float(sum(scores[v] for v in TAMPERED))
+        return SlicePrediction(verdict=verdict, scores=scores, tamper_score=tamper, instances=instances)
+
+
+def volume_verdict(preds: list[SlicePrediction]) -> SlicePrediction:
+    """One verdict per scan: a finding on any slice is a finding on the scan.
+
+    Each positive verdict scores its highest slice probability, ``no_tumor`` its lowest (a scan is tumour-free
+    only if every slice is); the scores are renormalised and the verdict is the most probable. No instances.
+    """
+    if not preds:
+        raise ValueError("volume_verdict needs at least one slice prediction.")
+    raw = {
+        v: (min(p.scores[v] for p in preds) if v == "no_tumor" else max(p.scores[v] for p in preds)) for v in VERDICTS
+    }
+    total = sum(raw.values()) or 1.0
+    scores = {v: raw[v] / total for v in VERDICTS}
+    verdict = max(VERDICTS, key=lambda v: scores[v])
+    return SlicePrediction(
+        verdict=verdict, scores=scores, tamper_score=float(sum(scores[v] for v in TAMPERED)), instances=[]
+    )

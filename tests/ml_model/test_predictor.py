@@ -1,0 +1,178 @@
+"""The Predictor contract (docs/architecture.md) on real slices, with a random tiny bundle."""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from inference.ml.coco import read_png
+from inference.ml.labels import VERDICTS
+from inference.ml.model import ModelConfig, build_model, save_random_bundle
+from inference.ml.predictor import (
+    ModelNotInstalled,
+    Predictor,
+    SlicePrediction,
+    fuse_scores,
+    volume_verdict,
+)
+
+DATA = Path(__file__).resolve().parents[1] / "data" / "ml_model"
+
+
+@pytest.fixture(scope="module")
+def bundle_path(tmp_path_factory):
+    return save_random_bundle(tmp_path_factory.mktemp("weights") / "detector.pt", backbone="tiny", seed=0)
+
+
+@pytest.fixture(scope="module")
+def predictor(bundle_path):
+    return Predictor.load(bundle_path, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def tumour_slice():
+    return read_png(DATA / "lgg_TCGA_CS_4941_14.png")
+
+
+def _check(pred: SlicePrediction, shape):
+    assert pred.verdict in VERDICTS
+    assert set(pred.scores) == set(VERDICTS)
+    assert sum(pred.scores.values()) == pytest.approx(1.0, abs=1e-6)
+    assert all(0.0 <= p <= 1.0 for p in pred.scores.values())
+    assert pred.verdict == max(pred.scores, key=pred.scores.get)
+    assert pred.tamper_score == pytest.approx(pred.scores["fake_added"] + pred.scores["fake_removed"])
+    for inst in pred.instances:
+        assert inst.label == pred.verdict
+        assert inst.mask.shape == shape and inst.mask.dtype == bool
+        x0, y0, x1, y1 = inst.box
+        assert 0 <= x0 <= x1 <= shape[1] and 0 <= y0 <= y1 <= shape[0]
+    if pred.verdict == "no_tumor":
+        assert pred.instances == []
+
+
+def test_load_reports_identity(bundle_path, predictor):
+    assert predictor.sha256 == hashlib.sha256(Path(bundle_path).read_bytes()).hexdigest()
+    assert predictor.name == "random-tiny"
+    assert predictor.version.startswith("0.0.0+random")
+    assert predictor.device == "cpu"
+
+
+def test_random_bundle_is_deterministic_by_seed(tmp_path):
+    a = save_random_bundle(tmp_path / "a.pt", seed=3)
+    b = save_random_bundle(tmp_path / "b.pt", seed=3)
+    c = save_random_bundle(tmp_path / "c.pt", seed=4)
+    sa, sb, sc = (torch.load(p, weights_only=True)["state_dict"] for p in (a, b, c))
+    key = next(k for k in sa if k.endswith("weight") and sa[k].numel() > 10)
+    assert torch.equal(sa[key], sb[key])
+    assert not torch.equal(sa[key], sc[key])
+
+
+def test_predict_real_slice(predictor, tumour_slice):
+    pred = predictor.predict(tumour_slice)
+    _check(pred, tumour_slice.shape)
+
+
+def test_predict_batch_matches_single(predictor, tumour_slice):
+    other = read_png(DATA / "lgg_TCGA_CS_4941_10.png")
+    batch = predictor.predict_batch([tumour_slice, other])
+    single = [predictor.predict(tumour_slice), predictor.predict(other)]
+    for b, s in zip(batch, single):
+        assert b.verdict == s.verdict
+        for v in VERDICTS:
+            assert b.scores[v] == pytest.approx(s.scores[v], abs=1e-4)
+
+
+def test_predict_non_uint8_and_other_sizes(predictor, tumour_slice):
+    as16 = tumour_slice.astype(np.uint16) * 200 + 7  # a 16-bit slice: windowed by to_uint8
+    _check(predictor.predict(as16), as16.shape)
+    wide = np.pad(tumour_slice, ((0, 0), (40, 60)))  # 256 x 356: resized inside, masks back to input size
+    _check(predictor.predict(wide), wide.shape)
+
+
+def test_predict_rejects_non_2d(predictor):
+    with pytest.raises(ValueError, match="2-D"):
+        predictor.predict(np.zeros((2, 3, 64, 64), dtype=np.uint8))
+
+
+def test_missing_weights_raise_model_not_installed(tmp_path):
+    missing = tmp_path / "none" / "detector.pt"
+    with pytest.raises(ModelNotInstalled, match=str(missing)) as err:
+        Predictor.load(missing)
+    assert "train_detector" in str(err.value)
+
+
+def test_garbage_weights_raise_model_not_installed(tmp_path):
+    bad = tmp_path / "detector.pt"
+    bad.write_bytes(b"not a torch file")
+    with pytest.raises(ModelNotInstalled, match="not a usable detector bundle"):
+        Predictor.load(bad)
+
+
+def test_instances_follow_the_verdict(bundle_path, tumour_slice):
+    """A detection of fake_added with high score plus an image head that agrees: instances are fake_added only."""
+    predictor = Predictor.load(bundle_path)
+    h, w = tumour_slice.shape
+    mask = torch.zeros(3, 1, h, w)
+    mask[0, 0, 10:20, 10:30] = 0.9
+    mask[1, 0, 50:60, 50:60] = 0.9
+    mask[2, 0, 100:110, 100:120] = 0.9
+    out = {
+        "boxes": torch.tensor([[10.0, 10, 30, 20], [50.0, 50, 60, 60], [100.0, 100, 120, 110]]),
+        "labels": torch.tensor([2, 1, 2]),
+        "scores": torch.tensor([0.95, 0.4, 0.05]),
+        "masks": mask,
+        "image_logits": torch.tensor([0.0, 0.0, 3.0, 0.0]),
+    }
+    pred = predictor._postprocess(out, (h, w))
+    assert pred.verdict == "fake_added"
+    # 0.05 is under the detection threshold: only the first is shown
+    assert [i.label for i in pred.instances] == ["fake_added"]
+    assert pred.instances[0].mask.sum() == 200
+    assert pred.instances[0].box == (10.0, 10.0, 30.0, 20.0)
+
+
+def test_fuse_scores_hand_computed():
+    # detections: real 0.8, nothing else -> det = [0.8, 0.2, 0, 0]; image probs uniform; weight 0.5
+    scores = fuse_scores(np.full(4, 0.25), {"real_tumor": 0.8}, 0.5)
+    assert scores["real_tumor"] == pytest.approx(0.5 * 0.25 + 0.5 * 0.8)
+    assert scores["no_tumor"] == pytest.approx(0.5 * 0.25 + 0.5 * 0.2)
+    assert scores["fake_added"] == pytest.approx(0.125)
+    assert sum(scores.values()) == pytest.approx(1.0)
+
+
+def _slice(**scores):
+    full = {v: scores.get(v, 0.0) for v in VERDICTS}
+    return SlicePrediction(verdict=max(full, key=full.get), scores=full,
+                           tamper_score=full["fake_added"] + full["fake_removed"], instances=[])
+
+
+def test_volume_verdict_one_tampered_slice_marks_the_scan():
+    preds = [_slice(no_tumor=0.95, real_tumor=0.05)] * 5 + [_slice(no_tumor=0.2, fake_added=0.7, real_tumor=0.1)]
+    vol = volume_verdict(preds)
+    # raw: real 0.1, no_tumor 0.2, fake_added 0.7, fake_removed 0 -> sum 1.0
+    assert vol.verdict == "fake_added"
+    assert vol.scores["fake_added"] == pytest.approx(0.7)
+    assert vol.tamper_score == pytest.approx(0.7)
+    assert vol.instances == []
+
+
+def test_volume_verdict_all_clean():
+    vol = volume_verdict([_slice(no_tumor=0.9, real_tumor=0.1), _slice(no_tumor=0.8, fake_removed=0.2)])
+    assert vol.verdict == "no_tumor"
+    with pytest.raises(ValueError):
+        volume_verdict([])
+
+
+@pytest.mark.parametrize("backbone", ["tiny", "mobilenet_v3", "resnet18"])
+def test_backbones_build_and_run(backbone):
+    model = build_model(ModelConfig(backbone=backbone)).eval()
+    with torch.inference_mode():
+        out = model([torch.rand(1, 128, 128)])[0]
+    assert out["image_logits"].shape == (4,)
+    assert out["masks"].shape[1:] == (1, 128, 128)
+    # from scratch: BatchNorm is trainable, not frozen
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.backbone.modules())
+    assert all(p.requires_grad for p in model.parameters())
