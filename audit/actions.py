@@ -1,0 +1,106 @@
+"""The audit action names. Everyone calls `audit_record(action=actions.X, ...)` with one of these.
+
+Names are `<area>.<verb>`; the filter on the audit page lists them with their labels. To add one,
+add a constant here and a label in LABELS (a name that is not listed still records, with a warning).
+"""
+
+# Authentication (recorded by audit.signals, no caller needed)
+LOGIN = "auth.login"
+LOGOUT = "auth.logout"
+LOGIN_FAILED = "auth.login_failed"
+LOCKED_OUT = "auth.locked_out"
+PASSWORD_CHANGED = "auth.password_changed"
+API_TOKEN_CREATED = "auth.api_token_created"
+API_TOKEN_REVOKED = "auth.api_token_revoked"
+
+# User management (admins)
+USER_CREATED = "user.created"
+USER_UPDATED = "user.updated"
+USER_ROLE_CHANGED = "user.role_changed"
+USER_DISABLED = "user.disabled"
+USER_ENABLED = "user.enabled"
+USER_PASSWORD_RESET = "user.password_reset"
+USER_DELETED = "user.deleted"
+
+# Scans
+SCAN_UPLOADED = "scan.uploaded"
+SCAN_UPLOAD_REJECTED = "scan.upload_rejected"
+SCAN_VIEWED = "scan.viewed"
+SCAN_DELETED = "scan.deleted"
+SCAN_ORIGINAL_DOWNLOADED = "scan.original_downloaded"
+SCAN_SLICE_VIEWED = "scan.slice_viewed"
+
+# Inference jobs
+JOB_QUEUED = "job.queued"
+JOB_STARTED = "job.started"
+JOB_SUCCEEDED = "job.succeeded"
+JOB_FAILED = "job.failed"
+JOB_CANCELLED = "job.cancelled"
+JOB_RETRIED = "job.retried"
+RESULT_VIEWED = "result.viewed"
+MASK_DOWNLOADED = "result.mask_downloaded"
+
+# Reports and exports
+REPORT_PDF_DOWNLOADED = "report.pdf_downloaded"
+REPORT_CSV_DOWNLOADED = "report.csv_downloaded"
+REPORT_SEG_DOWNLOADED = "report.seg_downloaded"
+RESULTS_CSV_EXPORTED = "report.results_csv_exported"
+
+# Audit log itself
+AUDIT_LOG_VIEWED = "audit.log_viewed"
+AUDIT_LOG_EXPORTED = "audit.log_exported"
+SCAN_HISTORY_VIEWED = "audit.scan_history_viewed"
+
+# Model and evaluation
+EVALUATION_RECORDED = "model.evaluation_recorded"
+
+# Access refused to an object or page (details name what was refused)
+ACCESS_DENIED = "access.denied"
+
+LABELS = {
+    LOGIN: "Logged in",
+    LOGOUT: "Logged out",
+    LOGIN_FAILED: "Failed log-in",
+    LOCKED_OUT: "Locked out",
+    PASSWORD_CHANGED: "Password changed",
+    API_TOKEN_CREATED: "API token created",
+    API_TOKEN_REVOKED: "API token revoked",
+    USER_CREATED: "User created",
+    USER_UPDATED: "User updated",
+    USER_ROLE_CHANGED: "User role changed",
+    USER_DISABLED: "User disabled",
+    USER_ENABLED: "User enabled",
+    USER_PASSWORD_RESET: "User password reset",
+    USER_DELETED: "User deleted",
+    SCAN_UPLOADED: "Scan uploaded",
+    SCAN_UPLOAD_REJECTED: "Scan upload rejected",
+    SCAN_VIEWED: "Scan viewed",
+    SCAN_DELETED: "Scan deleted",
+    SCAN_ORIGINAL_DOWNLOADED: "Original downloaded",
+    SCAN_SLICE_VIEWED: "Slice viewed",
+    JOB_QUEUED: "Job queued",
+    JOB_STARTED: "Job started",
+    JOB_SUCCEEDED: "Job succeeded",
+    JOB_FAILED: "Job failed",
+    JOB_CANCELLED: "Job cancelled",
+    JOB_RETRIED: "Job retried",
+    RESULT_VIEWED: "Result viewed",
+    MASK_DOWNLOADED: "Mask downloaded",
+    REPORT_PDF_DOWNLOADED: "PDF report downloaded",
+    REPORT_CSV_DOWNLOADED: "CSV report downloaded",
+    REPORT_SEG_DOWNLOADED: "DICOM SEG downloaded",
+    RESULTS_CSV_EXPORTED: "Results CSV exported",
+    AUDIT_LOG_VIEWED: "Audit log viewed",
+    AUDIT_LOG_EXPORTED: "Audit log exported",
+    SCAN_HISTORY_VIEWED: "Scan access history viewed",
+    EVALUATION_RECORDED: "Evaluation recorded",
+    ACCESS_DENIED: "Access denied",
+}
+
+ALL = tuple(LABELS)
+
+# Outcomes
+SUCCESS = "success"
+FAILURE = "failure"
+DENIED = "denied"
+OUTCOMES = (SUCCESS, FAILURE, DENIED)
