@@ -1,0 +1,74 @@
+"""Writes of the reports app: evaluation records (and the report files, below)."""
+import hashlib
+from pathlib import Path
+
+from audit import actions
+from audit.services import audit_record
+from inference.ml.labels import VERDICTS
+from reports.models import EvaluationRun
+
+
+class InvalidMetrics(ValueError):
+    """metrics.json does not follow docs/dataset-and-evaluation.md; the message says what is wrong."""
+
+
+def _ratio_or_none(metrics: dict, key: str) -> float | None:
+    value = metrics.get(key)
+    return None if value is None else float(value)
+
+
+def _validate_metrics(metrics: dict) -> None:
+    missing = [k for k in ("n_images", "accuracy", "macro_f1", "per_class", "confusion_matrix", "model")
+               if k not in metrics]
+    if missing:
+        raise InvalidMetrics(f"metrics is missing {', '.join(missing)} (see docs/dataset-and-evaluation.md)")
+    model = metrics["model"]
+    for key in ("name", "version", "sha256"):
+        if not model.get(key):
+            raise InvalidMetrics(f"metrics['model'] has no {key!r}")
+    unknown = set(metrics["per_class"]) - set(VERDICTS)
+    if unknown:
+        raise InvalidMetrics(f"metrics['per_class'] names unknown verdicts: {sorted(unknown)}")
+    cm = metrics["confusion_matrix"]
+    labels, matrix = cm.get("labels"), cm.get("matrix")
+    if not labels or matrix is None or len(matrix) != len(labels) or any(len(row) != len(labels) for row in matrix):
+        raise InvalidMetrics("metrics['confusion_matrix'] must hold 'labels' and a square 'matrix' of that size")
+
+
+def _file_sha256(path: Path) -> str:
+    try:
+        digest = hashlib.sha256()
+        with path.open("rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(chunk)
+        return digest.hexdigest()
+    except OSError:
+        return ""
+
+
+def evaluation_run_record(*, metrics: dict, dataset_dir: str, out_dir: str, split: str | None) -> EvaluationRun:
+    """Store one evaluation (the whole metrics.json of evaluate_detector) and audit it."""
+    _validate_metrics(metrics)
+    model = metrics["model"]
+    run = EvaluationRun.objects.create(
+        model_name=str(model["name"])[:200],
+        model_version=str(model["version"])[:100],
+        model_sha256=str(model["sha256"])[:64],
+        dataset_dir=str(dataset_dir),
+        dataset_sha256=_file_sha256(Path(dataset_dir) / "annotations.json"),
+        split=split or "",
+        out_dir=str(out_dir),
+        n_images=int(metrics["n_images"]),
+        accuracy=float(metrics["accuracy"]),
+        macro_f1=float(metrics["macro_f1"]),
+        mean_iou=_ratio_or_none(metrics, "mean_iou"),
+        tamper_auc=_ratio_or_none(metrics, "tamper_auc"),
+        metrics=metrics,
+    )
+    audit_record(
+        action=actions.EVALUATION_RECORDED,
+        obj=run,
+        details={"model_version": run.model_version, "model_sha256": run.model_sha256, "split": run.split,
+                 "n_images": run.n_images, "accuracy": run.accuracy, "macro_f1": run.macro_f1},
+    )
+    return run
