@@ -36,6 +36,8 @@ from django.core.files.base import ContentFile
 from django.db import transaction
 from django.utils import timezone
 
+from audit import actions
+from audit.services import audit_record
 from inference.ml.labels import CATEGORY_IDS
 from inference.models import InferenceJob, SliceInstance, SliceResult, stale_after
 
@@ -60,7 +62,9 @@ def _dispatch(job: InferenceJob) -> None:
     from inference.tasks import run_inference_job
 
     def send():
-        result = run_inference_job.delay(job.pk)
+        # INFERENCE_QUEUE (optional) routes jobs to dedicated (GPU) workers: `celery -A portal worker -Q <name>`.
+        queue = getattr(settings, "INFERENCE_QUEUE", None)
+        result = run_inference_job.apply_async((job.pk,), **({"queue": queue} if queue else {}))
         InferenceJob.objects.filter(pk=job.pk).update(celery_task_id=result.id or "")
 
     transaction.on_commit(send)
@@ -69,7 +73,8 @@ def _dispatch(job: InferenceJob) -> None:
 @transaction.atomic
 def job_enqueue(*, scan, user=None) -> InferenceJob:
     """A new queued job for `scan`; the Celery task is sent when the transaction commits."""
-    job = InferenceJob.objects.create(scan=scan, requested_by=user or getattr(scan, "owner", None))
+    job = InferenceJob.objects.create(scan=scan, requested_by=user or scan.owner)
+    _audit(actions.JOB_QUEUED, actor=job.requested_by, job=job)
     _dispatch(job)
     return job
 
@@ -87,7 +92,7 @@ def job_retry(*, job: InferenceJob, user, request=None) -> InferenceJob:
     job.started_at = job.finished_at = job.heartbeat_at = None
     job.requested_by = user
     job.save()
-    _audit("inference.job_retried", request=request, actor=user, job=job, details={"attempts": job.attempts})
+    _audit(actions.JOB_RETRIED, request=request, actor=user, job=job, details={"attempts": job.attempts})
     _dispatch(job)
     return job
 
@@ -151,7 +156,7 @@ def predictor_get():
         if key is not None and key in _predictor_cache:
             return _predictor_cache[key], 0.0
         started = time.perf_counter()
-        predictor = Predictor.load(weights, device=settings.DETECTOR_DEVICE)
+        predictor = Predictor.load(weights, device=settings.DETECTOR_DEVICE, batch_size=settings.DETECTOR_BATCH_SIZE)
         seconds = time.perf_counter() - started
         _predictor_cache.clear()
         if key is not None:
@@ -192,7 +197,7 @@ def _claim(job_id: int) -> _Claim | None:
         job.scores = {}
         job.seconds_per_slice = job.seconds_total = job.model_load_seconds = None
         job.save()
-    _audit("inference.job_started", job=job, details={"attempt": job.attempts})
+    _audit(actions.JOB_STARTED, job=job, details={"attempt": job.attempts})
     return _Claim(job=job, attempt=job.attempts)
 
 
@@ -283,7 +288,7 @@ def _finish_failed(job: InferenceJob, message: str, *, now=None) -> None:
     if job.started_at:
         job.seconds_total = (now - job.started_at).total_seconds()
     job.save(update_fields=["status", "error_message", "finished_at", "seconds_total"])
-    _audit("inference.job_failed", job=job, outcome="failure", details={"error": message, "attempt": job.attempts})
+    _audit(actions.JOB_FAILED, job=job, outcome=actions.FAILURE, details={"error": message, "attempt": job.attempts})
 
 
 def job_run(*, job_id: int) -> InferenceJob | None:
@@ -377,7 +382,7 @@ def _run_claimed(claim: _Claim) -> None:
         current.seconds_total = (now - current.started_at).total_seconds()
         current.save()
     _audit(
-        "inference.job_finished",
+        actions.JOB_SUCCEEDED,
         job=current,
         details={
             "verdict": current.verdict,
@@ -421,12 +426,16 @@ def scan_slices(scan) -> np.ndarray:
 # --- Audit ----------------------------------------------------------------------------------------------------
 
 
-def _audit(action: str, *, job: InferenceJob, request=None, actor=None, outcome: str = "success", details=None):
-    """Record the act in the audit log (audit.services.audit_record), when that module is installed."""
-    try:
-        from audit.services import audit_record
-    except ImportError:
-        return
+def audit_mask_downloaded(*, request, job: InferenceJob, details: dict | None = None) -> None:
+    _audit(actions.MASK_DOWNLOADED, request=request, actor=request.user, job=job, details=details)
+
+
+def audit_results_viewed(*, request, job: InferenceJob) -> None:
+    _audit(actions.RESULT_VIEWED, request=request, actor=request.user, job=job)
+
+
+def _audit(action: str, *, job: InferenceJob, request=None, actor=None, outcome: str = actions.SUCCESS, details=None):
+    """Record the act in the hash-chained audit log. Worker-side events have no request and no actor."""
     audit_record(
         action=action,
         request=request,

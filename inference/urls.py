@@ -1,2 +1,10 @@
+from django.urls import path
+
+from inference import views
+
 app_name = "inference"
-urlpatterns = []
+urlpatterns = [
+    path("jobs/<int:job_id>/retry/", views.job_retry, name="job-retry"),
+    path("jobs/<int:job_id>/masks.zip", views.masks_zip, name="masks-zip"),
+    path("results/<int:result_id>/mask.png", views.mask_download, name="mask"),
+]

@@ -1,0 +1,122 @@
+"""API representations of detector jobs and their per-slice results."""
+from django.urls import reverse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from inference.models import InferenceJob, SliceInstance, SliceResult
+
+
+class JobProgressSerializer(serializers.Serializer):
+    done = serializers.IntegerField()
+    total = serializers.IntegerField()
+    fraction = serializers.FloatField()
+
+
+class JobTimingsSerializer(serializers.Serializer):
+    model_load_seconds = serializers.FloatField(allow_null=True)
+    seconds_per_slice = serializers.FloatField(allow_null=True, help_text="Mean model time per slice.")
+    seconds_total = serializers.FloatField(allow_null=True, help_text="Start of the attempt to its end.")
+
+
+class JobModelSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    version = serializers.CharField()
+    sha256 = serializers.CharField()
+    device = serializers.CharField()
+
+
+class JobLinksSerializer(serializers.Serializer):
+    self = serializers.CharField()
+    results = serializers.CharField()
+    retry = serializers.CharField()
+    masks_zip = serializers.CharField()
+    scan_page = serializers.CharField()
+
+
+class JobSerializer(serializers.ModelSerializer):
+    scan = serializers.IntegerField(source="scan_id", read_only=True)
+    progress = serializers.SerializerMethodField()
+    timings = serializers.SerializerMethodField()
+    model = serializers.SerializerMethodField()
+    can_retry = serializers.SerializerMethodField()
+    links = serializers.SerializerMethodField()
+
+    class Meta:
+        model = InferenceJob
+        fields = [
+            "id",
+            "scan",
+            "status",
+            "progress",
+            "created_at",
+            "started_at",
+            "finished_at",
+            "heartbeat_at",
+            "attempts",
+            "error_message",
+            "verdict",
+            "confidence",
+            "tamper_score",
+            "scores",
+            "timings",
+            "model",
+            "can_retry",
+            "links",
+        ]
+        read_only_fields = fields
+
+    @extend_schema_field(JobProgressSerializer)
+    def get_progress(self, job):
+        return {"done": job.slices_done, "total": job.slices_total, "fraction": round(job.progress, 4)}
+
+    @extend_schema_field(JobTimingsSerializer)
+    def get_timings(self, job):
+        return {
+            "model_load_seconds": job.model_load_seconds,
+            "seconds_per_slice": job.seconds_per_slice,
+            "seconds_total": job.seconds_total,
+        }
+
+    @extend_schema_field(JobModelSerializer)
+    def get_model(self, job):
+        return {"name": job.model_name, "version": job.model_version, "sha256": job.model_sha256, "device": job.device}
+
+    @extend_schema_field(OpenApiTypes.BOOL)
+    def get_can_retry(self, job):
+        return job.status == InferenceJob.Status.FAILED
+
+    @extend_schema_field(JobLinksSerializer)
+    def get_links(self, job):
+        return {
+            "self": reverse("api-job-detail", args=[job.pk]),
+            "results": reverse("api-job-results", args=[job.pk]),
+            "retry": reverse("api-job-retry", args=[job.pk]),
+            "masks_zip": reverse("inference:masks-zip", args=[job.pk]),
+            "scan_page": reverse("scans:detail", args=[job.scan_id]),
+        }
+
+
+class SliceInstanceSerializer(serializers.ModelSerializer):
+    box = serializers.ListField(child=serializers.FloatField(), min_length=4, max_length=4, help_text="x0, y0, x1, y1")
+    mask_rle = serializers.JSONField(help_text='COCO RLE {"size": [h, w], "counts": "..."} (pycocotools.mask.decode)')
+
+    class Meta:
+        model = SliceInstance
+        fields = ["label", "score", "box", "area", "mask_rle"]
+        read_only_fields = fields
+
+
+class SliceResultSerializer(serializers.ModelSerializer):
+    mask_url = serializers.SerializerMethodField()
+    instances = SliceInstanceSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = SliceResult
+        fields = ["id", "index", "verdict", "confidence", "tamper_score", "scores", "mask_url", "instances"]
+        read_only_fields = fields
+
+    @extend_schema_field(OpenApiTypes.STR)
+    def get_mask_url(self, result):
+        """The PNG label map (0 background, 1 real_tumor, 2 fake_added, 3 fake_removed), or null: no region."""
+        return reverse("inference:mask", args=[result.pk]) if result.mask else None

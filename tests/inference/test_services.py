@@ -1,0 +1,295 @@
+"""Job lifecycle against the real database, the real detector code (random tiny weights) and real BRAINIX DICOM."""
+import io
+import uuid
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+import redis
+from django.conf import settings as django_settings
+from django.utils import timezone
+from PIL import Image
+from pycocotools import mask as coco_mask
+
+from inference import services
+from inference.ml.labels import CATEGORY_IDS, VERDICTS
+from inference.ml.predictor import ModelNotInstalled, Predictor, SlicePrediction, file_sha256, volume_verdict
+from inference.models import InferenceJob, SliceResult
+
+pytestmark = pytest.mark.django_db
+
+Status = InferenceJob.Status
+
+
+def _age_heartbeat(job, seconds=3600):
+    old = timezone.now() - timedelta(seconds=seconds)
+    InferenceJob.objects.filter(pk=job.pk).update(heartbeat_at=old, started_at=old)
+
+
+def _job_audit_actions(job):
+    from audit.models import AuditEvent
+
+    return list(
+        AuditEvent.objects.filter(object_type="inference.inferencejob", object_id=str(job.pk))
+        .order_by("seq")
+        .values_list("action", flat=True)
+    )
+
+
+def _assert_consistent_prediction(obj):
+    assert set(obj.scores) == set(VERDICTS)
+    assert sum(obj.scores.values()) == pytest.approx(1.0, abs=1e-6)
+    assert obj.verdict == max(VERDICTS, key=lambda v: obj.scores[v])
+    assert obj.confidence == pytest.approx(obj.scores[obj.verdict])
+    assert obj.tamper_score == pytest.approx(obj.scores["fake_added"] + obj.scores["fake_removed"])
+
+
+def test_upload_queues_one_job_and_sends_it_to_the_broker_after_commit(
+    doctor_a, upload_scan, settings, django_capture_on_commit_callbacks
+):
+    queue = f"test-inference-{uuid.uuid4().hex}"
+    settings.INFERENCE_QUEUE = queue
+    broker = redis.Redis.from_url(django_settings.CELERY_BROKER_URL)
+    try:
+        with django_capture_on_commit_callbacks(execute=False) as callbacks:
+            scan, job = upload_scan(doctor_a, indices=(10,))
+            assert job.status == Status.QUEUED
+            assert job.scan == scan and job.requested_by == doctor_a
+            assert broker.llen(queue) == 0  # nothing is sent before the commit
+        for callback in callbacks:
+            callback()
+        assert broker.llen(queue) == 1  # the real message is waiting in Redis
+        job.refresh_from_db()
+        assert job.celery_task_id
+        assert str(job.pk) in broker.lindex(queue, 0).decode()
+    finally:
+        broker.delete(queue)
+
+
+def test_job_run_stores_a_consistent_result_for_every_slice(doctor_a, detector, upload_scan):
+    scan, job = upload_scan(doctor_a)
+    job = services.job_run(job_id=job.pk)
+
+    assert job.status == Status.SUCCEEDED, job.error_message
+    assert job.error_message == ""
+    assert job.attempts == 1
+    assert job.slices_total == job.slices_done == scan.n_slices == 3
+    assert job.started_at <= job.finished_at
+    assert job.seconds_total > 0 and job.seconds_per_slice > 0 and job.model_load_seconds is not None
+    predictor = Predictor.load(detector, device="cpu")
+    assert (job.model_name, job.model_version) == (predictor.name, predictor.version)
+    assert job.model_sha256 == file_sha256(detector)
+    assert job.device == "cpu"
+    assert _job_audit_actions(job) == ["job.queued", "job.started", "job.succeeded"]
+
+    results = list(job.slice_results.order_by("index"))
+    assert [r.index for r in results] == [0, 1, 2]
+    assert [r.scan_slice_id for r in results] == list(scan.slices.order_by("index").values_list("pk", flat=True))
+    for result in results:
+        _assert_consistent_prediction(result)
+        if not result.instances.exists():
+            assert not result.mask
+
+    # The scan-level verdict is volume_verdict over the stored slice scores.
+    expected = volume_verdict(
+        [SlicePrediction(verdict=r.verdict, scores=r.scores, tamper_score=r.tamper_score) for r in results]
+    )
+    _assert_consistent_prediction(job)
+    assert job.verdict == expected.verdict
+    assert job.scores == pytest.approx(expected.scores)
+
+
+def test_the_worker_reads_the_same_pixels_as_an_independent_prediction(doctor_a, detector, upload_scan):
+    """The stored per-slice scores are what the predictor gives on the scan's 8-bit slices."""
+    scan, job = upload_scan(doctor_a, indices=(10,))
+    services.job_run(job_id=job.pk)
+    with scan.slices.get().image.open("rb") as fh:
+        pixels = np.asarray(Image.open(fh))
+    direct = Predictor.load(detector, device="cpu").predict(pixels)
+    stored = SliceResult.objects.get(job=job)
+    assert stored.verdict == direct.verdict
+    assert stored.scores == pytest.approx(direct.scores, abs=1e-5)
+
+
+def test_masks_and_instances_are_stored_as_label_maps_and_coco_rle(doctor_a, detector_with_regions, upload_scan):
+    scan, job = upload_scan(doctor_a, indices=(10, 11))
+    job = services.job_run(job_id=job.pk)
+    assert job.status == Status.SUCCEEDED, job.error_message
+
+    results = list(job.slice_results.prefetch_related("instances"))
+    with_regions = [r for r in results if r.instances.all()]
+    assert with_regions, "the regions bundle shows regions on these slices"
+    for result in with_regions:
+        assert result.mask.name.endswith(f"slice-{result.index:04d}.png")
+        with result.mask.open("rb") as fh:
+            label_map = np.asarray(Image.open(fh))
+        assert label_map.shape == (scan.height, scan.width) and label_map.dtype == np.uint8
+        union = np.zeros(label_map.shape, dtype=bool)
+        for instance in result.instances.all():
+            # The instances shown on a slice are of the slice's verdict (the predictor contract).
+            assert instance.label == result.verdict
+            decoded = coco_mask.decode({"size": instance.mask_rle["size"], "counts": instance.mask_rle["counts"].encode()})
+            assert decoded.shape == label_map.shape
+            assert int(decoded.sum()) == instance.area
+            x0, y0, x1, y1 = instance.box
+            assert 0 <= x0 <= x1 <= scan.width and 0 <= y0 <= y1 <= scan.height
+            assert 0 <= instance.score <= 1
+            union |= decoded.astype(bool)
+        # The label map is exactly the union of the instance masks, in the verdict's category.
+        expected = np.where(union, CATEGORY_IDS[result.verdict], 0).astype(np.uint8)
+        np.testing.assert_array_equal(label_map, expected)
+
+
+def test_a_redelivered_task_for_a_succeeded_job_does_nothing(doctor_a, detector, upload_scan):
+    scan, job = upload_scan(doctor_a, indices=(10,))
+    services.job_run(job_id=job.pk)
+    before = InferenceJob.objects.get(pk=job.pk)
+    result_ids = list(SliceResult.objects.filter(job=job).values_list("pk", flat=True))
+
+    again = services.job_run(job_id=job.pk)
+
+    assert again.status == Status.SUCCEEDED
+    assert again.attempts == 1
+    assert again.finished_at == before.finished_at
+    assert list(SliceResult.objects.filter(job=job).values_list("pk", flat=True)) == result_ids
+
+
+def test_a_job_left_running_by_a_killed_worker_is_run_again_from_scratch(doctor_a, detector, upload_scan):
+    scan, job = upload_scan(doctor_a)
+    # A worker claims the job, stores the first slice, and is killed (nothing more happens, the heartbeat ages).
+    dead = services._claim(job.pk)
+    with scan.slices.get(index=0).image.open("rb") as fh:
+        first = Predictor.load(detector, device="cpu").predict(np.asarray(Image.open(fh)))
+    partial = services._store_slice(dead.job, 0, None, first, (scan.height, scan.width))
+    InferenceJob.objects.filter(pk=job.pk).update(slices_total=3, slices_done=1)
+    _age_heartbeat(job)
+
+    # The message comes back (acks_late + reject_on_worker_lost) and another worker takes the job over.
+    job = services.job_run(job_id=job.pk)
+
+    assert job.status == Status.SUCCEEDED, job.error_message
+    assert job.attempts == 2
+    assert job.slices_done == job.slices_total == 3
+    assert not SliceResult.objects.filter(pk=partial.pk).exists()  # partial results were cleared first
+    assert sorted(job.slice_results.values_list("index", flat=True)) == [0, 1, 2]
+    # The dead attempt's fencing token no longer matches: it could not write over the new results.
+    assert not services._fenced(dead).exists()
+
+
+def test_a_running_job_with_a_fresh_heartbeat_is_left_to_its_worker(doctor_a, detector, upload_scan):
+    scan, job = upload_scan(doctor_a, indices=(10,))
+    services._claim(job.pk)
+    with pytest.raises(services.JobBusy):
+        services.job_run(job_id=job.pk)
+    job.refresh_from_db()
+    assert job.status == Status.RUNNING and job.attempts == 1
+
+
+def test_the_reaper_fails_running_jobs_without_a_heartbeat(doctor_a, detector, upload_scan):
+    scan, job = upload_scan(doctor_a, indices=(10,))
+    services._claim(job.pk)
+    _, live = upload_scan(doctor_a, indices=(11,))
+    services._claim(live.pk)
+    _age_heartbeat(job)
+
+    assert services.jobs_reap_stale() == 1
+
+    job.refresh_from_db()
+    live.refresh_from_db()
+    assert job.status == Status.FAILED
+    assert job.error_message.startswith("The worker running this job stopped without finishing it")
+    assert job.finished_at is not None
+    assert live.status == Status.RUNNING
+    # A late re-delivery of the dead job's message does not resurrect it: the user retries.
+    assert services.job_run(job_id=job.pk).status == Status.FAILED
+
+
+def test_on_read_recovery_fails_a_stale_job(doctor_a, detector, upload_scan):
+    scan, job = upload_scan(doctor_a, indices=(10,))
+    services._claim(job.pk)
+    job = InferenceJob.objects.get(pk=job.pk)
+    assert services.job_refresh_if_stale(job=job).status == Status.RUNNING
+    _age_heartbeat(job)
+    job = InferenceJob.objects.get(pk=job.pk)
+    assert services.job_refresh_if_stale(job=job).status == Status.FAILED
+
+
+def test_missing_weights_fail_the_job_with_the_predictor_message(doctor_a, settings, tmp_path, upload_scan):
+    missing = tmp_path / "no-such-detector.pt"
+    settings.DETECTOR_WEIGHTS = str(missing)
+    with pytest.raises(ModelNotInstalled) as expected:
+        Predictor.load(missing)
+    scan, job = upload_scan(doctor_a, indices=(10,))
+
+    job = services.job_run(job_id=job.pk)
+
+    assert job.status == Status.FAILED
+    assert job.error_message == str(expected.value)
+    assert str(missing) in job.error_message
+    assert _job_audit_actions(job) == ["job.queued", "job.started", "job.failed"]
+    assert job.verdict == "" and job.confidence is None and job.scores == {}
+    assert not job.slice_results.exists()
+
+
+def test_a_file_that_is_not_a_bundle_fails_the_job(doctor_a, settings, tmp_path, upload_scan):
+    bogus = tmp_path / "detector.pt"
+    bogus.write_bytes(b"not a torch file")
+    settings.DETECTOR_WEIGHTS = str(bogus)
+    scan, job = upload_scan(doctor_a, indices=(10,))
+    job = services.job_run(job_id=job.pk)
+    assert job.status == Status.FAILED
+    assert "is not a usable detector bundle" in job.error_message
+
+
+def test_retry_requeues_a_failed_job_which_then_succeeds(
+    doctor_a, settings, tmp_path, random_bundle, upload_scan, django_capture_on_commit_callbacks
+):
+    settings.DETECTOR_WEIGHTS = str(tmp_path / "missing.pt")
+    settings.DETECTOR_DEVICE = "cpu"
+    scan, job = upload_scan(doctor_a, indices=(10,))
+    job = services.job_run(job_id=job.pk)
+    assert job.status == Status.FAILED
+
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        job = services.job_retry(job=job, user=doctor_a)
+    assert len(callbacks) == 1  # the task is sent once the retry commits
+    assert job.status == Status.QUEUED and job.error_message == "" and job.finished_at is None
+
+    settings.DETECTOR_WEIGHTS = str(random_bundle)  # the model gets installed
+    job = services.job_run(job_id=job.pk)
+    assert job.status == Status.SUCCEEDED and job.attempts == 2
+    assert _job_audit_actions(job) == [
+        "job.queued", "job.started", "job.failed", "job.retried", "job.started", "job.succeeded"
+    ]
+
+    with pytest.raises(services.JobNotRetryable):
+        services.job_retry(job=job, user=doctor_a)
+
+
+def test_the_predictor_is_loaded_once_per_process_and_reloaded_when_the_weights_change(settings, tmp_path):
+    from inference.ml.model import save_random_bundle
+
+    weights = save_random_bundle(tmp_path / "w.pt", seed=1)
+    settings.DETECTOR_WEIGHTS = str(weights)
+    settings.DETECTOR_DEVICE = "cpu"
+    first, _ = services.predictor_get()
+    second, load_seconds = services.predictor_get()
+    assert second is first and load_seconds == 0.0
+    save_random_bundle(weights, seed=2)  # a new model installed at the same path
+    third, _ = services.predictor_get()
+    assert third is not first and third.sha256 == file_sha256(weights)
+
+
+def test_label_map_prefers_the_higher_score_where_instances_overlap():
+    from inference.ml.predictor import Instance
+
+    low = np.zeros((4, 4), bool)
+    low[:2, :] = True
+    high = np.zeros((4, 4), bool)
+    high[1:3, :] = True
+    label_map = services.label_map(
+        (4, 4),
+        [Instance("fake_added", 0.9, (0, 1, 4, 3), high), Instance("real_tumor", 0.4, (0, 0, 4, 2), low)],
+    )
+    assert label_map[:, 0].tolist() == [1, 2, 2, 0]
