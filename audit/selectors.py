@@ -3,7 +3,7 @@ of the whole hash chain."""
 from dataclasses import dataclass
 from datetime import datetime, time
 
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from audit.chain import GENESIS_HASH, HASHED_FIELDS, event_hash
@@ -38,8 +38,12 @@ def audit_object_history(*, obj) -> QuerySet[AuditEvent]:
     return AuditEvent.objects.filter(object_type=obj._meta.label_lower, object_id=str(obj.pk)).order_by("-seq")
 
 
-def audit_object_types() -> list[str]:
-    return list(AuditEvent.objects.order_by().values_list("object_type", flat=True).distinct())
+def audit_scan_history(*, scan) -> QuerySet[AuditEvent]:
+    """Who did what to one scan, newest first: events about the scan itself, and events about its jobs,
+    results and reports, which carry `details={"scan_id": <pk>}`."""
+    return AuditEvent.objects.filter(
+        Q(object_type=scan._meta.label_lower, object_id=str(scan.pk)) | Q(details__scan_id=scan.pk)
+    ).order_by("-seq")
 
 
 @dataclass
