@@ -1,2 +1,8 @@
+from django.urls import path
+
+from reports import views
+
 app_name = "reports"
-urlpatterns = []
+urlpatterns = [
+    path("model/", views.model_page, name="model"),
+]

@@ -1,0 +1,32 @@
+"""Report pages: the model page (card + stored evaluation), dashboards, per-scan reports."""
+from django.contrib.auth.decorators import login_required
+from django.shortcuts import get_object_or_404, render
+
+from reports import charts
+from reports.models import EvaluationRun
+from reports.selectors import evaluation_run_latest, evaluation_run_list, evaluation_tables, model_card_current
+
+
+@login_required
+def model_page(request):
+    card = model_card_current()
+    if request.GET.get("run", "").isdigit():
+        run = get_object_or_404(EvaluationRun, pk=int(request.GET["run"]))
+    else:
+        # The newest evaluation of the installed model, else the newest of any model (flagged on the page).
+        run = (evaluation_run_latest(model_sha256=card.sha256) if card.sha256 else None) or evaluation_run_latest()
+    context = {"card": card, "run": run, "runs": evaluation_run_list(limit=20)}
+    if run is not None:
+        tables = evaluation_tables(run)
+        context.update(
+            tables=tables,
+            run_is_of_installed_model=bool(card.sha256) and run.model_sha256 == card.sha256,
+            latency=run.metrics.get("latency_s") or {},
+            f1_chart=charts.as_data_uri(charts.bar_chart_svg(
+                tables.f1_by_class, title="F1 score per class", ylabel="F1")),
+            distribution_chart=charts.as_data_uri(charts.pie_chart_svg(
+                tables.supports, title=f"Test images per class (n = {tables.total})")),
+            confusion_chart=charts.as_data_uri(charts.heatmap_svg(
+                tables.labels, tables.matrix, title="Confusion matrix", xlabel="Predicted", ylabel="True")),
+        )
+    return render(request, "reports/model.html", context)

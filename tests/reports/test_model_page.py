@@ -1,0 +1,85 @@
+import base64
+import re
+
+import numpy as np
+import pytest
+from django.urls import reverse
+
+from reports.services import evaluation_run_record
+from tests.reports.conftest import metrics_from_confusion
+
+
+def _svgs(html: str) -> list[str]:
+    return [base64.b64decode(b).decode() for b in re.findall(r'data:image/svg\+xml;base64,([A-Za-z0-9+/=]+)', html)]
+
+
+def test_no_evaluation_yet(client_a, settings, tmp_path):
+    settings.DETECTOR_WEIGHTS = str(tmp_path / "absent.pt")
+    response = client_a.get(reverse("reports:model"))
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "No evaluation recorded yet" in html
+    assert "No detector weights at" in html
+    assert "table-per-class" not in html
+
+
+def test_anonymous_is_sent_to_log_in(client):
+    assert client.get(reverse("reports:model")).status_code == 302
+
+
+def test_tables_and_charts_come_from_the_stored_metrics(client_a, settings, tmp_path):
+    settings.DETECTOR_WEIGHTS = str(tmp_path / "absent.pt")
+    rng = np.random.default_rng(11)
+    matrix = rng.integers(0, 9, size=(4, 4)) + np.diag(rng.integers(20, 60, size=4))
+    metrics = metrics_from_confusion(matrix)
+    evaluation_run_record(metrics=metrics, dataset_dir="/data/test-set", out_dir="/runs/e1", split="test")
+
+    response = client_a.get(reverse("reports:model"))
+    html = response.content.decode()
+    tables = response.context["tables"]
+
+    # Table 1: stored precision/recall/F1, and one-vs-rest accuracy from the matrix.
+    total = matrix.sum()
+    for i, row in enumerate(tables.rows):
+        stored = metrics["per_class"][row.label]
+        assert (row.precision, row.recall, row.f1) == (stored["precision"], stored["recall"], stored["f1"])
+        fp, fn = matrix[:, i].sum() - matrix[i, i], matrix[i, :].sum() - matrix[i, i]
+        assert row.accuracy == pytest.approx((total - fp - fn) / total)
+        assert f"{stored['f1']:.3f}" in html
+    # Table 2: every cell and the total.
+    for value in matrix.flatten():
+        assert f'<td class="num">{value}</td>' in html
+    assert f'<td class="num">{total}</td>' in html
+    assert f"{metrics['accuracy']:.3f}" in html
+
+    svgs = _svgs(html)
+    assert len(svgs) == 3
+    f1_svg, pie_svg, heat_svg = svgs
+    for row in tables.rows:
+        assert f"{row.f1:.3f}" in f1_svg
+    assert f"n = {total}" in pie_svg
+    for value in matrix.flatten():
+        assert f">{value}<" in heat_svg
+
+
+def test_installed_model_card_and_mismatch_warning(client_admin, settings, tmp_path, metrics):
+    from inference.ml.model import save_random_bundle
+    from inference.ml.predictor import file_sha256
+
+    weights = save_random_bundle(tmp_path / "w.pt", backbone="tiny", seed=3)
+    (tmp_path / "MODEL_CARD.md").write_text("# Card\nTrained on nothing at all.\n")
+    settings.DETECTOR_WEIGHTS = str(weights)
+    evaluation_run_record(metrics=metrics, dataset_dir="d", out_dir="o", split="test")  # another model's sha
+
+    html = client_admin.get(reverse("reports:model")).content.decode()
+    assert "random-tiny" in html and "0.0.0+random.seed3" in html
+    assert file_sha256(weights) in html
+    assert "not for patients" in html
+    assert "Trained on nothing at all." in html
+    assert "not of the installed model" in html
+
+    metrics["model"]["sha256"] = file_sha256(weights)
+    metrics["model"]["version"] = "0.0.0+random.seed3"
+    evaluation_run_record(metrics=metrics, dataset_dir="d2", out_dir="o2", split="test")
+    html = client_admin.get(reverse("reports:model")).content.decode()
+    assert "not of the installed model" not in html
