@@ -1,0 +1,32 @@
+"""Reads about users."""
+from django.db.models import Q, QuerySet
+from django.shortcuts import get_object_or_404
+
+from .models import User
+
+
+def user_list(*, filters: dict | None = None) -> QuerySet[User]:
+    """All users, for admins. filters: q (username, name or e-mail contains), role, status (active|inactive)."""
+    filters = filters or {}
+    users = User.objects.all()
+    if q := (filters.get("q") or "").strip():
+        users = users.filter(
+            Q(username__icontains=q) | Q(first_name__icontains=q) | Q(last_name__icontains=q) | Q(email__icontains=q)
+        )
+    if role := filters.get("role"):
+        users = users.filter(role=role)
+    status = filters.get("status")
+    if status == "active":
+        users = users.filter(is_active=True)
+    elif status == "inactive":
+        users = users.filter(is_active=False)
+    return users.order_by("username")
+
+
+def user_get(*, user_id: int) -> User:
+    """One user, for admins; a 404 when there is none."""
+    return get_object_or_404(User, pk=user_id)
+
+
+def active_admin_count() -> int:
+    return User.objects.filter(is_active=True).filter(Q(role=User.Role.ADMIN) | Q(is_superuser=True)).count()
