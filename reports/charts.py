@@ -14,6 +14,9 @@ VERDICT_COLOURS = {
     "no_tumor": "#2e8b57",
     "fake_added": "#c0392b",
     "fake_removed": "#7d3c98",
+    "pending": "#9aa5b1",
+    "succeeded": "#2e8b57",
+    "failed": "#c0392b",
 }
 OTHER_COLOURS = ["#6c7a89", "#d68910", "#17a589", "#a04000"]
 TEXT = "#1f2933"
@@ -92,17 +95,25 @@ def heatmap_svg(labels: list[str], matrix: list[list[int]], *, title: str, xlabe
     return _svg(fig)
 
 
+def _period_axis(ax, periods: list[str]) -> None:
+    # At most ~15 labels, however many periods.
+    step = max(1, -(-len(periods) // 15))
+    ax.set_xticks(range(0, len(periods), step), periods[::step], rotation=45, ha="right", fontsize=7)
+    ax.set_xlim(-0.6, len(periods) - 0.4)
+
+
 def stacked_bars_over_time_svg(periods: list[str], series: dict[str, list[int]], *, title: str, ylabel: str) -> str:
-    fig = _figure(7.0, 3.2)
+    fig = _figure(8.0, 2.8)
     ax = fig.add_subplot()
+    x = np.arange(len(periods))
     bottom = np.zeros(len(periods))
     for i, (name, counts) in enumerate(series.items()):
-        ax.bar(periods, counts, bottom=bottom, label=pretty(name), color=colour_for(name, i))
+        ax.bar(x, counts, bottom=bottom, label=pretty(name), color=colour_for(name, i))
         bottom += np.asarray(counts, dtype=float)
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=10)
     ax.spines[["top", "right"]].set_visible(False)
-    ax.tick_params(axis="x", labelsize=7, rotation=45)
+    _period_axis(ax, periods)
     ax.yaxis.get_major_locator().set_params(integer=True)
     if series:
         ax.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1, 1))
@@ -110,16 +121,17 @@ def stacked_bars_over_time_svg(periods: list[str], series: dict[str, list[int]],
 
 
 def lines_over_time_svg(periods: list[str], series: dict[str, list[float | None]], *, title: str, ylabel: str) -> str:
-    fig = _figure(7.0, 3.2)
+    fig = _figure(8.0, 2.8)
     ax = fig.add_subplot()
+    x = np.arange(len(periods))
     for i, (name, values) in enumerate(series.items()):
         ys = [np.nan if v is None else v for v in values]
-        ax.plot(periods, ys, marker="o", markersize=3, label=name, color=OTHER_COLOURS[i % len(OTHER_COLOURS)])
+        ax.plot(x, ys, marker="o", markersize=3, label=name, color=OTHER_COLOURS[i % len(OTHER_COLOURS)])
     ax.set_ylabel(ylabel)
     ax.set_ylim(bottom=0)
     ax.set_title(title, fontsize=10)
     ax.spines[["top", "right"]].set_visible(False)
-    ax.tick_params(axis="x", labelsize=7, rotation=45)
+    _period_axis(ax, periods)
     if series:
         ax.legend(fontsize=7, frameon=False)
     return _svg(fig)

@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
 from pathlib import Path
 
+import numpy as np
 from django.conf import settings
 from django.db.models import QuerySet
+from django.utils import timezone
 
 from reports.models import EvaluationRun
 
@@ -150,3 +153,164 @@ def evaluation_tables(run: EvaluationRun) -> EvaluationTables:
             support=stats.get("support", row_totals[i]),
         ))
     return EvaluationTables(rows, labels, matrix, row_totals, column_totals, total)
+
+
+# --- Dashboards ------------------------------------------------------------------------------------------
+
+# range name -> (days back, bucket)
+DASHBOARD_RANGES = {"30d": (30, "day"), "90d": (90, "week"), "365d": (365, "month")}
+DEFAULT_RANGE = "30d"
+PENDING = "pending"  # a scan with no succeeded job yet
+
+
+@dataclass
+class Window:
+    name: str
+    start: date
+    end: date  # inclusive, today in TIME_ZONE
+    unit: str  # day | week | month
+
+    def bucket(self, day: date) -> date:
+        if self.unit == "week":
+            return day - timedelta(days=day.weekday())
+        if self.unit == "month":
+            return day.replace(day=1)
+        return day
+
+    def buckets(self) -> list[date]:
+        out, day = [], self.bucket(self.start)
+        while day <= self.end:
+            out.append(day)
+            if self.unit == "day":
+                day += timedelta(days=1)
+            elif self.unit == "week":
+                day += timedelta(days=7)
+            else:
+                day = (day.replace(day=28) + timedelta(days=4)).replace(day=1)
+        return out
+
+    def label(self, day: date) -> str:
+        return day.strftime("%Y-%m") if self.unit == "month" else day.strftime("%m-%d")
+
+    @property
+    def start_datetime(self):
+        return timezone.make_aware(datetime.combine(self.bucket(self.start), time.min))
+
+
+def dashboard_window(name: str | None, *, today: date | None = None) -> Window:
+    name = name if name in DASHBOARD_RANGES else DEFAULT_RANGE
+    days, unit = DASHBOARD_RANGES[name]
+    end = today or timezone.localdate()
+    return Window(name=name, start=end - timedelta(days=days - 1), end=end, unit=unit)
+
+
+def _local_day(moment) -> date:
+    return timezone.localtime(moment).date()
+
+
+def _counts_by_bucket(window: Window, items, key) -> dict:
+    """{series: [count per bucket]} for (moment, series) pairs."""
+    buckets = window.buckets()
+    position = {b: i for i, b in enumerate(buckets)}
+    series: dict[str, list[int]] = {}
+    for moment, name in items:
+        i = position.get(window.bucket(_local_day(moment)))
+        if i is None:
+            continue
+        series.setdefault(key(name), [0] * len(buckets))[i] += 1
+    return series
+
+
+def _ordered(series: dict, order) -> dict:
+    return {name: series[name] for name in order if name in series} | {
+        name: values for name, values in series.items() if name not in order}
+
+
+def _scan_verdicts(*, user, window: Window) -> list[tuple]:
+    """(created_at, verdict or PENDING) of the scans `user` may see, uploaded in the window."""
+    from inference.models import InferenceJob
+    from scans.selectors import scan_list_for
+
+    rows = scan_list_for(user=user).filter(created_at__gte=window.start_datetime).values_list(
+        "created_at", "latest_verdict", "latest_job_status")
+    return [(created, verdict if status == InferenceJob.Status.SUCCEEDED and verdict else PENDING)
+            for created, verdict, status in rows]
+
+
+@dataclass
+class Dashboard:
+    window: Window
+    periods: list[str]
+    verdicts_over_time: dict[str, list[int]]
+    verdict_totals: dict[str, int]
+    scans_total: int
+    # Admins only
+    jobs_over_time: dict[str, list[int]] = field(default_factory=dict)
+    latency_over_time: dict[str, list[float | None]] = field(default_factory=dict)
+    latency_overall: dict[str, float | None] = field(default_factory=dict)
+    failure_rate: float | None = None
+    jobs_total: int = 0
+
+    @property
+    def period_rows(self):
+        """One row per period (the charts' numbers as a table)."""
+        rows = []
+        for i, period in enumerate(self.periods):
+            rows.append({
+                "period": period,
+                "verdicts": [values[i] for values in self.verdicts_over_time.values()],
+                "jobs": [values[i] for values in self.jobs_over_time.values()],
+                "latency": [values[i] for values in self.latency_over_time.values()],
+            })
+        return rows
+
+
+def _percentile(values: list[float], q: float) -> float | None:
+    return float(np.percentile(values, q)) if values else None
+
+
+def dashboard_for(*, user, range_name: str | None = None, today=None) -> Dashboard:
+    """A doctor's own scans by verdict over time; for an admin, every scan, plus job volumes, failures and
+    latency (queued to finished, p50 and p95) per period."""
+    from inference.ml.labels import VERDICTS
+    from inference.models import InferenceJob
+
+    window = dashboard_window(range_name, today=today)
+    periods = [window.label(b) for b in window.buckets()]
+    scans = _scan_verdicts(user=user, window=window)
+    verdicts = _ordered(_counts_by_bucket(window, scans, key=str), (*VERDICTS, PENDING))
+    totals = {name: sum(values) for name, values in verdicts.items()}
+    board = Dashboard(window, periods, verdicts, totals, scans_total=len(scans))
+    if not user.is_portal_admin:
+        return board
+
+    finished = list(
+        InferenceJob.objects.filter(finished_at__gte=window.start_datetime,
+                                    status__in=[InferenceJob.Status.SUCCEEDED, InferenceJob.Status.FAILED])
+        .values_list("created_at", "finished_at", "status"))
+    board.jobs_over_time = _ordered(
+        _counts_by_bucket(window, [(f, s) for _, f, s in finished], key=str),
+        (InferenceJob.Status.SUCCEEDED, InferenceJob.Status.FAILED))
+    board.jobs_total = len(finished)
+    failed = sum(1 for *_, s in finished if s == InferenceJob.Status.FAILED)
+    board.failure_rate = failed / len(finished) if finished else None
+
+    buckets = window.buckets()
+    position = {b: i for i, b in enumerate(buckets)}
+    per_bucket: list[list[float]] = [[] for _ in buckets]
+    all_latencies = []
+    for created, done, status in finished:
+        if status != InferenceJob.Status.SUCCEEDED:
+            continue
+        seconds = (done - created).total_seconds()
+        all_latencies.append(seconds)
+        i = position.get(window.bucket(_local_day(done)))
+        if i is not None:
+            per_bucket[i].append(seconds)
+    board.latency_over_time = {
+        "p50": [_percentile(v, 50) for v in per_bucket],
+        "p95": [_percentile(v, 95) for v in per_bucket],
+    }
+    board.latency_overall = {"p50": _percentile(all_latencies, 50), "p95": _percentile(all_latencies, 95),
+                             "n": len(all_latencies)}
+    return board

@@ -5,4 +5,5 @@ from reports import views
 app_name = "reports"
 urlpatterns = [
     path("model/", views.model_page, name="model"),
+    path("dashboard/", views.dashboard, name="dashboard"),
 ]

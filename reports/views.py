@@ -4,7 +4,13 @@ from django.shortcuts import get_object_or_404, render
 
 from reports import charts
 from reports.models import EvaluationRun
-from reports.selectors import evaluation_run_latest, evaluation_run_list, evaluation_tables, model_card_current
+from reports.selectors import (
+    dashboard_for,
+    evaluation_run_latest,
+    evaluation_run_list,
+    evaluation_tables,
+    model_card_current,
+)
 
 
 @login_required
@@ -30,3 +36,25 @@ def model_page(request):
                 tables.labels, tables.matrix, title="Confusion matrix", xlabel="Predicted", ylabel="True")),
         )
     return render(request, "reports/model.html", context)
+
+
+@login_required
+def dashboard(request):
+    board = dashboard_for(user=request.user, range_name=request.GET.get("range"))
+    context = {
+        "board": board,
+        "ranges": [("30d", "30 days"), ("90d", "90 days"), ("365d", "12 months")],
+        "verdicts_chart": charts.as_data_uri(charts.stacked_bars_over_time_svg(
+            board.periods, board.verdicts_over_time, title="Scans by verdict", ylabel="scans")),
+    }
+    if request.user.is_portal_admin:
+        context.update(
+            mix_chart=charts.as_data_uri(charts.pie_chart_svg(
+                board.verdict_totals, title=f"Verdict mix (n = {board.scans_total})")),
+            jobs_chart=charts.as_data_uri(charts.stacked_bars_over_time_svg(
+                board.periods, board.jobs_over_time, title="Finished jobs", ylabel="jobs")),
+            latency_chart=charts.as_data_uri(charts.lines_over_time_svg(
+                board.periods, board.latency_over_time, title="Job latency, queued to finished",
+                ylabel="seconds")),
+        )
+    return render(request, "reports/dashboard.html", context)
