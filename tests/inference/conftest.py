@@ -12,6 +12,12 @@ from inference.ml.model import load_bundle, save_bundle, save_random_bundle
 BRAINIX_FLAIR = Path(__file__).resolve().parents[2].parent / "shared" / "datasets" / "brainix-dicom" / "DICOM" / "FLAIR"
 
 
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):
+    # The four actors are created for nearly every test; Argon2 costs seconds on a shared 2-core machine.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 @pytest.fixture(scope="session")
 def random_bundle(tmp_path_factory) -> Path:
     """The contract's tiny random-weight bundle (its untrained calibration shows no regions)."""

@@ -1,0 +1,395 @@
+/* The scan page: live detector-job progress, then a slice viewer with the mask overlay.
+ *
+ * - Polls the scan's latest job (/api/scans/<id>/latest-job/) while it is queued or running.
+ * - When it succeeded: reads every slice result (/api/jobs/<id>/results/), shows the verdict per scan and per
+ *   slice, and draws each slice's regions from their COCO RLE masks, coloured by class.
+ * - 16-bit sources: window/level on the native values, decoded in the browser from the 16-bit slice PNG
+ *   (native = png16 * pixel_scale + pixel_offset). The default window is the one that made the 8-bit slices.
+ * No libraries, nothing fetched from outside the portal.
+ */
+(function () {
+  "use strict";
+
+  const PLACEHOLDER = "2147483647";
+  const POLL_MS = 1500;
+  const POLL_BACKOFF_MS = 6000;
+  const CLASS_IDS = { real_tumor: 1, fake_added: 2, fake_removed: 3 };
+  const CLASS_RGB = { 1: [40, 130, 235], 2: [230, 40, 40], 3: [160, 80, 230] };
+  const OVERLAY_ALPHA = 115; // of 255
+  const LABELS = {
+    real_tumor: "Real tumour", no_tumor: "No tumour", fake_added: "Fake: tumour added",
+    fake_removed: "Fake: tumour removed", queued: "Queued", running: "Running", succeeded: "Succeeded",
+    failed: "Failed",
+  };
+
+  const panel = document.getElementById("job-panel");
+  const viewer = document.getElementById("scan-viewer");
+  if (!panel || !viewer) return;
+
+  const $ = (root, name) => root.querySelector("[" + name + "]");
+  const pct = (x) => Math.round(x * 1000) / 10 + "%";
+  const fmt = (x, digits) => (x === null || x === undefined ? "" : Number(x).toFixed(digits));
+  const fromTemplate = (template, id) => template.replace(PLACEHOLDER, String(id));
+
+  // --- Job panel -------------------------------------------------------------------------------------------
+
+  const job = { current: null, resultsFor: null };
+
+  function setBadge(el, value) {
+    el.className = "badge badge-" + value;
+    el.textContent = LABELS[value] || value;
+  }
+
+  function renderJob(data) {
+    job.current = data;
+    panel.dataset.status = data.status;
+    const empty = $(panel, "data-job-empty");
+    if (empty) empty.classList.add("hidden");
+    $(panel, "data-job-body").classList.remove("hidden");
+    setBadge($(panel, "data-job-status"), data.status);
+
+    const done = data.progress.done, total = data.progress.total;
+    const active = data.status === "queued" || data.status === "running";
+    const text = $(panel, "data-job-progress-text");
+    if (data.status === "queued") text.textContent = "Waiting for a worker…";
+    else if (data.status === "running") text.textContent = total ? done + " of " + total + " slices analysed" : "Loading the model…";
+    else text.textContent = "";
+    const bar = $(panel, "data-job-progressbar");
+    bar.classList.toggle("hidden", !active);
+    const fraction = total ? done / total : 0;
+    bar.setAttribute("aria-valuenow", String(Math.round(fraction * 100)));
+    $(panel, "data-job-progress-fill").style.width = (fraction * 100).toFixed(1) + "%";
+
+    const verdictBox = $(panel, "data-job-verdict");
+    verdictBox.classList.toggle("hidden", data.status !== "succeeded");
+    if (data.status === "succeeded") {
+      setBadge($(panel, "data-scan-verdict"), data.verdict);
+      $(panel, "data-scan-confidence").textContent = "confidence " + pct(data.confidence);
+      $(panel, "data-scan-tamper").textContent = fmt(data.tamper_score, 3);
+      $(panel, "data-scan-scores").textContent = Object.entries(data.scores)
+        .map(([name, value]) => name + " " + fmt(value, 3)).join(" · ");
+      const m = data.model;
+      $(panel, "data-job-model").textContent = m.name + " " + m.version + " (" + m.sha256.slice(0, 12) + ")" + (m.device ? " on " + m.device : "");
+      const t = data.timings;
+      $(panel, "data-job-timings").textContent = fmt(t.seconds_total, 1) + " s in all, " + fmt(t.seconds_per_slice, 3) + " s per slice";
+      const masks = document.getElementById("masks-download");
+      if (masks) {
+        masks.href = fromTemplate(panel.dataset.masksUrlTemplate, data.id);
+        masks.classList.remove("hidden");
+      }
+    }
+    const failedBox = $(panel, "data-job-failed");
+    failedBox.classList.toggle("hidden", data.status !== "failed");
+    if (data.status === "failed") {
+      $(panel, "data-job-error").textContent = data.error_message;
+      $(panel, "data-retry-form").action = fromTemplate(panel.dataset.retryUrlTemplate, data.id);
+    }
+    if (data.status === "succeeded" && job.resultsFor !== data.id) {
+      job.resultsFor = data.id;
+      loadResults(data);
+    }
+    return active;
+  }
+
+  async function poll() {
+    let delay = POLL_MS;
+    try {
+      const response = await fetch(panel.dataset.latestJobUrl, { headers: { Accept: "application/json" }, credentials: "same-origin" });
+      if (response.status === 404) return; // no job for this scan
+      if (!response.ok) throw new Error("HTTP " + response.status);
+      if (!renderJob(await response.json())) return; // finished: stop polling
+    } catch (err) {
+      delay = POLL_BACKOFF_MS; // the server or the network hiccupped: keep trying, more slowly
+    }
+    window.setTimeout(poll, delay);
+  }
+
+  // --- Results ---------------------------------------------------------------------------------------------
+
+  const state = {
+    index: Number(viewer.dataset.startIndex || 0),
+    n: Number(viewer.dataset.nSlices),
+    width: Number(viewer.dataset.width),
+    height: Number(viewer.dataset.height),
+    results: new Map(), // slice index -> result
+    labelMaps: new Map(), // slice index -> Uint8Array label map (lazy)
+    showOverlay: true,
+  };
+
+  async function loadResults(data) {
+    let url = data.links.results + "?page_size=1000";
+    state.results.clear();
+    state.labelMaps.clear();
+    while (url) {
+      const response = await fetch(url, { headers: { Accept: "application/json" }, credentials: "same-origin" });
+      if (!response.ok) return;
+      const page = await response.json();
+      for (const result of page.results) state.results.set(result.index, result);
+      url = page.next;
+    }
+    $(viewer, "data-overlay-controls").classList.remove("hidden");
+    renderStrip();
+    showSlice(state.index);
+  }
+
+  function renderStrip() {
+    const strip = $(viewer, "data-slice-strip");
+    strip.textContent = "";
+    for (let i = 0; i < state.n; i++) {
+      const result = state.results.get(i);
+      const cell = document.createElement("button");
+      cell.type = "button";
+      cell.className = "badge badge-" + (result ? result.verdict : "queued");
+      cell.style.cssText = "flex: 1; min-width: 2px; height: 1.1rem; padding: 0; border-radius: 2px;";
+      cell.title = "Slice " + (i + 1) + (result ? ": " + LABELS[result.verdict] + " " + pct(result.confidence) : "");
+      cell.setAttribute("aria-label", cell.title);
+      cell.dataset.index = String(i);
+      cell.addEventListener("click", () => showSlice(i));
+      strip.appendChild(cell);
+    }
+  }
+
+  /** COCO compressed RLE string -> run lengths (pycocotools maskApi.c rleFrString). */
+  function rleCounts(s) {
+    const counts = [];
+    let p = 0;
+    while (p < s.length) {
+      let x = 0, k = 0, more = 1, c = 0;
+      while (more) {
+        c = s.charCodeAt(p) - 48;
+        x += (c & 0x1f) * Math.pow(2, 5 * k);
+        more = c & 0x20;
+        p++; k++;
+      }
+      if (c & 0x10) x -= Math.pow(2, 5 * k); // sign of the last 5-bit group
+      if (counts.length > 2) x += counts[counts.length - 2];
+      counts.push(x);
+    }
+    return counts;
+  }
+
+  /** The label map of one slice: its instances painted in ascending score, as the server does. */
+  function labelMap(result) {
+    const h = state.height, w = state.width;
+    const map = new Uint8Array(w * h);
+    const instances = result.instances.slice().sort((a, b) => a.score - b.score);
+    for (const inst of instances) {
+      const value = CLASS_IDS[inst.label];
+      const [rh, rw] = inst.mask_rle.size;
+      if (rh !== h || rw !== w) continue;
+      let pos = 0, on = false;
+      for (const run of rleCounts(inst.mask_rle.counts)) {
+        if (on) {
+          for (let j = pos; j < pos + run; j++) {
+            const row = j % h, col = (j - row) / h; // column-major
+            map[row * w + col] = value;
+          }
+        }
+        pos += run;
+        on = !on;
+      }
+    }
+    return map;
+  }
+
+  function drawOverlay() {
+    const canvas = $(viewer, "data-overlay");
+    const ctx = canvas.getContext("2d");
+    ctx.clearRect(0, 0, canvas.width, canvas.height);
+    const result = state.results.get(state.index);
+    if (!state.showOverlay || !result || !result.instances.length) return;
+    if (!state.labelMaps.has(state.index)) state.labelMaps.set(state.index, labelMap(result));
+    const map = state.labelMaps.get(state.index);
+    const image = ctx.createImageData(state.width, state.height);
+    for (let i = 0; i < map.length; i++) {
+      const rgb = CLASS_RGB[map[i]];
+      if (!rgb) continue;
+      image.data[4 * i] = rgb[0];
+      image.data[4 * i + 1] = rgb[1];
+      image.data[4 * i + 2] = rgb[2];
+      image.data[4 * i + 3] = OVERLAY_ALPHA;
+    }
+    ctx.putImageData(image, 0, 0);
+  }
+
+  function renderSliceResult() {
+    const box = $(viewer, "data-slice-result");
+    const result = state.results.get(state.index);
+    box.classList.toggle("hidden", !result);
+    if (!result) return;
+    setBadge($(box, "data-slice-verdict"), result.verdict);
+    $(box, "data-slice-confidence").textContent = "confidence " + pct(result.confidence);
+    $(box, "data-slice-tamper").textContent = fmt(result.tamper_score, 3);
+    $(box, "data-slice-instances").textContent = result.instances.length
+      ? result.instances.map((i) => LABELS[i.label] + " " + pct(i.score) + " (" + i.area + " px)").join("; ")
+      : "none shown";
+    const download = $(box, "data-slice-mask-download");
+    download.classList.toggle("hidden", !result.mask_url);
+    if (result.mask_url) download.href = result.mask_url + "?download=1";
+    const strip = $(viewer, "data-slice-strip");
+    for (const cell of strip.children) cell.style.outline = Number(cell.dataset.index) === state.index ? "2px solid #1f2933" : "";
+  }
+
+  // --- Slices and window/level ----------------------------------------------------------------------------
+
+  const img = $(viewer, "data-slice-img");
+  const sliceCanvas = $(viewer, "data-slice-canvas");
+  const slider = $(viewer, "data-slice-slider");
+  const label = $(viewer, "data-slice-label");
+  const native = viewer.dataset.slice16UrlTemplate
+    ? {
+        scale: Number(viewer.dataset.pixelScale),
+        offset: Number(viewer.dataset.pixelOffset),
+        low: Number(viewer.dataset.windowLow),
+        high: Number(viewer.dataset.windowHigh),
+        cache: new Map(), // slice index -> Promise<Uint16Array>
+        window: null, // null: the default window (the stored 8-bit slice); else {level, width}
+      }
+    : null;
+
+  function showSlice(index) {
+    state.index = Math.max(0, Math.min(state.n - 1, index));
+    if (slider) slider.value = String(state.index);
+    if (label) label.textContent = String(state.index + 1);
+    img.alt = "Slice " + (state.index + 1) + " of " + state.n;
+    if (native && native.window) drawWindowed();
+    else img.src = fromTemplate(viewer.dataset.sliceUrlTemplate, state.index);
+    drawOverlay();
+    renderSliceResult();
+  }
+
+  /** A 16-bit greyscale PNG (as cv2 writes it) -> Uint16Array, with the browser's own zlib (DecompressionStream). */
+  async function decodePng16(buffer) {
+    const bytes = new Uint8Array(buffer);
+    const view = new DataView(buffer);
+    let pos = 8, width = 0, height = 0, depth = 0, colour = 0, interlace = 0;
+    const idat = [];
+    while (pos < bytes.length) {
+      const length = view.getUint32(pos);
+      const type = String.fromCharCode(...bytes.subarray(pos + 4, pos + 8));
+      const data = bytes.subarray(pos + 8, pos + 8 + length);
+      if (type === "IHDR") {
+        width = view.getUint32(pos + 8); height = view.getUint32(pos + 12);
+        depth = data[8]; colour = data[9]; interlace = data[12];
+      } else if (type === "IDAT") idat.push(data);
+      else if (type === "IEND") break;
+      pos += 12 + length;
+    }
+    if (depth !== 16 || colour !== 0 || interlace !== 0) throw new Error("not a plain 16-bit greyscale PNG");
+    const stream = new Blob(idat).stream().pipeThrough(new DecompressionStream("deflate"));
+    const raw = new Uint8Array(await new Response(stream).arrayBuffer());
+    const stride = width * 2, bpp = 2;
+    const out = new Uint8Array(stride * height);
+    for (let y = 0; y < height; y++) {
+      const filter = raw[y * (stride + 1)];
+      const src = y * (stride + 1) + 1, dst = y * stride, up = dst - stride;
+      for (let x = 0; x < stride; x++) {
+        const a = x >= bpp ? out[dst + x - bpp] : 0;
+        const b = y > 0 ? out[up + x] : 0;
+        const c = x >= bpp && y > 0 ? out[up + x - bpp] : 0;
+        let v = raw[src + x];
+        if (filter === 1) v += a;
+        else if (filter === 2) v += b;
+        else if (filter === 3) v += (a + b) >> 1;
+        else if (filter === 4) {
+          const p = a + b - c, pa = Math.abs(p - a), pb = Math.abs(p - b), pc = Math.abs(p - c);
+          v += pa <= pb && pa <= pc ? a : pb <= pc ? b : c;
+        }
+        out[dst + x] = v & 0xff;
+      }
+    }
+    const values = new Uint16Array(width * height);
+    for (let i = 0; i < values.length; i++) values[i] = (out[2 * i] << 8) | out[2 * i + 1]; // PNG is big-endian
+    return values;
+  }
+
+  function native16(index) {
+    if (!native.cache.has(index)) {
+      const url = fromTemplate(viewer.dataset.slice16UrlTemplate, index);
+      native.cache.set(index, fetch(url, { credentials: "same-origin" }).then((r) => {
+        if (!r.ok) throw new Error("HTTP " + r.status);
+        return r.arrayBuffer();
+      }).then(decodePng16));
+    }
+    return native.cache.get(index);
+  }
+
+  let drawToken = 0;
+  async function drawWindowed() {
+    const token = ++drawToken;
+    const index = state.index;
+    const status = $(viewer, "data-window-status");
+    let values;
+    try {
+      values = await native16(index);
+    } catch (err) {
+      native.cache.delete(index);
+      status.textContent = "The 16-bit pixels could not be read in this browser; showing the default window.";
+      native.window = null;
+      sliceCanvas.classList.add("hidden");
+      img.classList.remove("hidden");
+      img.src = fromTemplate(viewer.dataset.sliceUrlTemplate, index);
+      return;
+    }
+    if (token !== drawToken) return; // a newer draw started meanwhile
+    const low = native.window.level - native.window.width / 2;
+    const span = Math.max(native.window.width, 1e-9);
+    const ctx = sliceCanvas.getContext("2d");
+    const image = ctx.createImageData(state.width, state.height);
+    for (let i = 0; i < values.length; i++) {
+      const value = values[i] * native.scale + native.offset;
+      const grey = Math.max(0, Math.min(255, Math.round(((value - low) / span) * 255)));
+      image.data[4 * i] = image.data[4 * i + 1] = image.data[4 * i + 2] = grey;
+      image.data[4 * i + 3] = 255;
+    }
+    ctx.putImageData(image, 0, 0);
+    img.classList.add("hidden");
+    sliceCanvas.classList.remove("hidden");
+    status.textContent = "";
+  }
+
+  function setupWindowControls() {
+    const box = $(viewer, "data-window-controls");
+    if (!native || !box) return;
+    const levelInput = $(box, "data-window-level"), widthInput = $(box, "data-window-width");
+    const levelOut = $(box, "data-level-value"), widthOut = $(box, "data-width-value");
+    // The native range the PNG can hold (0..65535 scaled), for the sliders' bounds.
+    const minValue = native.offset, maxValue = native.offset + 65535 * native.scale;
+    const defaults = { level: (native.low + native.high) / 2, width: Math.max(native.high - native.low, native.scale) };
+    const observedMax = Math.max(native.high * 2 - native.low, native.high + 1);
+    levelInput.min = String(minValue);
+    levelInput.max = String(Math.min(maxValue, observedMax));
+    widthInput.min = String(native.scale);
+    widthInput.max = String(Math.max(2 * (Number(levelInput.max) - minValue), defaults.width * 2));
+    function show(w) {
+      levelInput.value = String(w.level);
+      widthInput.value = String(w.width);
+      levelOut.textContent = fmt(w.level, 0);
+      widthOut.textContent = fmt(w.width, 0);
+    }
+    show(defaults);
+    function onInput() {
+      native.window = { level: Number(levelInput.value), width: Number(widthInput.value) };
+      levelOut.textContent = fmt(native.window.level, 0);
+      widthOut.textContent = fmt(native.window.width, 0);
+      drawWindowed();
+    }
+    levelInput.addEventListener("input", onInput);
+    widthInput.addEventListener("input", onInput);
+    $(box, "data-window-reset").addEventListener("click", () => {
+      native.window = null;
+      show(defaults);
+      sliceCanvas.classList.add("hidden");
+      img.classList.remove("hidden");
+      showSlice(state.index);
+    });
+  }
+
+  if (slider) slider.addEventListener("input", () => showSlice(Number(slider.value)));
+  $(viewer, "data-overlay-toggle").addEventListener("change", (event) => {
+    state.showOverlay = event.target.checked;
+    drawOverlay();
+  });
+  setupWindowControls();
+  poll();
+})();
