@@ -1,0 +1,180 @@
+"""The scans API (DRF). Thin: the same selectors and upload service as the pages.
+
+Every 4xx answer has the body {"error": "...", "detail": ...}; another doctor's scan is a 404.
+"""
+from __future__ import annotations
+
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
+from django.http import Http404
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import exceptions, status
+from rest_framework.generics import GenericAPIView
+from rest_framework.pagination import PageNumberPagination
+from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.response import Response
+
+from scans import selectors, serving, services
+from scans.forms import VERDICT_FILTER_CHOICES, ScanFilterForm
+from scans.ingest import UploadRejected
+from scans.serializers import (
+    ErrorSerializer,
+    ScanDetailSerializer,
+    ScanSerializer,
+    ScanSliceSerializer,
+    ScanUploadRequestSerializer,
+    ScanUploadResponseSerializer,
+)
+from scans.views import body_too_large, too_large_message
+
+ERRORS = {
+    400: OpenApiResponse(ErrorSerializer, description="Bad input; `error` says what, `detail` the specifics."),
+    403: OpenApiResponse(ErrorSerializer, description="Not logged in."),
+    404: OpenApiResponse(ErrorSerializer, description="No such scan, or not yours."),
+}
+BINARY = {
+    (200, "application/octet-stream"): OpenApiResponse(OpenApiTypes.BINARY, description="The file."),
+    302: OpenApiResponse(description="Object storage: a redirect to a short-lived signed URL."),
+}
+
+
+def error_response(message: str, detail=None, *, status_code: int = status.HTTP_400_BAD_REQUEST) -> Response:
+    return Response({"error": message, "detail": detail}, status=status_code)
+
+
+class ScansErrorsMixin:
+    """Bad input of any kind is a 400 with {"error", "detail"}; other errors keep their status, same body."""
+
+    def handle_exception(self, exc):
+        if isinstance(exc, UploadRejected):
+            return error_response(exc.message, exc.errors)
+        if isinstance(exc, (RequestDataTooBig, SuspiciousOperation)):
+            return error_response(f"The upload was refused: {exc}")
+        if isinstance(exc, (exceptions.ParseError, exceptions.UnsupportedMediaType, exceptions.ValidationError)):
+            message = "The request could not be read." if not isinstance(exc, exceptions.ValidationError) else (
+                "Invalid parameters.")
+            if isinstance(exc, exceptions.UnsupportedMediaType):
+                message = "Send the files as multipart/form-data, each in a part named `files`."
+            return error_response(message, exc.detail)
+        if isinstance(exc, Http404):
+            exc = exceptions.NotFound("No such scan (or it is not yours).")
+        response = super().handle_exception(exc)
+        if response is not None and isinstance(response.data, dict) and "error" not in response.data:
+            response.data = {"error": str(response.data.get("detail", "")), "detail": None}
+        return response
+
+
+class ScanPagination(PageNumberPagination):
+    page_size = 25
+    page_size_query_param = "page_size"
+    max_page_size = 200
+
+
+class SlicePagination(PageNumberPagination):
+    page_size = 500
+    page_size_query_param = "page_size"
+    max_page_size = 2000
+
+
+class ScanListCreateApi(ScansErrorsMixin, GenericAPIView):
+    serializer_class = ScanSerializer
+    pagination_class = ScanPagination
+    parser_classes = [MultiPartParser, FormParser]
+
+    @extend_schema(
+        summary="List scans",
+        description="Your scans (all scans for an admin), newest first, with the latest job's status and verdict.",
+        parameters=[
+            OpenApiParameter("verdict", str, enum=[c[0] for c in VERDICT_FILTER_CHOICES if c[0]],
+                             description="The latest job's verdict; `pending`: no verdict yet."),
+            OpenApiParameter("date_from", OpenApiTypes.DATE, description="Uploaded on or after (inclusive)."),
+            OpenApiParameter("date_to", OpenApiTypes.DATE, description="Uploaded on or before (inclusive)."),
+        ],
+        responses={200: ScanSerializer(many=True), 400: ERRORS[400], 403: ERRORS[403]},
+    )
+    def get(self, request):
+        form = ScanFilterForm(request.query_params)
+        if not form.is_valid():
+            return error_response("Invalid filter.", form.errors.get_json_data())
+        scans = selectors.scan_list_for(user=request.user, filters=form.cleaned_data)
+        page = self.paginate_queryset(scans)
+        return self.get_paginated_response(self.get_serializer(page, many=True).data)
+
+    @extend_schema(
+        summary="Upload a scan",
+        description="One upload = one scan. The same bytes uploaded again return the existing scan (200, "
+        "`created: false`). The detector job is queued when the upload is stored.",
+        request={"multipart/form-data": ScanUploadRequestSerializer},
+        responses={201: ScanUploadResponseSerializer, 200: ScanUploadResponseSerializer, 400: ERRORS[400],
+                   403: ERRORS[403]},
+    )
+    def post(self, request):
+        if body_too_large(request):
+            return error_response(too_large_message())
+        result = services.scan_upload(user=request.user, files=request.FILES.getlist("files"), request=request)
+        scan = selectors.scan_get_for(user=request.user, pk=result.scan.pk)
+        body = {
+            "created": result.created,
+            "message": result.message,
+            "scan": ScanDetailSerializer(scan, context=self.get_serializer_context()).data,
+        }
+        return Response(body, status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK)
+
+
+class ScanDetailApi(ScansErrorsMixin, GenericAPIView):
+    serializer_class = ScanDetailSerializer
+
+    @extend_schema(summary="A scan", responses={200: ScanDetailSerializer, 403: ERRORS[403], 404: ERRORS[404]})
+    def get(self, request, pk: int):
+        scan = selectors.scan_get_for(user=request.user, pk=pk)
+        services.scan_viewed(scan=scan, request=request)
+        return Response(self.get_serializer(scan).data)
+
+
+class ScanSlicesApi(ScansErrorsMixin, GenericAPIView):
+    serializer_class = ScanSliceSerializer
+    pagination_class = SlicePagination
+
+    @extend_schema(summary="A scan's slices, in display order, with image URLs",
+                   responses={200: ScanSliceSerializer(many=True), 403: ERRORS[403], 404: ERRORS[404]})
+    def get(self, request, pk: int):
+        scan = selectors.scan_get_for(user=request.user, pk=pk)
+        page = self.paginate_queryset(selectors.scan_slices(scan=scan))
+        return self.get_paginated_response(self.get_serializer(page, many=True).data)
+
+
+class ScanSliceImageApi(ScansErrorsMixin, GenericAPIView):
+    @extend_schema(
+        summary="One slice as PNG",
+        parameters=[OpenApiParameter("bits", int, enum=[8, 16], description="16: native values (if not 8-bit).")],
+        responses={(200, "image/png"): OpenApiResponse(OpenApiTypes.BINARY), 302: BINARY[302], 400: ERRORS[400],
+                   404: ERRORS[404]},
+    )
+    def get(self, request, pk: int, index: int):
+        bits = request.query_params.get("bits", "8")
+        if bits not in ("8", "16"):
+            return error_response("`bits` must be 8 or 16.", {"bits": bits})
+        scan = selectors.scan_get_for(user=request.user, pk=pk)
+        return serving.slice_image_response(selectors.scan_slice_get(scan=scan, index=index), bits=int(bits))
+
+
+class ScanOriginalApi(ScansErrorsMixin, GenericAPIView):
+    @extend_schema(summary="Download the original upload (one file as is; several files as a zip)",
+                   responses={**BINARY, 403: ERRORS[403], 404: ERRORS[404]})
+    def get(self, request, pk: int):
+        scan = selectors.scan_get_for(user=request.user, pk=pk)
+        files = list(selectors.scan_files(scan=scan))
+        if not files:
+            raise Http404
+        services.scan_original_downloaded(scan=scan, request=request,
+                                          scan_file=files[0] if len(files) == 1 else None)
+        return serving.originals_response(scan, files)
+
+
+class ScanFileApi(ScansErrorsMixin, GenericAPIView):
+    @extend_schema(summary="Download one original file", responses={**BINARY, 403: ERRORS[403], 404: ERRORS[404]})
+    def get(self, request, pk: int, file_id: int):
+        scan = selectors.scan_get_for(user=request.user, pk=pk)
+        scan_file = selectors.scan_file_get(scan=scan, file_id=file_id)
+        services.scan_original_downloaded(scan=scan, request=request, scan_file=scan_file)
+        return serving.original_file_response(scan_file)

@@ -1,0 +1,46 @@
+from django import forms
+
+from inference.models import VERDICT_CHOICES
+from scans.ingest import ACCEPTED_HELP
+from scans.selectors import VERDICT_PENDING
+
+VERDICT_FILTER_CHOICES = [("", "Any verdict"), *VERDICT_CHOICES, (VERDICT_PENDING, "No verdict yet")]
+
+
+class ScanFilterForm(forms.Form):
+    """Filters of the scan list, for the page and the API (GET parameters)."""
+
+    verdict = forms.ChoiceField(choices=VERDICT_FILTER_CHOICES, required=False)
+    date_from = forms.DateField(required=False, label="From", widget=forms.DateInput(attrs={"type": "date"}))
+    date_to = forms.DateField(required=False, label="To", widget=forms.DateInput(attrs={"type": "date"}))
+
+    def clean(self):
+        data = super().clean()
+        if data.get("date_from") and data.get("date_to") and data["date_from"] > data["date_to"]:
+            raise forms.ValidationError("The start date is after the end date.")
+        return data
+
+
+class MultipleFileInput(forms.ClearableFileInput):
+    allow_multiple_selected = True
+
+
+class MultipleFileField(forms.FileField):
+    """Several files in one field (Django's documented pattern); the upload service validates them."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("widget", MultipleFileInput(attrs={"multiple": True}))
+        super().__init__(*args, **kwargs)
+
+    def clean(self, data, initial=None):
+        if isinstance(data, (list, tuple)):
+            return [super(MultipleFileField, self).clean(d, initial) for d in data if d] or None
+        return [super().clean(data, initial)] if data else None
+
+
+class ScanUploadForm(forms.Form):
+    files = MultipleFileField(
+        required=False,  # "no file" is answered by the upload service, with the same message as the API
+        label="Scan files",
+        help_text=f"{ACCEPTED_HELP}. Several DICOM files of one series form one scan.",
+    )

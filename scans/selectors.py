@@ -1,0 +1,78 @@
+"""Reads for scans. Ownership is enforced here, in the query: a doctor sees their own scans, an admin all.
+Another doctor's scan is simply not in the queryset, so views answer 404."""
+from __future__ import annotations
+
+from datetime import date, datetime, time, timedelta
+
+from django.db.models import OuterRef, Q, QuerySet, Subquery
+from django.shortcuts import get_object_or_404
+from django.utils import timezone
+
+from inference.models import InferenceJob
+from scans.models import Scan, ScanFile, ScanSlice
+
+# Filter value meaning "no verdict yet" (no job, or the latest job has not succeeded).
+VERDICT_PENDING = "pending"
+
+
+def scan_visible_to(*, user) -> QuerySet[Scan]:
+    if not getattr(user, "is_authenticated", False) or not user.is_active:
+        return Scan.objects.none()
+    if user.is_portal_admin:
+        return Scan.objects.all()
+    return Scan.objects.filter(owner=user)
+
+
+def _with_latest_job(qs: QuerySet[Scan]) -> QuerySet[Scan]:
+    latest = InferenceJob.objects.filter(scan=OuterRef("pk")).order_by("-created_at", "-id")
+    return qs.annotate(
+        latest_job_id=Subquery(latest.values("id")[:1]),
+        latest_job_status=Subquery(latest.values("status")[:1]),
+        latest_verdict=Subquery(latest.values("verdict")[:1]),
+        latest_confidence=Subquery(latest.values("confidence")[:1]),
+    )
+
+
+def _day_start(day: date) -> datetime:
+    return timezone.make_aware(datetime.combine(day, time.min))
+
+
+def scan_list_for(*, user, filters: dict | None = None) -> QuerySet[Scan]:
+    """The scans `user` may see, newest first, each annotated with its latest job's id, status, verdict and
+    confidence (`latest_job_*`, `latest_verdict`, `latest_confidence`).
+
+    filters: `verdict` (a verdict, or "pending"), `date_from`, `date_to` (dates, inclusive, in TIME_ZONE).
+    """
+    filters = filters or {}
+    qs = _with_latest_job(scan_visible_to(user=user).select_related("owner"))
+    verdict = filters.get("verdict")
+    if verdict == VERDICT_PENDING:
+        qs = qs.filter(Q(latest_job_status__isnull=True) | ~Q(latest_job_status=InferenceJob.Status.SUCCEEDED))
+    elif verdict:
+        qs = qs.filter(latest_verdict=verdict, latest_job_status=InferenceJob.Status.SUCCEEDED)
+    if filters.get("date_from"):
+        qs = qs.filter(created_at__gte=_day_start(filters["date_from"]))
+    if filters.get("date_to"):
+        qs = qs.filter(created_at__lt=_day_start(filters["date_to"] + timedelta(days=1)))
+    return qs.order_by("-created_at", "-id")
+
+
+def scan_get_for(*, user, pk: int) -> Scan:
+    """The scan, if `user` may see it; Http404 otherwise (also for another doctor's scan)."""
+    return get_object_or_404(_with_latest_job(scan_visible_to(user=user).select_related("owner")), pk=pk)
+
+
+def scan_files(*, scan: Scan) -> QuerySet[ScanFile]:
+    return scan.files.order_by("position")
+
+
+def scan_file_get(*, scan: Scan, file_id: int) -> ScanFile:
+    return get_object_or_404(scan.files, pk=file_id)
+
+
+def scan_slices(*, scan: Scan) -> QuerySet[ScanSlice]:
+    return scan.slices.order_by("index")
+
+
+def scan_slice_get(*, scan: Scan, index: int) -> ScanSlice:
+    return get_object_or_404(scan.slices, index=index)

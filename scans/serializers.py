@@ -1,0 +1,115 @@
+from django.urls import reverse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from scans.models import Scan, ScanFile, ScanSlice
+
+
+def _absolute(request, url: str) -> str:
+    return request.build_absolute_uri(url) if request is not None else url
+
+
+class ErrorSerializer(serializers.Serializer):
+    """The body of every 4xx answer of the scans API."""
+
+    error = serializers.CharField(help_text="What was wrong, for a person.")
+    detail = serializers.JSONField(
+        allow_null=True, help_text='Specifics: for an upload, a list of {"file", "error"}; for filters, field errors.'
+    )
+
+
+class LatestJobSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    status = serializers.CharField()
+    verdict = serializers.CharField(allow_blank=True)
+    confidence = serializers.FloatField(allow_null=True)
+
+
+class ScanFileSerializer(serializers.ModelSerializer):
+    download_url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ScanFile
+        fields = ["id", "position", "original_name", "sha256", "size_bytes", "download_url"]
+
+    def get_download_url(self, obj) -> str:
+        return _absolute(self.context.get("request"), reverse("api-scan-file", args=[obj.scan_id, obj.pk]))
+
+
+class ScanSerializer(serializers.ModelSerializer):
+    owner = serializers.CharField(source="owner.username", read_only=True)
+    latest_job = serializers.SerializerMethodField()
+    page_url = serializers.SerializerMethodField()
+    slices_url = serializers.SerializerMethodField()
+    original_url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Scan
+        fields = [
+            "id", "uid", "owner", "created_at", "kind", "original_name", "sha256", "size_bytes", "metadata",
+            "n_slices", "width", "height", "pixel_dtype", "pixel_scale", "pixel_offset", "window_low", "window_high",
+            "latest_job", "page_url", "slices_url", "original_url",
+        ]
+        read_only_fields = fields
+
+    @extend_schema_field(LatestJobSerializer(allow_null=True))
+    def get_latest_job(self, obj):
+        job_id = getattr(obj, "latest_job_id", None)
+        if job_id is None:
+            return None
+        return {"id": job_id, "status": obj.latest_job_status, "verdict": obj.latest_verdict or "",
+                "confidence": obj.latest_confidence}
+
+    def get_page_url(self, obj) -> str:
+        return _absolute(self.context.get("request"), reverse("scans:detail", args=[obj.pk]))
+
+    def get_slices_url(self, obj) -> str:
+        return _absolute(self.context.get("request"), reverse("api-scan-slices", args=[obj.pk]))
+
+    def get_original_url(self, obj) -> str:
+        return _absolute(self.context.get("request"), reverse("api-scan-original", args=[obj.pk]))
+
+
+class ScanDetailSerializer(ScanSerializer):
+    files = ScanFileSerializer(many=True, read_only=True)
+
+    class Meta(ScanSerializer.Meta):
+        fields = [*ScanSerializer.Meta.fields, "files"]
+        read_only_fields = fields
+
+
+class ScanSliceSerializer(serializers.ModelSerializer):
+    image_url = serializers.SerializerMethodField(help_text="8-bit PNG after the windowing rule.")
+    image16_url = serializers.SerializerMethodField(
+        help_text="16-bit PNG of native values (native = png16 * pixel_scale + pixel_offset), or null for 8-bit "
+        "sources."
+    )
+
+    class Meta:
+        model = ScanSlice
+        fields = ["index", "image_url", "image16_url"]
+
+    def get_image_url(self, obj) -> str:
+        return _absolute(self.context.get("request"), reverse("api-scan-slice-image", args=[obj.scan_id, obj.index]))
+
+    @extend_schema_field(OpenApiTypes.URI)
+    def get_image16_url(self, obj):
+        if not obj.image16:
+            return None
+        url = reverse("api-scan-slice-image", args=[obj.scan_id, obj.index]) + "?bits=16"
+        return _absolute(self.context.get("request"), url)
+
+
+class ScanUploadRequestSerializer(serializers.Serializer):
+    files = serializers.ListField(
+        child=serializers.FileField(),
+        help_text="One scan: DICOM file(s) of one series, a zip of one DICOM series, one NIfTI, or one "
+        "PNG/JPEG/TIFF. Send each file as a `files` part.",
+    )
+
+
+class ScanUploadResponseSerializer(serializers.Serializer):
+    created = serializers.BooleanField(help_text="False: these exact bytes were uploaded before; `scan` is that scan.")
+    message = serializers.CharField()
+    scan = ScanDetailSerializer()

@@ -1,0 +1,208 @@
+"""Writes for scans. The browser form, the API and any command call `scan_upload`."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.db import IntegrityError, transaction
+from django.utils.text import get_valid_filename
+
+from inference.ml import imaging
+from scans import ingest
+from scans.ingest import UploadRejected
+from scans.models import Scan, ScanFile, ScanSlice
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["ScanUploadResult", "UploadRejected", "scan_upload", "slice_pngs"]
+
+
+@dataclass(frozen=True)
+class ScanUploadResult:
+    scan: Scan
+    created: bool  # False: the same bytes were uploaded before by this user; `scan` is that scan
+    message: str
+
+
+def _png(array: np.ndarray) -> bytes:
+    ok, buf = cv2.imencode(".png", np.ascontiguousarray(array))
+    if not ok:  # cv2 only fails on unsupported dtypes, which the code below never passes
+        raise RuntimeError("PNG encoding failed")
+    return buf.tobytes()
+
+
+@dataclass
+class _Pixels:
+    png8: list[bytes]
+    png16: list[bytes] | None
+    pixel_scale: float | None
+    pixel_offset: float | None
+    window_low: float | None
+    window_high: float | None
+
+
+def slice_pngs(volume: imaging.Volume) -> _Pixels:
+    """The 8-bit PNGs (the windowing rule, imaging.to_uint8 over the whole volume) and, for sources that are
+    not 8-bit, 16-bit PNGs of the native values: native = png16 * pixel_scale + pixel_offset
+    (lossless for integer data spanning at most 65536 values)."""
+    slices = volume.slices
+    windowed = imaging.to_uint8(slices)
+    png8 = [_png(s) for s in windowed]
+    if slices.dtype == np.uint8:
+        return _Pixels(png8, None, None, None, None, None)
+    data = slices.astype(np.float64, copy=False)
+    finite = data[np.isfinite(data)]
+    lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
+    if np.issubdtype(slices.dtype, np.integer) and hi - lo <= 65535:
+        scale = 1.0
+    else:
+        scale = (hi - lo) / 65535.0 if hi > lo else 1.0
+    native16 = np.clip(np.rint((np.nan_to_num(data, nan=lo) - lo) / scale), 0, 65535).astype(np.uint16)
+    png16 = [_png(s) for s in native16]
+    # The window the 8-bit images were made with, for the viewer's default (the same percentiles as to_uint8).
+    if finite.size:
+        w_lo, w_hi = np.percentile(finite, [imaging.WINDOW_LOW_PERCENTILE, imaging.WINDOW_HIGH_PERCENTILE])
+        if w_hi <= w_lo:
+            w_lo, w_hi = lo, hi
+    else:
+        w_lo = w_hi = 0.0
+    return _Pixels(png8, png16, scale, lo, float(w_lo), float(w_hi))
+
+
+def _storage_name(name: str) -> str:
+    try:
+        return get_valid_filename(name)[:120]
+    except Exception:  # get_valid_filename refuses names that sanitise to nothing
+        return "file"
+
+
+def _already_uploaded(scan: Scan) -> ScanUploadResult:
+    when = scan.created_at.strftime("%Y-%m-%d %H:%M UTC")
+    return ScanUploadResult(
+        scan=scan,
+        created=False,
+        message=f"You uploaded this exact file before (on {when}); here is that scan. Nothing new was stored.",
+    )
+
+
+def scan_upload(*, user, files, request=None) -> ScanUploadResult:
+    """Store one scan from the uploaded files and queue its detector job.
+
+    `files`: one DICOM (single- or multi-frame), several DICOM files of one series, a zip of one DICOM
+    series, one NIfTI (.nii, .nii.gz) or one PNG/JPEG/TIFF. The same bytes uploaded again by the same user
+    return the existing scan (`created=False`). Bad input raises `UploadRejected` and leaves nothing behind:
+    no row, no stored file, no job.
+    """
+    try:
+        originals = ingest.read_originals(files)
+        digest = ingest.combined_sha256(originals)
+        existing = Scan.objects.filter(owner=user, sha256=digest).first()
+        if existing is not None:
+            return _already_uploaded(existing)
+        decoded = ingest.decode_originals(originals)
+        pixels = slice_pngs(decoded.volume)
+    except UploadRejected as exc:
+        _audit_rejected(user=user, request=request, exc=exc)
+        raise
+
+    stored: list[str] = []
+    try:
+        with transaction.atomic():
+            scan = _create(user=user, originals=originals, digest=digest, decoded=decoded, pixels=pixels, stored=stored)
+            from inference.services import job_enqueue  # inference builds on scans, not the other way
+
+            job_enqueue(scan=scan, user=user)
+            _audit(action="SCAN_UPLOADED", request=request, actor=user, obj=scan, details={
+                "sha256": scan.sha256, "files": len(originals), "kind": scan.kind, "n_slices": scan.n_slices,
+            })
+    except IntegrityError:
+        _delete_stored(stored)
+        # A concurrent upload of the same bytes won the race on (owner, sha256).
+        existing = Scan.objects.filter(owner=user, sha256=digest).first()
+        if existing is None:
+            raise
+        return _already_uploaded(existing)
+    except BaseException:
+        _delete_stored(stored)
+        raise
+    return ScanUploadResult(scan=scan, created=True, message=f"Uploaded {scan.original_name}: {scan.n_slices} "
+                            f"slice{'s' if scan.n_slices != 1 else ''}. The detector job is queued.")
+
+
+def _create(*, user, originals, digest, decoded, pixels: _Pixels, stored: list[str]) -> Scan:
+    n, height, width = decoded.volume.slices.shape
+    scan = Scan.objects.create(
+        owner=user,
+        kind=decoded.kind,
+        original_name=ingest.display_name(originals)[:255],
+        sha256=digest,
+        size_bytes=sum(o.size for o in originals),
+        metadata=decoded.metadata,
+        n_slices=n,
+        width=width,
+        height=height,
+        pixel_dtype=str(decoded.volume.slices.dtype),
+        pixel_scale=pixels.pixel_scale,
+        pixel_offset=pixels.pixel_offset,
+        window_low=pixels.window_low,
+        window_high=pixels.window_high,
+    )
+    files = []
+    for position, original in enumerate(originals):
+        scan_file = ScanFile(
+            scan=scan, position=position, original_name=original.name[:255], sha256=original.sha256,
+            size_bytes=original.size,
+        )
+        scan_file.file.save(_storage_name(original.name), ContentFile(original.data), save=False)
+        stored.append(scan_file.file.name)
+        files.append(scan_file)
+    ScanFile.objects.bulk_create(files)
+    slices = []
+    for index, png8 in enumerate(pixels.png8):
+        scan_slice = ScanSlice(scan=scan, index=index)
+        scan_slice.image.save(f"{index:04d}.png", ContentFile(png8), save=False)
+        stored.append(scan_slice.image.name)
+        if pixels.png16 is not None:
+            scan_slice.image16.save(f"{index:04d}-16bit.png", ContentFile(pixels.png16[index]), save=False)
+            stored.append(scan_slice.image16.name)
+        slices.append(scan_slice)
+    ScanSlice.objects.bulk_create(slices)
+    return scan
+
+
+def _delete_stored(names: list[str]) -> None:
+    for name in names:
+        try:
+            default_storage.delete(name)
+        except Exception:  # keep deleting the rest; log what is left behind
+            logger.exception("could not delete %s after a failed upload", name)
+
+
+# --- Audit ----------------------------------------------------------------------------------------------
+
+
+def _audit(*, action: str, request=None, actor=None, obj=None, outcome: str = "success", details=None) -> None:
+    from audit import actions
+    from audit.services import audit_record
+
+    audit_record(action=getattr(actions, action), request=request, actor=actor, obj=obj, outcome=outcome,
+                 details=details)
+
+
+def _audit_rejected(*, user, request, exc: UploadRejected) -> None:
+    _audit(action="SCAN_UPLOAD_REJECTED", request=request, actor=user, outcome="failure",
+           details={"message": exc.message[:500], "files": exc.errors[:20]})
+
+
+def scan_viewed(*, scan: Scan, request) -> None:
+    _audit(action="SCAN_VIEWED", request=request, actor=request.user, obj=scan)
+
+
+def scan_original_downloaded(*, scan: Scan, request, scan_file: ScanFile | None = None) -> None:
+    _audit(action="SCAN_ORIGINAL_DOWNLOADED", request=request, actor=request.user, obj=scan,
+           details={"file": scan_file.original_name if scan_file else "all", "sha256": scan_file.sha256
+                    if scan_file else scan.sha256})

@@ -1,0 +1,284 @@
+"""Scan pages: list (filters, pagination, latest verdict), upload form (with and without errors), detail,
+downloads, slice images, and the permission matrix over every page."""
+from __future__ import annotations
+
+import html
+import io
+import zipfile
+from datetime import timedelta
+
+import numpy as np
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+from PIL import Image
+
+from audit.models import AuditEvent
+from inference.models import InferenceJob
+from scans.models import Scan
+
+from .scanfiles import SAMPLE_FLAIR, SAMPLE_TIFF, bad_input_params, upload
+
+pytestmark = pytest.mark.django_db
+
+
+def _text(response) -> str:
+    return html.unescape(response.content.decode())
+
+
+def _bare_scan(owner, name="scan.dcm", **extra) -> Scan:
+    """A scan row without files, for list tests (uploads are tested elsewhere)."""
+    import uuid
+
+    fields = dict(owner=owner, kind="dicom", original_name=name, sha256=uuid.uuid4().hex * 2, size_bytes=1,
+                  n_slices=1, width=256, height=256, pixel_dtype="uint8")
+    fields.update(extra)
+    return Scan.objects.create(**fields)
+
+
+def _finished_job(scan, verdict, confidence=0.9, **extra):
+    return InferenceJob.objects.create(scan=scan, status=InferenceJob.Status.SUCCEEDED, verdict=verdict,
+                                       confidence=confidence, **extra)
+
+
+# --- Upload form -------------------------------------------------------------------------------------
+
+
+def test_upload_page_has_the_form_and_the_script(client_a):
+    response = client_a.get(reverse("scans:upload"))
+    assert response.status_code == 200
+    page = _text(response)
+    assert 'enctype="multipart/form-data"' in page and 'name="files"' in page and "multiple" in page
+    assert "js/upload.js" in page
+    assert f'data-api-url="{reverse("api-scan-list")}"' in page
+
+
+def test_upload_form_stores_the_series_and_opens_the_scan(client_a, doctor_a):
+    files = [upload(p.name, p.read_bytes()) for p in SAMPLE_FLAIR]
+    response = client_a.post(reverse("scans:upload"), {"files": files})
+
+    scan = Scan.objects.get(owner=doctor_a)
+    assert response.status_code == 302 and response["Location"] == reverse("scans:detail", args=[scan.pk])
+    page = _text(client_a.get(response["Location"]))
+    assert "Uploaded IM-0001-0010.dcm (+2 more): 3 slices. The detector job is queued." in page
+    assert scan.n_slices == 3 and scan.jobs.count() == 1
+
+
+def test_upload_form_recognises_the_same_file(client_a, doctor_a):
+    tiff = SAMPLE_TIFF.read_bytes()
+    first = client_a.post(reverse("scans:upload"), {"files": [upload(SAMPLE_TIFF.name, tiff)]})
+    again = client_a.post(reverse("scans:upload"), {"files": [upload("renamed.tif", tiff)]})
+    assert again.status_code == 302 and again["Location"] == first["Location"]
+    assert "You uploaded this exact file before" in _text(client_a.get(again["Location"]))
+    assert Scan.objects.count() == 1
+
+
+@pytest.mark.parametrize("bad", bad_input_params())
+def test_upload_form_shows_the_error_and_stores_nothing(bad, client_a, apply_limits, assert_nothing_stored):
+    apply_limits(bad)
+    response = client_a.post(reverse("scans:upload"), {"files": [upload(n, d) for n, d in bad.files()]})
+    assert response.status_code == 400
+    page = _text(response)
+    assert bad.message in page
+    assert 'role="alert"' in page and 'name="files"' in page  # the form is shown again with the error
+    assert_nothing_stored()
+
+
+def test_upload_form_lists_each_refused_file(client_a, assert_nothing_stored):
+    files = [upload("notes.txt", b"hello"), upload("empty.dcm", b"")]
+    page = _text(client_a.post(reverse("scans:upload"), {"files": files}))
+    assert "2 files were refused" in page
+    assert "notes.txt</strong>: the extension .txt is not accepted" in page
+    assert "empty.dcm</strong>: the file is empty (0 bytes)." in page
+    assert_nothing_stored()
+
+
+def test_upload_body_over_the_limit_is_refused_before_reading(client_a, settings, assert_nothing_stored):
+    settings.UPLOAD_MAX_BYTES = 10
+    big = np.zeros(2 * 1024 * 1024, np.uint8).tobytes()  # body > limit + the multipart allowance
+    response = client_a.post(reverse("scans:upload"), {"files": [upload("big.dcm", big)]})
+    assert response.status_code == 400
+    assert "The upload is over the limit of 0 MB." in _text(response)
+    assert_nothing_stored()
+
+
+# --- List --------------------------------------------------------------------------------------------
+
+
+def test_list_shows_own_scans_with_the_latest_verdict(client_a, doctor_a, doctor_b):
+    mine = _bare_scan(doctor_a, "mine.dcm")
+    old = _finished_job(mine, "real_tumor", 0.51)
+    InferenceJob.objects.filter(pk=old.pk).update(created_at=timezone.now() - timedelta(hours=1))
+    _finished_job(mine, "fake_added", 0.87)
+    _bare_scan(doctor_b, "theirs.dcm")
+
+    page = _text(client_a.get(reverse("scans:list")))
+    assert "mine.dcm" in page and "theirs.dcm" not in page
+    assert "badge-fake_added" in page and "87%" in page
+    assert "badge-real_tumor" not in page  # only the latest job counts
+
+
+def test_list_for_admin_shows_everyone_with_owners(client_admin, doctor_a, doctor_b):
+    _bare_scan(doctor_a, "a.dcm")
+    _bare_scan(doctor_b, "b.dcm")
+    page = _text(client_admin.get(reverse("scans:list")))
+    assert "All scans" in page and "a.dcm" in page and "b.dcm" in page
+    assert "doctor_a" in page and "doctor_b" in page
+
+
+def test_list_filters_by_verdict_and_dates(client_a, doctor_a):
+    added = _bare_scan(doctor_a, "added.dcm")
+    _finished_job(added, "fake_added")
+    clean = _bare_scan(doctor_a, "clean.dcm")
+    _finished_job(clean, "no_tumor")
+    waiting = _bare_scan(doctor_a, "waiting.dcm")
+    InferenceJob.objects.create(scan=waiting)
+    old = _bare_scan(doctor_a, "old.dcm")
+    Scan.objects.filter(pk=old.pk).update(created_at=timezone.now() - timedelta(days=40))
+
+    def names(**params):
+        page = _text(client_a.get(reverse("scans:list"), params))
+        return {n for n in ("added.dcm", "clean.dcm", "waiting.dcm", "old.dcm") if n in page}
+
+    assert names() == {"added.dcm", "clean.dcm", "waiting.dcm", "old.dcm"}
+    assert names(verdict="fake_added") == {"added.dcm"}
+    assert names(verdict="pending") == {"waiting.dcm", "old.dcm"}
+    today = timezone.localdate()
+    assert names(date_from=str(today - timedelta(days=1))) == {"added.dcm", "clean.dcm", "waiting.dcm"}
+    assert names(date_to=str(today - timedelta(days=30))) == {"old.dcm"}
+    assert names(date_from=str(today), date_to=str(today), verdict="no_tumor") == {"clean.dcm"}
+
+
+def test_list_shows_bad_filters(client_a, doctor_a):
+    _bare_scan(doctor_a, "x.dcm")
+    page = _text(client_a.get(reverse("scans:list"), {"date_from": "2026-02-01", "date_to": "2026-01-01"}))
+    assert "The start date is after the end date." in page
+
+
+def test_list_is_paginated(client_a, doctor_a):
+    for i in range(27):
+        _bare_scan(doctor_a, f"scan-{i:02d}.dcm")
+    first = _text(client_a.get(reverse("scans:list")))
+    second = _text(client_a.get(reverse("scans:list"), {"page": 2}))
+    assert "Page 1 of 2 · 27 scans" in first and "scan-26.dcm" in first and "scan-01.dcm" not in first
+    assert "scan-01.dcm" in second and "scan-00.dcm" in second
+
+
+def test_list_does_one_query_for_the_verdicts(client_a, doctor_a, django_assert_max_num_queries):
+    for i in range(10):
+        _finished_job(_bare_scan(doctor_a, f"s{i}.dcm"), "no_tumor")
+    with django_assert_max_num_queries(8):  # session, user, count, the page: not one query per scan
+        assert client_a.get(reverse("scans:list")).status_code == 200
+
+
+# --- Detail, downloads, slice images ----------------------------------------------------------------
+
+
+def test_detail_shows_metadata_not_the_patient_and_is_audited(client_a, flair_scan_of):
+    scan = flair_scan_of()
+    response = client_a.get(reverse("scans:detail", args=[scan.pk]))
+    page = _text(response)
+    assert response.status_code == 200
+    assert scan.sha256 in page and "MR" in page and "20061201" in page
+    assert "BRAINIX" not in page and "5Yp0E" not in page  # the patient's name and ID
+    assert reverse("scans:download_original", args=[scan.pk]) in page
+    assert AuditEvent.objects.filter(action="scan.viewed", object_id=str(scan.pk)).count() == 1
+
+
+def test_download_of_a_series_is_a_zip_of_the_unchanged_files(client_a, flair_scan_of):
+    scan = flair_scan_of()
+    response = client_a.get(reverse("scans:download_original", args=[scan.pk]))
+    assert response.status_code == 200 and response["Content-Type"] == "application/zip"
+    assert "no-store" in response["Cache-Control"] and "private" in response["Cache-Control"]
+    archive = zipfile.ZipFile(io.BytesIO(b"".join(response.streaming_content)))
+    assert {n: archive.read(n) for n in archive.namelist()} == {p.name: p.read_bytes() for p in SAMPLE_FLAIR}
+    assert AuditEvent.objects.filter(action="scan.original_downloaded", object_id=str(scan.pk)).count() == 1
+
+
+def test_download_of_one_file(client_a, flair_scan_of, doctor_a):
+    scan = flair_scan_of()
+    scan_file = scan.files.get(original_name=SAMPLE_FLAIR[1].name)
+    response = client_a.get(reverse("scans:download_file", args=[scan.pk, scan_file.pk]))
+    assert response.status_code == 200
+    assert f'attachment; filename="{SAMPLE_FLAIR[1].name}"' == response["Content-Disposition"]
+    assert b"".join(response.streaming_content) == SAMPLE_FLAIR[1].read_bytes()
+
+    from scans.services import scan_upload
+
+    tiff = scan_upload(user=doctor_a, files=[upload(SAMPLE_TIFF.name, SAMPLE_TIFF.read_bytes())]).scan
+    single = client_a.get(reverse("scans:download_original", args=[tiff.pk]))
+    assert b"".join(single.streaming_content) == SAMPLE_TIFF.read_bytes()
+
+
+def test_a_file_of_another_scan_is_a_404(client_a, flair_scan_of, doctor_a):
+    from scans.services import scan_upload
+
+    scan = flair_scan_of()
+    other = scan_upload(user=doctor_a, files=[upload(SAMPLE_TIFF.name, SAMPLE_TIFF.read_bytes())]).scan
+    response = client_a.get(reverse("scans:download_file", args=[scan.pk, other.files.get().pk]))
+    assert response.status_code == 404
+
+
+def test_slice_images_8_and_16_bit(client_a, flair_scan_of):
+    scan = flair_scan_of()
+    r8 = client_a.get(reverse("scans:slice_image", args=[scan.pk, 1]))
+    r16 = client_a.get(reverse("scans:slice_image16", args=[scan.pk, 1]))
+    assert r8["Content-Type"] == r16["Content-Type"] == "image/png"
+    img8 = Image.open(io.BytesIO(b"".join(r8.streaming_content)))
+    img16 = Image.open(io.BytesIO(b"".join(r16.streaming_content)))
+    assert img8.mode == "L" and img16.mode.startswith("I")
+    assert client_a.get(reverse("scans:slice_image", args=[scan.pk, 3])).status_code == 404
+
+
+# --- Permission matrix --------------------------------------------------------------------------------
+
+PAGES = [
+    ("scans:list", False),
+    ("scans:upload", False),
+    ("scans:detail", True),
+    ("scans:download_original", True),
+    ("scans:download_file", True),
+    ("scans:slice_image", True),
+    ("scans:slice_image16", True),
+]
+
+
+def _page_url(name, scan):
+    if name == "scans:download_file":
+        return reverse(name, args=[scan.pk, scan.files.first().pk])
+    if name.startswith("scans:slice_image"):
+        return reverse(name, args=[scan.pk, 0])
+    return reverse(name, args=[scan.pk]) if name not in ("scans:list", "scans:upload") else reverse(name)
+
+
+@pytest.mark.parametrize("name,per_scan", PAGES, ids=[p[0] for p in PAGES])
+@pytest.mark.parametrize("actor,expected", [("anonymous", 302), ("doctor_a", 200), ("doctor_b", 404),
+                                            ("admin", 200)])
+def test_page_permission_matrix(name, per_scan, actor, expected, flair_scan_of, client, client_a, client_b,
+                                client_admin):
+    scan = flair_scan_of()  # owned by doctor_a
+    http = {"anonymous": client, "doctor_a": client_a, "doctor_b": client_b, "admin": client_admin}[actor]
+    response = http.get(_page_url(name, scan))
+    if not per_scan and actor == "doctor_b":
+        expected = 200  # their own (empty) list and the upload form
+    assert response.status_code == expected
+    if expected == 302:
+        assert response["Location"].startswith(reverse("accounts:login"))
+    if name == "scans:list" and actor == "doctor_b":
+        assert scan.original_name not in _text(response)
+    if name == "scans:list" and actor in ("doctor_a", "admin"):
+        assert scan.original_name in _text(response)
+
+
+def test_anonymous_cannot_upload(client, assert_nothing_stored):
+    response = client.post(reverse("scans:upload"), {"files": [upload(SAMPLE_TIFF.name, SAMPLE_TIFF.read_bytes())]})
+    assert response.status_code == 302 and response["Location"].startswith(reverse("accounts:login"))
+    assert_nothing_stored()
+
+
+def test_a_deactivated_doctor_sees_nothing(flair_scan_of, doctor_a, client_a):
+    scan = flair_scan_of()
+    doctor_a.is_active = False
+    doctor_a.save()
+    response = client_a.get(reverse("scans:detail", args=[scan.pk]))
+    assert response.status_code in (302, 404)
