@@ -232,6 +232,9 @@ INFERENCE_QUEUE = env.str("INFERENCE_QUEUE", default="") or None
 DETECTOR_WEIGHTS = env.str("DETECTOR_WEIGHTS", default=str(BASE_DIR / "models" / "detector.pt"))
 DETECTOR_DEVICE = env.str("DETECTOR_DEVICE", default="auto")  # auto | cpu | cuda | cuda:N
 DETECTOR_BATCH_SIZE = env.int("DETECTOR_BATCH_SIZE", default=4)
+# A running detector job whose worker has not beaten its heartbeat for this long is taken as abandoned (the worker
+# died): the reaper and the status read mark it failed (retryable), and a re-delivered task runs it again.
+INFERENCE_STALE_AFTER_SECONDS = env.int("INFERENCE_STALE_AFTER_SECONDS", default=300)
 
 # --- API
 REST_FRAMEWORK = {
