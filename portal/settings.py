@@ -69,6 +69,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "axes.middleware.AxesMiddleware",
+    "scans.middleware.UploadSizeLimitMiddleware",  # refuses an oversized upload before the body is read
 ]
 
 ROOT_URLCONF = "portal.urls"

@@ -25,7 +25,7 @@ from scans.serializers import (
     ScanUploadRequestSerializer,
     ScanUploadResponseSerializer,
 )
-from scans.views import body_too_large, too_large_message
+from scans.views import request_refused_message
 
 ERRORS = {
     400: OpenApiResponse(ErrorSerializer, description="Bad input; `error` says what, `detail` the specifics."),
@@ -49,7 +49,7 @@ class ScansErrorsMixin:
         if isinstance(exc, UploadRejected):
             return error_response(exc.message, exc.errors)
         if isinstance(exc, (RequestDataTooBig, SuspiciousOperation)):
-            return error_response(f"The upload was refused: {exc}")
+            return error_response(request_refused_message(exc))
         if isinstance(exc, (exceptions.ParseError, exceptions.UnsupportedMediaType, exceptions.ValidationError)):
             message = "The request could not be read." if not isinstance(exc, exceptions.ValidationError) else (
                 "Invalid parameters.")
@@ -109,8 +109,7 @@ class ScanListCreateApi(ScansErrorsMixin, GenericAPIView):
                    403: ERRORS[403]},
     )
     def post(self, request):
-        if body_too_large(request):
-            return error_response(too_large_message())
+        # An oversized body never gets here: scans.middleware.UploadSizeLimitMiddleware refuses it unread.
         result = services.scan_upload(user=request.user, files=request.FILES.getlist("files"), request=request)
         scan = selectors.scan_get_for(user=request.user, pk=result.scan.pk)
         body = {

@@ -88,7 +88,7 @@ class DecodedUpload:
     metadata: dict = field(default_factory=dict)
 
 
-def _fmt_bytes(n: int) -> str:
+def format_bytes(n: int) -> str:
     for unit in ("bytes", "KB", "MB", "GB"):
         if n < 1024 or unit == "GB":
             return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
@@ -156,7 +156,7 @@ def read_originals(files) -> list[Original]:
     total = sum(int(getattr(f, "size", 0) or 0) for f in files)
     if total > settings.UPLOAD_MAX_BYTES:
         raise UploadRejected(
-            f"The upload is {_fmt_bytes(total)}, over the limit of {_fmt_bytes(settings.UPLOAD_MAX_BYTES)}."
+            f"The upload is {format_bytes(total)}, over the limit of {format_bytes(settings.UPLOAD_MAX_BYTES)}."
         )
     originals: list[Original] = []
     errors: list[dict] = []
@@ -175,7 +175,7 @@ def read_originals(files) -> list[Original]:
     if errors:
         raise _rejected_files(errors)
     if sum(o.size for o in originals) > settings.UPLOAD_MAX_BYTES:  # sizes a client declared may lie
-        raise UploadRejected(f"The upload is over the limit of {_fmt_bytes(settings.UPLOAD_MAX_BYTES)}.")
+        raise UploadRejected(f"The upload is over the limit of {format_bytes(settings.UPLOAD_MAX_BYTES)}.")
     kinds = {o.kind for o in originals}
     if len(originals) > 1 and kinds != {"dicom"}:
         raise UploadRejected(
@@ -203,7 +203,7 @@ def _read_all(f) -> bytes:
         for chunk in f.chunks():
             buf.write(chunk)
             if buf.tell() > limit:
-                raise UploadRejected(f"The upload is over the limit of {_fmt_bytes(limit)}.")
+                raise UploadRejected(f"The upload is over the limit of {format_bytes(limit)}.")
         return buf.getvalue()
     return f.read()
 
@@ -262,7 +262,7 @@ def expand_zip(original: Original) -> list[tuple[str, bytes]]:
     if declared > max_total:
         raise UploadRejected.for_file(
             zname,
-            f"the zip would unpack to {_fmt_bytes(declared)}, over the limit of {_fmt_bytes(max_total)}.",
+            f"the zip would unpack to {format_bytes(declared)}, over the limit of {format_bytes(max_total)}.",
         )
     for info in members:
         if info.flag_bits & 0x1:

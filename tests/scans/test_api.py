@@ -88,6 +88,24 @@ def test_per_file_errors_are_in_detail(api_a, assert_nothing_stored):
     assert_nothing_stored()
 
 
+def test_body_over_the_limit_is_refused_unread(doctor_a, settings, assert_nothing_stored):
+    settings.UPLOAD_MAX_BYTES = 1000
+    client = APIClient(enforce_csrf_checks=True)
+    client.force_login(doctor_a)
+    response = _post(client, [upload("big.dcm", b"\x00" * (1024 * 1024 + 2000))])
+    assert response.status_code == 400
+    assert response.json() == {"error": "The upload is over the limit of 1000 bytes.", "detail": {"limit_bytes": 1000}}
+    assert_nothing_stored()
+
+
+def test_too_many_files_is_a_400(api_a, settings, assert_nothing_stored):
+    settings.DATA_UPLOAD_MAX_NUMBER_FILES = 2
+    response = _post(api_a, [upload(p.name, p.read_bytes()) for p in SAMPLE_FLAIR])
+    assert response.status_code == 400
+    assert response.json()["error"].startswith("More than 2 files in one upload")
+    assert_nothing_stored()
+
+
 def test_json_instead_of_multipart_is_a_400(api_a):
     response = api_a.post(reverse("api-scan-list"), {"files": "x"}, format="json")
     assert response.status_code == 400

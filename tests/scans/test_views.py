@@ -93,12 +93,28 @@ def test_upload_form_lists_each_refused_file(client_a, assert_nothing_stored):
     assert_nothing_stored()
 
 
-def test_upload_body_over_the_limit_is_refused_before_reading(client_a, settings, assert_nothing_stored):
-    settings.UPLOAD_MAX_BYTES = 10
-    big = np.zeros(2 * 1024 * 1024, np.uint8).tobytes()  # body > limit + the multipart allowance
-    response = client_a.post(reverse("scans:upload"), {"files": [upload("big.dcm", big)]})
+def test_upload_body_over_the_limit_is_refused_before_reading(doctor_a, settings, assert_nothing_stored):
+    """Refused from Content-Length by the middleware: before CSRF (which would read the body) runs, so a
+    request without a CSRF token gets the size error, not a 403."""
+    from django.test import Client
+
+    settings.UPLOAD_MAX_BYTES = 1000
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(doctor_a)
+    big = np.zeros(1024 * 1024 + 2000, np.uint8).tobytes()  # over the limit + the multipart allowance
+    response = client.post(reverse("scans:upload"), {"files": [upload("big.dcm", big)]})
     assert response.status_code == 400
-    assert "The upload is over the limit of 0 MB." in _text(response)
+    page = _text(response)
+    assert "The upload is over the limit of 1000 bytes." in page and 'name="files"' in page
+    assert_nothing_stored()
+
+
+def test_too_many_files_in_one_upload(client_a, settings, assert_nothing_stored):
+    settings.DATA_UPLOAD_MAX_NUMBER_FILES = 2
+    files = [upload(p.name, p.read_bytes()) for p in SAMPLE_FLAIR]
+    response = client_a.post(reverse("scans:upload"), {"files": files})
+    assert response.status_code == 400
+    assert "More than 2 files in one upload. Zip the series and upload the zip." in _text(response)
     assert_nothing_stored()
 
 
