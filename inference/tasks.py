@@ -12,7 +12,7 @@ from inference import services
 def _busy_countdown() -> int:
     # Retry just after the heartbeat would count as stale: by then the other worker has either beaten it
     # (still alive: try again later) or not (dead: this one takes the job over).
-    return int(getattr(settings, "INFERENCE_STALE_AFTER_SECONDS", 300)) + 5
+    return int(getattr(settings, "INFERENCE_STALE_AFTER_SECONDS", 300)) + 1
 
 
 @shared_task(bind=True, name="inference.run_inference_job", max_retries=20)
