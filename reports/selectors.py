@@ -314,3 +314,45 @@ def dashboard_for(*, user, range_name: str | None = None, today=None) -> Dashboa
     board.latency_overall = {"p50": _percentile(all_latencies, 50), "p95": _percentile(all_latencies, 95),
                              "n": len(all_latencies)}
     return board
+
+
+# --- Per-scan reports ------------------------------------------------------------------------------------
+
+
+class NoFinishedAnalysis(Exception):
+    """The scan has no succeeded detector job yet, so there is nothing to report."""
+
+
+@dataclass
+class ScanReport:
+    scan: object  # scans.Scan
+    job: object  # inference.InferenceJob (the newest succeeded one)
+    results: list  # inference.SliceResult, by index, with .instances prefetched
+    files: list  # scans.ScanFile
+    slices: dict  # index -> scans.ScanSlice
+
+    @property
+    def flagged_results(self) -> list:
+        """Slices worth a picture: those with regions, then the most suspicious, best first."""
+        return sorted(self.results, key=lambda r: (not bool(r.mask), -r.tamper_score, r.index))
+
+
+def scan_report_for(*, user, scan_pk: int) -> ScanReport:
+    """Everything a report of one scan shows. Another doctor's scan is a 404 (scans.selectors.scan_get_for);
+    NoFinishedAnalysis when no job of the scan has succeeded."""
+    from inference.models import InferenceJob
+    from inference.selectors import jobs_visible_to, slice_results_for_job
+    from scans.selectors import scan_files, scan_get_for, scan_slices
+
+    scan = scan_get_for(user=user, pk=scan_pk)
+    job = (jobs_visible_to(user=user).filter(scan=scan, status=InferenceJob.Status.SUCCEEDED)
+           .order_by("-finished_at", "-id").first())
+    if job is None:
+        raise NoFinishedAnalysis(f"{scan} has no finished analysis yet; a report is available once its job succeeds.")
+    return ScanReport(
+        scan=scan,
+        job=job,
+        results=list(slice_results_for_job(job=job)),
+        files=list(scan_files(scan=scan)),
+        slices={s.index: s for s in scan_slices(scan=scan)},
+    )

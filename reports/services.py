@@ -72,3 +72,44 @@ def evaluation_run_record(*, metrics: dict, dataset_dir: str, out_dir: str, spli
                  "n_images": run.n_images, "accuracy": run.accuracy, "macro_f1": run.macro_f1},
     )
     return run
+
+
+# --- Report files (each download is audited with the SHA-256 of exactly what was handed out) --------------
+
+def _audit_download(*, action: str, request, report, content: bytes, fmt: str, extra: dict | None = None) -> None:
+    audit_record(action=action, request=request, obj=report.scan, details={
+        "scan_id": report.scan.pk, "job_id": report.job.pk, "format": fmt, "bytes": len(content),
+        "sha256": hashlib.sha256(content).hexdigest(), **(extra or {}),
+    })
+
+
+def scan_report_pdf_issue(*, request, report) -> bytes:
+    from reports.pdf import scan_report_pdf
+
+    content = scan_report_pdf(report, generated_by=request.user)
+    _audit_download(action=actions.REPORT_PDF_DOWNLOADED, request=request, report=report, content=content, fmt="pdf")
+    return content
+
+
+def scan_report_csv_issue(*, request, report) -> bytes:
+    from reports.csv_export import scan_results_csv
+
+    content = scan_results_csv(report).encode("utf-8")
+    _audit_download(action=actions.REPORT_CSV_DOWNLOADED, request=request, report=report, content=content, fmt="csv")
+    return content
+
+
+def results_csv_issue(*, request, filters: dict) -> bytes:
+    """Every scan the user may see (scans.selectors.scan_list_for filters), one row each, with its latest job."""
+    from inference.models import InferenceJob
+    from reports.csv_export import scans_results_csv
+    from scans.selectors import scan_list_for
+
+    scans = list(scan_list_for(user=request.user, filters=filters))
+    jobs = InferenceJob.objects.in_bulk([s.latest_job_id for s in scans if s.latest_job_id])
+    content = scans_results_csv(scans, jobs).encode("utf-8")
+    audit_record(action=actions.RESULTS_CSV_EXPORTED, request=request, details={
+        "filters": {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in filters.items()},
+        "rows": len(scans), "bytes": len(content), "sha256": hashlib.sha256(content).hexdigest(),
+    })
+    return content

@@ -6,4 +6,7 @@ app_name = "reports"
 urlpatterns = [
     path("model/", views.model_page, name="model"),
     path("dashboard/", views.dashboard, name="dashboard"),
+    path("results.csv", views.results_csv, name="results_csv"),
+    path("scans/<int:pk>/report.pdf", views.scan_report_pdf, name="scan_pdf"),
+    path("scans/<int:pk>/results.csv", views.scan_report_csv, name="scan_csv"),
 ]

@@ -1,15 +1,19 @@
 """Report pages: the model page (card + stored evaluation), dashboards, per-scan reports."""
 from django.contrib.auth.decorators import login_required
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, render
+from django.utils import timezone
 
-from reports import charts
+from reports import charts, services
 from reports.models import EvaluationRun
 from reports.selectors import (
+    NoFinishedAnalysis,
     dashboard_for,
     evaluation_run_latest,
     evaluation_run_list,
     evaluation_tables,
     model_card_current,
+    scan_report_for,
 )
 
 
@@ -58,3 +62,52 @@ def dashboard(request):
                 ylabel="seconds")),
         )
     return render(request, "reports/dashboard.html", context)
+
+
+# --- Per-scan report files ---------------------------------------------------------------------------------
+
+def _attachment(content: bytes, *, content_type: str, filename: str) -> HttpResponse:
+    response = HttpResponse(content, content_type=content_type)
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    response["Cache-Control"] = "private, no-store"
+    return response
+
+
+def _no_analysis(request, exc) -> HttpResponse:
+    return render(request, "reports/no_analysis.html", {"message": str(exc)}, status=409)
+
+
+def report_file_response(*, request, scan_pk: int, kind: str, on_missing) -> HttpResponse:
+    """The one code path of the page and API downloads: ownership (404), no analysis yet (409), audit."""
+    try:
+        report = scan_report_for(user=request.user, scan_pk=scan_pk)
+    except NoFinishedAnalysis as exc:
+        return on_missing(request, exc)
+    if kind == "pdf":
+        return _attachment(services.scan_report_pdf_issue(request=request, report=report),
+                           content_type="application/pdf", filename=f"scan-{scan_pk}-report.pdf")
+    if kind == "csv":
+        return _attachment(services.scan_report_csv_issue(request=request, report=report),
+                           content_type="text/csv; charset=utf-8", filename=f"scan-{scan_pk}-results.csv")
+    raise ValueError(kind)
+
+
+@login_required
+def scan_report_pdf(request, pk: int):
+    return report_file_response(request=request, scan_pk=pk, kind="pdf", on_missing=_no_analysis)
+
+
+@login_required
+def scan_report_csv(request, pk: int):
+    return report_file_response(request=request, scan_pk=pk, kind="csv", on_missing=_no_analysis)
+
+
+@login_required
+def results_csv(request):
+    from scans.forms import ScanFilterForm
+
+    form = ScanFilterForm(request.GET or None)
+    filters = form.cleaned_data if form.is_bound and form.is_valid() else {}
+    stamp = timezone.now().strftime("%Y%m%d")
+    return _attachment(services.results_csv_issue(request=request, filters=filters),
+                       content_type="text/csv; charset=utf-8", filename=f"results-{stamp}.csv")

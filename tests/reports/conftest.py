@@ -1,3 +1,6 @@
+from dataclasses import dataclass
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -34,3 +37,95 @@ def metrics():
     rng = np.random.default_rng(7)
     matrix = rng.integers(0, 6, size=(4, 4)) + np.diag(rng.integers(40, 80, size=4))
     return metrics_from_confusion(matrix)
+
+
+BRAINIX_FLAIR = Path(__file__).resolve().parents[2].parent / "shared" / "datasets" / "brainix-dicom" / "DICOM" / "FLAIR"
+
+
+def brainix_paths(indices) -> list[Path]:
+    names = sorted(p.name for p in BRAINIX_FLAIR.iterdir())
+    return [BRAINIX_FLAIR / names[i] for i in indices]
+
+
+def disk(shape, centre, radius) -> np.ndarray:
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    return (yy - centre[0]) ** 2 + (xx - centre[1]) ** 2 <= radius**2
+
+
+@dataclass
+class Analysed:
+    scan: object
+    job: object
+    masks: dict  # slice index -> uint8 label map the "worker" stored (absent: no region)
+
+
+def store_analysis(scan, *, verdicts: dict, regions: dict, scan_verdict: str, model=("maskrcnn-tamper", "2.0.1", "ef" * 32)):
+    """Store a finished analysis the way the worker does (inference.services): per-slice results, label-map
+    PNGs and instances with COCO RLE, then the scan-level verdict on the job. `regions`: index -> list of
+    (label, score, bool mask)."""
+    from django.core.files.base import ContentFile
+    from django.utils import timezone
+
+    from inference.ml.labels import VERDICTS
+    from inference.ml.predictor import Instance
+    from inference.models import InferenceJob, SliceInstance, SliceResult
+    from inference.services import _png_bytes, label_map, mask_rle
+
+    job = scan.jobs.order_by("-id").first() or InferenceJob.objects.create(scan=scan)
+    masks = {}
+    for scan_slice in scan.slices.order_by("index"):
+        verdict = verdicts[scan_slice.index]
+        probs = {v: (0.7 if v == verdict else 0.1) for v in VERDICTS}
+        result = SliceResult(job=job, index=scan_slice.index, scan_slice=scan_slice, verdict=verdict,
+                             confidence=probs[verdict], scores=probs,
+                             tamper_score=probs["fake_added"] + probs["fake_removed"])
+        instances = [Instance(label=l, score=s, box=_box(m), mask=m) for l, s, m in regions.get(scan_slice.index, [])]
+        if instances:
+            masks[scan_slice.index] = label_map((scan.height, scan.width), instances)
+            result.mask.save(f"slice-{scan_slice.index:04d}.png", ContentFile(_png_bytes(masks[scan_slice.index])),
+                             save=False)
+        result.save()
+        for inst in instances:
+            SliceInstance.objects.create(slice_result=result, label=inst.label, score=inst.score, box=list(inst.box),
+                                         mask_rle=mask_rle(inst.mask), area=int(inst.mask.sum()))
+    now = timezone.now()
+    InferenceJob.objects.filter(pk=job.pk).update(
+        status="succeeded", verdict=scan_verdict, confidence=0.83, tamper_score=0.61, scores={},
+        model_name=model[0], model_version=model[1], model_sha256=model[2], device="cpu",
+        slices_total=len(verdicts), slices_done=len(verdicts), started_at=now, finished_at=now)
+    job.refresh_from_db()
+    return Analysed(scan=scan, job=job, masks=masks)
+
+
+def _box(mask):
+    ys, xs = np.nonzero(mask)
+    return (float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1))
+
+
+@pytest.fixture
+def upload_dicom():
+    """Upload real BRAINIX FLAIR DICOM files through the scans service."""
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from scans.services import scan_upload
+
+    def upload(user, indices=(9, 10, 11)):
+        files = [SimpleUploadedFile(p.name, p.read_bytes(), content_type="application/dicom")
+                 for p in brainix_paths(indices)]
+        return scan_upload(user=user, files=files).scan
+
+    return upload
+
+
+@pytest.fixture
+def analysed_scan(doctor_a, upload_dicom):
+    """doctor_a's 3-slice DICOM scan: slice 1 has an added tumour, slice 2 a removed one, slice 0 nothing."""
+    scan = upload_dicom(doctor_a)
+    shape = (scan.height, scan.width)
+    regions = {
+        1: [("fake_added", 0.91, disk(shape, (shape[0] // 3, shape[1] // 2), 14))],
+        2: [("fake_removed", 0.77, disk(shape, (shape[0] // 2, shape[1] // 3), 10)),
+            ("real_tumor", 0.55, disk(shape, (2 * shape[0] // 3, 2 * shape[1] // 3), 8))],
+    }
+    return store_analysis(scan, verdicts={0: "no_tumor", 1: "fake_added", 2: "fake_removed"}, regions=regions,
+                          scan_verdict="fake_added")

@@ -1,0 +1,32 @@
+"""API downloads of the per-scan reports and the results CSV (session or token auth; same code path and the
+same audit as the pages). Another doctor's scan is a 404; a scan with no finished analysis a 409."""
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from reports.views import report_file_response
+
+
+def _conflict(request, exc):
+    return Response({"detail": str(exc)}, status=409)
+
+
+def _schema(media: str, what: str):
+    return extend_schema(responses={
+        (200, media): OpenApiResponse(OpenApiTypes.BINARY, description=what),
+        404: OpenApiResponse(description="No such scan, or another doctor's."),
+        409: OpenApiResponse(description="The scan has no finished analysis yet."),
+    })
+
+
+class ScanReportPdfApi(APIView):
+    @_schema("application/pdf", "The scan's PDF report.")
+    def get(self, request, pk: int):
+        return report_file_response(request=request, scan_pk=pk, kind="pdf", on_missing=_conflict)
+
+
+class ScanReportCsvApi(APIView):
+    @_schema("text/csv", "One row per slice of the scan's latest finished analysis.")
+    def get(self, request, pk: int):
+        return report_file_response(request=request, scan_pk=pk, kind="csv", on_missing=_conflict)

@@ -1,0 +1,63 @@
+"""CSV exports of detector results (spreadsheet-safe: names a user typed cannot run as formulas)."""
+import csv
+import io
+
+from audit.csv_export import spreadsheet_safe
+from inference.ml.labels import VERDICTS
+
+SLICE_COLUMNS = ("scan_id", "scan_sha256", "job_id", "model_name", "model_version", "slice", "verdict", "confidence",
+                 "tamper_score", *(f"p_{v}" for v in VERDICTS), "regions", "region_labels", "max_region_score",
+                 "mask_pixels")
+
+SCAN_COLUMNS = ("scan_id", "uploaded_at", "uploaded_by", "original_name", "kind", "n_slices", "sha256", "job_id",
+                "job_status", "verdict", "confidence", "tamper_score", "model_name", "model_version", "model_sha256",
+                "finished_at")
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.6f}"
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return spreadsheet_safe(value)
+
+
+def _csv(header, rows) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(header)
+    for row in rows:
+        writer.writerow([_fmt(v) for v in row])
+    return buf.getvalue()
+
+
+def scan_results_csv(report) -> str:
+    """One row per slice of one scan's analysis."""
+    scan, job = report.scan, report.job
+
+    def rows():
+        for r in report.results:
+            instances = list(r.instances.all())
+            yield (scan.pk, scan.sha256, job.pk, job.model_name, job.model_version, r.index + 1, r.verdict,
+                   r.confidence, r.tamper_score, *(r.scores.get(v) for v in VERDICTS), len(instances),
+                   ";".join(sorted({i.label for i in instances})),
+                   max((i.score for i in instances), default=None), sum(i.area for i in instances))
+
+    return _csv(SLICE_COLUMNS, rows())
+
+
+def scans_results_csv(scans, jobs: dict) -> str:
+    """One row per scan, with its latest job (jobs: id -> InferenceJob)."""
+
+    def rows():
+        for scan in scans:
+            job = jobs.get(scan.latest_job_id)
+            yield (scan.pk, scan.created_at, scan.owner.get_username(), scan.original_name, scan.kind, scan.n_slices,
+                   scan.sha256, job.pk if job else None, job.status if job else "", job.verdict if job else "",
+                   job.confidence if job else None, job.tamper_score if job else None,
+                   job.model_name if job else "", job.model_version if job else "",
+                   job.model_sha256 if job else "", job.finished_at if job else None)
+
+    return _csv(SCAN_COLUMNS, rows())

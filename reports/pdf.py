@@ -1,0 +1,148 @@
+"""The per-scan PDF report (reportlab): verdict, provenance, pictures with the overlay, per-slice table."""
+import io
+
+from django.utils import timezone
+from reportlab.lib import colors
+from reportlab.lib.pagesizes import A4
+from reportlab.lib.styles import ParagraphStyle, getSampleStyleSheet
+from reportlab.lib.units import mm
+from reportlab.platypus import (
+    Image as RLImage,
+    KeepTogether,
+    LongTable,
+    Paragraph,
+    SimpleDocTemplate,
+    Spacer,
+    Table,
+    TableStyle,
+)
+from xml.sax.saxutils import escape
+
+from reports.charts import VERDICT_COLOURS
+from reports.overlay import overlay, read_png
+
+VERDICT_TEXT = {
+    "real_tumor": ("Real tumour", "An authentic tumour; the outline shows the tumour."),
+    "no_tumor": ("No tumour", "Authentic, no tumour found."),
+    "fake_added": ("Tampered: tumour added", "A tumour was injected; the outline shows the injected region."),
+    "fake_removed": ("Tampered: tumour removed", "A tumour was erased; the outline shows the erased (inpainted) region."),
+}
+MAX_PICTURES = 12
+PICTURE_SIZE = 80 * mm
+
+
+def verdict_text(verdict: str) -> tuple[str, str]:
+    return VERDICT_TEXT.get(verdict, (verdict, ""))
+
+
+def _p(text, style):
+    return Paragraph(escape(str(text)), style)
+
+
+def _slice_picture(report, result):
+    scan_slice = result.scan_slice or report.slices.get(result.index)
+    if scan_slice is None or not scan_slice.image:
+        return None
+    labels = read_png(result.mask) if result.mask else None
+    picture = overlay(read_png(scan_slice.image), labels)
+    buf = io.BytesIO()
+    picture.save(buf, format="PNG")
+    buf.seek(0)
+    w, h = picture.size
+    scale = PICTURE_SIZE / max(w, h)
+    return RLImage(buf, width=w * scale, height=h * scale)
+
+
+def scan_report_pdf(report, *, generated_by) -> bytes:
+    scan, job = report.scan, report.job
+    styles = getSampleStyleSheet()
+    small = ParagraphStyle("small", parent=styles["BodyText"], fontSize=8, leading=10)
+    mono = ParagraphStyle("mono", parent=small, fontName="Courier", fontSize=7.5, leading=9)
+    label, meaning = verdict_text(job.verdict)
+    colour = colors.HexColor(VERDICT_COLOURS.get(job.verdict, "#333333"))
+    now = timezone.localtime()
+
+    story = [
+        Paragraph("MRI tamper check: scan report", styles["Title"]),
+        Table(
+            [[Paragraph(f'<font color="white"><b>{escape(label)}</b></font>', styles["Heading2"]),
+              Paragraph(f'<font color="white">confidence {job.confidence:.1%}<br/>'
+                        f'tamper score {job.tamper_score:.3f}</font>', styles["BodyText"])]],
+            colWidths=[110 * mm, 60 * mm],
+            style=TableStyle([("BACKGROUND", (0, 0), (-1, -1), colour), ("VALIGN", (0, 0), (-1, -1), "MIDDLE"),
+                              ("LEFTPADDING", (0, 0), (-1, -1), 8), ("TOPPADDING", (0, 0), (-1, -1), 6),
+                              ("BOTTOMPADDING", (0, 0), (-1, -1), 6)]),
+        ),
+        Spacer(1, 3 * mm),
+        _p(f"Verdict: {job.verdict}. {meaning}", styles["BodyText"]),
+        Spacer(1, 3 * mm),
+    ]
+
+    originals = [[_p(f.original_name, small), Paragraph(escape(f.sha256), mono)] for f in report.files]
+    provenance = [
+        ["Scan", _p(f"#{scan.pk}: {scan.original_name} ({scan.get_kind_display()}, {scan.n_slices} slice"
+                    f"{'s' if scan.n_slices != 1 else ''}, {scan.width} x {scan.height})", small)],
+        ["SHA-256 of the original", Paragraph(escape(scan.sha256), mono)],
+        ["Uploaded by", _p(f"{scan.owner.get_username()} on {timezone.localtime(scan.created_at):%Y-%m-%d %H:%M %Z}", small)],
+        ["Analysed", _p(f"job #{job.pk}, finished {timezone.localtime(job.finished_at):%Y-%m-%d %H:%M %Z}"
+                        f"{' on ' + job.device if job.device else ''}", small)],
+        ["Model", _p(f"{job.model_name} {job.model_version}", small)],
+        ["Model SHA-256", Paragraph(escape(job.model_sha256 or "unknown"), mono)],
+        ["Report", _p(f"generated {now:%Y-%m-%d %H:%M %Z} for {generated_by.get_username()}", small)],
+    ]
+    table_style = TableStyle([("FONTSIZE", (0, 0), (-1, -1), 8), ("VALIGN", (0, 0), (-1, -1), "TOP"),
+                              ("TEXTCOLOR", (0, 0), (0, -1), colors.HexColor("#52606d")),
+                              ("LINEBELOW", (0, 0), (-1, -1), 0.25, colors.HexColor("#e4e7eb"))])
+    story += [Table(provenance, colWidths=[40 * mm, 130 * mm], style=table_style)]
+    if len(originals) > 1:
+        story += [Spacer(1, 2 * mm), _p(f"Original files ({len(originals)}):", small),
+                  Table(originals, colWidths=[60 * mm, 110 * mm], style=table_style)]
+
+    pictures = []
+    for result in report.flagged_results[:MAX_PICTURES]:
+        image = _slice_picture(report, result)
+        if image is not None:
+            regions = len(result.instances.all())
+            caption = _p(f"Slice {result.index + 1}: {result.verdict} ({result.confidence:.0%}), "
+                         f"{regions} region{'s' if regions != 1 else ''}", small)
+            pictures.append([image, caption])
+    if pictures:
+        cells = [[pictures[i], pictures[i + 1] if i + 1 < len(pictures) else ""] for i in range(0, len(pictures), 2)]
+        grid = Table(cells, colWidths=[85 * mm, 85 * mm],
+                     style=TableStyle([("VALIGN", (0, 0), (-1, -1), "TOP"), ("ALIGN", (0, 0), (-1, -1), "CENTER")]))
+        shown = "with a region or the most suspicious" if len(report.results) > len(pictures) else "all"
+        story += [Spacer(1, 5 * mm), KeepTogether([Paragraph("Slices", styles["Heading2"]),
+                  _p(f"{len(pictures)} of {len(report.results)} slices ({shown}); coloured outlines: "
+                     "blue real tumour, red added, purple removed.", small)]), grid]
+
+    rows = [["Slice", "Verdict", "Confidence", "Tamper score", "Regions", "Region classes (score)"]]
+    for r in report.results:
+        instances = list(r.instances.all())
+        rows.append([str(r.index + 1), r.verdict, f"{r.confidence:.3f}", f"{r.tamper_score:.3f}", str(len(instances)),
+                     ", ".join(f"{i.label} ({i.score:.2f})" for i in instances[:4]) or "-"])
+    per_slice = LongTable(rows, repeatRows=1, colWidths=[14 * mm, 28 * mm, 22 * mm, 24 * mm, 16 * mm, 66 * mm])
+    per_slice.setStyle(TableStyle([
+        ("FONTSIZE", (0, 0), (-1, -1), 7.5), ("FONTNAME", (0, 0), (-1, 0), "Helvetica-Bold"),
+        ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#f5f7fa")),
+        ("LINEBELOW", (0, 0), (-1, -1), 0.25, colors.HexColor("#e4e7eb")),
+        ("ALIGN", (2, 1), (4, -1), "RIGHT"),
+    ]))
+    story += [Spacer(1, 5 * mm), Paragraph("Per-slice results", styles["Heading2"]), per_slice,
+              Spacer(1, 6 * mm),
+              _p("Decision support only: a verdict is a prompt for a radiologist's review, not a diagnosis.", small)]
+
+    buf = io.BytesIO()
+
+    def footer(canvas, doc):
+        canvas.saveState()
+        canvas.setFont("Helvetica", 7)
+        canvas.setFillColor(colors.HexColor("#52606d"))
+        canvas.drawString(15 * mm, 10 * mm, f"Scan #{scan.pk} · SHA-256 {scan.sha256[:16]}… · model {job.model_version}")
+        canvas.drawRightString(A4[0] - 15 * mm, 10 * mm, f"page {doc.page}")
+        canvas.restoreState()
+
+    doc = SimpleDocTemplate(buf, pagesize=A4, leftMargin=15 * mm, rightMargin=15 * mm, topMargin=15 * mm,
+                            bottomMargin=18 * mm, title=f"Scan report {scan.pk}", author="MRI tamper check",
+                            subject=f"verdict {job.verdict}")
+    doc.build(story, onFirstPage=footer, onLaterPages=footer)
+    return buf.getvalue()

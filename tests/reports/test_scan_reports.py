@@ -1,0 +1,118 @@
+import csv
+import hashlib
+import io
+import re
+
+import numpy as np
+import pytest
+from django.urls import reverse
+from pypdf import PdfReader
+
+from audit import actions
+from audit.models import AuditEvent
+
+
+def _pdf_text(content: bytes) -> str:
+    return "\n".join(page.extract_text() for page in PdfReader(io.BytesIO(content)).pages)
+
+
+def test_pdf_parses_and_holds_verdict_provenance_and_pictures(client_a, analysed_scan):
+    scan, job = analysed_scan.scan, analysed_scan.job
+    response = client_a.get(reverse("reports:scan_pdf", args=[scan.pk]))
+    assert response.status_code == 200
+    assert response["Content-Type"] == "application/pdf"
+    content = response.content
+
+    reader = PdfReader(io.BytesIO(content))
+    text = _pdf_text(content)
+    assert "Tampered: tumour added" in text
+    assert f"Verdict: {job.verdict}" in text
+    assert scan.sha256 in text.replace("\n", "")
+    assert job.model_version in text and job.model_sha256 in text.replace("\n", "")
+    assert "doctor_a" in text
+    assert "confidence 83.0%" in text
+    # The per-slice table: one row per slice, in order, with each slice's verdict.
+    for number, verdict in ((1, "no_tumor"), (2, "fake_added"), (3, "fake_removed")):
+        assert re.search(rf"\b{number}\s+{verdict}\s+0\.700\s", text), verdict
+    # Every slice is pictured (3 slices, all under the limit), each with its overlay.
+    images = [img for page in reader.pages for img in page.images]
+    assert len(images) == scan.n_slices
+
+    events = AuditEvent.objects.filter(action=actions.REPORT_PDF_DOWNLOADED)
+    assert events.count() == 1
+    event = events.get()
+    assert (event.actor_username, event.object_type, event.object_id) == ("doctor_a", "scans.scan", str(scan.pk))
+    assert event.details["sha256"] == hashlib.sha256(content).hexdigest()
+    assert event.details["job_id"] == job.pk and event.details["scan_id"] == scan.pk
+
+
+def test_overlay_tints_exactly_the_masked_region():
+    from reports.overlay import LABEL_RGB, overlay
+
+    grey = np.full((40, 40), 100, dtype=np.uint8)
+    labels = np.zeros((40, 40), dtype=np.uint8)
+    labels[10:20, 10:20] = 2
+    picture = np.asarray(overlay(grey, labels)).astype(int)
+    assert (picture[labels == 0] == 100).all()
+    assert (picture[10, 10] == LABEL_RGB[2]).all()  # outline in the class colour
+    assert not (picture[15, 15] == 100).all()  # inside tinted
+    assert (picture[15, 15] != LABEL_RGB[2]).any()  # but not painted over
+
+
+def test_slice_csv_matches_the_stored_results(client_a, analysed_scan):
+    scan = analysed_scan.scan
+    response = client_a.get(reverse("reports:scan_csv", args=[scan.pk]))
+    assert response.status_code == 200
+    rows = list(csv.DictReader(io.StringIO(response.content.decode())))
+    assert [r["verdict"] for r in rows] == ["no_tumor", "fake_added", "fake_removed"]
+    assert [int(r["mask_pixels"]) for r in rows] == [
+        0, int((analysed_scan.masks[1] > 0).sum()),
+        int(sum(inst.area for inst in analysed_scan.job.slice_results.get(index=2).instances.all()))]
+    assert rows[2]["region_labels"] == "fake_removed;real_tumor"
+    assert {r["scan_sha256"] for r in rows} == {scan.sha256}
+    assert AuditEvent.objects.filter(action=actions.REPORT_CSV_DOWNLOADED, object_id=str(scan.pk)).count() == 1
+
+
+@pytest.mark.parametrize("name", ["reports:scan_pdf", "reports:scan_csv", "api-scan-report-pdf", "api-scan-report-csv"])
+def test_another_doctors_report_is_404_and_not_logged_as_a_download(client_b, client_admin, analysed_scan, name):
+    url = reverse(name, args=[analysed_scan.scan.pk])
+    assert client_b.get(url).status_code == 404
+    assert not AuditEvent.objects.filter(action__startswith="report.").exists()
+    assert client_admin.get(url).status_code == 200  # admins see every scan
+
+
+def test_no_finished_analysis_is_409(client_a, doctor_a, upload_dicom):
+    scan = upload_dicom(doctor_a, indices=(3,))
+    assert client_a.get(reverse("reports:scan_pdf", args=[scan.pk])).status_code == 409
+    api = client_a.get(reverse("api-scan-report-pdf", args=[scan.pk]))
+    assert api.status_code == 409 and "no finished analysis" in api.json()["detail"]
+
+
+def test_api_with_a_token(analysed_scan, doctor_a):
+    from rest_framework.authtoken.models import Token
+    from rest_framework.test import APIClient
+
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=doctor_a).key}")
+    response = client.get(reverse("api-scan-report-pdf", args=[analysed_scan.scan.pk]))
+    assert response.status_code == 200
+    assert "Tampered: tumour added" in _pdf_text(response.content)
+    assert AuditEvent.objects.filter(action=actions.REPORT_PDF_DOWNLOADED, actor_username="doctor_a").count() == 1
+
+
+def test_results_csv_lists_only_the_doctors_scans_and_is_audited(client_a, client_b, analysed_scan, doctor_b,
+                                                                  upload_dicom):
+    from scans.models import Scan
+
+    other = upload_dicom(doctor_b, indices=(4,))
+    Scan.objects.filter(pk=other.pk).update(original_name="=cmd|' /C calc'!A0")
+
+    rows = list(csv.DictReader(io.StringIO(client_a.get(reverse("reports:results_csv")).content.decode())))
+    assert [int(r["scan_id"]) for r in rows] == [analysed_scan.scan.pk]
+    assert rows[0]["verdict"] == analysed_scan.job.verdict
+    assert rows[0]["model_version"] == analysed_scan.job.model_version
+
+    rows_b = list(csv.DictReader(io.StringIO(client_b.get(reverse("reports:results_csv")).content.decode())))
+    assert [r["original_name"] for r in rows_b] == ["'=cmd|' /C calc'!A0"]
+    exports = AuditEvent.objects.filter(action=actions.RESULTS_CSV_EXPORTED)
+    assert [(e.actor_username, e.details["rows"]) for e in exports.order_by("seq")] == [("doctor_a", 1), ("doctor_b", 1)]
