@@ -1,0 +1,136 @@
+"""In headless Chromium: a doctor logs in, uploads a DICOM series, watches the job and sees the result page work
+(verdicts, the mask overlay drawn from the RLEs, the slice slider, window/level on the 16-bit source).
+
+The job is run by the real service (`inference.services.job_run`) in the test process, standing in for the worker
+(the end-to-end test in tests/e2e runs a real worker process); the page only sees what the API serves.
+"""
+import re
+
+import numpy as np
+import pytest
+from django.db import connections
+from django.urls import reverse
+from PIL import Image
+
+from inference import services
+from inference.models import InferenceJob
+from tests.conftest import PASSWORD
+from tests.inference.conftest import (  # noqa: F401  (fixtures)
+    BRAINIX_FLAIR,
+    _fast_password_hashing,
+    detector_with_regions,
+    regions_bundle,
+)
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+# What viewer.js shows for each verdict.
+VERDICT_LABELS = {
+    "real_tumor": "Real tumour", "no_tumor": "No tumour", "fake_added": "Fake: tumour added",
+    "fake_removed": "Fake: tumour removed",
+}
+
+
+@pytest.fixture
+def page(live_server, monkeypatch):
+    """Headless Chromium (Debian's, PLAYWRIGHT_CHROMIUM). Replaced by tests/browser/conftest.py's when it lands."""
+    import os
+
+    from playwright.sync_api import sync_playwright
+
+    # Playwright's sync API runs an event loop in this thread; the test's ORM calls are still synchronous.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=os.environ.get("PLAYWRIGHT_CHROMIUM", "/usr/bin/chromium"))
+        context = browser.new_context()
+        page = context.new_page()
+        page.set_default_timeout(15_000)
+        yield page
+        context.close()
+        browser.close()
+        # ORM calls made while Playwright's loop ran used their own connection: close it before the database goes.
+        connections.close_all()
+
+
+def _percent(text: str) -> float:
+    """'confidence 87.5%' -> 87.5"""
+    return float(re.search(r"([0-9.]+)%", text).group(1))
+
+
+def _overlay_pixels(page) -> int:
+    return page.evaluate(
+        """() => {
+            const c = document.querySelector('[data-overlay]');
+            const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+            let n = 0; for (let i = 3; i < d.length; i += 4) if (d[i] > 0) n++;
+            return n;
+        }"""
+    )
+
+
+def test_doctor_uploads_a_series_and_sees_the_result(page, live_server, doctor_a, detector_with_regions):
+    page.goto(live_server.url + reverse("accounts:login"))
+    page.fill("input[name=username]", doctor_a.username)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(lambda url: "/accounts/login" not in url)
+
+    page.goto(live_server.url + reverse("scans:upload"))
+    files = sorted(BRAINIX_FLAIR.iterdir())[8:12]
+    page.set_input_files("#upload-form input[type=file]", [str(f) for f in files])
+    page.click("#upload-submit")
+    page.wait_for_url(lambda url: "/scans/" in url and "/upload" not in url, timeout=30_000)
+
+    job = InferenceJob.objects.get(scan__owner=doctor_a)
+    status = page.locator("[data-job-status]")
+    assert status.inner_text() in ("Queued", "Running")
+
+    services.job_run(job_id=job.pk)  # what the worker does
+    job.refresh_from_db()
+    assert job.status == InferenceJob.Status.SUCCEEDED, job.error_message
+
+    # The page polls the job API and switches to the result without a reload.
+    page.wait_for_selector("[data-job-verdict]:not(.hidden)", timeout=15_000)
+    assert status.inner_text() == "Succeeded"
+    assert page.locator("[data-scan-verdict]").inner_text() == VERDICT_LABELS[job.verdict]
+    assert _percent(page.locator("[data-scan-confidence]").inner_text()) == pytest.approx(job.confidence * 100, abs=0.051)
+    assert page.locator("#masks-download").is_visible()
+
+    # Per-slice verdicts: the strip has one cell per slice; the slice panel shows the current slice's result.
+    page.wait_for_selector("[data-slice-result]:not(.hidden)")
+    assert page.locator("[data-slice-strip] button").count() == 4
+    middle = job.slice_results.get(index=2)
+    assert _percent(page.locator("[data-slice-confidence]").inner_text()) == pytest.approx(
+        middle.confidence * 100, abs=0.051
+    )
+
+    # The overlay is drawn from the instance RLEs: exactly the mask's pixels.
+    assert page.locator("[data-overlay-controls]").is_visible()
+    assert "Fake: tumour added" in page.locator("[data-overlay-controls]").inner_text()
+    drawn = _overlay_pixels(page)
+    with middle.mask.open("rb") as fh:
+        assert drawn == int(np.count_nonzero(np.asarray(Image.open(fh))))
+    page.uncheck("[data-overlay-toggle]")
+    assert _overlay_pixels(page) == 0
+    page.check("[data-overlay-toggle]")
+
+    # The slider moves through the slices.
+    page.locator("[data-slice-slider]").fill("0")
+    assert page.locator("[data-slice-label]").inner_text() == "1"
+    assert page.locator("[data-slice-img]").get_attribute("src").endswith("/slices/0.png")
+
+    # Window/level on the 16-bit source: the slice is redrawn from the native values.
+    page.locator("[data-window-width]").fill("100")
+    page.wait_for_selector("[data-slice-canvas]:not(.hidden)")
+    page.wait_for_function(
+        """() => { const c = document.querySelector('[data-slice-canvas]');
+                   const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+                   for (let i = 0; i < d.length; i += 4) if (d[i] > 0 && d[i] < 255) return true; return false; }"""
+    )
+    assert page.locator("[data-window-status]").inner_text() == ""
+
+    # The mask download link of a slice with a region works for its owner.
+    link = page.locator("[data-slice-mask-download]")
+    assert link.is_visible()
+    response = page.request.get(live_server.url + link.get_attribute("href"))
+    assert response.status == 200 and response.headers["content-type"] == "image/png"
