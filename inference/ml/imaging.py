@@ -84,9 +84,21 @@ def to_grayscale(image: np.ndarray, *, tolerance: float = 2.0) -> np.ndarray:
 # --- Ordinary images -------------------------------------------------------------------------
 
 
-def read_image(source: str | Path | BinaryIO, *, max_pixels: int | None = None) -> Volume:
-    """PNG, JPEG or TIFF (single- or multi-page) as a Volume. 8- and 16-bit grey kept as they are."""
+def read_image(
+    source: str | Path | BinaryIO, *, max_pixels: int | None = None, channel: int | None = None
+) -> Volume:
+    """PNG, JPEG or TIFF (single- or multi-page) as a Volume. 8- and 16-bit grey kept as they are.
+
+    ``channel`` picks one channel of a multi-channel image whose channels are different sequences (the
+    public LGG TIFFs are pre-contrast, FLAIR, post-contrast: ``channel=1``); a grey image ignores it.
+    Without it a colour image is refused (``to_grayscale``).
+    """
     from PIL import Image, UnidentifiedImageError
+
+    def grey(arr: np.ndarray) -> np.ndarray:
+        if channel is not None and arr.ndim == 3 and arr.shape[-1] in (3, 4):
+            return arr[..., channel]
+        return to_grayscale(arr)
 
     data = _read_bytes(source)
     try:
@@ -111,11 +123,11 @@ def read_image(source: str | Path | BinaryIO, *, max_pixels: int | None = None) 
             raise ImagingError(f"The TIFF file is damaged or unsupported: {exc}") from exc
         arr = np.asarray(arr)
         if arr.ndim == 3 and arr.shape[-1] in (3, 4) and n_frames == 1:
-            frames = [to_grayscale(arr)]
+            frames = [grey(arr)]
         elif arr.ndim == 3:
             frames = [arr[i] for i in range(arr.shape[0])]
         elif arr.ndim == 4:
-            frames = [to_grayscale(arr[i]) for i in range(arr.shape[0])]
+            frames = [grey(arr[i]) for i in range(arr.shape[0])]
         else:
             frames = [arr]
     else:
@@ -127,7 +139,7 @@ def read_image(source: str | Path | BinaryIO, *, max_pixels: int | None = None) 
                 elif img.mode in ("L", "P", "1", "LA"):
                     arr = np.asarray(img.convert("L"))
                 else:
-                    arr = to_grayscale(np.asarray(img.convert("RGB")))
+                    arr = grey(np.asarray(img.convert("RGB")))
         except (OSError, SyntaxError) as exc:
             raise ImagingError(f"The {fmt or 'image'} file is truncated or damaged: {exc}") from exc
         frames = [arr]

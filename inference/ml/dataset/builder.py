@@ -1,0 +1,273 @@
+"""Build the four-class tampering dataset from real slices with tumour masks.
+
+Recipe (per corpus, per split; a corpus never lends slices or tumours to another):
+
+1. Slices are read (``readers``), 8-bit under the one windowing rule. Tumour slices: mask area >= ``min_area``;
+   healthy slices: empty mask; slices with a tiny mask are left out (neither clearly tumour nor clearly not).
+   Healthy slices are eligible when they lie in the part of the stack where this corpus's tumours lie
+   (between the 0.5th and 99.5th percentile of the tumour slices' relative positions), so that neither healthy
+   class is told apart by anatomy (skull base, vertex) rather than by tampering.
+2. Patients are split (``splits.split_patients``), per corpus, so every corpus is in every split.
+3. With ``n`` = the split's tumour slices (scaled down by ``max_images``, capped by its healthy slices):
+   ``real_tumor``: n tumour slices; ``fake_removed``: n removals from tumour slices (removal methods in turn);
+   ``no_tumor``: n healthy slices; ``fake_added``: n injections into healthy slices (injection methods in
+   turn), preferring healthy slices not already used as ``no_tumor``, the donor tumour from another patient
+   of the same split and corpus. A slice may appear once authentic and once tampered (never twice in one
+   class); that pairs are in the same split is harmless and makes the detector look at traces, not anatomy.
+4. Every image has its own seed (from ``seed`` and its place in the plan), so the output is byte-identical
+   for the same inputs and seed; the writing order is a seeded shuffle and file names are neutral numbers.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from ..coco import SPLITS, DatasetWriter, check_dataset
+from ..tamper import INJECT, REMOVE, NotApplicable, TamperRequest, methods as registered_methods
+from .readers import SourceError, SourceSlice, read_source
+from .splits import DEFAULT_FRACTIONS, split_patients
+
+log = logging.getLogger(__name__)
+
+VERDICT_ORDER = ("real_tumor", "no_tumor", "fake_added", "fake_removed")
+MIN_TUMOUR_AREA = 100
+MIN_DONOR_AREA = 150
+# healthy slices are eligible between these percentiles of the tumour slices' positions in the stack
+ELIGIBLE_POSITION_PERCENTILES = (0.5, 99.5)
+DEFAULT_SOURCES = ("lgg-flair", "tcia-progression-t1ce")  # under ../shared/datasets of the project root
+
+
+def default_sources(project_root: Path) -> list[str]:
+    base = (project_root / ".." / "shared" / "datasets").resolve()
+    return [str(base / name) for name in DEFAULT_SOURCES]
+
+
+@dataclass
+class BuildConfig:
+    sources: Sequence[str]
+    out: Path
+    seed: int = 0
+    max_images: int | None = None
+    methods: Sequence[str] | None = None  # tampering method names; None: every registered method
+    min_area: int = MIN_TUMOUR_AREA
+    fractions: tuple[float, float, float] = DEFAULT_FRACTIONS
+    touch_ups: bool = True
+    mask_pattern: str = "{stem}_mask"
+    progress: bool = True
+
+
+@dataclass
+class PlanItem:
+    verdict: str
+    source: str
+    split: str
+    seed: int
+    candidates: list[tuple]  # (slice, method or None, donor or None), tried in order
+
+
+@dataclass
+class BuildReport:
+    out: Path
+    n_images: int
+    counts: dict
+    seconds: float
+    skipped: Counter = field(default_factory=Counter)
+
+
+def _item_seed(seed: int, *key: int) -> int:
+    return int(np.random.SeedSequence([seed, *key]).generate_state(1)[0])
+
+
+def _eligible_healthy(tumour: list[SourceSlice], healthy: list[SourceSlice]) -> list[SourceSlice]:
+    positions = [s.position for s in tumour if s.position is not None]
+    if len(positions) < 5:
+        return healthy
+    lo, hi = np.percentile(positions, ELIGIBLE_POSITION_PERCENTILES)
+    return [s for s in healthy if s.position is None or lo <= s.position <= hi]
+
+
+def plan_dataset(slices: list[SourceSlice], config: BuildConfig) -> tuple[list[PlanItem], dict]:
+    """What to build: one PlanItem per output image (deterministic for the same slices and config)."""
+    inject = registered_methods(INJECT, list(config.methods) if config.methods else None)
+    remove = registered_methods(REMOVE, list(config.methods) if config.methods else None)
+    if not inject or not remove:
+        raise ValueError(
+            f"The build needs at least one injection and one removal method; got {[m.name for m in inject]} "
+            f"and {[m.name for m in remove]} from --methods {config.methods}."
+        )
+    by_source: dict[str, list[SourceSlice]] = defaultdict(list)
+    for s in slices:
+        by_source[s.source].append(s)
+    tumour_total = sum(1 for s in slices if s.tumour_area >= config.min_area)
+    scale = 1.0
+    if config.max_images:
+        scale = min(1.0, config.max_images / (4.0 * max(tumour_total, 1)))
+    items: list[PlanItem] = []
+    splits_info: dict = {}
+    for ci, source in enumerate(sorted(by_source)):
+        corpus = by_source[source]
+        tumour = [s for s in corpus if s.tumour_area >= config.min_area]
+        healthy = _eligible_healthy(tumour, [s for s in corpus if not s.mask.any()])
+        if not tumour or not healthy:
+            raise SourceError(
+                f"{source}: {len(tumour)} slices with a tumour of at least {config.min_area} pixels and "
+                f"{len(healthy)} tumour-free slices; a corpus needs both (authentic classes come from one corpus)."
+            )
+        t_counts = Counter(s.patient_id for s in tumour)
+        h_counts = Counter(s.patient_id for s in healthy)
+        assignment = split_patients(dict(t_counts), dict(h_counts), fractions=config.fractions,
+                                    seed=_item_seed(config.seed, ci, 999))
+        splits_info[source] = assignment
+        for si, split in enumerate(SPLITS):
+            t_split = [s for s in tumour if assignment[s.patient_id] == split]
+            h_split = [s for s in healthy if assignment[s.patient_id] == split]
+            if not t_split or not h_split:
+                continue
+            n = min(len(t_split), len(h_split))
+            n = max(min(n, max(len(inject), len(remove))), int(round(n * scale)))
+            rng = np.random.default_rng(_item_seed(config.seed, ci, si))
+            t_perm = [t_split[i] for i in rng.permutation(len(t_split))]
+            h_perm = [h_split[i] for i in rng.permutation(len(h_split))]
+            t_perm2 = [t_split[i] for i in rng.permutation(len(t_split))]
+            no_tumor = h_perm[:n]
+            unused = h_perm[n:]
+            added_bases = unused + [h_perm[i] for i in rng.permutation(n)]
+            donors = [s for s in t_split if s.tumour_area >= MIN_DONOR_AREA] or t_split
+
+            def key(vi: int, k: int) -> int:
+                return _item_seed(config.seed, ci, si, vi, k)
+
+            for k in range(n):
+                items.append(PlanItem("real_tumor", source, split, key(0, k), [(t_perm[k], None, None)]))
+                items.append(PlanItem("no_tumor", source, split, key(1, k), [(no_tumor[k], None, None)]))
+                # injections: this base with every injection method (its turn first), then other bases
+                item_rng = np.random.default_rng(key(2, k))
+                cands = []
+                for j in range(4):
+                    base = added_bases[(k + j * 7919) % len(added_bases)]
+                    others = [d for d in donors if d.patient_id != base.patient_id]
+                    if not others:
+                        continue
+                    for mi in range(len(inject)):
+                        method = inject[(k + mi) % len(inject)]
+                        donor = others[int(item_rng.integers(len(others)))]
+                        cands.append((base, method, donor))
+                items.append(PlanItem("fake_added", source, split, key(2, k), cands))
+                cands = []
+                for j in range(4):
+                    base = t_perm2[(k + j * 7919) % len(t_perm2)]
+                    for mi in range(len(remove)):
+                        cands.append((base, remove[(k + mi) % len(remove)], None))
+                items.append(PlanItem("fake_removed", source, split, key(3, k), cands))
+    order = np.random.default_rng(_item_seed(config.seed, 4242)).permutation(len(items))
+    return [items[i] for i in order], splits_info
+
+
+def realise(item: PlanItem, *, touch_ups: bool = True) -> tuple[np.ndarray, np.ndarray | None, dict, SourceSlice]:
+    """Make one planned image: (uint8 slice, region mask or None, provenance parameters, base slice)."""
+    rng = np.random.default_rng(item.seed)
+    failures = []
+    for base, method, donor in item.candidates:
+        if method is None:
+            return base.image, (base.mask if item.verdict == "real_tumor" else None), {}, base
+        if method.kind == INJECT:
+            request = TamperRequest(base.image, donor_image=donor.image, donor_mask=donor.mask)
+        else:
+            request = TamperRequest(base.image, tumour=base.mask)
+        try:
+            result = method.apply(request, rng, touch_ups=touch_ups)
+        except NotApplicable as exc:
+            failures.append(f"{method.name} on {base.key}: {exc}")
+            continue
+        params = dict(result.params)
+        if donor is not None:
+            params["donor"] = {"patient_id": donor.patient_id, "file": donor.file, "index": donor.index}
+        if failures:
+            params["fallbacks"] = failures
+        return result.image, result.mask, params, base
+    raise NotApplicable(f"{item.verdict} in {item.source}/{item.split}: every candidate failed: {failures[:3]}")
+
+
+def _instances(verdict: str, mask: np.ndarray | None) -> list[np.ndarray]:
+    """Ground-truth regions: a real tumour's connected components; a tampered region as one instance."""
+    if mask is None:
+        return []
+    if verdict == "real_tumor":
+        from scipy import ndimage as ndi
+
+        labels, n = ndi.label(mask, structure=np.ones((3, 3)))
+        return [labels == i for i in range(1, n + 1)]
+    return [mask]
+
+
+def build_dataset(
+    config: BuildConfig, *, slices: list[SourceSlice] | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> BuildReport:
+    """Read the sources, plan, tamper and write the dataset to ``config.out``; validate it. Returns counts."""
+    start = time.monotonic()
+    if slices is None:
+        if not config.sources:
+            raise SourceError("No source was given.")
+        slices = []
+        for spec in config.sources:
+            slices.extend(read_source(spec, mask_pattern=config.mask_pattern))
+    if not slices:
+        raise SourceError("The sources hold no slices.")
+    items, splits_info = plan_dataset(slices, config)
+    info = {
+        "description": "MRI tampering dataset (real_tumor, no_tumor, fake_added, fake_removed)",
+        "builder": "inference.ml.dataset.builder",
+        "seed": config.seed,
+        "sources": sorted({s.source for s in slices}),
+        "methods": sorted({m.name for item in items for _, m, _ in item.candidates if m is not None}),
+        "min_tumour_area": config.min_area,
+        "windowing": "imaging.to_uint8: 8-bit kept; other data linear between the 0.5th and 99.5th percentile per volume",
+        "splits": {src: dict(sorted(a.items())) for src, a in splits_info.items()},
+    }
+    counts: Counter = Counter()
+    skipped: Counter = Counter()
+    bar = None
+    if config.progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(items), unit="img", desc="building", mininterval=1.0)
+    with DatasetWriter(config.out, info=info) as writer:
+        for i, item in enumerate(items):
+            try:
+                image, mask, params, base = realise(item, touch_ups=config.touch_ups)
+            except NotApplicable as exc:
+                log.warning("%s", exc)
+                skipped[(item.source, item.split, item.verdict)] += 1
+                if bar is not None:
+                    bar.update(1)
+                continue
+            method = params.get("method") if item.verdict in ("fake_added", "fake_removed") else None
+            provenance = {
+                "source_file": base.file, "slice_index": base.index, "seed": item.seed,
+                "position": None if base.position is None else round(base.position, 3),
+            }
+            if params:
+                provenance["params"] = params
+            regions = _instances(item.verdict, mask)
+            writer.add_image(
+                image, name=f"{i:06d}", verdict=item.verdict, patient_id=base.patient_id, source=item.source,
+                method=method, split=item.split, masks=regions,
+                extra={"provenance": provenance, "mask_area": int(sum(r.sum() for r in regions))},
+            )
+            counts[(item.source, item.split, item.verdict, method)] += 1
+            if bar is not None:
+                bar.update(1)
+            if on_progress is not None:
+                on_progress(i + 1, len(items))
+    if bar is not None:
+        bar.close()
+    check_dataset(config.out, require_patient_disjoint=True)
+    return BuildReport(out=Path(config.out), n_images=sum(counts.values()), counts=dict(counts),
+                       seconds=time.monotonic() - start, skipped=skipped)

@@ -1,0 +1,210 @@
+"""How easily cheap detectors tell tampered slices from authentic ones (the lower, the better the tampering).
+
+Each detector is fitted on the ``train`` split and scored on the ``test`` split (patients never overlap),
+as ROC AUC of "tampered" (0.5 = chance). Besides all tampered vs all authentic, each method is compared with
+the authentic class it imitates: an injection (``fake_added``) with ``real_tumor`` (is this tumour real?), a
+removal (``fake_removed``) with ``no_tumor`` (is this healthy slice real?).
+
+- ``histogram``: logistic regression on the slice's 64-bin intensity histogram (background excluded).
+- ``border_noise``: the noise level (MAD of a high-pass residual) just inside the region's border, just
+  outside it, and their log ratio, fed to a logistic regression. Authentic slices need a region: a real
+  tumour's own mask (dilated by 3 px, as tampered regions include a blending band), and for a tumour-free
+  slice the region of a randomly drawn tampered slice of the same size.
+- ``cnn``: a small CNN (4 conv layers) on the full slice, trained from scratch for a fixed time budget.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from ..coco import CocoDataset, ImageRecord
+
+AUTHENTIC = ("real_tumor", "no_tumor")
+LOOKALIKE = {"fake_added": "real_tumor", "fake_removed": "no_tumor"}
+
+
+@dataclass
+class Sample:
+    record: ImageRecord
+    image: np.ndarray
+    region: np.ndarray | None
+
+    @property
+    def tampered(self) -> int:
+        return int(self.record.verdict in LOOKALIKE)
+
+
+def _load(ds: CocoDataset, split: str, rng: np.random.Generator, limit: int | None) -> list[Sample]:
+    records = [r for r in ds if r.split == split]
+    if limit and len(records) > limit:
+        records = [records[i] for i in sorted(rng.choice(len(records), limit, replace=False))]
+    samples = [Sample(r, r.pixels(), None) for r in records]
+    for s in samples:
+        if s.record.verdict != "no_tumor":
+            m = s.record.mask()
+            s.region = ndi.binary_dilation(m, iterations=3) if s.record.verdict == "real_tumor" else m
+    # tumour-free slices borrow a tampered region of a slice of the same size
+    tampered_regions = [s.region for s in samples if s.tampered and s.region is not None]
+    for s in samples:
+        if s.region is None and tampered_regions:
+            cands = [r for r in tampered_regions if r.shape == s.image.shape]
+            if cands:
+                s.region = cands[int(rng.integers(len(cands)))]
+    return samples
+
+
+def histogram_features(image: np.ndarray) -> np.ndarray:
+    img = image.astype(np.float64)
+    if image.dtype != np.uint8:
+        img = img * (255.0 / max(img.max(), 1.0))
+    vals = img[img > 5]
+    hist, _ = np.histogram(vals, bins=64, range=(0, 256))
+    return hist / max(hist.sum(), 1)
+
+
+def border_noise_features(image: np.ndarray, region: np.ndarray | None) -> np.ndarray:
+    if region is None or not region.any():
+        return np.zeros(3)
+    img = image.astype(np.float64)
+    res = img - ndi.gaussian_filter(img, 1.0)
+    inner = region & ~ndi.binary_erosion(region, iterations=3)
+    outer = ndi.binary_dilation(region, iterations=3) & ~region
+
+    def sigma(where):
+        v = res[where]
+        return 1.4826 * np.median(np.abs(v - np.median(v))) + 1e-3 if v.size > 10 else 1e-3
+
+    s_in, s_out = sigma(inner), sigma(outer)
+    return np.array([np.log(s_in), np.log(s_out), np.log(s_in / s_out)])
+
+
+def _auc(y: np.ndarray, score: np.ndarray) -> float | None:
+    from sklearn.metrics import roc_auc_score
+
+    if len(set(y.tolist())) < 2:
+        return None
+    return round(float(roc_auc_score(y, score)), 3)
+
+
+def _subsets(test: list[Sample]) -> dict[str, np.ndarray]:
+    """name -> boolean selector over test samples."""
+    verdicts = np.array([s.record.verdict for s in test])
+    methods = np.array([s.record.method or "" for s in test])
+    out = {"all tampered vs authentic": np.ones(len(test), bool)}
+    for verdict, lookalike in LOOKALIKE.items():
+        for method in sorted(set(methods[verdicts == verdict])):
+            out[f"{verdict}/{method} vs {lookalike}"] = ((verdicts == verdict) & (methods == method)) | (
+                verdicts == lookalike)
+    return out
+
+
+def _scores_to_report(test: list[Sample], score: np.ndarray) -> dict:
+    y = np.array([s.tampered for s in test])
+    return {name: _auc(y[sel], score[sel]) for name, sel in _subsets(test).items()}
+
+
+def _logistic(train_x, train_y, test_x) -> np.ndarray:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, C=1.0))
+    model.fit(train_x, train_y)
+    return model.predict_proba(test_x)[:, 1]
+
+
+def _pairwise_logistic(train: list[Sample], test: list[Sample], feats) -> dict:
+    """One logistic regression per comparison (fitted on the same comparison in train)."""
+    x_tr = np.stack([feats(s) for s in train])
+    x_te = np.stack([feats(s) for s in test])
+    y_tr = np.array([s.tampered for s in train])
+    y_te = np.array([s.tampered for s in test])
+    report = {}
+    tr_sel = _subsets(train)
+    for name, sel in _subsets(test).items():
+        if name not in tr_sel or len(set(y_tr[tr_sel[name]].tolist())) < 2:
+            report[name] = None
+            continue
+        score = _logistic(x_tr[tr_sel[name]], y_tr[tr_sel[name]], x_te[sel])
+        report[name] = _auc(y_te[sel], score)
+    return report
+
+
+def cnn_detector(train: list[Sample], test: list[Sample], *, seconds: float, seed: int, size: int = 256,
+                 threads: int = 1) -> tuple[dict, dict]:
+    import torch
+    from torch import nn
+
+    torch.manual_seed(seed)
+    torch.set_num_threads(threads)
+
+    def tensor(samples):
+        arr = np.stack([_fit(s.image, size) for s in samples]).astype(np.float32) / 255.0
+        return torch.from_numpy(arr[:, None])
+
+    x_tr, x_te = tensor(train), tensor(test)
+    y_tr = torch.tensor([s.tampered for s in train], dtype=torch.float32)
+    net = nn.Sequential(
+        nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(32, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.AdaptiveMaxPool2d(1),
+        nn.Flatten(), nn.Linear(64, 1),
+    )
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    loss_fn = nn.BCEWithLogitsLoss()
+    gen = torch.Generator().manual_seed(seed)
+    start, steps, epochs = time.monotonic(), 0, 0
+    net.train()
+    while time.monotonic() - start < seconds:
+        perm = torch.randperm(len(x_tr), generator=gen)
+        for i in range(0, len(perm), 32):
+            idx = perm[i:i + 32]
+            xb = x_tr[idx]
+            if torch.rand(1, generator=gen).item() < 0.5:
+                xb = torch.flip(xb, dims=[3])
+            loss = loss_fn(net(xb).squeeze(1), y_tr[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            steps += 1
+            if time.monotonic() - start >= seconds:
+                break
+        epochs += 1
+    net.eval()
+    with torch.no_grad():
+        score = torch.cat([torch.sigmoid(net(x_te[i:i + 64]).squeeze(1)) for i in range(0, len(x_te), 64)]).numpy()
+    return _scores_to_report(test, score), {"steps": steps, "epochs": epochs, "seconds": round(seconds, 1),
+                                            "input": size}
+
+
+def _fit(image: np.ndarray, size: int) -> np.ndarray:
+    import cv2
+
+    img = image if image.dtype == np.uint8 else (image.astype(np.float64) * 255.0 / max(image.max(), 1)).astype(np.uint8)
+    if img.shape != (size, size):
+        img = cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA)
+    return img
+
+
+def measure_realism(ds: CocoDataset, *, seed: int = 0, cnn_seconds: float = 180.0, limit: int | None = None,
+                    train_split: str = "train", test_split: str = "test") -> dict:
+    """AUCs of the three cheap detectors (see module docstring), fitted on ``train_split``, scored on
+    ``test_split``."""
+    rng = np.random.default_rng(seed)
+    train = _load(ds, train_split, rng, limit)
+    test = _load(ds, test_split, rng, limit)
+    if not train or not test:
+        raise ValueError(f"The realism check needs images in both '{train_split}' and '{test_split}'.")
+    result = {
+        "protocol": f"fit on '{train_split}' ({len(train)} images), ROC AUC of 'tampered' on '{test_split}' "
+                    f"({len(test)} images); 0.5 is chance",
+        "histogram_logreg": _pairwise_logistic(train, test, lambda s: histogram_features(s.image)),
+        "border_noise_logreg": _pairwise_logistic(train, test, lambda s: border_noise_features(s.image, s.region)),
+    }
+    if cnn_seconds > 0:
+        result["small_cnn"], result["small_cnn_training"] = cnn_detector(train, test, seconds=cnn_seconds, seed=seed)
+    return result

@@ -1,0 +1,134 @@
+"""Every reader on real files from ../shared/datasets, and clear errors on bad input."""
+import shutil
+import warnings
+
+import cv2
+import numpy as np
+import pytest
+import tifffile
+
+from inference.ml.dataset.readers import SourceError, SourceWarning, read_source
+
+from .conftest import BRAINIX, LGG, TCIA
+
+CASE = "TCGA_CS_4941_19960909"
+
+
+def _case_dir(tmp_path, layout_root="lgg"):
+    root = tmp_path / layout_root / "kaggle_3m"
+    root.mkdir(parents=True)
+    (root / CASE).symlink_to(LGG / CASE)
+    return tmp_path / layout_root
+
+
+def test_kaggle3m_flair_only(tmp_path):
+    slices = read_source(str(_case_dir(tmp_path)))
+    n_files = len(list((LGG / CASE).glob("*_mask.tif")))
+    assert len(slices) == n_files
+    s = next(x for x in slices if x.meta["slice"] == 12)
+    raw = tifffile.imread(LGG / CASE / f"{CASE}_12.tif")
+    assert s.image.dtype == np.uint8 and np.array_equal(s.image, raw)  # 8-bit kept byte for byte
+    assert s.patient_id == "TCGA_CS_4941" and s.source == "lgg"
+    assert any(x.mask.any() for x in slices) and any(not x.mask.any() for x in slices)
+    assert 0.0 <= min(x.position for x in slices) and max(x.position for x in slices) == 1.0
+
+
+def test_kaggle3m_rgb_uses_flair_channel(tmp_path):
+    case = tmp_path / "rgb" / "kaggle_3m" / CASE
+    case.mkdir(parents=True)
+    flair = tifffile.imread(LGG / CASE / f"{CASE}_12.tif")
+    rgb = np.stack([flair // 2, flair, 255 - flair], axis=-1)  # pre-contrast, FLAIR, post-contrast
+    tifffile.imwrite(case / f"{CASE}_12.tif", rgb, photometric="rgb")
+    shutil.copy(LGG / CASE / f"{CASE}_12_mask.tif", case / f"{CASE}_12_mask.tif")
+    (s,) = read_source(str(tmp_path / "rgb"))
+    assert np.array_equal(s.image, flair)
+
+
+def test_kaggle3m_orphan_mask_is_skipped_with_warning(tmp_path):
+    root = tmp_path / "orph" / "kaggle_3m"
+    root.mkdir(parents=True)
+    (root / "TCGA_CS_5396_20010302").symlink_to(LGG / "TCGA_CS_5396_20010302")
+    with pytest.warns(SourceWarning, match="TCGA_CS_5396_20010302_14_mask.tif: a mask without its image"):
+        slices = read_source(str(tmp_path / "orph"))
+    assert slices and all(s.meta["slice"] != 14 for s in slices)
+
+
+def test_pairs_png_jpeg_tiff_and_mask_naming(tmp_path):
+    img = tifffile.imread(LGG / CASE / f"{CASE}_14.tif")
+    mask = tifffile.imread(LGG / CASE / f"{CASE}_14_mask.tif")
+    assert mask.any()
+    root = tmp_path / "pairs"
+    (root / "patA").mkdir(parents=True)
+    (root / "patB" / "masks").mkdir(parents=True)
+    cv2.imwrite(str(root / "patA" / "s1.png"), img)
+    cv2.imwrite(str(root / "patA" / "s1_seg.png"), mask)
+    cv2.imwrite(str(root / "patA" / "s2.jpg"), img)
+    cv2.imwrite(str(root / "patA" / "s2_seg.png"), mask)
+    tifffile.imwrite(root / "patB" / "t1.tif", img)
+    cv2.imwrite(str(root / "patB" / "masks" / "t1.png"), mask)
+    slices = read_source(f"pairs:{root}", mask_pattern="{stem}_seg")
+    by_file = {s.file: s for s in slices}
+    assert set(by_file) == {"patA/s1.png", "patA/s2.jpg", "patB/t1.tif"}
+    assert np.array_equal(by_file["patA/s1.png"].image, img)
+    assert np.array_equal(by_file["patB/t1.tif"].mask, mask > 0)
+    assert by_file["patB/t1.tif"].patient_id == "patB"
+    assert np.abs(by_file["patA/s2.jpg"].image.astype(int) - img).mean() < 3  # JPEG, lossy
+
+
+def test_pairs_16bit_png_is_windowed(tmp_path):
+    img = (tifffile.imread(LGG / CASE / f"{CASE}_14.tif").astype(np.uint16) * 200)
+    mask = tifffile.imread(LGG / CASE / f"{CASE}_14_mask.tif")
+    cv2.imwrite(str(tmp_path / "a.png"), img)
+    cv2.imwrite(str(tmp_path / "a_mask.png"), mask)
+    (s,) = read_source(f"pairs:{tmp_path}")
+    assert s.image.dtype == np.uint8 and s.image.max() == 255 and s.mask.sum() == (mask > 0).sum()
+
+
+def test_dicom_series_with_mask_series():
+    slices = read_source(str(BRAINIX))
+    assert len(slices) == 22 and slices[0].image.shape == (288, 288) and slices[0].image.dtype == np.uint8
+    assert sum(s.mask.any() for s in slices) == 8
+    assert len({s.patient_id for s in slices}) == 1 and slices[0].file == "DICOM/FLAIR"
+
+
+def test_nifti_volume_with_labels_skips_blank_slices(tmp_path):
+    (tmp_path / "tcia").mkdir()
+    (tmp_path / "tcia" / "03").symlink_to(TCIA / "03")
+    slices = read_source(str(tmp_path / "tcia"))
+    assert {s.patient_id for s in slices} == {"03"}
+    assert len(slices) < 48  # two 24-slice volumes, blank padding dropped
+    assert all(s.image.max() > 0 for s in slices)
+    assert any(s.mask.any() for s in slices) and slices[0].image.shape == (256, 256)
+    brainix = read_source(f"nifti:{BRAINIX}")
+    assert len(brainix) == 22 and sum(s.mask.any() for s in brainix) == 8
+
+
+def test_mismatched_image_and_mask_sizes(tmp_path):
+    img = tifffile.imread(LGG / CASE / f"{CASE}_14.tif")
+    cv2.imwrite(str(tmp_path / "a.png"), img)
+    cv2.imwrite(str(tmp_path / "a_mask.png"), np.zeros((128, 128), np.uint8))
+    with pytest.raises(SourceError, match="a.png: the image is 256 x 256 but its mask is 128 x 128"):
+        read_source(str(tmp_path))
+
+
+def test_empty_corpus(tmp_path):
+    with pytest.raises(SourceError, match="no image with a mask was found"):
+        read_source(str(tmp_path))
+    with pytest.raises(SourceError, match="no such file or folder"):
+        read_source(str(tmp_path / "missing"))
+
+
+def test_corrupt_files(tmp_path):
+    case = tmp_path / "bad" / "kaggle_3m" / CASE
+    case.mkdir(parents=True)
+    data = (LGG / CASE / f"{CASE}_12.tif").read_bytes()
+    (case / f"{CASE}_12.tif").write_bytes(data[: len(data) // 3])
+    shutil.copy(LGG / CASE / f"{CASE}_12_mask.tif", case)
+    with pytest.raises(SourceError, match=f"{CASE}_12.tif"):
+        read_source(str(tmp_path / "bad"))
+    png = tmp_path / "png"
+    png.mkdir()
+    (png / "x.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 40)
+    cv2.imwrite(str(png / "x_mask.png"), np.zeros((8, 8), np.uint8))
+    with pytest.raises(SourceError, match="x.png"):
+        read_source(str(png))

@@ -1,0 +1,126 @@
+"""Every registered tampering method, on real slices: nothing outside its mask changes (beyond the seam
+margin), the mask covers what changed, the same seed gives the same pixels, bad requests are refused."""
+import numpy as np
+import pytest
+from scipy import ndimage as ndi
+
+from inference.ml.tamper import (
+    INJECT, REGISTRY, REMOVE, SEAM_MARGIN, NotApplicable, TamperRequest, get_method, methods,
+)
+from inference.ml.tamper.blend import poisson_blend
+from inference.ml.tamper.touchups import PROBABILITIES
+
+ALL_TOUCH_UPS = {name: 1.0 for name in PROBABILITIES}
+NO_TOUCH_UPS = {name: 0.0 for name in PROBABILITIES}
+
+
+@pytest.fixture(scope="module")
+def cases(small_slices):
+    lgg = [s for s in small_slices if s.source == "lgg-flair"]
+    tumours = sorted((s for s in lgg if s.tumour_area > 400), key=lambda s: s.key)
+    healthy = sorted((s for s in lgg if not s.mask.any() and 0.4 < s.position < 0.7), key=lambda s: s.key)
+    tcia_t = sorted((s for s in small_slices if s.source != "lgg-flair" and s.tumour_area > 400), key=lambda s: s.key)
+    tcia_h = sorted((s for s in small_slices if s.source != "lgg-flair" and not s.mask.any()
+                     and 0.4 < s.position < 0.8), key=lambda s: s.key)
+    return [
+        (tumours[0], healthy[0], next(t for t in tumours if t.patient_id != healthy[0].patient_id)),
+        (tumours[-1], healthy[-1], next(t for t in tumours if t.patient_id != healthy[-1].patient_id)),
+        (tcia_t[0], tcia_h[0], next(t for t in tcia_t if t.patient_id != tcia_h[0].patient_id)),
+    ]
+
+
+def _request(method, tumour_slice, healthy_slice, donor):
+    if method.kind == REMOVE:
+        return TamperRequest(tumour_slice.image, tumour=tumour_slice.mask)
+    return TamperRequest(healthy_slice.image, donor_image=donor.image, donor_mask=donor.mask)
+
+
+def test_registry_has_both_kinds():
+    assert {m.name for m in methods(INJECT)} >= {"splice"}
+    assert {m.name for m in methods(REMOVE)} >= {"inpaint", "patch"}
+    with pytest.raises(KeyError, match="known"):
+        methods(names=["nope"])
+    assert all(key == (m.name, m.kind) for key, m in REGISTRY.items())
+
+
+@pytest.mark.parametrize("key", sorted(REGISTRY), ids=lambda k: f"{k[1]}-{k[0]}")
+@pytest.mark.parametrize("touch", ["none", "all"])
+def test_changes_stay_inside_the_mask(key, touch, cases):
+    method = REGISTRY[key]
+    probs = ALL_TOUCH_UPS if touch == "all" else NO_TOUCH_UPS
+    for i, (t, h, d) in enumerate(cases):
+        request = _request(method, t, h, d)
+        result = method.apply(request, np.random.default_rng(i), probabilities=probs)
+        before = request.image
+        assert result.image.dtype == np.uint8 and result.image.shape == before.shape
+        changed = result.image != before
+        allowed = ndi.binary_dilation(result.mask, iterations=SEAM_MARGIN) if SEAM_MARGIN else result.mask
+        assert not (changed & ~allowed).any(), f"{key} changed pixels outside its mask"
+        # the mask is the change, not a loose box around it: most of it moved, by a visible amount
+        assert changed[result.mask].mean() > 0.8
+        assert np.abs(result.image.astype(int) - before)[result.mask].mean() > 2
+        if method.kind == REMOVE:
+            assert result.mask[request.tumour].all(), "a removal must cover the whole tumour"
+        if touch == "all":
+            assert set(result.params["touch_ups"]) == set(PROBABILITIES)
+
+
+@pytest.mark.parametrize("key", sorted(REGISTRY), ids=lambda k: f"{k[1]}-{k[0]}")
+def test_same_seed_same_pixels(key, cases):
+    method = REGISTRY[key]
+    t, h, d = cases[0]
+    a = method.apply(_request(method, t, h, d), np.random.default_rng(7))
+    b = method.apply(_request(method, t, h, d), np.random.default_rng(7))
+    c = method.apply(_request(method, t, h, d), np.random.default_rng(8))
+    assert np.array_equal(a.image, b.image) and np.array_equal(a.mask, b.mask) and a.params == b.params
+    assert not np.array_equal(a.image, c.image)
+
+
+def test_splice_places_tumour_inside_brain(cases):
+    from inference.ml.tamper.anatomy import analyse
+
+    splice = get_method("splice", INJECT)
+    for i, (_, h, d) in enumerate(cases):
+        result = splice.apply(TamperRequest(h.image, donor_image=d.image, donor_mask=d.mask),
+                              np.random.default_rng(i))
+        anatomy = analyse(h.image)
+        assert anatomy.interior[result.mask].all(), "an injected tumour may not touch skull or background"
+        # a FLAIR/T1c lesion is brighter than the tissue it sits in
+        assert result.image[result.mask].mean() > h.image[result.mask].mean()
+
+
+def test_patch_prefers_the_mirrored_hemisphere(cases):
+    patch = get_method("patch", REMOVE)
+    sources = {patch.apply(TamperRequest(t.image, tumour=t.mask), np.random.default_rng(0)).params["source"]
+               for t, _, _ in cases}
+    assert sources <= {"mirror", "shift"} and "mirror" in sources
+
+
+def test_bad_requests_are_refused(cases):
+    t, h, d = cases[0]
+    with pytest.raises(ValueError, match="differ in size"):
+        get_method("inpaint", REMOVE).apply(TamperRequest(t.image, tumour=t.mask[:100]), np.random.default_rng(0))
+    with pytest.raises(ValueError, match="non-empty tumour mask"):
+        get_method("patch", REMOVE).apply(TamperRequest(h.image, tumour=h.mask), np.random.default_rng(0))
+    with pytest.raises(ValueError, match="donor"):
+        get_method("splice", INJECT).apply(TamperRequest(h.image), np.random.default_rng(0))
+    with pytest.raises(ValueError, match="uint8"):
+        get_method("inpaint", REMOVE).apply(TamperRequest(t.image.astype(np.uint16), tumour=t.mask),
+                                            np.random.default_rng(0))
+    blank = np.zeros_like(h.image)
+    with pytest.raises(NotApplicable):
+        get_method("splice", INJECT).apply(TamperRequest(blank, donor_image=d.image, donor_mask=d.mask),
+                                           np.random.default_rng(0))
+
+
+def test_poisson_blend_keeps_source_detail_and_meets_the_border():
+    yy, xx = np.mgrid[:40, :40].astype(float)
+    source = 80.0 * np.exp(-((yy - 20) ** 2 + (xx - 20) ** 2) / 50.0)  # a bright blob
+    offset = 0.5 * xx + 0.25 * yy + 30.0  # harmonic: blending must add exactly this to the source
+    target = source + offset
+    target[12:28, 12:28] = 0.0  # what lies under the mask does not matter
+    mask = np.zeros((40, 40), bool)
+    mask[12:28, 12:28] = True
+    out = poisson_blend(target, source, mask)
+    assert np.array_equal(out[~mask], target[~mask])
+    assert np.allclose(out[mask], (source + offset)[mask], atol=1e-6)
