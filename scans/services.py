@@ -54,14 +54,17 @@ def slice_pngs(volume: imaging.Volume) -> _Pixels:
     png8 = [_png(s) for s in windowed]
     if slices.dtype == np.uint8:
         return _Pixels(png8, None, None, None, None, None)
-    data = slices.astype(np.float64, copy=False)
-    finite = data[np.isfinite(data)]
+    integer = np.issubdtype(slices.dtype, np.integer)
+    # Integer data is all finite: skip the float copy and the mask (a volume is millions of voxels).
+    finite = slices if integer else slices[np.isfinite(slices)]
     lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
-    if np.issubdtype(slices.dtype, np.integer) and hi - lo <= 65535:
+    if integer and hi - lo <= 65535:
         scale = 1.0
+        native16 = (slices.astype(np.int64) - int(lo)).astype(np.uint16)
     else:
         scale = (hi - lo) / 65535.0 if hi > lo else 1.0
-    native16 = np.clip(np.rint((np.nan_to_num(data, nan=lo) - lo) / scale), 0, 65535).astype(np.uint16)
+        data = np.nan_to_num(slices.astype(np.float64), nan=lo)
+        native16 = np.clip(np.rint((data - lo) / scale), 0, 65535).astype(np.uint16)
     png16 = [_png(s) for s in native16]
     # The window the 8-bit images were made with, for the viewer's default (the same percentiles as to_uint8).
     if finite.size:

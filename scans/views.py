@@ -10,11 +10,13 @@ from django.http import Http404
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
 
+from inference.models import VERDICT_CHOICES
 from scans import selectors, serving, services
 from scans.forms import ScanFilterForm, ScanUploadForm
 from scans.ingest import UploadRejected
 
 PAGE_SIZE = 25
+VERDICT_LABELS = dict(VERDICT_CHOICES)
 
 
 @login_required
@@ -24,6 +26,8 @@ def scan_list(request):
     filters = form.cleaned_data if form.is_bound and form.is_valid() else {}
     scans = selectors.scan_list_for(user=request.user, filters=filters)
     page = Paginator(scans, PAGE_SIZE).get_page(request.GET.get("page"))
+    for scan in page.object_list:
+        scan.latest_verdict_label = VERDICT_LABELS.get(scan.latest_verdict or "", "")
     query = request.GET.copy()
     query.pop("page", None)
     return render(request, "scans/list.html", {

@@ -16,14 +16,12 @@
   var csrf = form.querySelector('input[name="csrfmiddlewaretoken"]').value;
   var chosen = [];
 
-  var OTHER_EXT = [".zip", ".nii", ".nii.gz", ".png", ".jpg", ".jpeg", ".tif", ".tiff"];
-
+  // DICOM files are often named by number or UID ("IM0001", "1.2.840.113619.2.55.3.7"): no extension, or digits.
   function isSeriesMember(file) {
     var name = file.name.toLowerCase();
-    for (var i = 0; i < OTHER_EXT.length; i++) {
-      if (name.slice(-OTHER_EXT[i].length) === OTHER_EXT[i]) return false;
-    }
-    return true; // .dcm, .dicom, or DICOM named by number/UID; the server checks the content
+    var dot = name.lastIndexOf(".");
+    var ext = dot < 0 ? "" : name.slice(dot + 1);
+    return ext === "" || ext === "dcm" || ext === "dicom" || /^[0-9]+$/.test(ext);
   }
 
   function groups(files) {

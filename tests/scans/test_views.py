@@ -130,7 +130,7 @@ def test_list_shows_own_scans_with_the_latest_verdict(client_a, doctor_a, doctor
 
     page = _text(client_a.get(reverse("scans:list")))
     assert "mine.dcm" in page and "theirs.dcm" not in page
-    assert "badge-fake_added" in page and "87%" in page
+    assert "badge-fake_added" in page and "Fake added" in page and "87%" in page
     assert "badge-real_tumor" not in page  # only the latest job counts
 
 
