@@ -30,3 +30,20 @@ class ScanReportCsvApi(APIView):
     @_schema("text/csv", "One row per slice of the scan's latest finished analysis.")
     def get(self, request, pk: int):
         return report_file_response(request=request, scan_pk=pk, kind="csv", on_missing=_conflict)
+
+
+class ScanReportSegApi(APIView):
+    @_schema("application/dicom", "The scan's masks as a DICOM Segmentation referencing the uploaded series "
+                                  "(DICOM uploads only; 409 otherwise).")
+    def get(self, request, pk: int):
+        return report_file_response(request=request, scan_pk=pk, kind="seg", on_missing=_conflict)
+
+
+class ResultsCsvApi(APIView):
+    @extend_schema(responses={(200, "text/csv"): OpenApiResponse(OpenApiTypes.BINARY, description=(
+        "One row per scan the user may see, with its latest job. Filters as the scans list: verdict, date_from, "
+        "date_to."))})
+    def get(self, request):
+        from reports.views import results_csv_response
+
+        return results_csv_response(request)

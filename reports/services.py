@@ -113,3 +113,13 @@ def results_csv_issue(*, request, filters: dict) -> bytes:
         "rows": len(scans), "bytes": len(content), "sha256": hashlib.sha256(content).hexdigest(),
     })
     return content
+
+
+def scan_report_seg_issue(*, request, report) -> bytes:
+    """The analysis as DICOM SEG (reports.seg); SegUnavailable for non-DICOM scans."""
+    from reports.seg import scan_seg_bytes
+
+    content = scan_seg_bytes(report)
+    _audit_download(action=actions.REPORT_SEG_DOWNLOADED, request=request, report=report, content=content,
+                    fmt="dicom-seg")
+    return content

@@ -9,4 +9,5 @@ urlpatterns = [
     path("results.csv", views.results_csv, name="results_csv"),
     path("scans/<int:pk>/report.pdf", views.scan_report_pdf, name="scan_pdf"),
     path("scans/<int:pk>/results.csv", views.scan_report_csv, name="scan_csv"),
+    path("scans/<int:pk>/seg.dcm", views.scan_report_seg, name="scan_seg"),
 ]

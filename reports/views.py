@@ -78,7 +78,8 @@ def _no_analysis(request, exc) -> HttpResponse:
 
 
 def report_file_response(*, request, scan_pk: int, kind: str, on_missing) -> HttpResponse:
-    """The one code path of the page and API downloads: ownership (404), no analysis yet (409), audit."""
+    """The one code path of the page and API downloads: ownership (404), no analysis yet or no SEG possible
+    (409, via on_missing), audit."""
     try:
         report = scan_report_for(user=request.user, scan_pk=scan_pk)
     except NoFinishedAnalysis as exc:
@@ -89,6 +90,14 @@ def report_file_response(*, request, scan_pk: int, kind: str, on_missing) -> Htt
     if kind == "csv":
         return _attachment(services.scan_report_csv_issue(request=request, report=report),
                            content_type="text/csv; charset=utf-8", filename=f"scan-{scan_pk}-results.csv")
+    if kind == "seg":
+        from reports.seg import SegUnavailable
+
+        try:
+            content = services.scan_report_seg_issue(request=request, report=report)
+        except SegUnavailable as exc:
+            return on_missing(request, exc)
+        return _attachment(content, content_type="application/dicom", filename=f"scan-{scan_pk}-seg.dcm")
     raise ValueError(kind)
 
 
@@ -103,7 +112,16 @@ def scan_report_csv(request, pk: int):
 
 
 @login_required
+def scan_report_seg(request, pk: int):
+    return report_file_response(request=request, scan_pk=pk, kind="seg", on_missing=_no_analysis)
+
+
+@login_required
 def results_csv(request):
+    return results_csv_response(request)
+
+
+def results_csv_response(request) -> HttpResponse:
     from scans.forms import ScanFilterForm
 
     form = ScanFilterForm(request.GET or None)

@@ -1,0 +1,155 @@
+"""The detector's masks as a DICOM Segmentation (highdicom), referencing the uploaded source series, so any
+PACS viewer shows them over the original images.
+
+One SEG per analysis: a label-map style BINARY segmentation with three segments (1 real_tumor, 2 fake_added,
+3 fake_removed: the COCO ids of the contract, which are also the stored label-map values), built from the
+stored per-slice label maps. Frames without any region are left out (a viewer shows nothing there anyway).
+"""
+from __future__ import annotations
+
+import io
+
+import highdicom as hd
+import numpy as np
+import pydicom
+from pydicom.sr.codedict import codes
+from pydicom.uid import generate_uid
+
+from inference.ml.labels import CATEGORIES
+from reports.overlay import read_png
+
+# A private coding scheme (DICOM PS3.16 allows "99" prefixes) for what SNOMED has no code for.
+PRIVATE_SCHEME = "99MRITAMPER"
+SEGMENT_TEXT = {
+    "real_tumor": ("Real tumour", "An authentic tumour found by the detector"),
+    "fake_added": ("Injected tumour", "A tumour that was added to the image (tampering)"),
+    "fake_removed": ("Erased tumour", "The region where a tumour was removed from the image (tampering)"),
+}
+
+
+class SegUnavailable(Exception):
+    """No DICOM SEG can be made for this scan (not a DICOM upload, or its originals do not match its slices)."""
+
+
+def _segment_codes(name: str) -> tuple[hd.sr.CodedConcept, hd.sr.CodedConcept]:
+    if name == "real_tumor":
+        return codes.SCT.MorphologicallyAbnormalStructure, codes.SCT.Neoplasm
+    category = hd.sr.CodedConcept(value="TAMPER", scheme_designator=PRIVATE_SCHEME, meaning="Image tampering")
+    label, _ = SEGMENT_TEXT[name]
+    return category, hd.sr.CodedConcept(value=name.upper(), scheme_designator=PRIVATE_SCHEME, meaning=label)
+
+
+def segment_descriptions(algorithm: hd.AlgorithmIdentificationSequence) -> list[hd.seg.SegmentDescription]:
+    out = []
+    for number, name in sorted(CATEGORIES.items()):
+        category, property_type = _segment_codes(name)
+        out.append(hd.seg.SegmentDescription(
+            segment_number=number,
+            segment_label=SEGMENT_TEXT[name][0],
+            segmented_property_category=category,
+            segmented_property_type=property_type,
+            algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
+            algorithm_identification=algorithm,
+            tracking_uid=generate_uid(),
+            tracking_id=name,
+        ))
+    return out
+
+
+def _source_datasets(scan) -> list[pydicom.Dataset]:
+    """The uploaded DICOM instances, in the scan's slice order (the order inference.ml.imaging.read_dicom_series
+    gives: position along the slice normal, then InstanceNumber)."""
+    from inference.ml.imaging import ImagingError, read_dicom_dataset
+    from scans import ingest
+
+    blobs: list[bytes] = []
+    for scan_file in scan.files.order_by("position"):
+        with scan_file.file.open("rb") as fh:
+            data = fh.read()
+        if scan_file.original_name.lower().endswith(".zip"):
+            original = ingest.Original(name=scan_file.original_name, data=data, sha256=scan_file.sha256, kind="zip")
+            blobs.extend(member for _, member in ingest.expand_zip(original))
+        else:
+            blobs.append(data)
+    try:
+        datasets = [read_dicom_dataset(io.BytesIO(b)) for b in blobs]
+    except ImagingError as exc:
+        raise SegUnavailable(f"The stored originals cannot be read as DICOM: {exc}") from exc
+
+    def position(ds):
+        ipp, iop = ds.get("ImagePositionPatient"), ds.get("ImageOrientationPatient")
+        if ipp is None or iop is None or len(iop) != 6:
+            return None
+        normal = np.cross(np.asarray(iop[:3], float), np.asarray(iop[3:], float))
+        return float(np.dot(normal, np.asarray(ipp, float)))
+
+    def order_key(ds):
+        pos = position(ds)
+        return (0 if pos is not None else 1, pos or 0.0, int(getattr(ds, "InstanceNumber", 0) or 0))
+
+    datasets.sort(key=order_key)
+    for ds in datasets:
+        # The SEG copies the patient module from the source; a non-standard Patient's Sex (seen in the wild,
+        # e.g. "0000") is written as unknown (empty, allowed for this type 2 attribute) rather than refused.
+        if str(ds.get("PatientSex", "") or "") not in ("M", "F", "O", ""):
+            ds.PatientSex = ""
+    return datasets
+
+
+def label_volume(report, shape: tuple[int, int]) -> np.ndarray:
+    """(n_slices, h, w) uint8: the stored label map of each slice, zeros where the model showed no region."""
+    volume = np.zeros((report.scan.n_slices, *shape), dtype=np.uint8)
+    for result in report.results:
+        if result.mask:
+            labels = read_png(result.mask)
+            if labels.shape != shape:
+                raise SegUnavailable(f"The stored mask of slice {result.index + 1} is {labels.shape}, not {shape}.")
+            volume[result.index] = labels
+    return volume
+
+
+def scan_seg(report) -> hd.seg.Segmentation:
+    scan, job = report.scan, report.job
+    if scan.kind != "dicom":
+        raise SegUnavailable("A DICOM SEG can only be made for a DICOM upload; this scan is "
+                             f"{scan.get_kind_display()}. Download the PDF or CSV report instead.")
+    sources = _source_datasets(scan)
+    n_frames = sum(int(getattr(ds, "NumberOfFrames", 1) or 1) for ds in sources)
+    if len(sources) > 1 and n_frames != len(sources):
+        raise SegUnavailable("The series mixes multi-frame instances; a DICOM SEG cannot reference it.")
+    if n_frames != scan.n_slices:
+        raise SegUnavailable(f"The originals hold {n_frames} frames but the scan has {scan.n_slices} slices.")
+    rows, columns = int(sources[0].Rows), int(sources[0].Columns)
+    labels = label_volume(report, (rows, columns))
+    pixel_array = labels if labels.shape[0] > 1 else labels[0]
+
+    algorithm = hd.AlgorithmIdentificationSequence(
+        name=(job.model_name or "tamper detector")[:64],
+        family=codes.cid7162.ArtificialIntelligence,
+        version=(job.model_version or "unknown")[:64],
+    )
+    source_series_number = sources[0].get("SeriesNumber")
+    return hd.seg.Segmentation(
+        source_images=sources,
+        pixel_array=pixel_array,
+        segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+        segment_descriptions=segment_descriptions(algorithm),
+        series_instance_uid=generate_uid(),
+        series_number=int(source_series_number or 0) + 1000,
+        sop_instance_uid=generate_uid(),
+        instance_number=1,
+        manufacturer="MRI tamper check portal",
+        manufacturer_model_name="Tamper detector",
+        software_versions=(job.model_version or "unknown")[:64],
+        device_serial_number=(job.model_sha256 or "unknown")[:16],
+        content_label="TAMPERCHECK",
+        content_description=f"Tamper detector result, verdict {job.verdict}"[:64],
+        series_description=f"Tamper check: {job.verdict}"[:64],
+        omit_empty_frames=bool(labels.any()),
+    )
+
+
+def scan_seg_bytes(report) -> bytes:
+    buf = io.BytesIO()
+    scan_seg(report).save_as(buf)
+    return buf.getvalue()

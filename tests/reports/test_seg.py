@@ -1,0 +1,174 @@
+"""DICOM SEG export: reads back, matches the stored masks, references the source series, passes dciodvfy and
+is accepted by a real Orthanc server."""
+import io
+import json
+import shutil
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+
+import highdicom as hd
+import numpy as np
+import pydicom
+import pytest
+from django.urls import reverse
+
+from audit import actions
+from audit.models import AuditEvent
+from reports.overlay import read_png
+from tests.reports.conftest import brainix_paths
+
+SOURCE_INDICES = (9, 10, 11)  # analysed_scan's files
+
+
+@pytest.fixture
+def seg_download(client_a, analysed_scan):
+    response = client_a.get(reverse("reports:scan_seg", args=[analysed_scan.scan.pk]))
+    assert response.status_code == 200, response.content[:500]
+    assert response["Content-Type"] == "application/dicom"
+    return response.content
+
+
+def _sources():
+    return [pydicom.dcmread(p) for p in brainix_paths(SOURCE_INDICES)]
+
+
+def _slice_index_of(ds, scan) -> int:
+    """Which of the scan's slices shows this source instance: the best pixel correlation (independent of
+    the SEG code's own ordering)."""
+    src = ds.pixel_array.astype(float).ravel()
+    best, best_r = None, -2.0
+    for scan_slice in scan.slices.all():
+        r = np.corrcoef(src, read_png(scan_slice.image).astype(float).ravel())[0, 1]
+        if r > best_r:
+            best, best_r = scan_slice.index, r
+    assert best_r > 0.95
+    return best
+
+
+def test_seg_reads_back_and_matches_the_stored_masks(seg_download, analysed_scan):
+    seg = hd.seg.segread(io.BytesIO(seg_download))
+    sources = _sources()
+    assert seg.SOPClassUID == "1.2.840.10008.5.1.4.1.1.66.4"
+    assert seg.StudyInstanceUID == sources[0].StudyInstanceUID
+    assert seg.PatientID == sources[0].PatientID
+    referenced = seg.ReferencedSeriesSequence[0]
+    assert referenced.SeriesInstanceUID == sources[0].SeriesInstanceUID
+    assert {i.ReferencedSOPInstanceUID for i in referenced.ReferencedInstanceSequence} == {
+        ds.SOPInstanceUID for ds in sources}
+    assert [s.SegmentLabel for s in seg.SegmentSequence] == ["Real tumour", "Injected tumour", "Erased tumour"]
+    assert seg.SegmentSequence[0].SegmentAlgorithmName == analysed_scan.job.model_name
+
+    compared = 0
+    for ds in sources:
+        index = _slice_index_of(ds, analysed_scan.scan)
+        labels = seg.get_pixels_by_source_instance(
+            source_sop_instance_uids=[ds.SOPInstanceUID], segment_numbers=[1, 2, 3], combine_segments=True,
+            assert_missing_frames_are_empty=True)[0]
+        expected = analysed_scan.masks.get(index, np.zeros(labels.shape, dtype=np.uint8))
+        np.testing.assert_array_equal(labels, expected)
+        compared += int(expected.any())
+    assert compared == 2  # the two slices with regions
+
+    event = AuditEvent.objects.get(action=actions.REPORT_SEG_DOWNLOADED)
+    assert (event.actor_username, event.object_id) == ("doctor_a", str(analysed_scan.scan.pk))
+
+
+@pytest.mark.skipif(shutil.which("dciodvfy") is None, reason="dciodvfy (dicom3tools) is not installed")
+def test_seg_passes_dciodvfy_without_errors(seg_download, tmp_path):
+    path = tmp_path / "seg.dcm"
+    path.write_bytes(seg_download)
+    run = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True, timeout=120)
+    output = run.stdout + run.stderr
+    assert "Segmentation" in output  # it recognised the IOD
+    errors = [line for line in output.splitlines() if line.startswith("Error")]
+    assert errors == [], output
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def orthanc(tmp_path):
+    binary = shutil.which("Orthanc") or ("/usr/sbin/Orthanc" if shutil.os.path.exists("/usr/sbin/Orthanc") else None)
+    if binary is None:
+        pytest.skip("Orthanc is not installed")
+    http_port = _free_port()
+    config = {
+        "Name": "portal-test", "StorageDirectory": str(tmp_path / "storage"), "IndexDirectory": str(tmp_path / "index"),
+        "HttpPort": http_port, "DicomServerEnabled": False, "DicomPort": _free_port(), "RemoteAccessAllowed": False,
+        "AuthenticationEnabled": False, "HttpServerEnabled": True, "Plugins": [], "StableAge": 1,
+    }
+    config_path = tmp_path / "orthanc.json"
+    config_path.write_text(json.dumps(config))
+    process = subprocess.Popen([binary, str(config_path)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    base = f"http://127.0.0.1:{http_port}"
+    try:
+        for _ in range(150):
+            try:
+                urllib.request.urlopen(f"{base}/system", timeout=1).read()
+                break
+            except (urllib.error.URLError, ConnectionError, OSError):
+                if process.poll() is not None:
+                    pytest.fail(f"Orthanc exited: {process.stderr.read().decode()[-2000:]}")
+                time.sleep(0.2)
+        else:
+            pytest.fail("Orthanc did not start within 30 s")
+        yield base
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def _post_instance(base: str, data: bytes) -> dict:
+    request = urllib.request.Request(f"{base}/instances", data=data, method="POST",
+                                     headers={"Content-Type": "application/dicom"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())
+
+
+def test_orthanc_accepts_the_source_series_and_the_seg(seg_download, orthanc):
+    source_answers = [_post_instance(orthanc, p.read_bytes()) for p in brainix_paths(SOURCE_INDICES)]
+    assert {a["Status"] for a in source_answers} == {"Success"}
+    answer = _post_instance(orthanc, seg_download)
+    assert answer["Status"] == "Success"
+    # Stored in the same study as the source series, as a series of its own, with modality SEG.
+    assert answer["ParentStudy"] == source_answers[0]["ParentStudy"]
+    assert answer["ParentSeries"] != source_answers[0]["ParentSeries"]
+    with urllib.request.urlopen(f"{orthanc}/series/{answer['ParentSeries']}", timeout=10) as response:
+        series = json.loads(response.read())
+    assert series["MainDicomTags"]["Modality"] == "SEG"
+    with urllib.request.urlopen(f"{orthanc}/instances/{answer['ID']}/simplified-tags", timeout=10) as response:
+        tags = json.loads(response.read())
+    assert tags["SOPClassUID"] == "1.2.840.10008.5.1.4.1.1.66.4"
+
+
+def test_no_seg_for_a_non_dicom_scan(client_a, doctor_a):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+    from PIL import Image
+
+    from scans.services import scan_upload
+    from tests.reports.conftest import store_analysis
+
+    buf = io.BytesIO()
+    Image.fromarray((np.arange(64 * 64) % 251).reshape(64, 64).astype(np.uint8)).save(buf, format="PNG")
+    scan = scan_upload(user=doctor_a, files=[SimpleUploadedFile("slice.png", buf.getvalue(),
+                                                                content_type="image/png")]).scan
+    store_analysis(scan, verdicts={0: "no_tumor"}, regions={}, scan_verdict="no_tumor")
+    response = client_a.get(reverse("reports:scan_seg", args=[scan.pk]))
+    assert response.status_code == 409
+    assert b"only be made for a DICOM upload" in response.content
+    assert not AuditEvent.objects.filter(action=actions.REPORT_SEG_DOWNLOADED).exists()
+
+
+def test_another_doctors_seg_is_404(client_b, analysed_scan):
+    assert client_b.get(reverse("reports:scan_seg", args=[analysed_scan.scan.pk])).status_code == 404
+    assert client_b.get(reverse("api-scan-report-seg", args=[analysed_scan.scan.pk])).status_code == 404
