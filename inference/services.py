@@ -144,7 +144,8 @@ def predictor_get():
     Reloaded when DETECTOR_WEIGHTS points elsewhere or the file changes (a new model installed).
     Raises inference.ml.predictor.ModelNotInstalled when no weights are installed.
     """
-    from inference.ml.predictor import Predictor
+    started = time.perf_counter()
+    from inference.ml.predictor import Predictor  # torch: seconds on the first call in a process
 
     weights = Path(settings.DETECTOR_WEIGHTS)
     try:
@@ -155,7 +156,6 @@ def predictor_get():
     with _predictor_lock:
         if key is not None and key in _predictor_cache:
             return _predictor_cache[key], 0.0
-        started = time.perf_counter()
         predictor = Predictor.load(weights, device=settings.DETECTOR_DEVICE, batch_size=settings.DETECTOR_BATCH_SIZE)
         seconds = time.perf_counter() - started
         _predictor_cache.clear()
@@ -381,6 +381,11 @@ def _run_claimed(claim: _Claim) -> None:
         current.seconds_per_slice = model_seconds / total if total else None
         current.seconds_total = (now - current.started_at).total_seconds()
         current.save()
+    logger.info(
+        "Inference job %s: %d slices in %.1f s (model %.3f s per slice, load %.2f s, %s): %s",
+        current.pk, total, current.seconds_total, current.seconds_per_slice or 0.0, load_seconds, current.device,
+        current.verdict,
+    )
     _audit(
         actions.JOB_SUCCEEDED,
         job=current,

@@ -4,6 +4,7 @@ acks_late and reject_on_worker_lost come from settings (CELERY_TASK_ACKS_LATE, C
 so a message whose worker died is delivered again and `job_run` decides what to do with it.
 """
 from celery import shared_task
+from celery.signals import worker_init
 from django.conf import settings
 
 from inference import services
@@ -27,3 +28,11 @@ def run_inference_job(self, job_id: int) -> None:
 def reap_stale_jobs() -> int:
     """Fail running jobs whose worker stopped beating (every minute under celery beat, see InferenceConfig.ready)."""
     return services.jobs_reap_stale()
+
+
+@worker_init.connect
+def _import_the_detector_before_forking(**kwargs):
+    """Import torch and the detector code once in the worker's main process, so every pool process (forked from it)
+    starts with them loaded and the first job does not pay seconds of imports. Nothing runs on a device here:
+    CUDA is initialised only in the pool processes, when a job loads the Predictor."""
+    import inference.ml.predictor  # noqa: F401
