@@ -14,7 +14,6 @@ from PIL import Image
 
 from inference import services
 from inference.models import InferenceJob
-from tests.conftest import PASSWORD
 from tests.inference.conftest import (  # noqa: F401  (fixtures)
     BRAINIX_FLAIR,
     _fast_password_hashing,
@@ -31,25 +30,11 @@ VERDICT_LABELS = {
 }
 
 
-@pytest.fixture
-def page(live_server, monkeypatch):
-    """Headless Chromium (Debian's, PLAYWRIGHT_CHROMIUM). Replaced by tests/browser/conftest.py's when it lands."""
-    import os
-
-    from playwright.sync_api import sync_playwright
-
-    # Playwright's sync API runs an event loop in this thread; the test's ORM calls are still synchronous.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=os.environ.get("PLAYWRIGHT_CHROMIUM", "/usr/bin/chromium"))
-        context = browser.new_context()
-        page = context.new_page()
-        page.set_default_timeout(15_000)
-        yield page
-        context.close()
-        browser.close()
-        # ORM calls made while Playwright's loop ran used their own connection: close it before the database goes.
-        connections.close_all()
+@pytest.fixture(autouse=True)
+def _close_connections_made_under_the_browser_loop(page):
+    """ORM calls made while Playwright's loop runs get their own connection; close it before the database goes."""
+    yield
+    connections.close_all()
 
 
 def _percent(text: str) -> float:
@@ -68,14 +53,9 @@ def _overlay_pixels(page) -> int:
     )
 
 
-def test_doctor_uploads_a_series_and_sees_the_result(page, live_server, doctor_a, detector_with_regions):
-    page.goto(live_server.url + reverse("accounts:login"))
-    page.fill("input[name=username]", doctor_a.username)
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url(lambda url: "/accounts/login" not in url)
-
-    page.goto(live_server.url + reverse("scans:upload"))
+def test_doctor_uploads_a_series_and_sees_the_result(page, login_as, live_server, doctor_a, detector_with_regions):
+    login_as(doctor_a)
+    page.goto(reverse("scans:upload"))
     files = sorted(BRAINIX_FLAIR.iterdir())[8:12]
     page.set_input_files("#upload-form input[type=file]", [str(f) for f in files])
     page.click("#upload-submit")
