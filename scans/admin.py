@@ -25,6 +25,9 @@ class ScanAdmin(admin.ModelAdmin):
     def has_change_permission(self, request, obj=None):
         return False
 
+    def has_delete_permission(self, request, obj=None):
+        return False  # originals are evidence; deleting one here would orphan its stored files and results
+
 
 @admin.register(ScanSlice)
 class ScanSliceAdmin(admin.ModelAdmin):
@@ -35,4 +38,7 @@ class ScanSliceAdmin(admin.ModelAdmin):
         return False
 
     def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
         return False

@@ -78,6 +78,17 @@ def test_dicom_series_as_files_is_one_scan_with_ordered_slices(doctor_a):
         assert np.array_equal(_native_from_png16(scan, slices[i]), volume.slices[i].astype(np.float64))
     assert scan.window_low < scan.window_high
 
+    # The order is along the slice normal, checked here with pydicom alone: the stored native pixels of
+    # slice i are those of the file with the i-th position.
+    def position(p):
+        ds = pydicom.dcmread(p, stop_before_pixels=True)
+        normal = np.cross(np.array(ds.ImageOrientationPatient[:3], float), np.array(ds.ImageOrientationPatient[3:], float))
+        return float(np.dot(normal, np.array(ds.ImagePositionPatient, float)))
+
+    by_position = sorted(paths, key=position)
+    for i in (0, 7, 21):
+        assert np.array_equal(_native_from_png16(scan, slices[i]), pydicom.dcmread(by_position[i]).pixel_array)
+
     # The job is queued for the scan, and the upload is in the audit log.
     job = InferenceJob.objects.get(scan=scan)
     assert job.status == InferenceJob.Status.QUEUED
@@ -86,7 +97,10 @@ def test_dicom_series_as_files_is_one_scan_with_ordered_slices(doctor_a):
 
 def test_dicom_series_as_zip(doctor_a):
     paths = brainix_series("FLAIR")
-    members = [(f"BRAINIX/FLAIR/{p.name}", p.read_bytes()) for p in paths] + [("__MACOSX/._x", b"junk")]
+    # As archivers and PACS exports write them: a folder, a DICOMDIR index and macOS metadata, all skipped.
+    members = [(f"BRAINIX/FLAIR/{p.name}", p.read_bytes()) for p in paths] + [
+        ("BRAINIX/DICOMDIR", b"DICM index, not a slice"), ("__MACOSX/BRAINIX/._IM-0001-0001.dcm", b"junk"),
+        ("BRAINIX/.DS_Store", b"junk")]
     data = zip_bytes(members)
     scan = scan_upload(user=doctor_a, files=[upload("brainix-flair.zip", data)]).scan
 
@@ -97,6 +111,14 @@ def test_dicom_series_as_zip(doctor_a):
         assert fh.read() == data
     as_files = imaging.read_dicom_series(paths)
     assert np.array_equal(_png_array(scan.slices.get(index=5).image), imaging.to_uint8(as_files.slices)[5])
+
+
+def test_dicom_files_named_by_number_or_uid_are_recognised_by_content(doctor_a):
+    names = ["IM0001", "1.3.46.670589.11.0.0.11.4.2.0.8743.5.5396.2006120114285654497.2", "slice-3.DCM"]
+    files = [upload(name, p.read_bytes()) for name, p in zip(names, SAMPLE_FLAIR)]
+    scan = scan_upload(user=doctor_a, files=files).scan
+    assert (scan.kind, scan.n_slices) == ("dicom", 3)
+    assert sorted(f.original_name for f in scan.files.all()) == sorted(names)
 
 
 def test_metadata_has_the_clinical_fields_and_never_the_patient(doctor_a):
