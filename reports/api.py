@@ -12,8 +12,8 @@ def _conflict(request, exc):
     return Response({"detail": str(exc)}, status=409)
 
 
-def _schema(media: str, what: str):
-    return extend_schema(responses={
+def _schema(media: str, what: str, operation_id: str):
+    return extend_schema(operation_id=operation_id, responses={
         (200, media): OpenApiResponse(OpenApiTypes.BINARY, description=what),
         404: OpenApiResponse(description="No such scan, or another doctor's."),
         409: OpenApiResponse(description="The scan has no finished analysis yet."),
@@ -21,26 +21,26 @@ def _schema(media: str, what: str):
 
 
 class ScanReportPdfApi(APIView):
-    @_schema("application/pdf", "The scan's PDF report.")
+    @_schema("application/pdf", "The scan's PDF report.", "scan_report_pdf")
     def get(self, request, pk: int):
         return report_file_response(request=request, scan_pk=pk, kind="pdf", on_missing=_conflict)
 
 
 class ScanReportCsvApi(APIView):
-    @_schema("text/csv", "One row per slice of the scan's latest finished analysis.")
+    @_schema("text/csv", "One row per slice of the scan's latest finished analysis.", "scan_report_csv")
     def get(self, request, pk: int):
         return report_file_response(request=request, scan_pk=pk, kind="csv", on_missing=_conflict)
 
 
 class ScanReportSegApi(APIView):
     @_schema("application/dicom", "The scan's masks as a DICOM Segmentation referencing the uploaded series "
-                                  "(DICOM uploads only; 409 otherwise).")
+                                  "(DICOM uploads only; 409 otherwise).", "scan_report_seg")
     def get(self, request, pk: int):
         return report_file_response(request=request, scan_pk=pk, kind="seg", on_missing=_conflict)
 
 
 class ResultsCsvApi(APIView):
-    @extend_schema(responses={(200, "text/csv"): OpenApiResponse(OpenApiTypes.BINARY, description=(
+    @extend_schema(operation_id="results_csv", responses={(200, "text/csv"): OpenApiResponse(OpenApiTypes.BINARY, description=(
         "One row per scan the user may see, with its latest job. Filters as the scans list: verdict, date_from, "
         "date_to."))})
     def get(self, request):

@@ -1,13 +1,12 @@
-"""Log-in, log-out, failed log-in and lockout each write exactly one event, through the real
-middleware stack (sessions, axes, request id)."""
+"""Log-in, log-out, failed log-in and lockout each write exactly one event, through the portal's own log-in
+and log-out pages and the real middleware stack (sessions, axes, request id)."""
 import pytest
 from django.test import Client
+from django.urls import reverse
 
 from audit import actions
 from audit.models import AuditEvent
 from tests.conftest import PASSWORD
-
-pytestmark = pytest.mark.urls("tests.audit.urls_auth")
 
 BROWSER = "Mozilla/5.0 (pytest)"
 
@@ -18,7 +17,7 @@ def browser():
 
 
 def _post_login(browser, username, password):
-    return browser.post("/login/", {"username": username, "password": password}, HTTP_X_REQUEST_ID="req-login-1")
+    return browser.post(reverse("accounts:login"), {"username": username, "password": password}, HTTP_X_REQUEST_ID="req-login-1")
 
 
 def test_login_writes_one_event(browser, doctor_a):
@@ -51,7 +50,7 @@ def test_failed_login_writes_one_event_without_the_password(browser, doctor_a):
 def test_logout_writes_one_event(browser, doctor_a):
     _post_login(browser, "doctor_a", PASSWORD)
     before = AuditEvent.objects.count()
-    response = browser.post("/logout/")
+    response = browser.post(reverse("accounts:logout"))
     assert response.status_code == 302
 
     new = list(AuditEvent.objects.order_by("seq")[before:])
@@ -59,13 +58,12 @@ def test_logout_writes_one_event(browser, doctor_a):
 
 
 def test_logout_when_not_logged_in_writes_nothing(browser, db):
-    browser.post("/logout/")
+    browser.post(reverse("accounts:logout"))
     assert AuditEvent.objects.count() == 0
 
 
 def test_lockout_writes_one_event_on_the_attempt_that_locks(browser, doctor_a, settings):
     settings.AXES_FAILURE_LIMIT = 3
-    settings.AXES_LOCKOUT_TEMPLATE = None  # the accounts page is not needed here
 
     for _ in range(2):
         _post_login(browser, "doctor_a", "wrong-password-123")

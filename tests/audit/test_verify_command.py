@@ -61,3 +61,30 @@ def test_rows_cut_off_the_end_are_reported(five_events):
     _as_superuser_without_trigger("DELETE FROM audit_auditevent WHERE seq = 5")
     with pytest.raises(CommandError, match=r"chain head names event #5"):
         call_command("verify_audit_log")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_command_as_a_process_exits_0_when_intact_and_1_when_broken():
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    for n in range(3):
+        audit_record(action=actions.SCAN_VIEWED, details={"n": n})
+    db = connection.settings_dict
+    env = {**os.environ, "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"}
+    manage = Path(__file__).resolve().parents[2] / "manage.py"
+
+    def run():
+        return subprocess.run([sys.executable, str(manage), "verify_audit_log"], env=env, capture_output=True,
+                              text=True, timeout=120)
+
+    intact = run()
+    assert intact.returncode == 0, intact.stderr
+    assert "intact: 3 event(s)" in intact.stdout
+
+    _as_superuser_without_trigger("UPDATE audit_auditevent SET object_label = 'forged' WHERE seq = 2")
+    broken = run()
+    assert broken.returncode == 1
+    assert "event #2" in broken.stderr and "altered" in broken.stderr
