@@ -175,6 +175,9 @@ if S3_BUCKET:
             "querystring_auth": True,  # private media, short-lived signed URLs
             "querystring_expire": env.int("S3_URL_EXPIRE_SECONDS", default=300),
             "file_overwrite": False,
+            "signature_version": "s3v4",
+            # "path" for MinIO and most S3-compatible stores without per-bucket DNS; "auto" for AWS.
+            "addressing_style": env.str("S3_ADDRESSING_STYLE", default="auto"),
         },
     }
 else:
@@ -227,6 +230,11 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # queue, so GPU machines can run `celery -A portal worker -Q <INFERENCE_QUEUE>` and nothing else.
 CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_QUEUE", default="celery")
 INFERENCE_QUEUE = env.str("INFERENCE_QUEUE", default="") or None
+# Periodic tasks, sent by exactly one `celery -A portal beat` (`make run` embeds it in its worker).
+CELERY_BEAT_SCHEDULE = {
+    "reap-stale-inference-jobs": {"task": "inference.reap_stale_jobs", "schedule": 60.0},
+}
+CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
 # --- Detector
 # The weights bundle the worker and the commands load; the shipped one by default.

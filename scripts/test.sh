@@ -11,6 +11,7 @@ run_id=$$
 export DATABASE_URL=${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/portal_$run_id}
 export CELERY_BROKER_URL=${CELERY_BROKER_URL:-redis://127.0.0.1:6379/15}
 export CELERY_QUEUE=${CELERY_QUEUE:-test-$run_id}
+export DB_CONN_MAX_AGE=${DB_CONN_MAX_AGE:-0}  # the live server thread must not hold the test DB open
 export SECRET_KEY=${SECRET_KEY:-test-only-secret-key-0123456789abcdef}
 own_var_dir=
 if [ -z "${PORTAL_VAR_DIR:-}" ]; then
