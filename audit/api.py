@@ -3,9 +3,11 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics, serializers
 
 from accounts.permissions import IsPortalAdmin
+from audit import actions
 from audit.forms import AuditFilterForm
 from audit.models import AuditEvent
 from audit.selectors import audit_event_list
+from audit.services import audit_record
 
 
 class AuditEventSerializer(serializers.ModelSerializer):
@@ -23,6 +25,12 @@ class AuditEventListView(generics.ListAPIView):
 
     permission_classes = [IsPortalAdmin]
     serializer_class = AuditEventSerializer
+
+    def permission_denied(self, request, message=None, code=None):
+        if request.user and request.user.is_authenticated:
+            audit_record(action=actions.ACCESS_DENIED, request=request, outcome=actions.DENIED,
+                         details={"path": request.path[:200]})
+        super().permission_denied(request, message=message, code=code)
 
     def get_queryset(self):
         form = AuditFilterForm(self.request.query_params)

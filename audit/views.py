@@ -1,4 +1,7 @@
-"""Admin pages of the audit log. Doctors get 403 on every one (accounts.permissions)."""
+"""Admin pages of the audit log. Doctors get 403 on every one (accounts.permissions), and the attempt is
+itself logged (access.denied)."""
+from functools import wraps
+
 from django.core.paginator import Paginator
 from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404, render
@@ -14,6 +17,20 @@ from audit.services import audit_record
 PAGE_SIZE = 50
 
 
+def audit_admin_required(view):
+    """portal_admin_required, and a logged-in non-admin's attempt recorded as access.denied."""
+    guarded = portal_admin_required(view)
+
+    @wraps(view)
+    def wrapped(request, *args, **kwargs):
+        if request.user.is_authenticated and not request.user.is_portal_admin:
+            audit_record(action=actions.ACCESS_DENIED, request=request, outcome=actions.DENIED,
+                         details={"path": request.path[:200]})
+        return guarded(request, *args, **kwargs)
+
+    return wrapped
+
+
 def _query_string(request) -> str:
     params = request.GET.copy()
     params.pop("page", None)
@@ -24,7 +41,7 @@ def _json_filters(filters: dict) -> dict:
     return {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in filters.items()}
 
 
-@portal_admin_required
+@audit_admin_required
 def event_list(request):
     form = AuditFilterForm(request.GET or None)
     filters = form.filters() if request.GET else {}
@@ -37,7 +54,7 @@ def event_list(request):
     })
 
 
-@portal_admin_required
+@audit_admin_required
 def event_export(request):
     form = AuditFilterForm(request.GET or None)
     filters = form.filters() if request.GET else {}
@@ -52,13 +69,13 @@ def event_export(request):
     return response
 
 
-@portal_admin_required
+@audit_admin_required
 def chain_verify(request):
     check = audit_chain_verify()
     return render(request, "audit/verify.html", {"check": check})
 
 
-@portal_admin_required
+@audit_admin_required
 def scan_history(request, pk: int):
     from scans.models import Scan
 

@@ -25,9 +25,13 @@ def _admin_pages(scan_pk):
 def test_doctors_never_reach_audit_pages(client_a, scan):
     for url in _admin_pages(scan.pk):
         assert client_a.get(url).status_code == 403, url
-    # The doctor's own scan makes no difference, and nothing was logged as viewed or exported.
+    # The doctor's own scan makes no difference, and nothing was logged as viewed or exported...
     assert not AuditEvent.objects.filter(action__in=[actions.AUDIT_LOG_VIEWED, actions.AUDIT_LOG_EXPORTED,
                                                      actions.SCAN_HISTORY_VIEWED]).exists()
+    # ...but each attempt was, once.
+    denied = AuditEvent.objects.filter(action=actions.ACCESS_DENIED).order_by("seq")
+    assert [(e.actor_username, e.outcome, e.details["path"]) for e in denied] == [
+        ("doctor_a", "denied", url) for url in _admin_pages(scan.pk)]
 
 
 def test_anonymous_is_sent_to_log_in(client, scan):
