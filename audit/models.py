@@ -5,6 +5,8 @@ row; in PostgreSQL, triggers (migration 0002) refuse UPDATE, DELETE and TRUNCATE
 direct SQL edit needs a superuser who first disables them, and `manage.py verify_audit_log`
 then finds the broken link.
 """
+import json
+
 from django.conf import settings
 from django.db import models
 
@@ -70,6 +72,10 @@ class AuditEvent(models.Model):
 
     def __str__(self):
         return f"#{self.seq} {self.action} by {self.actor_username or 'anonymous'} ({self.outcome})"
+
+    @property
+    def details_json(self) -> str:
+        return json.dumps(self.details, sort_keys=True, ensure_ascii=False) if self.details else ""
 
     @property
     def action_label(self) -> str:
