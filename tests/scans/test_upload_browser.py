@@ -2,45 +2,20 @@
 from __future__ import annotations
 
 import base64
-import shutil
 
 import pytest
-from django.test import Client
 from django.urls import reverse
 
 from scans.models import Scan
+from tests.browser.conftest import browser, login_as, page  # noqa: F401  (the project's Playwright fixtures)
 
 from .scanfiles import SAMPLE_FLAIR, SAMPLE_TIFF
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
-
-@pytest.fixture
-def page_as(live_server, monkeypatch):
-    from playwright.sync_api import sync_playwright
-
-    # Playwright's sync API runs an event loop in this thread; the ORM calls of the test are still synchronous.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-
-        def open_as(user):
-            client = Client()
-            client.force_login(user)
-            context = browser.new_context(base_url=live_server.url)
-            context.add_cookies([{"name": "sessionid", "value": client.cookies["sessionid"].value,
-                                  "url": live_server.url}])
-            return context.new_page()
-
-        yield open_as
-        browser.close()
-
-
-def test_a_series_and_a_bad_file_each_get_their_own_result(page_as, doctor_a, tmp_path):
-    page = page_as(doctor_a)
+def test_a_series_and_a_bad_file_each_get_their_own_result(page, login_as, doctor_a, tmp_path):
+    login_as(doctor_a)
     page.goto(reverse("scans:upload"))
     notes = tmp_path / "notes.txt"
     notes.write_text("not a scan\n")
@@ -61,8 +36,8 @@ def test_a_series_and_a_bad_file_each_get_their_own_result(page_as, doctor_a, tm
     assert Scan.objects.count() == 1
 
 
-def test_a_dropped_file_uploads_and_opens_the_scan(page_as, doctor_a):
-    page = page_as(doctor_a)
+def test_a_dropped_file_uploads_and_opens_the_scan(page, login_as, doctor_a):
+    login_as(doctor_a)
     page.goto(reverse("scans:upload"))
     tiff = base64.b64encode(SAMPLE_TIFF.read_bytes()).decode()
     page.evaluate(
@@ -84,8 +59,8 @@ def test_a_dropped_file_uploads_and_opens_the_scan(page_as, doctor_a):
     assert scan.original_name == SAMPLE_TIFF.name and scan.kind == "image"
 
 
-def test_without_javascript_the_form_shows_the_error(page_as, doctor_a, tmp_path):
-    page = page_as(doctor_a)
+def test_without_javascript_the_form_shows_the_error(page, login_as, doctor_a, tmp_path):
+    login_as(doctor_a)
     page.context.route("**/static/js/upload.js", lambda route: route.abort())  # as if scripts were off
     page.goto(reverse("scans:upload"))
     fake = tmp_path / "slice.png"
