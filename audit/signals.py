@@ -39,9 +39,12 @@ def on_login_failed(sender, credentials=None, request=None, **kwargs):
 
 @receiver(user_locked_out, dispatch_uid="audit.locked_out")
 def on_locked_out(sender, request=None, username=None, ip_address=None, **kwargs):
+    # axes sends this when the failure limit is reached, and again for each attempt during the lock, which
+    # restarts the cool-off (AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT): each event is a lock (re)started.
     audit_record(
         action=actions.LOCKED_OUT,
         request=request,
         outcome=actions.DENIED,
-        details={"username": str(username or "")[:150]},
+        details={"username": str(username or "")[:150],
+                 "failures": getattr(request, "axes_failures_since_start", None)},
     )

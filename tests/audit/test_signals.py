@@ -75,4 +75,13 @@ def test_lockout_writes_one_event_on_the_attempt_that_locks(browser, doctor_a, s
     assert AuditEvent.objects.filter(action=actions.LOGIN_FAILED).count() == 3
     locks = list(AuditEvent.objects.filter(action=actions.LOCKED_OUT))
     assert len(locks) == 1
-    assert (locks[0].outcome, locks[0].details, locks[0].ip_address) == ("denied", {"username": "doctor_a"}, "192.0.2.10")
+    assert (locks[0].outcome, locks[0].details, locks[0].ip_address) == (
+        "denied", {"username": "doctor_a", "failures": 3}, "192.0.2.10")
+
+    # An attempt during the lock, even with the right password, is refused: one more failure, and the lock
+    # restarts (one more lockout event).
+    response = _post_login(browser, "doctor_a", PASSWORD)
+    assert response.status_code in (403, 429)
+    assert AuditEvent.objects.filter(action=actions.LOGIN_FAILED).count() == 4
+    assert AuditEvent.objects.filter(action=actions.LOCKED_OUT).count() == 2
+    assert not AuditEvent.objects.filter(action=actions.LOGIN).exists()
