@@ -30,6 +30,7 @@ from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.backbone_utils import BackboneWithFPN
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
 from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
+from torchvision.models.detection.transform import GeneralizedRCNNTransform
 from torchvision.ops import MultiScaleRoIAlign
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
@@ -174,6 +175,20 @@ def _build_backbone(config: ModelConfig) -> tuple[ForensicBackbone, tuple]:
     return ForensicBackbone(stem, fpn), anchors
 
 
+class NativeScaleTransform(GeneralizedRCNNTransform):
+    """torchvision's transform, except that training never upscales.
+
+    Training crops (say 160 x 160 of a 256 x 256 slice) must stay at the native pixel scale: upscaling would cost
+    what the crop saved and smear the noise the forensic channels read. At test time slices are resized as
+    usual (shorter side to ``min_size``, capped by ``max_size``): 256 x 256 slices pass unchanged.
+    """
+
+    def resize(self, image, target=None):
+        if self.training and min(image.shape[-2:]) <= self.min_size[-1]:
+            return image, target
+        return super().resize(image, target)
+
+
 class ImageVerdictHead(nn.Module):
     """Avg- and max-pooled FPN levels -> logits of the four verdicts (order of labels.VERDICTS)."""
 
@@ -267,6 +282,7 @@ def build_model(config: ModelConfig | dict | None = None) -> TamperMaskRCNN:
         mask_head=MaskRCNNHeads(channels, mask_layers, 1),
         mask_predictor=MaskRCNNPredictor(mask_layers[-1], mask_layers[-1], NUM_CLASSES),
     )
+    model.transform = NativeScaleTransform(config.min_size, config.max_size, [IMAGE_MEAN], [IMAGE_STD])
     return model
 
 

@@ -105,6 +105,17 @@ def fuse_scores(image_probs: np.ndarray | None, class_scores: dict[str, float], 
     return {v: float(p) for v, p in zip(VERDICTS, mixed)}
 
 
+def select_instances(verdict: str, detections: list[Instance], detection_threshold: float) -> list[Instance]:
+    """What a doctor is shown: the verdict's class above the threshold, else its best detection; none for no_tumor."""
+    if VERDICT_CATEGORY[verdict] is None:
+        return []
+    of_class = [d for d in detections if d.label == verdict]
+    shown = [d for d in of_class if d.score >= detection_threshold]
+    if not shown and of_class:
+        shown = [max(of_class, key=lambda d: d.score)]
+    return shown
+
+
 class Predictor:
     """The detector, loaded once, in eval mode."""
 
@@ -162,14 +173,18 @@ class Predictor:
         return self.predict_batch([image])[0]
 
     def predict_batch(self, images: list[np.ndarray]) -> list[SlicePrediction]:
+        return [pred for pred, _ in self.predict_detailed(images)]
+
+    def predict_detailed(self, images: list[np.ndarray]) -> list[tuple[SlicePrediction, list[Instance]]]:
+        """Each slice's prediction and every detection the model made (any class, any score): for COCO AP."""
         slices = [as_uint8_slice(img) for img in images]
-        results: list[SlicePrediction] = []
+        results = []
         for start in range(0, len(slices), self.batch_size):
             chunk = slices[start : start + self.batch_size]
             tensors = [slice_tensor(s).to(self.device) for s in chunk]
             with torch.inference_mode():
                 outputs = self.model(tensors)
-            results.extend(self._postprocess(out, s.shape) for out, s in zip(outputs, chunk))
+            results.extend(self._postprocess_detailed(out, s.shape) for out, s in zip(outputs, chunk))
         return results
 
     def raw_outputs(self, images: list[np.ndarray]) -> list[dict]:
@@ -201,6 +216,9 @@ class Predictor:
         return fuse_scores(image_probs, class_scores, weight)
 
     def _postprocess(self, out: dict, shape: tuple[int, int]) -> SlicePrediction:
+        return self._postprocess_detailed(out, shape)[0]
+
+    def _postprocess_detailed(self, out: dict, shape: tuple[int, int]) -> tuple[SlicePrediction, list[Instance]]:
         raw = {
             "image_logits": out["image_logits"].float().cpu().numpy(),
             "scores": out["scores"].float().cpu().numpy(),
@@ -208,23 +226,20 @@ class Predictor:
         }
         scores = self.scores_from_raw(raw)
         verdict = max(VERDICTS, key=lambda v: scores[v])
-        instances: list[Instance] = []
-        category = VERDICT_CATEGORY[verdict]
-        if category is not None:
-            of_class = np.flatnonzero(raw["labels"] == category)
-            shown = [i for i in of_class if raw["scores"][i] >= self.calibration["detection_threshold"]]
-            if not shown and of_class.size:
-                shown = [int(of_class[np.argmax(raw["scores"][of_class])])]
-            if shown:
-                masks = out["masks"][shown, 0].float().cpu().numpy() >= float(self.calibration["mask_threshold"])
-                boxes = out["boxes"][shown].float().cpu().numpy()
-                for j, i in enumerate(shown):
-                    x0, y0, x1, y1 = (float(v) for v in boxes[j])
-                    instances.append(
-                        Instance(label=verdict, score=float(raw["scores"][i]), box=(x0, y0, x1, y1), mask=masks[j])
-                    )
+        masks = out["masks"][:, 0].float().cpu().numpy() >= float(self.calibration["mask_threshold"])
+        boxes = out["boxes"].float().cpu().numpy()
+        detections = [
+            Instance(
+                label=CATEGORIES.get(int(raw["labels"][i]), str(int(raw["labels"][i]))),
+                score=float(raw["scores"][i]),
+                box=tuple(float(v) for v in boxes[i]),
+                mask=masks[i],
+            )
+            for i in range(len(raw["scores"]))
+        ]
+        instances = select_instances(verdict, detections, float(self.calibration["detection_threshold"]))
         tamper = float(sum(scores[v] for v in TAMPERED))
-        return SlicePrediction(verdict=verdict, scores=scores, tamper_score=tamper, instances=instances)
+        return SlicePrediction(verdict=verdict, scores=scores, tamper_score=tamper, instances=instances), detections
 
 
 def volume_verdict(preds: list[SlicePrediction]) -> SlicePrediction:

@@ -1,0 +1,44 @@
+"""python manage.py detect FILE... [--weights FILE] [--out FILE.json] [--masks DIR]
+
+Runs the detector on scans from disk (DICOM file or series folder, NIfTI, PNG, JPEG, TIFF) through the same
+Predictor as the portal, and prints one JSON document: per file, a verdict per slice and one per file.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+
+class Command(BaseCommand):
+    help = "Detect tampering in MRI files: a verdict per slice and per file, as JSON."
+
+    def add_arguments(self, parser):
+        parser.add_argument("files", nargs="+", help="DICOM (file or series folder), NIfTI, PNG, JPEG or TIFF")
+        parser.add_argument("--weights", default=None, help="weights bundle (default: settings.DETECTOR_WEIGHTS)")
+        parser.add_argument("--device", default=None, help="cpu, cuda, auto (default: settings.DETECTOR_DEVICE)")
+        parser.add_argument("--out", default=None, help="write the JSON here instead of standard output")
+        parser.add_argument("--masks", default=None, help="also write each shown region's mask as PNG into DIR")
+
+    def handle(self, *args, **opts):
+        from inference.ml.detect import detect_files
+        from inference.ml.predictor import ModelNotInstalled, Predictor
+
+        try:
+            predictor = Predictor.load(opts["weights"] or settings.DETECTOR_WEIGHTS,
+                                       device=opts["device"] or settings.DETECTOR_DEVICE,
+                                       batch_size=settings.DETECTOR_BATCH_SIZE)
+        except ModelNotInstalled as exc:
+            raise CommandError(str(exc)) from exc
+        report = detect_files(predictor, opts["files"], masks_dir=opts["masks"])
+        text = json.dumps(report, indent=2)
+        if opts["out"]:
+            Path(opts["out"]).write_text(text + "\n", encoding="utf-8")
+            self.stderr.write(f"Wrote {opts['out']}")
+        else:
+            self.stdout.write(text)
+        if any(f.get("error") for f in report["files"]):
+            sys.exit(1)

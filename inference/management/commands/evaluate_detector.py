@@ -1,0 +1,59 @@
+"""python manage.py evaluate_detector DATASET_DIR --out OUT_DIR [--weights FILE] [--split NAME]
+
+The evaluation contract of ../shared/docs/dataset-and-evaluation.md; the work is in inference.ml.evaluate.
+"""
+from __future__ import annotations
+
+import json
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+from reports.services import evaluation_run_record
+
+
+class Command(BaseCommand):
+    help = "Evaluate the detector on a contract dataset: writes metrics.json, predictions.jsonl, tables and charts."
+
+    def add_arguments(self, parser):
+        parser.add_argument("dataset_dir", help="dataset directory (annotations.json + images/)")
+        parser.add_argument("--out", required=True, help="output directory")
+        parser.add_argument("--weights", default=None, help="weights bundle (default: settings.DETECTOR_WEIGHTS)")
+        parser.add_argument("--split", default=None, help="only images of this split (train, val, test)")
+        parser.add_argument("--device", default=None, help="cpu, cuda, auto (default: settings.DETECTOR_DEVICE)")
+        parser.add_argument("--robustness", action="store_true",
+                            help="also evaluate under contrast, noise, JPEG and resampling perturbations")
+        parser.add_argument("--robustness-limit", type=int, default=None,
+                            help="perturbed passes use only the first N images")
+        parser.add_argument("--limit", type=int, default=None, help="only the first N images (quick checks)")
+        parser.add_argument("--no-coco-ap", action="store_true", help="skip the pycocotools AP")
+        parser.add_argument("--no-record", action="store_true",
+                            help="do not store the run in the database (the files are written either way)")
+
+    def handle(self, *args, **opts):
+        from inference.ml.coco import DatasetError
+        from inference.ml.evaluate import evaluate_dataset
+        from inference.ml.predictor import ModelNotInstalled, Predictor
+
+        try:
+            predictor = Predictor.load(opts["weights"] or settings.DETECTOR_WEIGHTS,
+                                       device=opts["device"] or settings.DETECTOR_DEVICE)
+        except ModelNotInstalled as exc:
+            raise CommandError(str(exc)) from exc
+        self.stdout.write(f"Model {predictor.name} {predictor.version} (sha256 {predictor.sha256[:12]}...) "
+                          f"on {predictor.device}")
+        try:
+            metrics = evaluate_dataset(
+                opts["dataset_dir"], opts["out"], predictor=predictor, split=opts["split"],
+                robustness=opts["robustness"], robustness_limit=opts["robustness_limit"],
+                coco_ap=not opts["no_coco_ap"], limit=opts["limit"], progress=opts["verbosity"] > 0,
+            )
+        except (DatasetError, ValueError) as exc:
+            raise CommandError(str(exc)) from exc
+        summary = {k: metrics[k] for k in ("n_images", "accuracy", "macro_f1", "mean_iou", "tamper_auc", "latency_s")}
+        self.stdout.write(json.dumps(summary, indent=2))
+        if not opts["no_record"]:
+            run = evaluation_run_record(metrics=metrics, dataset_dir=str(opts["dataset_dir"]),
+                                        out_dir=str(opts["out"]), split=opts["split"])
+            self.stdout.write(f"Recorded as evaluation run {run.pk}.")
+        self.stdout.write(self.style.SUCCESS(f"Wrote {opts['out']}/metrics.json and predictions.jsonl"))

@@ -1,0 +1,361 @@
+"""`evaluate_detector`: run a Predictor over a contract dataset and write the contract's files.
+
+Writes to OUT_DIR (``../shared/docs/dataset-and-evaluation.md``):
+
+- ``metrics.json`` and ``predictions.jsonl``: exactly the contract;
+- ``tables.md``: Table 1 (per-class precision/recall/F1, as in the paper), Table 2 (overall figures beside the
+  paper's), recall by tampering method and by source, COCO mask/box AP;
+- ``f1_by_class.png``, ``test_distribution.png``, ``confusion_matrix.png``;
+- ``coco_ap.json`` (pycocotools), and with ``robustness=True`` ``robustness.json`` (the same metrics after
+  contrast, noise, JPEG and resampling perturbations).
+
+No Django; the management command is a thin wrapper.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from .coco import load_dataset, mask_to_rle
+from .imaging import to_uint8
+from .labels import CATEGORY_IDS, VERDICTS
+from .metrics import classification_metrics, mask_iou, percentile_latency, union_mask
+
+# What the paper reports (IJMRSET 2025), for Table 2. Its test set is not ours: comparable in name only.
+PAPER = {"accuracy": 0.932, "mean_iou": 0.88, "latency_s": 0.15}
+TARGETS = {"accuracy": 0.95, "class_f1": 0.92, "mean_iou": 0.85, "tamper_auc": 0.98, "latency_p50": 0.4}
+
+
+# --- Perturbations for the robustness check --------------------------------------------------------
+
+
+def _contrast(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    mean = img.mean()
+    return np.clip((img.astype(np.float32) - mean) * 1.25 + mean, 0, 255).round().astype(np.uint8)
+
+
+def _noise(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    return np.clip(img.astype(np.float32) + rng.normal(0, 3.0, img.shape), 0, 255).round().astype(np.uint8)
+
+
+def _jpeg(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    import cv2
+
+    ok, buf = cv2.imencode(".jpg", img, [int(cv2.IMWRITE_JPEG_QUALITY), 75])
+    if not ok:
+        raise RuntimeError("JPEG encoding failed")
+    return cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE)
+
+
+def _resample(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    import cv2
+
+    h, w = img.shape
+    small = cv2.resize(img, (max(16, int(w * 0.75)), max(16, int(h * 0.75))), interpolation=cv2.INTER_AREA)
+    return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+
+
+PERTURBATIONS: dict[str, Callable[[np.ndarray, np.random.Generator], np.ndarray]] = {
+    "contrast x1.25": _contrast,
+    "gaussian noise sigma 3": _noise,
+    "JPEG quality 75": _jpeg,
+    "resample 0.75x and back": _resample,
+}
+
+
+# --- Evaluation -----------------------------------------------------------------------------------
+
+
+def _progress(iterable, total: int, desc: str, enabled: bool):
+    if not enabled:
+        return iterable
+    from tqdm import tqdm
+
+    return tqdm(iterable, total=total, desc=desc, unit="img")
+
+
+def run_predictions(predictor, records, *, perturb=None, seed: int = 0, timing: bool = True, progress: bool = True,
+                    desc: str = "evaluate"):
+    """Predict every record; returns (prediction rows, latencies, COCO detections)."""
+    rng = np.random.default_rng(seed)
+    rows, latencies, detections = [], [], []
+    for rec in _progress(records, len(records), desc, progress):
+        pixels = rec.pixels()
+        if perturb is not None:
+            pixels = perturb(to_uint8(pixels), rng)
+        start = time.perf_counter()
+        pred, all_detections = predictor.predict_detailed([pixels])[0]
+        latencies.append(time.perf_counter() - start)
+        truth = rec.mask()
+        shown = union_mask([inst.mask for inst in pred.instances], truth.shape)
+        iou = mask_iou(truth, shown) if truth.any() else None
+        rows.append(
+            {
+                "image_id": rec.id,
+                "file_name": rec.file_name,
+                "verdict": rec.verdict,
+                "predicted": pred.verdict,
+                "scores": {v: round(float(pred.scores[v]), 6) for v in VERDICTS},
+                "tamper_score": round(float(pred.tamper_score), 6),
+                "iou": None if iou is None else round(float(iou), 6),
+            }
+        )
+        for det in all_detections:
+            if det.label not in CATEGORY_IDS:
+                continue
+            x0, y0, x1, y1 = det.box
+            detections.append(
+                {
+                    "image_id": rec.id,
+                    "category_id": CATEGORY_IDS[det.label],
+                    "segmentation": mask_to_rle(det.mask),
+                    "bbox": [x0, y0, x1 - x0, y1 - y0],
+                    "score": float(det.score),
+                }
+            )
+    return rows, latencies, detections
+
+
+def metrics_from_rows(rows: list[dict]) -> dict:
+    return classification_metrics(
+        [r["verdict"] for r in rows],
+        [r["predicted"] for r in rows],
+        [r["tamper_score"] for r in rows],
+        [r["iou"] for r in rows],
+    )
+
+
+def coco_average_precision(records, detections: list[dict]) -> dict:
+    """COCO mask and box AP (pycocotools) of every detection against the dataset's regions."""
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    gt = COCO()
+    annotations = []
+    for rec in records:
+        for ann in rec.annotations:
+            annotations.append({**ann, "iscrowd": int(ann.get("iscrowd", 0))})
+    gt.dataset = {
+        "images": [{"id": rec.id, "width": rec.width, "height": rec.height} for rec in records],
+        "annotations": annotations,
+        "categories": [{"id": cid, "name": name} for name, cid in CATEGORY_IDS.items()],
+    }
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt.createIndex()
+    out = {"n_regions": len(annotations), "n_detections": len(detections)}
+    if not annotations or not detections:
+        out.update({"segm": {"AP": 0.0 if annotations else None, "AP50": 0.0 if annotations else None},
+                    "bbox": {"AP": 0.0 if annotations else None, "AP50": 0.0 if annotations else None}})
+        return out
+    for iou_type in ("segm", "bbox"):
+        with contextlib.redirect_stdout(io.StringIO()):
+            dt = gt.loadRes([dict(d) for d in detections])
+            ev = COCOeval(gt, dt, iou_type)
+            ev.evaluate()
+            ev.accumulate()
+            ev.summarize()
+        # stats: AP@[.5:.95], AP50, AP75, ...; -1 means "no ground truth" for that setting
+        stats = [None if s < 0 else float(s) for s in ev.stats[:3]]
+        out[iou_type] = {"AP": stats[0], "AP50": stats[1], "AP75": stats[2]}
+    return out
+
+
+def _breakdown(rows: list[dict], records, key: str) -> dict[str, dict]:
+    by_id = {rec.id: rec for rec in records}
+    groups: dict[str, list[dict]] = {}
+    for row in rows:
+        value = getattr(by_id[row["image_id"]], key) or "(none)"
+        groups.setdefault(str(value), []).append(row)
+    out = {}
+    for name, members in sorted(groups.items()):
+        correct = sum(r["predicted"] == r["verdict"] for r in members)
+        ious = [r["iou"] for r in members if r["iou"] is not None]
+        out[name] = {
+            "n": len(members),
+            "accuracy": correct / len(members),
+            "flagged_tampered": sum(r["predicted"] in ("fake_added", "fake_removed") for r in members) / len(members),
+            "mean_iou": float(np.mean(ious)) if ious else None,
+        }
+    return out
+
+
+def _fmt(value, digits: int = 3) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def write_tables(out_dir: Path, metrics: dict, extra: dict) -> Path:
+    lines = [f"# Evaluation of {metrics['model']['name']} {metrics['model']['version']}", ""]
+    lines += [f"Dataset: `{extra['dataset_dir']}`, split: {extra['split'] or 'all'}, {metrics['n_images']} images. "
+              f"Weights sha256 `{metrics['model']['sha256']}`.", ""]
+    lines += ["## Table 1: per-class results", "", "| class | precision | recall | F1 | support |", "|---|---|---|---|---|"]
+    for v in VERDICTS:
+        c = metrics["per_class"][v]
+        lines.append(f"| {v} | {_fmt(c['precision'])} | {_fmt(c['recall'])} | {_fmt(c['f1'])} | {c['support']} |")
+    lat = metrics["latency_s"]
+    lines += ["", "## Table 2: overall, beside the paper and our targets", "",
+              "| metric | this run | paper (its own test set) | target |", "|---|---|---|---|",
+              f"| accuracy (4 verdicts) | {_fmt(metrics['accuracy'])} | {PAPER['accuracy']} | >= {TARGETS['accuracy']} |",
+              f"| macro F1 | {_fmt(metrics['macro_f1'])} | n/a | every class >= {TARGETS['class_f1']} |",
+              f"| mean mask IoU | {_fmt(metrics['mean_iou'])} | {PAPER['mean_iou']} | >= {TARGETS['mean_iou']} |",
+              f"| tamper ROC AUC | {_fmt(metrics['tamper_auc'])} | n/a | >= {TARGETS['tamper_auc']} |",
+              f"| latency p50 / p95 (s/slice, {lat['device']}, {lat['threads']} threads) | {_fmt(lat['p50'])} / "
+              f"{_fmt(lat['p95'])} | {PAPER['latency_s']} (RTX 2080) | <= {TARGETS['latency_p50']} (CPU) |"]
+    cm = metrics["confusion_matrix"]
+    lines += ["", "## Confusion matrix (rows: truth, columns: predicted)", "",
+              "| | " + " | ".join(cm["labels"]) + " |", "|---" * (len(cm["labels"]) + 1) + "|"]
+    for label, row in zip(cm["labels"], cm["matrix"]):
+        lines.append(f"| **{label}** | " + " | ".join(str(x) for x in row) + " |")
+    for title, key in (("By tampering method", "by_method"), ("By source", "by_source")):
+        lines += ["", f"## {title}", "", "| group | n | accuracy | flagged as tampered | mean IoU |", "|---|---|---|---|---|"]
+        for name, g in extra[key].items():
+            lines.append(f"| {name} | {g['n']} | {_fmt(g['accuracy'])} | {_fmt(g['flagged_tampered'])} | {_fmt(g['mean_iou'])} |")
+    ap = extra.get("coco_ap")
+    if ap:
+        lines += ["", "## COCO average precision (pycocotools, all detections)", "",
+                  "| | AP@[.5:.95] | AP50 | AP75 |", "|---|---|---|---|"]
+        for t in ("segm", "bbox"):
+            if t in ap:
+                lines.append(f"| {t} | {_fmt(ap[t].get('AP'))} | {_fmt(ap[t].get('AP50'))} | {_fmt(ap[t].get('AP75'))} |")
+    rob = extra.get("robustness")
+    if rob:
+        lines += ["", "## Robustness (same images, perturbed)", "",
+                  "| perturbation | n | accuracy | macro F1 | tamper AUC | mean IoU |", "|---|---|---|---|---|---|"]
+        for name, m in rob.items():
+            lines.append(f"| {name} | {m['n_images']} | {_fmt(m['accuracy'])} | {_fmt(m['macro_f1'])} | "
+                         f"{_fmt(m['tamper_auc'])} | {_fmt(m['mean_iou'])} |")
+    path = out_dir / "tables.md"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def write_charts(out_dir: Path, metrics: dict) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths = []
+    f1 = [metrics["per_class"][v]["f1"] for v in VERDICTS]
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    bars = ax.bar(VERDICTS, f1, color=["#4c72b0", "#55a868", "#c44e52", "#8172b2"])
+    ax.axhline(TARGETS["class_f1"], color="grey", linestyle="--", linewidth=1, label=f"target {TARGETS['class_f1']}")
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("F1")
+    ax.set_title("F1 by verdict")
+    ax.bar_label(bars, fmt="%.2f")
+    ax.legend(loc="upper right", fontsize=8)
+    fig.tight_layout()
+    paths.append(out_dir / "f1_by_class.png")
+    fig.savefig(paths[-1], dpi=110)
+    plt.close(fig)
+
+    support = [metrics["per_class"][v]["support"] for v in VERDICTS]
+    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    nonzero = [(v, s) for v, s in zip(VERDICTS, support) if s > 0]
+    if nonzero:
+        ax.pie([s for _, s in nonzero], labels=[f"{v}\n({s})" for v, s in nonzero], autopct="%1.0f%%")
+    ax.set_title(f"Evaluated images by true verdict (n={metrics['n_images']})")
+    fig.tight_layout()
+    paths.append(out_dir / "test_distribution.png")
+    fig.savefig(paths[-1], dpi=110)
+    plt.close(fig)
+
+    matrix = np.asarray(metrics["confusion_matrix"]["matrix"], dtype=float)
+    row_sums = matrix.sum(axis=1, keepdims=True)
+    normalised = np.divide(matrix, row_sums, out=np.zeros_like(matrix), where=row_sums > 0)
+    fig, ax = plt.subplots(figsize=(5.5, 4.8))
+    im = ax.imshow(normalised, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(4), VERDICTS, rotation=30, ha="right")
+    ax.set_yticks(range(4), VERDICTS)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("truth")
+    for i in range(4):
+        for j in range(4):
+            ax.text(j, i, f"{int(matrix[i, j])}", ha="center", va="center",
+                    color="white" if normalised[i, j] > 0.5 else "black")
+    fig.colorbar(im, ax=ax, label="fraction of the true class")
+    ax.set_title("Confusion matrix")
+    fig.tight_layout()
+    paths.append(out_dir / "confusion_matrix.png")
+    fig.savefig(paths[-1], dpi=110)
+    plt.close(fig)
+    return paths
+
+
+def evaluate_dataset(
+    dataset_dir: str | Path,
+    out_dir: str | Path,
+    *,
+    predictor,
+    split: str | None = None,
+    robustness: bool = False,
+    robustness_limit: int | None = None,
+    coco_ap: bool = True,
+    charts: bool = True,
+    progress: bool = True,
+    warmup: int = 3,
+    limit: int | None = None,
+) -> dict:
+    """Evaluate ``predictor`` on DATASET_DIR (one split or all) and write OUT_DIR; returns metrics.json's dict."""
+    dataset = load_dataset(dataset_dir, split=split)
+    records = list(dataset)
+    if limit is not None:
+        records = records[:limit]
+    if not records:
+        raise ValueError(f"{dataset_dir}: no images to evaluate.")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+
+    # Warm-up (not timed): first calls allocate and pick kernels.
+    sample = records[0].pixels()
+    for _ in range(max(0, warmup)):
+        predictor.predict(sample)
+
+    rows, latencies, detections = run_predictions(predictor, records, progress=progress)
+    metrics = metrics_from_rows(rows)
+    metrics["latency_s"] = {
+        **percentile_latency(latencies),
+        "device": predictor.device,
+        "threads": int(torch.get_num_threads()),
+    }
+    metrics["model"] = dict(predictor.info)
+
+    with open(out / "predictions.jsonl", "w", encoding="utf-8") as fh:
+        for row in rows:
+            fh.write(json.dumps(row) + "\n")
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+
+    extra = {
+        "dataset_dir": str(dataset_dir),
+        "split": split,
+        "by_method": _breakdown(rows, records, "method"),
+        "by_source": _breakdown(rows, records, "source"),
+    }
+    if coco_ap:
+        extra["coco_ap"] = coco_average_precision(records, detections)
+        (out / "coco_ap.json").write_text(json.dumps(extra["coco_ap"], indent=2) + "\n", encoding="utf-8")
+    if robustness:
+        subset = records[:robustness_limit] if robustness_limit else records
+        extra["robustness"] = {"none": metrics_from_rows(rows[: len(subset)])}
+        for name, fn in PERTURBATIONS.items():
+            prow, _, _ = run_predictions(predictor, subset, perturb=fn, progress=progress, desc=name)
+            extra["robustness"][name] = metrics_from_rows(prow)
+        (out / "robustness.json").write_text(json.dumps(extra["robustness"], indent=2) + "\n", encoding="utf-8")
+    (out / "breakdown.json").write_text(
+        json.dumps({"by_method": extra["by_method"], "by_source": extra["by_source"]}, indent=2) + "\n", encoding="utf-8"
+    )
+    write_tables(out, metrics, extra)
+    if charts:
+        write_charts(out, metrics)
+    return metrics

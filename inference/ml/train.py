@@ -1,0 +1,463 @@
+"""Training the detector on a contract dataset, resumable, on CPU or GPU.
+
+In the manner of torchvision's ``references/detection``: this module wires a config to the dataset, model,
+optimiser, schedule and checkpoints; ``train_detector`` only parses arguments.
+
+- Checkpoints (``OUT/checkpoint.pt``) are dicts with model, optimizer, scheduler, epoch, step and the args, written
+  every few minutes, at each epoch end, and on SIGINT/SIGTERM; ``resume`` continues exactly (the per-epoch sample
+  order and each sample's augmentation are functions of the seed, the epoch and the index).
+- Validation (every ``val_every_minutes`` and each epoch end) fits the calibration (temperature, mix of image head
+  and detections, detection threshold) on the validation split, scores macro F1, and writes the best model as a
+  bundle ``OUT/detector.pt`` that `Predictor.load` reads. Early stopping after ``patience`` validations
+  without improvement; ``max_minutes`` stops cleanly on a time budget.
+- Logs: ``OUT/train.log`` (progress), ``OUT/losses.jsonl`` (losses every ``log_every`` steps),
+  ``OUT/history.json`` (validations).
+
+No Django here.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import itertools
+import json
+import logging
+import math
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .coco import load_dataset, segmentation_to_mask
+from .imaging import to_uint8
+from .labels import VERDICTS
+from .metrics import classification_metrics, mask_iou, union_mask
+from .model import DEFAULT_CALIBRATION, ModelConfig, build_model, make_bundle, save_bundle
+from .predictor import Instance, Predictor, fuse_scores, select_instances, slice_tensor
+from .transforms import AugmentConfig, augment
+
+log = logging.getLogger("inference.ml.train")
+
+CHECKPOINT = "checkpoint.pt"
+BEST_BUNDLE = "detector.pt"
+
+
+@dataclass
+class TrainConfig:
+    dataset_dir: str
+    out_dir: str
+    train_split: str = "train"
+    val_split: str | None = "val"
+    epochs: int = 10
+    max_steps: int | None = None  # the schedule's length; default epochs x steps per epoch
+    max_minutes: float | None = None  # stop cleanly after this much training time (this invocation)
+    batch_size: int = 4
+    lr: float = 5e-4
+    weight_decay: float = 1e-4
+    warmup_steps: int = 100
+    min_lr_ratio: float = 0.05
+    grad_clip: float = 5.0
+    image_loss_weight: float = 1.0
+    seed: int = 0
+    device: str = "auto"
+    threads: int | None = None
+    checkpoint_minutes: float = 5.0
+    val_every_minutes: float | None = 15.0
+    val_limit: int | None = 300
+    patience: int = 4
+    log_every: int = 10
+    train_limit: int | None = None
+    name: str = "mri-tamper-maskrcnn"
+    version: str = "0.1.0"
+    model: dict = field(default_factory=dict)  # ModelConfig fields
+    augment: dict = field(default_factory=dict)  # AugmentConfig fields
+
+    def model_config(self) -> ModelConfig:
+        return ModelConfig.from_dict(self.model)
+
+    def augment_config(self) -> AugmentConfig:
+        known = {f.name for f in dataclasses.fields(AugmentConfig)}
+        return AugmentConfig(**{k: v for k, v in self.augment.items() if k in known})
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TrainConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"Unknown training options: {', '.join(sorted(unknown))}")
+        return cls(**data)
+
+
+# --- Data -----------------------------------------------------------------------------------------
+
+
+class TamperTrainSet:
+    """The training split in memory (uint8 slices; masks decoded per sample), augmented per (epoch, index)."""
+
+    def __init__(self, records, augment_config: AugmentConfig, seed: int):
+        self.records = list(records)
+        self.images = [to_uint8(rec.pixels()) for rec in self.records]
+        self.augment_config = augment_config
+        self.seed = seed
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def sample(self, index: int, epoch: int) -> tuple[torch.Tensor, dict]:
+        rec = self.records[index]
+        masks = [segmentation_to_mask(a["segmentation"], rec.height, rec.width) for a in rec.annotations]
+        rng = np.random.default_rng([self.seed, epoch, index])
+        image, masks = augment(self.images[index], masks, self.augment_config, rng)
+        return slice_tensor(image), make_target(masks, rec.verdict, image.shape)
+
+
+def make_target(masks: list[np.ndarray], verdict: str, shape: tuple[int, int]) -> dict:
+    """torchvision's target (boxes, labels, masks) plus the verdict index for the image head."""
+    from .labels import VERDICT_CATEGORY
+
+    category = VERDICT_CATEGORY[verdict]
+    boxes, kept = [], []
+    for m in masks if category is not None else []:
+        ys, xs = np.nonzero(m)
+        if ys.size == 0:
+            continue
+        x0, y0, x1, y1 = xs.min(), ys.min(), xs.max() + 1, ys.max() + 1
+        boxes.append([float(x0), float(y0), float(x1), float(y1)])
+        kept.append(m)
+    h, w = shape
+    return {
+        "boxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
+        "labels": torch.full((len(kept),), category or 0, dtype=torch.int64),
+        "masks": torch.from_numpy(np.stack(kept).astype(np.uint8)) if kept else torch.zeros((0, h, w), dtype=torch.uint8),
+        "verdict": torch.tensor(VERDICTS.index(verdict), dtype=torch.int64),
+    }
+
+
+def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
+    return np.random.default_rng([seed, epoch, 7919]).permutation(n)
+
+
+# --- Schedule -------------------------------------------------------------------------------------
+
+
+def lr_lambda(warmup: int, total: int, min_ratio: float):
+    def fn(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = min(1.0, (step - warmup) / max(1, total - warmup))
+        return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return fn
+
+
+# --- Validation and calibration ---------------------------------------------------------------------
+
+
+@dataclass
+class ValItem:
+    verdict: str
+    truth: np.ndarray  # union of ground-truth regions, bool
+    image_logits: np.ndarray
+    detections: list[Instance]
+
+
+def collect_validation(predictor: Predictor, records, batch_size: int = 8) -> list[ValItem]:
+    items = []
+    model = predictor.model
+    model.eval()
+    for start in range(0, len(records), batch_size):
+        chunk = records[start : start + batch_size]
+        slices = [to_uint8(rec.pixels()) for rec in chunk]
+        with torch.inference_mode():
+            outputs = model([slice_tensor(s).to(predictor.device) for s in slices])
+        for rec, out, s in zip(chunk, outputs, slices):
+            _, detections = predictor._postprocess_detailed(out, s.shape)
+            items.append(ValItem(rec.verdict, rec.mask(), out["image_logits"].float().cpu().numpy(), detections))
+    return items
+
+
+def score_items(items: list[ValItem], calibration: dict, has_image_head: bool, with_iou: bool = True) -> dict:
+    y_true, y_pred, tamper, ious, nll = [], [], [], [], []
+    for it in items:
+        image_probs = None
+        if has_image_head:
+            logits = it.image_logits / float(calibration["temperature"])
+            logits = logits - logits.max()
+            image_probs = np.exp(logits) / np.exp(logits).sum()
+        threshold = float(calibration["detection_threshold"])
+        class_scores = {}
+        for name in ("real_tumor", "fake_added", "fake_removed"):
+            s = [d.score for d in it.detections if d.label == name and d.score >= threshold]
+            class_scores[name] = max(s) if s else 0.0
+        weight = float(calibration["image_weight"]) if has_image_head else 0.0
+        scores = fuse_scores(image_probs, class_scores, weight)
+        verdict = max(VERDICTS, key=lambda v: scores[v])
+        y_true.append(it.verdict)
+        y_pred.append(verdict)
+        tamper.append(scores["fake_added"] + scores["fake_removed"])
+        nll.append(-math.log(max(scores[it.verdict], 1e-9)))
+        if with_iou and it.truth.any():
+            shown = select_instances(verdict, it.detections, threshold)
+            ious.append(mask_iou(it.truth, union_mask([d.mask for d in shown], it.truth.shape)))
+        else:
+            ious.append(None)
+    metrics = classification_metrics(y_true, y_pred, tamper, ious)
+    metrics["nll"] = float(np.mean(nll))
+    return metrics
+
+
+def fit_calibration(items: list[ValItem], has_image_head: bool) -> tuple[dict, dict]:
+    """The calibration with the best validation macro F1 (ties: lower NLL), and its metrics."""
+    temperatures = (0.5, 0.75, 1.0, 1.5, 2.0, 3.0) if has_image_head else (1.0,)
+    weights = (0.0, 0.25, 0.5, 0.75, 0.9, 1.0) if has_image_head else (0.0,)
+    thresholds = (0.05, 0.1, 0.2, 0.3, 0.5, 0.7)
+    best, best_key = None, None
+    for t, w, th in itertools.product(temperatures, weights, thresholds):
+        cal = {**DEFAULT_CALIBRATION, "temperature": t, "image_weight": w, "detection_threshold": th}
+        m = score_items(items, cal, has_image_head, with_iou=False)
+        key = (round(m["macro_f1"], 6), -m["nll"])
+        if best_key is None or key > best_key:
+            best, best_key = cal, key
+    return best, score_items(items, best, has_image_head, with_iou=True)
+
+
+# --- Training -------------------------------------------------------------------------------------
+
+
+def _setup_logging(out_dir: Path) -> None:
+    handler = logging.FileHandler(out_dir / "train.log")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    log.addHandler(handler)
+    if not any(isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler) for h in log.handlers):
+        stream = logging.StreamHandler()
+        stream.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+        log.addHandler(stream)
+    log.setLevel(logging.INFO)
+    log.propagate = False
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _atomic_save(obj, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def train(config: TrainConfig, *, resume: str | Path | None = None) -> dict:
+    """Train (or resume) and return a summary; the best bundle is OUT/detector.pt."""
+    out_dir = Path(config.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _setup_logging(out_dir)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    device = "cuda" if config.device == "auto" and torch.cuda.is_available() else (
+        "cpu" if config.device == "auto" else config.device)
+    torch.manual_seed(config.seed)
+
+    dataset = load_dataset(config.dataset_dir, split=config.train_split)
+    train_records = list(dataset)[: config.train_limit] if config.train_limit else list(dataset)
+    val_records = []
+    if config.val_split:
+        val_records = list(load_dataset(config.dataset_dir, split=config.val_split))
+        if config.val_limit and len(val_records) > config.val_limit:
+            # a fixed, verdict-mixed subset: every k-th image
+            step = len(val_records) / config.val_limit
+            val_records = [val_records[int(i * step)] for i in range(config.val_limit)]
+    log.info("train: %d images (%s), val: %d images", len(train_records), config.train_split, len(val_records))
+    train_set = TamperTrainSet(train_records, config.augment_config(), config.seed)
+
+    model_config = config.model_config()
+    model = build_model(model_config).to(device)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    steps_per_epoch = max(1, len(train_set) // config.batch_size)
+    total_steps = config.max_steps or config.epochs * steps_per_epoch
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lr_lambda(config.warmup_steps, total_steps, config.min_lr_ratio))
+
+    state = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "best_score": -1.0, "bad_validations": 0,
+             "train_seconds": 0.0, "history": []}
+    if resume:
+        ckpt = torch.load(resume, map_location=device, weights_only=False)
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        state.update({k: ckpt[k] for k in state if k in ckpt})
+        log.info("resumed from %s at epoch %d, step %d (%.1f min trained so far)", resume, state["epoch"],
+                 state["global_step"], state["train_seconds"] / 60)
+
+    dataset_sha = _file_sha256(Path(config.dataset_dir) / "annotations.json")
+
+    def save_checkpoint() -> None:
+        _atomic_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                      "scheduler": scheduler.state_dict(), "args": config.to_dict(), **state},
+                     out_dir / CHECKPOINT)
+        log.info("checkpoint: epoch %d step %d -> %s", state["epoch"], state["global_step"], out_dir / CHECKPOINT)
+
+    def validate() -> bool:
+        """Validate, maybe write the best bundle; True when training should stop early."""
+        if not val_records:
+            _write_bundle(DEFAULT_CALIBRATION, {})
+            return False
+        started = time.time()
+        predictor = Predictor(model, config=model_config.to_dict(), calibration=DEFAULT_CALIBRATION,
+                              meta={}, sha256="", device=device)
+        items = collect_validation(predictor, val_records)
+        calibration, metrics = fit_calibration(items, model_config.image_head)
+        model.train()
+        score = metrics["macro_f1"]
+        summary = {k: metrics[k] for k in ("accuracy", "macro_f1", "mean_iou", "tamper_auc", "nll")}
+        summary.update({"epoch": state["epoch"], "step": state["global_step"],
+                        "train_minutes": round(state["train_seconds"] / 60, 2), "calibration": calibration,
+                        "per_class_f1": {v: metrics["per_class"][v]["f1"] for v in VERDICTS}})
+        state["history"].append(summary)
+        (out_dir / "history.json").write_text(json.dumps(state["history"], indent=2) + "\n")
+        log.info("validation (%d images, %.0f s): accuracy %.3f macro F1 %.3f tamper AUC %s mean IoU %s; cal %s",
+                 len(items), time.time() - started, metrics["accuracy"], score, _f(metrics["tamper_auc"]),
+                 _f(metrics["mean_iou"]), calibration)
+        if score > state["best_score"]:
+            state["best_score"] = score
+            state["bad_validations"] = 0
+            _write_bundle(calibration, summary)
+            return False
+        state["bad_validations"] += 1
+        return state["bad_validations"] >= config.patience
+
+    def _write_bundle(calibration: dict, val_summary: dict) -> None:
+        meta = {
+            "backbone": model_config.backbone,
+            "trained": True,
+            "dataset_dir": str(config.dataset_dir),
+            "dataset_sha256": dataset_sha,
+            "train_split": config.train_split,
+            "val_split": config.val_split,
+            "steps": state["global_step"],
+            "epochs_completed": state["epoch"],
+            "train_minutes": round(state["train_seconds"] / 60, 2),
+            "validation": val_summary,
+            "train_args": config.to_dict(),
+        }
+        bundle = make_bundle(model, model_config, name=config.name, version=config.version,
+                             calibration=calibration, meta=meta)
+        save_bundle(bundle, out_dir / BEST_BUNDLE)
+        log.info("best model so far -> %s (validation macro F1 %.3f)", out_dir / BEST_BUNDLE,
+                 val_summary.get("macro_f1", float("nan")))
+
+    stop = {"signal": None}
+
+    def on_signal(signum, frame):  # noqa: ARG001
+        stop["signal"] = signum
+        log.info("signal %d: stopping after this step", signum)
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    session_start = time.time()
+    last_ckpt = last_val = time.time()
+    losses_file = open(out_dir / "losses.jsonl", "a", encoding="utf-8")
+    model.train()
+    reason = "epochs done"
+    try:
+        from tqdm import tqdm
+
+        while state["epoch"] < config.epochs and state["global_step"] < total_steps:
+            order = epoch_order(len(train_set), config.seed, state["epoch"])
+            bar = tqdm(total=steps_per_epoch, initial=state["step_in_epoch"], desc=f"epoch {state['epoch'] + 1}",
+                       unit="step", mininterval=30, disable=None)
+            while state["step_in_epoch"] < steps_per_epoch:
+                step_start = time.time()
+                first = state["step_in_epoch"] * config.batch_size
+                batch = [train_set.sample(int(i), state["epoch"]) for i in order[first : first + config.batch_size]]
+                images = [b[0].to(device) for b in batch]
+                targets = [{k: v.to(device) for k, v in b[1].items()} for b in batch]
+                loss_dict = model(images, targets)
+                weights = {"loss_image": config.image_loss_weight}
+                loss = sum(weights.get(k, 1.0) * v for k, v in loss_dict.items())
+                if not torch.isfinite(loss):
+                    log.warning("non-finite loss at step %d (%s); skipping the batch", state["global_step"],
+                                {k: float(v) for k, v in loss_dict.items()})
+                    optimizer.zero_grad(set_to_none=True)
+                else:
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    if config.grad_clip:
+                        torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
+                    optimizer.step()
+                scheduler.step()
+                state["step_in_epoch"] += 1
+                state["global_step"] += 1
+                state["train_seconds"] += time.time() - step_start
+                bar.update(1)
+                if state["global_step"] % config.log_every == 0:
+                    row = {"step": state["global_step"], "epoch": state["epoch"], "lr": scheduler.get_last_lr()[0],
+                           "loss": float(loss.detach()), **{k: round(float(v.detach()), 5) for k, v in loss_dict.items()},
+                           "s_per_step": round(time.time() - step_start, 3), "time": time.time()}
+                    losses_file.write(json.dumps(row) + "\n")
+                    losses_file.flush()
+                    log.info("step %d epoch %d loss %.4f (%s) lr %.2e", state["global_step"], state["epoch"] + 1,
+                             float(loss.detach()), ", ".join(f"{k[5:]} {float(v.detach()):.3f}" for k, v in loss_dict.items()),
+                             scheduler.get_last_lr()[0])
+                out_of_time = config.max_minutes is not None and time.time() - session_start > config.max_minutes * 60
+                if stop["signal"] is not None or out_of_time or state["global_step"] >= total_steps:
+                    break
+                if time.time() - last_ckpt > config.checkpoint_minutes * 60:
+                    save_checkpoint()
+                    last_ckpt = time.time()
+                if config.val_every_minutes and time.time() - last_val > config.val_every_minutes * 60:
+                    early = validate()
+                    last_val = time.time()
+                    save_checkpoint()
+                    last_ckpt = time.time()
+                    if early:
+                        stop["signal"] = "early-stopping"
+                        break
+            bar.close()
+            if state["step_in_epoch"] >= steps_per_epoch:
+                state["epoch"] += 1
+                state["step_in_epoch"] = 0
+                if validate():
+                    stop["signal"] = "early-stopping"
+                last_val = time.time()
+                save_checkpoint()
+                last_ckpt = time.time()
+            if stop["signal"] is not None:
+                reason = "early stopping" if stop["signal"] == "early-stopping" else f"signal {stop['signal']}"
+                break
+            if config.max_minutes is not None and time.time() - session_start > config.max_minutes * 60:
+                reason = "time budget"
+                break
+            if state["global_step"] >= total_steps:
+                reason = "max steps"
+                break
+        else:
+            reason = "max steps" if state["global_step"] >= total_steps else "epochs done"
+        if reason in ("time budget", "max steps", "epochs done") or reason.startswith("signal"):
+            # a final validation unless the epoch end just did one
+            if state["step_in_epoch"] != 0 or not state["history"]:
+                validate()
+        save_checkpoint()
+    finally:
+        losses_file.close()
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    summary = {"reason": reason, "epoch": state["epoch"], "global_step": state["global_step"],
+               "train_minutes": round(state["train_seconds"] / 60, 2), "best_macro_f1": state["best_score"],
+               "checkpoint": str(out_dir / CHECKPOINT), "bundle": str(out_dir / BEST_BUNDLE)}
+    log.info("finished (%s): %s", reason, summary)
+    return summary
+
+
+def _f(value) -> str:
+    return "n/a" if value is None else f"{value:.3f}"

@@ -1,0 +1,133 @@
+"""evaluate_detector and detect, end to end through manage.py's call_command."""
+from __future__ import annotations
+
+import json
+from io import StringIO
+
+import numpy as np
+import pytest
+from django.core.management import CommandError, call_command
+
+from inference.ml.labels import VERDICTS
+from reports.models import EvaluationRun
+
+from .conftest import sample_slices
+
+
+def _check_ratio(value):
+    assert value is None or 0.0 <= value <= 1.0
+
+
+@pytest.mark.django_db
+def test_evaluate_detector_writes_the_contract(tiny_dataset, random_bundle, tmp_path):
+    out = tmp_path / "eval"
+    call_command("evaluate_detector", str(tiny_dataset), "--out", str(out), "--weights", str(random_bundle),
+                 "--split", "test", "--robustness", "--robustness-limit", "2", stdout=StringIO(), verbosity=0)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["n_images"] == 4  # only the test split
+    for key in ("accuracy", "macro_f1", "mean_iou", "tamper_auc"):
+        _check_ratio(metrics[key])
+    assert set(metrics["per_class"]) == set(VERDICTS)
+    for cls in metrics["per_class"].values():
+        assert set(cls) == {"precision", "recall", "f1", "support"}
+        assert cls["support"] == 1
+    cm = metrics["confusion_matrix"]
+    assert cm["labels"] == list(VERDICTS)
+    assert np.asarray(cm["matrix"]).sum() == 4 and np.asarray(cm["matrix"]).sum(axis=1).tolist() == [1, 1, 1, 1]
+    assert metrics["latency_s"]["device"] == "cpu" and metrics["latency_s"]["threads"] >= 1
+    assert 0 < metrics["latency_s"]["p50"] <= metrics["latency_s"]["p95"]
+    assert len(metrics["model"]["sha256"]) == 64
+
+    rows = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    assert len(rows) == 4
+    for row in rows:
+        assert set(row) == {"image_id", "file_name", "verdict", "predicted", "scores", "tamper_score", "iou"}
+        assert row["file_name"].startswith("images/")
+        assert sum(row["scores"].values()) == pytest.approx(1.0, abs=1e-4)
+        assert row["tamper_score"] == pytest.approx(row["scores"]["fake_added"] + row["scores"]["fake_removed"],
+                                                    abs=1e-4)
+        assert (row["iou"] is None) == (row["verdict"] == "no_tumor")
+    # the accuracy in metrics.json is the one of the rows
+    assert metrics["accuracy"] == pytest.approx(sum(r["verdict"] == r["predicted"] for r in rows) / 4)
+    for name in ("tables.md", "f1_by_class.png", "test_distribution.png", "confusion_matrix.png", "coco_ap.json",
+                 "robustness.json"):
+        assert (out / name).stat().st_size > 0, name
+    assert "Table 1" in (out / "tables.md").read_text()
+
+    run = EvaluationRun.objects.get()
+    assert run.n_images == 4 and run.split == "test"
+    assert run.model_sha256 == metrics["model"]["sha256"]
+
+
+def test_evaluate_detector_without_weights_says_what_to_do(tiny_dataset, tmp_path):
+    with pytest.raises(CommandError, match="does not exist"):
+        call_command("evaluate_detector", str(tiny_dataset), "--out", str(tmp_path / "o"),
+                     "--weights", str(tmp_path / "missing.pt"), "--no-record")
+
+
+def test_evaluate_detector_unknown_split(tiny_dataset, random_bundle, tmp_path):
+    with pytest.raises(CommandError, match="split"):
+        call_command("evaluate_detector", str(tiny_dataset), "--out", str(tmp_path / "o"),
+                     "--weights", str(random_bundle), "--split", "nope", "--no-record")
+
+
+def _write_dicom(path, pixels: np.ndarray):
+    from pydicom.dataset import FileDataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = MRImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
+    ds.SOPClassUID = MRImageStorage
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.SeriesInstanceUID = generate_uid()
+    ds.Modality = "MR"
+    ds.Rows, ds.Columns = pixels.shape
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.BitsAllocated = 16
+    ds.BitsStored = 16
+    ds.HighBit = 15
+    ds.PixelRepresentation = 0
+    ds.PixelData = pixels.astype(np.uint16).tobytes()
+    ds.save_as(str(path), enforce_file_format=True)
+
+
+def test_detect_dicom_and_png(random_bundle, tmp_path):
+    tumour, _, _ = sample_slices()
+    dcm = tmp_path / "slice.dcm"
+    _write_dicom(dcm, tumour.astype(np.uint16) * 16 + 100)  # 16-bit, windowed by the one rule
+    png = tmp_path / "slice.png"
+    from inference.ml.coco import encode_png
+
+    png.write_bytes(encode_png(tumour))
+    out = tmp_path / "report.json"
+    call_command("detect", str(dcm), str(png), "--weights", str(random_bundle), "--out", str(out),
+                 "--masks", str(tmp_path / "masks"), stderr=StringIO())
+    report = json.loads(out.read_text())
+    assert len(report["model"]["sha256"]) == 64
+    kinds = [f["kind"] for f in report["files"]]
+    assert kinds == ["dicom", "image"]
+    for f in report["files"]:
+        assert f["n_slices"] == 1 and f["shape"] == [256, 256]
+        assert f["file_verdict"]["verdict"] in VERDICTS
+        s = f["slices"][0]
+        assert sum(s["scores"].values()) == pytest.approx(1.0, abs=1e-4)
+        for inst in s["instances"]:
+            assert inst["label"] == s["verdict"]
+    # the same pixels (16-bit DICOM windowed back to 8 bits is a linear map) give close scores
+    a, b = (f["slices"][0]["tamper_score"] for f in report["files"])
+    assert abs(a - b) < 0.2
+
+
+def test_detect_reports_unreadable_files(random_bundle, tmp_path):
+    bad = tmp_path / "notes.png"
+    bad.write_bytes(b"this is not an image")
+    stdout = StringIO()
+    with pytest.raises(SystemExit) as exit_info:
+        call_command("detect", str(bad), "--weights", str(random_bundle), stdout=stdout)
+    assert exit_info.value.code == 1
+    report = json.loads(stdout.getvalue())
+    assert "not a readable PNG" in report["files"][0]["error"] or "damaged" in report["files"][0]["error"]

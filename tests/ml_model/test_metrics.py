@@ -1,0 +1,101 @@
+"""Metrics on cases small enough to compute by hand."""
+import numpy as np
+import pytest
+
+from inference.ml.metrics import (
+    accuracy,
+    classification_metrics,
+    confusion_matrix,
+    macro_f1,
+    mask_iou,
+    per_class,
+    percentile_latency,
+    roc_auc,
+)
+
+TRUE = ["real_tumor", "real_tumor", "no_tumor", "no_tumor", "fake_added", "fake_removed", "fake_removed"]
+PRED = ["real_tumor", "no_tumor", "no_tumor", "fake_added", "fake_added", "fake_removed", "no_tumor"]
+
+
+def test_confusion_matrix_rows_are_truth():
+    cm = confusion_matrix(TRUE, PRED)
+    assert cm.tolist() == [
+        [1, 1, 0, 0],  # real_tumor: 1 right, 1 called no_tumor
+        [0, 1, 1, 0],  # no_tumor: 1 right, 1 called fake_added
+        [0, 0, 1, 0],
+        [0, 1, 0, 1],
+    ]
+    with pytest.raises(ValueError):
+        confusion_matrix(["real_tumor"], ["banana"])
+
+
+def test_per_class_precision_recall_f1():
+    classes = per_class(confusion_matrix(TRUE, PRED))
+    # real_tumor: tp 1, predicted 1, support 2 -> P 1, R .5, F1 2/3
+    assert classes["real_tumor"] == pytest.approx({"precision": 1.0, "recall": 0.5, "f1": 2 / 3, "support": 2})
+    # no_tumor: tp 1, predicted 3, support 2 -> P 1/3, R 1/2, F1 0.4
+    assert classes["no_tumor"]["precision"] == pytest.approx(1 / 3)
+    assert classes["no_tumor"]["f1"] == pytest.approx(0.4)
+    # fake_added: tp 1, predicted 2, support 1 -> P .5, R 1, F1 2/3
+    assert classes["fake_added"]["f1"] == pytest.approx(2 / 3)
+    # fake_removed: tp 1, predicted 1, support 2 -> F1 2/3
+    assert classes["fake_removed"]["recall"] == pytest.approx(0.5)
+
+
+def test_accuracy_and_macro_f1():
+    cm = confusion_matrix(TRUE, PRED)
+    assert accuracy(cm) == pytest.approx(4 / 7)
+    assert macro_f1(cm) == pytest.approx((2 / 3 + 0.4 + 2 / 3 + 2 / 3) / 4)
+
+
+def test_macro_f1_ignores_labels_absent_from_truth_and_predictions():
+    cm = confusion_matrix(["no_tumor", "real_tumor"], ["no_tumor", "real_tumor"])
+    assert macro_f1(cm) == 1.0
+    # a label predicted but never true does count (its F1 is 0)
+    cm = confusion_matrix(["no_tumor", "no_tumor"], ["no_tumor", "fake_added"])
+    assert macro_f1(cm) == pytest.approx((2 / 3 + 0.0) / 2)
+
+
+def test_mask_iou():
+    a = np.zeros((4, 4), bool)
+    b = np.zeros((4, 4), bool)
+    a[:2, :2] = True  # 4 px
+    b[1:3, 1:3] = True  # 4 px, overlap 1 px
+    assert mask_iou(a, b) == pytest.approx(1 / 7)
+    assert mask_iou(a, np.zeros_like(a)) == 0.0  # a missed region counts 0
+    assert mask_iou(np.zeros_like(a), np.zeros_like(a)) is None
+    with pytest.raises(ValueError):
+        mask_iou(a, np.zeros((3, 3), bool))
+
+
+def test_roc_auc_hand_cases():
+    assert roc_auc([0, 0, 1, 1], [0.1, 0.2, 0.8, 0.9]) == 1.0
+    assert roc_auc([0, 0, 1, 1], [0.9, 0.8, 0.2, 0.1]) == 0.0
+    # pairs (pos, neg): (0.35 vs 0.1) win, (0.35 vs 0.4) loss, (0.8 vs both) wins -> 3/4
+    assert roc_auc([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8]) == pytest.approx(0.75)
+    # a tie counts one half
+    assert roc_auc([0, 1], [0.5, 0.5]) == pytest.approx(0.5)
+    assert roc_auc([1, 1], [0.2, 0.3]) is None
+
+
+def test_roc_auc_agrees_with_sklearn():
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, 200)
+    s = np.round(rng.random(200), 1)  # many ties
+    assert roc_auc(y, s) == pytest.approx(roc_auc_score(y, s))
+
+
+def test_classification_metrics_shape_and_values():
+    m = classification_metrics(TRUE, PRED, [0.1, 0.2, 0.1, 0.9, 0.8, 0.7, 0.3], [1.0, 0.0, None, None, 0.5, 0.25, 0.0])
+    assert m["n_images"] == 7
+    assert m["confusion_matrix"]["labels"] == ["real_tumor", "no_tumor", "fake_added", "fake_removed"]
+    assert m["mean_iou"] == pytest.approx((1.0 + 0.0 + 0.5 + 0.25 + 0.0) / 5)
+    # tampered scores 0.8, 0.7, 0.3 against clean 0.1, 0.2, 0.1, 0.9: each beats 3 of 4 -> 9/12
+    assert m["tamper_auc"] == pytest.approx(0.75)
+
+
+def test_percentile_latency():
+    assert percentile_latency([0.1, 0.2, 0.3]) == pytest.approx({"p50": 0.2, "p95": 0.29})
+    assert percentile_latency([]) == {"p50": None, "p95": None}

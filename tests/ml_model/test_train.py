@@ -1,0 +1,113 @@
+"""A few training steps on a few real images: losses, checkpoints, resume, the bundle, augmentation."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from inference.ml.predictor import Predictor
+from inference.ml.train import TrainConfig, epoch_order, make_target, train
+from inference.ml.transforms import AugmentConfig, augment
+
+from .conftest import build_tiny_dataset
+
+
+@pytest.fixture(scope="module")
+def small_dataset(tmp_path_factory):
+    # 96 x 96 crops around the tumour: the same code path, a fraction of the CPU
+    return build_tiny_dataset(tmp_path_factory.mktemp("small") / "ds", size=96)
+
+
+def _config(dataset, out, **over):
+    base = dict(dataset_dir=str(dataset), out_dir=str(out), val_split="test", epochs=1, batch_size=2,
+                warmup_steps=1, lr=1e-3, threads=2, val_every_minutes=None, log_every=1,
+                model={"backbone": "tiny", "min_size": 96, "max_size": 96}, augment={"flip": True})
+    base.update(over)
+    return TrainConfig.from_dict(base)
+
+
+def test_train_steps_checkpoint_resume_and_bundle(small_dataset, tmp_path):
+    out = tmp_path / "run"
+    summary = train(_config(small_dataset, out))
+    assert summary["global_step"] == 2 and summary["epoch"] == 1  # 4 train images / batch 2
+    losses = [json.loads(line) for line in (out / "losses.jsonl").read_text().splitlines()]
+    assert [row["step"] for row in losses] == [1, 2]
+    for row in losses:
+        assert np.isfinite(row["loss"])
+        assert {"loss_classifier", "loss_mask", "loss_objectness", "loss_image"} <= set(row)
+    ckpt = torch.load(out / "checkpoint.pt", weights_only=False)
+    assert {"model", "optimizer", "scheduler", "epoch", "args", "global_step"} <= set(ckpt)
+    assert ckpt["args"]["model"]["backbone"] == "tiny"
+    history = json.loads((out / "history.json").read_text())
+    assert history[-1]["step"] == 2 and "calibration" in history[-1]
+
+    # the best bundle is a Predictor
+    predictor = Predictor.load(out / "detector.pt")
+    assert predictor.name == "mri-tamper-maskrcnn"
+    assert predictor.meta["trained"] is True and predictor.meta["steps"] == 2
+    assert set(predictor.calibration) >= {"temperature", "image_weight", "detection_threshold"}
+
+    # resume: one more epoch continues from step 2, with the optimizer state restored
+    before = {k: v.clone() for k, v in ckpt["model"].items()}
+    summary = train(_config(small_dataset, out, epochs=2), resume=out / "checkpoint.pt")
+    assert summary["global_step"] == 4 and summary["epoch"] == 2
+    after = torch.load(out / "checkpoint.pt", weights_only=False)["model"]
+    changed = [k for k in before if before[k].dtype.is_floating_point and not torch.equal(before[k], after[k])]
+    assert changed, "resumed training did not update the weights"
+    steps = [json.loads(line)["step"] for line in (out / "losses.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4]
+
+
+def test_training_reduces_the_loss_on_a_fixed_batch(small_dataset, tmp_path):
+    """Overfit 4 images for a few steps: the total loss must fall (the optimisation is wired correctly)."""
+    cfg = _config(small_dataset, tmp_path / "fit", epochs=6, batch_size=4, lr=2e-3, val_split=None,
+                  augment={"flip": False, "contrast": False})
+    train(cfg)
+    losses = [json.loads(line)["loss"] for line in (tmp_path / "fit" / "losses.jsonl").read_text().splitlines()]
+    assert len(losses) == 6
+    assert np.mean(losses[-2:]) < np.mean(losses[:2])
+
+
+def test_epoch_order_is_a_seeded_permutation():
+    a, b, c = epoch_order(10, 0, 1), epoch_order(10, 0, 1), epoch_order(10, 0, 2)
+    assert sorted(a) == list(range(10))
+    assert (a == b).all() and not (a == c).all()
+
+
+def test_make_target_boxes_from_masks():
+    mask = np.zeros((20, 30), bool)
+    mask[2:5, 10:16] = True
+    t = make_target([mask], "fake_removed", mask.shape)
+    assert t["boxes"].tolist() == [[10.0, 2.0, 16.0, 5.0]]
+    assert t["labels"].tolist() == [3] and int(t["verdict"]) == 3
+    empty = make_target([], "no_tumor", (20, 30))
+    assert empty["boxes"].shape == (0, 4) and empty["masks"].shape == (0, 20, 30)
+
+
+def test_crop_keeps_the_region_and_flip_moves_it():
+    rng = np.random.default_rng(0)
+    img = np.arange(256 * 256, dtype=np.uint32).reshape(256, 256).astype(np.uint8)
+    mask = np.zeros((256, 256), bool)
+    mask[200:230, 10:40] = True
+    for _ in range(10):
+        out, masks = augment(img, [mask], AugmentConfig(flip=False, contrast=False, crop=128), rng)
+        assert out.shape == (128, 128)
+        assert len(masks) == 1 and masks[0].sum() == mask.sum()  # the whole region is inside the crop
+    out, masks = augment(img, [mask], AugmentConfig(flip=True, contrast=False), np.random.default_rng(1))
+    flipped = not np.array_equal(out, img)
+    assert np.array_equal(out, img[:, ::-1]) if flipped else np.array_equal(out, img)
+    assert masks[0].sum() == mask.sum()
+
+
+def test_every_augmentation_keeps_shape_and_dtype():
+    rng = np.random.default_rng(0)
+    img = (np.random.default_rng(1).random((64, 64)) * 255).astype(np.uint8)
+    mask = np.zeros((64, 64), bool)
+    mask[20:40, 20:40] = True
+    cfg = AugmentConfig(flip=True, rotate=True, contrast=True, noise=True, jpeg=True)
+    for _ in range(20):
+        out, masks = augment(img, [mask], cfg, rng)
+        assert out.shape == (64, 64) and out.dtype == np.uint8
+        assert all(m.shape == (64, 64) and m.dtype == bool for m in masks)
