@@ -88,3 +88,21 @@ def test_the_command_as_a_process_exits_0_when_intact_and_1_when_broken():
     broken = run()
     assert broken.returncode == 1
     assert "event #2" in broken.stderr and "altered" in broken.stderr
+
+
+def test_a_recorded_head_catches_a_cut_and_rehashed_tail(five_events, capsys):
+    call_command("verify_audit_log")
+    head = capsys.readouterr().out.split("head ")[1].split()[0].rstrip(";")
+    assert head == f"5:{five_events[-1].hash}"
+    call_command("verify_audit_log", expect=[head])
+
+    # A superuser removes the last two events and repairs the chain head: the chain alone is consistent...
+    _as_superuser_without_trigger("DELETE FROM audit_auditevent WHERE seq > 3")
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE audit_auditchainhead SET seq = 3, hash = %s", [five_events[2].hash])
+    call_command("verify_audit_log")
+    # ...but not against the head recorded before.
+    with pytest.raises(CommandError, match=r"event #5, recorded earlier, is gone"):
+        call_command("verify_audit_log", expect=[head])
+    with pytest.raises(CommandError, match="SEQ:HASH"):
+        call_command("verify_audit_log", expect=["five"])
