@@ -335,8 +335,7 @@ def _run_claimed(claim: _Claim) -> None:
     job = claim.job
     predictor, load_seconds = predictor_get()
     slices = scan_slices(job.scan)
-    slice_ids = dict(job.scan.slices.values_list("index", "pk"))
-    total = int(slices.shape[0])
+    total = len(slices)
     updated = _fenced(claim).update(
         slices_total=total,
         model_name=predictor.name,
@@ -352,7 +351,8 @@ def _run_claimed(claim: _Claim) -> None:
     summaries = []
     model_seconds = 0.0
     for start in range(0, total, batch_size):
-        batch = [slices[i] for i in range(start, min(start + batch_size, total))]
+        rows = slices[start : start + batch_size]
+        batch = [slice_pixels(row) for row in rows]  # a batch at a time: long series never sit in memory whole
         t0 = time.perf_counter()
         preds = predictor.predict_batch(batch)
         model_seconds += time.perf_counter() - t0
@@ -360,7 +360,7 @@ def _run_claimed(claim: _Claim) -> None:
             if not _fenced(claim).select_for_update().exists():
                 raise _LostClaim
             for offset, pred in enumerate(preds):
-                _store_slice(job, start + offset, slice_ids.get(start + offset), pred, batch[offset].shape)
+                _store_slice(job, rows[offset].index, rows[offset].pk, pred, batch[offset].shape)
             _fenced(claim).update(slices_done=start + len(preds), heartbeat_at=timezone.now())
         # Keep what volume_verdict needs, not the masks.
         summaries.extend(_without_masks(p) for p in preds)
@@ -406,26 +406,35 @@ def _without_masks(pred):
     return dataclasses.replace(pred, instances=[])
 
 
-def scan_slices(scan) -> np.ndarray:
-    """The scan's slices as the model reads them: (n, h, w) uint8, the stored 8-bit ScanSlice images.
+def scan_slices(scan) -> list:
+    """The scan's stored slices in display order (rows only; pixels are read batch by batch, `slice_pixels`)."""
+    from inference.ml.imaging import ImagingError
 
-    Those images are the project's windowing rule applied over the whole volume at upload
+    stored = list(scan.slices.order_by("index").only("pk", "index", "image"))
+    if not stored or len(stored) != scan.n_slices or [s.index for s in stored] != list(range(scan.n_slices)):
+        raise ImagingError(
+            f"The scan has {len(stored)} stored slices of {scan.n_slices}; it cannot be analysed. Upload it again."
+        )
+    return stored
+
+
+def slice_pixels(scan_slice) -> np.ndarray:
+    """One slice as the model reads it: the stored 8-bit image, (h, w) uint8.
+
+    That image is the project's windowing rule applied over the whole volume at upload
     (inference.ml.imaging.to_uint8), so the detector sees exactly what the viewer shows by default.
     """
     from PIL import Image
 
     from inference.ml.imaging import ImagingError
 
-    stored = list(scan.slices.order_by("index"))
-    if not stored or len(stored) != scan.n_slices:
-        raise ImagingError(
-            f"The scan has {len(stored)} stored slices of {scan.n_slices}; it cannot be analysed. Upload it again."
-        )
-    arrays = []
-    for scan_slice in stored:
+    try:
         with scan_slice.image.open("rb") as fh, Image.open(fh) as img:
-            arrays.append(np.asarray(img.convert("L")))
-    return np.stack(arrays)
+            return np.array(img.convert("L"))
+    except OSError as exc:  # missing or damaged in storage
+        raise ImagingError(
+            f"Slice {scan_slice.index + 1} of the scan cannot be read from storage ({exc}). Upload the scan again."
+        ) from exc
 
 
 # --- Audit ----------------------------------------------------------------------------------------------------

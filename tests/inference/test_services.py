@@ -242,6 +242,16 @@ def test_a_file_that_is_not_a_bundle_fails_the_job(doctor_a, settings, tmp_path,
     assert "is not a usable detector bundle" in job.error_message
 
 
+def test_a_slice_missing_from_storage_fails_the_job_with_a_message(doctor_a, detector, upload_scan):
+    scan, job = upload_scan(doctor_a)
+    lost = scan.slices.get(index=1)
+    lost.image.storage.delete(lost.image.name)
+    job = services.job_run(job_id=job.pk)
+    assert job.status == Status.FAILED
+    assert job.error_message.startswith("Slice 2 of the scan cannot be read from storage")
+    assert job.verdict == "" and job.slices_done <= 2
+
+
 def test_retry_requeues_a_failed_job_which_then_succeeds(
     doctor_a, settings, tmp_path, random_bundle, upload_scan, django_capture_on_commit_callbacks
 ):
