@@ -96,7 +96,8 @@ def user_deactivate(*, actor: User, user: User, request=None) -> User:
     user.save(update_fields=["is_active"])
     # Sessions of an inactive user are refused by the auth backend on their next request; the token goes now.
     Token.objects.filter(user=user).delete()
-    audit_record(action=actions.USER_DISABLED, request=request, actor=actor, obj=user, details={"username": user.username})
+    audit_record(action=actions.USER_DISABLED, request=request, actor=actor, obj=user,
+                 details={"username": user.username})
     return user
 
 
@@ -108,7 +109,8 @@ def user_reactivate(*, actor: User, user: User, request=None) -> User:
     user.is_active = True
     user.save(update_fields=["is_active"])
     axes_reset(username=user.username)
-    audit_record(action=actions.USER_ENABLED, request=request, actor=actor, obj=user, details={"username": user.username})
+    audit_record(action=actions.USER_ENABLED, request=request, actor=actor, obj=user,
+                 details={"username": user.username})
     return user
 
 
