@@ -116,3 +116,12 @@ def test_results_csv_lists_only_the_doctors_scans_and_is_audited(client_a, clien
     assert [r["original_name"] for r in rows_b] == ["'=cmd|' /C calc'!A0"]
     exports = AuditEvent.objects.filter(action=actions.RESULTS_CSV_EXPORTED)
     assert [(e.actor_username, e.details["rows"]) for e in exports.order_by("seq")] == [("doctor_a", 1), ("doctor_b", 1)]
+
+
+def test_results_csv_from_the_api_and_its_filters(client_a, analysed_scan):
+    response = client_a.get(reverse("api-results-csv"), {"verdict": "fake_added"})
+    assert response.status_code == 200 and response["Content-Type"].startswith("text/csv")
+    assert [int(r["scan_id"]) for r in csv.DictReader(io.StringIO(response.content.decode()))] == [analysed_scan.scan.pk]
+    none = client_a.get(reverse("api-results-csv"), {"verdict": "no_tumor"})
+    assert list(csv.DictReader(io.StringIO(none.content.decode()))) == []
+    assert AuditEvent.objects.filter(action=actions.RESULTS_CSV_EXPORTED).count() == 2
