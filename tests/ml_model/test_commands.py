@@ -6,6 +6,7 @@ from io import StringIO
 
 import numpy as np
 import pytest
+import torch
 from django.core.management import CommandError, call_command
 
 from inference.ml.labels import VERDICTS
@@ -131,3 +132,25 @@ def test_detect_reports_unreadable_files(random_bundle, tmp_path):
     assert exit_info.value.code == 1
     report = json.loads(stdout.getvalue())
     assert "not a readable PNG" in report["files"][0]["error"] or "damaged" in report["files"][0]["error"]
+
+
+def test_ship_compacts_and_the_card_quotes_the_evaluation(tiny_dataset, random_bundle, tmp_path):
+    from inference.ml.model_card import ship_bundle, write_model_card
+    from inference.ml.predictor import Predictor
+
+    shipped = ship_bundle(random_bundle, tmp_path / "models" / "detector.pt", name="shipped", version="9.9.9")
+    assert shipped.stat().st_size < 0.7 * random_bundle.stat().st_size  # float16 storage
+    predictor = Predictor.load(shipped)
+    assert (predictor.name, predictor.version) == ("shipped", "9.9.9")
+    assert all(p.dtype == torch.float32 for p in predictor.model.parameters())
+    out = tmp_path / "eval"
+    call_command("evaluate_detector", str(tiny_dataset), "--out", str(out), "--weights", str(shipped),
+                 "--no-record", "--no-coco-ap", stdout=StringIO(), verbosity=0)
+    metrics = json.loads((out / "metrics.json").read_text())
+    card = write_model_card(shipped, out, tmp_path / "MODEL_CARD.md", reproduce="python manage.py ...").read_text()
+    assert predictor.sha256 in card
+    assert f"| accuracy | {metrics['accuracy']:.3f} |" in card
+    # a card for another file than the one evaluated is refused
+    other = ship_bundle(random_bundle, tmp_path / "other.pt", version="1.0.0")
+    with pytest.raises(ValueError, match="different file"):
+        write_model_card(other, out, tmp_path / "X.md")

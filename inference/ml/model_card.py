@@ -1,0 +1,156 @@
+"""Shipping a trained bundle and writing its model card from the evaluation that measured it.
+
+    python -m inference.ml.model_card ship RUN/detector.pt models/detector.pt --version 0.1.0
+    python manage.py evaluate_detector DATASET --split test --weights models/detector.pt --out EVAL
+    python -m inference.ml.model_card card models/detector.pt EVAL models/MODEL_CARD.md --reproduce "..."
+
+Every figure in the card is read from the bundle's metadata or from EVAL/metrics.json: nothing typed in.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+from pathlib import Path
+
+from .labels import VERDICTS
+from .model import compact_bundle, load_bundle, save_bundle
+from .predictor import file_sha256
+
+TARGETS = {"accuracy": 0.95, "class_f1": 0.92, "mean_iou": 0.85, "tamper_auc": 0.98, "latency_p50": 0.4}
+
+
+def ship_bundle(src: str | Path, dst: str | Path, *, name: str | None = None, version: str | None = None) -> Path:
+    bundle = load_bundle(src)
+    meta = dict(bundle.get("meta", {}))
+    if name:
+        meta["name"] = name
+    if version:
+        meta["version"] = version
+    meta["shipped"] = dt.datetime.now(dt.timezone.utc).isoformat()
+    return save_bundle(compact_bundle({**bundle, "meta": meta}), dst)
+
+
+def _f(v, digits=3):
+    return "n/a" if v is None else f"{v:.{digits}f}"
+
+
+def write_model_card(weights: str | Path, eval_dir: str | Path, out: str | Path, *, reproduce: str = "",
+                     notes: str = "") -> Path:
+    weights, eval_dir = Path(weights), Path(eval_dir)
+    bundle = load_bundle(weights)
+    meta, config, cal = bundle.get("meta", {}), bundle["config"], bundle.get("calibration", {})
+    metrics = json.loads((eval_dir / "metrics.json").read_text())
+    sha = file_sha256(weights)
+    if metrics["model"]["sha256"] != sha:
+        raise ValueError(f"{eval_dir}/metrics.json measured a different file (sha256 {metrics['model']['sha256']}).")
+    args = meta.get("train_args", {})
+    lat = metrics["latency_s"]
+    val = meta.get("validation", {})
+    lines = [
+        f"# Model card: {meta.get('name')} {meta.get('version')}",
+        "",
+        f"- File: `models/{weights.name}`, {weights.stat().st_size / 1e6:.1f} MB, sha256 `{sha}`",
+        f"- Created {meta.get('created', '?')}, shipped {meta.get('shipped', '?')}; weights stored as "
+        f"{meta.get('stored_dtype', 'float32')} (loaded as float32).",
+        "- Architecture: torchvision Mask R-CNN, classes background / real_tumor / fake_added / fake_removed, "
+        f"backbone **{config.get('backbone')}**-FPN trained from scratch (no pretrained weights), input = intensity "
+        f"+ {'3 SRM residuals' if config.get('srm', True) else 'no SRM'} + {config.get('constrained', 0)} "
+        "constrained-convolution channels, plus an image-level verdict head; verdict probabilities mix the image "
+        f"head (temperature {cal.get('temperature')}) and the detections (weight of the image head "
+        f"{cal.get('image_weight')}, detection threshold {cal.get('detection_threshold')}), calibrated on the "
+        "validation split.",
+        f"- Test-time budget: {config.get('rpn_pre_nms_top_n_test')}/{config.get('rpn_post_nms_top_n_test')} RPN "
+        f"proposals, at most {config.get('box_detections_per_img')} detections.",
+        "",
+        "## Data",
+        "",
+        f"- Trained on `{meta.get('dataset_dir')}` (annotations.json sha256 `{meta.get('dataset_sha256')}`), split "
+        f"`{meta.get('train_split')}`; calibrated and model-selected on `{meta.get('val_split')}`.",
+        f"- Evaluated below on `{metrics.get('_dataset_dir', eval_dir)}`: {metrics['n_images']} images "
+        "(patient-disjoint from training).",
+        "",
+        "## Training",
+        "",
+        f"- {meta.get('steps')} optimiser steps ({meta.get('epochs_completed')} full epochs), "
+        f"{meta.get('train_minutes')} minutes of training on CPU; batch {args.get('batch_size')}, AdamW lr "
+        f"{args.get('lr')} (warm-up then cosine), weight decay {args.get('weight_decay')}, seed {args.get('seed')}.",
+        f"- Augmentation: {json.dumps(args.get('augment', {}))}; model options: {json.dumps(args.get('model', {}))}.",
+        f"- Best validation (the bundle's): accuracy {_f(val.get('accuracy'))}, macro F1 {_f(val.get('macro_f1'))}, "
+        f"tamper AUC {_f(val.get('tamper_auc'))}, mean IoU {_f(val.get('mean_iou'))}.",
+        "",
+        "## Test results (from metrics.json of the evaluation of this file)",
+        "",
+        "| metric | measured | target | gap |",
+        "|---|---|---|---|",
+        f"| accuracy | {_f(metrics['accuracy'])} | >= {TARGETS['accuracy']} | "
+        f"{_f(metrics['accuracy'] - TARGETS['accuracy'])} |",
+    ]
+    for v in VERDICTS:
+        f1 = metrics["per_class"][v]["f1"]
+        lines.append(f"| F1 {v} | {_f(f1)} | >= {TARGETS['class_f1']} | {_f(f1 - TARGETS['class_f1'])} |")
+    for key, target in (("mean_iou", TARGETS["mean_iou"]), ("tamper_auc", TARGETS["tamper_auc"])):
+        value = metrics[key]
+        lines.append(f"| {key} | {_f(value)} | >= {target} | {_f(None if value is None else value - target)} |")
+    lines += [
+        f"| latency p50 (s/slice, {lat['device']}, {lat['threads']} threads) | {_f(lat['p50'])} | "
+        f"<= {TARGETS['latency_p50']} | {_f(None if lat['p50'] is None else lat['p50'] - TARGETS['latency_p50'])} |",
+        f"| macro F1 | {_f(metrics['macro_f1'])} | | |",
+        "",
+        "Per class:",
+        "",
+        "| class | precision | recall | F1 | support |",
+        "|---|---|---|---|---|",
+    ]
+    for v in VERDICTS:
+        c = metrics["per_class"][v]
+        lines.append(f"| {v} | {_f(c['precision'])} | {_f(c['recall'])} | {_f(c['f1'])} | {c['support']} |")
+    cm = metrics["confusion_matrix"]
+    lines += ["", "Confusion matrix (rows truth, columns predicted):", "",
+              "| | " + " | ".join(cm["labels"]) + " |", "|---" * 5 + "|"]
+    for label, row in zip(cm["labels"], cm["matrix"]):
+        lines.append(f"| {label} | " + " | ".join(map(str, row)) + " |")
+    tables = eval_dir / "tables.md"
+    if tables.is_file():
+        text = tables.read_text()
+        for section in ("## By tampering method", "## By source", "## COCO average precision", "## Robustness"):
+            if section in text:
+                part = text[text.index(section):]
+                nxt = part.find("\n## ", 3)
+                lines += ["", "#" + (part if nxt < 0 else part[:nxt]).strip()]
+    lines += ["", "## Intended use and limits", "",
+              "A research prototype. It is far below the targets above: do not use its verdicts for patient care. "
+              "It has seen only the tampering methods and MRI sequences of its training data; unseen methods, "
+              "scanners and sequences will do worse.", ""]
+    if notes:
+        lines += ["## Notes", "", notes.strip(), ""]
+    if reproduce:
+        lines += ["## Reproduce", "", "```", reproduce.strip(), "```", ""]
+    Path(out).write_text("\n".join(lines), encoding="utf-8")
+    return Path(out)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    ship = sub.add_parser("ship", help="copy a run's bundle to models/ (float16, name and version set)")
+    ship.add_argument("src")
+    ship.add_argument("dst")
+    ship.add_argument("--name")
+    ship.add_argument("--version")
+    card = sub.add_parser("card", help="write MODEL_CARD.md from the bundle and its evaluation")
+    card.add_argument("weights")
+    card.add_argument("eval_dir")
+    card.add_argument("out")
+    card.add_argument("--reproduce", default="")
+    card.add_argument("--notes", default="")
+    args = parser.parse_args(argv)
+    if args.cmd == "ship":
+        print(ship_bundle(args.src, args.dst, name=args.name, version=args.version))
+    else:
+        print(write_model_card(args.weights, args.eval_dir, args.out, reproduce=args.reproduce, notes=args.notes))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
