@@ -1,7 +1,7 @@
 """Reads of the reports app: the current model's card, evaluation runs and their tables."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 
@@ -54,7 +54,8 @@ def model_card_current() -> ModelCard:
         )
     key = (str(weights), stat.st_mtime_ns, stat.st_size)
     if key in _card_cache:
-        return _card_cache[key]
+        # The bundle is unchanged; the card text is small and may have been edited.
+        return replace(_card_cache[key], card_text=_card_text(weights))
 
     from inference.ml.model import load_bundle
     from inference.ml.predictor import file_sha256
