@@ -16,8 +16,15 @@ from django.utils import timezone
 
 from inference.ml.labels import CATEGORIES, VERDICTS
 
-VERDICT_CHOICES = [(v, v.replace("_", " ").capitalize()) for v in VERDICTS]
-INSTANCE_LABEL_CHOICES = [(name, name.replace("_", " ").capitalize()) for name in CATEGORIES.values()]
+# What a doctor reads (the scan page's viewer.js uses the same words).
+VERDICT_LABELS = {
+    "real_tumor": "Real tumour",
+    "no_tumor": "No tumour",
+    "fake_added": "Fake: tumour added",
+    "fake_removed": "Fake: tumour removed",
+}
+VERDICT_CHOICES = [(v, VERDICT_LABELS[v]) for v in VERDICTS]
+INSTANCE_LABEL_CHOICES = [(name, VERDICT_LABELS[name]) for name in CATEGORIES.values()]
 
 # Pixel values of the stored mask PNGs (a label map): 0 background, then the COCO category ids.
 MASK_BACKGROUND = 0

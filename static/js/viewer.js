@@ -16,6 +16,7 @@
   const CLASS_IDS = { real_tumor: 1, fake_added: 2, fake_removed: 3 };
   const CLASS_RGB = { 1: [40, 130, 235], 2: [230, 40, 40], 3: [160, 80, 230] };
   const OVERLAY_ALPHA = 115; // of 255
+  const MAX_LISTED_REGIONS = 3;
   const LABELS = {
     real_tumor: "Real tumour", no_tumor: "No tumour", fake_added: "Fake: tumour added",
     fake_removed: "Fake: tumour removed", queued: "Queued", running: "Running", succeeded: "Succeeded",
@@ -35,8 +36,10 @@
 
   const job = { current: null, resultsFor: null };
 
+  const BADGE_CLASS = { succeeded: "done" }; // portal.css names the finished state "done"
+
   function setBadge(el, value) {
-    el.className = "badge badge-" + value;
+    el.className = "badge badge-" + (BADGE_CLASS[value] || value);
     el.textContent = LABELS[value] || value;
   }
 
@@ -220,9 +223,10 @@
     setBadge($(box, "data-slice-verdict"), result.verdict);
     $(box, "data-slice-confidence").textContent = "confidence " + pct(result.confidence);
     $(box, "data-slice-tamper").textContent = fmt(result.tamper_score, 3);
-    $(box, "data-slice-instances").textContent = result.instances.length
-      ? result.instances.map((i) => LABELS[i.label] + " " + pct(i.score) + " (" + i.area + " px)").join("; ")
-      : "none shown";
+    const shown = result.instances.slice(0, MAX_LISTED_REGIONS)
+      .map((i) => LABELS[i.label] + " " + pct(i.score) + " (" + i.area + " px)");
+    if (result.instances.length > MAX_LISTED_REGIONS) shown.push("and " + (result.instances.length - MAX_LISTED_REGIONS) + " more");
+    $(box, "data-slice-instances").textContent = shown.length ? shown.join("; ") : "none shown";
     const download = $(box, "data-slice-mask-download");
     download.classList.toggle("hidden", !result.mask_url);
     if (result.mask_url) download.href = result.mask_url + "?download=1";

@@ -13,7 +13,7 @@ from django.urls import reverse
 from PIL import Image
 
 from inference import services
-from inference.models import InferenceJob
+from inference.models import VERDICT_LABELS, InferenceJob
 from tests.inference.conftest import (  # noqa: F401  (fixtures)
     BRAINIX_FLAIR,
     _fast_password_hashing,
@@ -22,13 +22,6 @@ from tests.inference.conftest import (  # noqa: F401  (fixtures)
 )
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-# What viewer.js shows for each verdict.
-VERDICT_LABELS = {
-    "real_tumor": "Real tumour", "no_tumor": "No tumour", "fake_added": "Fake: tumour added",
-    "fake_removed": "Fake: tumour removed",
-}
-
 
 @pytest.fixture(autouse=True)
 def _close_connections_made_under_the_browser_loop(page):
@@ -71,7 +64,7 @@ def test_doctor_uploads_a_series_and_sees_the_result(page, login_as, live_server
 
     # The page polls the job API and switches to the result without a reload.
     page.wait_for_selector("[data-job-verdict]:not(.hidden)", timeout=15_000)
-    assert status.inner_text() == "Succeeded"
+    assert status.inner_text() == "Succeeded" and "badge-done" in status.get_attribute("class")
     assert page.locator("[data-scan-verdict]").inner_text() == VERDICT_LABELS[job.verdict]
     assert _percent(page.locator("[data-scan-confidence]").inner_text()) == pytest.approx(job.confidence * 100, abs=0.051)
     assert page.locator("#masks-download").is_visible()
