@@ -16,12 +16,12 @@ from django.utils import timezone
 
 from inference.ml.labels import CATEGORIES, VERDICTS
 
-# What a doctor reads (the scan page's viewer.js uses the same words).
+# What a doctor reads, on every page (the scan page's viewer.js uses the same words).
 VERDICT_LABELS = {
-    "real_tumor": "Real tumour",
-    "no_tumor": "No tumour",
-    "fake_added": "Fake: tumour added",
-    "fake_removed": "Fake: tumour removed",
+    "real_tumor": "Real tumor",
+    "no_tumor": "No tumor",
+    "fake_added": "Fake added",
+    "fake_removed": "Fake removed",
 }
 VERDICT_CHOICES = [(v, VERDICT_LABELS[v]) for v in VERDICTS]
 INSTANCE_LABEL_CHOICES = [(name, VERDICT_LABELS[name]) for name in CATEGORIES.values()]

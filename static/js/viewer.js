@@ -17,9 +17,8 @@
   const CLASS_RGB = { 1: [40, 130, 235], 2: [230, 40, 40], 3: [160, 80, 230] };
   const OVERLAY_ALPHA = 115; // of 255
   const MAX_LISTED_REGIONS = 3;
-  const LABELS = {
-    real_tumor: "Real tumour", no_tumor: "No tumour", fake_added: "Fake: tumour added",
-    fake_removed: "Fake: tumour removed", queued: "Queued", running: "Running", succeeded: "Succeeded",
+  const LABELS = { // the same words as inference.models.VERDICT_LABELS
+    real_tumor: "Real tumor", no_tumor: "No tumor", fake_added: "Fake added", fake_removed: "Fake removed", queued: "Queued", running: "Running", succeeded: "Succeeded",
     failed: "Failed",
   };
 
