@@ -57,6 +57,14 @@ class JobNotRetryable(Exception):
 # --- Enqueue and retry --------------------------------------------------------------------------------------
 
 
+# Sending a task: a few quick retries, then the job fails visibly instead of the upload request hanging.
+SEND_RETRY_POLICY = {"max_retries": 3, "interval_start": 0, "interval_step": 0.5, "interval_max": 1}
+SEND_FAILED_MESSAGE = (
+    "The job could not be handed to the workers: the message broker did not answer ({error}). "
+    "The scan is stored; retry the job when the broker is back."
+)
+
+
 def _dispatch(job: InferenceJob) -> None:
     """Send the task once the row is committed, so the worker always finds it."""
     from inference.tasks import run_inference_job
@@ -64,7 +72,17 @@ def _dispatch(job: InferenceJob) -> None:
     def send():
         # INFERENCE_QUEUE (optional) routes jobs to dedicated (GPU) workers: `celery -A portal worker -Q <name>`.
         queue = getattr(settings, "INFERENCE_QUEUE", None)
-        result = run_inference_job.apply_async((job.pk,), **({"queue": queue} if queue else {}))
+        try:
+            result = run_inference_job.apply_async(
+                (job.pk,), retry=True, retry_policy=SEND_RETRY_POLICY, **({"queue": queue} if queue else {})
+            )
+        except Exception as exc:  # broker unreachable: the upload is stored; the job says so and can be retried
+            logger.exception("Could not send inference job %s to the broker", job.pk)
+            with transaction.atomic():
+                queued = InferenceJob.objects.select_for_update().filter(pk=job.pk, status=Status.QUEUED).first()
+                if queued is not None:
+                    _finish_failed(queued, SEND_FAILED_MESSAGE.format(error=f"{type(exc).__name__}: {exc}"))
+            return
         InferenceJob.objects.filter(pk=job.pk).update(celery_task_id=result.id or "")
 
     transaction.on_commit(send)

@@ -67,6 +67,38 @@ def test_upload_queues_one_job_and_sends_it_to_the_broker_after_commit(
         broker.delete(queue)
 
 
+@pytest.fixture
+def unreachable_broker():
+    """Point the Celery app at a port where nothing listens (a real connection failure), then restore it."""
+    from inference.tasks import run_inference_job
+
+    app = run_inference_job.app
+
+    def reset_pools():
+        app._pool = None
+        app.amqp._producer_pool = None
+
+    original = app.conf.broker_write_url
+    app.conf.broker_write_url = "redis://127.0.0.1:1/0"  # where the app sends tasks
+    reset_pools()
+    yield
+    app.conf.broker_write_url = original
+    reset_pools()
+
+
+def test_an_unreachable_broker_fails_the_job_visibly_and_keeps_the_scan(
+    doctor_a, upload_scan, unreachable_broker, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        scan, job = upload_scan(doctor_a, indices=(10,))
+    assert len(callbacks) == 1
+    job.refresh_from_db()
+    assert job.status == Status.FAILED
+    assert job.error_message.startswith("The job could not be handed to the workers")
+    assert job.celery_task_id == ""
+    assert scan.slices.count() == 1  # the upload itself is kept; the user retries the job
+
+
 def test_job_run_stores_a_consistent_result_for_every_slice(doctor_a, detector, upload_scan):
     scan, job = upload_scan(doctor_a)
     job = services.job_run(job_id=job.pk)
