@@ -8,7 +8,7 @@ from django.contrib.auth.decorators import login_required
 from django.http import FileResponse, Http404, HttpResponse
 from django.shortcuts import redirect
 from django.views.decorators.http import require_GET, require_POST
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import status
 from rest_framework.generics import ListAPIView, RetrieveAPIView
 from rest_framework.pagination import PageNumberPagination
@@ -20,7 +20,10 @@ from inference.serializers import JobSerializer, SliceResultSerializer
 
 # --- API ------------------------------------------------------------------------------------------------------
 
+NOT_YOURS = OpenApiResponse(description="No such job, or not yours (another doctor's job is a 404).")
 
+
+@extend_schema_view(get=extend_schema(summary="A detector job", tags=["jobs"], responses={200: JobSerializer, 404: NOT_YOURS}))
 class JobDetailApi(RetrieveAPIView):
     """A job's status, progress, timings, model and scan-level verdict. Another doctor's job is a 404."""
 
@@ -31,6 +34,13 @@ class JobDetailApi(RetrieveAPIView):
         return services.job_refresh_if_stale(job=job)
 
 
+@extend_schema_view(
+    get=extend_schema(
+        summary="The newest detector job of a scan",
+        tags=["jobs"],
+        responses={200: JobSerializer, 404: OpenApiResponse(description="Not your scan, or no job yet.")},
+    )
+)
 class ScanLatestJobApi(RetrieveAPIView):
     """The newest job of a scan (404 when the scan is not yours or has no job yet)."""
 
@@ -49,6 +59,14 @@ class SliceResultPagination(PageNumberPagination):
     max_page_size = 1000
 
 
+@extend_schema_view(
+    get=extend_schema(
+        summary="Per-slice results of a job",
+        tags=["jobs"],
+        parameters=[OpenApiParameter("page_size", int, description="Results per page (at most 1000; 100 by default).")],
+        responses={200: SliceResultSerializer(many=True), 404: NOT_YOURS},
+    )
+)
 class JobResultsApi(ListAPIView):
     """Per-slice results of a job: verdict, scores, mask URL and the instances with their COCO RLE masks."""
 
@@ -66,8 +84,14 @@ class JobRetryApi(APIView):
     """Queue a failed job again (owner or admin). 409 when the job is not failed."""
 
     @extend_schema(
+        summary="Retry a failed job",
+        tags=["jobs"],
         request=None,
-        responses={202: JobSerializer, 404: OpenApiResponse(description="Not your job"), 409: OpenApiResponse()},
+        responses={
+            202: JobSerializer,
+            404: NOT_YOURS,
+            409: OpenApiResponse(description="The job is not failed (queued, running or succeeded)."),
+        },
     )
     def post(self, request, job_id: int):
         job = services.job_refresh_if_stale(job=selectors.job_get_for(user=request.user, job_id=job_id))
