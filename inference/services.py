@@ -118,8 +118,8 @@ def job_retry(*, job: InferenceJob, user, request=None) -> InferenceJob:
 # --- Stale jobs ------------------------------------------------------------------------------------------------
 
 STALE_MESSAGE = (
-    "The worker running this job stopped without finishing it (no heartbeat since {beat}). "
-    "No result was stored. Retry the job."
+    "The worker running this job stopped without finishing it (no heartbeat since {beat}): it was probably "
+    "restarted or ran out of memory. No verdict was stored. Retry the job."
 )
 
 
