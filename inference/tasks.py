@@ -26,7 +26,7 @@ def run_inference_job(self, job_id: int) -> None:
 
 @shared_task(name="inference.reap_stale_jobs")
 def reap_stale_jobs() -> int:
-    """Fail running jobs whose worker stopped beating (every minute under celery beat, see InferenceConfig.ready)."""
+    """Fail running jobs whose worker stopped beating (every minute under celery beat: settings.CELERY_BEAT_SCHEDULE)."""
     return services.jobs_reap_stale()
 
 
