@@ -93,8 +93,10 @@
     return active;
   }
 
+  let polls = 0;
   async function poll() {
-    let delay = POLL_MS;
+    // Every 1.5 s at first; a job still waiting after a minute (no worker free) is checked less often.
+    let delay = ++polls > 40 ? POLL_BACKOFF_MS : POLL_MS;
     try {
       const response = await fetch(panel.dataset.latestJobUrl, { headers: { Accept: "application/json" }, credentials: "same-origin" });
       if (response.status === 404) return; // no job for this scan
