@@ -1,8 +1,6 @@
 """Job lifecycle against the real database, the real detector code (random tiny weights) and real BRAINIX DICOM."""
-import io
 import uuid
 from datetime import timedelta
-from pathlib import Path
 
 import numpy as np
 import pytest
