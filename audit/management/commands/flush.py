@@ -2,7 +2,8 @@
 
 The audit table's PostgreSQL trigger refuses TRUNCATE; a whole-database flush (`manage.py flush`,
 and the test runner between transactional tests) marks its own transaction so the trigger lets that
-one TRUNCATE through. UPDATE and DELETE stay refused."""
+one TRUNCATE through, and the trigger honours the mark only in a Django test database (`test_*`).
+UPDATE and DELETE stay refused everywhere."""
 from django.core.management.commands.flush import Command as DjangoFlushCommand
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 
