@@ -5,8 +5,9 @@ Recipe (per corpus, per split; a corpus never lends slices or tumours to another
 1. Slices are read (``readers``), 8-bit under the one windowing rule. Tumour slices: mask area >= ``min_area``;
    healthy slices: empty mask; slices with a tiny mask are left out (neither clearly tumour nor clearly not).
    Healthy slices are eligible when they lie in the part of the stack where this corpus's tumours lie
-   (between the 0.5th and 99.5th percentile of the tumour slices' relative positions), so that neither healthy
-   class is told apart by anatomy (skull base, vertex) rather than by tampering.
+   (between the 0.5th and 99.5th percentile of the tumour slices' relative positions), and are drawn with
+   weights that give them the tumour slices' distribution over the stack, so that no class is told apart by
+   anatomy (skull base, vertex) rather than by tampering.
 2. Patients are split (``splits.split_patients``), per corpus, so every corpus is in every split.
 3. With ``n`` = the split's tumour slices (scaled down by ``max_images``, capped by its healthy slices):
    ``real_tumor``: n tumour slices; ``fake_removed``: n removals from tumour slices (removal methods in turn);
@@ -92,6 +93,21 @@ def _eligible_healthy(tumour: list[SourceSlice], healthy: list[SourceSlice]) -> 
     return [s for s in healthy if s.position is None or lo <= s.position <= hi]
 
 
+def _position_matched_order(tumour: list[SourceSlice], healthy: list[SourceSlice],
+                            rng: np.random.Generator, bins: int = 10) -> np.ndarray:
+    """A seeded order of ``healthy`` in which the first slices follow the tumour slices' distribution over
+    the stack (weighted sampling without replacement), so healthy and tumour classes show the same anatomy."""
+    if any(s.position is None for s in tumour + healthy) or not tumour:
+        return rng.permutation(len(healthy))
+    t_hist = np.histogram([s.position for s in tumour], bins=bins, range=(0, 1))[0].astype(float)
+    h_bin = np.clip((np.array([s.position for s in healthy]) * bins).astype(int), 0, bins - 1)
+    h_hist = np.bincount(h_bin, minlength=bins).astype(float)
+    weight = (t_hist[h_bin] + 0.05 * t_hist.mean()) / np.maximum(h_hist[h_bin], 1.0)
+    # Efraimidis-Spirakis: sort by u ** (1 / w), a weighted permutation without replacement
+    keys = rng.random(len(healthy)) ** (1.0 / weight)
+    return np.argsort(-keys, kind="stable")
+
+
 def plan_dataset(slices: list[SourceSlice], config: BuildConfig) -> tuple[list[PlanItem], dict]:
     """What to build: one PlanItem per output image (deterministic for the same slices and config)."""
     inject = registered_methods(INJECT, list(config.methods) if config.methods else None)
@@ -133,7 +149,7 @@ def plan_dataset(slices: list[SourceSlice], config: BuildConfig) -> tuple[list[P
             n = max(min(n, max(len(inject), len(remove))), int(round(n * scale)))
             rng = np.random.default_rng(_item_seed(config.seed, ci, si))
             t_perm = [t_split[i] for i in rng.permutation(len(t_split))]
-            h_perm = [h_split[i] for i in rng.permutation(len(h_split))]
+            h_perm = [h_split[i] for i in _position_matched_order(t_split, h_split, rng)]
             t_perm2 = [t_split[i] for i in rng.permutation(len(t_split))]
             no_tumor = h_perm[:n]
             unused = h_perm[n:]

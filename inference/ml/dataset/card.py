@@ -209,8 +209,8 @@ def write_card(path: str | Path, *, build_seconds: float | None = None, realism:
                _realism_table(realism), ""]
         if "small_cnn_training" in realism:
             t = realism["small_cnn_training"]
-            md += [f"Small CNN: {t['steps']} steps ({t['epochs']} epochs) in {t['seconds']} s on {t['input']} px "
-                   "slices, one CPU thread.", ""]
+            md += [f"Small CNN: {t['steps']} steps ({t['epochs']} epochs) in {t['seconds']} s on {t['input']}, "
+                   "one CPU thread.", ""]
         md += ["Method: `inference.ml.dataset.realism` (module docstring).", ""]
     md += ["## Provenance", "",
            "Each image's `provenance` (in `annotations.json`) names its source file, slice index, seed and the "

@@ -7,6 +7,7 @@
 """
 from __future__ import annotations
 
+from . import gan as _gan
 from .base import INJECT, REMOVE, SEAM_MARGIN, NotApplicable, TamperMethod, TamperRequest, TamperResult
 from .inpaint import Inpaint
 from .patch import Patch
@@ -45,6 +46,9 @@ def methods(kind: str | None = None, names: list[str] | None = None) -> list[Tam
 register(Splice())
 register(Inpaint())
 register(Patch())
+if _gan.WEIGHTS.is_file():  # the learned inpainter exists only once `train_inpainter` has shipped weights
+    register(_gan.GanInject())
+    register(_gan.GanRemove())
 
 __all__ = ["INJECT", "REMOVE", "SEAM_MARGIN", "NotApplicable", "REGISTRY", "TamperMethod", "TamperRequest",
            "TamperResult", "get_method", "methods", "register"]

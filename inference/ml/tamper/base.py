@@ -83,7 +83,9 @@ class TamperMethod:
             if request.tumour is not None:
                 forbidden |= request.tumour
             ctx = touchups.Context(original=original, head=anatomy.head, forbidden=forbidden)
-            edited, applied = touchups.apply_random(edited, region, ctx, rng, probabilities)
-        out = composite(original, edited, region, feather=self.feather)
+            out, applied = touchups.finish(original, edited, region, ctx, rng, feather=self.feather,
+                                           probabilities=probabilities)
+        else:
+            out = composite(original, edited, region, feather=self.feather)
         params = {"method": self.name, "kind": self.kind, **params, "touch_ups": applied}
         return TamperResult(image=out, mask=region, params=params)

@@ -10,7 +10,7 @@ from .anatomy import Anatomy
 from .base import REMOVE, NotApplicable, TamperMethod, TamperRequest
 
 ALGORITHMS = {"telea": cv2.INPAINT_TELEA, "ns": cv2.INPAINT_NS}
-MARGIN_RANGE = (3, 6)
+MARGIN_RANGE = (4, 8)
 
 
 def removal_region(tumour: np.ndarray, margin: int, shape: tuple[int, int]) -> np.ndarray:

@@ -1,10 +1,10 @@
 """What a careful attacker does after the edit, each applied at random and only inside the edited region:
 
 - ``resample``: the region is shrunk and enlarged again (what a resize in an editor leaves behind);
+- ``seam_blur``: a slight blur along the inner edge of the region;
 - ``noise``: the region's own texture is smoothed away and real noise, cut from a healthy place of the same
   slice, is added back scaled to the noise level measured in a ring around the region (MRI noise is not
   white and not uniform, so a transplant fits better than synthetic Gaussian noise);
-- ``seam_blur``: a slight blur along the inner edge of the region;
 - ``jpeg``: the region's bounding box is JPEG-encoded and decoded (a lossy round trip in an editor).
 
 Whole-slice JPEG or resampling would move every pixel of the slice, which the dataset contract forbids for
@@ -20,7 +20,7 @@ from scipy import ndimage as ndi
 
 from .anatomy import ring
 
-PROBABILITIES = {"resample": 0.3, "noise": 0.9, "seam_blur": 0.5, "jpeg": 0.25}
+PROBABILITIES = {"resample": 0.3, "noise": 0.95, "seam_blur": 0.5, "jpeg": 0.25}
 
 
 def residual(image: np.ndarray, sigma: float = 1.0) -> np.ndarray:
@@ -52,13 +52,14 @@ def _resample(edited: np.ndarray, mask: np.ndarray, rng: np.random.Generator) ->
     return np.where(mask, back, edited), {"factor": round(factor, 3)}
 
 
-def _noise(edited: np.ndarray, mask: np.ndarray, ctx: Context, rng: np.random.Generator) -> tuple[np.ndarray, dict]:
+def _noise_field(mask: np.ndarray, ctx: Context, rng: np.random.Generator) -> tuple[np.ndarray, dict]:
+    """Noise for the region at the level measured just outside it: real residual texture from a healthy
+    place of the same slice when there is one, else lightly correlated Gaussian noise."""
     res_orig = residual(ctx.original)
-    around = ring(mask, 1, 8) & ctx.head
+    around = ring(mask, 0, 4) & ctx.head
     target_sigma = noise_sigma(res_orig, around)
     ys, xs = np.nonzero(mask)
     h, w = mask.shape
-    # a shift that moves the region onto healthy head pixels, away from the edit
     donor = None
     for _ in range(60):
         dy = int(rng.integers(-h // 3, h // 3 + 1))
@@ -70,21 +71,19 @@ def _noise(edited: np.ndarray, mask: np.ndarray, ctx: Context, rng: np.random.Ge
             continue
         donor = (dy, dx)
         break
-    smoothed = ndi.gaussian_filter(edited, 1.0)
-    if donor is None:  # no clean place: synthetic noise at the measured level, lightly correlated
+    if donor is None:
         field = ndi.gaussian_filter(rng.standard_normal((h, w)), 0.5)
-        field /= max(field.std(), 1e-6)
-        src_sigma, params = 1.0, {"source": "synthetic"}
+        params = {"source": "synthetic"}
     else:
-        shifted = np.zeros_like(res_orig)
-        shifted[ys, xs] = res_orig[ys + donor[0], xs + donor[1]]
-        field = shifted
-        src_sigma = noise_sigma(res_orig, _shift_mask(mask, donor))
+        field = np.zeros((h, w))
+        field[ys, xs] = res_orig[ys + donor[0], xs + donor[1]]
         params = {"source": "transplant", "shift": [donor[0], donor[1]]}
-    scale = target_sigma / src_sigma if src_sigma > 1e-6 else 0.0
-    out = np.where(mask, smoothed + field * scale, edited)
+    field = np.where(mask, field, 0.0)
+    # scale with the same estimator that measured the target, applied to the field as it will be seen
+    measured = noise_sigma(residual(field), ndi.binary_erosion(mask, iterations=2) if mask.sum() > 200 else mask)
+    field *= target_sigma / measured if measured > 1e-6 else 0.0
     params["sigma"] = round(target_sigma, 3)
-    return out, params
+    return field, params
 
 
 def _shift_mask(mask: np.ndarray, shift: tuple[int, int]) -> np.ndarray:
@@ -95,14 +94,14 @@ def _shift_mask(mask: np.ndarray, shift: tuple[int, int]) -> np.ndarray:
 
 
 def _seam_blur(edited: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, dict]:
-    sigma = float(rng.uniform(0.5, 1.0))
+    sigma = float(rng.uniform(0.4, 0.8))
     band = mask & ~ndi.binary_erosion(mask, iterations=2)
     blurred = ndi.gaussian_filter(edited, sigma)
     return np.where(band, blurred, edited), {"sigma": round(sigma, 3)}
 
 
 def _jpeg(edited: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, dict]:
-    quality = int(rng.integers(75, 96))
+    quality = int(rng.integers(85, 98))
     ys, xs = np.nonzero(mask)
     h, w = mask.shape
     y0, x0 = (ys.min() // 8) * 8, (xs.min() // 8) * 8
@@ -116,21 +115,47 @@ def _jpeg(edited: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> tup
     return out, {"quality": quality}
 
 
-def apply_random(
-    edited: np.ndarray, mask: np.ndarray, ctx: Context, rng: np.random.Generator,
-    probabilities: dict[str, float] | None = None,
+def finish(
+    original: np.ndarray, edited: np.ndarray, mask: np.ndarray, ctx: Context, rng: np.random.Generator, *,
+    feather: float, probabilities: dict[str, float] | None = None,
 ) -> tuple[np.ndarray, dict]:
-    """The touch-ups drawn for this edit (in an attacker's order), applied inside ``mask`` only."""
+    """Draw the touch-ups, apply them in an attacker's order and composite into ``original`` inside ``mask``.
+
+    Order: resample and seam blur shape the content; it is feathered into the original; noise is re-synthesised
+    over the whole region last but one, with per-pixel weight so that the feathered edge (where the original's
+    own noise is partly kept) ends at the same noise level as the rest; JPEG comes last, as when saving.
+    """
+    from .blend import feather_alpha
+
     probs = dict(PROBABILITIES, **(probabilities or {}))
     draws = {name: bool(rng.random() < probs[name]) for name in ("resample", "noise", "seam_blur", "jpeg")}
     out = edited.astype(np.float64)
+    orig = original.astype(np.float64)
     applied: dict[str, dict] = {}
     if draws["resample"]:
         out, applied["resample"] = _resample(out, mask, rng)
-    if draws["noise"]:
-        out, applied["noise"] = _noise(out, mask, ctx, rng)
     if draws["seam_blur"]:
         out, applied["seam_blur"] = _seam_blur(out, mask, rng)
+    alpha = feather_alpha(mask, feather)
+    if draws["noise"]:
+        field, applied["noise"] = _noise_field(mask, ctx, rng)
+        smooth = ndi.gaussian_filter(out, 1.0)
+        # the original keeps (1 - alpha) of its noise: add the rest so the variance is the same everywhere
+        weight = np.sqrt(np.clip(1.0 - (1.0 - alpha) ** 2, 0.0, 1.0))
+        base = alpha * smooth + (1.0 - alpha) * orig
+        # calibrate on the result itself: the smoothed content and the seam keep some high frequencies
+        target, gain = applied["noise"]["sigma"], 1.0
+        border = mask & ~ndi.binary_erosion(mask, iterations=4)
+        for _ in range(2):
+            measured = noise_sigma(residual(base + gain * weight * field), border)
+            if measured <= 1e-6 or target <= 0:
+                break
+            gain *= target / measured
+        applied["noise"]["gain"] = round(gain, 3)
+        out = base + gain * weight * field
+    else:
+        out = alpha * out + (1.0 - alpha) * orig
     if draws["jpeg"]:
         out, applied["jpeg"] = _jpeg(out, mask, rng)
-    return out, applied
+    result = np.clip(np.rint(out), 0, 255).astype(np.uint8)
+    return np.where(mask, result, original), applied
