@@ -141,15 +141,15 @@ SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SECURE = env.bool("SECURE_COOKIES", default=not DEBUG and env.bool("HTTPS", default=False))
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 SECURE_SSL_REDIRECT = env.bool("HTTPS", default=False)
+SECURE_REDIRECT_EXEMPT = [r"^healthz/$"]  # load balancers probe over plain HTTP
 SECURE_HSTS_SECONDS = env.int("HSTS_SECONDS", default=0)
 SECURE_REFERRER_POLICY = "same-origin"
 # Behind a reverse proxy (nginx, a load balancer) that sets X-Forwarded-Proto and X-Forwarded-For: trust them,
 # so HTTPS is recognised and the lockout counts failed log-ins per client address, not per proxy.
 BEHIND_PROXY = env.bool("BEHIND_PROXY", default=False)
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if BEHIND_PROXY else None
-if BEHIND_PROXY:
-    AXES_IPWARE_PROXY_COUNT = env.int("PROXY_COUNT", default=1)
-    AXES_IPWARE_META_PRECEDENCE_ORDER = ("HTTP_X_FORWARDED_FOR", "REMOTE_ADDR")
+PROXY_COUNT = env.int("PROXY_COUNT", default=1)
+AXES_CLIENT_IP_CALLABLE = "portal.client_ip.client_ip"
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 

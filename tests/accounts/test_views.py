@@ -325,3 +325,11 @@ def test_user_list_search_and_pagination(client_admin, make_user):
     assert "role=doctor&amp;page=2" in page1.content.decode()
     found = client_admin.get(reverse("accounts:user_list"), {"q": "doc_07"})
     assert [u.username for u in found.context["users"]] == ["doc_07"]
+
+
+def test_django_admin_user_pages_work_for_a_superuser(client, django_user_model, doctor_a):
+    root = django_user_model.objects.create_superuser("root", "root@example.org", PASSWORD)
+    client.force_login(root)
+    assert client.get(reverse("admin:accounts_user_changelist")).status_code == 200
+    assert client.get(reverse("admin:accounts_user_change", args=[doctor_a.pk])).status_code == 200
+    assert client.get(reverse("admin:accounts_user_add")).status_code == 200
