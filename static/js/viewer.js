@@ -79,6 +79,7 @@
         masks.href = fromTemplate(panel.dataset.masksUrlTemplate, data.id);
         masks.classList.remove("hidden");
       }
+      document.querySelectorAll("[data-report-link]").forEach((link) => link.classList.remove("hidden"));
     }
     const failedBox = $(panel, "data-job-failed");
     failedBox.classList.toggle("hidden", data.status !== "failed");

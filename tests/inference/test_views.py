@@ -70,6 +70,17 @@ def test_scan_page(clients, finished):
             assert "js/viewer.js" in html
 
 
+def test_scan_page_links_reports_and_shows_access_history_to_admins_only(clients, finished):
+    scan, job, result = finished
+    pages = {who: clients[who].get(reverse("scans:detail", args=[scan.pk])).content.decode() for who in ("doctor_a", "admin")}
+    for html in pages.values():
+        for name in ("reports:scan_pdf", "reports:scan_csv", "reports:scan_seg"):  # BRAINIX is DICOM: SEG offered
+            assert reverse(name, args=[scan.pk]) in html
+    history = reverse("audit:scan_history", args=[scan.pk])
+    assert history in pages["admin"]
+    assert history not in pages["doctor_a"]
+
+
 def test_job_api(clients, finished):
     scan, job, result = finished
     for who in VISIBLE:
