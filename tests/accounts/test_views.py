@@ -92,6 +92,7 @@ def test_lockout_after_repeated_failures(client, doctor_a, doctor_b, settings):
     locked = login(client, "doctor_a", "wrong-password")
     assert locked.status_code == 429
     assert "Log-in locked" in locked.content.decode()
+    assert "blocked for 30 minutes after the last attempt" in locked.content.decode()
     assert "accounts/locked_out.html" in [t.name for t in locked.templates]
     # Now even the right password is refused, from this address, for this user ...
     assert login(client, "doctor_a").status_code == 429
