@@ -70,6 +70,8 @@ def user_update(*, actor: User, user: User, data: dict, request=None) -> User:
                 setattr(user, field, new)
     if not changes:
         return user
+    if "role" in changes and user.is_superuser and user.role != User.Role.ADMIN:
+        raise ValidationError({"role": "A Django superuser is always an admin."})
     if "role" in changes and not _is_admin_role(role=user.role, is_superuser=user.is_superuser):
         if user.pk == actor.pk:
             raise ValidationError({"role": "You cannot remove your own admin role; ask another admin."})

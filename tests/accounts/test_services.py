@@ -146,3 +146,12 @@ def test_user_list_filters(admin_user, doctor_a, doctor_b):
     assert [u.username for u in selectors.user_list(filters={"role": "doctor"})] == ["doctor_a", "doctor_b"]
     assert [u.username for u in selectors.user_list(filters={"status": "inactive"})] == ["doctor_b"]
     assert [u.username for u in selectors.user_list(filters={"q": "DOCTOR_A@"})] == ["doctor_a"]
+
+
+def test_a_superuser_stays_an_admin(admin_user, django_user_model):
+    root = django_user_model.objects.create_superuser("root", "root@example.org", "Quiet-Harbour-Lantern-42")
+    with pytest.raises(ValidationError):
+        services.user_update(actor=admin_user, user=root, data={"role": "doctor"})
+    root.refresh_from_db()
+    assert root.role == "admin"
+    assert events("user.role_changed") == []
