@@ -11,16 +11,25 @@ from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 from rest_framework.permissions import BasePermission
 
+from audit import actions
+from audit.services import audit_record
+
 
 def is_portal_admin(user) -> bool:
     return bool(user and user.is_authenticated and user.is_portal_admin)
 
 
 class PortalAdminRequiredMixin(UserPassesTestMixin):
-    """Class-based views: anonymous -> log-in page, logged-in non-admin -> 403."""
+    """Class-based views: anonymous -> log-in page, logged-in non-admin -> 403, recorded as access.denied."""
 
     def test_func(self):
         return is_portal_admin(self.request.user)
+
+    def handle_no_permission(self):
+        if self.request.user.is_authenticated:
+            audit_record(action=actions.ACCESS_DENIED, request=self.request, outcome=actions.DENIED,
+                         details={"path": self.request.path[:200]})
+        return super().handle_no_permission()
 
 
 def portal_admin_required(view):

@@ -215,6 +215,12 @@ def test_doctor_gets_403_on_every_management_page(client_a, doctor_a, doctor_b):
     assert doctor_b.is_active
     # A doctor is refused before the object is looked up: no probing which ids exist.
     assert client_a.get(reverse("accounts:user_edit", args=[999999])).status_code == 403
+    # Each refusal is in the audit log.
+    from audit.models import AuditEvent
+
+    denied = AuditEvent.objects.filter(action="access.denied", actor_username="doctor_a")
+    assert denied.count() == len(management_requests(doctor_b)) + 1
+    assert denied.filter(details__path=reverse("accounts:user_list")).exists()
 
 
 def test_admin_reaches_every_management_page(client_admin, doctor_b):
