@@ -120,8 +120,8 @@ def _area_plot(groups: dict, path: Path) -> Path:
     return path
 
 
-def _table(title: str, rows: dict) -> str:
-    lines = [f"| {title} | images |", "|---|---:|"]
+def _table(title: str, rows: dict, unit: str = "images") -> str:
+    lines = [f"| {title} | {unit} |", "|---|---:|"]
     lines += [f"| {k} | {v} |" for k, v in rows.items()]
     return "\n".join(lines)
 
@@ -188,7 +188,7 @@ def write_card(path: str | Path, *, build_seconds: float | None = None, realism:
         "",
         _table("source/verdict", counts["source_verdict"]),
         "",
-        _table("source/split: patients", counts["patients"]),
+        _table("source/split", counts["patients"], unit="patients"),
         "",
         "### Per split",
         "",

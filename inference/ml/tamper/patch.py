@@ -98,7 +98,7 @@ class Patch(TamperMethod):
             if free[sy, sx].mean() < 0.9:
                 continue
             qy, qx = np.clip(ry + dy, 0, h - 1), np.clip(rx + dx, 0, w - 1)
-            cost = float(np.abs(image[qy, qx].astype(np.float64) - target_ring).mean())
+            cost = float(np.abs(image[qy, qx].astype(np.float64) - target_ring).mean()) if ry.size else 0.0
             if best is None or cost < best[0]:
                 best = (cost, dy, dx)
         if best is None:
