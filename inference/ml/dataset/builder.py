@@ -162,24 +162,22 @@ def plan_dataset(slices: list[SourceSlice], config: BuildConfig) -> tuple[list[P
             for k in range(n):
                 items.append(PlanItem("real_tumor", source, split, key(0, k), [(t_perm[k], None, None)]))
                 items.append(PlanItem("no_tumor", source, split, key(1, k), [(no_tumor[k], None, None)]))
-                # injections: this base with every injection method (its turn first), then other bases
+                # the method whose turn it is, on this base and then on 5 other bases; only then other methods
+                # (keeps the methods balanced: a method that cannot work on one slice works on the next)
                 item_rng = np.random.default_rng(key(2, k))
                 cands = []
-                for j in range(4):
-                    base = added_bases[(k + j * 7919) % len(added_bases)]
-                    others = [d for d in donors if d.patient_id != base.patient_id]
-                    if not others:
-                        continue
-                    for mi in range(len(inject)):
-                        method = inject[(k + mi) % len(inject)]
-                        donor = others[int(item_rng.integers(len(others)))]
-                        cands.append((base, method, donor))
+                for mi in range(len(inject)):
+                    method = inject[(k + mi) % len(inject)]
+                    for j in range(6):
+                        base = added_bases[(k + j * 7919) % len(added_bases)]
+                        others = [d for d in donors if d.patient_id != base.patient_id]
+                        if others:
+                            cands.append((base, method, others[int(item_rng.integers(len(others)))]))
                 items.append(PlanItem("fake_added", source, split, key(2, k), cands))
                 cands = []
-                for j in range(4):
-                    base = t_perm2[(k + j * 7919) % len(t_perm2)]
-                    for mi in range(len(remove)):
-                        cands.append((base, remove[(k + mi) % len(remove)], None))
+                for mi in range(len(remove)):
+                    for j in range(6):
+                        cands.append((t_perm2[(k + j * 7919) % len(t_perm2)], remove[(k + mi) % len(remove)], None))
                 items.append(PlanItem("fake_removed", source, split, key(3, k), cands))
     order = np.random.default_rng(_item_seed(config.seed, 4242)).permutation(len(items))
     return [items[i] for i in order], splits_info
