@@ -121,6 +121,7 @@ def test_production_by_environment_variables(tmp_path):
 def test_a_real_worker_answers_through_redis_and_rabbitmq(tmp_path, url, monkeypatch):
     """`celery -A portal worker` on CELERY_BROKER_URL (the local Redis and RabbitMQ) answers a ping."""
     from celery import Celery
+    from kombu import Connection
 
     monkeypatch.setenv("CELERY_BROKER_URL", url)  # Celery's own client reads it before its broker= argument
 
@@ -152,6 +153,8 @@ def test_a_real_worker_answers_through_redis_and_rabbitmq(tmp_path, url, monkeyp
         worker.wait(timeout=60)
         reader.join(timeout=10)
         client.close()
+        with Connection(url) as connection:  # the worker declared a durable queue; leave the broker clean
+            connection.default_channel.queue_delete(queue)
     output = "".join(lines)
     assert "Connected to " + url.split("://")[0] in output
     assert "warm shutdown" in output.lower()
