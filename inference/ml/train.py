@@ -55,6 +55,7 @@ class TrainConfig:
     epochs: int = 10
     max_steps: int | None = None  # the schedule's length; default epochs x steps per epoch
     max_minutes: float | None = None  # stop cleanly after this much training time (this invocation)
+    schedule_minutes: float | None = None  # cosine over this much total training time instead of max_steps
     batch_size: int = 4
     lr: float = 5e-4
     weight_decay: float = 1e-4
@@ -147,11 +148,17 @@ def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
 # --- Schedule -------------------------------------------------------------------------------------
 
 
-def lr_lambda(warmup: int, total: int, min_ratio: float):
+def lr_lambda(warmup: int, total: int, min_ratio: float, *, clock=None):
+    """Linear warm-up, then cosine to ``min_ratio`` over ``total`` steps, or, with ``clock`` (a function
+    returning the fraction of the training-time budget used), over time: on a shared CPU the step rate varies
+    tenfold, and a schedule in steps would end too early or never."""
     def fn(step: int) -> float:
         if step < warmup:
             return (step + 1) / warmup
-        progress = min(1.0, (step - warmup) / max(1, total - warmup))
+        if clock is not None:
+            progress = min(1.0, clock())
+        else:
+            progress = min(1.0, (step - warmup) / max(1, total - warmup))
         return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
     return fn
@@ -286,17 +293,27 @@ def train(config: TrainConfig, *, resume: str | Path | None = None) -> dict:
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     steps_per_epoch = max(1, len(train_set) // config.batch_size)
     total_steps = config.max_steps or config.epochs * steps_per_epoch
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lr_lambda(config.warmup_steps, total_steps, config.min_lr_ratio))
-
     state = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "best_score": -1.0, "bad_validations": 0,
              "train_seconds": 0.0, "history": []}
+    clock = None
+    if config.schedule_minutes:
+        clock = lambda: state["train_seconds"] / (config.schedule_minutes * 60)  # noqa: E731
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lr_lambda(config.warmup_steps, total_steps, config.min_lr_ratio, clock=clock))
     if resume:
         ckpt = torch.load(resume, map_location=device, weights_only=False)
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
         state.update({k: ckpt[k] for k in state if k in ckpt})
+        previous_lr = ckpt.get("args", {}).get("lr")
+        if previous_lr is not None and previous_lr != config.lr:
+            # resuming with another peak learning rate: the schedule keeps its shape and position
+            scheduler.base_lrs = [config.lr] * len(scheduler.base_lrs)
+            for group, fn in zip(optimizer.param_groups, scheduler.lr_lambdas):
+                group["initial_lr"] = config.lr
+                group["lr"] = config.lr * fn(scheduler.last_epoch)
+            log.info("learning rate changed on resume: %g -> %g", previous_lr, config.lr)
         log.info("resumed from %s at epoch %d, step %d (%.1f min trained so far)", resume, state["epoch"],
                  state["global_step"], state["train_seconds"] / 60)
 

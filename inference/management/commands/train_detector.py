@@ -12,7 +12,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 # flag -> (TrainConfig field, type); None defaults so that only what is given overrides a config or a checkpoint
 TOP_LEVEL = {
-    "epochs": int, "max_steps": int, "max_minutes": float, "batch_size": int, "lr": float,
+    "epochs": int, "max_steps": int, "max_minutes": float, "schedule_minutes": float, "batch_size": int, "lr": float,
     "weight_decay": float, "warmup_steps": int, "image_loss_weight": float, "seed": int, "device": str,
     "threads": int, "checkpoint_minutes": float, "val_every_minutes": float, "val_limit": int, "patience": int,
     "train_limit": int, "train_split": str, "val_split": str, "log_every": int,
