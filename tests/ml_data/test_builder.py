@@ -114,3 +114,13 @@ def test_a_corpus_without_healthy_slices_is_refused(small_slices, tmp_path):
     only_tumours = [s for s in small_slices if s.mask.any()]
     with pytest.raises(SourceError, match="a corpus needs both"):
         build_dataset(BuildConfig(sources=[], out=tmp_path / "o", progress=False), slices=only_tumours)
+
+
+def test_default_sources_are_the_two_shared_corpora():
+    from django.conf import settings
+
+    from inference.ml.dataset.builder import default_sources
+
+    sources = [Path(p) for p in default_sources(Path(settings.BASE_DIR))]
+    assert [p.name for p in sources] == ["lgg-flair", "tcia-progression-t1ce"]
+    assert all(p.is_dir() for p in sources)
