@@ -47,7 +47,9 @@ def build_generator():
     class UNet(nn.Module):
         def __init__(self, c=16):
             super().__init__()
-            self.inp = nn.Sequential(nn.Conv2d(4, c, 3, 1, 1), nn.LeakyReLU(0.2))  # image, mask, flag, noise
+            # image with the region blanked, the region, the task flag; no noise input: with the training time
+            # this project can afford it only learns speckle, and the noise touch-up supplies real texture
+            self.inp = nn.Sequential(nn.Conv2d(3, c, 3, 1, 1), nn.LeakyReLU(0.2))
             self.d1, self.d2, self.d3 = block(c, 2 * c), block(2 * c, 4 * c), block(4 * c, 4 * c)  # 32, 16, 8
             self.mid = nn.Sequential(nn.Conv2d(4 * c, 4 * c, 3, 1, 2, dilation=2), nn.GroupNorm(8, 4 * c), nn.ReLU())
             self.u3 = block(8 * c, 4 * c, down=False)
@@ -55,8 +57,8 @@ def build_generator():
             self.u1 = block(4 * c, c, down=False)
             self.out = nn.Conv2d(2 * c, 1, 3, 1, 1)
 
-        def forward(self, image, mask, flag, noise):
-            x0 = self.inp(torch.cat([image * (1 - mask), mask, flag.expand_as(mask), noise], 1))
+        def forward(self, image, mask, flag):
+            x0 = self.inp(torch.cat([image * (1 - mask), mask, flag.expand_as(mask)], 1))
             x1 = self.d1(x0)
             x2 = self.d2(x1)
             x3 = self.d3(x2)
@@ -156,11 +158,10 @@ class Inpainter:
         torch, _ = _torch()
         crop = crop_around(region)
         img, msk = to_patch(image, region, crop)
-        noise = rng.standard_normal((PATCH, PATCH)).astype(np.float32)
         with torch.no_grad():
             out = self.generator(
                 torch.from_numpy(img)[None, None], torch.from_numpy(msk)[None, None],
-                torch.full((1, 1, 1, 1), 1.0 if inject else 0.0), torch.from_numpy(noise)[None, None],
+                torch.full((1, 1, 1, 1), 1.0 if inject else 0.0),
             )[0, 0].numpy()
         out = (out + 1.0) * 127.5
         if crop.size != PATCH:
@@ -278,8 +279,7 @@ def train(slices, out: Path, *, seconds: float, seed: int = 0, batch: int = 16, 
     while time.monotonic() - start < seconds:
         idx = torch.randint(len(x), (batch,), generator=gen_rng)
         xb, mb, fb = x[idx], m[idx], f[idx]
-        noise = torch.randn(xb.shape, generator=gen_rng)
-        fake = gen(xb, mb, fb, noise)
+        fake = gen(xb, mb, fb)
         # discriminator: hinge loss on real vs filled patches
         d_loss = torch.relu(1 - disc(xb, mb, fb)).mean() + torch.relu(1 + disc(fake.detach(), mb, fb)).mean()
         opt_d.zero_grad()
@@ -294,8 +294,8 @@ def train(slices, out: Path, *, seconds: float, seed: int = 0, batch: int = 16, 
         opt_g.step()
         step += 1
         if step % 100 == 0:
-            history.append({"step": step, "l1": round(float(l1), 4), "d": round(float(d_loss), 4)})
-            log(f"step {step} l1 {float(l1):.4f} d {float(d_loss):.3f} ({time.monotonic() - start:.0f} s)")
+            history.append({"step": step, "l1": round(l1.item(), 4), "d": round(d_loss.item(), 4)})
+            log(f"step {step} l1 {l1.item():.4f} d {d_loss.item():.3f} ({time.monotonic() - start:.0f} s)")
     meta = {"steps": step, "seconds": round(time.monotonic() - start, 1), "patch": PATCH, "max_crop": MAX_CROP,
             "examples": len(imgs), "seed": seed, "history": history[-20:]}
     out = Path(out)
