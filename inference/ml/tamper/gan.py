@@ -7,6 +7,11 @@ L1 loss train it (``train_inpainter``) on the training split's patients only.
 
 The weights live in ``weights/inpainter.pt`` beside this module; the ``gan`` methods are registered only when
 that file exists (``inference.ml.tamper.__init__``).
+
+Status: not shipped. 21 minutes of training on the shared 2 cores (1041 steps, batch 16) gave removals the
+cheap detectors barely catch (AUC 0.52-0.65) but injections that the border-noise detector catches (AUC 0.82,
+on a 600-image build, seed 11), so no weights are committed and the methods stay unregistered. The next step is
+a longer run (the design target is about an hour on 2 free cores) and the realism check before shipping.
 """
 from __future__ import annotations
 
