@@ -36,7 +36,7 @@ def _f(v, digits=3):
 
 
 def write_model_card(weights: str | Path, eval_dir: str | Path, out: str | Path, *, reproduce: str = "",
-                     notes: str = "") -> Path:
+                     notes: str = "", evaluated_on: str = "") -> Path:
     weights, eval_dir = Path(weights), Path(eval_dir)
     bundle = load_bundle(weights)
     meta, config, cal = bundle.get("meta", {}), bundle["config"], bundle.get("calibration", {})
@@ -67,7 +67,7 @@ def write_model_card(weights: str | Path, eval_dir: str | Path, out: str | Path,
         "",
         f"- Trained on `{meta.get('dataset_dir')}` (annotations.json sha256 `{meta.get('dataset_sha256')}`), split "
         f"`{meta.get('train_split')}`; calibrated and model-selected on `{meta.get('val_split')}`.",
-        f"- Evaluated below on `{metrics.get('_dataset_dir', eval_dir)}`: {metrics['n_images']} images "
+        f"- Evaluated below on {evaluated_on or 'the evaluation in ' + str(eval_dir)}: {metrics['n_images']} images "
         "(patient-disjoint from training).",
         "",
         "## Training",
@@ -144,11 +144,13 @@ def main(argv=None) -> int:
     card.add_argument("out")
     card.add_argument("--reproduce", default="")
     card.add_argument("--notes", default="")
+    card.add_argument("--evaluated-on", default="", help="what was evaluated, e.g. the test split of DATASET")
     args = parser.parse_args(argv)
     if args.cmd == "ship":
         print(ship_bundle(args.src, args.dst, name=args.name, version=args.version))
     else:
-        print(write_model_card(args.weights, args.eval_dir, args.out, reproduce=args.reproduce, notes=args.notes))
+        print(write_model_card(args.weights, args.eval_dir, args.out, reproduce=args.reproduce, notes=args.notes,
+                               evaluated_on=args.evaluated_on))
     return 0
 
 
