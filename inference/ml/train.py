@@ -432,7 +432,10 @@ def train(config: TrainConfig, *, resume: str | Path | None = None) -> dict:
                 if time.time() - last_ckpt > config.checkpoint_minutes * 60:
                     save_checkpoint()
                     last_ckpt = time.time()
-                if config.val_every_minutes and time.time() - last_val > config.val_every_minutes * 60:
+                # no periodic validation in the budget's last 3 minutes: the final one follows anyway
+                near_end = config.max_minutes is not None and (
+                    time.time() - session_start > config.max_minutes * 60 - 180)
+                if config.val_every_minutes and not near_end and time.time() - last_val > config.val_every_minutes * 60:
                     early = validate()
                     last_val = time.time()
                     save_checkpoint()
