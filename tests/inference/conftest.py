@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
+from inference.ml.paths import shared_datasets_dir
 from inference.ml.model import load_bundle, save_bundle, save_random_bundle
 
-BRAINIX_FLAIR = Path(__file__).resolve().parents[2].parent / "shared" / "datasets" / "brainix-dicom" / "DICOM" / "FLAIR"
+BRAINIX_FLAIR = shared_datasets_dir() / "brainix-dicom" / "DICOM" / "FLAIR"
 
 
 @pytest.fixture(autouse=True)

@@ -4,8 +4,9 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-SHARED = (ROOT / ".." / "shared" / "datasets").resolve()
+from inference.ml.paths import shared_datasets_dir
+
+SHARED = shared_datasets_dir()
 LGG = SHARED / "lgg-flair" / "kaggle_3m"
 TCIA = SHARED / "tcia-progression-t1ce"
 BRAINIX = SHARED / "brainix-dicom"

@@ -3,7 +3,6 @@ patient, verdicts balanced, every method in every split, the same seed gives the
 from collections import Counter, defaultdict
 from pathlib import Path
 
-import numpy as np
 import pytest
 from django.core.management import CommandError, call_command
 
@@ -117,10 +116,8 @@ def test_a_corpus_without_healthy_slices_is_refused(small_slices, tmp_path):
 
 
 def test_default_sources_are_the_two_shared_corpora():
-    from django.conf import settings
-
     from inference.ml.dataset.builder import default_sources
 
-    sources = [Path(p) for p in default_sources(Path(settings.BASE_DIR))]
+    sources = [Path(p) for p in default_sources()]
     assert [p.name for p in sources] == ["lgg-flair", "tcia-progression-t1ce"]
     assert all(p.is_dir() for p in sources)

@@ -4,6 +4,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from inference.ml.paths import shared_datasets_dir
 from inference.ml.labels import VERDICTS
 
 
@@ -39,7 +40,7 @@ def metrics():
     return metrics_from_confusion(matrix)
 
 
-BRAINIX_FLAIR = Path(__file__).resolve().parents[2].parent / "shared" / "datasets" / "brainix-dicom" / "DICOM" / "FLAIR"
+BRAINIX_FLAIR = shared_datasets_dir() / "brainix-dicom" / "DICOM" / "FLAIR"
 
 
 def brainix_paths(indices) -> list[Path]:

@@ -19,7 +19,9 @@ from django.conf import settings
 from django.core.files.uploadedfile import SimpleUploadedFile
 from PIL import Image
 
-SHARED = Path(settings.BASE_DIR).parent / "shared" / "datasets"
+from inference.ml.paths import shared_datasets_dir
+
+SHARED = shared_datasets_dir()
 BRAINIX = SHARED / "brainix-dicom"
 SAMPLES = Path(settings.BASE_DIR) / "tests" / "data" / "samples"
 SAMPLE_FLAIR = sorted((SAMPLES / "brainix-flair").glob("*.dcm"))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 
@@ -30,7 +29,7 @@ class Command(BaseCommand):
         from inference.ml.dataset.builder import MIN_TUMOUR_AREA, BuildConfig, build_dataset, default_sources
         from inference.ml.dataset.readers import SourceError
 
-        sources = opts["source"] or default_sources(Path(settings.BASE_DIR))
+        sources = opts["source"] or default_sources()
         config = BuildConfig(
             sources=sources,
             out=Path(opts["out"]),

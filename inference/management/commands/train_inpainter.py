@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 
@@ -32,7 +31,7 @@ class Command(BaseCommand):
             train_patients = {(r.source, r.patient_id) for r in ds if r.split == "train"}
             if not train_patients:
                 raise CommandError(f"{opts['dataset']} has no train split.")
-            slices = read_sources(opts["source"] or default_sources(Path(settings.BASE_DIR)))
+            slices = read_sources(opts["source"] or default_sources())
         except (DatasetError, SourceError) as exc:
             raise CommandError(str(exc)) from exc
         slices = [s for s in slices if (s.source, s.patient_id) in train_patients]

@@ -33,6 +33,7 @@ from ..coco import SPLITS, DatasetWriter, check_dataset
 from ..tamper import INJECT, REMOVE, NotApplicable, TamperRequest, methods as registered_methods
 from .readers import SourceError, SourceSlice, read_source
 from .splits import DEFAULT_FRACTIONS, split_patients
+from ..paths import shared_datasets_dir
 
 log = logging.getLogger(__name__)
 
@@ -44,9 +45,8 @@ ELIGIBLE_POSITION_PERCENTILES = (0.5, 99.5)
 DEFAULT_SOURCES = ("lgg-flair", "tcia-progression-t1ce")  # under ../shared/datasets of the project root
 
 
-def default_sources(project_root: Path) -> list[str]:
-    base = (project_root / ".." / "shared" / "datasets").resolve()
-    return [str(base / name) for name in DEFAULT_SOURCES]
+def default_sources() -> list[str]:
+    return [str(shared_datasets_dir() / name) for name in DEFAULT_SOURCES]
 
 
 @dataclass
