@@ -50,10 +50,11 @@ def slice_pngs(volume: imaging.Volume) -> _Pixels:
     not 8-bit, 16-bit PNGs of the native values: native = png16 * pixel_scale + pixel_offset
     (lossless for integer data spanning at most 65536 values)."""
     slices = volume.slices
-    windowed = imaging.to_uint8(slices)
-    png8 = [_png(s) for s in windowed]
     if slices.dtype == np.uint8:
-        return _Pixels(png8, None, None, None, None, None)
+        return _Pixels([_png(s) for s in slices], None, None, None, None, None)
+    # The window the 8-bit images are made with is also the viewer's default window/level.
+    w_lo, w_hi = imaging.window_bounds(slices)
+    png8 = [_png(s) for s in imaging.to_uint8(slices, bounds=(w_lo, w_hi))]
     integer = np.issubdtype(slices.dtype, np.integer)
     # Integer data is all finite: skip the float copy and the mask (a volume is millions of voxels).
     finite = slices if integer else slices[np.isfinite(slices)]
@@ -66,14 +67,7 @@ def slice_pngs(volume: imaging.Volume) -> _Pixels:
         data = np.nan_to_num(slices.astype(np.float64), nan=lo)
         native16 = np.clip(np.rint((data - lo) / scale), 0, 65535).astype(np.uint16)
     png16 = [_png(s) for s in native16]
-    # The window the 8-bit images were made with, for the viewer's default (the same percentiles as to_uint8).
-    if finite.size:
-        w_lo, w_hi = np.percentile(finite, [imaging.WINDOW_LOW_PERCENTILE, imaging.WINDOW_HIGH_PERCENTILE])
-        if w_hi <= w_lo:
-            w_lo, w_hi = lo, hi
-    else:
-        w_lo = w_hi = 0.0
-    return _Pixels(png8, png16, scale, lo, float(w_lo), float(w_hi))
+    return _Pixels(png8, png16, scale, lo, w_lo, w_hi)
 
 
 def _storage_name(name: str) -> str:

@@ -43,21 +43,29 @@ class Volume:
         return int(self.slices.shape[0])
 
 
-def to_uint8(volume: np.ndarray) -> np.ndarray:
-    """The project's one windowing rule (module docstring). Works on a slice or a volume."""
+def window_bounds(volume: np.ndarray) -> tuple[float, float]:
+    """The (low, high) window of the rule for non-8-bit data: the 0.5th and 99.5th percentiles of the finite
+    values, or their min and max when those percentiles coincide; (0, 0) when nothing is finite."""
+    data = np.asarray(volume)
+    finite = data if np.issubdtype(data.dtype, np.integer) else data[np.isfinite(data)]
+    if finite.size == 0:
+        return 0.0, 0.0
+    low, high = np.percentile(finite, [WINDOW_LOW_PERCENTILE, WINDOW_HIGH_PERCENTILE])
+    if high <= low:
+        low, high = finite.min(), finite.max()
+    return float(low), float(high)
+
+
+def to_uint8(volume: np.ndarray, bounds: tuple[float, float] | None = None) -> np.ndarray:
+    """The project's one windowing rule (module docstring). Works on a slice or a volume; `bounds` are
+    `window_bounds(volume)` when the caller has them already."""
     arr = np.asarray(volume)
     if arr.dtype == np.uint8:
         return arr
+    low, high = bounds if bounds is not None else window_bounds(arr)
+    if high <= low:
+        return np.zeros(arr.shape, dtype=np.uint8)
     data = arr.astype(np.float64, copy=False)
-    finite = data[np.isfinite(data)]
-    if finite.size == 0:
-        return np.zeros(arr.shape, dtype=np.uint8)
-    low, high = np.percentile(finite, [WINDOW_LOW_PERCENTILE, WINDOW_HIGH_PERCENTILE])
-    if high <= low:
-        high = float(finite.max())
-        low = float(finite.min())
-    if high <= low:
-        return np.zeros(arr.shape, dtype=np.uint8)
     scaled = (np.nan_to_num(data, nan=low) - low) * (255.0 / (high - low))
     return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
 
