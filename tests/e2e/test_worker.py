@@ -18,11 +18,12 @@ from urllib.parse import quote
 import pytest
 import redis
 from django.conf import settings as django_settings
-from django.db import connection
+from django.db import connection, transaction
 from django.urls import reverse
 
 from inference.ml.predictor import SlicePrediction, file_sha256, volume_verdict
 from inference.models import InferenceJob, SliceResult
+from scans.models import ScanSlice
 from tests.inference.conftest import BRAINIX_FLAIR, brainix_files
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -175,15 +176,27 @@ def test_the_brainix_flair_series_is_analysed_by_a_real_worker(use_worker, clien
 
 
 def test_a_job_whose_worker_process_is_killed_runs_again_and_finishes(use_worker, client_a):
-    # A subset of the series: another scan (other bytes), long enough to be killed in the middle.
-    scan_id = _upload(client_a, brainix_files(range(4, 12)))
-    job_id = InferenceJob.objects.get(scan_id=scan_id).pk
-
-    job = _wait(job_id, use_worker, lambda j: j.status == "running" and j.slices_done >= 2, "the job to start")
-    assert job.slices_done < job.slices_total, "the job finished before it could be interrupted"
-    children = use_worker.pool_children()
-    assert len(children) == 1
-    os.kill(children[0], signal.SIGKILL)  # the pool process dies mid-job, as on an OOM kill
+    # A subset of the series: another scan (other bytes). The worker is held mid-job deterministically, not by
+    # timing: an uncommitted result row for slice 2 makes its insert of that row wait (unique job+index) after
+    # it has stored slices 0-1, so the pool process is killed with the job provably half done.
+    os.kill(use_worker.process.pid, signal.SIGSTOP)  # no task is taken until the blocker is in place
+    try:
+        scan_id = _upload(client_a, brainix_files(range(4, 12)))
+        job_id = InferenceJob.objects.get(scan_id=scan_id).pk
+        with transaction.atomic():
+            SliceResult.objects.create(
+                job_id=job_id, index=2, scan_slice=ScanSlice.objects.get(scan_id=scan_id, index=2),
+                verdict="no_tumor", confidence=0.0, scores={}, tamper_score=0.0,
+            )
+            os.kill(use_worker.process.pid, signal.SIGCONT)
+            job = _wait(job_id, use_worker, lambda j: j.status == "running" and j.slices_done >= 2, "the job to start")
+            assert job.slices_done < job.slices_total, "the job finished before it could be interrupted"
+            children = use_worker.pool_children()
+            assert len(children) == 1
+            os.kill(children[0], signal.SIGKILL)  # the pool process dies mid-job, as on an OOM kill
+            transaction.set_rollback(True)  # the blocker goes; it never was a result
+    finally:
+        os.kill(use_worker.process.pid, signal.SIGCONT)
 
     # acks_late + reject_on_worker_lost: the message comes back; the job is taken over once its heartbeat is stale.
     job = _wait(job_id, use_worker, lambda j: j.is_finished, "the job to be run again")
