@@ -178,6 +178,15 @@ class Instance:
     mask: np.ndarray  # (h, w) bool
 
 
+def site_of(patient_id: str, source: str) -> str:
+    """The acquisition site of an image: for TCGA patients (``TCGA_CS_4941...``) the tissue-source-site code
+    (``TCGA-CS``, one hospital each), otherwise the source corpus itself."""
+    parts = str(patient_id).replace("-", "_").split("_")
+    if len(parts) >= 2 and parts[0].upper() == "TCGA" and parts[1]:
+        return f"TCGA-{parts[1].upper()}"
+    return str(source) or "(unknown)"
+
+
 @dataclass
 class ImageRecord:
     id: int

@@ -23,7 +23,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .coco import load_dataset, mask_to_rle
+from .coco import load_dataset, mask_to_rle, site_of
 from .imaging import to_uint8
 from .labels import CATEGORY_IDS, VERDICTS
 from .metrics import classification_metrics, mask_iou, percentile_latency, union_mask
@@ -167,11 +167,13 @@ def coco_average_precision(records, detections: list[dict]) -> dict:
     return out
 
 
-def _breakdown(rows: list[dict], records, key: str) -> dict[str, dict]:
+def _breakdown(rows: list[dict], records, key) -> dict[str, dict]:
+    """Accuracy per group; ``key`` is a record attribute or a function of the record."""
     by_id = {rec.id: rec for rec in records}
+    value_of = key if callable(key) else (lambda rec: getattr(rec, key))
     groups: dict[str, list[dict]] = {}
     for row in rows:
-        value = getattr(by_id[row["image_id"]], key) or "(none)"
+        value = value_of(by_id[row["image_id"]]) or "(none)"
         groups.setdefault(str(value), []).append(row)
     out = {}
     for name, members in sorted(groups.items()):
@@ -216,10 +218,19 @@ def write_tables(out_dir: Path, metrics: dict, extra: dict) -> Path:
               "| | " + " | ".join(cm["labels"]) + " |", "|---" * (len(cm["labels"]) + 1) + "|"]
     for label, row in zip(cm["labels"], cm["matrix"]):
         lines.append(f"| **{label}** | " + " | ".join(str(x) for x in row) + " |")
-    for title, key in (("By tampering method", "by_method"), ("By source", "by_source")):
-        lines += ["", f"## {title}", "", "| group | n | accuracy | flagged as tampered | mean IoU |", "|---|---|---|---|---|"]
+    seen_methods = set(metrics["model"].get("train_methods") or [])
+    seen_sites = set(metrics["model"].get("train_sites") or [])
+    for title, key, seen in (("By tampering method", "by_method", seen_methods), ("By source", "by_source", None),
+                             ("By acquisition site", "by_site", seen_sites)):
+        if key not in extra:
+            continue
+        lines += ["", f"## {title}", ""]
+        if seen:
+            lines += ["Groups marked *held out* were absent from the model's training data (leave-one-out).", ""]
+        lines += ["| group | n | accuracy | flagged as tampered | mean IoU |", "|---|---|---|---|---|"]
         for name, g in extra[key].items():
-            lines.append(f"| {name} | {g['n']} | {_fmt(g['accuracy'])} | {_fmt(g['flagged_tampered'])} | {_fmt(g['mean_iou'])} |")
+            label = f"{name} *held out*" if seen and name != "(none)" and name not in seen else name
+            lines.append(f"| {label} | {g['n']} | {_fmt(g['accuracy'])} | {_fmt(g['flagged_tampered'])} | {_fmt(g['mean_iou'])} |")
     ap = extra.get("coco_ap")
     if ap:
         lines += ["", "## COCO average precision (pycocotools, all detections)", "",
@@ -330,6 +341,10 @@ def evaluate_dataset(
         "threads": int(torch.get_num_threads()),
     }
     metrics["model"] = dict(predictor.info)
+    meta = getattr(predictor, "meta", None) or {}
+    for key in ("train_methods", "train_sites"):  # what the model saw, to mark held-out groups
+        if meta.get(key):
+            metrics["model"][key] = list(meta[key])
 
     with open(out / "predictions.jsonl", "w", encoding="utf-8") as fh:
         for row in rows:
@@ -341,6 +356,7 @@ def evaluate_dataset(
         "split": split,
         "by_method": _breakdown(rows, records, "method"),
         "by_source": _breakdown(rows, records, "source"),
+        "by_site": _breakdown(rows, records, lambda rec: site_of(rec.patient_id, rec.source)),
     }
     if coco_ap:
         extra["coco_ap"] = coco_average_precision(records, detections)
@@ -353,7 +369,7 @@ def evaluate_dataset(
             extra["robustness"][name] = metrics_from_rows(prow)
         (out / "robustness.json").write_text(json.dumps(extra["robustness"], indent=2) + "\n", encoding="utf-8")
     (out / "breakdown.json").write_text(
-        json.dumps({"by_method": extra["by_method"], "by_source": extra["by_source"]}, indent=2) + "\n", encoding="utf-8"
+        json.dumps({k: extra[k] for k in ("by_method", "by_source", "by_site")}, indent=2) + "\n", encoding="utf-8"
     )
     write_tables(out, metrics, extra)
     if charts:

@@ -32,11 +32,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .coco import load_dataset, segmentation_to_mask
+from .coco import load_dataset, segmentation_to_mask, site_of
 from .imaging import to_uint8
 from .labels import VERDICTS
 from .metrics import classification_metrics, mask_iou, union_mask
-from .model import DEFAULT_CALIBRATION, ModelConfig, build_model, make_bundle, save_bundle
+from .model import DEFAULT_CALIBRATION, ModelConfig, build_model, load_bundle, make_bundle, save_bundle
 from .predictor import Instance, Predictor, fuse_scores, select_instances, slice_tensor
 from .transforms import AugmentConfig, augment
 
@@ -72,6 +72,9 @@ class TrainConfig:
     patience: int = 4
     log_every: int = 10
     train_limit: int | None = None
+    exclude_methods: list = field(default_factory=list)  # leave-one-method-out: not in train nor val
+    exclude_sites: list = field(default_factory=list)  # leave-one-site-out: acquisition sites (coco.site_of)
+    init_weights: str | None = None  # a detector bundle to start from (fine-tuning); its model config is used
     name: str = "mri-tamper-maskrcnn"
     version: str = "0.1.0"
     model: dict = field(default_factory=dict)  # ModelConfig fields
@@ -276,10 +279,23 @@ def train(config: TrainConfig, *, resume: str | Path | None = None) -> dict:
     torch.manual_seed(config.seed)
 
     dataset = load_dataset(config.dataset_dir, split=config.train_split)
-    train_records = list(dataset)[: config.train_limit] if config.train_limit else list(dataset)
+    def kept(records) -> list:
+        """The records left after the held-out methods and sites (tampered images of a held-out method, and
+        every image from a held-out site, whatever its verdict)."""
+        return [r for r in records if (r.method is None or r.method not in config.exclude_methods)
+                and site_of(r.patient_id, r.source) not in config.exclude_sites]
+
+    train_records = kept(dataset)
+    if config.train_limit:
+        train_records = train_records[: config.train_limit]
+    if config.exclude_methods or config.exclude_sites:
+        log.info("held out of training and validation: methods %s, sites %s", config.exclude_methods or "-",
+                 config.exclude_sites or "-")
+    if not train_records:
+        raise ValueError("No training image is left after the exclusions.")
     val_records = []
     if config.val_split:
-        val_records = list(load_dataset(config.dataset_dir, split=config.val_split))
+        val_records = kept(load_dataset(config.dataset_dir, split=config.val_split))
         if config.val_limit and len(val_records) > config.val_limit:
             # a fixed, verdict-mixed subset: every k-th image
             step = len(val_records) / config.val_limit
@@ -288,7 +304,17 @@ def train(config: TrainConfig, *, resume: str | Path | None = None) -> dict:
     train_set = TamperTrainSet(train_records, config.augment_config(), config.seed)
 
     model_config = config.model_config()
+    init_bundle = None
+    if config.init_weights and not resume:
+        init_bundle = load_bundle(config.init_weights)
+        # the starting weights fix the architecture: a config that disagrees would not load
+        model_config = ModelConfig.from_dict(init_bundle["config"])
+        config.model = model_config.to_dict()
     model = build_model(model_config).to(device)
+    if init_bundle is not None:
+        model.load_state_dict(init_bundle["state_dict"])
+        log.info("initialised from %s (%s %s, %s steps)", config.init_weights, init_bundle["meta"].get("name"),
+                 init_bundle["meta"].get("version"), init_bundle["meta"].get("steps"))
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     steps_per_epoch = max(1, len(train_set) // config.batch_size)
@@ -361,6 +387,8 @@ def train(config: TrainConfig, *, resume: str | Path | None = None) -> dict:
             "dataset_dir": str(config.dataset_dir),
             "dataset_sha256": dataset_sha,
             "train_split": config.train_split,
+            "train_methods": sorted({r.method for r in train_records if r.method}),
+            "train_sites": sorted({site_of(r.patient_id, r.source) for r in train_records}),
             "val_split": config.val_split,
             "steps": state["global_step"],
             "epochs_completed": state["epoch"],

@@ -54,6 +54,10 @@ def test_evaluate_detector_writes_the_contract(tiny_dataset, random_bundle, tmp_
                  "robustness.json"):
         assert (out / name).stat().st_size > 0, name
     assert "Table 1" in (out / "tables.md").read_text()
+    breakdown = json.loads((out / "breakdown.json").read_text())
+    # the fixture's patients are not TCGA ids: their site is the source corpus
+    assert breakdown["by_site"]["lgg"]["n"] == 4
+    assert {k: v["n"] for k, v in breakdown["by_method"].items()} == {"(none)": 2, "fill": 1, "paste": 1}
 
     run = EvaluationRun.objects.get()
     assert run.n_images == 4 and run.split == "test"

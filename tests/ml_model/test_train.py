@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 import torch
 
+from inference.ml.coco import site_of
+from inference.ml.model import load_bundle
 from inference.ml.predictor import Predictor
 from inference.ml.train import TrainConfig, epoch_order, make_target, train
 from inference.ml.transforms import AugmentConfig, augment
@@ -111,3 +113,40 @@ def test_every_augmentation_keeps_shape_and_dtype():
         out, masks = augment(img, [mask], cfg, rng)
         assert out.shape == (64, 64) and out.dtype == np.uint8
         assert all(m.shape == (64, 64) and m.dtype == bool for m in masks)
+
+
+def test_site_of_reads_the_tcga_tissue_source_site():
+    assert site_of("TCGA_CS_4941_19960909", "lgg-flair") == "TCGA-CS"
+    assert site_of("TCGA-HT-7602", "lgg-flair") == "TCGA-HT"
+    assert site_of("PGBM-001", "tcia-t1c") == "tcia-t1c"  # no site code: the corpus is the site
+
+
+def test_held_out_methods_stay_out_and_the_bundle_says_what_it_saw(small_dataset, tmp_path):
+    out = tmp_path / "lomo"
+    train(_config(small_dataset, out, exclude_methods=["paste"]))
+    meta = Predictor.load(out / "detector.pt").meta
+    assert meta["train_methods"] == ["fill"]  # "paste" (the only injection) never reached training
+    assert meta["train_sites"] == ["lgg"]
+    log = (out / "train.log").read_text()
+    assert "train: 3 images" in log and "held out of training and validation: methods ['paste']" in log
+    with pytest.raises(ValueError, match="No training image is left"):
+        train(_config(small_dataset, tmp_path / "loso", exclude_sites=["lgg"]))
+
+
+def test_init_weights_starts_from_a_bundle(small_dataset, tmp_path):
+    first = tmp_path / "first"
+    train(_config(small_dataset, first))
+    start = load_bundle(first / "detector.pt")
+    # learning rate 0: the fine-tuned bundle's parameters must be exactly the starting bundle's
+    second = tmp_path / "second"
+    train(_config(small_dataset, second, lr=0.0, init_weights=str(first / "detector.pt"),
+                  model={"backbone": "tiny", "min_size": 96, "max_size": 96}))
+    tuned = load_bundle(second / "detector.pt")
+    params = {name for name, _ in Predictor.load(first / "detector.pt").model.named_parameters()}
+    assert params and all(torch.equal(start["state_dict"][k], tuned["state_dict"][k]) for k in params)
+    assert "initialised from" in (second / "train.log").read_text()
+    # and a fresh model of the same config does not start there
+    fresh = tmp_path / "fresh"
+    train(_config(small_dataset, fresh, lr=0.0, seed=5))
+    other = load_bundle(fresh / "detector.pt")
+    assert not all(torch.equal(start["state_dict"][k], other["state_dict"][k]) for k in params)

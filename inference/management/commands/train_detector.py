@@ -15,7 +15,7 @@ TOP_LEVEL = {
     "epochs": int, "max_steps": int, "max_minutes": float, "schedule_minutes": float, "batch_size": int, "lr": float,
     "weight_decay": float, "warmup_steps": int, "image_loss_weight": float, "seed": int, "device": str,
     "threads": int, "checkpoint_minutes": float, "val_every_minutes": float, "val_limit": int, "patience": int,
-    "train_limit": int, "train_split": str, "val_split": str, "log_every": int,
+    "train_limit": int, "train_split": str, "val_split": str, "log_every": int, "init_weights": str,
 }
 MODEL = {"backbone": str, "min_size": int, "max_size": int, "constrained": int}
 AUGMENT_SWITCHES = ("flip", "rotate", "contrast", "noise", "jpeg")
@@ -35,6 +35,11 @@ class Command(BaseCommand):
                             help="ablation: no SRM residual channels")
         parser.add_argument("--no-image-head", dest="image_head", action="store_false", default=None,
                             help="ablation: no image-level verdict head")
+        parser.add_argument("--exclude-methods", default=None,
+                            help="comma-separated tampering methods held out of training and validation "
+                                 "(leave-one-method-out; evaluate on them afterwards)")
+        parser.add_argument("--exclude-sites", default=None,
+                            help="comma-separated sites held out (leave-one-site-out), e.g. TCGA-HT")
         parser.add_argument("--model-name", dest="name", default=None, help="name stored in the bundle")
         parser.add_argument("--model-version", dest="model_version", default=None, help="version stored in the bundle")
         parser.add_argument("--crop", type=int, default=None, help="train on crops of this size around the regions")
@@ -67,6 +72,11 @@ class Command(BaseCommand):
         for name in TOP_LEVEL:
             if opts[name] is not None:
                 base[name] = opts[name]
+        for name in ("exclude_methods", "exclude_sites"):
+            if opts[name] is not None:
+                base[name] = [v.strip() for v in opts[name].split(",") if v.strip()]
+        if opts["init_weights"] is not None and not Path(opts["init_weights"]).is_file():
+            raise CommandError(f"--init-weights: no detector bundle at {opts['init_weights']}.")
         if opts["name"] is not None:
             base["name"] = opts["name"]
         if opts["model_version"] is not None:
