@@ -105,15 +105,42 @@ def fuse_scores(image_probs: np.ndarray | None, class_scores: dict[str, float], 
     return {v: float(p) for v, p in zip(VERDICTS, mixed)}
 
 
+def merge_overlapping(instances: list[Instance], min_overlap: float = 0.2) -> list[Instance]:
+    """One instance per region: detections of one class whose masks overlap (intersection at least
+    ``min_overlap`` of the smaller mask) become one instance with the union mask and box and the best score.
+    The union of the masks is unchanged, so the shown region (and its IoU) is the same, without stacked outlines."""
+    groups: list[Instance] = []
+    for inst in sorted(instances, key=lambda d: -d.score):
+        area = int(inst.mask.sum())
+        target = None
+        for g in groups:
+            if g.label != inst.label:
+                continue
+            inter = int(np.logical_and(g.mask, inst.mask).sum())
+            smaller = min(area, int(g.mask.sum()))
+            if smaller == 0 or inter >= min_overlap * smaller:
+                target = g
+                break
+        if target is None:
+            groups.append(Instance(inst.label, inst.score, tuple(inst.box), inst.mask.copy()))
+            continue
+        target.mask |= inst.mask
+        target.box = (min(target.box[0], inst.box[0]), min(target.box[1], inst.box[1]),
+                      max(target.box[2], inst.box[2]), max(target.box[3], inst.box[3]))
+    # a merge can make two groups overlap: repeat until nothing changes
+    return groups if len(groups) == len(instances) else merge_overlapping(groups, min_overlap)
+
+
 def select_instances(verdict: str, detections: list[Instance], detection_threshold: float) -> list[Instance]:
-    """What a doctor is shown: the verdict's class above the threshold, else its best detection; none for no_tumor."""
+    """What a doctor is shown: the verdict's class above the threshold, else its best detection, with overlapping
+    detections merged into one region; none for no_tumor."""
     if VERDICT_CATEGORY[verdict] is None:
         return []
     of_class = [d for d in detections if d.label == verdict]
     shown = [d for d in of_class if d.score >= detection_threshold]
     if not shown and of_class:
         shown = [max(of_class, key=lambda d: d.score)]
-    return shown
+    return merge_overlapping(shown)
 
 
 class Predictor:

@@ -12,10 +12,12 @@ from inference.ml.coco import read_png
 from inference.ml.labels import VERDICTS
 from inference.ml.model import ModelConfig, build_model, save_random_bundle
 from inference.ml.predictor import (
+    Instance,
     ModelNotInstalled,
     Predictor,
     SlicePrediction,
     fuse_scores,
+    select_instances,
     volume_verdict,
 )
 
@@ -176,3 +178,28 @@ def test_backbones_build_and_run(backbone):
     # from scratch: BatchNorm is trainable, not frozen
     assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.backbone.modules())
     assert all(p.requires_grad for p in model.parameters())
+
+
+def _inst(label, score, y0, x0, y1, x1, shape=(32, 32)):
+    mask = np.zeros(shape, bool)
+    mask[y0:y1, x0:x1] = True
+    return Instance(label, score, (float(x0), float(y0), float(x1), float(y1)), mask)
+
+
+def test_overlapping_detections_of_a_class_are_shown_as_one_region():
+    a = _inst("fake_added", 0.9, 4, 4, 12, 12)
+    b = _inst("fake_added", 0.3, 8, 8, 16, 16)  # overlaps a: 16 px of its 64 (25 %)
+    c = _inst("fake_added", 0.2, 12, 12, 20, 20)  # overlaps b only (16 px): merged through the a+b group
+    far = _inst("fake_added", 0.6, 26, 26, 30, 30)  # separate region
+    other = _inst("real_tumor", 0.8, 4, 4, 12, 12)  # another class is never merged in
+    shown = select_instances("fake_added", [b, far, a, c, other], detection_threshold=0.1)
+    assert len(shown) == 2
+    merged = max(shown, key=lambda d: d.mask.sum())
+    assert merged.score == 0.9 and merged.box == (4.0, 4.0, 20.0, 20.0)
+    assert np.array_equal(merged.mask, a.mask | b.mask | c.mask)
+    assert shown[1].score == 0.6 and np.array_equal(shown[1].mask, far.mask)
+    # the inputs are not modified
+    assert a.mask.sum() == 64
+    # a touch is not an overlap
+    edge = _inst("fake_added", 0.5, 12, 4, 20, 12)  # shares no pixel with a
+    assert len(select_instances("fake_added", [a, edge], detection_threshold=0.1)) == 2
