@@ -70,6 +70,7 @@ class TrainConfig:
     val_every_minutes: float | None = 15.0
     val_limit: int | None = 300
     patience: int = 4
+    source_balance: float = 0.0  # > 0: images of smaller source corpora are repeated per epoch (TrainSet.repeats)
     log_every: int = 10
     train_limit: int | None = None
     exclude_methods: list = field(default_factory=list)  # leave-one-method-out: not in train nor val
@@ -114,10 +115,20 @@ class TamperTrainSet:
     def __len__(self) -> int:
         return len(self.records)
 
-    def sample(self, index: int, epoch: int) -> tuple[torch.Tensor, dict]:
+    def repeats(self, source_balance: float) -> np.ndarray:
+        """How often each image appears in an epoch: ``(largest source / its source) ** source_balance``,
+        rounded (0: once each; 0.5: a source 9 times smaller is seen 3 times as often per image)."""
+        counts: dict[str, int] = {}
+        for rec in self.records:
+            counts[rec.source] = counts.get(rec.source, 0) + 1
+        largest = max(counts.values(), default=1)
+        return np.array([max(1, round((largest / counts[rec.source]) ** source_balance)) for rec in self.records])
+
+    def sample(self, index: int, epoch: int, copy: int = 0) -> tuple[torch.Tensor, dict]:
+        """Image ``index`` augmented for ``epoch``; ``copy`` > 0 for its repeats in the same epoch (other draws)."""
         rec = self.records[index]
         masks = [segmentation_to_mask(a["segmentation"], rec.height, rec.width) for a in rec.annotations]
-        rng = np.random.default_rng([self.seed, epoch, index])
+        rng = np.random.default_rng([self.seed, epoch, index] + ([copy] if copy else []))
         image, masks = augment(self.images[index], masks, self.augment_config, rng)
         return slice_tensor(image), make_target(masks, rec.verdict, image.shape)
 
@@ -144,8 +155,12 @@ def make_target(masks: list[np.ndarray], verdict: str, shape: tuple[int, int]) -
     }
 
 
-def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
-    return np.random.default_rng([seed, epoch, 7919]).permutation(n)
+def epoch_order(n: int, seed: int, epoch: int, repeats: np.ndarray | None = None) -> np.ndarray:
+    """A seeded permutation of the epoch's items; with ``repeats``, image i appears repeats[i] times, its k-th
+    copy encoded as ``i + k * n`` (``divmod(item, n)`` gives back (copy, index))."""
+    items = np.arange(n) if repeats is None else np.concatenate(
+        [i + n * np.arange(r) for i, r in enumerate(repeats)]).astype(np.int64)
+    return np.random.default_rng([seed, epoch, 7919]).permutation(items)
 
 
 # --- Schedule -------------------------------------------------------------------------------------
@@ -317,7 +332,12 @@ def train(config: TrainConfig, *, resume: str | Path | None = None) -> dict:
                  init_bundle["meta"].get("version"), init_bundle["meta"].get("steps"))
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
-    steps_per_epoch = max(1, len(train_set) // config.batch_size)
+    repeats = train_set.repeats(config.source_balance) if config.source_balance else None
+    epoch_items = len(train_set) if repeats is None else int(repeats.sum())
+    if repeats is not None:
+        log.info("source balance %.2f: %s", config.source_balance, {
+            src: int(r) for src, r in {rec.source: rep for rec, rep in zip(train_set.records, repeats)}.items()})
+    steps_per_epoch = max(1, epoch_items // config.batch_size)
     total_steps = config.max_steps or config.epochs * steps_per_epoch
     state = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "best_score": -1.0, "bad_validations": 0,
              "train_seconds": 0.0, "history": []}
@@ -418,13 +438,16 @@ def train(config: TrainConfig, *, resume: str | Path | None = None) -> dict:
         from tqdm import tqdm
 
         while state["epoch"] < config.epochs and state["global_step"] < total_steps:
-            order = epoch_order(len(train_set), config.seed, state["epoch"])
+            order = epoch_order(len(train_set), config.seed, state["epoch"], repeats)
             bar = tqdm(total=steps_per_epoch, initial=state["step_in_epoch"], desc=f"epoch {state['epoch'] + 1}",
                        unit="step", mininterval=30, disable=None)
             while state["step_in_epoch"] < steps_per_epoch:
                 step_start = time.time()
                 first = state["step_in_epoch"] * config.batch_size
-                batch = [train_set.sample(int(i), state["epoch"]) for i in order[first : first + config.batch_size]]
+                batch = []
+                for item in order[first : first + config.batch_size]:
+                    copy, index = divmod(int(item), len(train_set))
+                    batch.append(train_set.sample(index, state["epoch"], copy))
                 images = [b[0].to(device) for b in batch]
                 targets = [{k: v.to(device) for k, v in b[1].items()} for b in batch]
                 loss_dict = model(images, targets)

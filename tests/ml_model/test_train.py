@@ -150,3 +150,33 @@ def test_init_weights_starts_from_a_bundle(small_dataset, tmp_path):
     train(_config(small_dataset, fresh, lr=0.0, seed=5))
     other = load_bundle(fresh / "detector.pt")
     assert not all(torch.equal(start["state_dict"][k], other["state_dict"][k]) for k in params)
+
+
+def test_source_balance_repeats_the_smaller_corpus_with_fresh_augmentation():
+    from inference.ml.train import TamperTrainSet
+
+    class Rec:
+        def __init__(self, source):
+            self.source = source
+
+    ts = TamperTrainSet.__new__(TamperTrainSet)
+    ts.records = [Rec("lgg")] * 9 + [Rec("tcia")]
+    assert ts.repeats(0.0).tolist() == [1] * 10
+    assert ts.repeats(0.5).tolist() == [1] * 9 + [3]
+    assert ts.repeats(1.0).tolist() == [1] * 9 + [9]
+    order = epoch_order(10, 0, 0, ts.repeats(0.5))
+    assert len(order) == 12
+    copies = sorted(divmod(int(v), 10) for v in order)
+    assert copies == [(0, i) for i in range(10)] + [(1, 9), (2, 9)]
+    # without repeats the order is the plain permutation it always was
+    assert sorted(epoch_order(10, 0, 0).tolist()) == list(range(10))
+
+
+def test_repeated_copies_get_other_augmentations(small_dataset):
+    from inference.ml.coco import load_dataset
+    from inference.ml.train import TamperTrainSet
+
+    ts = TamperTrainSet(list(load_dataset(small_dataset, split="train")), AugmentConfig(contrast=True, noise=True), 0)
+    a, _ = ts.sample(0, 0)
+    b, _ = ts.sample(0, 0, copy=1)
+    assert torch.equal(a, ts.sample(0, 0)[0]) and not torch.equal(a, b)
