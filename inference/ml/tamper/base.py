@@ -61,6 +61,7 @@ class TamperMethod:
     name: str = ""
     kind: str = ""
     feather: float = 1.5  # px of alpha ramp inside the mask's edge
+    noise_calibration: str = "border"  # where the re-synthesised noise is matched to the surrounding level
 
     def edit(self, request: TamperRequest, anatomy: Anatomy, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, dict]:
         """The core edit: (float image, region mask, parameters). Pixels outside the region are ignored."""
@@ -84,7 +85,7 @@ class TamperMethod:
                 forbidden |= request.tumour
             ctx = touchups.Context(original=original, head=anatomy.head, forbidden=forbidden)
             out, applied = touchups.finish(original, edited, region, ctx, rng, feather=self.feather,
-                                           probabilities=probabilities)
+                                           probabilities=probabilities, calibrate_on=self.noise_calibration)
         else:
             out = composite(original, edited, region, feather=self.feather)
         params = {"method": self.name, "kind": self.kind, **params, "touch_ups": applied}

@@ -117,13 +117,18 @@ def _jpeg(edited: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> tup
 
 def finish(
     original: np.ndarray, edited: np.ndarray, mask: np.ndarray, ctx: Context, rng: np.random.Generator, *,
-    feather: float, probabilities: dict[str, float] | None = None,
+    feather: float, probabilities: dict[str, float] | None = None, calibrate_on: str = "border",
 ) -> tuple[np.ndarray, dict]:
     """Draw the touch-ups, apply them in an attacker's order and composite into ``original`` inside ``mask``.
 
     Order: resample and seam blur shape the content; it is feathered into the original; noise is re-synthesised
     over the whole region last but one, with per-pixel weight so that the feathered edge (where the original's
     own noise is partly kept) ends at the same noise level as the rest; JPEG comes last, as when saving.
+
+    ``calibrate_on`` says where the noise gain is measured: ``"border"`` (the 4 px band inside the region's edge,
+    right for removals, whose truth has no edge there) or ``"interior"`` (the region less that band, for an
+    injection whose content brings a tumour edge: a real tumour's border carries that edge above the tissue's
+    noise level, and matching the band would flatten it). Too small an interior falls back to the border.
     """
     from .blend import feather_alpha
 
@@ -146,6 +151,8 @@ def finish(
         # calibrate on the result itself: the smoothed content and the seam keep some high frequencies
         target, gain = applied["noise"]["sigma"], 1.0
         border = mask & ~ndi.binary_erosion(mask, iterations=4)
+        if calibrate_on == "interior" and ndi.binary_erosion(mask, iterations=4).sum() >= 50:
+            border = ndi.binary_erosion(mask, iterations=4)
         for _ in range(2):
             measured = noise_sigma(residual(base + gain * weight * field), border)
             if measured <= 1e-6 or target <= 0:
