@@ -132,6 +132,8 @@ def finish(
     """
     from .blend import feather_alpha
 
+    if calibrate_on not in ("border", "interior"):
+        raise ValueError(f"calibrate_on must be 'border' or 'interior', not {calibrate_on!r}.")
     probs = dict(PROBABILITIES, **(probabilities or {}))
     draws = {name: bool(rng.random() < probs[name]) for name in ("resample", "noise", "seam_blur", "jpeg")}
     out = edited.astype(np.float64)
@@ -150,11 +152,10 @@ def finish(
         base = alpha * smooth + (1.0 - alpha) * orig
         # calibrate on the result itself: the smoothed content and the seam keep some high frequencies
         target, gain = applied["noise"]["sigma"], 1.0
-        border = mask & ~ndi.binary_erosion(mask, iterations=4)
-        if calibrate_on == "interior" and ndi.binary_erosion(mask, iterations=4).sum() >= 50:
-            border = ndi.binary_erosion(mask, iterations=4)
+        interior = ndi.binary_erosion(mask, iterations=4)
+        measure_on = interior if calibrate_on == "interior" and interior.sum() >= 50 else mask & ~interior
         for _ in range(2):
-            measured = noise_sigma(residual(base + gain * weight * field), border)
+            measured = noise_sigma(residual(base + gain * weight * field), measure_on)
             if measured <= 1e-6 or target <= 0:
                 break
             gain *= target / measured
