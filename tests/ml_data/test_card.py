@@ -25,7 +25,7 @@ def test_card_counts_contact_sheet_and_realism(small_build):
     assert set(card["counts"]["method"]) == methods
     for key in ("fake_added/splice", "fake_removed/inpaint", "real_tumor"):
         assert 0 < card["tamper_area_fraction"][key]["median"] < 0.5
-    for detector in ("histogram_logreg", "border_noise_logreg", "small_cnn"):
+    for detector in ("histogram_logreg", "border_noise_logreg", "texture_logreg", "small_cnn"):
         aucs = [v for v in card["realism"][detector].values() if v is not None]
         assert aucs and all(0.0 <= v <= 1.0 for v in aucs)
     saved = json.loads((small_build / "card" / "dataset_card.json").read_text())
@@ -59,3 +59,39 @@ def test_realism_catches_a_careless_method(small_slices, tmp_path):
                             method="flat", split=split, masks=[region])
     result = measure_realism(load_dataset(tmp_path / "careless"), cnn_seconds=0, seed=int(rng.integers(10)))
     assert result["border_noise_logreg"]["all tampered vs authentic"] > 0.9
+
+
+def test_tumour_free_slices_borrow_a_region_inside_their_own_brain(small_slices):
+    """Realism compares a removal with tumour-free slices at a borrowed removal region; a borrowed region that
+    spilled onto background or skull would let a detector tell them apart by what is in view, not by traces."""
+    from pathlib import Path
+
+    from inference.ml.coco import ImageRecord
+    from inference.ml.dataset.realism import BORROW_INSIDE, Sample, _borrow_region
+    from inference.ml.tamper.anatomy import analyse
+
+    healthy = next(s for s in small_slices if s.source == "lgg-flair" and not s.mask.any() and 0.4 < s.position < 0.6)
+    h, w = healthy.image.shape
+    interior = analyse(healthy.image).interior
+    yy, xx = np.mgrid[:h, :w]
+
+    def record(verdict):
+        return ImageRecord(id=0, file_name="x.png", path=Path("x.png"), width=w, height=h, verdict=verdict,
+                           patient_id="p", source="lgg-flair", method="inpaint" if verdict == "fake_removed" else None,
+                           split="test")
+
+    ys, xs = np.nonzero(interior)
+    cy, cx = int(np.median(ys)), int(np.median(xs))
+    inside = (yy - cy) ** 2 + (xx - cx) ** 2 < 15 ** 2
+    corner = (yy - 12) ** 2 + (xx - 12) ** 2 < 15 ** 2  # on the background
+    assert interior[inside].mean() >= BORROW_INSIDE and interior[corner].mean() < 0.5
+    removals = [Sample(record("fake_removed"), healthy.image, region) for region in [corner] * 5 + [inside]]
+    target = Sample(record("no_tumor"), healthy.image, None)
+    for seed in range(6):
+        region = _borrow_region(target, removals + [target], np.random.default_rng(seed))
+        assert region is inside
+    # none fits: the best-placed one rather than none
+    half = (yy - cy) ** 2 + (xx - 5) ** 2 < 20 ** 2
+    fallback = [Sample(record("fake_removed"), healthy.image, r) for r in (corner, half)]
+    best = max((corner, half), key=lambda r: interior[r].mean())
+    assert _borrow_region(target, fallback + [target], np.random.default_rng(0)) is best

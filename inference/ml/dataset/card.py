@@ -136,7 +136,7 @@ def _split_table(counts: dict) -> str:
 
 
 def _realism_table(realism: dict) -> str:
-    detectors = [d for d in ("histogram_logreg", "border_noise_logreg", "small_cnn") if d in realism]
+    detectors = [d for d in ("histogram_logreg", "border_noise_logreg", "texture_logreg", "small_cnn") if d in realism]
     names = list(realism[detectors[0]].keys()) if detectors else []
     lines = ["| comparison | " + " | ".join(detectors) + " |", "|---|" + "---:|" * len(detectors)]
     for n in names:

@@ -9,7 +9,13 @@ removal (``fake_removed``) with ``no_tumor`` (is this healthy slice real?).
 - ``border_noise``: the noise level (MAD of a high-pass residual) just inside the region's border, just
   outside it, and their log ratio, fed to a logistic regression. Authentic slices need a region: a real
   tumour's own mask (dilated by 3 px, as tampered regions include a blending band), and for a tumour-free
-  slice the region of a randomly drawn removal from the same corpus (a place where a tumour was).
+  slice the region of a randomly drawn removal from the same corpus (a place where a tumour was) that lies
+  inside this slice's interior (away from skull and scalp), as removal regions do (a borrowed region that
+  spills onto the background would let a detector tell authentic from tampered by the dark pixels in view,
+  not by traces).
+- ``texture``: what an inpainted or generated fill lacks: the region's detail (difference of Gaussians at
+  0.7-1.5, 1.5-3 and 3-6 px) inside (eroded by 3 px) and relative to a ring 2-8 px around it, with the
+  region's intensity spread, 5th/95th percentiles and dark fraction, fed to a logistic regression.
 - ``cnn``: a small CNN (4 conv layers) on a 64 px native-resolution crop centred on the region, trained
   from scratch for a fixed time budget.
 """
@@ -22,9 +28,11 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from ..coco import CocoDataset, ImageRecord
+from ..tamper.anatomy import analyse
 
 AUTHENTIC = ("real_tumor", "no_tumor")
 LOOKALIKE = {"fake_added": "real_tumor", "fake_removed": "no_tumor"}
+BORROW_INSIDE = 0.99  # a borrowed region must lie (almost) entirely inside the tumour-free slice's interior
 
 
 @dataclass
@@ -49,16 +57,34 @@ def _load(ds: CocoDataset, split: str, rng: np.random.Generator, limit: int | No
             s.region = ndi.binary_dilation(m, iterations=3) if s.record.verdict == "real_tumor" else m
     # tumour-free slices borrow the region of a removal (else any tampered region) from the same corpus
     for s in samples:
-        if s.region is not None:
-            continue
-        for wanted in ("fake_removed", None):
-            cands = [o.region for o in samples if o.tampered and o.region is not None
-                     and o.record.source == s.record.source and o.region.shape == s.image.shape
-                     and (wanted is None or o.record.verdict == wanted)]
-            if cands:
-                s.region = cands[int(rng.integers(len(cands)))]
-                break
+        if s.region is None:
+            s.region = _borrow_region(s, samples, rng)
     return samples
+
+
+def _borrow_region(sample: Sample, samples: list[Sample], rng: np.random.Generator,
+                   inside: float = BORROW_INSIDE) -> np.ndarray | None:
+    """A removal's region (else any tampered region) from the same corpus, drawn at random among those
+    with at least ``inside`` of their pixels in this slice's interior (inside the head, away from skull and
+    scalp, as removal regions are); the best-placed one when none is."""
+    head = analyse(sample.image).interior
+    for wanted in ("fake_removed", None):
+        cands = [o.region for o in samples if o.tampered and o.region is not None
+                 and o.record.source == sample.record.source and o.region.shape == sample.image.shape
+                 and (wanted is None or o.record.verdict == wanted)]
+        if not cands:
+            continue
+        order = rng.permutation(len(cands))
+        best, best_frac = None, -1.0
+        for i in order:
+            region = cands[i]
+            frac = float(head[region].mean()) if region.any() else 0.0
+            if frac >= inside:
+                return region
+            if frac > best_frac:
+                best, best_frac = region, frac
+        return best
+    return None
 
 
 def histogram_features(image: np.ndarray) -> np.ndarray:
@@ -84,6 +110,30 @@ def border_noise_features(image: np.ndarray, region: np.ndarray | None) -> np.nd
 
     s_in, s_out = sigma(inner), sigma(outer)
     return np.array([np.log(s_in), np.log(s_out), np.log(s_in / s_out)])
+
+
+TEXTURE_BANDS = ((0.7, 1.5), (1.5, 3.0), (3.0, 6.0))
+
+
+def texture_features(image: np.ndarray, region: np.ndarray | None) -> np.ndarray:
+    """Detail inside the region at three scales, absolute and relative to its surroundings (see above)."""
+    n = 4 + 2 * len(TEXTURE_BANDS)
+    if region is None or not region.any():
+        return np.zeros(n)
+    img = image.astype(np.float64)
+    inside = ndi.binary_erosion(region, iterations=3)
+    if inside.sum() < 30:
+        inside = region
+    around = ndi.binary_dilation(region, iterations=8) & ~ndi.binary_dilation(region, iterations=2)
+    vals = img[inside]
+    med = float(np.median(vals))
+    out = [vals.std(), np.percentile(vals, 5), np.percentile(vals, 95), float((vals < 0.5 * med).mean())]
+    for lo, hi in TEXTURE_BANDS:
+        band = ndi.gaussian_filter(img, lo) - ndi.gaussian_filter(img, hi)
+        s_in = np.log(band[inside].std() + 1e-3)
+        s_out = np.log(band[around].std() + 1e-3) if around.any() else s_in
+        out += [s_in, s_in - s_out]
+    return np.asarray(out, dtype=np.float64)
 
 
 def _auc(y: np.ndarray, score: np.ndarray) -> float | None:
@@ -230,6 +280,7 @@ def measure_realism(ds: CocoDataset, *, seed: int = 0, cnn_seconds: float = 180.
                     f"({len(test)} images); 0.5 is chance",
         "histogram_logreg": _pairwise_logistic(train, test, lambda s: histogram_features(s.image)),
         "border_noise_logreg": _pairwise_logistic(train, test, lambda s: border_noise_features(s.image, s.region)),
+        "texture_logreg": _pairwise_logistic(train, test, lambda s: texture_features(s.image, s.region)),
     }
     if cnn_seconds > 0:
         result["small_cnn"], result["small_cnn_training"] = cnn_detector(train, test, seconds=cnn_seconds, seed=seed)
