@@ -160,3 +160,53 @@ def test_injection_noise_is_matched_inside_the_region_and_keeps_the_edge():
     border = region & ~inside
     assert touchups.noise_sigma(out["interior"], inside) == pytest.approx(surround, rel=0.25)
     assert touchups.noise_sigma(out["interior"], border) > 1.1 * touchups.noise_sigma(out["border"], border)
+
+
+
+def _band_std(image: np.ndarray, where: np.ndarray, lo: float = 1.5, hi: float = 3.0) -> float:
+    """Detail between scales ``lo`` and ``hi`` px (difference of Gaussians): its spread over ``where``."""
+    img = image.astype(float)
+    return float((ndi.gaussian_filter(img, lo) - ndi.gaussian_filter(img, hi))[where].std())
+
+
+@pytest.mark.parametrize("key", ["inpaint", "gan"])
+def test_removal_fill_gets_tissue_detail_from_inside_the_brain(key, small_slices):
+    """A removal's fill is smooth (inpainted or generated); the noise touch-up replaces its detail below the
+    method's ``detail_sigma`` with that of healthy tissue cut from the brain's interior (never across the
+    skull), so the fill carries the donor's mid-scale structure. Replacing only the 1 px noise leaves it
+    without: the fill then has clearly less of it than the place its noise came from."""
+    import copy
+
+    from inference.ml.tamper.anatomy import analyse
+
+    method = get_method(key, REMOVE)
+    assert method.detail_sigma > 1.0
+    noise_only = copy.copy(method)
+    noise_only.detail_sigma = 1.0
+    only_noise = dict(NO_TOUCH_UPS, noise=1.0)
+    tumours = sorted((s for s in small_slices if s.source == "lgg-flair" and s.tumour_area > 400), key=lambda s: s.key)
+    ratios = {"detail": [], "noise": []}
+    for s in tumours[:: max(1, len(tumours) // 16)][:16]:
+        request = TamperRequest(s.image, tumour=s.mask)
+        try:
+            results = {"detail": method.apply(request, np.random.default_rng(4), probabilities=only_noise),
+                       "noise": noise_only.apply(request, np.random.default_rng(4), probabilities=only_noise)}
+        except NotApplicable:
+            continue
+        interior = analyse(request.image, exclude=request.tumour).interior
+        for name, result in results.items():
+            touch = result.params["touch_ups"]["noise"]
+            if touch["source"] != "transplant":
+                continue
+            inside = ndi.binary_erosion(result.mask, iterations=3)
+            ys, xs = np.nonzero(inside)
+            dy, dx = touch["shift"]
+            if name == "detail":
+                fy, fx = np.nonzero(result.mask)
+                assert interior[fy + dy, fx + dx].all(), "detail must come from inside the brain"
+            donor = np.zeros_like(inside)
+            donor[ys + dy, xs + dx] = True
+            ratios[name].append(_band_std(result.image, inside) / _band_std(request.image, donor))
+    assert len(ratios["detail"]) >= 4 and len(ratios["noise"]) >= 4
+    assert 0.6 < np.median(ratios["detail"]) < 1.6
+    assert np.median(ratios["detail"]) > 1.25 * np.median(ratios["noise"])

@@ -62,6 +62,7 @@ class TamperMethod:
     kind: str = ""
     feather: float = 1.5  # px of alpha ramp inside the mask's edge
     noise_calibration: str = "border"  # where the re-synthesised noise is matched to the surrounding level
+    detail_sigma: float = 1.0  # the noise touch-up replaces the content's detail below this scale (px)
 
     def edit(self, request: TamperRequest, anatomy: Anatomy, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, dict]:
         """The core edit: (float image, region mask, parameters). Pixels outside the region are ignored."""
@@ -83,9 +84,11 @@ class TamperMethod:
             forbidden = region.copy()
             if request.tumour is not None:
                 forbidden |= request.tumour
-            ctx = touchups.Context(original=original, head=anatomy.head, forbidden=forbidden)
+            ctx = touchups.Context(original=original, head=anatomy.head, forbidden=forbidden,
+                                   interior=anatomy.interior)
             out, applied = touchups.finish(original, edited, region, ctx, rng, feather=self.feather,
-                                           probabilities=probabilities, calibrate_on=self.noise_calibration)
+                                           probabilities=probabilities, calibrate_on=self.noise_calibration,
+                                           detail_sigma=self.detail_sigma)
         else:
             out = composite(original, edited, region, feather=self.feather)
         params = {"method": self.name, "kind": self.kind, **params, "touch_ups": applied}

@@ -4,7 +4,12 @@
 - ``seam_blur``: a slight blur along the inner edge of the region;
 - ``noise``: the region's own texture is smoothed away and real noise, cut from a healthy place of the same
   slice, is added back scaled to the noise level measured in a ring around the region (MRI noise is not
-  white and not uniform, so a transplant fits better than synthetic Gaussian noise);
+  white and not uniform, so a transplant fits better than synthetic Gaussian noise). The scale of what is
+  replaced is the method's ``detail_sigma``: 1 px (noise only) for injections, whose content carries a
+  tumour's own texture, and a few px for removals (6 for inpainted or generated fills, 3 for a mirrored
+  patch), whose fill lacks the fine structure of brain tissue (sulci, grey/white matter detail) as much as
+  its noise: the donor's detail up to that scale is transplanted, from inside the head away from the skull
+  so no skull edge comes along;
 - ``jpeg``: the region's bounding box is JPEG-encoded and decoded (a lossy round trip in an editor).
 
 Whole-slice JPEG or resampling would move every pixel of the slice, which the dataset contract forbids for
@@ -21,6 +26,10 @@ from scipy import ndimage as ndi
 from .anatomy import ring
 
 PROBABILITIES = {"resample": 0.3, "noise": 0.95, "seam_blur": 0.5, "jpeg": 0.25}
+# px inside the region's edge where border calibration measures the noise: the outermost 2 px (the feathered
+# seam) read noisier than the tissue beyond, so a narrow band leaves the region too quiet just inside its edge
+CALIBRATION_BAND = 6
+DONOR_CANDIDATES = 24  # places drawn for a noise transplant; the one most like the surroundings is used
 
 
 def residual(image: np.ndarray, sigma: float = 1.0) -> np.ndarray:
@@ -41,6 +50,7 @@ class Context:
     original: np.ndarray  # uint8 slice before the edit
     head: np.ndarray  # bool head mask of the original
     forbidden: np.ndarray  # bool: where no noise may be cut from (the region, the tumour)
+    interior: np.ndarray | None = None  # bool: inside the head away from skull and scalp (detail donors)
 
 
 def _resample(edited: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, dict]:
@@ -52,45 +62,64 @@ def _resample(edited: np.ndarray, mask: np.ndarray, rng: np.random.Generator) ->
     return np.where(mask, back, edited), {"factor": round(factor, 3)}
 
 
-def _noise_field(mask: np.ndarray, ctx: Context, rng: np.random.Generator) -> tuple[np.ndarray, dict]:
-    """Noise for the region at the level measured just outside it: real residual texture from a healthy
-    place of the same slice when there is one, else lightly correlated Gaussian noise."""
-    res_orig = residual(ctx.original)
+def donor_shifts(mask: np.ndarray, allowed: np.ndarray) -> np.ndarray:
+    """Every shift (dy, dx) that moves the whole of ``mask`` onto ``allowed`` pixels, as an (n, 2) array."""
+    from scipy.signal import fftconvolve
+
+    ys, xs = np.nonzero(mask)
+    y0, x0 = ys.min(), xs.min()
+    footprint = mask[y0:ys.max() + 1, x0:xs.max() + 1].astype(np.float64)
+    bad = (~allowed).astype(np.float64)
+    if footprint.shape[0] > bad.shape[0] or footprint.shape[1] > bad.shape[1]:
+        return np.zeros((0, 2), int)
+    # hits[py, px] = number of bad pixels under the footprint placed with its corner at (py, px)
+    hits = fftconvolve(bad, footprint[::-1, ::-1], mode="valid")
+    py, px = np.nonzero(hits < 0.5)
+    return np.stack([py - y0, px - x0], axis=1)
+
+
+def _noise_field(mask: np.ndarray, ctx: Context, rng: np.random.Generator,
+                 detail_sigma: float = 1.0) -> tuple[np.ndarray, dict]:
+    """Noise for the region at the level measured just outside it: real residual texture (the original less
+    its Gaussian blur of ``detail_sigma``) from a healthy place of the same slice that looks most like the
+    region's surroundings in brightness and amount of detail (among a few drawn at random from every place
+    the region fits), else lightly correlated Gaussian noise (and then only the 1 px noise is replaced:
+    ``params["detail_sigma"]``). The level is always that of the 1 px residual (the noise)."""
     around = ring(mask, 0, 4) & ctx.head
-    target_sigma = noise_sigma(res_orig, around)
+    orig = ctx.original.astype(np.float64)
+    target_sigma = noise_sigma(residual(orig), around)
+    donor_area = ctx.head if detail_sigma <= 1.0 or ctx.interior is None else ctx.interior
     ys, xs = np.nonzero(mask)
     h, w = mask.shape
+    edge = np.zeros((h, w), bool)
+    edge[1:-1, 1:-1] = True
+    shifts = donor_shifts(mask, donor_area & ~ctx.forbidden & edge)
     donor = None
-    for _ in range(60):
-        dy = int(rng.integers(-h // 3, h // 3 + 1))
-        dx = int(rng.integers(-w // 3, w // 3 + 1))
-        sy, sx = ys + dy, xs + dx
-        if sy.min() < 1 or sx.min() < 1 or sy.max() >= h - 1 or sx.max() >= w - 1:
-            continue
-        if not ctx.head[sy, sx].all() or ctx.forbidden[sy, sx].any():
-            continue
-        donor = (dy, dx)
-        break
+    detail = residual(orig, detail_sigma)
+    if len(shifts):
+        picks = shifts[rng.choice(len(shifts), size=min(DONOR_CANDIDATES, len(shifts)), replace=False)]
+        near = ring(mask, 0, 8) & ctx.head
+        if not near.any():
+            near = mask
+        level = float(np.mean(orig[near]))
+        texture = np.log(float(np.std(detail[near])) + 1e-3)
+        # like tissue: the same brightness (relative) and the same amount of detail (log ratio) as around
+        costs = [abs(float(np.mean(orig[ys + dy, xs + dx])) - level) / max(level, 1.0)
+                 + abs(np.log(float(np.std(detail[ys + dy, xs + dx])) + 1e-3) - texture) for dy, dx in picks]
+        donor = tuple(int(v) for v in picks[int(np.argmin(costs))])
     if donor is None:
         field = ndi.gaussian_filter(rng.standard_normal((h, w)), 0.5)
-        params = {"source": "synthetic"}
+        params = {"source": "synthetic", "detail_sigma": 1.0}
     else:
         field = np.zeros((h, w))
-        field[ys, xs] = res_orig[ys + donor[0], xs + donor[1]]
-        params = {"source": "transplant", "shift": [donor[0], donor[1]]}
+        field[ys, xs] = detail[ys + donor[0], xs + donor[1]]
+        params = {"source": "transplant", "shift": [donor[0], donor[1]], "detail_sigma": detail_sigma}
     field = np.where(mask, field, 0.0)
     # scale with the same estimator that measured the target, applied to the field as it will be seen
     measured = noise_sigma(residual(field), ndi.binary_erosion(mask, iterations=2) if mask.sum() > 200 else mask)
     field *= target_sigma / measured if measured > 1e-6 else 0.0
     params["sigma"] = round(target_sigma, 3)
     return field, params
-
-
-def _shift_mask(mask: np.ndarray, shift: tuple[int, int]) -> np.ndarray:
-    ys, xs = np.nonzero(mask)
-    out = np.zeros_like(mask)
-    out[ys + shift[0], xs + shift[1]] = True
-    return out
 
 
 def _seam_blur(edited: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, dict]:
@@ -118,6 +147,7 @@ def _jpeg(edited: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> tup
 def finish(
     original: np.ndarray, edited: np.ndarray, mask: np.ndarray, ctx: Context, rng: np.random.Generator, *,
     feather: float, probabilities: dict[str, float] | None = None, calibrate_on: str = "border",
+    detail_sigma: float = 1.0,
 ) -> tuple[np.ndarray, dict]:
     """Draw the touch-ups, apply them in an attacker's order and composite into ``original`` inside ``mask``.
 
@@ -125,10 +155,12 @@ def finish(
     over the whole region last but one, with per-pixel weight so that the feathered edge (where the original's
     own noise is partly kept) ends at the same noise level as the rest; JPEG comes last, as when saving.
 
-    ``calibrate_on`` says where the noise gain is measured: ``"border"`` (the 4 px band inside the region's edge,
-    right for removals, whose truth has no edge there) or ``"interior"`` (the region less that band, for an
+    ``calibrate_on`` says where the noise gain is measured: ``"border"`` (the 6 px band inside the region's edge,
+    right for removals, whose truth has no edge there) or ``"interior"`` (the region less a 4 px band, for an
     injection whose content brings a tumour edge: a real tumour's border carries that edge above the tissue's
     noise level, and matching the band would flatten it). Too small an interior falls back to the border.
+    ``detail_sigma``: the scale below which the content is replaced by the transplanted texture (see the
+    module docstring).
     """
     from .blend import feather_alpha
 
@@ -145,15 +177,16 @@ def finish(
         out, applied["seam_blur"] = _seam_blur(out, mask, rng)
     alpha = feather_alpha(mask, feather)
     if draws["noise"]:
-        field, applied["noise"] = _noise_field(mask, ctx, rng)
-        smooth = ndi.gaussian_filter(out, 1.0)
+        field, applied["noise"] = _noise_field(mask, ctx, rng, detail_sigma)
+        smooth = ndi.gaussian_filter(out, applied["noise"]["detail_sigma"])
         # the original keeps (1 - alpha) of its noise: add the rest so the variance is the same everywhere
         weight = np.sqrt(np.clip(1.0 - (1.0 - alpha) ** 2, 0.0, 1.0))
         base = alpha * smooth + (1.0 - alpha) * orig
         # calibrate on the result itself: the smoothed content and the seam keep some high frequencies
         target, gain = applied["noise"]["sigma"], 1.0
         interior = ndi.binary_erosion(mask, iterations=4)
-        measure_on = interior if calibrate_on == "interior" and interior.sum() >= 50 else mask & ~interior
+        band = mask & ~ndi.binary_erosion(mask, iterations=CALIBRATION_BAND)
+        measure_on = interior if calibrate_on == "interior" and interior.sum() >= 50 else band
         for _ in range(2):
             measured = noise_sigma(residual(base + gain * weight * field), measure_on)
             if measured <= 1e-6 or target <= 0:
