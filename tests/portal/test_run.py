@@ -58,8 +58,11 @@ def test_make_run_serves_the_portal_and_stops_on_ctrl_c(tmp_path):
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in CLEARED}
     env.update(PORTAL_VAR_DIR=str(tmp_path / "var"), PORT=str(port))
+    # As from a terminal: SIGINT not ignored. A test runner started in the background (`cmd &` in a script)
+    # ignores SIGINT, its children inherit that, and bash cannot trap a signal ignored on entry.
     run = subprocess.Popen(["scripts/run.sh"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                           text=True, start_new_session=True)
+                           text=True, start_new_session=True,
+                           preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     lines = []
     reader = threading.Thread(target=lambda: lines.extend(run.stdout), daemon=True)
     reader.start()
