@@ -186,7 +186,8 @@ class Inpainter:
 class GanRemove(TamperMethod):
     name = "gan"
     kind = REMOVE
-    detail_sigma = 6.0  # healthy tissue's detail replaces the fill's below this scale: the generated fill is smooth at every scale up to its patch's structure
+    # healthy tissue's detail replaces the fill's below this scale (px): the generated fill is smooth at every scale
+    detail_sigma = 6.0
 
     def edit(self, request: TamperRequest, anatomy: Anatomy, rng: np.random.Generator):
         margin = int(rng.integers(MARGIN_RANGE[0], MARGIN_RANGE[1] + 1))

@@ -24,7 +24,8 @@ def removal_region(tumour: np.ndarray, margin: int, shape: tuple[int, int]) -> n
 class Inpaint(TamperMethod):
     name = "inpaint"
     kind = REMOVE
-    detail_sigma = 6.0  # healthy tissue's detail replaces the fill's below this scale: an inpainted fill has no structure of its own below a few pixels
+    # healthy tissue's detail replaces the fill's below this scale (px): an inpainted fill has no structure of its own
+    detail_sigma = 6.0
 
     def edit(self, request: TamperRequest, anatomy: Anatomy, rng: np.random.Generator):
         algorithm = "telea" if rng.random() < 0.5 else "ns"

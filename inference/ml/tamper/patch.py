@@ -65,7 +65,8 @@ def _translated(image: np.ndarray, dy: int, dx: int) -> np.ndarray:
 class Patch(TamperMethod):
     name = "patch"
     kind = REMOVE
-    detail_sigma = 3.0  # healthy tissue's detail replaces the fill's below this scale: the mirrored tissue keeps its own structure above 3 px
+    # healthy tissue's detail replaces the fill's below this scale (px): the mirrored tissue keeps its own structure above 3 px
+    detail_sigma = 3.0
 
     def edit(self, request: TamperRequest, anatomy: Anatomy, rng: np.random.Generator):
         tumour = np.asarray(request.tumour, bool)
