@@ -67,7 +67,7 @@ def _borrow_region(sample: Sample, samples: list[Sample], rng: np.random.Generat
     """A removal's region (else any tampered region) from the same corpus, drawn at random among those
     with at least ``inside`` of their pixels in this slice's interior (inside the head, away from skull and
     scalp, as removal regions are); the best-placed one when none is."""
-    head = analyse(sample.image).interior
+    interior = analyse(sample.image).interior
     for wanted in ("fake_removed", None):
         cands = [o.region for o in samples if o.tampered and o.region is not None
                  and o.record.source == sample.record.source and o.region.shape == sample.image.shape
@@ -78,7 +78,7 @@ def _borrow_region(sample: Sample, samples: list[Sample], rng: np.random.Generat
         best, best_frac = None, -1.0
         for i in order:
             region = cands[i]
-            frac = float(head[region].mean()) if region.any() else 0.0
+            frac = float(interior[region].mean()) if region.any() else 0.0
             if frac >= inside:
                 return region
             if frac > best_frac:
