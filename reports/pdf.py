@@ -77,6 +77,11 @@ def scan_report_pdf(report, *, generated_by) -> bytes:
         _p(f"Verdict: {job.verdict}. {meaning}", styles["BodyText"]),
         Spacer(1, 3 * mm),
     ]
+    check = (scan.metadata or {}).get("sequence") or {}
+    if check.get("message"):
+        heading = "Sequence outside the detector's training" if check.get("trained") is False else "Sequence not confirmed"
+        story += [Paragraph(f"<b>{heading}:</b> {escape(check['message'])} ({escape(check.get('evidence', ''))})",
+                            styles["BodyText"]), Spacer(1, 3 * mm)]
 
     originals = [[_p(f.original_name, small), Paragraph(escape(f.sha256), mono)] for f in report.files]
     provenance = [
@@ -86,6 +91,7 @@ def scan_report_pdf(report, *, generated_by) -> bytes:
         ["Uploaded by", _p(f"{scan.owner.get_username()} on {timezone.localtime(scan.created_at):%Y-%m-%d %H:%M %Z}", small)],
         ["Analysed", _p(f"job #{job.pk}, finished {timezone.localtime(job.finished_at):%Y-%m-%d %H:%M %Z}"
                         f"{' on ' + job.device if job.device else ''}", small)],
+        ["Sequence", _p(check.get("label", "not recorded (uploaded before sequence checks)"), small)],
         ["Model", _p(f"{job.model_name} {job.model_version}", small)],
         ["Model SHA-256", Paragraph(escape(job.model_sha256 or "unknown"), mono)],
         ["Report", _p(f"generated {now:%Y-%m-%d %H:%M %Z} for {generated_by.get_username()}", small)],

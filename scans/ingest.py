@@ -24,6 +24,7 @@ from django.conf import settings
 
 from inference.ml import imaging
 from inference.ml.imaging import ImagingError, Volume
+from inference.ml.sequence import identify_sequence
 
 # What we keep of a file's metadata. Never the patient's name, ID, birth date or any UID.
 SAFE_METADATA_KEYS = (
@@ -40,6 +41,13 @@ SAFE_METADATA_KEYS = (
     "n_instances",
     "format",
     "nifti_shape",
+    "protocol_name",
+    "scanning_sequence",
+    "repetition_time",
+    "echo_time",
+    "inversion_time",
+    "contrast_agent",
+    "sequence",  # inference.ml.sequence's check, made at upload
 )
 
 DICOM_EXT = (".dcm", ".dicom")
@@ -467,5 +475,6 @@ def decode_originals(originals: list[Original]) -> DecodedUpload:
     n, height, width = volume.slices.shape
     _check_slice_size(first.name, width, height)
     _check_slice_count(first.name, n)
+    volume.metadata["sequence"] = identify_sequence(volume.metadata, first.name).as_dict()
     metadata = {k: v for k, v in volume.metadata.items() if k in SAFE_METADATA_KEYS and v is not None}
     return DecodedUpload(kind=kind, volume=volume, metadata=metadata)

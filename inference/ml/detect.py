@@ -5,6 +5,7 @@ from pathlib import Path
 
 from .imaging import ImagingError, iter_uint8_slices, read_path
 from .predictor import Predictor, SlicePrediction, volume_verdict
+from .sequence import identify_sequence
 
 
 def _prediction_dict(pred: SlicePrediction) -> dict:
@@ -32,6 +33,7 @@ def detect_files(predictor: Predictor, paths: list[str | Path], *, masks_dir: st
         slices = list(iter_uint8_slices(volume))  # the one windowing rule, over the whole volume
         preds = predictor.predict_batch(slices)
         entry.update({"kind": volume.kind, "n_slices": len(slices), "shape": list(slices[0].shape)})
+        entry["sequence"] = identify_sequence(volume.metadata, path.name).as_dict()
         entry["slices"] = []
         for index, pred in enumerate(preds):
             item = {"index": index, **_prediction_dict(pred), "instances": []}

@@ -171,7 +171,15 @@ DICOM_METADATA_FIELDS = {
     "series_instance_uid": "SeriesInstanceUID",
     "window_center": "WindowCenter",
     "window_width": "WindowWidth",
+    # The acquisition, to tell the sequence (inference.ml.sequence)
+    "protocol_name": "ProtocolName",
+    "scanning_sequence": "ScanningSequence",
+    "repetition_time": "RepetitionTime",
+    "echo_time": "EchoTime",
+    "inversion_time": "InversionTime",
+    "contrast_agent": "ContrastBolusAgent",
 }
+NUMERIC_METADATA = ("slice_thickness", "window_center", "window_width", "repetition_time", "echo_time", "inversion_time")
 
 
 def read_dicom_dataset(source: str | Path | BinaryIO):
@@ -224,11 +232,16 @@ def dicom_metadata(ds) -> dict:
         if value is None or value == "":
             continue
         if hasattr(value, "__iter__") and not isinstance(value, (str, bytes)):
-            value = list(value)[0] if len(list(value)) else None
-        if key == "slice_thickness" and value is not None:
-            value = float(value)
-        elif key in ("window_center", "window_width") and value is not None:
-            value = float(value)
+            values = list(value)
+            if key == "scanning_sequence":  # e.g. SE\\IR: every part matters
+                value = "+".join(str(v) for v in values) or None
+            else:
+                value = values[0] if values else None
+        if value is not None and key in NUMERIC_METADATA:
+            try:
+                value = float(value)
+            except (TypeError, ValueError):
+                continue
         elif value is not None:
             value = str(value)
         meta[key] = value
@@ -315,6 +328,9 @@ def read_nifti(source: str | Path | BinaryIO, *, name: str = "volume.nii.gz") ->
     slices = np.transpose(arr, (2, 1, 0))[:, ::-1, :]
     zooms = img.header.get_zooms()
     meta = {"slice_thickness": float(zooms[2]) if len(zooms) > 2 else None, "nifti_shape": list(arr.shape)}
+    description = bytes(np.asarray(img.header.get("descrip", b""))).split(b"\0")[0].decode("latin-1").strip()
+    if description:
+        meta["description"] = description
     return Volume(slices=np.ascontiguousarray(slices), kind="nifti", metadata=meta)
 
 

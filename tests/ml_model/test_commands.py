@@ -122,9 +122,22 @@ def test_detect_dicom_and_png(random_bundle, tmp_path):
         assert sum(s["scores"].values()) == pytest.approx(1.0, abs=1e-4)
         for inst in s["instances"]:
             assert inst["label"] == s["verdict"]
+        assert f["sequence"]["sequence"] == "unknown" and f["sequence"]["trained"] is None  # nothing tells
     # the same pixels (16-bit DICOM windowed back to 8 bits is a linear map) give close scores
     a, b = (f["slices"][0]["tamper_score"] for f in report["files"])
     assert abs(a - b) < 0.2
+
+
+def test_detect_warns_on_a_sequence_it_was_not_trained_on(random_bundle):
+    from inference.ml.paths import shared_datasets_dir
+
+    t2 = shared_datasets_dir() / "brainix-dicom" / "DICOM" / "T2"
+    stdout, stderr = StringIO(), StringIO()
+    call_command("detect", str(t2), "--weights", str(random_bundle), stdout=stdout, stderr=stderr)
+    entry = json.loads(stdout.getvalue())["files"][0]
+    assert entry["n_slices"] == 22
+    assert (entry["sequence"]["sequence"], entry["sequence"]["trained"]) == ("t2", False)
+    assert "T2: This series looks like T2" in stderr.getvalue()
 
 
 def test_detect_reports_unreadable_files(random_bundle, tmp_path):

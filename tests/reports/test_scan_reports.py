@@ -31,6 +31,7 @@ def test_pdf_parses_and_holds_verdict_provenance_and_pictures(client_a, analysed
     assert job.model_version in text and job.model_sha256 in text.replace("\n", "")
     assert "doctor_a" in text
     assert "confidence 83.0%" in text
+    assert re.search(r"Sequence\s+FLAIR", text) and "Sequence outside" not in text
     # The per-slice table: one row per slice, in order, with each slice's verdict.
     for number, verdict in ((1, "no_tumor"), (2, "fake_added"), (3, "fake_removed")):
         assert re.search(rf"\b{number}\s+{verdict}\s+0\.700\s", text), verdict
@@ -44,6 +45,18 @@ def test_pdf_parses_and_holds_verdict_provenance_and_pictures(client_a, analysed
     assert (event.actor_username, event.object_type, event.object_id) == ("doctor_a", "scans.scan", str(scan.pk))
     assert event.details["sha256"] == hashlib.sha256(content).hexdigest()
     assert event.details["job_id"] == job.pk and event.details["scan_id"] == scan.pk
+
+
+def test_pdf_warns_when_the_sequence_is_outside_the_training(client_a, analysed_scan):
+    from inference.ml.sequence import identify_sequence
+
+    scan = analysed_scan.scan
+    t2 = {"modality": "MR", "repetition_time": 4450.0, "echo_time": 100.0}
+    scan.metadata["sequence"] = identify_sequence(t2).as_dict()
+    scan.save(update_fields=["metadata"])
+    text = " ".join(_pdf_text(client_a.get(reverse("reports:scan_pdf", args=[scan.pk])).content).split())
+    assert "Sequence outside the detector's training: This series looks like T2." in text
+    assert "TR 4450 ms" in text
 
 
 def test_overlay_tints_exactly_the_masked_region():

@@ -201,6 +201,25 @@ def test_detail_shows_metadata_not_the_patient_and_is_audited(client_a, flair_sc
     assert AuditEvent.objects.filter(action="scan.viewed", object_id=str(scan.pk)).count() == 1
 
 
+def test_detail_says_when_the_sequence_is_one_the_detector_never_saw(client_a, doctor_a, flair_scan_of):
+    from scans.services import scan_upload
+
+    from .scanfiles import brainix_series, uploads_from
+
+    flair = flair_scan_of()
+    assert (flair.metadata["sequence"]["sequence"], flair.metadata["sequence"]["trained"]) == ("flair", True)
+    assert flair.metadata["inversion_time"] == 2500.0
+    page = _text(client_a.get(reverse("scans:detail", args=[flair.pk])))
+    assert "data-sequence-warning" not in page and "FLAIR" in page
+
+    t1 = scan_upload(user=doctor_a, files=uploads_from(brainix_series("T1")[:3])).scan
+    assert (t1.metadata["sequence"]["sequence"], t1.metadata["sequence"]["trained"]) == ("t1", False)
+    page = _text(client_a.get(reverse("scans:detail", args=[t1.pk])))
+    assert "data-sequence-warning" in page
+    assert "Sequence outside the detector's training:" in page and "T1 without contrast" in page
+    assert "no contrast agent recorded" in page
+
+
 def test_download_of_a_series_is_a_zip_of_the_unchanged_files(client_a, flair_scan_of):
     scan = flair_scan_of()
     response = client_a.get(reverse("scans:download_original", args=[scan.pk]))

@@ -1,7 +1,8 @@
 """python manage.py detect FILE... [--weights FILE] [--out FILE.json] [--masks DIR]
 
 Runs the detector on scans from disk (DICOM file or series folder, NIfTI, PNG, JPEG, TIFF) through the same
-Predictor as the portal, and prints one JSON document: per file, a verdict per slice and one per file.
+Predictor as the portal, and prints one JSON document: per file, a verdict per slice and one per file, and the MRI sequence it was
+recognised as (with a warning on standard error when the detector was not trained on that sequence).
 """
 from __future__ import annotations
 
@@ -34,6 +35,10 @@ class Command(BaseCommand):
         except ModelNotInstalled as exc:
             raise CommandError(str(exc)) from exc
         report = detect_files(predictor, opts["files"], masks_dir=opts["masks"])
+        for entry in report["files"]:  # a sequence the detector never saw: say so where a person will read it
+            check = entry.get("sequence") or {}
+            if check.get("message"):
+                self.stderr.write(f"{entry['file']}: {check['message']}")
         text = json.dumps(report, indent=2)
         if opts["out"]:
             Path(opts["out"]).write_text(text + "\n", encoding="utf-8")
