@@ -136,6 +136,73 @@ def test_poisson_blend_keeps_source_detail_and_meets_the_border():
     assert np.allclose(out[mask], (source + offset)[mask], atol=1e-6)
 
 
+def test_histogram_matching_takes_the_reference_values_and_keeps_the_drawing():
+    from inference.ml.tamper.gan import match_histogram
+
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:64, :64]
+    image = 40.0 + 0.3 * xx + rng.normal(0, 1, (64, 64))  # a dim, flat "tumour": a gentle ramp
+    where = np.zeros((64, 64), bool)
+    where[12:52, 12:52] = True
+    reference = rng.normal(110.0, 15.0, 5000)  # a real tumour's values: brighter, more spread
+    out = match_histogram(image, where, reference)
+    assert np.array_equal(out[~where], image[~where])
+    core = ndi.binary_erosion(where, iterations=2)
+    for q in (5, 50, 95):  # the core takes the reference's distribution
+        assert abs(np.percentile(out[core], q) - np.percentile(reference, q)) < 4.0
+    # monotone: the pattern (here the ramp) is kept, pixel order unchanged
+    a, b = image[core], out[core]
+    order = np.argsort(a)
+    assert np.all(np.diff(b[order]) >= -1e-9)
+    # no step at the edge: the first pixel inside is halfway between
+    assert abs(out[12, 30] - (image[12, 30] + np.quantile(reference, 0.5)) / 2) < 25
+
+
+def test_gan_injection_has_the_intensities_of_a_real_tumour(cases):
+    """The generator's tumours were dimmer and flatter than real ones (p95 94 vs 108 on tamper-v6); they now
+    take the donor tumour's intensities as splice matches them."""
+    from inference.ml.tamper import get_method as method_named
+
+    for _, healthy, donor in cases:
+        request = TamperRequest(healthy.image, donor_image=donor.image, donor_mask=donor.mask)
+        try:
+            result = method_named("gan", INJECT).apply(request, np.random.default_rng(2), touch_ups=False)
+        except NotApplicable:
+            continue
+        assert result.params["histogram_matched"] is True
+        splice = method_named("splice", INJECT).apply(request, np.random.default_rng(2), touch_ups=False)
+        # the same placement (same draws), and intensities of the same tumour
+        assert result.params["position"] == splice.params["position"]
+        core = ndi.binary_erosion(result.mask, iterations=4)
+        if core.sum() < 30:
+            continue
+        g, s = result.image[core].astype(float), splice.image[core].astype(float)
+        assert abs(np.percentile(g, 95) - np.percentile(s, 95)) < 0.15 * np.percentile(s, 95)
+        assert 0.6 < g.std() / s.std() < 1.6
+        return
+    pytest.skip("no injection case applied")
+
+
+def test_gan_removal_takes_the_values_of_healthy_tissue_of_the_same_slice(cases):
+    """The generator's fills were too even (few dark sulci, little spread); they now take, rank for rank, the
+    values of a healthy place of the same slice, away from the lesion."""
+    from inference.ml.tamper import get_method as method_named
+
+    tumour_slice = cases[0][0]
+    request = TamperRequest(tumour_slice.image, tumour=tumour_slice.mask)
+    result = method_named("gan", REMOVE).apply(request, np.random.default_rng(3), touch_ups=False)
+    dy, dx = result.params["histogram_from"]
+    ys, xs = np.nonzero(result.mask)
+    source = np.zeros_like(result.mask)
+    source[ys + dy, xs + dx] = True
+    assert not (source & ndi.binary_dilation(tumour_slice.mask, iterations=4)).any()
+    core = ndi.binary_erosion(result.mask, iterations=3)
+    sy, sx = np.nonzero(core)
+    fill, healthy = result.image[core].astype(float), tumour_slice.image[sy + dy, sx + dx].astype(float)
+    for q in (10, 50, 90):
+        assert abs(np.percentile(fill, q) - np.percentile(healthy, q)) <= 6
+
+
 def test_injection_noise_is_matched_inside_the_region_and_keeps_the_edge():
     """Interior calibration (injections): the region's inside gets the surrounding noise level and a sharp
     tumour edge keeps its own high frequencies on top; border calibration (removals) would flatten them."""
@@ -169,12 +236,13 @@ def _band_std(image: np.ndarray, where: np.ndarray, lo: float = 1.5, hi: float =
     return float((ndi.gaussian_filter(img, lo) - ndi.gaussian_filter(img, hi))[where].std())
 
 
-@pytest.mark.parametrize("key", ["inpaint", "gan"])
+@pytest.mark.parametrize("key", ["inpaint", "gan", "patch"])
 def test_removal_fill_gets_tissue_detail_from_inside_the_brain(key, small_slices):
     """A removal's fill is smooth (inpainted or generated); the noise touch-up replaces its detail below the
     method's ``detail_sigma`` with that of healthy tissue cut from the brain's interior (never across the
     skull), so the fill carries the donor's mid-scale structure. Replacing only the 1 px noise leaves it
-    without: the fill then has clearly less of it than the place its noise came from."""
+    without: the fill then has clearly less of it than the place its noise came from. The structure keeps the
+    donor's amplitude; scaling it by the noise ratio flattened it (median 0.7 of the donor's)."""
     import copy
 
     from inference.ml.tamper.anatomy import analyse
@@ -208,5 +276,7 @@ def test_removal_fill_gets_tissue_detail_from_inside_the_brain(key, small_slices
             donor[ys + dy, xs + dx] = True
             ratios[name].append(_band_std(result.image, inside) / _band_std(request.image, donor))
     assert len(ratios["detail"]) >= 4 and len(ratios["noise"]) >= 4
-    assert 0.6 < np.median(ratios["detail"]) < 1.6
-    assert np.median(ratios["detail"]) > 1.25 * np.median(ratios["noise"])
+    # the donor's structure arrives at its own amplitude (only the 1 px noise is scaled to the local level)
+    assert 0.8 < np.median(ratios["detail"]) < 1.25
+    if key != "patch":  # a mirrored patch has tissue structure of its own; inpainted and generated fills do not
+        assert np.median(ratios["detail"]) > 1.25 * np.median(ratios["noise"])

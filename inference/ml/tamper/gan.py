@@ -191,8 +191,15 @@ class GanRemove(TamperMethod):
 
     def edit(self, request: TamperRequest, anatomy: Anatomy, rng: np.random.Generator):
         margin = int(rng.integers(MARGIN_RANGE[0], MARGIN_RANGE[1] + 1))
-        region = removal_region(np.asarray(request.tumour, bool), margin, request.image.shape)
+        tumour = np.asarray(request.tumour, bool)
+        region = removal_region(tumour, margin, request.image.shape)
         filled, params = Inpainter.load().fill(request.image, region, inject=False, rng=rng)
+        # the generator fills with a plausible layout but too evenly (few dark sulci, little spread): keep the
+        # layout, take the values of healthy tissue of this slice at a place of the region's shape
+        reference, place = healthy_reference(request.image, region, anatomy, tumour, rng)
+        if reference is not None:
+            filled = match_histogram(filled, region, reference)
+            params["histogram_from"] = place
         return filled, region, {"margin": margin, **params}
 
 
@@ -205,10 +212,50 @@ class GanInject(TamperMethod):
         from .splice import Splice
 
         # the region: a real tumour's shape from another patient, placed as splice places it
-        _, region, sparams = Splice().edit(request, anatomy, rng)
+        source, tumour, region, sparams = Splice().place(request, anatomy, rng)
         filled, params = Inpainter.load().fill(request.image, region, inject=True, rng=rng)
+        # the generator draws tumours a little dim and flat; keep its drawing but give it the intensities of
+        # that real tumour (matched to this slice's tissue as splice matches them)
+        filled = match_histogram(filled, tumour, source[tumour])
         keep = {k: sparams[k] for k in ("scale", "angle", "flip", "position", "tumour_area") if k in sparams}
-        return filled, region, {**keep, **params}
+        return filled, region, {**keep, **params, "histogram_matched": True}
+
+
+def healthy_reference(image: np.ndarray, region: np.ndarray, anatomy: Anatomy, lesion: np.ndarray,
+                      rng: np.random.Generator, candidates: int = 24) -> tuple[np.ndarray | None, list | None]:
+    """The pixel values of a healthy place of the slice with the region's shape, inside the head's interior and
+    away from the lesion, as bright as the region's surroundings (among ``candidates`` drawn from every place
+    the region fits); (None, None) when it fits nowhere."""
+    from .anatomy import ring
+    from .touchups import donor_shifts
+
+    avoid = ndi.binary_dilation(lesion | region, iterations=4)
+    shifts = donor_shifts(region, anatomy.interior & ~avoid)
+    if not len(shifts):
+        return None, None
+    picks = shifts[rng.choice(len(shifts), size=min(candidates, len(shifts)), replace=False)]
+    img = image.astype(np.float64)
+    near = ring(region, 0, 8) & anatomy.head & ~lesion
+    level = float(np.median(img[near])) if near.sum() > 20 else float(np.median(img[anatomy.interior]))
+    ys, xs = np.nonzero(region)
+    costs = [abs(float(np.median(img[ys + dy, xs + dx])) - level) for dy, dx in picks]
+    dy, dx = (int(v) for v in picks[int(np.argmin(costs))])
+    return img[ys + dy, xs + dx], [dy, dx]
+
+
+def match_histogram(image: np.ndarray, where: np.ndarray, reference: np.ndarray, ramp: float = 2.0) -> np.ndarray:
+    """``image`` with its values inside ``where`` mapped, rank for rank, onto the distribution of
+    ``reference`` (a monotone map: the spatial pattern is kept); the change fades out over ``ramp`` px inside
+    the edge of ``where`` so that no step appears there."""
+    out = image.astype(np.float64).copy()
+    vals = out[where]
+    if vals.size < 2 or reference.size < 2:
+        return out
+    ranks = np.argsort(np.argsort(vals, kind="stable"), kind="stable") / (vals.size - 1)
+    mapped = np.quantile(reference.astype(np.float64), ranks)
+    weight = np.clip(ndi.distance_transform_edt(where)[where] / ramp, 0.0, 1.0)
+    out[where] = weight * mapped + (1.0 - weight) * vals
+    return out
 
 
 # --- training ---------------------------------------------------------------------------------

@@ -65,8 +65,9 @@ def _translated(image: np.ndarray, dy: int, dx: int) -> np.ndarray:
 class Patch(TamperMethod):
     name = "patch"
     kind = REMOVE
-    # healthy tissue's detail replaces the fill's below this scale (px): the mirrored tissue keeps its own structure above 3 px
-    detail_sigma = 3.0
+    # healthy tissue's detail replaces the fill's below this scale (px): the mirrored tissue keeps its own layout
+    # above it; below it, interpolation (tilted mirror) and Poisson blending leave it flatter than tissue
+    detail_sigma = 6.0
 
     def edit(self, request: TamperRequest, anatomy: Anatomy, rng: np.random.Generator):
         tumour = np.asarray(request.tumour, bool)

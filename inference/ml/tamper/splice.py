@@ -41,6 +41,12 @@ class Splice(TamperMethod):
     kind = INJECT
 
     def edit(self, request: TamperRequest, anatomy: Anatomy, rng: np.random.Generator):
+        source, _, region, params = self.place(request, anatomy, rng)
+        return poisson_blend(request.image, source, region), region, params
+
+    def place(self, request: TamperRequest, anatomy: Anatomy, rng: np.random.Generator):
+        """The donor tumour, intensity-matched, resized, rotated and placed: (the target with the donor's
+        pixels pasted in, the tumour's mask there, the region to blend (tumour plus a band), parameters)."""
         donor_img = np.asarray(request.donor_image)
         if anatomy.tissue_area < 50:
             raise NotApplicable("no brain tissue on this slice")
@@ -119,7 +125,8 @@ class Splice(TamperMethod):
         source[oy:oy + oh, ox:ox + ow] = patch
         region = np.zeros((h, w), bool)
         region[ly + oy, lx + ox] = True
-        blended = poisson_blend(request.image, source, region)
+        placed = np.zeros((h, w), bool)
+        placed[py + oy, px + ox] = True
         params = {
             "scale": round(scale, 3), "angle": round(angle, 2), "flip": flip, "band": band,
             "position": [int(oy + oh // 2), int(ox + ow // 2)], "placement_attempts": attempt + 1,
@@ -127,4 +134,4 @@ class Splice(TamperMethod):
                           "ratio": round(ratio, 3)},
             "tumour_area": int(pmask.sum()),
         }
-        return blended, region, params
+        return source, placed, region, params

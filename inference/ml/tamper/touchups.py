@@ -79,12 +79,16 @@ def donor_shifts(mask: np.ndarray, allowed: np.ndarray) -> np.ndarray:
 
 
 def _noise_field(mask: np.ndarray, ctx: Context, rng: np.random.Generator,
-                 detail_sigma: float = 1.0) -> tuple[np.ndarray, dict]:
+                 detail_sigma: float = 1.0) -> tuple[np.ndarray, np.ndarray, dict]:
     """Noise for the region at the level measured just outside it: real residual texture (the original less
     its Gaussian blur of ``detail_sigma``) from a healthy place of the same slice that looks most like the
     region's surroundings in brightness and amount of detail (among a few drawn at random from every place
     the region fits), else lightly correlated Gaussian noise (and then only the 1 px noise is replaced:
-    ``params["detail_sigma"]``). The level is always that of the 1 px residual (the noise)."""
+    ``params["detail_sigma"]``).
+
+    Returns (noise, structure, params): the 1 px residual, scaled to the noise level around the region, and
+    the donor's detail between 1 px and ``detail_sigma`` at its own amplitude (zero when only noise is
+    replaced): tissue structure is contrast, not noise, and scaling it by a noise ratio flattens it."""
     around = ring(mask, 0, 4) & ctx.head
     orig = ctx.original.astype(np.float64)
     target_sigma = noise_sigma(residual(orig), around)
@@ -107,19 +111,23 @@ def _noise_field(mask: np.ndarray, ctx: Context, rng: np.random.Generator,
         costs = [abs(float(np.mean(orig[ys + dy, xs + dx])) - level) / max(level, 1.0)
                  + abs(np.log(float(np.std(detail[ys + dy, xs + dx])) + 1e-3) - texture) for dy, dx in picks]
         donor = tuple(int(v) for v in picks[int(np.argmin(costs))])
+    structure = np.zeros((h, w))
     if donor is None:
         field = ndi.gaussian_filter(rng.standard_normal((h, w)), 0.5)
         params = {"source": "synthetic", "detail_sigma": 1.0}
     else:
         field = np.zeros((h, w))
-        field[ys, xs] = detail[ys + donor[0], xs + donor[1]]
+        noise = residual(orig)
+        field[ys, xs] = noise[ys + donor[0], xs + donor[1]]
+        if detail_sigma > 1.0:
+            structure[ys, xs] = (detail - noise)[ys + donor[0], xs + donor[1]]
         params = {"source": "transplant", "shift": [donor[0], donor[1]], "detail_sigma": detail_sigma}
     field = np.where(mask, field, 0.0)
     # scale with the same estimator that measured the target, applied to the field as it will be seen
     measured = noise_sigma(residual(field), ndi.binary_erosion(mask, iterations=2) if mask.sum() > 200 else mask)
     field *= target_sigma / measured if measured > 1e-6 else 0.0
     params["sigma"] = round(target_sigma, 3)
-    return field, params
+    return field, structure, params
 
 
 def _seam_blur(edited: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, dict]:
@@ -177,11 +185,12 @@ def finish(
         out, applied["seam_blur"] = _seam_blur(out, mask, rng)
     alpha = feather_alpha(mask, feather)
     if draws["noise"]:
-        field, applied["noise"] = _noise_field(mask, ctx, rng, detail_sigma)
+        field, structure, applied["noise"] = _noise_field(mask, ctx, rng, detail_sigma)
         smooth = ndi.gaussian_filter(out, applied["noise"]["detail_sigma"])
         # the original keeps (1 - alpha) of its noise: add the rest so the variance is the same everywhere
         weight = np.sqrt(np.clip(1.0 - (1.0 - alpha) ** 2, 0.0, 1.0))
-        base = alpha * smooth + (1.0 - alpha) * orig
+        # structure is content: it is feathered in like the content
+        base = alpha * (smooth + structure) + (1.0 - alpha) * orig
         # calibrate on the result itself: the smoothed content and the seam keep some high frequencies
         target, gain = applied["noise"]["sigma"], 1.0
         interior = ndi.binary_erosion(mask, iterations=4)
