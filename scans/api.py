@@ -110,7 +110,8 @@ class ScanListCreateApi(ScansErrorsMixin, GenericAPIView):
     )
     def post(self, request):
         # An oversized body never gets here: scans.middleware.UploadSizeLimitMiddleware refuses it unread.
-        result = services.scan_upload(user=request.user, files=request.FILES.getlist("files"), request=request)
+        result = services.scan_upload(user=request.user, files=request.FILES.getlist("files"), request=request,
+                                      sequence=request.data.get("sequence") or None)
         scan = selectors.scan_get_for(user=request.user, pk=result.scan.pk)
         body = {
             "created": result.created,

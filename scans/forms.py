@@ -1,5 +1,6 @@
 from django import forms
 
+from inference.ml.sequence import DECLARABLE, LABELS
 from inference.models import VERDICT_CHOICES
 from scans.ingest import ACCEPTED_HELP
 from scans.selectors import VERDICT_PENDING
@@ -38,9 +39,17 @@ class MultipleFileField(forms.FileField):
         return [super().clean(data, initial)] if data else None
 
 
+SEQUENCE_CHOICES = [("", "Read it from the file"), *((key, LABELS[key]) for key in DECLARABLE)]
+
+
 class ScanUploadForm(forms.Form):
     files = MultipleFileField(
         required=False,  # "no file" is answered by the upload service, with the same message as the API
         label="Scan files",
         help_text=f"{ACCEPTED_HELP}. Several DICOM files of one series form one scan.",
+    )
+    sequence = forms.ChoiceField(
+        choices=SEQUENCE_CHOICES, required=False, label="MRI sequence",
+        help_text="The detector was trained on FLAIR and T1 post-contrast. A DICOM series says which it is; a PNG, "
+        "JPEG, TIFF or NIfTI usually does not, so state it here.",
     )

@@ -461,8 +461,11 @@ def _decode_image(original: Original) -> Volume:
         raise UploadRejected.for_file(original.name, str(exc)) from exc
 
 
-def decode_originals(originals: list[Original]) -> DecodedUpload:
-    """One Volume from the checked originals (one NIfTI, one image, a zip of DICOM, or DICOM files)."""
+def decode_originals(originals: list[Original], *, sequence: str | None = None) -> DecodedUpload:
+    """One Volume from the checked originals (one NIfTI, one image, a zip of DICOM, or DICOM files).
+
+    ``sequence``: the MRI sequence the uploader states (``inference.ml.sequence.DECLARABLE``), used where the
+    file does not say."""
     first = originals[0]
     if first.kind == "nifti":
         volume, kind = _decode_nifti(first), "nifti"
@@ -475,6 +478,6 @@ def decode_originals(originals: list[Original]) -> DecodedUpload:
     n, height, width = volume.slices.shape
     _check_slice_size(first.name, width, height)
     _check_slice_count(first.name, n)
-    volume.metadata["sequence"] = identify_sequence(volume.metadata, first.name).as_dict()
+    volume.metadata["sequence"] = identify_sequence(volume.metadata, first.name, declared=sequence).as_dict()
     metadata = {k: v for k, v in volume.metadata.items() if k in SAFE_METADATA_KEYS and v is not None}
     return DecodedUpload(kind=kind, volume=volume, metadata=metadata)

@@ -3,6 +3,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from inference.ml.sequence import DECLARABLE
 from scans.models import Scan, ScanFile, ScanSlice
 
 
@@ -106,6 +107,11 @@ class ScanUploadRequestSerializer(serializers.Serializer):
         child=serializers.FileField(),
         help_text="One scan: DICOM file(s) of one series, a zip of one DICOM series, one NIfTI, or one "
         "PNG/JPEG/TIFF. Send each file as a `files` part.",
+    )
+    sequence = serializers.ChoiceField(
+        choices=list(DECLARABLE), required=False,
+        help_text="The MRI sequence, where the file does not say (PNG, JPEG, TIFF, most NIfTI). DICOM acquisition "
+        "parameters outrank it. The detector was trained on `flair` and `t1_post_contrast`.",
     )
 
 

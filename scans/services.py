@@ -12,6 +12,7 @@ from django.db import IntegrityError, transaction
 from django.utils.text import get_valid_filename
 
 from inference.ml import imaging
+from inference.ml.sequence import DECLARABLE
 from scans import ingest
 from scans.ingest import UploadRejected
 from scans.models import Scan, ScanFile, ScanSlice
@@ -86,21 +87,24 @@ def _already_uploaded(scan: Scan) -> ScanUploadResult:
     )
 
 
-def scan_upload(*, user, files, request=None) -> ScanUploadResult:
+def scan_upload(*, user, files, request=None, sequence: str | None = None) -> ScanUploadResult:
     """Store one scan from the uploaded files and queue its detector job.
 
     `files`: one DICOM (single- or multi-frame), several DICOM files of one series, a zip of one DICOM
     series, one NIfTI (.nii, .nii.gz) or one PNG/JPEG/TIFF. The same bytes uploaded again by the same user
     return the existing scan (`created=False`). Bad input raises `UploadRejected` and leaves nothing behind:
-    no row, no stored file, no job.
+    no row, no stored file, no job. `sequence`: the MRI sequence the uploader states (FLAIR, T1 post-contrast,
+    ...; see inference.ml.sequence), used where the file itself does not say.
     """
     try:
+        if sequence and sequence not in DECLARABLE:
+            raise UploadRejected(f"Unknown sequence '{sequence}': state one of {', '.join(DECLARABLE)}, or none.")
         originals = ingest.read_originals(files)
         digest = ingest.combined_sha256(originals)
         existing = Scan.objects.filter(owner=user, sha256=digest).first()
         if existing is not None:
             return _already_uploaded(existing)
-        decoded = ingest.decode_originals(originals)
+        decoded = ingest.decode_originals(originals, sequence=sequence or None)
         pixels = slice_pngs(decoded.volume)
     except UploadRejected as exc:
         _audit_rejected(user=user, request=request, exc=exc)

@@ -56,7 +56,8 @@ def scan_upload(request):
     # An oversized body never gets here: scans.middleware.UploadSizeLimitMiddleware refuses it unread.
     error, file_errors = None, []
     try:
-        result = services.scan_upload(user=request.user, files=request.FILES.getlist("files"), request=request)
+        result = services.scan_upload(user=request.user, files=request.FILES.getlist("files"), request=request,
+                                      sequence=request.POST.get("sequence") or None)
     except UploadRejected as exc:
         error, file_errors = exc.message, exc.errors
     except (RequestDataTooBig, SuspiciousOperation) as exc:

@@ -15,6 +15,8 @@ import re
 from dataclasses import asdict, dataclass
 
 TRAINED_SEQUENCES = ("flair", "t1_post_contrast")
+# what an uploader may state for a file that does not say (a PNG, most NIfTI); "other": none of these
+DECLARABLE = ("flair", "t1_post_contrast", "t1", "t2", "other")
 LABELS = {
     "flair": "FLAIR",
     "t1_post_contrast": "T1 post-contrast",
@@ -25,6 +27,7 @@ LABELS = {
     "proton_density": "proton density",
     "diffusion": "diffusion (DWI/ADC)",
     "susceptibility": "susceptibility / T2*",
+    "other": "another sequence",
     "unknown": "unknown",
 }
 
@@ -95,8 +98,13 @@ def _from_text(text: str) -> str | None:
     return None
 
 
-def identify_sequence(metadata: dict, name: str = "") -> SequenceCheck:
-    """The scan's sequence from its metadata (keys of `imaging.dicom_metadata`) and its file or series name."""
+def identify_sequence(metadata: dict, name: str = "", declared: str | None = None) -> SequenceCheck:
+    """The scan's sequence from its metadata (keys of `imaging.dicom_metadata`) and its file or series name.
+
+    ``declared`` (one of DECLARABLE) is what the uploader states. The acquisition parameters, where a DICOM has
+    them, outrank it (a statement that contradicts them is reported); a name or nothing does not."""
+    if declared is not None and declared not in DECLARABLE:
+        raise ValueError(f"Unknown sequence {declared!r}; expected one of: {', '.join(DECLARABLE)}.")
     meta = metadata or {}
     texts = [str(meta.get(k) or "") for k in ("series_description", "protocol_name", "description")] + [name or ""]
     text = " ".join(t for t in texts if t).lower().replace("_", " ")
@@ -112,7 +120,17 @@ def identify_sequence(metadata: dict, name: str = "") -> SequenceCheck:
     else:
         sequence, evidence = "unknown", "no acquisition parameters and no sequence in its name"
 
-    if sequence == "t1":
+    conflict, settled = "", False
+    if declared is not None:
+        if from_params is None:
+            sequence, evidence, settled = declared, "stated by the uploader", True
+        elif declared == "t1_post_contrast" and from_params == "t1":
+            if not agent:
+                sequence, evidence, settled = declared, f"{evidence}; contrast stated by the uploader", True
+        elif declared != _family(from_params):
+            conflict = f" It was stated to be {LABELS[declared]}, which its acquisition parameters contradict."
+
+    if sequence == "t1" and not settled:
         if agent:
             sequence, evidence = "t1_post_contrast", f"{evidence}; contrast agent {agent}"
         elif _CONTRAST.search(text):
@@ -125,7 +143,7 @@ def identify_sequence(metadata: dict, name: str = "") -> SequenceCheck:
     label = LABELS[sequence]
     trained_on = " and ".join(LABELS[s] for s in TRAINED_SEQUENCES)
     if sequence in TRAINED_SEQUENCES:
-        return SequenceCheck(sequence, label, True, evidence, "")
+        return SequenceCheck(sequence, label, True, evidence, conflict.strip())
     if sequence in ("unknown", "t1_unconfirmed"):
         what = ("The MRI sequence could not be determined" if sequence == "unknown"
                 else "This looks like a T1-weighted series, but whether contrast was given is not recorded")
@@ -136,5 +154,12 @@ def identify_sequence(metadata: dict, name: str = "") -> SequenceCheck:
         sequence, label, False, evidence,
         f"This series looks like {label}. The detector was trained on {trained_on} only and raises "
         "false alarms on sequences it never saw (on an unseen hospital's authentic T1 and T2 series it flagged 8 "
-        "to 10 of 22 slices as tampered): treat its verdict as unreliable.",
+        "to 10 of 22 slices as tampered): treat its verdict as unreliable." + conflict,
     )
+
+
+def _family(sequence: str) -> str:
+    """The declarable name a measured sequence falls under."""
+    if sequence in DECLARABLE:
+        return sequence
+    return "other"

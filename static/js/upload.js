@@ -96,6 +96,8 @@
 
       var data = new FormData();
       group.forEach(function (f) { data.append("files", f, f.name); });
+      var sequence = form.querySelector("[name=sequence]");
+      if (sequence && sequence.value) data.append("sequence", sequence.value);
       var xhr = new XMLHttpRequest();
       xhr.open("POST", apiUrl);
       xhr.setRequestHeader("X-CSRFToken", csrf);

@@ -59,3 +59,29 @@ def test_rules(meta, name, sequence, trained):
     check = identify_sequence(meta, name)
     assert (check.sequence, check.trained) == (sequence, trained)
     assert bool(check.message) == (check.trained is not True)
+
+
+@pytest.mark.parametrize("meta, name, declared, sequence, trained, conflict", [
+    ({}, "slice.png", "flair", "flair", True, False),  # nothing in the file: the statement decides
+    ({}, "slice.png", "t1", "t1", False, False),
+    ({}, "Post_Scan_T1.nii.gz", "t1_post_contrast", "t1_post_contrast", True, False),
+    ({}, "scan.png", "other", "other", False, False),
+    # a DICOM T1 without a recorded agent, stated post-contrast by the uploader: believed
+    ({"modality": "MR", "repetition_time": 500.0, "echo_time": 10.0}, "", "t1_post_contrast", "t1_post_contrast",
+     True, False),
+    # acquisition parameters outrank a contradicting statement, and the contradiction is reported
+    ({"modality": "MR", "repetition_time": 4450.0, "echo_time": 100.0}, "", "flair", "t2", False, True),
+    ({"modality": "MR", "scanning_sequence": "IR", "repetition_time": 9000.0, "echo_time": 100.0,
+      "inversion_time": 2500.0}, "", "t1_post_contrast", "flair", True, True),
+])
+def test_a_stated_sequence(meta, name, declared, sequence, trained, conflict):
+    check = identify_sequence(meta, name, declared=declared)
+    assert (check.sequence, check.trained) == (sequence, trained)
+    assert ("acquisition parameters contradict" in check.message) == conflict
+    if not meta:
+        assert check.evidence == "stated by the uploader"
+
+
+def test_an_unknown_stated_sequence_is_refused():
+    with pytest.raises(ValueError, match="expected one of: flair, t1_post_contrast, t1, t2, other"):
+        identify_sequence({}, "x.png", declared="dwi")

@@ -60,6 +60,22 @@ def test_upload_series_returns_the_scan(api_a, doctor_a):
     assert body["scan"]["page_url"].endswith(reverse("scans:detail", args=[scan.pk]))
 
 
+def test_upload_with_a_stated_sequence(api_a, assert_nothing_stored):
+    from .scanfiles import SAMPLE_TIFF
+
+    files = [upload(SAMPLE_TIFF.name, SAMPLE_TIFF.read_bytes())]
+    refused = api_a.post(reverse("api-scan-list"), {"files": files, "sequence": "dwi"}, format="multipart")
+    assert refused.status_code == 400 and "Unknown sequence 'dwi'" in str(refused.json())
+    assert_nothing_stored()
+
+    files = [upload(SAMPLE_TIFF.name, SAMPLE_TIFF.read_bytes())]
+    response = api_a.post(reverse("api-scan-list"), {"files": files, "sequence": "t2"}, format="multipart")
+    assert response.status_code == 201, response.json()
+    check = response.json()["scan"]["metadata"]["sequence"]
+    assert (check["sequence"], check["trained"]) == ("t2", False)
+    assert "trained on FLAIR and T1 post-contrast only" in check["message"]
+
+
 def test_upload_same_bytes_again_is_200_with_the_existing_scan(api_a):
     data = (BRAINIX / "NIfTI" / "FLAIR.nii.gz").read_bytes()
     first = _post(api_a, [upload("FLAIR.nii.gz", data)])

@@ -52,11 +52,14 @@ def test_a_dropped_file_uploads_and_opens_the_scan(page, login_as, doctor_a):
         [SAMPLE_TIFF.name, tiff],
     )
     assert SAMPLE_TIFF.name in page.inner_text("#upload-queue")
+    page.select_option('select[name="sequence"]', "flair")  # a TIFF does not say which sequence it is
     with page.expect_navigation():
         page.click("#upload-submit")
     scan = Scan.objects.get(owner=doctor_a)
     assert page.url.endswith(reverse("scans:detail", args=[scan.pk]))
     assert scan.original_name == SAMPLE_TIFF.name and scan.kind == "image"
+    assert scan.metadata["sequence"]["sequence"] == "flair"
+    assert page.locator("[data-sequence]").inner_text().startswith("FLAIR")
 
 
 def test_without_javascript_the_form_shows_the_error(page, login_as, doctor_a, tmp_path):

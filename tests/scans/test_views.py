@@ -64,6 +64,27 @@ def test_upload_form_stores_the_series_and_opens_the_scan(client_a, doctor_a):
     assert scan.n_slices == 3 and scan.jobs.count() == 1
 
 
+def test_upload_form_takes_the_stated_sequence_of_a_plain_image(client_a, doctor_a):
+    page = _text(client_a.get(reverse("scans:upload")))
+    assert 'name="sequence"' in page and "T1 post-contrast" in page
+
+    response = client_a.post(reverse("scans:upload"), {"files": [upload(SAMPLE_TIFF.name, SAMPLE_TIFF.read_bytes())],
+                                                       "sequence": "flair"})
+    scan = Scan.objects.get(owner=doctor_a)
+    assert response.status_code == 302
+    check = scan.metadata["sequence"]
+    assert (check["sequence"], check["trained"], check["evidence"]) == ("flair", True, "stated by the uploader")
+    assert "data-sequence-warning" not in _text(client_a.get(response["Location"]))
+
+
+def test_upload_form_refuses_an_unknown_sequence(client_a, assert_nothing_stored):
+    response = client_a.post(reverse("scans:upload"), {"files": [upload(SAMPLE_TIFF.name, SAMPLE_TIFF.read_bytes())],
+                                                       "sequence": "dwi"})
+    assert response.status_code == 400
+    assert "Unknown sequence &#x27;dwi&#x27;" in response.content.decode() or "Unknown sequence 'dwi'" in _text(response)
+    assert_nothing_stored()
+
+
 def test_upload_form_recognises_the_same_file(client_a, doctor_a):
     tiff = SAMPLE_TIFF.read_bytes()
     first = client_a.post(reverse("scans:upload"), {"files": [upload(SAMPLE_TIFF.name, tiff)]})
