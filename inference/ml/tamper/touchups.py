@@ -6,10 +6,11 @@
   slice, is added back scaled to the noise level measured in a ring around the region (MRI noise is not
   white and not uniform, so a transplant fits better than synthetic Gaussian noise). The scale of what is
   replaced is the method's ``detail_sigma``: 1 px (noise only) for injections, whose content carries a
-  tumour's own texture, and a few px for removals (6 for inpainted or generated fills, 3 for a mirrored
-  patch), whose fill lacks the fine structure of brain tissue (sulci, grey/white matter detail) as much as
-  its noise: the donor's detail up to that scale is transplanted, from inside the head away from the skull
-  so no skull edge comes along;
+  tumour's own texture, and 6 px for removals, whose fill (inpainted, generated, or mirrored and
+  Poisson-blended) lacks the fine structure of brain tissue (sulci, grey/white matter detail) as much as its
+  noise: the donor's detail up to that scale is transplanted, from inside the head away from the skull so no
+  skull edge comes along; its structure keeps its own amplitude, only its 1 px noise is scaled to the level
+  around the region;
 - ``jpeg``: the region's bounding box is JPEG-encoded and decoded (a lossy round trip in an editor).
 
 Whole-slice JPEG or resampling would move every pixel of the slice, which the dataset contract forbids for
