@@ -79,7 +79,8 @@ def scan_report_pdf(report, *, generated_by) -> bytes:
     ]
     check = (scan.metadata or {}).get("sequence") or {}
     if check.get("message"):
-        heading = "Sequence outside the detector's training" if check.get("trained") is False else "Sequence not confirmed"
+        heading = ("Sequence outside the detector's training" if check.get("trained") is False
+                   else "Sequence not confirmed")
         story += [Paragraph(f"<b>{heading}:</b> {escape(check['message'])} ({escape(check.get('evidence', ''))})",
                             styles["BodyText"]), Spacer(1, 3 * mm)]
 

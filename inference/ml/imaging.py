@@ -179,7 +179,9 @@ DICOM_METADATA_FIELDS = {
     "inversion_time": "InversionTime",
     "contrast_agent": "ContrastBolusAgent",
 }
-NUMERIC_METADATA = ("slice_thickness", "window_center", "window_width", "repetition_time", "echo_time", "inversion_time")
+NUMERIC_METADATA = (
+    "slice_thickness", "window_center", "window_width", "repetition_time", "echo_time", "inversion_time",
+)
 
 
 def read_dicom_dataset(source: str | Path | BinaryIO):

@@ -1,4 +1,5 @@
-"""Which sequence a scan is (inference.ml.sequence): real headers from an unseen hospital, and the rules on edge cases."""
+"""Which sequence a scan is (inference.ml.sequence): real headers from an unseen hospital, and the rules on
+edge cases."""
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,8 +1,8 @@
 """python manage.py detect FILE... [--weights FILE] [--out FILE.json] [--masks DIR]
 
 Runs the detector on scans from disk (DICOM file or series folder, NIfTI, PNG, JPEG, TIFF) through the same
-Predictor as the portal, and prints one JSON document: per file, a verdict per slice and one per file, and the MRI sequence it was
-recognised as (with a warning on standard error when the detector was not trained on that sequence).
+Predictor as the portal, and prints one JSON document: per file, a verdict per slice and one per file, and the
+MRI sequence it was recognised as (with a warning on standard error when the detector was not trained on it).
 """
 from __future__ import annotations
 
