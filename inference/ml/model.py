@@ -295,7 +295,10 @@ DEFAULT_CALIBRATION = {
     "image_weight": 0.5,
     # detections below this score are not evidence and are not shown
     "detection_threshold": 0.3,
+    # what is shown (see predictor.select_instances) and how a mask is cut; fitted for mask IoU on validation
     "mask_threshold": 0.5,
+    "show_threshold": 0.0,
+    "show_relative": 0.0,
 }
 
 

@@ -5,8 +5,9 @@ Load once (`Predictor.load`), then `predict` / `predict_batch`. Each slice gets:
 - ``scores``: calibrated probabilities of the four verdicts (sum 1), a mix of the image-level head's softmax
   (temperature-scaled) and the evidence of the detections (the best score of each class);
 - ``verdict``: the most probable verdict;
-- ``instances``: the detections of the verdict's class above the detection threshold (if none clears it, the best
-  one of that class), each with a boolean mask the size of the input. A ``no_tumor`` verdict shows nothing.
+- ``instances``: the detections of the verdict's class that clear the show thresholds (always its best one), each
+  with a boolean mask the size of the input (mask probability >= ``mask_threshold``). A ``no_tumor`` verdict
+  shows nothing.
 
 `volume_verdict` turns per-slice results into one per scan. No Django here.
 """
@@ -131,15 +132,21 @@ def merge_overlapping(instances: list[Instance], min_overlap: float = 0.2) -> li
     return groups if len(groups) == len(instances) else merge_overlapping(groups, min_overlap)
 
 
-def select_instances(verdict: str, detections: list[Instance], detection_threshold: float) -> list[Instance]:
-    """What a doctor is shown: the verdict's class above the threshold, else its best detection, with overlapping
-    detections merged into one region; none for no_tumor."""
+def select_instances(verdict: str, detections: list[Instance], detection_threshold: float,
+                     show_threshold: float = 0.0, show_relative: float = 0.0) -> list[Instance]:
+    """What a doctor is shown: the verdict's detections scoring at least the detection threshold, the show
+    threshold and ``show_relative`` x the class's best score (the best one is always shown), with overlapping
+    detections merged into one region; none for no_tumor. The two show parameters are fitted on the validation
+    split for mask IoU (weak extra detections mostly outline tissue around the region); 0 shows every detection
+    above the detection threshold."""
     if VERDICT_CATEGORY[verdict] is None:
         return []
     of_class = [d for d in detections if d.label == verdict]
-    shown = [d for d in of_class if d.score >= detection_threshold]
-    if not shown and of_class:
-        shown = [max(of_class, key=lambda d: d.score)]
+    if not of_class:
+        return []
+    best = max(d.score for d in of_class)
+    floor = max(detection_threshold, show_threshold, show_relative * best)
+    shown = [d for d in of_class if d.score >= floor or d.score == best]
     return merge_overlapping(shown)
 
 
@@ -264,7 +271,9 @@ class Predictor:
             )
             for i in range(len(raw["scores"]))
         ]
-        instances = select_instances(verdict, detections, float(self.calibration["detection_threshold"]))
+        cal = self.calibration
+        instances = select_instances(verdict, detections, float(cal["detection_threshold"]),
+                                     float(cal["show_threshold"]), float(cal["show_relative"]))
         tamper = float(sum(scores[v] for v in TAMPERED))
         return SlicePrediction(verdict=verdict, scores=scores, tamper_score=tamper, instances=instances), detections
 

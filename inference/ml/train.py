@@ -191,6 +191,22 @@ class ValItem:
     truth: np.ndarray  # union of ground-truth regions, bool
     image_logits: np.ndarray
     detections: list[Instance]
+    mask_probs: np.ndarray | None = None  # (n, h, w) uint8, each detection's mask probability x 255
+    _cut: dict = field(default_factory=dict, repr=False)  # mask threshold -> detections with those masks
+
+    def shown_mask(self, verdict: str, calibration: dict) -> np.ndarray:
+        """The union of what would be shown for ``verdict`` under ``calibration`` (its mask and show thresholds)."""
+        calibration = {**DEFAULT_CALIBRATION, **calibration}
+        detections = self.detections
+        if self.mask_probs is not None:
+            key = float(calibration["mask_threshold"])
+            if key not in self._cut:
+                self._cut[key] = [Instance(d.label, d.score, d.box, probs >= key * 255.0)
+                                  for d, probs in zip(self.detections, self.mask_probs)]
+            detections = self._cut[key]
+        shown = select_instances(verdict, detections, float(calibration["detection_threshold"]),
+                                 float(calibration["show_threshold"]), float(calibration["show_relative"]))
+        return union_mask([d.mask for d in shown], self.truth.shape)
 
 
 def collect_validation(predictor: Predictor, records, batch_size: int = 8) -> list[ValItem]:
@@ -204,33 +220,38 @@ def collect_validation(predictor: Predictor, records, batch_size: int = 8) -> li
             outputs = model([slice_tensor(s).to(predictor.device) for s in slices])
         for rec, out, s in zip(chunk, outputs, slices):
             _, detections = predictor._postprocess_detailed(out, s.shape)
-            items.append(ValItem(rec.verdict, rec.mask(), out["image_logits"].float().cpu().numpy(), detections))
+            probs = (out["masks"][:, 0].float().cpu().numpy() * 255.0).round().astype(np.uint8)
+            items.append(ValItem(rec.verdict, rec.mask(), out["image_logits"].float().cpu().numpy(), detections,
+                                 probs))
     return items
+
+
+def item_verdict(it: ValItem, calibration: dict, has_image_head: bool) -> tuple[str, dict[str, float]]:
+    image_probs = None
+    if has_image_head:
+        logits = it.image_logits / float(calibration["temperature"])
+        logits = logits - logits.max()
+        image_probs = np.exp(logits) / np.exp(logits).sum()
+    threshold = float(calibration["detection_threshold"])
+    class_scores = {}
+    for name in ("real_tumor", "fake_added", "fake_removed"):
+        s = [d.score for d in it.detections if d.label == name and d.score >= threshold]
+        class_scores[name] = max(s) if s else 0.0
+    weight = float(calibration["image_weight"]) if has_image_head else 0.0
+    scores = fuse_scores(image_probs, class_scores, weight)
+    return max(VERDICTS, key=lambda v: scores[v]), scores
 
 
 def score_items(items: list[ValItem], calibration: dict, has_image_head: bool, with_iou: bool = True) -> dict:
     y_true, y_pred, tamper, ious, nll = [], [], [], [], []
     for it in items:
-        image_probs = None
-        if has_image_head:
-            logits = it.image_logits / float(calibration["temperature"])
-            logits = logits - logits.max()
-            image_probs = np.exp(logits) / np.exp(logits).sum()
-        threshold = float(calibration["detection_threshold"])
-        class_scores = {}
-        for name in ("real_tumor", "fake_added", "fake_removed"):
-            s = [d.score for d in it.detections if d.label == name and d.score >= threshold]
-            class_scores[name] = max(s) if s else 0.0
-        weight = float(calibration["image_weight"]) if has_image_head else 0.0
-        scores = fuse_scores(image_probs, class_scores, weight)
-        verdict = max(VERDICTS, key=lambda v: scores[v])
+        verdict, scores = item_verdict(it, calibration, has_image_head)
         y_true.append(it.verdict)
         y_pred.append(verdict)
         tamper.append(scores["fake_added"] + scores["fake_removed"])
         nll.append(-math.log(max(scores[it.verdict], 1e-9)))
         if with_iou and it.truth.any():
-            shown = select_instances(verdict, it.detections, threshold)
-            ious.append(mask_iou(it.truth, union_mask([d.mask for d in shown], it.truth.shape)))
+            ious.append(mask_iou(it.truth, it.shown_mask(verdict, calibration)))
         else:
             ious.append(None)
     metrics = classification_metrics(y_true, y_pred, tamper, ious)
@@ -239,7 +260,8 @@ def score_items(items: list[ValItem], calibration: dict, has_image_head: bool, w
 
 
 def fit_calibration(items: list[ValItem], has_image_head: bool) -> tuple[dict, dict]:
-    """The calibration with the best validation macro F1 (ties: lower NLL), and its metrics."""
+    """The calibration with the best validation macro F1 (ties: lower NLL), then the display (mask and show
+    thresholds, `fit_display`) with the best mean IoU for those verdicts; and its metrics."""
     temperatures = (0.5, 0.75, 1.0, 1.5, 2.0, 3.0) if has_image_head else (1.0,)
     weights = (0.0, 0.25, 0.5, 0.75, 0.9, 1.0) if has_image_head else (0.0,)
     thresholds = (0.05, 0.1, 0.2, 0.3, 0.5, 0.7)
@@ -250,7 +272,59 @@ def fit_calibration(items: list[ValItem], has_image_head: bool) -> tuple[dict, d
         key = (round(m["macro_f1"], 6), -m["nll"])
         if best_key is None or key > best_key:
             best, best_key = cal, key
+    best = fit_display(items, best, has_image_head)
     return best, score_items(items, best, has_image_head, with_iou=True)
+
+
+MASK_THRESHOLDS = (0.4, 0.5, 0.6, 0.7)
+SHOW_THRESHOLDS = (0.0, 0.5, 0.7)
+SHOW_RELATIVE = (0.0, 0.5, 0.8)
+
+
+def fit_display(items: list[ValItem], calibration: dict, has_image_head: bool) -> dict:
+    """The mask threshold and show thresholds with the best mean IoU over the items with a region, the verdicts
+    fixed by ``calibration`` (ties: the less selective setting, so that a flat criterion changes nothing)."""
+    with_truth = [it for it in items if it.truth.any()]
+    if not with_truth:
+        return calibration
+    calibration = {**DEFAULT_CALIBRATION, **calibration}
+    verdicts = [item_verdict(it, calibration, has_image_head)[0] for it in with_truth]
+    best, best_iou = calibration, None
+    # the default first: it wins ties
+    grid = [(calibration["mask_threshold"], calibration["show_threshold"], calibration["show_relative"])]
+    grid += [g for g in itertools.product(MASK_THRESHOLDS, SHOW_THRESHOLDS, SHOW_RELATIVE) if g != grid[0]]
+    for mask_t, show_t, show_r in grid:
+        cal = {**calibration, "mask_threshold": mask_t, "show_threshold": show_t, "show_relative": show_r}
+        iou = float(np.mean([mask_iou(it.truth, it.shown_mask(v, cal)) or 0.0 for it, v in zip(with_truth, verdicts)]))
+        if best_iou is None or iou > best_iou + 1e-9:
+            best, best_iou = cal, iou
+    return best
+
+
+def calibrate_bundle(weights: str | Path, dataset_dir: str | Path, out: str | Path, *, split: str = "val",
+                     device: str = "auto", limit: int | None = None) -> tuple[dict, dict]:
+    """Refit a bundle's calibration (verdict mix and thresholds, then mask and show thresholds) on a whole split,
+    typically the full validation split after training validated on a subset; writes the bundle to ``out`` with
+    its weights untouched and ``meta["calibrated_on"]`` saying on what. Returns (calibration, metrics)."""
+    records = list(load_dataset(dataset_dir, split=split))
+    if limit:
+        records = records[:limit]
+    if not records:
+        raise ValueError(f"The dataset {dataset_dir} has no image in split {split!r} to calibrate on.")
+    bundle = load_bundle(weights)
+    predictor = Predictor.load(weights, device=device)
+    items = collect_validation(predictor, records)
+    calibration, metrics = fit_calibration(items, predictor.has_image_head)
+    previous = bundle.get("calibration")
+    bundle["calibration"] = calibration
+    bundle["meta"] = {**bundle.get("meta", {}), "calibrated_on": {
+        "dataset_dir": str(dataset_dir), "dataset_sha256": _file_sha256(Path(dataset_dir) / "annotations.json"),
+        "split": split, "n_images": len(items),
+        "metrics": {k: metrics[k] for k in ("accuracy", "macro_f1", "mean_iou", "tamper_auc", "nll")},
+        "previous_calibration": previous,
+    }}
+    save_bundle(bundle, out)
+    return calibration, metrics
 
 
 # --- Training -------------------------------------------------------------------------------------

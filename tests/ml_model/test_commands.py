@@ -171,3 +171,32 @@ def test_ship_compacts_and_the_card_quotes_the_evaluation(tiny_dataset, random_b
     other = ship_bundle(random_bundle, tmp_path / "other.pt", version="1.0.0")
     with pytest.raises(ValueError, match="different file"):
         write_model_card(other, out, tmp_path / "X.md")
+
+
+def test_calibrate_detector_refits_thresholds_and_keeps_the_weights(tiny_dataset, random_bundle, tmp_path):
+    out = tmp_path / "calibrated.pt"
+    stdout = StringIO()
+    call_command("calibrate_detector", str(tiny_dataset), "--weights", str(random_bundle), "--out", str(out),
+                 "--split", "train", stdout=stdout)
+    report = json.loads(stdout.getvalue().rsplit("}", 1)[0] + "}")
+    before, after = torch.load(random_bundle, weights_only=True), torch.load(out, weights_only=True)
+    assert all(torch.equal(before["state_dict"][k], after["state_dict"][k]) for k in before["state_dict"])
+    assert after["calibration"] == report["calibration"]
+    assert {"temperature", "image_weight", "detection_threshold", "mask_threshold", "show_threshold",
+            "show_relative"} <= set(after["calibration"])
+    meta = after["meta"]["calibrated_on"]
+    assert meta["split"] == "train" and meta["n_images"] == 4 and len(meta["dataset_sha256"]) == 64
+    assert meta["previous_calibration"] == before["calibration"]
+
+
+def test_calibrate_detector_refuses_the_test_split_and_missing_weights(tiny_dataset, random_bundle, tmp_path):
+    with pytest.raises(CommandError, match="test split"):
+        call_command("calibrate_detector", str(tiny_dataset), "--weights", str(random_bundle),
+                     "--out", str(tmp_path / "x.pt"), "--split", "test")
+    with pytest.raises(CommandError, match="No weights file"):
+        call_command("calibrate_detector", str(tiny_dataset), "--weights", str(tmp_path / "none.pt"),
+                     "--out", str(tmp_path / "x.pt"))
+    with pytest.raises(CommandError, match="no image has split"):
+        call_command("calibrate_detector", str(tiny_dataset), "--weights", str(random_bundle),
+                     "--out", str(tmp_path / "x.pt"), "--split", "val")
+    assert not (tmp_path / "x.pt").exists()

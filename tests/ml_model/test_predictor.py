@@ -203,3 +203,19 @@ def test_overlapping_detections_of_a_class_are_shown_as_one_region():
     # a touch is not an overlap
     edge = _inst("fake_added", 0.5, 12, 4, 20, 12)  # shares no pixel with a
     assert len(select_instances("fake_added", [a, edge], detection_threshold=0.1)) == 2
+
+
+def test_show_thresholds_keep_the_best_detection_and_drop_weak_extras():
+    best = _inst("fake_added", 0.9, 4, 4, 12, 12)
+    weaker = _inst("fake_added", 0.6, 20, 20, 28, 28)
+    weak = _inst("fake_added", 0.35, 0, 20, 6, 28)
+    dets = [weak, best, weaker]
+    # defaults: everything above the detection threshold
+    assert {d.score for d in select_instances("fake_added", dets, 0.3)} == {0.9, 0.6, 0.35}
+    assert {d.score for d in select_instances("fake_added", dets, 0.3, show_threshold=0.5)} == {0.9, 0.6}
+    assert {d.score for d in select_instances("fake_added", dets, 0.3, show_relative=0.8)} == {0.9}
+    # the best detection is shown even below every threshold (a verdict always has a place to look at)
+    lone = _inst("real_tumor", 0.1, 4, 4, 12, 12)
+    assert [d.score for d in select_instances("real_tumor", [lone], 0.3, show_threshold=0.7)] == [0.1]
+    assert select_instances("fake_removed", dets, 0.3) == []
+    assert select_instances("no_tumor", dets, 0.0) == []

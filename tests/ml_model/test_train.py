@@ -8,9 +8,19 @@ import pytest
 import torch
 
 from inference.ml.coco import site_of
-from inference.ml.model import load_bundle
-from inference.ml.predictor import Predictor
-from inference.ml.train import TrainConfig, epoch_order, make_target, train
+from inference.ml.labels import VERDICTS
+from inference.ml.model import DEFAULT_CALIBRATION, load_bundle
+from inference.ml.predictor import Instance, Predictor
+from inference.ml.train import (
+    TrainConfig,
+    ValItem,
+    epoch_order,
+    fit_calibration,
+    fit_display,
+    make_target,
+    score_items,
+    train,
+)
 from inference.ml.transforms import AugmentConfig, augment
 
 from .conftest import build_tiny_dataset
@@ -180,3 +190,47 @@ def test_repeated_copies_get_other_augmentations(small_dataset):
     a, _ = ts.sample(0, 0)
     b, _ = ts.sample(0, 0, copy=1)
     assert torch.equal(a, ts.sample(0, 0)[0]) and not torch.equal(a, b)
+
+
+def _val_item(verdict="fake_added"):
+    """A 32 x 32 item: truth an 8 x 8 square; one strong detection whose mask probability is 0.9 on the square
+    and 0.55 on a 2 px ring around it, and a weak false detection elsewhere."""
+    truth = np.zeros((32, 32), bool)
+    truth[8:16, 8:16] = True
+    strong = np.zeros((32, 32), np.uint8)
+    strong[6:18, 6:18] = round(0.55 * 255)
+    strong[8:16, 8:16] = round(0.9 * 255)
+    weak = np.zeros((32, 32), np.uint8)
+    weak[24:30, 24:30] = 230
+    probs = np.stack([strong, weak])
+    dets = [Instance(verdict, 0.9, (6.0, 6.0, 18.0, 18.0), strong >= 128),
+            Instance(verdict, 0.35, (24.0, 24.0, 30.0, 30.0), weak >= 128)]
+    logits = np.full(4, -5.0)
+    logits[list(VERDICTS).index(verdict)] = 5.0
+    return ValItem(verdict, truth, logits, dets, probs)
+
+
+def test_display_fit_picks_the_mask_and_show_thresholds_with_the_best_iou():
+    items = [_val_item("fake_added"), _val_item("real_tumor")]
+    cal = {**DEFAULT_CALIBRATION, "detection_threshold": 0.3}
+    before = score_items(items, cal, has_image_head=True)
+    # the default shows the ring (0.55 >= 0.5) and the weak false region: 64 / (144 + 36)
+    assert before["mean_iou"] == pytest.approx(64 / 180)
+    fitted = fit_display(items, cal, has_image_head=True)
+    assert fitted["mask_threshold"] in (0.6, 0.7)  # cuts the ring, keeps the square
+    assert fitted["show_threshold"] >= 0.5 or fitted["show_relative"] >= 0.5  # drops the weak region
+    assert {k: fitted[k] for k in ("temperature", "image_weight", "detection_threshold")} == {
+        k: cal[k] for k in ("temperature", "image_weight", "detection_threshold")}  # verdicts untouched
+    assert score_items(items, fitted, has_image_head=True)["mean_iou"] == pytest.approx(1.0)
+    # the full fit ends with the same display choice
+    full, metrics = fit_calibration(items, has_image_head=True)
+    assert metrics["mean_iou"] == pytest.approx(1.0) and full["mask_threshold"] in (0.6, 0.7)
+
+
+def test_display_fit_changes_nothing_when_nothing_is_gained():
+    item = _val_item()
+    item.mask_probs[0][item.mask_probs[0] < 200] = 0  # no ring
+    item.mask_probs = item.mask_probs[:1]
+    item.detections = item.detections[:1]
+    cal = {**DEFAULT_CALIBRATION, "detection_threshold": 0.3}
+    assert fit_display([item], cal, has_image_head=True) == cal
