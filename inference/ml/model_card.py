@@ -35,6 +35,15 @@ def _f(v, digits=3):
     return "n/a" if v is None else f"{v:.{digits}f}"
 
 
+def _calibrated_on(meta: dict) -> str:
+    done = meta.get("calibrated_on")
+    if not done:
+        return " during training"
+    m = done.get("metrics", {})
+    return (f" (`calibrate_detector`: all {done.get('n_images')} images of `{done.get('split')}`; there accuracy "
+            f"{_f(m.get('accuracy'))}, mean IoU {_f(m.get('mean_iou'))})")
+
+
 def write_model_card(weights: str | Path, eval_dir: str | Path, out: str | Path, *, reproduce: str = "",
                      notes: str = "", evaluated_on: str = "") -> Path:
     weights, eval_dir = Path(weights), Path(eval_dir)
@@ -58,8 +67,10 @@ def write_model_card(weights: str | Path, eval_dir: str | Path, out: str | Path,
         f"+ {'3 SRM residuals' if config.get('srm', True) else 'no SRM'} + {config.get('constrained', 0)} "
         "constrained-convolution channels, plus an image-level verdict head; verdict probabilities mix the image "
         f"head (temperature {cal.get('temperature')}) and the detections (weight of the image head "
-        f"{cal.get('image_weight')}, detection threshold {cal.get('detection_threshold')}), calibrated on the "
-        "validation split.",
+        f"{cal.get('image_weight')}, detection threshold {cal.get('detection_threshold')}); shown regions: "
+        f"mask probability >= {cal.get('mask_threshold', 0.5)}, detections scoring >= "
+        f"{cal.get('show_threshold', 0.0)} and >= {cal.get('show_relative', 0.0)} x the best (the best always); "
+        f"all calibrated on the validation split{_calibrated_on(meta)}.",
         f"- Test-time budget: {config.get('rpn_pre_nms_top_n_test')}/{config.get('rpn_post_nms_top_n_test')} RPN "
         f"proposals, at most {config.get('box_detections_per_img')} detections.",
         "",

@@ -187,6 +187,14 @@ def test_calibrate_detector_refits_thresholds_and_keeps_the_weights(tiny_dataset
     meta = after["meta"]["calibrated_on"]
     assert meta["split"] == "train" and meta["n_images"] == 4 and len(meta["dataset_sha256"]) == 64
     assert meta["previous_calibration"] == before["calibration"]
+    # the model card says where the thresholds come from
+    from inference.ml.model_card import write_model_card
+
+    call_command("evaluate_detector", str(tiny_dataset), "--out", str(tmp_path / "eval"), "--weights", str(out),
+                 "--no-record", "--no-coco-ap", "--split", "test", stdout=StringIO(), verbosity=0)
+    card = write_model_card(out, tmp_path / "eval", tmp_path / "CARD.md").read_text()
+    assert "`calibrate_detector`: all 4 images of `train`" in card
+    assert f"mask probability >= {after['calibration']['mask_threshold']}" in card
 
 
 def test_calibrate_detector_refuses_the_test_split_and_missing_weights(tiny_dataset, random_bundle, tmp_path):
