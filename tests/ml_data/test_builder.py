@@ -121,3 +121,46 @@ def test_default_sources_are_the_two_shared_corpora():
     sources = [Path(p) for p in default_sources()]
     assert [p.name for p in sources] == ["lgg-flair", "tcia-progression-t1ce"]
     assert all(p.is_dir() for p in sources)
+
+
+def _synthetic_corpus(n_patients=20):
+    """Tumour slices in the middle of the stack, healthy slices crowding both ends of the tumours' range (as in
+    TCGA-LGG), plus a few healthy ones in the middle; more tumour slices than healthy ones."""
+    import numpy as np
+
+    from inference.ml.dataset.readers import SourceSlice
+
+    rng = np.random.default_rng(1)
+    image = np.full((16, 16), 80, np.uint8)
+    full, empty = np.ones((16, 16), bool), np.zeros((16, 16), bool)
+    slices = []
+    for p in range(n_patients):
+        positions = [("t", x) for x in rng.normal(0.55, 0.12, 14).clip(0.1, 0.95)]
+        positions += [("h", x) for x in np.r_[rng.uniform(0.25, 0.35, 4), rng.uniform(0.75, 0.85, 4),
+                                              rng.uniform(0.45, 0.65, 3)]]
+        for i, (kind, pos) in enumerate(positions):
+            slices.append(SourceSlice(image, full if kind == "t" else empty, f"P{p:02d}", "synthetic",
+                                      f"P{p:02d}.tif", i, position=float(pos)))
+    return slices
+
+
+def test_every_class_is_drawn_at_the_same_brain_levels():
+    import numpy as np
+
+    from inference.ml.dataset.builder import plan_dataset
+
+    items, _ = plan_dataset(_synthetic_corpus(), BuildConfig(sources=[], out=Path("unused"), seed=0))
+    extremeness = defaultdict(list)  # how far from mid-stack each class's slices lie
+    for item in items:
+        extremeness[item.verdict].append(abs(item.candidates[0][0].position - 0.55))
+    mean = {v: float(np.mean(x)) for v, x in extremeness.items()}
+    # injections use healthy slices drawn like the no_tumor ones (not the worst-matched leftovers) ...
+    assert abs(mean["fake_added"] - mean["no_tumor"]) < 0.03
+    # ... removals tumour slices drawn like the real_tumor ones ...
+    assert abs(mean["fake_removed"] - mean["real_tumor"]) < 0.03
+    # ... and each side is pulled toward the other: the healthy classes lie nearer mid-stack than the healthy
+    # slices at large, the tumour classes farther out than the tumour slices at large
+    healthy = [abs(s.position - 0.55) for s in _synthetic_corpus() if not s.mask.any()]
+    tumour = [abs(s.position - 0.55) for s in _synthetic_corpus() if s.mask.any()]
+    assert mean["no_tumor"] < np.mean(healthy) - 0.02
+    assert mean["real_tumor"] > np.mean(tumour) + 0.005

@@ -12,9 +12,12 @@ Recipe (per corpus, per split; a corpus never lends slices or tumours to another
 3. With ``n`` = the split's tumour slices (scaled down by ``max_images``, capped by its healthy slices):
    ``real_tumor``: n tumour slices; ``fake_removed``: n removals from tumour slices (removal methods in turn);
    ``no_tumor``: n healthy slices; ``fake_added``: n injections into healthy slices (injection methods in
-   turn), preferring healthy slices not already used as ``no_tumor``, the donor tumour from another patient
-   of the same split and corpus. A slice may appear once authentic and once tampered (never twice in one
-   class); that pairs are in the same split is harmless and makes the detector look at traces, not anatomy.
+   turn), the donor tumour from another patient of the same split and corpus. Every one of these four draws
+   is position-matched: healthy slices toward the tumour slices' distribution over the stack and tumour slices
+   toward the healthy ones', so the slices each side leaves out are those that match worst (with these corpora
+   a perfect match would leave too few slices: healthy slices crowd the skull base and the vertex). A slice may
+   appear once authentic and once tampered (never twice in one class); that pairs are in the same split is
+   harmless and makes the detector look at traces, not anatomy.
 4. Every image has its own seed (from ``seed`` and its place in the plan), so the output is byte-identical
    for the same inputs and seed; the writing order is a seeded shuffle and file names are neutral numbers.
 """
@@ -148,12 +151,16 @@ def plan_dataset(slices: list[SourceSlice], config: BuildConfig) -> tuple[list[P
             n = min(len(t_split), len(h_split))
             n = max(min(n, max(len(inject), len(remove))), int(round(n * scale)))
             rng = np.random.default_rng(_item_seed(config.seed, ci, si))
-            t_perm = [t_split[i] for i in rng.permutation(len(t_split))]
+            # both sides are drawn toward the other's distribution over the stack: healthy slices lie mostly
+            # near the skull base and the vertex, tumour slices in the middle; each side leaves out the
+            # slices that match worst (the tumour side can spare some: n is capped by the healthy slices)
+            t_perm = [t_split[i] for i in _position_matched_order(h_split, t_split, rng)]
             h_perm = [h_split[i] for i in _position_matched_order(t_split, h_split, rng)]
-            t_perm2 = [t_split[i] for i in rng.permutation(len(t_split))]
+            t_perm2 = [t_split[i] for i in _position_matched_order(h_split, t_split, rng)][:n]
             no_tumor = h_perm[:n]
-            unused = h_perm[n:]
-            added_bases = unused + [h_perm[i] for i in rng.permutation(n)]
+            # injection bases: an independent draw of the same kind (not the leftovers of the no_tumor draw,
+            # which are the worst-matched slices); a slice may so be both a no_tumor image and an injection base
+            added_bases = [h_split[i] for i in _position_matched_order(t_split, h_split, rng)][:n]
             donors = [s for s in t_split if s.tumour_area >= MIN_DONOR_AREA] or t_split
 
             def key(vi: int, k: int) -> int:
