@@ -25,7 +25,7 @@ def test_card_counts_contact_sheet_and_realism(small_build):
     assert set(card["counts"]["method"]) == methods
     for key in ("fake_added/splice", "fake_removed/inpaint", "real_tumor"):
         assert 0 < card["tamper_area_fraction"][key]["median"] < 0.5
-    for detector in ("histogram_logreg", "border_noise_logreg", "texture_logreg", "small_cnn"):
+    for detector in ("histogram_logreg", "border_noise_logreg", "texture_logreg", "small_cnn", "brain_level_logreg"):
         aucs = [v for v in card["realism"][detector].values() if v is not None]
         assert aucs and all(0.0 <= v <= 1.0 for v in aucs)
     saved = json.loads((small_build / "card" / "dataset_card.json").read_text())
@@ -59,6 +59,7 @@ def test_realism_catches_a_careless_method(small_slices, tmp_path):
                             method="flat", split=split, masks=[region])
     result = measure_realism(load_dataset(tmp_path / "careless"), cnn_seconds=0, seed=int(rng.integers(10)))
     assert result["border_noise_logreg"]["all tampered vs authentic"] > 0.9
+    assert "brain_level_logreg" not in result  # these images record no stack position
 
 
 def test_tumour_free_slices_borrow_a_region_inside_their_own_brain(small_slices):

@@ -136,7 +136,8 @@ def _split_table(counts: dict) -> str:
 
 
 def _realism_table(realism: dict) -> str:
-    detectors = [d for d in ("histogram_logreg", "border_noise_logreg", "texture_logreg", "small_cnn") if d in realism]
+    detectors = [d for d in ("histogram_logreg", "border_noise_logreg", "texture_logreg", "small_cnn",
+                             "brain_level_logreg") if d in realism]
     names = list(realism[detectors[0]].keys()) if detectors else []
     lines = ["| comparison | " + " | ".join(detectors) + " |", "|---|" + "---:|" * len(detectors)]
     for n in names:
@@ -211,6 +212,9 @@ def write_card(path: str | Path, *, build_seconds: float | None = None, realism:
             t = realism["small_cnn_training"]
             md += [f"Small CNN: {t['steps']} steps ({t['epochs']} epochs) in {t['seconds']} s on {t['input']}, "
                    "one CPU thread.", ""]
+        if "brain_level_logreg" in realism:
+            md += ["`brain_level_logreg` is an audit, not a trace detector: how well the slice's level in the "
+                   "stack (the anatomy in view) alone tells each class from its lookalike.", ""]
         md += ["Method: `inference.ml.dataset.realism` (module docstring).", ""]
     md += ["## Provenance", "",
            "Each image's `provenance` (in `annotations.json`) names its source file, slice index, seed and the "

@@ -18,6 +18,11 @@ removal (``fake_removed``) with ``no_tumor`` (is this healthy slice real?).
   region's intensity spread, 5th/95th percentiles and dark fraction, fed to a logistic regression.
 - ``cnn``: a small CNN (4 conv layers) on a 64 px native-resolution crop centred on the region, trained
   from scratch for a fixed time budget.
+- ``brain_level``: not a trace detector but an audit of the slice choice: logistic regression on the slice's
+  position in its patient's stack (provenance ``position``: 0 one end, 1 the other; with its square), i.e. on
+  the anatomy in view (skull base, ventricles, vertex). Tumour-free slices crowd the ends of the stack and tumour
+  slices the middle, so a class drawn at other levels than its lookalike is told apart by anatomy. Omitted
+  when the dataset does not record positions.
 """
 from __future__ import annotations
 
@@ -134,6 +139,13 @@ def texture_features(image: np.ndarray, region: np.ndarray | None) -> np.ndarray
         s_out = np.log(band[around].std() + 1e-3) if around.any() else s_in
         out += [s_in, s_in - s_out]
     return np.asarray(out, dtype=np.float64)
+
+
+def brain_level_features(sample: "Sample") -> np.ndarray:
+    position = (sample.record.extra.get("provenance") or {}).get("position")
+    if position is None:
+        return np.full(2, np.nan)
+    return np.array([float(position), float(position) ** 2])
 
 
 def _auc(y: np.ndarray, score: np.ndarray) -> float | None:
@@ -268,8 +280,8 @@ def _fit(image: np.ndarray, size: int) -> np.ndarray:
 
 def measure_realism(ds: CocoDataset, *, seed: int = 0, cnn_seconds: float = 180.0, limit: int | None = None,
                     train_split: str = "train", test_split: str = "test") -> dict:
-    """AUCs of the three cheap detectors (see module docstring), fitted on ``train_split``, scored on
-    ``test_split``."""
+    """AUCs of the cheap detectors and of the brain-level audit (see module docstring), fitted on
+    ``train_split``, scored on ``test_split``."""
     rng = np.random.default_rng(seed)
     train = _load(ds, train_split, rng, limit)
     test = _load(ds, test_split, rng, limit)
@@ -282,6 +294,8 @@ def measure_realism(ds: CocoDataset, *, seed: int = 0, cnn_seconds: float = 180.
         "border_noise_logreg": _pairwise_logistic(train, test, lambda s: border_noise_features(s.image, s.region)),
         "texture_logreg": _pairwise_logistic(train, test, lambda s: texture_features(s.image, s.region)),
     }
+    if not any(np.isnan(brain_level_features(s)).any() for s in train + test):
+        result["brain_level_logreg"] = _pairwise_logistic(train, test, brain_level_features)
     if cnn_seconds > 0:
         result["small_cnn"], result["small_cnn_training"] = cnn_detector(train, test, seconds=cnn_seconds, seed=seed)
     return result
