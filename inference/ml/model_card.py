@@ -1,6 +1,7 @@
 """Shipping a trained bundle and writing its model card from the evaluation that measured it.
 
     python -m inference.ml.model_card ship RUN/detector.pt models/detector.pt --version 0.1.0
+    python manage.py calibrate_detector DATASET --weights models/detector.pt --out models/detector.pt  # all of val
     python manage.py evaluate_detector DATASET --split test --weights models/detector.pt --out EVAL
     python -m inference.ml.model_card card models/detector.pt EVAL models/MODEL_CARD.md --reproduce "..."
 
