@@ -283,7 +283,7 @@ SHOW_RELATIVE = (0.0, 0.5, 0.8)
 
 def fit_display(items: list[ValItem], calibration: dict, has_image_head: bool) -> dict:
     """The mask threshold and show thresholds with the best mean IoU over the items with a region, the verdicts
-    fixed by ``calibration`` (ties: the less selective setting, so that a flat criterion changes nothing)."""
+    fixed by ``calibration`` (ties: the calibration's own setting wins, so that a flat criterion changes nothing)."""
     with_truth = [it for it in items if it.truth.any()]
     if not with_truth:
         return calibration
