@@ -46,3 +46,38 @@ def test_region_too_large_for_the_inpainter():
     region[40:200, 40:200] = True
     with pytest.raises(gan.NotApplicable, match="too large"):
         gan.crop_around(region)
+
+
+FILL_SCRIPT = """
+import sys
+import numpy as np
+from inference.ml.tamper import gan
+rng = np.random.default_rng(0)
+image = (100 + 40 * rng.standard_normal((256, 256))).clip(0, 255).astype(np.uint8)
+yy, xx = np.mgrid[:256, :256]
+region = (yy - 120) ** 2 + (xx - 140) ** 2 < 20 ** 2
+fills = [gan.Inpainter.load().fill(image, region, inject=inject, rng=rng)[0] for inject in (True, False)]
+np.save(sys.argv[1], np.stack(fills))
+"""
+
+
+@pytest.mark.skipif(not gan.WEIGHTS.is_file(), reason="no shipped inpainter weights")
+def test_the_inpainter_fills_the_same_on_any_instruction_set(tmp_path):
+    """The same seed must give the same bytes on another machine: the fill may not depend on whether torch runs
+    its AVX-512, AVX2 or plain kernels (in float32 it did, in the last bits, enough to flip rounded pixels)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    outs = []
+    for capability in ("default", "avx2", None):
+        env = {k: v for k, v in os.environ.items() if k != "ATEN_CPU_CAPABILITY"}
+        if capability:
+            env["ATEN_CPU_CAPABILITY"] = capability
+        out = tmp_path / f"fill-{capability}.npy"
+        subprocess.run([sys.executable, "-c", FILL_SCRIPT, str(out)], env=env, cwd=root, check=True, timeout=120)
+        outs.append(np.load(out))
+    for other in outs[1:]:
+        assert np.abs(other - outs[0]).max() < 1e-6  # grey levels; float32 kernels differ by ~1e-5

@@ -162,7 +162,10 @@ class Inpainter:
             bundle = torch.load(path, map_location="cpu", weights_only=False)
             gen = build_generator()
             gen.load_state_dict(bundle["generator"])
-            gen.eval()
+            # float64 at build time: float32 kernels differ by CPU instruction set (AVX2 / AVX-512) in the last bits,
+            # enough to flip a rounded pixel, so the same seed gave other bytes on another machine; in float64 the
+            # difference stays far below a grey level
+            gen.double().eval()
             cls._cache[key] = cls(gen, bundle.get("meta", {}))
         return cls._cache[key]
 
@@ -172,8 +175,8 @@ class Inpainter:
         img, msk = to_patch(image, region, crop)
         with torch.no_grad():
             out = self.generator(
-                torch.from_numpy(img)[None, None], torch.from_numpy(msk)[None, None],
-                torch.full((1, 1, 1, 1), 1.0 if inject else 0.0),
+                torch.from_numpy(img.astype(np.float64))[None, None], torch.from_numpy(msk.astype(np.float64))[None, None],
+                torch.full((1, 1, 1, 1), 1.0 if inject else 0.0, dtype=torch.float64),
             )[0, 0].numpy()
         out = (out + 1.0) * 127.5
         if crop.size != PATCH:
