@@ -93,7 +93,7 @@ def write_model_card(weights: str | Path, eval_dir: str | Path, out: str | Path,
         "",
         "## Test results (from metrics.json of the evaluation of this file)",
         "",
-        "| metric | measured | target | gap |",
+        "| metric | measured | target | margin (+ met, - short) |",
         "|---|---|---|---|",
         f"| accuracy | {_f(metrics['accuracy'])} | >= {TARGETS['accuracy']} | "
         f"{_f(metrics['accuracy'] - TARGETS['accuracy'])} |",
@@ -106,7 +106,7 @@ def write_model_card(weights: str | Path, eval_dir: str | Path, out: str | Path,
         lines.append(f"| {key} | {_f(value)} | >= {target} | {_f(None if value is None else value - target)} |")
     lines += [
         f"| latency p50 (s/slice, {lat['device']}, {lat['threads']} threads) | {_f(lat['p50'])} | "
-        f"<= {TARGETS['latency_p50']} | {_f(None if lat['p50'] is None else lat['p50'] - TARGETS['latency_p50'])} |",
+        f"<= {TARGETS['latency_p50']} | {_f(None if lat['p50'] is None else TARGETS['latency_p50'] - lat['p50'])} |",
         f"| macro F1 | {_f(metrics['macro_f1'])} | | |",
         "",
         "Per class:",

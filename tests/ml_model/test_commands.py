@@ -166,7 +166,9 @@ def test_ship_compacts_and_the_card_quotes_the_evaluation(tiny_dataset, random_b
     metrics = json.loads((out / "metrics.json").read_text())
     card = write_model_card(shipped, out, tmp_path / "MODEL_CARD.md", reproduce="python manage.py ...").read_text()
     assert predictor.sha256 in card
-    assert f"| accuracy | {metrics['accuracy']:.3f} |" in card
+    assert f"| accuracy | {metrics['accuracy']:.3f} | >= 0.95 | {metrics['accuracy'] - 0.95:.3f} |" in card
+    p50 = metrics["latency_s"]["p50"]  # lower is better: the margin is positive when the target is met
+    assert f"| {p50:.3f} | <= 0.4 | {0.4 - p50:.3f} |" in card
     # a card for another file than the one evaluated is refused
     other = ship_bundle(random_bundle, tmp_path / "other.pt", version="1.0.0")
     with pytest.raises(ValueError, match="different file"):
