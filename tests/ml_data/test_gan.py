@@ -1,6 +1,11 @@
 """The learned inpainter: a few seconds of training give a loadable bundle, and both gan methods keep to the
 method contract (nothing outside the mask changes, the mask covers the change). Its quality is measured by the
 realism check, not here."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -65,11 +70,6 @@ np.save(sys.argv[1], np.stack(fills))
 def test_the_inpainter_fills_the_same_on_any_instruction_set(tmp_path):
     """The same seed must give the same bytes on another machine: the fill may not depend on whether torch runs
     its AVX-512, AVX2 or plain kernels (in float32 it did, in the last bits, enough to flip rounded pixels)."""
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
-
     root = Path(__file__).resolve().parents[2]
     outs = []
     for capability in ("default", "avx2", None):
