@@ -25,7 +25,8 @@ def test_card_counts_contact_sheet_and_realism(small_build):
     assert set(card["counts"]["method"]) == methods
     for key in ("fake_added/splice", "fake_removed/inpaint", "real_tumor"):
         assert 0 < card["tamper_area_fraction"][key]["median"] < 0.5
-    for detector in ("histogram_logreg", "border_noise_logreg", "texture_logreg", "small_cnn", "brain_level_logreg"):
+    for detector in ("histogram_logreg", "border_noise_logreg", "texture_logreg", "small_cnn", "surroundings_logreg",
+                     "brain_level_logreg"):
         aucs = [v for v in card["realism"][detector].values() if v is not None]
         assert aucs and all(0.0 <= v <= 1.0 for v in aucs)
     saved = json.loads((small_build / "card" / "dataset_card.json").read_text())
@@ -40,7 +41,8 @@ def test_card_counts_contact_sheet_and_realism(small_build):
 
 
 def test_realism_catches_a_careless_method(small_slices, tmp_path):
-    """Flat-filled 'removals' without touch-ups are easy to catch: the border noise detector must see it."""
+    """Flat-filled 'removals' without touch-ups are easy to catch: the border noise detector must see it. The
+    surroundings control must not: both classes are healthy slices and only the inside of the region changed."""
     lgg = [s for s in small_slices if s.source == "lgg-flair" and 0.3 < (s.position or 0) < 0.8]
     healthy = [s for s in lgg if not s.mask.any()][:120]
     regions = [s.mask for s in lgg if s.tumour_area > 300]
@@ -59,7 +61,31 @@ def test_realism_catches_a_careless_method(small_slices, tmp_path):
                             method="flat", split=split, masks=[region])
     result = measure_realism(load_dataset(tmp_path / "careless"), cnn_seconds=0, seed=int(rng.integers(10)))
     assert result["border_noise_logreg"]["all tampered vs authentic"] > 0.9
+    assert result["surroundings_logreg"]["all tampered vs authentic"] < 0.75
     assert "brain_level_logreg" not in result  # these images record no stack position
+
+
+def test_surroundings_features_read_only_the_ring_outside_the_region():
+    """The control sees the ring 2-8 px outside the region (and, through its blurs, a few sigma around that ring),
+    nothing inside the region."""
+    from inference.ml.dataset.realism import surroundings_features, texture_features
+
+    rng = np.random.default_rng(3)
+    image = rng.normal(100, 5, (96, 96)).clip(0, 255).astype(np.uint8)
+    yy, xx = np.mgrid[:96, :96]
+    region = (yy - 48) ** 2 + (xx - 48) ** 2 < 12 ** 2
+    base = surroundings_features(image, region)
+    inside_changed = image.copy()
+    inside_changed[region] = 30
+    far_changed = image.copy()
+    far_changed[(yy - 48) ** 2 + (xx - 48) ** 2 > 45 ** 2] = 200  # beyond the ring (20 px) + 4 sigma (24)
+    ring_changed = image.copy()
+    ring_changed[((yy - 48) ** 2 + (xx - 48) ** 2 > 15 ** 2) & ((yy - 48) ** 2 + (xx - 48) ** 2 < 18 ** 2)] = 30
+    assert np.allclose(surroundings_features(inside_changed, region), base, atol=0.05)
+    assert np.allclose(surroundings_features(far_changed, region), base, atol=0.05)
+    assert not np.allclose(surroundings_features(ring_changed, region), base, atol=0.05)
+    assert not np.allclose(texture_features(inside_changed, region), texture_features(image, region), atol=0.05)
+    assert not surroundings_features(image, None).any()
 
 
 def test_tumour_free_slices_borrow_a_region_inside_their_own_brain(small_slices):

@@ -16,6 +16,11 @@ removal (``fake_removed``) with ``no_tumor`` (is this healthy slice real?).
 - ``texture``: what an inpainted or generated fill lacks: the region's detail (difference of Gaussians at
   0.7-1.5, 1.5-3 and 3-6 px) inside (eroded by 3 px) and relative to a ring 2-8 px around it, with the
   region's intensity spread, 5th/95th percentiles and dark fraction, fed to a logistic regression.
+- ``surroundings``: a control, not a detector of traces: the same statistics as ``texture`` (intensity spread,
+  percentiles, dark fraction, detail at the three scales) of the ring 2-8 px *outside* the region only, pixels
+  that no method changes. What it catches is told by the place the region sits in (a removal keeps an erased
+  tumour's surroundings, an injection lands in healthy tissue), not by the edit; a detector scoring well above
+  it reads the edit itself.
 - ``cnn``: a small CNN (4 conv layers) on a 64 px native-resolution crop centred on the region, trained
   from scratch for a fixed time budget.
 - ``brain_level``: not a trace detector but an audit of the slice choice: logistic regression on the slice's
@@ -120,24 +125,56 @@ def border_noise_features(image: np.ndarray, region: np.ndarray | None) -> np.nd
 TEXTURE_BANDS = ((0.7, 1.5), (1.5, 3.0), (3.0, 6.0))
 
 
+def _around(region: np.ndarray) -> np.ndarray:
+    """The ring 2-8 px outside the region."""
+    return ndi.binary_dilation(region, iterations=8) & ~ndi.binary_dilation(region, iterations=2)
+
+
+def _intensity_stats(vals: np.ndarray) -> list[float]:
+    med = float(np.median(vals))
+    return [float(vals.std()), float(np.percentile(vals, 5)), float(np.percentile(vals, 95)),
+            float((vals < 0.5 * med).mean())]
+
+
+def _band_images(image: np.ndarray, exclude: np.ndarray | None = None) -> list[np.ndarray]:
+    """Difference-of-Gaussians detail at each of TEXTURE_BANDS; with ``exclude``, blurs that ignore those pixels
+    (normalised convolution), so that nothing inside ``exclude`` reaches the result."""
+    img = image.astype(np.float64)
+    if exclude is None:
+        return [ndi.gaussian_filter(img, lo) - ndi.gaussian_filter(img, hi) for lo, hi in TEXTURE_BANDS]
+    keep = (~exclude).astype(np.float64)
+
+    def blur(sigma):
+        return ndi.gaussian_filter(img * keep, sigma) / np.maximum(ndi.gaussian_filter(keep, sigma), 1e-6)
+
+    return [blur(lo) - blur(hi) for lo, hi in TEXTURE_BANDS]
+
+
 def texture_features(image: np.ndarray, region: np.ndarray | None) -> np.ndarray:
     """Detail inside the region at three scales, absolute and relative to its surroundings (see above)."""
     n = 4 + 2 * len(TEXTURE_BANDS)
     if region is None or not region.any():
         return np.zeros(n)
-    img = image.astype(np.float64)
     inside = ndi.binary_erosion(region, iterations=3)
     if inside.sum() < 30:
         inside = region
-    around = ndi.binary_dilation(region, iterations=8) & ~ndi.binary_dilation(region, iterations=2)
-    vals = img[inside]
-    med = float(np.median(vals))
-    out = [vals.std(), np.percentile(vals, 5), np.percentile(vals, 95), float((vals < 0.5 * med).mean())]
-    for lo, hi in TEXTURE_BANDS:
-        band = ndi.gaussian_filter(img, lo) - ndi.gaussian_filter(img, hi)
+    around = _around(region)
+    out = _intensity_stats(image.astype(np.float64)[inside])
+    for band in _band_images(image):
         s_in = np.log(band[inside].std() + 1e-3)
         s_out = np.log(band[around].std() + 1e-3) if around.any() else s_in
         out += [s_in, s_in - s_out]
+    return np.asarray(out, dtype=np.float64)
+
+
+def surroundings_features(image: np.ndarray, region: np.ndarray | None) -> np.ndarray:
+    """The texture statistics of the ring 2-8 px outside the region only: untouched pixels (see above)."""
+    n = 4 + len(TEXTURE_BANDS)
+    around = _around(region) if region is not None and region.any() else None
+    if around is None or around.sum() < 10:
+        return np.zeros(n)
+    out = _intensity_stats(image.astype(np.float64)[around])
+    out += [np.log(band[around].std() + 1e-3) for band in _band_images(image, exclude=region)]
     return np.asarray(out, dtype=np.float64)
 
 
@@ -293,6 +330,7 @@ def measure_realism(ds: CocoDataset, *, seed: int = 0, cnn_seconds: float = 180.
         "histogram_logreg": _pairwise_logistic(train, test, lambda s: histogram_features(s.image)),
         "border_noise_logreg": _pairwise_logistic(train, test, lambda s: border_noise_features(s.image, s.region)),
         "texture_logreg": _pairwise_logistic(train, test, lambda s: texture_features(s.image, s.region)),
+        "surroundings_logreg": _pairwise_logistic(train, test, lambda s: surroundings_features(s.image, s.region)),
     }
     if not any(np.isnan(brain_level_features(s)).any() for s in train + test):
         result["brain_level_logreg"] = _pairwise_logistic(train, test, brain_level_features)
