@@ -66,6 +66,8 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     threads: int | None = None
+    workers: int = 0  # > 0: augment in this many DataLoader worker processes (same draws: a sample depends only
+    # on (seed, epoch, index, copy)), for a GPU that one process cannot keep busy
     checkpoint_minutes: float = 5.0
     val_every_minutes: float | None = 15.0
     val_limit: int | None = 300
@@ -131,6 +133,79 @@ class TamperTrainSet:
         rng = np.random.default_rng([self.seed, epoch, index] + ([copy] if copy else []))
         image, masks = augment(self.images[index], masks, self.augment_config, rng)
         return slice_tensor(image), make_target(masks, rec.verdict, image.shape)
+
+
+class _Samples(torch.utils.data.Dataset):
+    """The training set keyed by (epoch, item) (``epoch_order`` codes), for a DataLoader's worker processes."""
+
+    def __init__(self, train_set: TamperTrainSet):
+        self.train_set = train_set
+
+    def __len__(self) -> int:
+        return len(self.train_set)
+
+    def __getitem__(self, key: tuple[int, int]):
+        epoch, item = key
+        copy, index = divmod(int(item), len(self.train_set))
+        return self.train_set.sample(index, epoch, copy)
+
+
+class _EpochBatches(torch.utils.data.Sampler):
+    """A batch sampler whose batches the training loop sets each epoch (the workers persist across epochs)."""
+
+    def __init__(self):
+        self.batches: list[list[tuple[int, int]]] = []
+
+    def __iter__(self):
+        return iter(self.batches)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+
+def _as_list(batch):
+    return batch
+
+
+def _worker_init(_worker_id: int) -> None:
+    import cv2
+
+    cv2.setNumThreads(1)
+
+
+class BatchStream:
+    """Augmented training batches, epoch by epoch: in this process, or with ``workers`` > 0 in that many worker
+    processes started once for the whole run. Either way the samples are the same (a sample depends only on
+    (seed, epoch, index, copy)); workers are for a GPU that one process cannot keep busy."""
+
+    def __init__(self, train_set: TamperTrainSet, batch_size: int, workers: int = 0):
+        self.samples, self.batch_size, self.loader = _Samples(train_set), batch_size, None
+        if workers > 0:
+            self.sampler = _EpochBatches()
+            self.loader = torch.utils.data.DataLoader(
+                self.samples, batch_sampler=self.sampler, num_workers=workers, collate_fn=_as_list,
+                worker_init_fn=_worker_init, prefetch_factor=4, persistent_workers=True,
+                pin_memory=torch.cuda.is_available(),
+                # fresh processes: a fork inherits OpenCV's and OpenMP's thread pools, which deadlock in the
+                # child once the parent has used them
+                multiprocessing_context="spawn")
+
+    def epoch(self, order: np.ndarray, epoch: int, first_step: int, steps: int):
+        """An iterator over the batches of steps ``first_step`` .. ``steps - 1`` of ``epoch`` (order from
+        ``epoch_order``); a new call abandons the previous epoch's iterator."""
+        keys = [(epoch, int(item)) for item in order[first_step * self.batch_size : steps * self.batch_size]]
+        batches = [keys[i : i + self.batch_size] for i in range(0, len(keys) - self.batch_size + 1, self.batch_size)]
+        if self.loader is None:
+            return ([self.samples[k] for k in batch] for batch in batches)
+        self.sampler.batches = batches
+        return iter(self.loader)
+
+    def close(self) -> None:
+        """Stops the worker processes, if any."""
+        iterator = getattr(self.loader, "_iterator", None)
+        if iterator is not None:
+            iterator._shutdown_workers()
+        self.loader = None
 
 
 def make_target(masks: list[np.ndarray], verdict: str, shape: tuple[int, int]) -> dict:
@@ -506,6 +581,7 @@ def train(config: TrainConfig, *, resume: str | Path | None = None) -> dict:
     session_start = time.time()
     last_ckpt = last_val = time.time()
     losses_file = open(out_dir / "losses.jsonl", "a", encoding="utf-8")
+    stream = BatchStream(train_set, config.batch_size, config.workers)
     model.train()
     reason = "epochs done"
     try:
@@ -515,15 +591,12 @@ def train(config: TrainConfig, *, resume: str | Path | None = None) -> dict:
             order = epoch_order(len(train_set), config.seed, state["epoch"], repeats)
             bar = tqdm(total=steps_per_epoch, initial=state["step_in_epoch"], desc=f"epoch {state['epoch'] + 1}",
                        unit="step", mininterval=30, disable=None)
+            batches = stream.epoch(order, state["epoch"], state["step_in_epoch"], steps_per_epoch)
             while state["step_in_epoch"] < steps_per_epoch:
                 step_start = time.time()
-                first = state["step_in_epoch"] * config.batch_size
-                batch = []
-                for item in order[first : first + config.batch_size]:
-                    copy, index = divmod(int(item), len(train_set))
-                    batch.append(train_set.sample(index, state["epoch"], copy))
-                images = [b[0].to(device) for b in batch]
-                targets = [{k: v.to(device) for k, v in b[1].items()} for b in batch]
+                batch = next(batches)
+                images = [b[0].to(device, non_blocking=True) for b in batch]
+                targets = [{k: v.to(device, non_blocking=True) for k, v in b[1].items()} for b in batch]
                 loss_dict = model(images, targets)
                 weights = {"loss_image": config.image_loss_weight}
                 loss = sum(weights.get(k, 1.0) * v for k, v in loss_dict.items())
@@ -595,6 +668,7 @@ def train(config: TrainConfig, *, resume: str | Path | None = None) -> dict:
         save_checkpoint()
     finally:
         losses_file.close()
+        stream.close()
         for s, handler in previous.items():
             signal.signal(s, handler)
     summary = {"reason": reason, "epoch": state["epoch"], "global_step": state["global_step"],

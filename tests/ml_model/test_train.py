@@ -234,3 +234,40 @@ def test_display_fit_changes_nothing_when_nothing_is_gained():
     item.detections = item.detections[:1]
     cal = {**DEFAULT_CALIBRATION, "detection_threshold": 0.3}
     assert fit_display([item], cal, has_image_head=True) == cal
+
+
+def test_worker_processes_give_the_same_batches_as_the_main_process(small_dataset):
+    from inference.ml.coco import load_dataset
+    from inference.ml.train import BatchStream, TamperTrainSet
+
+    ts = TamperTrainSet(list(load_dataset(small_dataset, split="train")),
+                        AugmentConfig(contrast=True, noise=True, jpeg=True), 3)
+    steps = len(ts) // 2
+    inline, parallel = BatchStream(ts, 2), BatchStream(ts, 2, workers=2)
+    try:
+        for epoch, first in ((1, 1), (2, 0)):  # resumed at step 1 of an epoch, then a whole epoch: same workers
+            order = epoch_order(len(ts), 3, epoch)
+            a_batches = list(inline.epoch(order, epoch, first, steps))
+            b_batches = list(parallel.epoch(order, epoch, first, steps))
+            assert len(a_batches) == len(b_batches) == steps - first > 0
+            for a, b in zip(a_batches, b_batches):
+                for (img_a, tgt_a), (img_b, tgt_b) in zip(a, b):
+                    assert torch.equal(img_a, img_b)
+                    assert all(torch.equal(tgt_a[k], tgt_b[k]) for k in tgt_a)
+        # resuming at step 1 gives the batch a whole epoch gives at step 1; another epoch draws other samples
+        order = epoch_order(len(ts), 3, 1)
+        assert torch.equal(list(inline.epoch(order, 1, 0, steps))[1][0][0], list(inline.epoch(order, 1, 1, steps))[0][0][0])
+        assert not torch.equal(list(inline.epoch(order, 1, 0, steps))[0][0][0], list(inline.epoch(order, 2, 0, steps))[0][0][0])
+        # an epoch abandoned half-way (validation, a signal) does not leak into the next
+        it = parallel.epoch(order, 1, 0, steps)
+        next(it)
+        again = list(parallel.epoch(order, 1, 0, steps))
+        assert len(again) == steps and torch.equal(again[0][0][0], list(inline.epoch(order, 1, 0, steps))[0][0][0])
+    finally:
+        parallel.close()
+
+
+def test_training_with_workers_runs_and_writes_a_bundle(small_dataset, tmp_path):
+    summary = train(_config(small_dataset, tmp_path / "run", workers=2, max_steps=2))
+    assert summary["global_step"] == 2
+    assert load_bundle(tmp_path / "run" / "detector.pt")["meta"]["train_args"]["workers"] == 2

@@ -14,7 +14,7 @@ from django.core.management.base import BaseCommand, CommandError
 TOP_LEVEL = {
     "epochs": int, "max_steps": int, "max_minutes": float, "schedule_minutes": float, "batch_size": int, "lr": float,
     "weight_decay": float, "warmup_steps": int, "image_loss_weight": float, "seed": int, "device": str,
-    "threads": int, "checkpoint_minutes": float, "val_every_minutes": float, "val_limit": int, "patience": int,
+    "threads": int, "workers": int, "checkpoint_minutes": float, "val_every_minutes": float, "val_limit": int, "patience": int,
     "train_limit": int, "train_split": str, "val_split": str, "log_every": int, "init_weights": str,
     "source_balance": float,
 }
