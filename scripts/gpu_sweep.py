@@ -9,7 +9,10 @@ then refits its best bundle's calibration on all of the validation split (the sa
 metrics, ranked by full-val accuracy, then macro F1) and the best ``--keep`` bundles, compacted to float16 and cut
 into parts of at most 16 MB (``cat NAME.pt.part* > NAME.pt``), for machines that return files of a limited size.
 Only the ML package is needed (no Django); the selection on the validation split is repeated on the CPU before a
-bundle is shipped.
+bundle is shipped. A machine that takes files in limited sizes gets the split in parts: ``python -m
+inference.ml.dataset.pack pack DATA .carry/train --split train`` here, one part per call, then ``... unpack
+.carry/train/part0 ... --out /tmp/data`` there (outside the repository copy, which each call replaces); with
+``"val_split": null`` in the jobs the validation split need not travel (calibrate on it afterwards).
 """
 from __future__ import annotations
 

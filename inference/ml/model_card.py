@@ -10,6 +10,7 @@ Every figure in the card is read from the bundle's metadata or from EVAL/metrics
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import json
 from pathlib import Path
@@ -34,6 +35,30 @@ def ship_bundle(src: str | Path, dst: str | Path, *, name: str | None = None, ve
 
 def _f(v, digits=3):
     return "n/a" if v is None else f"{v:.{digits}f}"
+
+
+def _augmentation(given: dict) -> str:
+    """What the run augmented with: its options over the defaults (a run's config lists only what it changed)."""
+    from .transforms import AugmentConfig
+
+    known = {f.name for f in dataclasses.fields(AugmentConfig)}
+    config = dataclasses.asdict(AugmentConfig(**{k: v for k, v in given.items() if k in known}))
+    on = [name for name in ("flip", "rotate", "contrast", "noise", "jpeg") if config[name]]
+    return (", ".join(on) or "none") + (f", crops of {config['crop']} px" if config["crop"] else ", whole slices")
+
+
+def _device(meta: dict) -> str:
+    """Where the bundle was trained (bundles from before this was recorded were all trained on the CPU)."""
+    device = meta.get("device") or "cpu"
+    return "CPU" if device == "cpu" else f"GPU ({device})"
+
+
+def _init_from(meta: dict) -> str:
+    init = meta.get("init_from")
+    if not init:
+        return ""
+    return (f"; fine-tuned from {init.get('name')} {init.get('version')} (sha256 {str(init.get('sha256'))[:12]}..., "
+            f"{init.get('steps')} steps of its own run)")
 
 
 def _calibrated_on(meta: dict) -> str:
@@ -85,11 +110,14 @@ def write_model_card(weights: str | Path, eval_dir: str | Path, out: str | Path,
         "## Training",
         "",
         f"- {meta.get('steps')} optimiser steps ({meta.get('epochs_completed')} full epochs), "
-        f"{meta.get('train_minutes')} minutes of training on CPU; batch {args.get('batch_size')}, AdamW lr "
-        f"{args.get('lr')} (warm-up then cosine), weight decay {args.get('weight_decay')}, seed {args.get('seed')}.",
-        f"- Augmentation: {json.dumps(args.get('augment', {}))}; model options: {json.dumps(args.get('model', {}))}.",
+        f"{meta.get('train_minutes')} minutes of training on {_device(meta)}; batch {args.get('batch_size')}, "
+        f"AdamW lr {args.get('lr')} (warm-up then cosine), weight decay {args.get('weight_decay')}, "
+        f"seed {args.get('seed')}{_init_from(meta)}.",
+        f"- Augmentation: {_augmentation(args.get('augment', {}))}; model options: {json.dumps(args.get('model', {}))}.",
         f"- Best validation (the bundle's): accuracy {_f(val.get('accuracy'))}, macro F1 {_f(val.get('macro_f1'))}, "
-        f"tamper AUC {_f(val.get('tamper_auc'))}, mean IoU {_f(val.get('mean_iou'))}.",
+        f"tamper AUC {_f(val.get('tamper_auc'))}, mean IoU {_f(val.get('mean_iou'))}." if val else
+        "- No validation during training: the bundle holds the run's last weights, selected afterwards on the "
+        "whole validation split (`calibrate_detector`).",
         "",
         "## Test results (from metrics.json of the evaluation of this file)",
         "",

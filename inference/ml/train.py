@@ -475,8 +475,11 @@ def train(config: TrainConfig, *, resume: str | Path | None = None) -> dict:
         model_config = ModelConfig.from_dict(init_bundle["config"])
         config.model = model_config.to_dict()
     model = build_model(model_config).to(device)
+    init_from = None
     if init_bundle is not None:
         model.load_state_dict(init_bundle["state_dict"])
+        init_from = {"path": str(config.init_weights), "sha256": _file_sha256(Path(config.init_weights)),
+                     **{k: init_bundle["meta"].get(k) for k in ("name", "version", "steps")}}
         log.info("initialised from %s (%s %s, %s steps)", config.init_weights, init_bundle["meta"].get("name"),
                  init_bundle["meta"].get("version"), init_bundle["meta"].get("steps"))
     params = [p for p in model.parameters() if p.requires_grad]
@@ -562,6 +565,8 @@ def train(config: TrainConfig, *, resume: str | Path | None = None) -> dict:
             "steps": state["global_step"],
             "epochs_completed": state["epoch"],
             "train_minutes": round(state["train_seconds"] / 60, 2),
+            "device": torch.cuda.get_device_name(device) if device.startswith("cuda") else "cpu",
+            "init_from": init_from,
             "validation": val_summary,
             "train_args": config.to_dict(),
         }

@@ -166,6 +166,11 @@ def test_ship_compacts_and_the_card_quotes_the_evaluation(tiny_dataset, random_b
     metrics = json.loads((out / "metrics.json").read_text())
     card = write_model_card(shipped, out, tmp_path / "MODEL_CARD.md", reproduce="python manage.py ...").read_text()
     assert predictor.sha256 in card
+    assert "minutes of training on CPU" in card and "fine-tuned from" not in card
+    from inference.ml.model_card import _augmentation
+
+    assert _augmentation({}) == "flip, contrast, whole slices"
+    assert _augmentation({"crop": 160, "noise": True}) == "flip, contrast, noise, crops of 160 px"
     assert f"| accuracy | {metrics['accuracy']:.3f} | >= 0.95 | {metrics['accuracy'] - 0.95:.3f} |" in card
     p50 = metrics["latency_s"]["p50"]  # lower is better: the margin is positive when the target is met
     assert f"| {p50:.3f} | <= 0.4 | {0.4 - p50:.3f} |" in card

@@ -1,6 +1,7 @@
 """A few training steps on a few real images: losses, checkpoints, resume, the bundle, augmentation."""
 from __future__ import annotations
 
+import hashlib
 import json
 
 import numpy as np
@@ -155,6 +156,11 @@ def test_init_weights_starts_from_a_bundle(small_dataset, tmp_path):
     params = {name for name, _ in Predictor.load(first / "detector.pt").model.named_parameters()}
     assert params and all(torch.equal(start["state_dict"][k], tuned["state_dict"][k]) for k in params)
     assert "initialised from" in (second / "train.log").read_text()
+    # the bundle says what it started from and where it trained
+    init = tuned["meta"]["init_from"]
+    assert init["sha256"] == hashlib.sha256((first / "detector.pt").read_bytes()).hexdigest()
+    assert init["steps"] == start["meta"]["steps"] and tuned["meta"]["device"] == "cpu"
+    assert start["meta"]["init_from"] is None
     # and a fresh model of the same config does not start there
     fresh = tmp_path / "fresh"
     train(_config(small_dataset, fresh, lr=0.0, seed=5))
