@@ -33,8 +33,47 @@ def ship_bundle(src: str | Path, dst: str | Path, *, name: str | None = None, ve
     return save_bundle(compact_bundle({**bundle, "meta": meta}), dst)
 
 
+def average_bundles(sources: list[str | Path], weights: list[float], dst: str | Path) -> Path:
+    """A "model soup": the weighted average of bundles of one architecture fine-tuned from the same start (averaging
+    unrelated models gives noise). Float tensors are averaged; integer buffers (BatchNorm's step counts) come from
+    the first bundle, as do config, calibration and meta, with ``meta["averaged_from"]`` saying what went in.
+    Calibrate the result (``calibrate_detector``) before use: the thresholds of the parts do not carry over."""
+    import torch
+
+    if len(sources) < 2 or len(sources) != len(weights):
+        raise ValueError("Give at least two bundles and one weight for each.")
+    if any(w < 0 for w in weights) or sum(weights) <= 0:
+        raise ValueError("Weights must be non-negative and not all zero.")
+    total = float(sum(weights))
+    bundles = [load_bundle(s) for s in sources]
+    first = bundles[0]
+    for path, b in zip(sources[1:], bundles[1:]):
+        if b["config"] != first["config"] or b["state_dict"].keys() != first["state_dict"].keys():
+            raise ValueError(f"{path} is another architecture than {sources[0]}: they cannot be averaged.")
+    state = {}
+    for key, value in first["state_dict"].items():
+        if value.is_floating_point():
+            state[key] = sum(b["state_dict"][key].float() * (w / total) for b, w in zip(bundles, weights))
+        else:
+            state[key] = value
+    meta = {**first.get("meta", {}), "averaged_from": [
+        {"file": str(s), "sha256": file_sha256(s), "weight": round(w / total, 4),
+         "name": b.get("meta", {}).get("name"), "version": b.get("meta", {}).get("version")}
+        for s, b, w in zip(sources, bundles, weights)]}
+    return save_bundle({**first, "state_dict": state, "meta": meta}, dst)
+
+
 def _f(v, digits=3):
     return "n/a" if v is None else f"{v:.{digits}f}"
+
+
+def _averaged_lines(meta: dict) -> list[str]:
+    """For an averaged bundle (``average_bundles``): what went in; the training lines that follow are its first part's."""
+    parts = meta.get("averaged_from")
+    if not parts:
+        return []
+    listed = "; ".join(f"{p.get('weight')} x {p.get('file')} (sha256 {str(p.get('sha256'))[:12]}...)" for p in parts)
+    return [f"- **Weights averaged** from {len(parts)} runs: {listed}. The training lines below describe the first."]
 
 
 def _augmentation(given: dict) -> str:
@@ -109,6 +148,7 @@ def write_model_card(weights: str | Path, eval_dir: str | Path, out: str | Path,
         "",
         "## Training",
         "",
+        *_averaged_lines(meta),
         f"- {meta.get('steps')} optimiser steps ({meta.get('epochs_completed')} full epochs), "
         f"{meta.get('train_minutes')} minutes of training on {_device(meta)}; batch {args.get('batch_size')}, "
         f"AdamW lr {args.get('lr')} (warm-up then cosine), weight decay {args.get('weight_decay')}, "
@@ -178,6 +218,10 @@ def main(argv=None) -> int:
     ship.add_argument("dst")
     ship.add_argument("--name")
     ship.add_argument("--version")
+    soup = sub.add_parser("average", help="weighted average of bundles fine-tuned from one start (calibrate it after)")
+    soup.add_argument("sources", nargs="+")
+    soup.add_argument("--weights", type=float, nargs="+", required=True)
+    soup.add_argument("--out", required=True)
     card = sub.add_parser("card", help="write MODEL_CARD.md from the bundle and its evaluation")
     card.add_argument("weights")
     card.add_argument("eval_dir")
@@ -188,6 +232,11 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.cmd == "ship":
         print(ship_bundle(args.src, args.dst, name=args.name, version=args.version))
+    elif args.cmd == "average":
+        try:
+            print(average_bundles(args.sources, args.weights, args.out))
+        except ValueError as exc:
+            parser.error(str(exc))
     else:
         print(write_model_card(args.weights, args.eval_dir, args.out, reproduce=args.reproduce, notes=args.notes,
                                evaluated_on=args.evaluated_on))

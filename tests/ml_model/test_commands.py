@@ -215,3 +215,30 @@ def test_calibrate_detector_refuses_the_test_split_and_missing_weights(tiny_data
         call_command("calibrate_detector", str(tiny_dataset), "--weights", str(random_bundle),
                      "--out", str(tmp_path / "x.pt"), "--split", "val")
     assert not (tmp_path / "x.pt").exists()
+
+
+def test_average_bundles_weights_the_parameters_and_refuses_other_architectures(tmp_path):
+    from inference.ml.model import ModelConfig, build_model, load_bundle, make_bundle, save_bundle
+    from inference.ml.model_card import average_bundles
+
+    config = ModelConfig(backbone="tiny", min_size=96, max_size=96)
+    paths = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        paths.append(save_bundle(make_bundle(build_model(config), config, name="m", version=str(seed),
+                                             calibration={}, meta={}), tmp_path / f"m{seed}.pt"))
+    out = average_bundles(paths, [3, 1], tmp_path / "avg.pt")
+    a, b, avg = (load_bundle(p) for p in (*paths, out))
+    key = next(k for k, v in a["state_dict"].items() if v.is_floating_point() and v.numel() > 1)
+    assert torch.allclose(avg["state_dict"][key], 0.75 * a["state_dict"][key] + 0.25 * b["state_dict"][key], atol=1e-6)
+    assert [p["weight"] for p in avg["meta"]["averaged_from"]] == [0.75, 0.25]
+    from inference.ml.model_card import _averaged_lines
+
+    assert _averaged_lines(a["meta"]) == [] and "Weights averaged** from 2 runs: 0.75 x" in _averaged_lines(avg["meta"])[0]
+    other = ModelConfig(backbone="tiny", min_size=96, max_size=96, image_head=False)
+    odd = save_bundle(make_bundle(build_model(other), other, name="x", version="0", calibration={}, meta={}),
+                      tmp_path / "odd.pt")
+    with pytest.raises(ValueError, match="another architecture"):
+        average_bundles([paths[0], odd], [1, 1], tmp_path / "bad.pt")
+    with pytest.raises(ValueError, match="one weight for each"):
+        average_bundles(paths, [1], tmp_path / "bad.pt")
