@@ -475,11 +475,13 @@ def train(config: TrainConfig, *, resume: str | Path | None = None) -> dict:
         model_config = ModelConfig.from_dict(init_bundle["config"])
         config.model = model_config.to_dict()
     model = build_model(model_config).to(device)
-    init_from = None
+    init_from = None  # recorded in the bundle; a resumed fine-tune still names its starting weights
+    if config.init_weights and Path(config.init_weights).is_file():
+        start = init_bundle or load_bundle(config.init_weights)
+        init_from = {"path": str(config.init_weights), "sha256": _file_sha256(Path(config.init_weights)),
+                     **{k: start["meta"].get(k) for k in ("name", "version", "steps")}}
     if init_bundle is not None:
         model.load_state_dict(init_bundle["state_dict"])
-        init_from = {"path": str(config.init_weights), "sha256": _file_sha256(Path(config.init_weights)),
-                     **{k: init_bundle["meta"].get(k) for k in ("name", "version", "steps")}}
         log.info("initialised from %s (%s %s, %s steps)", config.init_weights, init_bundle["meta"].get("name"),
                  init_bundle["meta"].get("version"), init_bundle["meta"].get("steps"))
     params = [p for p in model.parameters() if p.requires_grad]
