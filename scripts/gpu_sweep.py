@@ -39,7 +39,7 @@ def run_job(job_json: str, calibrate_limit: int | None = None) -> int:
         (out / "full_val.json").write_text(json.dumps({"train": summary}, indent=2) + "\n")
         return 0
     calibration, metrics = calibrate_bundle(out / "detector.pt", config.dataset_dir, out / "calibrated.pt",
-                                            split=config.val_split or "val", device=config.device,
+                                            split=config.val_split, device=config.device,
                                             limit=calibrate_limit)
     keys = ("accuracy", "macro_f1", "mean_iou", "tamper_auc", "nll")
     (out / "full_val.json").write_text(json.dumps({
