@@ -36,13 +36,13 @@ def run_job(job_json: str, calibrate_limit: int | None = None) -> int:
     summary = train(config)
     out = Path(config.out_dir)
     if not config.val_split:  # nothing to calibrate on here: the run's last weights, calibrated elsewhere
-        (out / "full_val.json").write_text(json.dumps({"train": summary}, indent=2) + "\n")
+        (out / "job_result.json").write_text(json.dumps({"train": summary}, indent=2) + "\n")
         return 0
     calibration, metrics = calibrate_bundle(out / "detector.pt", config.dataset_dir, out / "calibrated.pt",
                                             split=config.val_split, device=config.device,
                                             limit=calibrate_limit)
     keys = ("accuracy", "macro_f1", "mean_iou", "tamper_auc", "nll")
-    (out / "full_val.json").write_text(json.dumps({
+    (out / "job_result.json").write_text(json.dumps({
         "train": summary, "calibration": calibration, "full_val": {k: metrics[k] for k in keys},
         "per_class_f1": {v: m["f1"] for v, m in metrics["per_class"].items()}}, indent=2) + "\n")
     return 0
@@ -93,8 +93,8 @@ def main(argv=None) -> int:
         code = proc.wait()
         log.close()
         row = {"job": i, "config": config, "exit_code": code}
-        if (out_dir / "full_val.json").is_file():
-            row.update(json.loads((out_dir / "full_val.json").read_text()))
+        if (out_dir / "job_result.json").is_file():
+            row.update(json.loads((out_dir / "job_result.json").read_text()))
         if (out_dir / "history.json").is_file():
             row["history"] = json.loads((out_dir / "history.json").read_text())
         tail = (out_dir / "stdout.log").read_text(errors="replace").splitlines()[-15:]

@@ -82,7 +82,7 @@ def _augmentation(given: dict) -> str:
 
     known = {f.name for f in dataclasses.fields(AugmentConfig)}
     config = dataclasses.asdict(AugmentConfig(**{k: v for k, v in given.items() if k in known}))
-    on = [name for name in ("flip", "rotate", "contrast", "noise", "jpeg") if config[name]]
+    on = [name for name, value in config.items() if isinstance(value, bool) and value]  # the on/off switches
     return (", ".join(on) or "none") + (f", crops of {config['crop']} px" if config["crop"] else ", whole slices")
 
 
