@@ -122,3 +122,37 @@ def test_tumour_free_slices_borrow_a_region_inside_their_own_brain(small_slices)
     fallback = [Sample(record("fake_removed"), healthy.image, r) for r in (corner, half)]
     best = max((corner, half), key=lambda r: interior[r].mean())
     assert _borrow_region(target, fallback + [target], np.random.default_rng(0)) is best
+
+
+def test_removal_check_reports_every_method_and_catches_a_flat_fill(small_build):
+    """The method-isolated check runs each removal on the dataset's real tumours and compares with its
+    tumour-free slices: a flat fill without touch-ups has no noise inside its border and must be caught; the
+    real methods get a figure each."""
+    from inference.ml.dataset.removal_check import removal_check
+    from inference.ml.tamper.base import REMOVE, TamperMethod
+
+    class Flat(TamperMethod):
+        name, kind = "flat", REMOVE
+
+        def edit(self, request, anatomy, rng):
+            from scipy import ndimage as ndi
+
+            region = ndi.binary_dilation(request.tumour, iterations=4)
+            out = request.image.astype(float)
+            out[region] = float(np.median(request.image[region]))
+            return out, region, {}
+
+        def apply(self, request, rng, **kwargs):
+            return super().apply(request, rng, touch_ups=False)
+
+    report = removal_check(load_dataset(small_build), ["inpaint", "patch", Flat()], seed=1)
+    ds = load_dataset(small_build)
+    n_tumours = sum(r.verdict == "real_tumor" for r in ds)
+    assert report["authentic"]["n"] == sum(r.verdict == "no_tumor" for r in ds)
+    for name in ("inpaint", "patch", "flat"):
+        entry = report["methods"][name]
+        assert 0 < entry["n"] <= n_tumours
+        assert all(0.0 <= entry[f"{k}_auc"] <= 1.0 for k in ("texture", "border_noise", "surroundings"))
+    assert report["methods"]["flat"]["border_noise_auc"] > 0.85
+    with pytest.raises(ValueError, match="real_tumor and no_tumor"):
+        removal_check([r for r in ds if r.verdict != "real_tumor"])

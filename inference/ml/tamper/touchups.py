@@ -8,9 +8,14 @@
   replaced is the method's ``detail_sigma``: 1 px (noise only) for injections, whose content carries a
   tumour's own texture, and 6 px for removals, whose fill (inpainted, generated, or mirrored and
   Poisson-blended) lacks the fine structure of brain tissue (sulci, grey/white matter detail) as much as its
-  noise: the donor's detail up to that scale is transplanted, from inside the head away from the skull so no
-  skull edge comes along; its structure keeps its own amplitude, only its 1 px noise is scaled to the level
-  around the region;
+  noise. For removals the donor's detail up to that scale is transplanted, from inside the head away from the
+  skull so no skull edge comes along, and from the place whose *surroundings* look most like the region's
+  (brightness and detail at three scales of the ring 2-8 px outside): tissue is told by its neighbourhood, and
+  a removal's neighbourhood is what the attacker cannot change. Its structure is then scaled, band by band
+  (1-3 and 3-6 px for 6), so that the fill has as much detail relative to the region's ring as the donor place
+  has relative to its own ring: a real interior carries less detail than its ring does (log std 0.25-0.4 less
+  on tumour-free slices), and the donor's own amplitude left fills too detailed where the region sits in smooth
+  tissue and too flat where it sits in busy tissue;
 - ``jpeg``: the region's bounding box is JPEG-encoded and decoded (a lossy round trip in an editor).
 
 Whole-slice JPEG or resampling would move every pixel of the slice, which the dataset contract forbids for
@@ -31,6 +36,11 @@ PROBABILITIES = {"resample": 0.3, "noise": 0.95, "seam_blur": 0.5, "jpeg": 0.25}
 # seam) read noisier than the tissue beyond, so a narrow band leaves the region too quiet just inside its edge
 CALIBRATION_BAND = 6
 DONOR_CANDIDATES = 24  # places drawn for a noise transplant; the one most like the surroundings is used
+DETAIL_DONOR_CANDIDATES = 64  # the same for a detail transplant (removals), chosen by its own surroundings
+DETAIL_RING = (2, 8)  # px outside a region: the surroundings a detail donor is matched on
+DETAIL_INSIDE = 3  # px of the region's edge left out where its detail is measured (the feathered seam)
+DETAIL_ROUNDS = 3  # alternations of the noise calibration and the per-band structure gains
+MAX_STRUCTURE_GAIN = 3.0
 
 
 def residual(image: np.ndarray, sigma: float = 1.0) -> np.ndarray:
@@ -79,56 +89,148 @@ def donor_shifts(mask: np.ndarray, allowed: np.ndarray) -> np.ndarray:
     return np.stack([py - y0, px - x0], axis=1)
 
 
-def _noise_field(mask: np.ndarray, ctx: Context, rng: np.random.Generator,
-                 detail_sigma: float = 1.0) -> tuple[np.ndarray, np.ndarray, dict]:
-    """Noise for the region at the level measured just outside it: real residual texture (the original less
-    its Gaussian blur of ``detail_sigma``) from a healthy place of the same slice that looks most like the
-    region's surroundings in brightness and amount of detail (among a few drawn at random from every place
-    the region fits), else lightly correlated Gaussian noise (and then only the 1 px noise is replaced:
-    ``params["detail_sigma"]``).
+def _dog(image: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """Detail between scales ``lo`` and ``hi`` px (difference of Gaussians; ``lo`` 0 keeps everything below hi)."""
+    return (ndi.gaussian_filter(image, lo) if lo > 0 else image) - ndi.gaussian_filter(image, hi)
 
-    Returns (noise, structure, params): the 1 px residual, scaled to the noise level around the region, and
-    the donor's detail between 1 px and ``detail_sigma`` at its own amplitude (zero when only noise is
-    replaced): tissue structure is contrast, not noise, and scaling it by a noise ratio flattens it."""
+
+def detail_bands(detail_sigma: float) -> list[tuple[float, float]]:
+    """The scales (px) of a detail transplant: the 1 px noise, then two bands up to ``detail_sigma``."""
+    mid = max(1.0, detail_sigma / 2.0)
+    return [(0.0, 1.0), (1.0, mid), (mid, detail_sigma)]
+
+
+def _log_std(values: np.ndarray) -> float:
+    return float(np.log(values.std() + 1e-3)) if values.size >= 20 else float("nan")
+
+
+@dataclass
+class Transplant:
+    """What the noise touch-up adds: ``noise`` (the 1 px residual, scaled to the level around the region),
+    ``bands`` (the donor's structure between 1 px and ``detail_sigma``, one image per band of
+    :func:`detail_bands` past the first; empty when only noise is replaced) and ``targets`` (per band, the log
+    std of detail the fill should have inside the region: its ring's plus the donor place's own
+    interior-to-ring difference; None to keep the donor's amplitude)."""
+    noise: np.ndarray
+    bands: list[np.ndarray]
+    targets: list[float] | None
+    params: dict
+
+
+def _noise_field(mask: np.ndarray, ctx: Context, rng: np.random.Generator,
+                 detail_sigma: float = 1.0) -> Transplant:
+    """Noise for the region at the level measured just outside it: real residual texture (the original less
+    its Gaussian blur of 1 px) from a healthy place of the same slice, else lightly correlated Gaussian noise
+    (and then only the 1 px noise is replaced: ``params["detail_sigma"]``). With ``detail_sigma`` above 1 px
+    (removals) the donor also gives its structure up to that scale (see the module docstring)."""
     around = ring(mask, 0, 4) & ctx.head
     orig = ctx.original.astype(np.float64)
     target_sigma = noise_sigma(residual(orig), around)
-    donor_area = ctx.head if detail_sigma <= 1.0 or ctx.interior is None else ctx.interior
+    detail = detail_sigma > 1.0 and ctx.interior is not None
+    donor_area = ctx.interior if detail else ctx.head
     ys, xs = np.nonzero(mask)
     h, w = mask.shape
     edge = np.zeros((h, w), bool)
     edge[1:-1, 1:-1] = True
-    shifts = donor_shifts(mask, donor_area & ~ctx.forbidden & edge)
-    donor = None
-    detail = residual(orig, detail_sigma)
+    allowed = donor_area & ~ctx.forbidden & edge
+    shifts = donor_shifts(mask, allowed)
+    donor, targets = None, None
     if len(shifts):
-        picks = shifts[rng.choice(len(shifts), size=min(DONOR_CANDIDATES, len(shifts)), replace=False)]
-        near = ring(mask, 0, 8) & ctx.head
-        if not near.any():
-            near = mask
-        level = float(np.mean(orig[near]))
-        texture = np.log(float(np.std(detail[near])) + 1e-3)
-        # like tissue: the same brightness (relative) and the same amount of detail (log ratio) as around
-        costs = [abs(float(np.mean(orig[ys + dy, xs + dx])) - level) / max(level, 1.0)
-                 + abs(np.log(float(np.std(detail[ys + dy, xs + dx])) + 1e-3) - texture) for dy, dx in picks]
-        donor = tuple(int(v) for v in picks[int(np.argmin(costs))])
-    structure = np.zeros((h, w))
+        if detail:
+            donor, targets = _detail_donor(mask, ctx, shifts, rng, detail_sigma)
+        else:
+            donor = _noise_donor(mask, ctx, shifts, rng)
+    bands: list[np.ndarray] = []
     if donor is None:
         field = ndi.gaussian_filter(rng.standard_normal((h, w)), 0.5)
         params = {"source": "synthetic", "detail_sigma": 1.0}
+        targets = None
     else:
         field = np.zeros((h, w))
-        noise = residual(orig)
-        field[ys, xs] = noise[ys + donor[0], xs + donor[1]]
-        if detail_sigma > 1.0:
-            structure[ys, xs] = (detail - noise)[ys + donor[0], xs + donor[1]]
-        params = {"source": "transplant", "shift": [donor[0], donor[1]], "detail_sigma": detail_sigma}
+        field[ys, xs] = residual(orig)[ys + donor[0], xs + donor[1]]
+        if detail:
+            for lo, hi in detail_bands(detail_sigma)[1:]:
+                band = np.zeros((h, w))
+                band[ys, xs] = _dog(orig, lo, hi)[ys + donor[0], xs + donor[1]]
+                bands.append(band)
+        params = {"source": "transplant", "shift": [donor[0], donor[1]],
+                  "detail_sigma": detail_sigma if detail else 1.0}
     field = np.where(mask, field, 0.0)
     # scale with the same estimator that measured the target, applied to the field as it will be seen
     measured = noise_sigma(residual(field), ndi.binary_erosion(mask, iterations=2) if mask.sum() > 200 else mask)
     field *= target_sigma / measured if measured > 1e-6 else 0.0
     params["sigma"] = round(target_sigma, 3)
-    return field, structure, params
+    return Transplant(field, bands, targets, params)
+
+
+def _noise_donor(mask: np.ndarray, ctx: Context, shifts: np.ndarray, rng: np.random.Generator):
+    """Among a few places drawn at random, the one most like the region's surroundings in brightness and
+    amount of 1 px detail."""
+    orig = ctx.original.astype(np.float64)
+    ys, xs = np.nonzero(mask)
+    picks = shifts[rng.choice(len(shifts), size=min(DONOR_CANDIDATES, len(shifts)), replace=False)]
+    near = ring(mask, 0, 8) & ctx.head
+    if not near.any():
+        near = mask
+    detail = residual(orig)
+    level = float(np.mean(orig[near]))
+    texture = np.log(float(np.std(detail[near])) + 1e-3)
+    # like tissue: the same brightness (relative) and the same amount of detail (log ratio) as around
+    costs = [abs(float(np.mean(orig[ys + dy, xs + dx])) - level) / max(level, 1.0)
+             + abs(np.log(float(np.std(detail[ys + dy, xs + dx])) + 1e-3) - texture) for dy, dx in picks]
+    return tuple(int(v) for v in picks[int(np.argmin(costs))])
+
+
+def _detail_donor(mask: np.ndarray, ctx: Context, shifts: np.ndarray, rng: np.random.Generator,
+                  detail_sigma: float):
+    """Among places drawn at random, the one whose ring (``DETAIL_RING`` px outside, on healthy head pixels)
+    is most like the region's ring in brightness and in detail at each of :func:`detail_bands`; with, per
+    structure band, the log std of detail the fill should have inside (see :class:`Transplant`), or None
+    when the donor's ring is too small to measure."""
+    orig = ctx.original.astype(np.float64)
+    h, w = mask.shape
+    healthy = ctx.head & ~ctx.forbidden
+    own_ring = ring(mask, *DETAIL_RING)
+    around = own_ring & healthy
+    if around.sum() < 20:
+        around = own_ring & ctx.head
+    if around.sum() < 20:
+        return _noise_donor(mask, ctx, shifts, rng), None
+    ry, rx = np.nonzero(own_ring)
+    bands = [_dog(orig, lo, hi) for lo, hi in detail_bands(detail_sigma)]
+    level = float(np.mean(orig[around]))
+    reference = [_log_std(b[around]) for b in bands]
+    picks = shifts[rng.choice(len(shifts), size=min(DETAIL_DONOR_CANDIDATES, len(shifts)), replace=False)]
+    best, best_cost = None, np.inf
+    for dy, dx in picks:
+        yy, xx = ry + dy, rx + dx
+        inside = (yy >= 0) & (yy < h) & (xx >= 0) & (xx < w)
+        yy, xx = yy[inside], xx[inside]
+        keep = healthy[yy, xx]
+        yy, xx = yy[keep], xx[keep]
+        if yy.size < 20:
+            continue
+        cost = abs(float(np.mean(orig[yy, xx])) - level) / max(level, 1.0)
+        cost += sum(abs(_log_std(b[yy, xx]) - r) for b, r in zip(bands, reference)) / len(bands)
+        if cost < best_cost:
+            best, best_cost = (int(dy), int(dx)), cost
+    if best is None:
+        return _noise_donor(mask, ctx, shifts, rng), None
+    dy, dx = best
+    placed = np.zeros((h, w), bool)
+    ys, xs = np.nonzero(mask)
+    placed[ys + dy, xs + dx] = True
+    donor_inside = _detail_inside(placed)
+    donor_ring = ring(placed, *DETAIL_RING) & healthy
+    targets = [r + _log_std(b[donor_inside]) - _log_std(b[donor_ring])
+               for b, r in zip(bands[1:], reference[1:])]
+    return best, (targets if all(np.isfinite(targets)) else None)
+
+
+def _detail_inside(mask: np.ndarray) -> np.ndarray:
+    """The region less its feathered edge, where its detail is measured (the whole region when that is small)."""
+    inside = ndi.binary_erosion(mask, iterations=DETAIL_INSIDE)
+    return inside if inside.sum() >= 30 else mask
 
 
 def _seam_blur(edited: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, dict]:
@@ -186,24 +288,44 @@ def finish(
         out, applied["seam_blur"] = _seam_blur(out, mask, rng)
     alpha = feather_alpha(mask, feather)
     if draws["noise"]:
-        field, structure, applied["noise"] = _noise_field(mask, ctx, rng, detail_sigma)
+        transplant = _noise_field(mask, ctx, rng, detail_sigma)
+        applied["noise"] = transplant.params
+        field = transplant.noise
         smooth = ndi.gaussian_filter(out, applied["noise"]["detail_sigma"])
         # the original keeps (1 - alpha) of its noise: add the rest so the variance is the same everywhere
         weight = np.sqrt(np.clip(1.0 - (1.0 - alpha) ** 2, 0.0, 1.0))
-        # structure is content: it is feathered in like the content
-        base = alpha * (smooth + structure) + (1.0 - alpha) * orig
         # calibrate on the result itself: the smoothed content and the seam keep some high frequencies
         target, gain = applied["noise"]["sigma"], 1.0
         interior = ndi.binary_erosion(mask, iterations=4)
         band = mask & ~ndi.binary_erosion(mask, iterations=CALIBRATION_BAND)
         measure_on = interior if calibrate_on == "interior" and interior.sum() >= 50 else band
-        for _ in range(2):
-            measured = noise_sigma(residual(base + gain * weight * field), measure_on)
-            if measured <= 1e-6 or target <= 0:
+        gains = [1.0] * len(transplant.bands)
+        inside = _detail_inside(mask)
+        bands_at = detail_bands(applied["noise"]["detail_sigma"])[1:]
+
+        def content() -> np.ndarray:
+            # structure is content: it is feathered in like the content
+            structure = sum((g * b for g, b in zip(gains, transplant.bands)), np.zeros_like(orig))
+            return alpha * (smooth + structure) + (1.0 - alpha) * orig
+
+        for _ in range(DETAIL_ROUNDS if transplant.targets else 1):
+            base = content()
+            for _ in range(2):
+                measured = noise_sigma(residual(base + gain * weight * field), measure_on)
+                if measured <= 1e-6 or target <= 0:
+                    break
+                gain *= target / measured
+            if not transplant.targets:
                 break
-            gain *= target / measured
+            result = base + gain * weight * field
+            for i, ((lo, hi), goal) in enumerate(zip(bands_at, transplant.targets)):
+                now = _log_std(_dog(result, lo, hi)[inside])
+                if np.isfinite(now):
+                    gains[i] = float(np.clip(gains[i] * np.exp(goal - now), 0.0, MAX_STRUCTURE_GAIN))
         applied["noise"]["gain"] = round(gain, 3)
-        out = base + gain * weight * field
+        if transplant.targets:
+            applied["noise"]["structure_gain"] = [round(g, 3) for g in gains]
+        out = content() + gain * weight * field
     else:
         out = alpha * out + (1.0 - alpha) * orig
     if draws["jpeg"]:
