@@ -299,6 +299,9 @@ DEFAULT_CALIBRATION = {
     "mask_threshold": 0.5,
     "show_threshold": 0.0,
     "show_relative": 0.0,
+    # test-time augmentation: also read the left-right mirror of the slice and fuse both views
+    # (predictor.fuse_views); calibrate_detector keeps it only where it raises validation macro F1
+    "test_time_flip": False,
 }
 
 

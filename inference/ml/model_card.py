@@ -105,8 +105,20 @@ def _calibrated_on(meta: dict) -> str:
     if not done:
         return " during training"
     m = done.get("metrics", {})
-    return (f" (`calibrate_detector`: all {done.get('n_images')} images of `{done.get('split')}`; there accuracy "
+    return (f" (`calibrate_detector`: all {done.get('n_images')} images of `{done.get('split')}` of "
+            f"`{done.get('dataset_dir')}`; there accuracy "
             f"{_f(m.get('accuracy'))}, mean IoU {_f(m.get('mean_iou'))})")
+
+
+def _views(cal: dict, meta: dict) -> str:
+    views = meta.get("calibrated_on", {}).get("views", {})
+    compared = ""
+    if len(views) == 2:
+        compared = (f" (validation accuracy {_f(views['flip']['accuracy'])} with it, "
+                    f"{_f(views['plain']['accuracy'])} without)")
+    if cal.get("test_time_flip"):
+        return f"each slice is read twice, as is and mirrored left-right, and both views fused{compared}"
+    return f"each slice is read once{compared}"
 
 
 def write_model_card(weights: str | Path, eval_dir: str | Path, out: str | Path, *, reproduce: str = "",
@@ -135,7 +147,7 @@ def write_model_card(weights: str | Path, eval_dir: str | Path, out: str | Path,
         f"{cal.get('image_weight')}, detection threshold {cal.get('detection_threshold')}); shown regions: "
         f"mask probability >= {cal.get('mask_threshold', 0.5)}, detections scoring >= "
         f"{cal.get('show_threshold', 0.0)} and >= {cal.get('show_relative', 0.0)} x the best (the best always); "
-        f"all calibrated on the validation split{_calibrated_on(meta)}.",
+        f"{_views(cal, meta)}; all calibrated on the validation split{_calibrated_on(meta)}.",
         f"- Test-time budget: {config.get('rpn_pre_nms_top_n_test')}/{config.get('rpn_post_nms_top_n_test')} RPN "
         f"proposals, at most {config.get('box_detections_per_img')} detections.",
         "",

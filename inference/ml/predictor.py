@@ -9,6 +9,9 @@ Load once (`Predictor.load`), then `predict` / `predict_batch`. Each slice gets:
   with a boolean mask the size of the input (mask probability >= ``mask_threshold``). A ``no_tumor`` verdict
   shows nothing.
 
+With the calibration's ``test_time_flip`` the model also reads each slice's left-right mirror (training flips
+slices too) and `fuse_views` merges the two views' outputs before any of the above (twice the model's time).
+
 `volume_verdict` turns per-slice results into one per scan. No Django here.
 """
 from __future__ import annotations
@@ -150,6 +153,59 @@ def select_instances(verdict: str, detections: list[Instance], detection_thresho
     return merge_overlapping(shown)
 
 
+def flip_output(out: dict, width: int) -> dict:
+    """A model output on a left-right mirrored slice, mirrored back into the slice's own coordinates."""
+    boxes = out["boxes"].clone()
+    boxes[:, 0], boxes[:, 2] = width - out["boxes"][:, 2], width - out["boxes"][:, 0]
+    return {**out, "boxes": boxes, "masks": out["masks"].flip(-1)}
+
+
+def fuse_views(first: dict, second: dict, match_iou: float = 0.3) -> dict:
+    """One output from two views of the same slice (both in its coordinates): the mean of the image logits; each
+    detection matched to the other view's detection of the same class whose mask overlaps it most (IoU of the
+    masks cut at 0.5, at least ``match_iou``) averages score, box and mask probabilities with it; a detection the
+    other view did not make averages with nothing there (half its score). Test-time augmentation the calibration
+    then fits like any other output."""
+    def cut(out):
+        return out["masks"][:, 0] >= 0.5
+
+    masks_a, masks_b = cut(first), cut(second)
+    inter = (masks_a.flatten(1).float() @ masks_b.flatten(1).float().T) if len(masks_a) and len(masks_b) else None
+    taken: set[int] = set()
+    boxes, labels, scores, masks = [], [], [], []
+    for i in sorted(range(len(first["scores"])), key=lambda k: -float(first["scores"][k])):
+        j_best, iou_best = None, match_iou
+        if inter is not None:
+            for j in range(len(second["scores"])):
+                if j in taken or int(second["labels"][j]) != int(first["labels"][i]):
+                    continue
+                union = float(masks_a[i].sum() + masks_b[j].sum() - inter[i, j])
+                iou = float(inter[i, j]) / union if union > 0 else 0.0
+                if iou >= iou_best:
+                    j_best, iou_best = j, iou
+        labels.append(first["labels"][i])
+        if j_best is None:
+            boxes.append(first["boxes"][i]); scores.append(first["scores"][i] / 2); masks.append(first["masks"][i])
+        else:
+            taken.add(j_best)
+            boxes.append((first["boxes"][i] + second["boxes"][j_best]) / 2)
+            scores.append((first["scores"][i] + second["scores"][j_best]) / 2)
+            masks.append((first["masks"][i] + second["masks"][j_best]) / 2)
+    for j in range(len(second["scores"])):
+        if j not in taken:
+            labels.append(second["labels"][j]); boxes.append(second["boxes"][j])
+            scores.append(second["scores"][j] / 2); masks.append(second["masks"][j])
+    order = sorted(range(len(scores)), key=lambda k: -float(scores[k]))
+    ref = first["masks"]
+    return {
+        "boxes": torch.stack([boxes[k] for k in order]) if order else first["boxes"][:0],
+        "labels": torch.stack([labels[k] for k in order]) if order else first["labels"][:0],
+        "scores": torch.stack([scores[k] for k in order]) if order else first["scores"][:0],
+        "masks": torch.stack([masks[k] for k in order]) if order else ref[:0],
+        "image_logits": (first["image_logits"] + second["image_logits"]) / 2,
+    }
+
+
 class Predictor:
     """The detector, loaded once, in eval mode."""
 
@@ -209,31 +265,39 @@ class Predictor:
     def predict_batch(self, images: list[np.ndarray]) -> list[SlicePrediction]:
         return [pred for pred, _ in self.predict_detailed(images)]
 
+    @property
+    def test_time_flip(self) -> bool:
+        return bool(self.calibration.get("test_time_flip", False))
+
     def predict_detailed(self, images: list[np.ndarray]) -> list[tuple[SlicePrediction, list[Instance]]]:
         """Each slice's prediction and every detection the model made (any class, any score): for COCO AP."""
         slices = [as_uint8_slice(img) for img in images]
         results = []
         for start in range(0, len(slices), self.batch_size):
             chunk = slices[start : start + self.batch_size]
-            tensors = [slice_tensor(s).to(self.device) for s in chunk]
-            with torch.inference_mode():
-                outputs = self.model(tensors)
+            outputs = self.forward(chunk)
             results.extend(self._postprocess_detailed(out, s.shape) for out, s in zip(outputs, chunk))
         return results
 
-    def raw_outputs(self, images: list[np.ndarray]) -> list[dict]:
-        """The model's own outputs (numpy) for calibration: image_logits, scores, labels."""
-        slices = [as_uint8_slice(img) for img in images]
+    def forward(self, slices: list[np.ndarray], flip: bool | None = None) -> list[dict]:
+        """The model's outputs for uint8 slices; with ``flip`` (default: the calibration's ``test_time_flip``)
+        each is the fusion of the slice and its left-right mirror (`fuse_views`)."""
+        plain, fused = self.forward_views(slices, flip=self.test_time_flip if flip is None else flip)
+        return plain if fused is None else fused
+
+    def forward_views(self, slices: list[np.ndarray], flip: bool = True) -> tuple[list[dict], list[dict] | None]:
+        """The plain outputs and, with ``flip``, the two-view fused ones, from one pass of the model (calibration
+        compares both)."""
+        tensors = [slice_tensor(s).to(self.device) for s in slices]
+        if flip:
+            tensors += [t.flip(-1) for t in tensors]
         with torch.inference_mode():
-            outputs = self.model([slice_tensor(s).to(self.device) for s in slices])
-        return [
-            {
-                "image_logits": out["image_logits"].float().cpu().numpy(),
-                "scores": out["scores"].float().cpu().numpy(),
-                "labels": out["labels"].cpu().numpy(),
-            }
-            for out in outputs
-        ]
+            outputs = self.model(tensors)
+        n = len(slices)
+        if not flip:
+            return outputs, None
+        fused = [fuse_views(outputs[k], flip_output(outputs[n + k], s.shape[1])) for k, s in enumerate(slices)]
+        return outputs[:n], fused
 
     def scores_from_raw(self, raw: dict, calibration: dict | None = None) -> dict[str, float]:
         cal = {**self.calibration, **(calibration or {})}

@@ -285,20 +285,30 @@ class ValItem:
 
 
 def collect_validation(predictor: Predictor, records, batch_size: int = 8) -> list[ValItem]:
-    items = []
-    model = predictor.model
-    model.eval()
+    """The model's plain (one-view) outputs on ``records``, ready for `fit_calibration`."""
+    return collect_views(predictor, records, batch_size, flip=False)[0]
+
+
+def collect_views(predictor: Predictor, records, batch_size: int = 8,
+                  flip: bool = True) -> tuple[list[ValItem], list[ValItem] | None]:
+    """The plain outputs and, with ``flip``, the outputs fused with the mirrored view (test-time flip), from one
+    pass of the model over ``records``."""
+    plain, fused = [], ([] if flip else None)
+    predictor.model.eval()
+
+    def item(rec, out, s) -> ValItem:
+        _, detections = predictor._postprocess_detailed(out, s.shape)
+        probs = (out["masks"][:, 0].float().cpu().numpy() * 255.0).round().astype(np.uint8)
+        return ValItem(rec.verdict, rec.mask(), out["image_logits"].float().cpu().numpy(), detections, probs)
+
     for start in range(0, len(records), batch_size):
         chunk = records[start : start + batch_size]
         slices = [to_uint8(rec.pixels()) for rec in chunk]
-        with torch.inference_mode():
-            outputs = model([slice_tensor(s).to(predictor.device) for s in slices])
-        for rec, out, s in zip(chunk, outputs, slices):
-            _, detections = predictor._postprocess_detailed(out, s.shape)
-            probs = (out["masks"][:, 0].float().cpu().numpy() * 255.0).round().astype(np.uint8)
-            items.append(ValItem(rec.verdict, rec.mask(), out["image_logits"].float().cpu().numpy(), detections,
-                                 probs))
-    return items
+        outs, outs_fused = predictor.forward_views(slices, flip=flip)
+        plain += [item(rec, out, s) for rec, out, s in zip(chunk, outs, slices)]
+        if flip:
+            fused += [item(rec, out, s) for rec, out, s in zip(chunk, outs_fused, slices)]
+    return plain, fused
 
 
 def item_verdict(it: ValItem, calibration: dict, has_image_head: bool) -> tuple[str, dict[str, float]]:
@@ -376,11 +386,22 @@ def fit_display(items: list[ValItem], calibration: dict, has_image_head: bool) -
     return best
 
 
+def _summary(metrics: dict) -> dict:
+    return {k: metrics[k] for k in ("accuracy", "macro_f1", "mean_iou", "tamper_auc", "nll")}
+
+
 def calibrate_bundle(weights: str | Path, dataset_dir: str | Path, out: str | Path, *, split: str = "val",
-                     device: str = "auto", limit: int | None = None) -> tuple[dict, dict]:
+                     device: str = "auto", limit: int | None = None,
+                     test_time_flip: str = "auto") -> tuple[dict, dict]:
     """Refit a bundle's calibration (verdict mix and thresholds, then mask and show thresholds) on a whole split,
     typically the full validation split after training validated on a subset; writes the bundle to ``out`` with
-    its weights untouched and ``meta["calibrated_on"]`` saying on what. Returns (calibration, metrics)."""
+    its weights untouched and ``meta["calibrated_on"]`` saying on what. Returns (calibration, metrics).
+
+    ``test_time_flip``: ``"auto"`` fits both the plain outputs and the ones fused with the mirrored view and keeps
+    the flip only if its validation macro F1 is higher (ties: lower NLL, then plain, which costs half the time);
+    ``"on"`` / ``"off"`` force it."""
+    if test_time_flip not in ("auto", "on", "off"):
+        raise ValueError(f"test_time_flip must be auto, on or off; got {test_time_flip!r}.")
     records = list(load_dataset(dataset_dir, split=split))
     if limit:
         records = records[:limit]
@@ -388,14 +409,22 @@ def calibrate_bundle(weights: str | Path, dataset_dir: str | Path, out: str | Pa
         raise ValueError(f"The dataset {dataset_dir} has no image in split {split!r} to calibrate on.")
     bundle = load_bundle(weights)
     predictor = Predictor.load(weights, device=device)
-    items = collect_validation(predictor, records)
-    calibration, metrics = fit_calibration(items, predictor.has_image_head)
+    plain, fused = collect_views(predictor, records, flip=test_time_flip != "off")
+    fits = {}
+    if test_time_flip != "on":
+        fits["plain"] = fit_calibration(plain, predictor.has_image_head)
+    if fused is not None:
+        cal, metrics = fit_calibration(fused, predictor.has_image_head)
+        fits["flip"] = ({**cal, "test_time_flip": True}, metrics)
+    chosen = max(fits, key=lambda k: (round(fits[k][1]["macro_f1"], 6), -round(fits[k][1]["nll"], 6), k == "plain"))
+    calibration, metrics = fits[chosen]
     previous = bundle.get("calibration")
     bundle["calibration"] = calibration
     bundle["meta"] = {**bundle.get("meta", {}), "calibrated_on": {
         "dataset_dir": str(dataset_dir), "dataset_sha256": _file_sha256(Path(dataset_dir) / "annotations.json"),
-        "split": split, "n_images": len(items),
-        "metrics": {k: metrics[k] for k in ("accuracy", "macro_f1", "mean_iou", "tamper_auc", "nll")},
+        "split": split, "n_images": len(plain),
+        "metrics": _summary(metrics),
+        "views": {k: _summary(m) for k, (_, m) in fits.items()},
         "previous_calibration": previous,
     }}
     save_bundle(bundle, out)
@@ -537,7 +566,7 @@ def train(config: TrainConfig, *, resume: str | Path | None = None) -> dict:
         calibration, metrics = fit_calibration(items, model_config.image_head)
         model.train()
         score = metrics["macro_f1"]
-        summary = {k: metrics[k] for k in ("accuracy", "macro_f1", "mean_iou", "tamper_auc", "nll")}
+        summary = _summary(metrics)
         summary.update({"epoch": state["epoch"], "step": state["global_step"],
                         "train_minutes": round(state["train_seconds"] / 60, 2), "calibration": calibration,
                         "per_class_f1": {v: metrics["per_class"][v]["f1"] for v in VERDICTS}})

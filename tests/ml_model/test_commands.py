@@ -10,6 +10,7 @@ import torch
 from django.core.management import CommandError, call_command
 
 from inference.ml.labels import VERDICTS
+from inference.ml.predictor import Predictor
 from reports.models import EvaluationRun
 
 from .conftest import sample_slices
@@ -194,6 +195,12 @@ def test_calibrate_detector_refits_thresholds_and_keeps_the_weights(tiny_dataset
     meta = after["meta"]["calibrated_on"]
     assert meta["split"] == "train" and meta["n_images"] == 4 and len(meta["dataset_sha256"]) == 64
     assert meta["previous_calibration"] == before["calibration"]
+    # auto: both readings fitted, the flip kept only if it scored higher
+    assert set(meta["views"]) == {"plain", "flip"}
+    flip_won = (round(meta["views"]["flip"]["macro_f1"], 6), -round(meta["views"]["flip"]["nll"], 6)) > (
+        round(meta["views"]["plain"]["macro_f1"], 6), -round(meta["views"]["plain"]["nll"], 6))
+    assert after["calibration"]["test_time_flip"] is flip_won
+    assert meta["metrics"] == meta["views"]["flip" if flip_won else "plain"]
     # the model card says where the thresholds come from
     from inference.ml.model_card import write_model_card
 
@@ -202,6 +209,27 @@ def test_calibrate_detector_refits_thresholds_and_keeps_the_weights(tiny_dataset
     card = write_model_card(out, tmp_path / "eval", tmp_path / "CARD.md").read_text()
     assert "`calibrate_detector`: all 4 images of `train`" in card
     assert f"mask probability >= {after['calibration']['mask_threshold']}" in card
+
+
+def test_calibrate_detector_test_time_flip_on_and_off(tiny_dataset, random_bundle, tmp_path):
+    from inference.ml.model_card import write_model_card
+
+    for choice, expected in (("on", True), ("off", False)):
+        out = tmp_path / f"{choice}.pt"
+        call_command("calibrate_detector", str(tiny_dataset), "--weights", str(random_bundle), "--out", str(out),
+                     "--split", "train", "--test-time-flip", choice, stdout=StringIO())
+        bundle = torch.load(out, weights_only=True)
+        assert bundle["calibration"]["test_time_flip"] is expected
+        assert list(bundle["meta"]["calibrated_on"]["views"]) == ["flip" if expected else "plain"]
+        assert Predictor.load(out, device="cpu").test_time_flip is expected
+        call_command("evaluate_detector", str(tiny_dataset), "--out", str(tmp_path / f"eval-{choice}"), "--weights",
+                     str(out), "--no-record", "--no-coco-ap", "--split", "test", stdout=StringIO(), verbosity=0)
+        card = write_model_card(out, tmp_path / f"eval-{choice}", tmp_path / f"{choice}.md").read_text()
+        assert ("read twice, as is and mirrored" in card) is expected
+        assert ("each slice is read once" in card) is not expected
+    with pytest.raises(CommandError):
+        call_command("calibrate_detector", str(tiny_dataset), "--weights", str(random_bundle),
+                     "--out", str(tmp_path / "x.pt"), "--split", "train", "--test-time-flip", "sometimes")
 
 
 def test_calibrate_detector_refuses_the_test_split_and_missing_weights(tiny_dataset, random_bundle, tmp_path):

@@ -16,7 +16,9 @@ from inference.ml.predictor import (
     ModelNotInstalled,
     Predictor,
     SlicePrediction,
+    flip_output,
     fuse_scores,
+    fuse_views,
     select_instances,
     volume_verdict,
 )
@@ -219,3 +221,61 @@ def test_show_thresholds_keep_the_best_detection_and_drop_weak_extras():
     assert [d.score for d in select_instances("real_tumor", [lone], 0.3, show_threshold=0.7)] == [0.1]
     assert select_instances("fake_removed", dets, 0.3) == []
     assert select_instances("no_tumor", dets, 0.0) == []
+
+
+def _output(boxes, labels, scores, masks, logits):
+    return {"boxes": torch.tensor(boxes, dtype=torch.float32), "labels": torch.tensor(labels),
+            "scores": torch.tensor(scores), "masks": masks, "image_logits": torch.tensor(logits)}
+
+
+def test_flip_output_mirrors_boxes_and_masks():
+    masks = torch.zeros(1, 1, 8, 10)
+    masks[0, 0, 2:4, 1:3] = 0.8  # columns 1-2 -> 7-8 in a 10-wide slice
+    out = flip_output(_output([[1.0, 2, 3, 4]], [2], [0.9], masks, [0.0] * 4), width=10)
+    assert out["boxes"].tolist() == [[7.0, 2.0, 9.0, 4.0]]
+    assert torch.nonzero(out["masks"][0, 0] > 0)[:, 1].unique().tolist() == [7, 8]
+    assert out["labels"].tolist() == [2] and out["scores"].tolist() == pytest.approx([0.9])
+
+
+def test_fuse_views_averages_matched_detections_and_halves_the_rest():
+    a_masks, b_masks = torch.zeros(2, 1, 20, 20), torch.zeros(2, 1, 20, 20)
+    a_masks[0, 0, 2:8, 2:8] = 0.9  # fake_added, overlaps b's fake_added (IoU 25/47)
+    a_masks[1, 0, 12:16, 12:16] = 0.7  # real_tumor: b has no real_tumor there
+    b_masks[0, 0, 3:9, 3:9] = 0.6  # fake_added
+    b_masks[1, 0, 12:16, 12:16] = 0.8  # same place as a's real_tumor but another class: no match
+    first = _output([[2.0, 2, 8, 8], [12.0, 12, 16, 16]], [2, 1], [0.8, 0.5], a_masks, [1.0, 0.0, 2.0, 0.0])
+    second = _output([[3.0, 3, 9, 9], [12.0, 12, 16, 16]], [2, 3], [0.6, 0.4], b_masks, [3.0, 0.0, 0.0, 0.0])
+    fused = fuse_views(first, second)
+    assert fused["image_logits"].tolist() == pytest.approx([2.0, 0.0, 1.0, 0.0])
+    assert fused["labels"].tolist() == [2, 1, 3]  # by fused score: 0.7, 0.25, 0.2
+    assert fused["scores"].tolist() == pytest.approx([0.7, 0.25, 0.2])
+    assert fused["boxes"][0].tolist() == pytest.approx([2.5, 2.5, 8.5, 8.5])
+    assert float(fused["masks"][0, 0, 4, 4]) == pytest.approx(0.75)  # both views
+    assert float(fused["masks"][0, 0, 2, 2]) == pytest.approx(0.45)  # a only
+    assert torch.equal(fused["masks"][1], a_masks[1]) and torch.equal(fused["masks"][2], b_masks[1])
+    # nothing in either view: nothing out
+    empty = _output(np.zeros((0, 4)), [], [], torch.zeros(0, 1, 20, 20), [0.0] * 4)
+    none = fuse_views(empty, empty)
+    assert len(none["scores"]) == 0 and none["masks"].shape == (0, 1, 20, 20)
+
+
+def test_test_time_flip_reads_a_slice_and_its_mirror_alike(bundle_path, tumour_slice):
+    """With the flip on, a slice and its mirror are two orders of the same two views: the same scores, mirrored
+    regions; without it they differ (the model is not mirror-symmetric by itself)."""
+    flipped = Predictor.load(bundle_path, device="cpu")
+    # verdict from the image head, every detection counted: the random model then shows regions
+    flipped.calibration = {**flipped.calibration, "test_time_flip": True, "temperature": 1e-3, "image_weight": 1.0,
+                           "detection_threshold": 0.0}
+    assert flipped.test_time_flip
+    mirror = np.ascontiguousarray(tumour_slice[:, ::-1])
+    a, b = flipped.predict_batch([tumour_slice, mirror])
+    _check(a, tumour_slice.shape)
+    assert a.verdict == b.verdict
+    assert [a.scores[v] for v in VERDICTS] == pytest.approx([b.scores[v] for v in VERDICTS], abs=1e-4)
+    assert a.instances and b.instances
+    a_union, b_union = np.any([i.mask for i in a.instances], axis=0), np.any([i.mask for i in b.instances], axis=0)
+    assert a_union.any() and np.array_equal(a_union, b_union[:, ::-1])
+    plain = Predictor.load(bundle_path, device="cpu")
+    assert not plain.test_time_flip
+    p, q = plain.predict_batch([tumour_slice, mirror])
+    assert [p.scores[v] for v in VERDICTS] != pytest.approx([q.scores[v] for v in VERDICTS], abs=1e-4)
