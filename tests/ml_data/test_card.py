@@ -156,3 +156,39 @@ def test_removal_check_reports_every_method_and_catches_a_flat_fill(small_build)
     assert report["methods"]["flat"]["border_noise_auc"] > 0.85
     with pytest.raises(ValueError, match="real_tumor and no_tumor"):
         removal_check([r for r in ds if r.verdict != "real_tumor"])
+
+
+def test_injection_check_reports_every_method_and_catches_a_flat_disc(small_build):
+    """The injection counterpart: each injection method on the dataset's tumour-free slices, with donors from
+    real tumours of other patients, against its real tumours. A flat bright disc pasted without touch-ups has no
+    texture and no noise inside and must be caught; splice gets a figure for each feature set."""
+    from inference.ml.dataset.injection_check import injection_check
+    from inference.ml.tamper.base import INJECT, TamperMethod
+
+    class Disc(TamperMethod):
+        name, kind = "disc", INJECT
+
+        def edit(self, request, anatomy, rng):
+            ys, xs = np.nonzero(anatomy.tissue)
+            k = len(ys) // 2
+            yy, xx = np.ogrid[: request.image.shape[0], : request.image.shape[1]]
+            region = (yy - ys[k]) ** 2 + (xx - xs[k]) ** 2 <= 64
+            out = request.image.astype(float)
+            out[region] = float(np.percentile(request.image[anatomy.tissue], 95))
+            return out, region, {}
+
+        def apply(self, request, rng, **kwargs):
+            return super().apply(request, rng, touch_ups=False)
+
+    ds = load_dataset(small_build)
+    report = injection_check(ds, ["splice", Disc()], seed=1)
+    n_targets = sum(r.verdict == "no_tumor" for r in ds)
+    assert report["authentic"]["n"] == sum(r.verdict == "real_tumor" for r in ds)
+    for name in ("splice", "disc"):
+        entry = report["methods"][name]
+        assert 0 < entry["n"] <= n_targets
+        assert all(0.0 <= entry[f"{k}_auc"] <= 1.0 for k in ("texture", "border_noise", "surroundings"))
+        assert len(entry["texture_mean"]) == len(report["authentic"]["texture_mean"])
+    assert report["methods"]["disc"]["texture_auc"] > 0.85
+    with pytest.raises(ValueError, match="no_tumor and real_tumor"):
+        injection_check([r for r in ds if r.verdict != "no_tumor"])

@@ -158,6 +158,51 @@ def test_histogram_matching_takes_the_reference_values_and_keeps_the_drawing():
     assert abs(out[12, 30] - (image[12, 30] + np.quantile(reference, 0.5)) / 2) < 25
 
 
+def test_splice_goes_where_the_surroundings_look_like_the_donors():
+    """Of the places that fit, the one whose ring looks like the donor tumour's surroundings: busy tissue for a
+    tumour from busy tissue, smooth for smooth."""
+    from inference.ml.tamper.splice import _best_place, _surroundings
+
+    rng = np.random.default_rng(0)
+    target = np.full((128, 128), 100.0) + rng.standard_normal((128, 128))
+    target[:, 64:] += ndi.gaussian_filter(rng.standard_normal((128, 64)), 1.5) * 40.0  # right half: busy
+    region_local = np.zeros((12, 12), bool)
+    region_local[3:9, 3:9] = True
+    places = [(58, 10), (58, 100)]  # left (smooth), right (busy)
+    head = np.ones_like(target, bool)
+    for wanted, expected in ((100, (58, 100)), (10, (58, 10))):
+        donor_region = np.zeros_like(head)
+        donor_region[wanted - 3:wanted + 3, wanted - 3:wanted + 3] = True
+        reference = _surroundings(target, donor_region, head)
+        place, cost, _ = _best_place(places, region_local, target, head, reference)
+        assert place == expected and cost is not None
+    assert _best_place(places, region_local, target, head, None)[0] == places[0]
+
+
+def test_splice_noise_ends_at_the_donors_tumour_to_tissue_ratio(cases):
+    """The re-synthesised noise inside a splice is its ring's level times the donor's own interior-to-ring
+    ratio (recorded as ``noise_ratio``), not the ring's level: a real tumour is noisier than its tissue."""
+    from inference.ml.tamper import touchups
+
+    splice = get_method("splice", INJECT)
+    only_noise = dict(NO_TOUCH_UPS, noise=1.0)
+    checked = 0
+    for i, (_, h, d) in enumerate(cases):
+        request = TamperRequest(h.image, donor_image=d.image, donor_mask=d.mask)
+        result = splice.apply(request, np.random.default_rng(i), probabilities=only_noise)
+        ratio = result.params["noise_ratio"]
+        assert 0.7 <= ratio <= 1.6 and result.params["touch_ups"]["noise"].get("ratio", 1.0) == ratio
+        inside = ndi.binary_erosion(result.mask, iterations=4)
+        if inside.sum() < 50:
+            continue
+        around = ndi.binary_dilation(result.mask, iterations=4) & ~result.mask
+        res = touchups.residual(result.image)
+        measured = touchups.noise_sigma(res, inside) / touchups.noise_sigma(touchups.residual(h.image), around)
+        assert measured == pytest.approx(ratio, rel=0.25)
+        checked += 1
+    assert checked
+
+
 def test_gan_injection_has_the_intensities_of_a_real_tumour(cases):
     """The generator's tumours were dimmer and flatter than real ones (p95 94 vs 108 on tamper-v6); they now
     take the donor tumour's intensities as splice matches them."""

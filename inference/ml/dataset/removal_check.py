@@ -81,33 +81,46 @@ def removal_check(ds: CocoDataset, methods: list[TamperMethod | str] | None = No
             for k, f in FEATURES.items():
                 feats[k].append(f(result.image, result.mask))
             groups.append(rec.patient_id)
-        entry: dict = {"n": len(groups), "seconds": round(time.monotonic() - t0, 1)}
-        if groups:
-            y = np.r_[np.ones(len(groups)), np.zeros(len(authentic))]
-            g = np.array(groups + auth_groups)
-            for k in FEATURES:
-                entry[f"{k}_auc"] = _grouped_auc(np.r_[np.stack(feats[k]), auth_feats[k]], y, g)
-            entry["texture_mean"] = np.stack(feats["texture"]).mean(0).round(3).tolist()
-        report["methods"][method.name] = entry
+        report["methods"][method.name] = method_entry(feats, groups, auth_feats, auth_groups, started=t0,
+                                                      texture_only=True)
         if log:
-            log(f"{method.name}: {json.dumps(entry)}")
+            log(f"{method.name}: {json.dumps(report['methods'][method.name])}")
     return report
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def method_entry(feats: dict[str, list], groups: list, auth_feats: dict[str, np.ndarray], auth_groups: list, *,
+                 started: float, texture_only: bool = False) -> dict:
+    """One method's figures: its sample count, the grouped-CV AUC of each feature set against the authentic
+    samples, and the means of its features (the texture features only, with ``texture_only``)."""
+    entry: dict = {"n": len(groups), "seconds": round(time.monotonic() - started, 1)}
+    if groups:
+        y = np.r_[np.ones(len(groups)), np.zeros(len(auth_groups))]
+        g = np.array(list(groups) + list(auth_groups))
+        for k in FEATURES:
+            entry[f"{k}_auc"] = _grouped_auc(np.r_[np.stack(feats[k]), auth_feats[k]], y, g)
+        for k in (["texture"] if texture_only else FEATURES):
+            entry[f"{k}_mean"] = np.stack(feats[k]).mean(0).round(3).tolist()
+    return entry
+
+
+def run_cli(check, doc: str, default_methods: str, what: str, argv: list[str] | None = None) -> None:
+    """The command line of a method check: ``check(dataset, methods, seed=, limit=, log=)``."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     parser.add_argument("data")
-    parser.add_argument("--methods", default="gan,inpaint,patch", help="comma-separated removal methods")
+    parser.add_argument("--methods", default=default_methods, help="comma-separated methods")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--limit", type=int, help="at most this many real_tumor slices (drawn with the seed)")
+    parser.add_argument("--limit", type=int, help=f"at most this many {what} slices (drawn with the seed)")
     parser.add_argument("--out", help="write the report as JSON here")
     args = parser.parse_args(argv)
-    report = removal_check(load_dataset(args.data), args.methods.split(","), seed=args.seed, limit=args.limit,
-                           log=print)
+    report = check(load_dataset(args.data), args.methods.split(","), seed=args.seed, limit=args.limit, log=print)
     print(json.dumps({k: v for k, v in report.items() if k != "methods"}, indent=1))
     if args.out:
         with open(args.out, "w") as fh:
             json.dump(report, fh, indent=1)
+
+
+def main(argv: list[str] | None = None) -> None:
+    run_cli(removal_check, __doc__, "gan,inpaint,patch", "real_tumor", argv)
 
 
 if __name__ == "__main__":

@@ -64,6 +64,11 @@ class TamperMethod:
     noise_calibration: str = "border"  # where the re-synthesised noise is matched to the surrounding level
     detail_sigma: float = 1.0  # the noise touch-up replaces the content's detail below this scale (px)
 
+    def noise_ratio(self, params: dict) -> float:
+        """How much noisier than its surroundings the region should end (the noise touch-up's target is the level
+        measured around it times this); 1 unless the method knows better from its edit's ``params``."""
+        return 1.0
+
     def edit(self, request: TamperRequest, anatomy: Anatomy, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, dict]:
         """The core edit: (float image, region mask, parameters). Pixels outside the region are ignored."""
         raise NotImplementedError
@@ -88,7 +93,7 @@ class TamperMethod:
                                    interior=anatomy.interior)
             out, applied = touchups.finish(original, edited, region, ctx, rng, feather=self.feather,
                                            probabilities=probabilities, calibrate_on=self.noise_calibration,
-                                           detail_sigma=self.detail_sigma)
+                                           detail_sigma=self.detail_sigma, noise_ratio=self.noise_ratio(params))
         else:
             out = composite(original, edited, region, feather=self.feather)
         params = {"method": self.name, "kind": self.kind, **params, "touch_ups": applied}

@@ -1,21 +1,40 @@
 """Injection ``splice``: a real tumour cut from another patient's slice, resized, rotated and mirrored within
 plausible bounds, its intensities matched to the target's brain tissue, placed inside brain tissue (not on skull,
-scalp, background or ventricles) and Poisson-blended."""
+scalp, background or ventricles) and Poisson-blended.
+
+Where it goes: among up to ``PLACE_CANDIDATES`` places that fit, the one whose surroundings (the ring 2-8 px
+outside the blended region) look most like the donor tumour's own surroundings in its slice, in brightness and in
+detail at three scales (as the removal touch-up chooses its detail donor). A tumour is told by its
+neighbourhood as much as by itself: real tumours sit in busier tissue than a place drawn at random (on tamper-v9,
+log std of 0.7-1.5 px detail in the ring 1.29 around real tumours, 1.06 around splices placed at random), and a
+careful attacker puts the tumour where it looks at home.
+
+The donor is warped with Lanczos interpolation (bilinear smooths the tumour's fine texture), its contrast then
+scaled by the ratio of the chosen place's ring spread to the donor's own (``local_gain``), and the noise
+touch-up (calibrated on the region's interior) ends at the donor's own interior-to-ring noise ratio
+(``noise_ratio``) rather than at the ring's level: a real tumour is noisier than the tissue around it.
+Measured with :mod:`inference.ml.dataset.injection_check` on tamper-v9 (seed 0, 1058 splices vs 1113 real
+tumours): texture AUC 0.721 -> 0.696, border noise 0.567 -> 0.526, surroundings 0.582 -> 0.562."""
 from __future__ import annotations
 
 import cv2
 import numpy as np
 from scipy import ndimage as ndi
 
-from .anatomy import Anatomy, analyse
+from .anatomy import Anatomy, analyse, ring
 from .base import INJECT, NotApplicable, TamperMethod, TamperRequest
 from .blend import poisson_blend
+from .touchups import CALIBRATION_BAND, DETAIL_RING, detail_bands, dog, log_std, noise_sigma, residual
 
 MIN_AREA = 60
 MAX_TISSUE_FRACTION = 0.25  # an injected tumour covers at most this share of the brain tissue
 SCALE_RANGE = (0.7, 1.3)
 ROTATION_DEG = 30.0
 PAD = 8
+PLACE_CANDIDATES = 12  # places that fit, compared by their surroundings
+PLACE_ATTEMPTS = 200
+NOISE_RATIO_RANGE = (0.7, 1.6)
+LOCAL_GAIN_RANGE = (0.67, 1.5)
 
 
 def largest_component(mask: np.ndarray) -> np.ndarray:
@@ -39,6 +58,11 @@ def tissue_stats(image: np.ndarray, where: np.ndarray) -> tuple[float, float]:
 class Splice(TamperMethod):
     name = "splice"
     kind = INJECT
+    detail_sigma = 0.7
+    noise_calibration = "interior"
+
+    def noise_ratio(self, params: dict) -> float:
+        return float(params.get("noise_ratio", 1.0))
 
     def edit(self, request: TamperRequest, anatomy: Anatomy, rng: np.random.Generator):
         source, _, region, params = self.place(request, anatomy, rng)
@@ -89,7 +113,7 @@ class Splice(TamperMethod):
         oh = int(np.ceil(corners[:, 1].max() - corners[:, 1].min()))
         m[0, 2] -= corners[:, 0].min()
         m[1, 2] -= corners[:, 1].min()
-        patch = cv2.warpAffine(np.ascontiguousarray(crop, np.float32), m, (ow, oh), flags=cv2.INTER_LINEAR,
+        patch = cv2.warpAffine(np.ascontiguousarray(crop, np.float32), m, (ow, oh), flags=cv2.INTER_LANCZOS4,
                                borderMode=cv2.BORDER_REFLECT)
         pmask = cv2.warpAffine(np.ascontiguousarray(crop_mask), m, (ow, oh), flags=cv2.INTER_LINEAR) > 0.5
         if pmask.sum() < MIN_AREA:
@@ -107,7 +131,8 @@ class Splice(TamperMethod):
             raise NotApplicable("no brain tissue on this slice")
         ly, lx = np.nonzero(region_local)
         py, px = np.nonzero(pmask)
-        for attempt in range(80):
+        places = []
+        for attempt in range(PLACE_ATTEMPTS):
             k = int(rng.integers(ty.size))
             oy = int(ty[k] - oh // 2)
             ox = int(tx[k] - ow // 2)
@@ -117,9 +142,20 @@ class Splice(TamperMethod):
                 continue
             if tissue[py + oy, px + ox].mean() < 0.85:
                 continue
-            break
-        else:
+            places.append((oy, ox))
+            if len(places) == PLACE_CANDIDATES:
+                break
+        if not places:
             raise NotApplicable("no place inside brain tissue fits the tumour")
+        donor_region = ndi.binary_dilation(tumour, iterations=band)
+        donor_healthy = donor_anat.head & ~np.asarray(request.donor_mask, dtype=bool)
+        reference = _surroundings(matched, donor_region, donor_healthy)
+        (oy, ox), cost, there = _best_place(places, region_local, request.image.astype(np.float64), anatomy.head,
+                                            reference)
+        local_gain = 1.0
+        if there is not None and reference[2] > 1e-6:
+            local_gain = float(np.clip(there[2] / reference[2], *LOCAL_GAIN_RANGE))
+            patch = (patch - t_med) * local_gain + t_med
 
         source = request.image.astype(np.float64).copy()
         source[oy:oy + oh, ox:ox + ow] = patch
@@ -130,8 +166,70 @@ class Splice(TamperMethod):
         params = {
             "scale": round(scale, 3), "angle": round(angle, 2), "flip": flip, "band": band,
             "position": [int(oy + oh // 2), int(ox + ow // 2)], "placement_attempts": attempt + 1,
+            "placement_candidates": len(places), "surroundings_cost": None if cost is None else round(cost, 3),
             "intensity": {"donor_median": round(d_med, 2), "target_median": round(t_med, 2),
-                          "ratio": round(ratio, 3)},
+                          "ratio": round(ratio, 3), "local_gain": round(local_gain, 3)},
             "tumour_area": int(pmask.sum()),
+            "noise_ratio": round(_noise_ratio(matched, donor_region, donor_healthy), 3),
         }
         return source, placed, region, params
+
+
+def _ring_stats(image: np.ndarray, bands: list[np.ndarray], ys: np.ndarray, xs: np.ndarray):
+    if ys.size < 20:
+        return None
+    return float(np.mean(image[ys, xs])), [log_std(b[ys, xs]) for b in bands], float(np.std(image[ys, xs]))
+
+
+def _surroundings(image: np.ndarray, region: np.ndarray, healthy: np.ndarray):
+    """Brightness and log std of detail at each of ``detail_bands(6)`` over the ring ``DETAIL_RING`` px outside
+    ``region`` (healthy pixels only); None when too little of it is healthy."""
+    around = ring(region, *DETAIL_RING) & healthy
+    bands = [dog(image, lo, hi) for lo, hi in detail_bands(6.0)]
+    return _ring_stats(image, bands, *np.nonzero(around))
+
+
+def _best_place(places: list[tuple[int, int]], region_local: np.ndarray, target: np.ndarray, head: np.ndarray,
+                reference) -> tuple[tuple[int, int], float | None, tuple | None]:
+    """The place (top-left offset of ``region_local``) whose surroundings in ``target`` are most like
+    ``reference`` (relative brightness difference plus the mean absolute difference of log detail); the first
+    place when there is nothing to compare."""
+    if reference is None:
+        return places[0], None, None
+    level, detail, _ = reference
+    outer = DETAIL_RING[1]
+    padded = np.pad(region_local, outer)
+    ry, rx = np.nonzero(ring(padded, *DETAIL_RING))
+    ry, rx = ry - outer, rx - outer
+    bands = [dog(target, lo, hi) for lo, hi in detail_bands(6.0)]
+    h, w = target.shape
+    best, best_cost, best_stats = places[0], None, None
+    for oy, ox in places:
+        yy, xx = ry + oy, rx + ox
+        inside = (yy >= 0) & (yy < h) & (xx >= 0) & (xx < w)
+        yy, xx = yy[inside], xx[inside]
+        keep = head[yy, xx]
+        stats = _ring_stats(target, bands, yy[keep], xx[keep])
+        if stats is None:
+            continue
+        cost = abs(stats[0] - level) / max(level, 1.0)
+        cost += sum(abs(a - b) for a, b in zip(stats[1], detail)) / len(detail)
+        if np.isfinite(cost) and (best_cost is None or cost < best_cost):
+            best, best_cost, best_stats = (oy, ox), float(cost), stats
+    return best, best_cost, best_stats
+
+
+def _noise_ratio(image: np.ndarray, region: np.ndarray, healthy: np.ndarray) -> float:
+    """The donor's own noise just inside its tumour region relative to just outside it (the bands where the noise
+    touch-up measures), within ``NOISE_RATIO_RANGE``: a real tumour's edge zone is noisier than the tissue
+    around it (log ratio +0.15 on average on tamper-v9), which re-synthesised noise at the tissue's level erases."""
+    res = residual(image)
+    inner = ndi.binary_erosion(region, iterations=4)
+    if inner.sum() < 50:
+        inner = region & ~ndi.binary_erosion(region, iterations=CALIBRATION_BAND)
+    outer = ring(region, 0, 4) & healthy
+    s_in, s_out = noise_sigma(res, inner), noise_sigma(res, outer)
+    if s_in <= 0 or s_out <= 0:
+        return 1.0
+    lo, hi = NOISE_RATIO_RANGE
+    return float(np.clip(s_in / s_out, lo, hi))

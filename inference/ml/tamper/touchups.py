@@ -5,8 +5,9 @@
 - ``noise``: the region's own texture is smoothed away and real noise, cut from a healthy place of the same
   slice, is added back scaled to the noise level measured in a ring around the region (MRI noise is not
   white and not uniform, so a transplant fits better than synthetic Gaussian noise). The scale of what is
-  replaced is the method's ``detail_sigma``: 1 px (noise only) for injections, whose content carries a
-  tumour's own texture, and 6 px for removals, whose fill (inpainted, generated, or mirrored and
+  replaced is the method's ``detail_sigma``: 1 px or less (noise only) for injections, whose content carries a
+  tumour's own texture (0.7 px for ``splice``: a 1 px blur also takes 10-20 % off the tumour's 1.5-3 px
+  texture), and 6 px for removals, whose fill (inpainted, generated, or mirrored and
   Poisson-blended) lacks the fine structure of brain tissue (sulci, grey/white matter detail) as much as its
   noise. For removals the donor's detail up to that scale is transplanted, from inside the head away from the
   skull so no skull edge comes along, and from the place whose *surroundings* look most like the region's
@@ -89,7 +90,7 @@ def donor_shifts(mask: np.ndarray, allowed: np.ndarray) -> np.ndarray:
     return np.stack([py - y0, px - x0], axis=1)
 
 
-def _dog(image: np.ndarray, lo: float, hi: float) -> np.ndarray:
+def dog(image: np.ndarray, lo: float, hi: float) -> np.ndarray:
     """Detail between scales ``lo`` and ``hi`` px (difference of Gaussians; ``lo`` 0 keeps everything below hi)."""
     return (ndi.gaussian_filter(image, lo) if lo > 0 else image) - ndi.gaussian_filter(image, hi)
 
@@ -100,7 +101,7 @@ def detail_bands(detail_sigma: float) -> list[tuple[float, float]]:
     return [(0.0, 1.0), (1.0, mid), (mid, detail_sigma)]
 
 
-def _log_std(values: np.ndarray) -> float:
+def log_std(values: np.ndarray) -> float:
     return float(np.log(values.std() + 1e-3)) if values.size >= 20 else float("nan")
 
 
@@ -151,10 +152,10 @@ def _noise_field(mask: np.ndarray, ctx: Context, rng: np.random.Generator,
         if detail:
             for lo, hi in detail_bands(detail_sigma)[1:]:
                 band = np.zeros((h, w))
-                band[ys, xs] = _dog(orig, lo, hi)[ys + donor[0], xs + donor[1]]
+                band[ys, xs] = dog(orig, lo, hi)[ys + donor[0], xs + donor[1]]
                 bands.append(band)
         params = {"source": "transplant", "shift": [donor[0], donor[1]],
-                  "detail_sigma": detail_sigma if detail else 1.0}
+                  "detail_sigma": detail_sigma if detail else min(detail_sigma, 1.0)}
     field = np.where(mask, field, 0.0)
     # scale with the same estimator that measured the target, applied to the field as it will be seen
     measured = noise_sigma(residual(field), ndi.binary_erosion(mask, iterations=2) if mask.sum() > 200 else mask)
@@ -197,9 +198,9 @@ def _detail_donor(mask: np.ndarray, ctx: Context, shifts: np.ndarray, rng: np.ra
     if around.sum() < 20:
         return _noise_donor(mask, ctx, shifts, rng), None
     ry, rx = np.nonzero(own_ring)
-    bands = [_dog(orig, lo, hi) for lo, hi in detail_bands(detail_sigma)]
+    bands = [dog(orig, lo, hi) for lo, hi in detail_bands(detail_sigma)]
     level = float(np.mean(orig[around]))
-    reference = [_log_std(b[around]) for b in bands]
+    reference = [log_std(b[around]) for b in bands]
     picks = shifts[rng.choice(len(shifts), size=min(DETAIL_DONOR_CANDIDATES, len(shifts)), replace=False)]
     best, best_cost = None, np.inf
     for dy, dx in picks:
@@ -211,7 +212,7 @@ def _detail_donor(mask: np.ndarray, ctx: Context, shifts: np.ndarray, rng: np.ra
         if yy.size < 20:
             continue
         cost = abs(float(np.mean(orig[yy, xx])) - level) / max(level, 1.0)
-        cost += sum(abs(_log_std(b[yy, xx]) - r) for b, r in zip(bands, reference)) / len(bands)
+        cost += sum(abs(log_std(b[yy, xx]) - r) for b, r in zip(bands, reference)) / len(bands)
         if cost < best_cost:
             best, best_cost = (int(dy), int(dx)), cost
     if best is None:
@@ -222,7 +223,7 @@ def _detail_donor(mask: np.ndarray, ctx: Context, shifts: np.ndarray, rng: np.ra
     placed[ys + dy, xs + dx] = True
     donor_inside = _detail_inside(placed)
     donor_ring = ring(placed, *DETAIL_RING) & healthy
-    targets = [r + _log_std(b[donor_inside]) - _log_std(b[donor_ring])
+    targets = [r + log_std(b[donor_inside]) - log_std(b[donor_ring])
                for b, r in zip(bands[1:], reference[1:])]
     return best, (targets if all(np.isfinite(targets)) else None)
 
@@ -258,7 +259,7 @@ def _jpeg(edited: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> tup
 def finish(
     original: np.ndarray, edited: np.ndarray, mask: np.ndarray, ctx: Context, rng: np.random.Generator, *,
     feather: float, probabilities: dict[str, float] | None = None, calibrate_on: str = "border",
-    detail_sigma: float = 1.0,
+    detail_sigma: float = 1.0, noise_ratio: float = 1.0,
 ) -> tuple[np.ndarray, dict]:
     """Draw the touch-ups, apply them in an attacker's order and composite into ``original`` inside ``mask``.
 
@@ -271,7 +272,8 @@ def finish(
     injection whose content brings a tumour edge: a real tumour's border carries that edge above the tissue's
     noise level, and matching the band would flatten it). Too small an interior falls back to the border.
     ``detail_sigma``: the scale below which the content is replaced by the transplanted texture (see the
-    module docstring).
+    module docstring). ``noise_ratio``: the region's noise ends this many times the level measured around it
+    (a spliced tumour brings its own tumour-to-tissue relation; 1 for the rest).
     """
     from .blend import feather_alpha
 
@@ -295,7 +297,9 @@ def finish(
         # the original keeps (1 - alpha) of its noise: add the rest so the variance is the same everywhere
         weight = np.sqrt(np.clip(1.0 - (1.0 - alpha) ** 2, 0.0, 1.0))
         # calibrate on the result itself: the smoothed content and the seam keep some high frequencies
-        target, gain = applied["noise"]["sigma"], 1.0
+        target, gain = applied["noise"]["sigma"] * noise_ratio, 1.0
+        if noise_ratio != 1.0:
+            applied["noise"]["ratio"] = round(noise_ratio, 3)
         interior = ndi.binary_erosion(mask, iterations=4)
         band = mask & ~ndi.binary_erosion(mask, iterations=CALIBRATION_BAND)
         measure_on = interior if calibrate_on == "interior" and interior.sum() >= 50 else band
@@ -319,7 +323,7 @@ def finish(
                 break
             result = base + gain * weight * field
             for i, ((lo, hi), goal) in enumerate(zip(bands_at, transplant.targets)):
-                now = _log_std(_dog(result, lo, hi)[inside])
+                now = log_std(dog(result, lo, hi)[inside])
                 if np.isfinite(now):
                     gains[i] = float(np.clip(gains[i] * np.exp(goal - now), 0.0, MAX_STRUCTURE_GAIN))
         applied["noise"]["gain"] = round(gain, 3)
