@@ -166,42 +166,37 @@ def fuse_views(first: dict, second: dict, match_iou: float = 0.3) -> dict:
     masks cut at 0.5, at least ``match_iou``) averages score, box and mask probabilities with it; a detection the
     other view did not make averages with nothing there (half its score). Test-time augmentation the calibration
     then fits like any other output."""
-    def cut(out):
-        return out["masks"][:, 0] >= 0.5
-
-    masks_a, masks_b = cut(first), cut(second)
-    inter = (masks_a.flatten(1).float() @ masks_b.flatten(1).float().T) if len(masks_a) and len(masks_b) else None
+    masks_a, masks_b = first["masks"][:, 0] >= 0.5, second["masks"][:, 0] >= 0.5
+    inter = masks_a.flatten(1).float() @ masks_b.flatten(1).float().T
+    area_a, area_b = masks_a.flatten(1).sum(1), masks_b.flatten(1).sum(1)
     taken: set[int] = set()
-    boxes, labels, scores, masks = [], [], [], []
+    fused = []  # (label, box, score, mask probabilities)
+
+    def alone(out: dict, k: int) -> tuple:
+        return out["labels"][k], out["boxes"][k], out["scores"][k] / 2, out["masks"][k]
+
     for i in sorted(range(len(first["scores"])), key=lambda k: -float(first["scores"][k])):
         j_best, iou_best = None, match_iou
-        if inter is not None:
-            for j in range(len(second["scores"])):
-                if j in taken or int(second["labels"][j]) != int(first["labels"][i]):
-                    continue
-                union = float(masks_a[i].sum() + masks_b[j].sum() - inter[i, j])
-                iou = float(inter[i, j]) / union if union > 0 else 0.0
-                if iou >= iou_best:
-                    j_best, iou_best = j, iou
-        labels.append(first["labels"][i])
+        for j in range(len(second["scores"])):
+            if j in taken or int(second["labels"][j]) != int(first["labels"][i]):
+                continue
+            union = float(area_a[i] + area_b[j] - inter[i, j])
+            iou = float(inter[i, j]) / union if union > 0 else 0.0
+            if iou >= iou_best:
+                j_best, iou_best = j, iou
         if j_best is None:
-            boxes.append(first["boxes"][i]); scores.append(first["scores"][i] / 2); masks.append(first["masks"][i])
-        else:
-            taken.add(j_best)
-            boxes.append((first["boxes"][i] + second["boxes"][j_best]) / 2)
-            scores.append((first["scores"][i] + second["scores"][j_best]) / 2)
-            masks.append((first["masks"][i] + second["masks"][j_best]) / 2)
-    for j in range(len(second["scores"])):
-        if j not in taken:
-            labels.append(second["labels"][j]); boxes.append(second["boxes"][j])
-            scores.append(second["scores"][j] / 2); masks.append(second["masks"][j])
-    order = sorted(range(len(scores)), key=lambda k: -float(scores[k]))
-    ref = first["masks"]
+            fused.append(alone(first, i))
+            continue
+        taken.add(j_best)
+        fused.append((first["labels"][i], (first["boxes"][i] + second["boxes"][j_best]) / 2,
+                      (first["scores"][i] + second["scores"][j_best]) / 2,
+                      (first["masks"][i] + second["masks"][j_best]) / 2))
+    fused += [alone(second, j) for j in range(len(second["scores"])) if j not in taken]
+    fused.sort(key=lambda d: -float(d[2]))
+    empty = {key: first[key][:0] for key in ("labels", "boxes", "scores", "masks")}
     return {
-        "boxes": torch.stack([boxes[k] for k in order]) if order else first["boxes"][:0],
-        "labels": torch.stack([labels[k] for k in order]) if order else first["labels"][:0],
-        "scores": torch.stack([scores[k] for k in order]) if order else first["scores"][:0],
-        "masks": torch.stack([masks[k] for k in order]) if order else ref[:0],
+        **{key: torch.stack([d[n] for d in fused]) if fused else empty[key]
+           for n, key in enumerate(("labels", "boxes", "scores", "masks"))},
         "image_logits": (first["image_logits"] + second["image_logits"]) / 2,
     }
 
