@@ -18,10 +18,10 @@ import time
 import numpy as np
 
 from ..coco import CocoDataset
-from ..tamper import NotApplicable, TamperMethod, TamperRequest, get_method
+from ..tamper import TamperMethod, TamperRequest, get_method
 from ..tamper.base import INJECT
 from . import realism as R
-from .removal_check import FEATURES, method_entry, run_cli
+from .removal_check import FEATURES, measure_method, method_entry, run_cli
 
 MIN_DONOR_AREA = 150  # as the builder's donors
 
@@ -44,34 +44,28 @@ def injection_check(ds: CocoDataset, methods: list[TamperMethod | str] | None = 
         raise ValueError("The injection check needs no_tumor and real_tumor slices in the dataset.")
     auth_feats = {k: np.stack([f(s.image, s.region) for s in authentic]) for k, f in FEATURES.items()}
     auth_groups = [s.record.patient_id for s in authentic]
-    donor_pixels: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     report = {"protocol": f"{len(targets)} no_tumor slices per method (a donor tumour of another patient of the "
                           f"same corpus each) vs {len(authentic)} real_tumor slices; logistic regression, "
                           f"patient-grouped 5-fold CV ROC AUC (0.5 is chance); seed {seed}",
               "authentic": {"n": len(authentic), **{f"{k}_mean": v.mean(0).round(3).tolist()
                                                     for k, v in auth_feats.items()}},
               "methods": {}}
+    donor_pixels: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def request_for(rec):
+        rng = np.random.default_rng([seed, rec.id])
+        others = [d for d in donors if d.source == rec.source and d.patient_id != rec.patient_id]
+        if not others:
+            return None
+        donor = others[int(rng.integers(len(others)))]
+        if donor.id not in donor_pixels:
+            donor_pixels[donor.id] = (donor.pixels(), donor.mask())
+        d_img, d_mask = donor_pixels[donor.id]
+        return TamperRequest(image=rec.pixels(), donor_image=d_img, donor_mask=d_mask), rng
+
     for method in methods:
         t0 = time.monotonic()
-        feats: dict[str, list] = {k: [] for k in FEATURES}
-        groups = []
-        for rec in targets:
-            r = np.random.default_rng([seed, rec.id])
-            others = [d for d in donors if d.source == rec.source and d.patient_id != rec.patient_id]
-            if not others:
-                continue
-            donor = others[int(r.integers(len(others)))]
-            if donor.id not in donor_pixels:
-                donor_pixels[donor.id] = (donor.pixels(), donor.mask())
-            d_img, d_mask = donor_pixels[donor.id]
-            request = TamperRequest(image=rec.pixels(), donor_image=d_img, donor_mask=d_mask)
-            try:
-                result = method.apply(request, r)
-            except NotApplicable:
-                continue
-            for k, f in FEATURES.items():
-                feats[k].append(f(result.image, result.mask))
-            groups.append(rec.patient_id)
+        feats, groups = measure_method(method, targets, request_for)
         report["methods"][method.name] = method_entry(feats, groups, auth_feats, auth_groups, started=t0)
         if log:
             log(f"{method.name}: {json.dumps(report['methods'][method.name])}")

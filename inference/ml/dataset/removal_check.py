@@ -70,22 +70,32 @@ def removal_check(ds: CocoDataset, methods: list[TamperMethod | str] | None = No
               "methods": {}}
     for method in methods:
         t0 = time.monotonic()
-        feats: dict[str, list] = {k: [] for k in FEATURES}
-        groups = []
-        for rec in sources:
-            request = TamperRequest(image=rec.pixels(), tumour=rec.mask())
-            try:
-                result = method.apply(request, np.random.default_rng([seed, rec.id]))
-            except NotApplicable:
-                continue
-            for k, f in FEATURES.items():
-                feats[k].append(f(result.image, result.mask))
-            groups.append(rec.patient_id)
+        feats, groups = measure_method(method, sources, lambda rec: (
+            TamperRequest(image=rec.pixels(), tumour=rec.mask()), np.random.default_rng([seed, rec.id])))
         report["methods"][method.name] = method_entry(feats, groups, auth_feats, auth_groups, started=t0,
                                                       texture_only=True)
         if log:
             log(f"{method.name}: {json.dumps(report['methods'][method.name])}")
     return report
+
+
+def measure_method(method: TamperMethod, records, make_request) -> tuple[dict[str, list], list]:
+    """Apply ``method`` to each record's request (``make_request(record)``: (request, rng), or None to skip it)
+    and measure every result with each feature set: (features, patient of each) for the records it worked on."""
+    feats: dict[str, list] = {k: [] for k in FEATURES}
+    groups = []
+    for rec in records:
+        made = make_request(rec)
+        if made is None:
+            continue
+        try:
+            result = method.apply(*made)
+        except NotApplicable:
+            continue
+        for k, f in FEATURES.items():
+            feats[k].append(f(result.image, result.mask))
+        groups.append(rec.patient_id)
+    return feats, groups
 
 
 def method_entry(feats: dict[str, list], groups: list, auth_feats: dict[str, np.ndarray], auth_groups: list, *,
