@@ -26,13 +26,13 @@ def test_card_counts_contact_sheet_and_realism(small_build):
     for key in ("fake_added/splice", "fake_removed/inpaint", "real_tumor"):
         assert 0 < card["tamper_area_fraction"][key]["median"] < 0.5
     for detector in ("histogram_logreg", "border_noise_logreg", "texture_logreg", "small_cnn", "surroundings_logreg",
-                     "brain_level_logreg"):
+                     "location_logreg", "brain_level_logreg"):
         aucs = [v for v in card["realism"][detector].values() if v is not None]
         assert aucs and all(0.0 <= v <= 1.0 for v in aucs)
     saved = json.loads((small_build / "card" / "dataset_card.json").read_text())
     assert saved["counts"] == card["counts"]
     md = (small_build / "card" / "DATASET_CARD.md").read_text()
-    assert "## Realism" in md and "fake_added/splice vs real_tumor" in md
+    assert "## Realism" in md and "fake_added/splice vs real_tumor" in md and "`location_logreg` is an audit" in md
     import cv2
 
     sheet = cv2.imread(str(small_build / "card" / "contact_sheet.png"))
@@ -86,6 +86,26 @@ def test_surroundings_features_read_only_the_ring_outside_the_region():
     assert not np.allclose(surroundings_features(ring_changed, region), base, atol=0.05)
     assert not np.allclose(texture_features(inside_changed, region), texture_features(image, region), atol=0.05)
     assert not surroundings_features(image, None).any()
+
+
+def test_location_features_say_where_the_region_sits_in_the_head():
+    """Front to back and distance from the midline in units of the head's spread: a region ahead of the centre
+    reads negative, behind positive; left and right of the midline alike; no region, zeros."""
+    from inference.ml.dataset.realism import location_features
+
+    yy, xx = np.mgrid[:200, :200]
+    image = np.where(((yy - 100) / 80.0) ** 2 + ((xx - 100) / 60.0) ** 2 <= 1, 120, 0).astype(np.uint8)
+    sd_y = yy[image > 0].std()
+
+    def disc(cy, cx):
+        return (yy - cy) ** 2 + (xx - cx) ** 2 <= 36
+
+    front, back = location_features(image, disc(50, 100)), location_features(image, disc(150, 100))
+    assert front[0] == pytest.approx(-50 / sd_y, abs=0.05) and back[0] == pytest.approx(50 / sd_y, abs=0.05)
+    assert front[1] == pytest.approx(0.0, abs=0.02)
+    left, right = location_features(image, disc(100, 60)), location_features(image, disc(100, 140))
+    assert left[1] == pytest.approx(right[1]) and left[1] > 0.5
+    assert not location_features(image, None).any()
 
 
 def test_tumour_free_slices_borrow_a_region_inside_their_own_brain(small_slices):
@@ -152,7 +172,7 @@ def test_removal_check_reports_every_method_and_catches_a_flat_fill(small_build)
     for name in ("inpaint", "patch", "flat"):
         entry = report["methods"][name]
         assert 0 < entry["n"] <= n_tumours
-        assert all(0.0 <= entry[f"{k}_auc"] <= 1.0 for k in ("texture", "border_noise", "surroundings"))
+        assert all(0.0 <= entry[f"{k}_auc"] <= 1.0 for k in ("texture", "border_noise", "surroundings", "location"))
     assert report["methods"]["flat"]["border_noise_auc"] > 0.85
     with pytest.raises(ValueError, match="real_tumor and no_tumor"):
         removal_check([r for r in ds if r.verdict != "real_tumor"])
@@ -187,7 +207,7 @@ def test_injection_check_reports_every_method_and_catches_a_flat_disc(small_buil
     for name in ("splice", "disc"):
         entry = report["methods"][name]
         assert 0 < entry["n"] <= n_targets
-        assert all(0.0 <= entry[f"{k}_auc"] <= 1.0 for k in ("texture", "border_noise", "surroundings"))
+        assert all(0.0 <= entry[f"{k}_auc"] <= 1.0 for k in ("texture", "border_noise", "surroundings", "location"))
         assert len(entry["texture_mean"]) == len(report["authentic"]["texture_mean"])
     assert report["methods"]["disc"]["texture_auc"] > 0.85
     with pytest.raises(ValueError, match="no_tumor and real_tumor"):

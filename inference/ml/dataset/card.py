@@ -137,7 +137,7 @@ def _split_table(counts: dict) -> str:
 
 def _realism_table(realism: dict) -> str:
     detectors = [d for d in ("histogram_logreg", "border_noise_logreg", "texture_logreg", "small_cnn",
-                             "surroundings_logreg", "brain_level_logreg") if d in realism]
+                             "surroundings_logreg", "location_logreg", "brain_level_logreg") if d in realism]
     names = list(realism[detectors[0]].keys()) if detectors else []
     lines = ["| comparison | " + " | ".join(detectors) + " |", "|---|" + "---:|" * len(detectors)]
     for n in names:
@@ -216,6 +216,9 @@ def write_card(path: str | Path, *, build_seconds: float | None = None, realism:
             md += ["`surroundings_logreg` is a control: the texture statistics of the ring 2-8 px outside the region "
                    "only, pixels no method changes. What it catches comes from where the region sits (an erased "
                    "tumour's surroundings stay), not from the edit; the trace detectors above it read the edit.", ""]
+        if "location_logreg" in realism:
+            md += ["`location_logreg` is an audit of placement: how well where the region sits in the head (front to "
+                   "back, distance from the midline) alone tells each class from its lookalike.", ""]
         if "brain_level_logreg" in realism:
             md += ["`brain_level_logreg` is an audit, not a trace detector: how well the slice's level in the "
                    "stack (the anatomy in view) alone tells each class from its lookalike.", ""]

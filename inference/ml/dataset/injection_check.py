@@ -1,7 +1,7 @@
 """The injection counterpart of :mod:`.removal_check`: every injection method applied to every tumour-free slice of
 a built dataset (all splits), each with a real tumour of another patient of the same corpus as its donor, and
 compared with the dataset's real tumours (their masks grown by 3 px, as in :mod:`.realism`) by logistic
-regression on the ``texture``, ``border_noise`` and ``surroundings`` features with patient-grouped 5-fold
+regression on the ``texture``, ``border_noise``, ``surroundings`` and ``location`` features with patient-grouped 5-fold
 cross-validation.
 
 The card's realism check sees about 95 splices in a test split; here each method meets up to one tumour-free

@@ -23,6 +23,10 @@ removal (``fake_removed``) with ``no_tumor`` (is this healthy slice real?).
   it reads the edit itself.
 - ``cnn``: a small CNN (4 conv layers) on a 64 px native-resolution crop centred on the region, trained
   from scratch for a fixed time budget.
+- ``location``: an audit of placement, not a trace detector: logistic regression on where the region sits in
+  the head (its centroid relative to the head's centroid, in units of the head's spread on each axis: front to
+  back and distance from the midline, with squares and their product). Real tumours grow in some places more
+  than others (TCGA-LGG: forward and lateral); injections put anywhere would be told by where they are.
 - ``brain_level``: not a trace detector but an audit of the slice choice: logistic regression on the slice's
   position in its patient's stack (provenance ``position``: 0 one end, 1 the other; with its square), i.e. on
   the anatomy in view (skull base, ventricles, vertex). Tumour-free slices crowd the ends of the stack and tumour
@@ -178,6 +182,21 @@ def surroundings_features(image: np.ndarray, region: np.ndarray | None) -> np.nd
     return np.asarray(out, dtype=np.float64)
 
 
+def location_features(image: np.ndarray, region: np.ndarray | None) -> np.ndarray:
+    """Where the region sits in the head (see the module docstring); zeros without a region or a head."""
+    from ..tamper.anatomy import head_mask
+
+    if region is None or not region.any():
+        return np.zeros(5)
+    hy, hx = np.nonzero(head_mask(image))
+    if hy.size < 50 or min(hy.std(), hx.std()) < 1.0:
+        return np.zeros(5)
+    ry, rx = np.nonzero(region)
+    v = (ry.mean() - hy.mean()) / hy.std()
+    u = abs(rx.mean() - hx.mean()) / hx.std()
+    return np.array([v, u, v * v, u * u, v * u], dtype=np.float64)
+
+
 def brain_level_features(sample: "Sample") -> np.ndarray:
     position = (sample.record.extra.get("provenance") or {}).get("position")
     if position is None:
@@ -331,6 +350,7 @@ def measure_realism(ds: CocoDataset, *, seed: int = 0, cnn_seconds: float = 180.
         "border_noise_logreg": _pairwise_logistic(train, test, lambda s: border_noise_features(s.image, s.region)),
         "texture_logreg": _pairwise_logistic(train, test, lambda s: texture_features(s.image, s.region)),
         "surroundings_logreg": _pairwise_logistic(train, test, lambda s: surroundings_features(s.image, s.region)),
+        "location_logreg": _pairwise_logistic(train, test, lambda s: location_features(s.image, s.region)),
     }
     if not any(np.isnan(brain_level_features(s)).any() for s in train + test):
         result["brain_level_logreg"] = _pairwise_logistic(train, test, brain_level_features)

@@ -1,7 +1,7 @@
 """A method-isolated realism check for removals, larger than the card's: every removal method applied to every
 real-tumour slice of a built dataset (all splits), each compared with the dataset's tumour-free slices at
 borrowed removal regions (as in :mod:`.realism`), by logistic regression on the ``texture``, ``border_noise``
-and ``surroundings`` features with patient-grouped 5-fold cross-validation (a patient's slices are never on
+``surroundings`` and ``location`` features with patient-grouped 5-fold cross-validation (a patient's slices are never on
 both sides of a fold).
 
 The card's realism check sees about 60 removals per method in a test split: its AUCs move by 0.05 between
@@ -29,6 +29,7 @@ FEATURES = {
     "texture": R.texture_features,
     "border_noise": R.border_noise_features,
     "surroundings": R.surroundings_features,
+    "location": R.location_features,
 }
 
 
