@@ -302,6 +302,8 @@ DEFAULT_CALIBRATION = {
     # test-time augmentation: also read the left-right mirror of the slice and fuse both views
     # (predictor.fuse_views); calibrate_detector keeps it only where it raises validation macro F1
     "test_time_flip": False,
+    # a learned verdict (inference.ml.verdict_model) instead of the mix above, fitted on validation; None: the mix
+    "verdict_model": None,
 }
 
 

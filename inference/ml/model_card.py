@@ -121,6 +121,23 @@ def _views(cal: dict, meta: dict) -> str:
     return f"each slice is read once{compared}"
 
 
+def _verdict(cal: dict, meta: dict) -> str:
+    report = meta.get("calibrated_on", {}).get("verdict", {})
+    compared = ""
+    if "verdict_model_cv" in report:
+        compared = (f" (patient-grouped 5-fold cross-validated macro F1 on the validation split: learned "
+                    f"{_f(report['verdict_model_cv']['macro_f1'])}, hand-set "
+                    f"{_f(report['rule_cv']['macro_f1'])})")
+    if cal.get("verdict_model"):
+        return ("verdict probabilities from a logistic regression on the image head's log-probabilities and each "
+                "class's best two detection scores and best box size (`inference.ml.verdict_model`, L2 strength "
+                f"C = {cal['verdict_model'].get('strength')}){compared}; detections scoring >= "
+                f"{cal.get('detection_threshold')} are shown")
+    return (f"verdict probabilities mix the image head (temperature {cal.get('temperature')}) and the detections "
+            f"(weight of the image head {cal.get('image_weight')}, detection threshold "
+            f"{cal.get('detection_threshold')}){compared}")
+
+
 def write_model_card(weights: str | Path, eval_dir: str | Path, out: str | Path, *, reproduce: str = "",
                      notes: str = "", evaluated_on: str = "") -> Path:
     weights, eval_dir = Path(weights), Path(eval_dir)
@@ -142,9 +159,7 @@ def write_model_card(weights: str | Path, eval_dir: str | Path, out: str | Path,
         "- Architecture: torchvision Mask R-CNN, classes background / real_tumor / fake_added / fake_removed, "
         f"backbone **{config.get('backbone')}**-FPN trained from scratch (no pretrained weights), input = intensity "
         f"+ {'3 SRM residuals' if config.get('srm', True) else 'no SRM'} + {config.get('constrained', 0)} "
-        "constrained-convolution channels, plus an image-level verdict head; verdict probabilities mix the image "
-        f"head (temperature {cal.get('temperature')}) and the detections (weight of the image head "
-        f"{cal.get('image_weight')}, detection threshold {cal.get('detection_threshold')}); shown regions: "
+        f"constrained-convolution channels, plus an image-level verdict head; {_verdict(cal, meta)}; shown regions: "
         f"mask probability >= {cal.get('mask_threshold', 0.5)}, detections scoring >= "
         f"{cal.get('show_threshold', 0.0)} and >= {cal.get('show_relative', 0.0)} x the best (the best always); "
         f"{_views(cal, meta)}; all calibrated on the validation split{_calibrated_on(meta)}.",

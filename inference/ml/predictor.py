@@ -3,7 +3,9 @@
 Load once (`Predictor.load`), then `predict` / `predict_batch`. Each slice gets:
 
 - ``scores``: calibrated probabilities of the four verdicts (sum 1), a mix of the image-level head's softmax
-  (temperature-scaled) and the evidence of the detections (the best score of each class);
+  (temperature-scaled) and the evidence of the detections (the best score of each class), or, where the
+  calibration holds a ``verdict_model``, that model's probabilities (`verdict_model`: a logistic regression on
+  the same outputs, fitted on the validation split);
 - ``verdict``: the most probable verdict;
 - ``instances``: the detections of the verdict's class that clear the show thresholds (always its best one), each
   with a boolean mask the size of the input (mask probability >= ``mask_threshold``). A ``no_tumor`` verdict
@@ -27,6 +29,7 @@ import torch
 from .imaging import to_uint8
 from .labels import CATEGORIES, TAMPERED, VERDICT_CATEGORY, VERDICTS
 from .model import DEFAULT_CALIBRATION, load_bundle, model_from_bundle
+from .verdict_model import verdict_features, verdict_probs
 
 DEFAULT_WEIGHTS = Path(__file__).resolve().parents[2] / "models" / "detector.pt"
 
@@ -296,6 +299,11 @@ class Predictor:
 
     def scores_from_raw(self, raw: dict, calibration: dict | None = None) -> dict[str, float]:
         cal = {**self.calibration, **(calibration or {})}
+        if cal.get("verdict_model"):
+            labels = [CATEGORIES.get(int(c), str(int(c))) for c in raw["labels"]]
+            feats = verdict_features(raw["image_logits"] if self.has_image_head else None, labels, raw["scores"],
+                                     raw["boxes"])
+            return {v: float(p) for v, p in zip(VERDICTS, verdict_probs(cal["verdict_model"], feats))}
         image_probs = None
         if self.has_image_head:
             logits = np.asarray(raw["image_logits"], dtype=np.float64) / float(cal["temperature"])
@@ -312,15 +320,16 @@ class Predictor:
         return self._postprocess_detailed(out, shape)[0]
 
     def _postprocess_detailed(self, out: dict, shape: tuple[int, int]) -> tuple[SlicePrediction, list[Instance]]:
+        boxes = out["boxes"].float().cpu().numpy()
         raw = {
             "image_logits": out["image_logits"].float().cpu().numpy(),
             "scores": out["scores"].float().cpu().numpy(),
             "labels": out["labels"].cpu().numpy(),
+            "boxes": boxes,
         }
         scores = self.scores_from_raw(raw)
         verdict = max(VERDICTS, key=lambda v: scores[v])
         masks = out["masks"][:, 0].float().cpu().numpy() >= float(self.calibration["mask_threshold"])
-        boxes = out["boxes"].float().cpu().numpy()
         detections = [
             Instance(
                 label=CATEGORIES.get(int(raw["labels"][i]), str(int(raw["labels"][i]))),

@@ -35,10 +35,11 @@ import torch
 from .coco import load_dataset, segmentation_to_mask, site_of
 from .imaging import to_uint8
 from .labels import VERDICTS
-from .metrics import classification_metrics, mask_iou, union_mask
+from .metrics import accuracy, classification_metrics, confusion_matrix, macro_f1, mask_iou, union_mask
 from .model import DEFAULT_CALIBRATION, ModelConfig, build_model, load_bundle, make_bundle, save_bundle
 from .predictor import Instance, Predictor, fuse_scores, select_instances, slice_tensor
 from .transforms import AugmentConfig, augment
+from .verdict_model import fit_verdict_model, grouped_folds, verdict_features, verdict_probs
 
 log = logging.getLogger("inference.ml.train")
 
@@ -311,7 +312,18 @@ def collect_views(predictor: Predictor, records, batch_size: int = 8,
     return plain, fused
 
 
+def item_features(it: ValItem, has_image_head: bool) -> np.ndarray:
+    """The learned verdict's features of one item (`verdict_model.verdict_features`), as the predictor computes
+    them from the same output."""
+    return verdict_features(it.image_logits if has_image_head else None, [d.label for d in it.detections],
+                            [d.score for d in it.detections], [d.box for d in it.detections])
+
+
 def item_verdict(it: ValItem, calibration: dict, has_image_head: bool) -> tuple[str, dict[str, float]]:
+    if calibration.get("verdict_model"):
+        probs = verdict_probs(calibration["verdict_model"], item_features(it, has_image_head))
+        scores = {v: float(p) for v, p in zip(VERDICTS, probs)}
+        return max(VERDICTS, key=lambda v: scores[v]), scores
     image_probs = None
     if has_image_head:
         logits = it.image_logits / float(calibration["temperature"])
@@ -347,6 +359,13 @@ def score_items(items: list[ValItem], calibration: dict, has_image_head: bool, w
 def fit_calibration(items: list[ValItem], has_image_head: bool) -> tuple[dict, dict]:
     """The calibration with the best validation macro F1 (ties: lower NLL), then the display (mask and show
     thresholds, `fit_display`) with the best mean IoU for those verdicts; and its metrics."""
+    best = fit_display(items, fit_rule(items, has_image_head), has_image_head)
+    return best, score_items(items, best, has_image_head, with_iou=True)
+
+
+def fit_rule(items: list[ValItem], has_image_head: bool) -> dict:
+    """The hand-set verdict rule's settings (temperature, image weight, detection threshold) with the best macro F1
+    on ``items`` (ties: lower NLL)."""
     temperatures = (0.5, 0.75, 1.0, 1.5, 2.0, 3.0) if has_image_head else (1.0,)
     weights = (0.0, 0.25, 0.5, 0.75, 0.9, 1.0) if has_image_head else (0.0,)
     thresholds = (0.05, 0.1, 0.2, 0.3, 0.5, 0.7)
@@ -357,8 +376,42 @@ def fit_calibration(items: list[ValItem], has_image_head: bool) -> tuple[dict, d
         key = (round(m["macro_f1"], 6), -m["nll"])
         if best_key is None or key > best_key:
             best, best_key = cal, key
-    best = fit_display(items, best, has_image_head)
-    return best, score_items(items, best, has_image_head, with_iou=True)
+    return best
+
+
+def choose_verdict_model(items: list[ValItem], groups: list, calibration: dict, has_image_head: bool,
+                         mode: str = "auto") -> tuple[dict, dict]:
+    """Whether the learned verdict (`verdict_model`) replaces the hand-set rule of ``calibration`` (fitted on
+    ``items``): both are scored by patient-grouped cross-validation on ``items`` (the rule refitted on each
+    training fold as `fit_rule` fits it, the model as `fit_verdict_model` fits it), and ``"auto"`` keeps the
+    model only if its out-of-fold macro F1 is higher; ``"on"`` / ``"off"`` force it. With the model, the display
+    (`fit_display`) is refitted for its verdicts. Returns (calibration, report of both cross-validations)."""
+    if mode not in ("auto", "on", "off"):
+        raise ValueError(f"verdict_model must be auto, on or off; got {mode!r}.")
+    calibration = {**calibration, "verdict_model": None}
+    if mode == "off":
+        return calibration, {"chosen": "rule"}
+    if len(set(groups)) < 2:
+        if mode == "on":
+            raise ValueError("The learned verdict is fitted and checked by patient-grouped cross-validation: the "
+                             "split needs slices of at least two patients.")
+        return calibration, {"chosen": "rule", "why": "slices of one patient: nothing to cross-validate on"}
+    folds = grouped_folds(groups)
+    truth = [it.verdict for it in items]
+    rule_pred = [""] * len(items)
+    for train_idx, test_idx in folds:
+        cal = {**calibration, **fit_rule([items[i] for i in train_idx], has_image_head)}
+        for i in test_idx:
+            rule_pred[i] = item_verdict(items[i], cal, has_image_head)[0]
+    matrix = confusion_matrix(truth, rule_pred)
+    rule_cv = {"macro_f1": macro_f1(matrix), "accuracy": accuracy(matrix), "folds": len(folds)}
+    x = np.stack([item_features(it, has_image_head) for it in items])
+    model, model_cv = fit_verdict_model(x, truth, groups)
+    use = mode == "on" or round(model_cv["macro_f1"], 6) > round(rule_cv["macro_f1"], 6)
+    report = {"chosen": "verdict_model" if use else "rule", "rule_cv": rule_cv, "verdict_model_cv": model_cv}
+    if use:
+        calibration = fit_display(items, {**calibration, "verdict_model": model}, has_image_head)
+    return calibration, report
 
 
 MASK_THRESHOLDS = (0.4, 0.5, 0.6, 0.7)
@@ -392,16 +445,19 @@ def _summary(metrics: dict) -> dict:
 
 def calibrate_bundle(weights: str | Path, dataset_dir: str | Path, out: str | Path, *, split: str = "val",
                      device: str = "auto", limit: int | None = None,
-                     test_time_flip: str = "auto") -> tuple[dict, dict]:
+                     test_time_flip: str = "auto", verdict_model: str = "off") -> tuple[dict, dict]:
     """Refit a bundle's calibration (verdict mix and thresholds, then mask and show thresholds) on a whole split,
     typically the full validation split after training validated on a subset; writes the bundle to ``out`` with
     its weights untouched and ``meta["calibrated_on"]`` saying on what. Returns (calibration, metrics).
 
     ``test_time_flip``: ``"auto"`` fits both the plain outputs and the ones fused with the mirrored view and keeps
     the flip only if its validation macro F1 is higher (ties: lower NLL, then plain, which costs half the time);
-    ``"on"`` / ``"off"`` force it."""
+    ``"on"`` / ``"off"`` force it. ``verdict_model``: then, on the chosen reading, whether a learned verdict
+    replaces the hand-set rule (`choose_verdict_model`: ``"auto"`` by patient-grouped cross-validated macro F1)."""
     if test_time_flip not in ("auto", "on", "off"):
         raise ValueError(f"test_time_flip must be auto, on or off; got {test_time_flip!r}.")
+    if verdict_model not in ("auto", "on", "off"):
+        raise ValueError(f"verdict_model must be auto, on or off; got {verdict_model!r}.")
     records = list(load_dataset(dataset_dir, split=split))
     if limit:
         records = records[:limit]
@@ -418,6 +474,11 @@ def calibrate_bundle(weights: str | Path, dataset_dir: str | Path, out: str | Pa
         fits["flip"] = ({**cal, "test_time_flip": True}, metrics)
     chosen = max(fits, key=lambda k: (round(fits[k][1]["macro_f1"], 6), -round(fits[k][1]["nll"], 6), k == "plain"))
     calibration, metrics = fits[chosen]
+    items = fused if chosen == "flip" else plain
+    calibration, verdict_report = choose_verdict_model(items, [rec.patient_id for rec in records], calibration,
+                                                       predictor.has_image_head, verdict_model)
+    if calibration.get("verdict_model"):
+        metrics = score_items(items, calibration, predictor.has_image_head)
     previous = bundle.get("calibration")
     bundle["calibration"] = calibration
     bundle["meta"] = {**bundle.get("meta", {}), "calibrated_on": {
@@ -425,6 +486,7 @@ def calibrate_bundle(weights: str | Path, dataset_dir: str | Path, out: str | Pa
         "split": split, "n_images": len(plain),
         "metrics": _summary(metrics),
         "views": {k: _summary(m) for k, (_, m) in fits.items()},
+        "verdict": verdict_report,
         "previous_calibration": previous,
     }}
     save_bundle(bundle, out)

@@ -189,7 +189,7 @@ def test_calibrate_detector_refits_thresholds_and_keeps_the_weights(tiny_dataset
     report = json.loads(stdout.getvalue().rsplit("}", 1)[0] + "}")
     before, after = torch.load(random_bundle, weights_only=True), torch.load(out, weights_only=True)
     assert all(torch.equal(before["state_dict"][k], after["state_dict"][k]) for k in before["state_dict"])
-    assert after["calibration"] == report["calibration"]
+    assert {**after["calibration"], "verdict_model": bool(after["calibration"]["verdict_model"])} == report["calibration"]
     assert {"temperature", "image_weight", "detection_threshold", "mask_threshold", "show_threshold",
             "show_relative"} <= set(after["calibration"])
     meta = after["meta"]["calibrated_on"]
@@ -201,6 +201,8 @@ def test_calibrate_detector_refits_thresholds_and_keeps_the_weights(tiny_dataset
         round(meta["views"]["plain"]["macro_f1"], 6), -round(meta["views"]["plain"]["nll"], 6))
     assert after["calibration"]["test_time_flip"] is flip_won
     assert meta["metrics"] == meta["views"]["flip" if flip_won else "plain"]
+    # by default the hand-set verdict rule
+    assert meta["verdict"] == {"chosen": "rule"} and after["calibration"]["verdict_model"] is None
     # the model card says where the thresholds come from
     from inference.ml.model_card import write_model_card
 
@@ -230,6 +232,54 @@ def test_calibrate_detector_test_time_flip_on_and_off(tiny_dataset, random_bundl
     with pytest.raises(CommandError):
         call_command("calibrate_detector", str(tiny_dataset), "--weights", str(random_bundle),
                      "--out", str(tmp_path / "x.pt"), "--split", "train", "--test-time-flip", "sometimes")
+
+
+def test_calibrate_detector_learned_verdict_on_off_and_auto(tiny_dataset, random_bundle, tmp_path):
+    """On a split of two patients: ``on`` stores a fitted verdict model that the predictor then uses and the card
+    describes, ``off`` none, ``auto`` the one with the higher cross-validated macro F1; one patient refuses ``on``."""
+    import shutil
+
+    from inference.ml.model_card import write_model_card
+
+    both = tmp_path / "both"
+    shutil.copytree(tiny_dataset, both)
+    ann = json.loads((both / "annotations.json").read_text())
+    for img in ann["images"]:
+        img["split"] = "val"
+    (both / "annotations.json").write_text(json.dumps(ann))
+    bundles = {}
+    for choice in ("on", "off", "auto"):
+        out = tmp_path / f"verdict-{choice}.pt"
+        stdout = StringIO()
+        call_command("calibrate_detector", str(both), "--weights", str(random_bundle), "--out", str(out),
+                     "--test-time-flip", "off", "--verdict-model", choice, stdout=stdout)
+        report = json.loads(stdout.getvalue().rsplit("}", 1)[0] + "}")
+        bundles[choice] = torch.load(out, weights_only=True)
+        cal, meta = bundles[choice]["calibration"], bundles[choice]["meta"]["calibrated_on"]["verdict"]
+        assert report["calibration"]["verdict_model"] is (cal["verdict_model"] is not None)
+        if choice == "off":
+            assert cal["verdict_model"] is None and meta == {"chosen": "rule"}
+            continue
+        assert meta["rule_cv"]["folds"] == 2 and 0.0 <= meta["verdict_model_cv"]["macro_f1"] <= 1.0
+        learned_won = round(meta["verdict_model_cv"]["macro_f1"], 6) > round(meta["rule_cv"]["macro_f1"], 6)
+        assert (cal["verdict_model"] is not None) is (choice == "on" or learned_won)
+        assert meta["chosen"] == ("verdict_model" if cal["verdict_model"] else "rule")
+    model = bundles["on"]["calibration"]["verdict_model"]
+    assert len(model["coef"]) == 4 and len(model["mean"]) == len(model["coef"][0]) == 13
+    predictor = Predictor.load(tmp_path / "verdict-on.pt", device="cpu")
+    assert predictor.calibration["verdict_model"] == model
+    call_command("evaluate_detector", str(both), "--out", str(tmp_path / "eval-on"), "--weights",
+                 str(tmp_path / "verdict-on.pt"), "--no-record", "--no-coco-ap", stdout=StringIO(), verbosity=0)
+    card = write_model_card(tmp_path / "verdict-on.pt", tmp_path / "eval-on", tmp_path / "on.md").read_text()
+    assert "logistic regression on the image head" in card and "cross-validated macro F1" in card
+    # one patient in the split: nothing to cross-validate on; auto keeps the rule and says why, on refuses
+    call_command("calibrate_detector", str(tiny_dataset), "--weights", str(random_bundle), "--out",
+                 str(tmp_path / "one.pt"), "--split", "train", "--verdict-model", "auto", stdout=StringIO())
+    one = torch.load(tmp_path / "one.pt", weights_only=True)
+    assert one["calibration"]["verdict_model"] is None and "one patient" in one["meta"]["calibrated_on"]["verdict"]["why"]
+    with pytest.raises(CommandError, match="two patients"):
+        call_command("calibrate_detector", str(tiny_dataset), "--weights", str(random_bundle),
+                     "--out", str(tmp_path / "x.pt"), "--split", "train", "--verdict-model", "on")
 
 
 def test_calibrate_detector_refuses_the_test_split_and_missing_weights(tiny_dataset, random_bundle, tmp_path):
