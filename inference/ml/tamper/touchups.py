@@ -42,6 +42,10 @@ DETAIL_RING = (2, 8)  # px outside a region: the surroundings a detail donor is 
 DETAIL_INSIDE = 3  # px of the region's edge left out where its detail is measured (the feathered seam)
 DETAIL_ROUNDS = 3  # alternations of the noise calibration and the per-band structure gains
 MAX_STRUCTURE_GAIN = 3.0
+# interior calibration (injections): noise is only ever added, so where the smoothed content alone is already
+# noisier than ADAPTIVE_MARGIN x the target, it is smoothed more, at these sigmas (px) in turn (`content_sigma`)
+ADAPTIVE_SMOOTHING = (1.0, 1.4, 2.0)
+ADAPTIVE_MARGIN = 0.9
 
 
 def residual(image: np.ndarray, sigma: float = 1.0) -> np.ndarray:
@@ -270,7 +274,9 @@ def finish(
     ``calibrate_on`` says where the noise gain is measured: ``"border"`` (the 6 px band inside the region's edge,
     right for removals, whose truth has no edge there) or ``"interior"`` (the region less a 4 px band, for an
     injection whose content brings a tumour edge: a real tumour's border carries that edge above the tissue's
-    noise level, and matching the band would flatten it). Too small an interior falls back to the border.
+    noise level, and matching the band would flatten it). Too small an interior falls back to the border. Noise
+    is only ever added, so with ``"interior"`` a content whose own fine detail already exceeds the target (a busy
+    donor tumour in quiet tissue) is first smoothed more (``ADAPTIVE_SMOOTHING``, recorded as ``content_sigma``).
     ``detail_sigma``: the scale below which the content is replaced by the transplanted texture (see the
     module docstring). ``noise_ratio``: the region's noise ends this many times the level measured around it
     (a spliced tumour brings its own tumour-to-tissue relation; 1 for the rest).
@@ -312,6 +318,14 @@ def finish(
             structure = sum((g * b for g, b in zip(gains, transplant.bands)), np.zeros_like(orig))
             return alpha * (smooth + structure) + (1.0 - alpha) * orig
 
+        if calibrate_on == "interior" and measure_on.any():
+            # noise is only ever added: where the content alone is already noisier than the target (a busy donor
+            # tumour put in quiet tissue), smooth it more, or the region stays too noisy for its place
+            for sigma in ADAPTIVE_SMOOTHING:
+                if noise_sigma(residual(content()), measure_on) <= ADAPTIVE_MARGIN * target:
+                    break
+                smooth = ndi.gaussian_filter(out, sigma)
+                applied["noise"]["content_sigma"] = sigma
         for _ in range(DETAIL_ROUNDS if transplant.targets else 1):
             base = content()
             for _ in range(2):
