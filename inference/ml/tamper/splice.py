@@ -9,8 +9,8 @@ surroundings (the ring 2-8 px outside the blended region) look most like the don
 slice, in brightness and in detail at three scales (as the removal touch-up chooses its detail donor), plus a cost
 for the distance from the donor's place. Gliomas favour some places (TCGA-LGG: forward and lateral); drawn anywhere
 in the tissue, splices sat elsewhere, and where a region sits in the head told a splice from a real tumour at AUC
-0.675 (`injection_check`, ``location``); anchored, 0.55-0.57 (texture 0.70 and border noise 0.54-0.57 unchanged
-within seed noise; since ``tamper-v11``). A tumour is told by its
+0.675 (`injection_check`, ``location``); anchored, 0.55-0.57 (texture 0.70 unchanged, border noise 0.53-0.55
+with the noise touch-up's adaptive smoothing; since ``tamper-v11``). A tumour is told by its
 neighbourhood as much as by itself: real tumours sit in busier tissue than a place drawn at random (on tamper-v9,
 log std of 0.7-1.5 px detail in the ring 1.29 around real tumours, 1.06 around splices placed at random), and a
 careful attacker puts the tumour where it looks at home.
