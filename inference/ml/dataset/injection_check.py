@@ -21,7 +21,7 @@ from ..coco import CocoDataset
 from ..tamper import TamperMethod, TamperRequest, get_method
 from ..tamper.base import INJECT
 from . import realism as R
-from .removal_check import FEATURES, measure_method, method_entry, run_cli
+from .removal_check import authentic_features, measure_method, method_entry, run_cli
 
 MIN_DONOR_AREA = 150  # as the builder's donors
 
@@ -42,8 +42,7 @@ def injection_check(ds: CocoDataset, methods: list[TamperMethod | str] | None = 
                       if s.record.verdict == "real_tumor"]
     if not targets or not donors:
         raise ValueError("The injection check needs no_tumor and real_tumor slices in the dataset.")
-    auth_feats = {k: np.stack([f(s.image, s.region) for s in authentic]) for k, f in FEATURES.items()}
-    auth_groups = [s.record.patient_id for s in authentic]
+    auth_feats, auth_groups = authentic_features(authentic)
     report = {"protocol": f"{len(targets)} no_tumor slices per method (a donor tumour of another patient of the "
                           f"same corpus each) vs {len(authentic)} real_tumor slices; logistic regression, "
                           f"patient-grouped 5-fold CV ROC AUC (0.5 is chance); seed {seed}",

@@ -62,8 +62,7 @@ def removal_check(ds: CocoDataset, methods: list[TamperMethod | str] | None = No
     authentic = [s for s in samples if s.record.verdict == "no_tumor" and s.region is not None]
     if not sources or not authentic:
         raise ValueError("The removal check needs real_tumor and no_tumor slices in the dataset.")
-    auth_feats = {k: np.stack([f(s.image, s.region) for s in authentic]) for k, f in FEATURES.items()}
-    auth_groups = [s.record.patient_id for s in authentic]
+    auth_feats, auth_groups = authentic_features(authentic)
     report = {"protocol": f"{len(sources)} real_tumor slices per method vs {len(authentic)} no_tumor slices at "
                           f"borrowed removal regions; logistic regression, patient-grouped 5-fold CV ROC AUC "
                           f"(0.5 is chance); seed {seed}",
@@ -97,6 +96,12 @@ def measure_method(method: TamperMethod, records, make_request) -> tuple[dict[st
             feats[k].append(f(result.image, result.mask))
         groups.append(rec.patient_id)
     return feats, groups
+
+
+def authentic_features(authentic: list) -> tuple[dict[str, np.ndarray], list]:
+    """Every feature set of the authentic samples (one row each) and their patients (the CV groups)."""
+    feats = {k: np.stack([f(s.image, s.region) for s in authentic]) for k, f in FEATURES.items()}
+    return feats, [s.record.patient_id for s in authentic]
 
 
 def method_entry(feats: dict[str, list], groups: list, auth_feats: dict[str, np.ndarray], auth_groups: list, *,
