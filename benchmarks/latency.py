@@ -1,7 +1,8 @@
 """Latency and throughput of the detector by backbone and input size, single slice and batched.
 
     .venv/bin/python benchmarks/latency.py --out benchmarks/results.md [--backbones mobilenet_v3 resnet18]
-        [--sizes 256 512] [--batch 4] [--repeats 10] [--threads 2] [--weights models/detector.pt]
+        [--sizes 256 512] [--batch 4] [--repeats 10] [--threads 2] [--weights models/detector.pt ...]
+        [--device cuda]   # on a GPU: results-gpu.md
 
 Random weights (no training needed) through the real Predictor (preprocessing and post-processing included),
 after warm-up. A random model's detections are not a trained model's, so with --weights the shipped bundle is
@@ -39,6 +40,7 @@ def _slice(size: int) -> np.ndarray:
 
 
 def measure(predictor: Predictor, image: np.ndarray, batch: int, repeats: int) -> dict:
+    # every call ends with the outputs back on the CPU (numpy masks), so a GPU's work is finished when it returns
     for _ in range(3):
         predictor.predict(image)
     single = []
@@ -67,7 +69,8 @@ def main(argv=None) -> int:
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--weights", default=None, help="also measure this bundle")
+    parser.add_argument("--weights", nargs="*", default=[], help="also measure these bundles")
+    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     parser.add_argument("--native", action="store_true",
                         help="run at each size natively (min_size=size) instead of the default resize to 256")
     parser.add_argument("--out", default=None, help="markdown file to write")
@@ -79,8 +82,7 @@ def main(argv=None) -> int:
         candidates = []
         for backbone in args.backbones:
             candidates.append((backbone, None))
-        if args.weights:
-            candidates.append(("bundle", args.weights))
+        candidates += [("bundle", w) for w in args.weights]
         for backbone, weights in candidates:
             for size in args.sizes:
                 if weights is None:
@@ -92,7 +94,7 @@ def main(argv=None) -> int:
                                        Path(tmp) / f"{backbone}.pt")
                 else:
                     path = weights
-                predictor = Predictor.load(path, device="cpu")
+                predictor = Predictor.load(path, device=args.device)
                 params = sum(p.numel() for p in predictor.model.parameters()) / 1e6
                 # a bundle calibrated to read each slice's mirror too is measured as shipped and with one view
                 readings = [True, False] if predictor.test_time_flip else [False]
@@ -107,10 +109,12 @@ def main(argv=None) -> int:
                           f"batched {result['batched_per_slice']:.3f}s/slice", flush=True)
 
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    on_gpu = args.device.startswith("cuda")
+    where = f"GPU ({torch.cuda.get_device_name(args.device)})" if on_gpu else "CPU"
     lines = [
-        "# Detector latency on CPU",
+        f"# Detector latency on {where}",
         "",
-        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; torch {torch.__version__}; {args.threads} threads; "
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; torch {torch.__version__}; {args.threads} CPU threads; "
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} logical CPUs; load average at the end "
         f"{load:.1f} (other work on the machine inflates these numbers).",
         f"Through `Predictor.predict` (windowing, model, masks, verdict); {args.repeats} runs after 3 warm-up runs; "

@@ -7,7 +7,7 @@ processes (a small Mask R-CNN leaves most of a large GPU idle, so three at once 
 then refits its best bundle's calibration on all of the validation split (the same ``calibrate_bundle`` as
 ``manage.py calibrate_detector``). RESULT_DIR gets summary.json (every job's validation history and full-val
 metrics, ranked by full-val accuracy, then macro F1) and the best ``--keep`` bundles, compacted to float16 and cut
-into parts of at most 16 MB (``cat NAME.pt.part* > NAME.pt``), for machines that return files of a limited size.
+into parts of at most 16 MiB (``cat NAME.pt.part* > NAME.pt``), for machines that return files of a limited size.
 Only the ML package is needed (no Django); the selection on the validation split is repeated on the CPU before a
 bundle is shipped. A machine that takes files in limited sizes gets the split in parts: ``python -m
 inference.ml.dataset.pack pack DATA .carry/train --split train`` here, one part per call, then ``... unpack
@@ -25,7 +25,7 @@ import tarfile
 import time
 from pathlib import Path
 
-PART_BYTES = 16_000_000
+PART_BYTES = 16 * 1024 * 1024  # the most one returned file may hold here
 
 
 def run_job(job_json: str, calibrate_limit: int | None = None) -> int:
@@ -65,6 +65,8 @@ def main(argv=None) -> int:
     parser.add_argument("--runs", required=True, help="where each job's run directory goes (RUNS/jobN)")
     parser.add_argument("--result", required=True, help="summary.json and the kept bundles' parts go here")
     parser.add_argument("--keep", type=int, default=1, help="how many of the best bundles to write to --result")
+    parser.add_argument("--keep-jobs", help="comma-separated job numbers to write to --result instead of the best "
+                        "--keep (jobs without validation are ranked by order only; a large bundle may not fit)")
     parser.add_argument("--calibrate-limit", type=int, help="calibrate on the first N val images only (smoke tests)")
     parser.add_argument("--job", help=argparse.SUPPRESS)  # internal: run one job (JSON) in this process
     args = parser.parse_args(argv)
@@ -108,7 +110,12 @@ def main(argv=None) -> int:
     if ranked:
         from inference.ml.model_card import ship_bundle
 
-        for r in ranked[: args.keep]:
+        if args.keep_jobs:
+            wanted = [int(j) for j in args.keep_jobs.split(",") if j.strip()]
+            chosen = [r for r in ranked if r["job"] in wanted]
+        else:
+            chosen = ranked[: args.keep]
+        for r in chosen:
             run_dir = Path(args.runs) / f"job{r['job']}"
             compact = run_dir / "compact.pt"
             ship_bundle(run_dir / ("calibrated.pt" if "full_val" in r else "detector.pt"), compact)

@@ -42,3 +42,21 @@ def test_sweep_trains_side_by_side_ranks_on_val_and_returns_bundles_in_parts(tmp
     bundle = load_bundle(tmp_path / "best.pt")
     assert bundle["meta"]["calibrated_on"]["split"] == "test" and bundle["meta"]["stored_dtype"] == "float16"
     assert (result / "logs.tar.gz").is_file()
+
+
+def test_keep_jobs_returns_the_named_jobs_even_those_ranked_last(tmp_path):
+    """--keep-jobs: a job without validation (calibrated elsewhere) is returned although a validated one ranks first."""
+    dataset = build_tiny_dataset(tmp_path / "ds", size=96)
+    job = {"batch_size": 2, "lr": 1e-3, "device": "cpu", "threads": 1, "max_steps": 1, "epochs": 1, "warmup_steps": 1,
+           "val_every_minutes": None, "log_every": 1, "model": {"backbone": "tiny", "min_size": 96, "max_size": 96}}
+    jobs = tmp_path / "jobs.json"
+    jobs.write_text(json.dumps([{**job, "val_split": "test"}, {**job, "val_split": None}]))
+    result = tmp_path / "result"
+    done = subprocess.run([sys.executable, "scripts/gpu_sweep.py", str(dataset), "--jobs", str(jobs), "--runs",
+                           str(tmp_path / "runs"), "--result", str(result), "--keep-jobs", "1"], cwd=ROOT,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    summary = json.loads((result / "summary.json").read_text())
+    assert summary["ranking"] == [0, 1] and summary["kept"] == [1]
+    assert sorted(p.name for p in result.glob("*.part*")) == ["job1.pt.part0"]  # a small bundle: one part
+    assert "calibrated_on" not in load_bundle(result / "job1.pt.part0")["meta"]

@@ -32,3 +32,14 @@ def test_pack_refuses_an_empty_split(tmp_path, capsys):
     dataset = build_tiny_dataset(tmp_path / "ds")
     assert pack_split.main(["pack", str(dataset), str(tmp_path / "p"), "--split", "nosuch"]) == 1
     assert "no image in split 'nosuch'" in capsys.readouterr().err
+
+
+def test_two_splits_travel_together_and_a_missing_one_is_named(tmp_path, capsys):
+    dataset = build_tiny_dataset(tmp_path / "ds")
+    wanted = {r.file_name: r.split for r in load_dataset(dataset) if r.split in ("train", "test")}
+    assert set(wanted.values()) == {"train", "test"}
+    parts = pack_split.pack(dataset, tmp_path / "packed", "train,test", part_bytes=10_000_000)
+    pack_split.unpack(parts, tmp_path / "copy")
+    assert {r.file_name: r.split for r in load_dataset(tmp_path / "copy")} == wanted
+    assert pack_split.main(["pack", str(dataset), str(tmp_path / "p"), "--split", "train,nosuch"]) == 1
+    assert "no image in split 'nosuch'" in capsys.readouterr().err

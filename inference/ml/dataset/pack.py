@@ -1,6 +1,6 @@
 """Pack one split of a contract dataset into size-limited parts, and unpack them into a loadable dataset.
 
-    python -m inference.ml.dataset.pack pack DATASET_DIR OUT_DIR [--split train] [--part-mb 55]
+    python -m inference.ml.dataset.pack pack DATASET_DIR OUT_DIR [--split train[,val]] [--part-mb 55]
     python -m inference.ml.dataset.pack unpack OUT_DIR/part0 OUT_DIR/part1 ... --out DATASET_COPY
 
 For a machine that takes only so many megabytes at a time (this workplace's GPU machines: 64 MiB a call). The
@@ -43,9 +43,11 @@ def _encode(path: Path) -> bytes:
 
 def pack(dataset_dir: Path, out_dir: Path, split: str, part_bytes: int) -> list[Path]:
     annotations = json.loads((dataset_dir / "annotations.json").read_text())
-    images = [im for im in annotations["images"] if im.get("split") == split]
-    if not images:
-        raise ValueError(f"{dataset_dir}: no image in split {split!r}")
+    splits = {s.strip() for s in split.split(",") if s.strip()}  # "train,val": both travel together
+    images = [im for im in annotations["images"] if im.get("split") in splits]
+    missing = sorted(s for s in splits if not any(im.get("split") == s for im in images))
+    if not images or missing:
+        raise ValueError(f"{dataset_dir}: no image in split {(missing or [split])[0]!r}")
     ids = {im["id"] for im in images}
     subset = {**annotations, "images": images,
               "annotations": [a for a in annotations["annotations"] if a["image_id"] in ids]}
@@ -95,7 +97,7 @@ def main(argv=None) -> int:
     p = sub.add_parser("pack")
     p.add_argument("dataset_dir", type=Path)
     p.add_argument("out_dir", type=Path)
-    p.add_argument("--split", default="train")
+    p.add_argument("--split", default="train", help="a split, or several separated by commas")
     p.add_argument("--part-mb", type=float, default=55.0)
     u = sub.add_parser("unpack")
     u.add_argument("parts", type=Path, nargs="+")
