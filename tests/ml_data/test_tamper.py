@@ -392,3 +392,20 @@ def test_removal_fill_gets_tissue_detail_from_inside_the_brain(key, small_slices
     assert abs(np.median(gaps)) < 0.15, gaps
     if key != "patch":  # a mirrored patch has tissue structure of its own; inpainted and generated fills do not
         assert np.median(detail) > np.median(flat) + 0.2
+
+
+def test_choose_donor_takes_the_donor_whose_tissue_is_spread_like_the_targets(cases):
+    """A donor slice whose contrast is stretched 2x (or squeezed 2x) around its median has a wider (narrower) tissue
+    spread than the original's; for a target that is the original, the unstretched copy is chosen wherever offered."""
+    from inference.ml.tamper.splice import choose_donor, tissue_spread
+
+    target = cases[0][1].image
+    own = tissue_spread(target)
+    med = float(np.median(target[target > 0]))
+    stretched = [np.clip((target.astype(float) - med) * g + med, 0, 255).astype(np.uint8) for g in (2.0, 1.0, 0.5)]
+    spreads = [tissue_spread(s) for s in stretched]
+    assert spreads[1] == own and spreads[0] > 1.6 * own and spreads[2] < 0.8 * own
+    assert choose_donor(target, spreads) == 1
+    assert choose_donor(target, spreads[::-1]) == 1
+    assert choose_donor(target, [spreads[0], spreads[2]]) in (0, 1)  # both 2x off: either will do
+    assert choose_donor(np.zeros_like(target), spreads) == 0  # no tissue to compare: the first offered

@@ -12,7 +12,8 @@ Recipe (per corpus, per split; a corpus never lends slices or tumours to another
 3. With ``n`` = the split's tumour slices (scaled down by ``max_images``, capped by its healthy slices):
    ``real_tumor``: n tumour slices; ``fake_removed``: n removals from tumour slices (removal methods in turn);
    ``no_tumor``: n healthy slices; ``fake_added``: n injections into healthy slices (injection methods in
-   turn), the donor tumour from another patient of the same split and corpus. Every one of these four draws
+   turn), the donor tumour from another patient of the same split and corpus (of ``splice.DONOR_OPTIONS``
+   drawn, the one whose brain tissue is spread most like the target's). Every one of these four draws
    is position-matched: healthy slices toward the tumour slices' distribution over the stack and tumour slices
    toward the healthy ones', so the slices each side leaves out are those that match worst (with these corpora
    a perfect match would leave too few slices: healthy slices crowd the skull base and the vertex). A slice may
@@ -33,7 +34,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ..coco import SPLITS, DatasetWriter, check_dataset
-from ..tamper import INJECT, REMOVE, NotApplicable, TamperRequest, methods as registered_methods
+from ..tamper import INJECT, REMOVE, NotApplicable, TamperRequest, methods as registered_methods, splice
 from .readers import SourceError, SourceSlice, read_source
 from .splits import DEFAULT_FRACTIONS, split_patients
 from ..paths import shared_datasets_dir
@@ -72,7 +73,8 @@ class PlanItem:
     source: str
     split: str
     seed: int
-    candidates: list[tuple]  # (slice, method or None, donor or None), tried in order
+    candidates: list[tuple]  # (slice, method or None, donor(s) or None), tried in order; an injection is offered
+    # splice.DONOR_OPTIONS donors (a tuple when more than one) and takes the one `splice.choose_donor` picks
 
 
 @dataclass
@@ -179,7 +181,7 @@ def plan_dataset(slices: list[SourceSlice], config: BuildConfig) -> tuple[list[P
                         base = added_bases[(k + j * 7919) % len(added_bases)]
                         others = [d for d in donors if d.patient_id != base.patient_id]
                         if others:
-                            cands.append((base, method, others[int(item_rng.integers(len(others)))]))
+                            cands.append((base, method, _offer_donors(others, item_rng)))
                 items.append(PlanItem("fake_added", source, split, key(2, k), cands))
                 cands = []
                 for mi in range(len(remove)):
@@ -197,6 +199,10 @@ def realise(item: PlanItem, *, touch_ups: bool = True) -> tuple[np.ndarray, np.n
     for base, method, donor in item.candidates:
         if method is None:
             return base.image, (base.mask if item.verdict == "real_tumor" else None), {}, base
+        offered = 1
+        if isinstance(donor, tuple):
+            offered = len(donor)
+            donor = donor[splice.choose_donor(base.image, [_tissue_spread(d) for d in donor])]
         if method.kind == INJECT:
             request = TamperRequest(base.image, donor_image=donor.image, donor_mask=donor.mask)
         else:
@@ -208,11 +214,29 @@ def realise(item: PlanItem, *, touch_ups: bool = True) -> tuple[np.ndarray, np.n
             continue
         params = dict(result.params)
         if donor is not None:
-            params["donor"] = {"patient_id": donor.patient_id, "file": donor.file, "index": donor.index}
+            params["donor"] = {"patient_id": donor.patient_id, "file": donor.file, "index": donor.index,
+                               "offered": offered}
         if failures:
             params["fallbacks"] = failures
         return result.image, result.mask, params, base
     raise NotApplicable(f"{item.verdict} in {item.source}/{item.split}: every candidate failed: {failures[:3]}")
+
+
+def _offer_donors(others: list[SourceSlice], rng: np.random.Generator):
+    """``splice.DONOR_OPTIONS`` donors drawn from ``others`` (one: the very draw of the builds before it)."""
+    k = min(splice.DONOR_OPTIONS, len(others))
+    if k == 1:
+        return others[int(rng.integers(len(others)))]
+    return tuple(others[int(i)] for i in rng.choice(len(others), k, replace=False))
+
+
+_SPREADS: dict[str, float | None] = {}
+
+
+def _tissue_spread(donor: SourceSlice) -> float | None:
+    if donor.key not in _SPREADS:
+        _SPREADS[donor.key] = splice.tissue_spread(donor.image, donor.mask)
+    return _SPREADS[donor.key]
 
 
 def _instances(verdict: str, mask: np.ndarray | None) -> list[np.ndarray]:

@@ -19,6 +19,7 @@ import numpy as np
 
 from ..coco import CocoDataset
 from ..tamper import TamperMethod, TamperRequest, get_method
+from ..tamper import splice
 from ..tamper.base import INJECT
 from . import realism as R
 from .removal_check import authentic_features, measure_method, method_entry, run_cli
@@ -56,11 +57,17 @@ def injection_check(ds: CocoDataset, methods: list[TamperMethod | str] | None = 
         others = [d for d in donors if d.source == rec.source and d.patient_id != rec.patient_id]
         if not others:
             return None
-        donor = others[int(rng.integers(len(others)))]
-        if donor.id not in donor_pixels:
-            donor_pixels[donor.id] = (donor.pixels(), donor.mask())
-        d_img, d_mask = donor_pixels[donor.id]
-        return TamperRequest(image=rec.pixels(), donor_image=d_img, donor_mask=d_mask), rng
+        k = min(splice.DONOR_OPTIONS, len(others))
+        offered = ([others[int(rng.integers(len(others)))]] if k == 1
+                   else [others[int(i)] for i in rng.choice(len(others), k, replace=False)])
+        for donor in offered:
+            if donor.id not in donor_pixels:
+                d_img, d_mask = donor.pixels(), donor.mask()
+                donor_pixels[donor.id] = (d_img, d_mask, splice.tissue_spread(d_img, d_mask) if k > 1 else None)
+        image = rec.pixels()
+        chosen = offered[splice.choose_donor(image, [donor_pixels[d.id][2] for d in offered])] if k > 1 else offered[0]
+        d_img, d_mask, _ = donor_pixels[chosen.id]
+        return TamperRequest(image=image, donor_image=d_img, donor_mask=d_mask), rng
 
     for method in methods:
         t0 = time.monotonic()

@@ -14,7 +14,7 @@ python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --tar
 export PYTHONPATH=.:/tmp/site
 python3 -m inference.ml.dataset.pack unpack /tmp/parts/part* --out /tmp/data || exit 1
 echo "unpacked at $(( $(date +%s) - t0 )) s"
-timeout 500 python3 scripts/gpu_sweep.py /tmp/data --jobs scripts/gpu_v11/jobs.json --runs /tmp/runs --result $OUT \
+timeout 500 python3 scripts/gpu_sweep.py /tmp/data --jobs scripts/gpu_plan/jobs.json --runs /tmp/runs --result $OUT \
     --keep-jobs 0,1 --calibrate-limit 300
 echo "sweep done at $(( $(date +%s) - t0 )) s"
 ls -la $OUT
