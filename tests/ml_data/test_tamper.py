@@ -274,6 +274,9 @@ def test_gan_injection_has_the_intensities_of_a_real_tumour(cases):
         splice = method_named("splice", INJECT).apply(request, np.random.default_rng(2), touch_ups=False)
         # the same placement (same draws), and intensities of the same tumour
         assert result.params["position"] == splice.params["position"]
+        # and its provenance says how the place was chosen, as splice's does
+        for key in ("anchored", "same_side", "placement_candidates", "surroundings_cost"):
+            assert result.params[key] == splice.params[key], key
         core = ndi.binary_erosion(result.mask, iterations=4)
         if core.sum() < 30:
             continue

@@ -220,7 +220,8 @@ class GanInject(TamperMethod):
         # the generator draws tumours a little dim and flat; keep its drawing but give it the intensities of
         # that real tumour (matched to this slice's tissue as splice matches them)
         filled = match_histogram(filled, tumour, source[tumour])
-        keep = {k: sparams[k] for k in ("scale", "angle", "flip", "position", "tumour_area") if k in sparams}
+        keep = {k: sparams[k] for k in ("scale", "angle", "flip", "position", "tumour_area", "anchored", "same_side",
+                                        "placement_candidates", "surroundings_cost") if k in sparams}
         return filled, region, {**keep, **params, "histogram_matched": True}
 
 
