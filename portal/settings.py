@@ -20,7 +20,8 @@ DEBUG = env.bool("DEBUG", default=False)
 
 def _secret_key() -> str:
     """SECRET_KEY from the environment; else the file SECRET_KEY_FILE names (default var/secret_key, which
-    `make run` generates and keeps); else, only under DEBUG, a fixed development key."""
+    `make run` generates and keeps); else, only under DEBUG, a fixed development key; else, for the offline
+    management commands only (manage.py's OFFLINE_COMMANDS), a random key of that process."""
     if key := env.str("SECRET_KEY", default=""):
         return key
     key_file = Path(env.str("SECRET_KEY_FILE", default=str(VAR_DIR / "secret_key")))
@@ -28,6 +29,12 @@ def _secret_key() -> str:
         return key
     if DEBUG:
         return "insecure-dev-key-only-for-debug"
+    if env.str("PORTAL_OFFLINE_COMMAND", default=""):
+        # manage.py sets this for commands that sign nothing (build_dataset, evaluate_detector, detect, ...):
+        # a key of this process alone, never written down, so nothing it could sign would outlive the command
+        import secrets
+
+        return secrets.token_urlsafe(50)
     raise ImproperlyConfigured(
         "Set the SECRET_KEY environment variable (a long random string, the same on every web and worker "
         "process), or SECRET_KEY_FILE to a file that holds it. It is required when DEBUG is off. "

@@ -2,6 +2,8 @@
 import hashlib
 from pathlib import Path
 
+from django.db import DatabaseError, connection
+
 from audit import actions
 from audit.services import audit_record
 from inference.ml.labels import VERDICTS
@@ -44,6 +46,22 @@ def _file_sha256(path: Path) -> str:
         return digest.hexdigest()
     except OSError:
         return ""
+
+
+def evaluation_records_unavailable() -> str | None:
+    """Why an evaluation could not be recorded in this installation's database (None when it can be): a fresh
+    clone has no database tables until `manage.py migrate`, and a configured server may be unreachable."""
+    from audit.models import AuditEvent
+
+    try:
+        tables = set(connection.introspection.table_names())
+    except DatabaseError as exc:
+        return f"the database cannot be reached ({exc.__class__.__name__}: {str(exc).strip().splitlines()[0]})"
+    missing = [m._meta.db_table for m in (EvaluationRun, AuditEvent) if m._meta.db_table not in tables]
+    if missing:
+        return (f"the database has no table {', '.join(missing)} yet: run `python manage.py migrate` once to "
+                "record evaluations for the portal's model page")
+    return None
 
 
 def evaluation_run_record(*, metrics: dict, dataset_dir: str, out_dir: str, split: str | None) -> EvaluationRun:

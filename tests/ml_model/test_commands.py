@@ -320,3 +320,45 @@ def test_average_bundles_weights_the_parameters_and_refuses_other_architectures(
         average_bundles([paths[0], odd], [1, 1], tmp_path / "bad.pt")
     with pytest.raises(ValueError, match="one weight for each"):
         average_bundles(paths, [1], tmp_path / "bad.pt")
+
+
+# What an outside evaluator does on a fresh clone after `make install`: no SECRET_KEY, no var/secret_key, a SQLite
+# database nobody has migrated. The contract's command must still finish, exit 0 and write its files.
+FRESH_ENV_CLEARED = ("SECRET_KEY", "SECRET_KEY_FILE", "DEBUG", "DATABASE_URL", "CELERY_BROKER_URL", "CELERY_QUEUE",
+                     "S3_BUCKET", "PORTAL_OFFLINE_COMMAND")
+
+
+def _fresh_manage(tmp_path, *args):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    env = {k: v for k, v in os.environ.items() if k not in FRESH_ENV_CLEARED}
+    env["PORTAL_VAR_DIR"] = str(tmp_path / "fresh-var")
+    return subprocess.run([sys.executable, str(root / "manage.py"), *args], cwd=root, env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_evaluate_detector_on_a_fresh_clone_needs_no_key_and_no_database(tiny_dataset, random_bundle, tmp_path):
+    out = tmp_path / "eval"
+    result = _fresh_manage(tmp_path, "evaluate_detector", str(tiny_dataset), "--out", str(out),
+                           "--weights", str(random_bundle), "--no-coco-ap", "--verbosity", "0")
+    assert result.returncode == 0, result.stderr
+    assert "will not be recorded" in result.stderr and "manage.py migrate" in result.stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["n_images"] == 8
+    assert len((out / "predictions.jsonl").read_text().splitlines()) == 8
+    # once migrated, the same command records the run (the key is still not needed for either)
+    assert _fresh_manage(tmp_path, "migrate", "--verbosity", "0").returncode == 0
+    again = _fresh_manage(tmp_path, "evaluate_detector", str(tiny_dataset), "--out", str(tmp_path / "again"),
+                          "--weights", str(random_bundle), "--no-coco-ap", "--split", "test")
+    assert again.returncode == 0, again.stderr
+    assert "Recorded as evaluation run 1." in again.stdout and "not be recorded" not in again.stderr
+
+
+def test_the_web_server_still_refuses_to_start_without_a_key(tmp_path):
+    result = _fresh_manage(tmp_path, "check", "--deploy")
+    assert result.returncode != 0
+    assert "Set the SECRET_KEY environment variable" in result.stderr

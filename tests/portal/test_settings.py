@@ -33,7 +33,7 @@ print(json.dumps({
 """
 
 # Variables that would leak from the test run into the probe.
-CLEARED = ("SECRET_KEY", "SECRET_KEY_FILE", "DEBUG", "DATABASE_URL", "CELERY_BROKER_URL", "S3_BUCKET",
+CLEARED = ("SECRET_KEY", "SECRET_KEY_FILE", "PORTAL_OFFLINE_COMMAND", "DEBUG", "DATABASE_URL", "CELERY_BROKER_URL", "S3_BUCKET",
            "ALLOWED_HOSTS", "HTTPS", "SECURE_COOKIES", "UPLOAD_MAX_BYTES", "DETECTOR_DEVICE", "INFERENCE_QUEUE",
            "AXES_FAILURE_LIMIT", "CELERY_QUEUE")
 
@@ -70,6 +70,16 @@ def test_defaults_are_one_machine_and_debug_off(tmp_path):
     assert s["ALLOWED_HOSTS"] == ["localhost", "127.0.0.1", "[::1]"]
     assert s["SESSION_COOKIE_SECURE"] is False and s["SECURE_SSL_REDIRECT"] is False
     assert s["INFERENCE_QUEUE"] is None
+
+
+def test_offline_commands_get_a_key_of_their_own_process_only(tmp_path):
+    # manage.py marks build_dataset, evaluate_detector, detect, ... as offline: they sign nothing
+    first = settings_with(tmp_path, PORTAL_OFFLINE_COMMAND="evaluate_detector")["SECRET_KEY"]
+    second = settings_with(tmp_path, PORTAL_OFFLINE_COMMAND="evaluate_detector")["SECRET_KEY"]
+    assert len(first) >= 50 and first != second
+    assert not (tmp_path / "var" / "secret_key").exists()  # never written down
+    # a configured key still wins
+    assert settings_with(tmp_path, PORTAL_OFFLINE_COMMAND="detect", SECRET_KEY="from-env")["SECRET_KEY"] == "from-env"
 
 
 def test_secret_key_is_read_from_the_kept_file(tmp_path):

@@ -8,8 +8,9 @@ import json
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
+from django.db import DatabaseError
 
-from reports.services import evaluation_run_record
+from reports.services import evaluation_records_unavailable, evaluation_run_record
 
 
 class Command(BaseCommand):
@@ -40,6 +41,10 @@ class Command(BaseCommand):
                                        device=opts["device"] or settings.DETECTOR_DEVICE)
         except ModelNotInstalled as exc:
             raise CommandError(str(exc)) from exc
+        # Recording is the portal's extra: where it cannot be done, say so now, and still write the contract's files
+        not_recorded = "--no-record" if opts["no_record"] else evaluation_records_unavailable()
+        if not_recorded and not opts["no_record"]:
+            self.stderr.write(f"This run will not be recorded in the database: {not_recorded}.")
         self.stdout.write(f"Model {predictor.name} {predictor.version} (sha256 {predictor.sha256[:12]}...) "
                           f"on {predictor.device}")
         try:
@@ -52,8 +57,11 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from exc
         summary = {k: metrics[k] for k in ("n_images", "accuracy", "macro_f1", "mean_iou", "tamper_auc", "latency_s")}
         self.stdout.write(json.dumps(summary, indent=2))
-        if not opts["no_record"]:
-            run = evaluation_run_record(metrics=metrics, dataset_dir=str(opts["dataset_dir"]),
-                                        out_dir=str(opts["out"]), split=opts["split"])
-            self.stdout.write(f"Recorded as evaluation run {run.pk}.")
+        if not not_recorded:
+            try:
+                run = evaluation_run_record(metrics=metrics, dataset_dir=str(opts["dataset_dir"]),
+                                            out_dir=str(opts["out"]), split=opts["split"])
+                self.stdout.write(f"Recorded as evaluation run {run.pk}.")
+            except DatabaseError as exc:  # the files are written: the evaluation itself is done
+                self.stderr.write(f"The run was not recorded in the database ({exc.__class__.__name__}: {exc}).")
         self.stdout.write(self.style.SUCCESS(f"Wrote {opts['out']}/metrics.json and predictions.jsonl"))
