@@ -24,6 +24,7 @@ from django.conf import settings
 
 from inference.ml import imaging
 from inference.ml.imaging import ImagingError, Volume
+from inference.ml.input_check import check_slices
 from inference.ml.sequence import identify_sequence
 
 # What we keep of a file's metadata. Never the patient's name, ID, birth date or any UID.
@@ -48,6 +49,7 @@ SAFE_METADATA_KEYS = (
     "inversion_time",
     "contrast_agent",
     "sequence",  # inference.ml.sequence's check, made at upload
+    "input_check",  # inference.ml.input_check's check of the slices' noise, made at upload
 )
 
 DICOM_EXT = (".dcm", ".dicom")
@@ -479,5 +481,6 @@ def decode_originals(originals: list[Original], *, sequence: str | None = None) 
     _check_slice_size(first.name, width, height)
     _check_slice_count(first.name, n)
     volume.metadata["sequence"] = identify_sequence(volume.metadata, first.name, declared=sequence).as_dict()
+    volume.metadata["input_check"] = check_slices(imaging.iter_uint8_slices(volume)).as_dict()
     metadata = {k: v for k, v in volume.metadata.items() if k in SAFE_METADATA_KEYS and v is not None}
     return DecodedUpload(kind=kind, volume=volume, metadata=metadata)

@@ -25,6 +25,7 @@ import torch
 
 from .coco import load_dataset, mask_to_rle, site_of
 from .imaging import to_uint8
+from .input_check import check_statistics, load_reference, slice_statistics
 from .labels import CATEGORY_IDS, VERDICTS
 from .metrics import classification_metrics, mask_iou, percentile_latency, union_mask
 
@@ -82,14 +83,17 @@ def _progress(iterable, total: int, desc: str, enabled: bool):
 
 
 def run_predictions(predictor, records, *, perturb=None, seed: int = 0, timing: bool = True, progress: bool = True,
-                    desc: str = "evaluate"):
-    """Predict every record; returns (prediction rows, latencies, COCO detections)."""
+                    desc: str = "evaluate", statistics: list | None = None):
+    """Predict every record; returns (prediction rows, latencies, COCO detections). ``statistics``: a list that
+    receives each slice's input statistics (``input_check.slice_statistics``, on what the model was given)."""
     rng = np.random.default_rng(seed)
     rows, latencies, detections = [], [], []
     for rec in _progress(records, len(records), desc, progress):
         pixels = rec.pixels()
         if perturb is not None:
             pixels = perturb(to_uint8(pixels), rng)
+        if statistics is not None:
+            statistics.append(slice_statistics(pixels if pixels.dtype == np.uint8 else to_uint8(pixels)))
         start = time.perf_counter()
         pred, all_detections = predictor.predict_detailed([pixels])[0]
         latencies.append(time.perf_counter() - start)
@@ -188,6 +192,18 @@ def _breakdown(rows: list[dict], records, key) -> dict[str, dict]:
     return out
 
 
+def input_range_summary(rows: list[dict], statistics: list, reference: dict) -> dict:
+    """How many slices the input check puts outside the detector's range, and the accuracy on each side."""
+    within = [check_statistics([stat], reference).within for stat in statistics]
+    out = {}
+    for name, flag in (("within", True), ("outside", False), ("not measured", None)):
+        members = [r for r, w in zip(rows, within) if w is flag]
+        out[name] = {"n": len(members), "share": len(members) / len(rows) if rows else 0.0,
+                     "accuracy": (sum(r["predicted"] == r["verdict"] for r in members) / len(members)
+                                  if members else None)}
+    return out
+
+
 def _fmt(value, digits: int = 3) -> str:
     if value is None:
         return "n/a"
@@ -245,6 +261,18 @@ def write_tables(out_dir: Path, metrics: dict, extra: dict) -> Path:
         for name, m in rob.items():
             lines.append(f"| {name} | {m['n_images']} | {_fmt(m['accuracy'])} | {_fmt(m['macro_f1'])} | "
                          f"{_fmt(m['tamper_auc'])} | {_fmt(m['mean_iou'])} |")
+    checks = extra.get("input_range")
+    if checks:
+        lines += ["", "## Input range check (the slices' noise against the detector's training data)", "",
+                  "Slices the input check (`inference/ml/input_check.py`) puts outside the detector's range get a "
+                  "warning in the portal and in `detect`; the verdict is still counted above.", "",
+                  "| images | n | outside the range | accuracy within | accuracy outside | not measured |",
+                  "|---|---|---|---|---|---|"]
+        for name, c in checks.items():
+            n = sum(v["n"] for v in c.values())
+            lines.append(f"| {'as given' if name == 'none' else name} | {n} | {_fmt(c['outside']['share'])} | "
+                         f"{_fmt(c['within']['accuracy'])} | {_fmt(c['outside']['accuracy'])} | "
+                         f"{c['not measured']['n']} |")
     path = out_dir / "tables.md"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
@@ -333,7 +361,9 @@ def evaluate_dataset(
     for _ in range(max(0, warmup)):
         predictor.predict(sample)
 
-    rows, latencies, detections = run_predictions(predictor, records, progress=progress)
+    # the input statistics are measured outside the timed call: latency stays the model's own
+    statistics: list = []
+    rows, latencies, detections = run_predictions(predictor, records, progress=progress, statistics=statistics)
     metrics = metrics_from_rows(rows)
     metrics["latency_s"] = {
         **percentile_latency(latencies),
@@ -358,18 +388,26 @@ def evaluate_dataset(
         "by_source": _breakdown(rows, records, "source"),
         "by_site": _breakdown(rows, records, lambda rec: site_of(rec.patient_id, rec.source)),
     }
+    reference = load_reference()
+    extra["input_range"] = {"none": input_range_summary(rows, statistics, reference)}
     if coco_ap:
         extra["coco_ap"] = coco_average_precision(records, detections)
         (out / "coco_ap.json").write_text(json.dumps(extra["coco_ap"], indent=2) + "\n", encoding="utf-8")
     if robustness:
         subset = records[:robustness_limit] if robustness_limit else records
         extra["robustness"] = {"none": metrics_from_rows(rows[: len(subset)])}
+        extra["robustness"]["none"]["input_range"] = input_range_summary(rows[: len(subset)],
+                                                                         statistics[: len(subset)], reference)
         for name, fn in PERTURBATIONS.items():
-            prow, _, _ = run_predictions(predictor, subset, perturb=fn, progress=progress, desc=name)
+            pstats: list = []
+            prow, _, _ = run_predictions(predictor, subset, perturb=fn, progress=progress, desc=name, statistics=pstats)
             extra["robustness"][name] = metrics_from_rows(prow)
+            extra["robustness"][name]["input_range"] = input_range_summary(prow, pstats, reference)
+            extra["input_range"][name] = extra["robustness"][name]["input_range"]
         (out / "robustness.json").write_text(json.dumps(extra["robustness"], indent=2) + "\n", encoding="utf-8")
     (out / "breakdown.json").write_text(
-        json.dumps({k: extra[k] for k in ("by_method", "by_source", "by_site")}, indent=2) + "\n", encoding="utf-8"
+        json.dumps({k: extra[k] for k in ("by_method", "by_source", "by_site", "input_range")}, indent=2) + "\n",
+        encoding="utf-8"
     )
     write_tables(out, metrics, extra)
     if charts:

@@ -141,6 +141,23 @@ def test_detect_warns_on_a_sequence_it_was_not_trained_on(random_bundle):
     assert "T2: This series looks like T2" in stderr.getvalue()
 
 
+def test_detect_warns_when_the_noise_is_outside_the_training_range(random_bundle, tmp_path):
+    from inference.ml.coco import encode_png
+
+    tumour, _, _ = sample_slices()
+    clean, noisy = tmp_path / "clean.png", tmp_path / "noisy.png"
+    clean.write_bytes(encode_png(tumour))
+    rng = np.random.default_rng(1)
+    noisy.write_bytes(encode_png(np.clip(tumour + rng.normal(0, 3, tumour.shape), 0, 255).round().astype(np.uint8)))
+    stdout, stderr = StringIO(), StringIO()
+    call_command("detect", str(clean), str(noisy), "--weights", str(random_bundle), stdout=stdout, stderr=stderr)
+    first, second = json.loads(stdout.getvalue())["files"]
+    assert first["input_check"]["within"] is True and second["input_check"]["within"] is False
+    assert second["input_check"]["outside"] == ["noise"]
+    assert "noisy.png: This scan's noise is outside" in stderr.getvalue()
+    assert "clean.png: This scan's noise" not in stderr.getvalue()
+
+
 def test_detect_reports_unreadable_files(random_bundle, tmp_path):
     bad = tmp_path / "notes.png"
     bad.write_bytes(b"this is not an image")

@@ -138,3 +138,14 @@ def test_results_csv_from_the_api_and_its_filters(client_a, analysed_scan):
     none = client_a.get(reverse("api-results-csv"), {"verdict": "no_tumor"})
     assert list(csv.DictReader(io.StringIO(none.content.decode()))) == []
     assert AuditEvent.objects.filter(action=actions.RESULTS_CSV_EXPORTED).count() == 2
+
+
+def test_pdf_warns_when_the_noise_is_outside_the_detectors_range(client_a, analysed_scan):
+    from inference.ml.input_check import check_statistics
+
+    scan = analysed_scan.scan
+    scan.metadata["input_check"] = check_statistics([{"noise": 3.3, "blockiness": 1.0}]).as_dict()
+    scan.save(update_fields=["metadata"])
+    text = " ".join(_pdf_text(client_a.get(reverse("reports:scan_pdf", args=[scan.pk])).content).split())
+    assert "Noise outside the detector's range: This scan's noise is outside" in text
+    assert "noise level is 3.30 grey levels, above" in text

@@ -180,7 +180,8 @@ def test_lgg_tiff_keeps_its_8_bit_pixels(doctor_a):
     scan = scan_upload(user=doctor_a, files=[upload(SAMPLE_TIFF.name, SAMPLE_TIFF.read_bytes())]).scan
 
     assert (scan.kind, scan.n_slices, scan.width, scan.height, scan.pixel_dtype) == ("image", 1, 256, 256, "uint8")
-    assert set(scan.metadata) == {"format", "sequence"}
+    assert set(scan.metadata) == {"format", "sequence", "input_check"}
+    assert scan.metadata["input_check"]["within"] is True
     assert scan.metadata["format"] == "TIFF" and scan.metadata["sequence"]["sequence"] == "unknown"
     (only,) = scan.slices.all()
     assert not only.image16 and scan.pixel_scale is None

@@ -369,3 +369,23 @@ def test_on_object_storage_downloads_redirect_to_short_lived_signed_urls(client_
     assert AuditEvent.objects.filter(action="scan.original_downloaded").count() == 1
     # Another doctor still gets a 404, not a signed URL.
     assert client_b.get(reverse("scans:download_file", args=[scan.pk, scan_file.pk])).status_code == 404
+
+
+def test_detail_warns_when_the_scans_noise_is_outside_the_detectors_range(client_a, doctor_a, flair_scan_of):
+    from scans.services import scan_upload
+
+    from .scanfiles import lgg_slice, png_bytes
+
+    flair = flair_scan_of()  # a real hospital's FLAIR series, as exported: within the range
+    assert flair.metadata["input_check"]["within"] is True
+    page = _text(client_a.get(reverse("scans:detail", args=[flair.pk])))
+    assert "data-input-warning" not in page and "(within the detector's range)" in page
+
+    rng = np.random.default_rng(0)  # the same kind of slice with noise of sigma 3 grey levels added
+    noisy = np.clip(lgg_slice().astype(float) + rng.normal(0, 3, lgg_slice().shape), 0, 255).round().astype(np.uint8)
+    scan = scan_upload(user=doctor_a, files=[upload("noisy.png", png_bytes(noisy))]).scan
+    check = scan.metadata["input_check"]
+    assert (check["within"], check["outside"], check["slices_measured"]) == (False, ["noise"], 1)
+    page = html.unescape(_text(client_a.get(reverse("scans:detail", args=[scan.pk]))))
+    assert "data-input-warning" in page and "Noise outside the detector's range:" in page
+    assert "do not rely on its verdict" in page

@@ -39,6 +39,9 @@ class Command(BaseCommand):
             check = entry.get("sequence") or {}
             if check.get("message"):
                 self.stderr.write(f"{entry['file']}: {check['message']}")
+            noise = entry.get("input_check") or {}
+            if noise.get("within") is False:
+                self.stderr.write(f"{entry['file']}: {noise['message']}")
         text = json.dumps(report, indent=2)
         if opts["out"]:
             Path(opts["out"]).write_text(text + "\n", encoding="utf-8")
