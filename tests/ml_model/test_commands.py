@@ -55,7 +55,20 @@ def test_evaluate_detector_writes_the_contract(tiny_dataset, random_bundle, tmp_
                  "robustness.json"):
         assert (out / name).stat().st_size > 0, name
     assert "Table 1" in (out / "tables.md").read_text()
+    from inference.ml.evaluate import PERTURBATIONS
+
+    robustness = json.loads((out / "robustness.json").read_text())
+    assert set(robustness) == {"none", *PERTURBATIONS}
+    for name, result in robustness.items():
+        assert result["n_images"] == 2
+        ranges = result["input_range"]
+        assert sum(v["n"] for v in ranges.values()) == 2
+    # the input check flags the strong noise it was measured against on these real slices, never the clean ones
+    assert robustness["none"]["input_range"]["outside"]["n"] == 0
+    assert robustness["gaussian noise sigma 3"]["input_range"]["outside"]["n"] == 2
+    assert "## Input range check" in (out / "tables.md").read_text()
     breakdown = json.loads((out / "breakdown.json").read_text())
+    assert breakdown["input_range"]["none"]["within"]["n"] + breakdown["input_range"]["none"]["not measured"]["n"] == 4
     # the fixture's patients are not TCGA ids: their site is the source corpus
     assert breakdown["by_site"]["lgg"]["n"] == 4
     assert {k: v["n"] for k, v in breakdown["by_method"].items()} == {"(none)": 2, "fill": 1, "paste": 1}

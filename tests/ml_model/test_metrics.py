@@ -99,3 +99,19 @@ def test_classification_metrics_shape_and_values():
 def test_percentile_latency():
     assert percentile_latency([0.1, 0.2, 0.3]) == pytest.approx({"p50": 0.2, "p95": 0.29})
     assert percentile_latency([]) == {"p50": None, "p95": None}
+
+
+def test_every_robustness_perturbation_keeps_the_slice_and_changes_it():
+    from inference.ml.evaluate import PERTURBATIONS
+
+    from .conftest import sample_slices
+
+    tumour, _, _ = sample_slices()
+    for name, fn in PERTURBATIONS.items():
+        out = fn(tumour, np.random.default_rng(0))
+        assert out.shape == tumour.shape and out.dtype == np.uint8, name
+        diff = np.abs(out.astype(int) - tumour.astype(int))
+        assert diff.any(), name
+        # the mild ones are mild: under a grey level on average
+        if name in ("gaussian noise sigma 1", "JPEG quality 95", "resample 0.9x and back (bicubic)"):
+            assert diff.mean() < 1.5, (name, diff.mean())

@@ -119,11 +119,43 @@ def test_every_augmentation_keeps_shape_and_dtype():
     img = (np.random.default_rng(1).random((64, 64)) * 255).astype(np.uint8)
     mask = np.zeros((64, 64), bool)
     mask[20:40, 20:40] = True
-    cfg = AugmentConfig(flip=True, rotate=True, contrast=True, noise=True, jpeg=True)
+    cfg = AugmentConfig(flip=True, rotate=True, contrast=True, noise=True, jpeg=True, launder=True)
     for _ in range(20):
         out, masks = augment(img, [mask], cfg, rng)
         assert out.shape == (64, 64) and out.dtype == np.uint8
         assert all(m.shape == (64, 64) and m.dtype == bool for m in masks)
+
+
+def test_laundering_is_mild_whole_slice_processing_that_keeps_the_masks():
+    from inference.ml.tamper.touchups import noise_sigma, residual
+    from inference.ml.transforms import LAUNDERING, launder
+
+    from .conftest import sample_slices
+
+    tumour, mask, _ = sample_slices()
+    head = tumour > 10
+    base = noise_sigma(residual(tumour), head)
+    for kind in LAUNDERING:
+        for seed in range(3):
+            out = launder(tumour, np.random.default_rng(seed), kind)
+            assert out.shape == tumour.shape and out.dtype == np.uint8
+            changed = np.abs(out.astype(int) - tumour.astype(int))
+            assert changed.any(), kind  # it did something to the whole slice ...
+            assert changed[head].mean() < 3.0, kind  # ... and only a little
+            assert changed[head].astype(bool).mean() > 0.3, kind  # everywhere, not in one region
+    noisy = launder(tumour, np.random.default_rng(0), "noise")
+    assert noise_sigma(residual(noisy), head) > base
+    blurred = launder(tumour, np.random.default_rng(0), "blur")
+    assert noise_sigma(residual(blurred), head) < base
+    with pytest.raises(ValueError, match="unknown laundering"):
+        launder(tumour, np.random.default_rng(0), "sharpen")
+    # through augment: masks are never moved by it (a same-size round trip)
+    cfg = AugmentConfig(flip=False, contrast=False, launder=True)
+    rng = np.random.default_rng(5)
+    outs = [augment(tumour, [mask], cfg, rng) for _ in range(40)]
+    assert all(np.array_equal(m[0], mask) for _, m in outs)
+    share = np.mean([not np.array_equal(o, tumour) for o, _ in outs])
+    assert 0.15 < share < 0.6  # p = 0.35
 
 
 def test_site_of_reads_the_tcga_tissue_source_site():

@@ -19,7 +19,7 @@ TOP_LEVEL = {
     "source_balance": float,
 }
 MODEL = {"backbone": str, "min_size": int, "max_size": int, "constrained": int}
-AUGMENT_SWITCHES = ("flip", "rotate", "contrast", "noise", "jpeg")
+AUGMENT_SWITCHES = ("flip", "rotate", "contrast", "noise", "jpeg", "launder")
 
 
 class Command(BaseCommand):
