@@ -198,6 +198,7 @@ def test_ship_compacts_and_the_card_quotes_the_evaluation(tiny_dataset, random_b
     card = write_model_card(shipped, out, tmp_path / "MODEL_CARD.md", reproduce="python manage.py ...").read_text()
     assert predictor.sha256 in card
     assert "minutes of training on CPU" in card and "fine-tuned from" not in card
+    assert "### Input range check" in card and "warns of the strong kinds only" in card
     from inference.ml.model_card import _augmentation
 
     assert _augmentation({}) == "flip, contrast, whole slices"
