@@ -42,58 +42,49 @@ def _contrast(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.clip((img.astype(np.float32) - mean) * 1.25 + mean, 0, 255).round().astype(np.uint8)
 
 
-def _noise(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    return np.clip(img.astype(np.float32) + rng.normal(0, 3.0, img.shape), 0, 255).round().astype(np.uint8)
+def _gaussian_noise(sigma: float) -> Callable[[np.ndarray, np.random.Generator], np.ndarray]:
+    def perturb(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        return np.clip(img.astype(np.float32) + rng.normal(0, sigma, img.shape), 0, 255).round().astype(np.uint8)
+
+    return perturb
 
 
-def _jpeg(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    import cv2
+def _jpeg_at(quality: int) -> Callable[[np.ndarray, np.random.Generator], np.ndarray]:
+    def perturb(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        import cv2
 
-    ok, buf = cv2.imencode(".jpg", img, [int(cv2.IMWRITE_JPEG_QUALITY), 75])
-    if not ok:
-        raise RuntimeError("JPEG encoding failed")
-    return cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE)
+        ok, buf = cv2.imencode(".jpg", img, [int(cv2.IMWRITE_JPEG_QUALITY), quality])
+        if not ok:
+            raise RuntimeError("JPEG encoding failed")
+        return cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE)
 
-
-def _resample(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    import cv2
-
-    h, w = img.shape
-    small = cv2.resize(img, (max(16, int(w * 0.75)), max(16, int(h * 0.75))), interpolation=cv2.INTER_AREA)
-    return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+    return perturb
 
 
-def _mild_noise(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    return np.clip(img.astype(np.float32) + rng.normal(0, 1.0, img.shape), 0, 255).round().astype(np.uint8)
+def _resampled(factor: float, *, cubic: bool = False) -> Callable[[np.ndarray, np.random.Generator], np.ndarray]:
+    """Down by ``factor`` (area averaging) and back up (bilinear, or bicubic)."""
 
+    def perturb(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        import cv2
 
-def _mild_jpeg(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    import cv2
+        h, w = img.shape
+        small = cv2.resize(img, (max(16, int(w * factor)), max(16, int(h * factor))), interpolation=cv2.INTER_AREA)
+        back = cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC if cubic else cv2.INTER_LINEAR)
+        return np.clip(back, 0, 255).astype(np.uint8)
 
-    ok, buf = cv2.imencode(".jpg", img, [int(cv2.IMWRITE_JPEG_QUALITY), 95])
-    if not ok:
-        raise RuntimeError("JPEG encoding failed")
-    return cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE)
-
-
-def _mild_resample(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    import cv2
-
-    h, w = img.shape
-    small = cv2.resize(img, (max(16, round(w * 0.9)), max(16, round(h * 0.9))), interpolation=cv2.INTER_AREA)
-    return np.clip(cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC), 0, 255).astype(np.uint8)
+    return perturb
 
 
 # The first four are strong (and the input check flags them); the last three are the mild processing an export or
 # a viewer may apply, which the input check cannot tell from a scan's natural variation.
 PERTURBATIONS: dict[str, Callable[[np.ndarray, np.random.Generator], np.ndarray]] = {
     "contrast x1.25": _contrast,
-    "gaussian noise sigma 3": _noise,
-    "JPEG quality 75": _jpeg,
-    "resample 0.75x and back": _resample,
-    "gaussian noise sigma 1": _mild_noise,
-    "JPEG quality 95": _mild_jpeg,
-    "resample 0.9x and back (bicubic)": _mild_resample,
+    "gaussian noise sigma 3": _gaussian_noise(3.0),
+    "JPEG quality 75": _jpeg_at(75),
+    "resample 0.75x and back": _resampled(0.75),
+    "gaussian noise sigma 1": _gaussian_noise(1.0),
+    "JPEG quality 95": _jpeg_at(95),
+    "resample 0.9x and back (bicubic)": _resampled(0.9, cubic=True),
 }
 
 
