@@ -85,7 +85,7 @@ def scan_report_pdf(report, *, generated_by) -> bytes:
                             styles["BodyText"]), Spacer(1, 3 * mm)]
     noise = (scan.metadata or {}).get("input_check") or {}
     if noise.get("within") is False:
-        story += [Paragraph(f"<b>Noise outside the detector's range:</b> {escape(noise['message'])}",
+        story += [Paragraph(f"<b>Input outside the detector's range:</b> {escape(noise['message'])}",
                             styles["BodyText"]), Spacer(1, 3 * mm)]
 
     originals = [[_p(f.original_name, small), Paragraph(escape(f.sha256), mono)] for f in report.files]

@@ -39,6 +39,7 @@ SAFE_METADATA_KEYS = (
     "window_center",
     "window_width",
     "transfer_syntax",
+    "lossy_image_compression",
     "n_instances",
     "format",
     "nifti_shape",
@@ -481,6 +482,7 @@ def decode_originals(originals: list[Original], *, sequence: str | None = None) 
     _check_slice_size(first.name, width, height)
     _check_slice_count(first.name, n)
     volume.metadata["sequence"] = identify_sequence(volume.metadata, first.name, declared=sequence).as_dict()
-    volume.metadata["input_check"] = check_slices(imaging.iter_uint8_slices(volume)).as_dict()
+    volume.metadata["input_check"] = check_slices(imaging.iter_uint8_slices(volume),
+                                                  metadata=volume.metadata).as_dict()
     metadata = {k: v for k, v in volume.metadata.items() if k in SAFE_METADATA_KEYS and v is not None}
     return DecodedUpload(kind=kind, volume=volume, metadata=metadata)

@@ -35,7 +35,7 @@ def detect_files(predictor: Predictor, paths: list[str | Path], *, masks_dir: st
         preds = predictor.predict_batch(slices)
         entry.update({"kind": volume.kind, "n_slices": len(slices), "shape": list(slices[0].shape)})
         entry["sequence"] = identify_sequence(volume.metadata, path.name).as_dict()
-        entry["input_check"] = check_slices(slices).as_dict()
+        entry["input_check"] = check_slices(slices, metadata=volume.metadata).as_dict()
         entry["slices"] = []
         for index, pred in enumerate(preds):
             item = {"index": index, **_prediction_dict(pred), "instances": []}

@@ -287,6 +287,9 @@ def read_dicom_series(sources: Sequence[str | Path | BinaryIO]) -> Volume:
     meta = dicom_metadata(datasets[0])
     meta["n_instances"] = len(datasets)
     meta["transfer_syntax"] = str(getattr(datasets[0].file_meta, "TransferSyntaxUID", ""))
+    # (0028,2110) "01": lossy compression was applied at some point, even where the file now stores raw pixels
+    lossy = {str(getattr(ds, "LossyImageCompression", "") or "").strip() for ds in datasets}
+    meta["lossy_image_compression"] = "01" if "01" in lossy else ("00" if "00" in lossy else None)
     return Volume(slices=slices, kind="dicom", metadata=meta)
 
 

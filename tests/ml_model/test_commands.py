@@ -90,7 +90,7 @@ def test_evaluate_detector_unknown_split(tiny_dataset, random_bundle, tmp_path):
                      "--weights", str(random_bundle), "--split", "nope", "--no-record")
 
 
-def _write_dicom(path, pixels: np.ndarray):
+def _write_dicom(path, pixels: np.ndarray, **attributes):
     from pydicom.dataset import FileDataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
 
@@ -111,6 +111,8 @@ def _write_dicom(path, pixels: np.ndarray):
     ds.HighBit = 15
     ds.PixelRepresentation = 0
     ds.PixelData = pixels.astype(np.uint16).tobytes()
+    for key, value in attributes.items():
+        setattr(ds, key, value)
     ds.save_as(str(path), enforce_file_format=True)
 
 
@@ -169,6 +171,19 @@ def test_detect_warns_when_the_noise_is_outside_the_training_range(random_bundle
     assert second["input_check"]["outside"] == ["noise"]
     assert "noisy.png: This scan's noise is outside" in stderr.getvalue()
     assert "clean.png: This scan's noise" not in stderr.getvalue()
+
+
+def test_detect_flags_a_dicom_whose_header_records_lossy_compression(random_bundle, tmp_path):
+    tumour, _, _ = sample_slices()
+    plain, lossy = tmp_path / "plain.dcm", tmp_path / "lossy.dcm"
+    _write_dicom(plain, tumour.astype(np.uint16) * 16 + 100)
+    _write_dicom(lossy, tumour.astype(np.uint16) * 16 + 100, LossyImageCompression="01")
+    stdout, stderr = StringIO(), StringIO()
+    call_command("detect", str(plain), str(lossy), "--weights", str(random_bundle), stdout=stdout, stderr=stderr)
+    first, second = json.loads(stdout.getvalue())["files"]
+    assert first["input_check"]["within"] is True
+    assert (second["input_check"]["within"], second["input_check"]["outside"]) == (False, ["lossy_compression"])
+    assert "lossy.dcm: This scan went through lossy compression (its DICOM header records" in stderr.getvalue()
 
 
 def test_detect_reports_unreadable_files(random_bundle, tmp_path):

@@ -114,3 +114,20 @@ def test_the_shipped_reference_was_measured_on_a_training_split():
     for feature in input_check.FEATURES:
         lo, hi = ref["ranges"][feature]
         assert 0 < lo < ref["medians"][feature] < hi
+
+
+def test_what_the_file_says_about_lossy_compression_decides():
+    from inference.ml.input_check import lossy_compression
+
+    assert lossy_compression({"format": "JPEG"}) == "the file is a JPEG image"
+    assert "JPEG baseline" in lossy_compression({"transfer_syntax": "1.2.840.10008.1.2.4.50"})
+    assert "JPEG 2000" in lossy_compression({"transfer_syntax": "1.2.840.10008.1.2.4.91"})
+    assert "Lossy Image Compression 01" in lossy_compression({"lossy_image_compression": "01"})
+    for clean in ({"format": "PNG"}, {"format": "TIFF"}, {"transfer_syntax": "1.2.840.10008.1.2.1"},
+                  {"transfer_syntax": "1.2.840.10008.1.2.4.90"}, {"lossy_image_compression": "00"}, {}):
+        assert lossy_compression(clean) is None, clean
+    tumour, _, _ = sample_slices()
+    check = check_slices([tumour], metadata={"format": "JPEG"})  # the pixels alone are within the range
+    assert check_slices([tumour]).within is True
+    assert (check.within, check.outside, check.slices_measured) == (False, ["lossy_compression"], 1)
+    assert "lossy compression (the file is a JPEG image)" in check.message and check.measured["noise"] > 0

@@ -147,5 +147,5 @@ def test_pdf_warns_when_the_noise_is_outside_the_detectors_range(client_a, analy
     scan.metadata["input_check"] = check_statistics([{"noise": 3.3, "blockiness": 1.0}]).as_dict()
     scan.save(update_fields=["metadata"])
     text = " ".join(_pdf_text(client_a.get(reverse("reports:scan_pdf", args=[scan.pk])).content).split())
-    assert "Noise outside the detector's range: This scan's noise is outside" in text
+    assert "Input outside the detector's range: This scan's noise is outside" in text
     assert "noise level is 3.30 grey levels, above" in text

@@ -198,6 +198,10 @@ def test_png_and_jpeg(doctor_a):
     jpeg = scan_upload(user=doctor_a, files=[upload("slice.jpg", buf.getvalue())]).scan
     decoded = np.asarray(Image.open(io.BytesIO(buf.getvalue())))
     assert (jpeg.kind, jpeg.n_slices) == ("image", 1)
+    # a JPEG is lossy whatever its pixels measure: the scan is outside the detector's input range; the PNG is not
+    assert (jpeg.metadata["input_check"]["within"], jpeg.metadata["input_check"]["outside"]) == (
+        False, ["lossy_compression"])
+    assert png.metadata["input_check"]["within"] is True
     assert np.array_equal(_png_array(jpeg.slices.get().image), decoded)
 
 

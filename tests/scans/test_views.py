@@ -387,5 +387,5 @@ def test_detail_warns_when_the_scans_noise_is_outside_the_detectors_range(client
     check = scan.metadata["input_check"]
     assert (check["within"], check["outside"], check["slices_measured"]) == (False, ["noise"], 1)
     page = html.unescape(_text(client_a.get(reverse("scans:detail", args=[scan.pk]))))
-    assert "data-input-warning" in page and "Noise outside the detector's range:" in page
+    assert "data-input-warning" in page and "Input outside the detector's range:" in page
     assert "do not rely on its verdict" in page
