@@ -1,16 +1,13 @@
 """Which texture features tell v12 removals from tumour-free slices (all splits pooled, grouped 5-fold CV)."""
-import sys, numpy as np
-import os; sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), *[".."] * 4))
-from inference.ml.coco import load_dataset
+import numpy as np
+
+import common as C
 from inference.ml.dataset import realism as R
 from inference.ml.dataset.removal_check import _grouped_auc
 
-ds = load_dataset(os.environ.get("TAMPER_DATA", "/work/data/tamper-v12"))
-samples = []
-for split in ("train", "val", "test"):
-    samples += R._load(ds, split, np.random.default_rng(0), None)
+samples = C.samples(C.dataset(), ("train", "val", "test"))
 rem = [s for s in samples if s.record.verdict == "fake_removed"]
-auth = [s for s in samples if s.record.verdict == "no_tumor" and s.region is not None]
+auth = C.tumour_free(samples)
 X = {}
 for name, group in (("rem", rem), ("auth", auth)):
     X[name] = np.stack([R.texture_features(s.image, s.region) for s in group])
@@ -23,7 +20,6 @@ def auc(cols, sel):
     y = np.r_[np.ones(sel.sum()), np.zeros(len(auth))]
     g = np.r_[g_rem[sel], g_auth]
     return _grouped_auc(x, y, g)
-ring = [4 + 2 * i for i in range(3)]
 for m in sorted(set(meth)):
     sel = meth == m
     out = {"all": auc(list(range(10)), sel),
