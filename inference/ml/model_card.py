@@ -220,8 +220,8 @@ def write_model_card(weights: str | Path, eval_dir: str | Path, out: str | Path,
     tables = eval_dir / "tables.md"
     if tables.is_file():
         text = tables.read_text()
-        for section in ("## By tampering method", "## By source", "## COCO average precision", "## Robustness",
-                        "## Input range check"):
+        for section in ("## By tampering method", "## By source", "## By verdict and region size",
+                        "## COCO average precision", "## Robustness", "## Input range check"):
             if section in text:
                 part = text[text.index(section):]
                 nxt = part.find("\n## ", 3)
@@ -229,7 +229,9 @@ def write_model_card(weights: str | Path, eval_dir: str | Path, out: str | Path,
     lines += ["", "## Intended use and limits", "",
               "A research prototype. It is far below the targets above: do not use its verdicts for patient care. "
               "It has seen only the tampering methods and MRI sequences of its training data; unseen methods, "
-              "scanners and sequences will do worse. It reads tampering in the noise: processing of the whole slice "
+              "scanners and sequences will do worse. Small regions are its weak spot: lesions, injections and removals "
+              "covering few pixels are missed far more often than large ones (see By verdict and region size). "
+              "It reads tampering in the noise: processing of the whole slice "
               "(re-encoding, resizing, added noise) misleads it (see Robustness); the portal's input check warns of "
               "the strong kinds only (see Input range check).", ""]
     if notes:

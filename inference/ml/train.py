@@ -74,6 +74,8 @@ class TrainConfig:
     val_limit: int | None = 300
     patience: int = 4
     source_balance: float = 0.0  # > 0: images of smaller source corpora are repeated per epoch (TrainSet.repeats)
+    small_region_repeat: int = 1  # > 1: slices whose regions total under small_region_area px appear this many
+    small_region_area: int = 500  # times as often per epoch (times their source repeats; fresh draws each copy)
     log_every: int = 10
     train_limit: int | None = None
     exclude_methods: list = field(default_factory=list)  # leave-one-method-out: not in train nor val
@@ -118,14 +120,23 @@ class TamperTrainSet:
     def __len__(self) -> int:
         return len(self.records)
 
-    def repeats(self, source_balance: float) -> np.ndarray:
+    def repeats(self, source_balance: float, small_region_repeat: int = 1, small_region_area: int = 500) -> np.ndarray:
         """How often each image appears in an epoch: ``(largest source / its source) ** source_balance``,
-        rounded (0: once each; 0.5: a source 9 times smaller is seen 3 times as often per image)."""
+        rounded (0: once each; 0.5: a source 9 times smaller is seen 3 times as often per image), times
+        ``small_region_repeat`` for a slice whose regions (COCO areas, summed) cover more than 0 and fewer than
+        ``small_region_area`` pixels: small lesions, the ones the detector misses most."""
+        if small_region_repeat < 1:
+            raise ValueError(f"small_region_repeat must be at least 1, not {small_region_repeat}.")
         counts: dict[str, int] = {}
         for rec in self.records:
             counts[rec.source] = counts.get(rec.source, 0) + 1
         largest = max(counts.values(), default=1)
-        return np.array([max(1, round((largest / counts[rec.source]) ** source_balance)) for rec in self.records])
+        out = []
+        for rec in self.records:
+            n = max(1, round((largest / counts[rec.source]) ** source_balance))
+            area = sum(float(a.get("area", 0)) for a in getattr(rec, "annotations", ()))
+            out.append(n * small_region_repeat if 0 < area < small_region_area else n)
+        return np.array(out)
 
     def sample(self, index: int, epoch: int, copy: int = 0) -> tuple[torch.Tensor, dict]:
         """Image ``index`` augmented for ``epoch``; ``copy`` > 0 for its repeats in the same epoch (other draws)."""
@@ -577,11 +588,14 @@ def train(config: TrainConfig, *, resume: str | Path | None = None) -> dict:
                  init_bundle["meta"].get("version"), init_bundle["meta"].get("steps"))
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
-    repeats = train_set.repeats(config.source_balance) if config.source_balance else None
+    repeats = None
+    if config.source_balance or config.small_region_repeat != 1:
+        repeats = train_set.repeats(config.source_balance, config.small_region_repeat, config.small_region_area)
     epoch_items = len(train_set) if repeats is None else int(repeats.sum())
     if repeats is not None:
-        log.info("source balance %.2f: %s", config.source_balance, {
-            src: int(r) for src, r in {rec.source: rep for rec, rep in zip(train_set.records, repeats)}.items()})
+        log.info("source balance %.2f, small regions (< %d px) x%d: %d items an epoch from %d images",
+                 config.source_balance, config.small_region_area, config.small_region_repeat, epoch_items,
+                 len(train_set))
     steps_per_epoch = max(1, epoch_items // config.batch_size)
     total_steps = config.max_steps or config.epochs * steps_per_epoch
     state = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "best_score": -1.0, "bad_validations": 0,

@@ -72,6 +72,11 @@ def test_evaluate_detector_writes_the_contract(tiny_dataset, random_bundle, tmp_
     # the fixture's patients are not TCGA ids: their site is the source corpus
     assert breakdown["by_site"]["lgg"]["n"] == 4
     assert {k: v["n"] for k, v in breakdown["by_method"].items()} == {"(none)": 2, "fill": 1, "paste": 1}
+    # one row per verdict and region size; the authentic slice without a region is its own row
+    assert sum(g["n"] for g in breakdown["by_area"].values()) == 4
+    assert breakdown["by_area"]["no_tumor"]["n"] == 1
+    assert all(name == "no_tumor" or name.split(", ")[1].endswith("px") for name in breakdown["by_area"])
+    assert "## By verdict and region size" in (out / "tables.md").read_text()
 
     run = EvaluationRun.objects.get()
     assert run.n_images == 4 and run.split == "test"
@@ -214,6 +219,7 @@ def test_ship_compacts_and_the_card_quotes_the_evaluation(tiny_dataset, random_b
     assert predictor.sha256 in card
     assert "minutes of training on CPU" in card and "fine-tuned from" not in card
     assert "### Input range check" in card and "warns of the strong kinds only" in card
+    assert "### By verdict and region size" in card and "Small regions are its weak spot" in card
     from inference.ml.model_card import _augmentation
 
     assert _augmentation({}) == "flip, contrast, whole slices"

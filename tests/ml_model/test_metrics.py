@@ -115,3 +115,29 @@ def test_every_robustness_perturbation_keeps_the_slice_and_changes_it():
         # the mild ones are mild: under a grey level on average
         if name in ("gaussian noise sigma 1", "JPEG quality 95", "resample 0.9x and back (bicubic)"):
             assert diff.mean() < 1.5, (name, diff.mean())
+
+
+def test_region_size_breakdown_bins_each_verdict_by_its_true_area():
+    from types import SimpleNamespace
+
+    from inference.ml.evaluate import _area_order, _breakdown, area_group
+
+    def rec(i, verdict, *areas):
+        return SimpleNamespace(id=i, verdict=verdict, annotations=[{"area": a} for a in areas])
+
+    records = [rec(1, "no_tumor"), rec(2, "real_tumor", 499), rec(3, "real_tumor", 500),
+               rec(4, "fake_added", 1000, 500), rec(5, "fake_added", 2999), rec(6, "fake_removed", 3000),
+               rec(7, "real_tumor", 120)]
+    assert [area_group(r) for r in records] == [
+        "no_tumor", "real_tumor, < 500 px", "real_tumor, 500-1499 px", "fake_added, 1500-2999 px",
+        "fake_added, 1500-2999 px", "fake_removed, >= 3000 px", "real_tumor, < 500 px"]
+    predicted = {1: "no_tumor", 2: "no_tumor", 3: "real_tumor", 4: "fake_added", 5: "fake_removed",
+                 6: "fake_removed", 7: "real_tumor"}
+    rows = [{"image_id": r.id, "verdict": r.verdict, "predicted": predicted[r.id], "iou": None} for r in records]
+    out = _breakdown(rows, records, area_group, order=_area_order)
+    # verdicts in their usual order, sizes small to large within each
+    assert list(out) == ["real_tumor, < 500 px", "real_tumor, 500-1499 px", "no_tumor", "fake_added, 1500-2999 px",
+                         "fake_removed, >= 3000 px"]
+    assert out["real_tumor, < 500 px"]["n"] == 2 and out["real_tumor, < 500 px"]["accuracy"] == 0.5
+    assert out["fake_added, 1500-2999 px"]["accuracy"] == 0.5
+    assert out["fake_removed, >= 3000 px"]["flagged_tampered"] == 1.0

@@ -220,6 +220,27 @@ def test_source_balance_repeats_the_smaller_corpus_with_fresh_augmentation():
     assert sorted(epoch_order(10, 0, 0).tolist()) == list(range(10))
 
 
+def test_small_region_repeat_multiplies_only_small_lesions():
+    from inference.ml.train import TamperTrainSet
+
+    class Rec:
+        def __init__(self, source, *areas):
+            self.source = source
+            self.annotations = [{"area": a} for a in areas]
+
+    ts = TamperTrainSet.__new__(TamperTrainSet)
+    # no region, a 120 px lesion, two regions of 300 + 250 px (550: not small), a 499 px lesion, a large one
+    ts.records = [Rec("lgg"), Rec("lgg", 120), Rec("lgg", 300, 250), Rec("lgg", 499), Rec("lgg", 2000)] * 3 + [
+        Rec("tcia", 100)]
+    assert ts.repeats(0.0, 1).tolist() == [1] * 16
+    assert ts.repeats(0.0, 3).tolist() == [1, 3, 1, 3, 1] * 3 + [3]
+    # with the source balance: the small tcia lesion (source repeat 4) is seen 4 x 3 times
+    assert ts.repeats(0.5, 3).tolist() == [1, 3, 1, 3, 1] * 3 + [12]
+    assert ts.repeats(0.0, 2, small_region_area=1000).tolist() == [1, 2, 2, 2, 1] * 3 + [2]
+    with pytest.raises(ValueError, match="at least 1"):
+        ts.repeats(0.0, 0)
+
+
 def test_repeated_copies_get_other_augmentations(small_dataset):
     from inference.ml.coco import load_dataset
     from inference.ml.train import TamperTrainSet
