@@ -23,6 +23,10 @@ class EvaluationRun(models.Model):
     mean_iou = models.FloatField(null=True, blank=True)
     tamper_auc = models.FloatField(null=True, blank=True)
     metrics = models.JSONField()
+    breakdown = models.JSONField(
+        default=dict, blank=True,
+        help_text="breakdown.json of the run: accuracy by tampering method, source, site and region size.",
+    )
 
     class Meta:
         ordering = ["-created_at", "-id"]

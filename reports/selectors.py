@@ -156,6 +156,54 @@ def evaluation_tables(run: EvaluationRun) -> EvaluationTables:
     return EvaluationTables(rows, labels, matrix, row_totals, column_totals, total)
 
 
+@dataclass
+class BreakdownRow:
+    group: str
+    n: int
+    accuracy: float | None
+    flagged_tampered: float | None
+    mean_iou: float | None
+
+
+@dataclass
+class BreakdownTable:
+    key: str
+    title: str
+    note: str
+    rows: list[BreakdownRow]
+
+
+# breakdown.json's tables shown on the model page, in this order: (key, title, note)
+BREAKDOWN_TABLES = (
+    ("by_area", "Accuracy by verdict and region size",
+     "Size of the true region (tumour, injection or removal) in pixels; 1 % of a 256 x 256 slice is 655 px. "
+     "Small regions are where the model errs most."),
+    ("by_method", "Accuracy by tampering method", "(none): the authentic slices."),
+    ("by_source", "Accuracy by source corpus", ""),
+)
+
+
+def evaluation_breakdown_tables(run: EvaluationRun) -> list[BreakdownTable]:
+    """The run's stored breakdown.json (evaluate_detector), one table per group kind it holds; none for a run
+    recorded without one. Rows in evaluate_detector's order (the database does not keep a JSON object's order):
+    region sizes by verdict and small to large, other groups alphabetically."""
+    from inference.ml.evaluate import area_group_order
+
+    breakdown = run.breakdown or {}
+    tables = []
+    for key, title, note in BREAKDOWN_TABLES:
+        groups = breakdown.get(key)
+        if not groups:
+            continue
+        names = sorted(groups, key=area_group_order if key == "by_area" else None)
+        rows = [BreakdownRow(group=name, n=int(groups[name]["n"]), accuracy=groups[name].get("accuracy"),
+                             flagged_tampered=groups[name].get("flagged_tampered"),
+                             mean_iou=groups[name].get("mean_iou"))
+                for name in names]
+        tables.append(BreakdownTable(key=key, title=title, note=note, rows=rows))
+    return tables
+
+
 # --- Dashboards ------------------------------------------------------------------------------------------
 
 # range name -> (days back, bucket)

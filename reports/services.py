@@ -64,9 +64,30 @@ def evaluation_records_unavailable() -> str | None:
     return None
 
 
-def evaluation_run_record(*, metrics: dict, dataset_dir: str, out_dir: str, split: str | None) -> EvaluationRun:
-    """Store one evaluation (the whole metrics.json of evaluate_detector) and audit it."""
+def _validate_breakdown(breakdown: dict) -> None:
+    if not isinstance(breakdown, dict):
+        raise InvalidMetrics("breakdown must be a JSON object (breakdown.json of evaluate_detector)")
+    for table, groups in breakdown.items():
+        if table == "input_range":
+            continue
+        if not isinstance(groups, dict):
+            raise InvalidMetrics(f"breakdown[{table!r}] must map group names to their figures")
+        for name, group in groups.items():
+            if not isinstance(group, dict) or not isinstance(group.get("n"), int) or group["n"] < 0:
+                raise InvalidMetrics(f"breakdown[{table!r}][{name!r}] needs a count 'n'")
+            for key in ("accuracy", "flagged_tampered", "mean_iou"):
+                value = group.get(key)
+                if value is not None and not (isinstance(value, (int, float)) and 0.0 <= value <= 1.0):
+                    raise InvalidMetrics(f"breakdown[{table!r}][{name!r}][{key!r}] must be a ratio in [0, 1]")
+
+
+def evaluation_run_record(*, metrics: dict, dataset_dir: str, out_dir: str, split: str | None,
+                          breakdown: dict | None = None) -> EvaluationRun:
+    """Store one evaluation (the whole metrics.json of evaluate_detector, and its breakdown.json when given) and
+    audit it."""
     _validate_metrics(metrics)
+    if breakdown is not None:
+        _validate_breakdown(breakdown)
     model = metrics["model"]
     run = EvaluationRun.objects.create(
         model_name=str(model["name"])[:200],
@@ -82,6 +103,7 @@ def evaluation_run_record(*, metrics: dict, dataset_dir: str, out_dir: str, spli
         mean_iou=_ratio_or_none(metrics, "mean_iou"),
         tamper_auc=_ratio_or_none(metrics, "tamper_auc"),
         metrics=metrics,
+        breakdown=breakdown or {},
     )
     audit_record(
         action=actions.EVALUATION_RECORDED,

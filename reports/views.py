@@ -9,6 +9,7 @@ from reports.models import EvaluationRun
 from reports.selectors import (
     NoFinishedAnalysis,
     dashboard_for,
+    evaluation_breakdown_tables,
     evaluation_run_latest,
     evaluation_run_list,
     evaluation_tables,
@@ -30,6 +31,7 @@ def model_page(request):
         tables = evaluation_tables(run)
         context.update(
             tables=tables,
+            breakdown_tables=evaluation_breakdown_tables(run),
             run_is_of_installed_model=bool(card.sha256) and run.model_sha256 == card.sha256,
             latency=run.metrics.get("latency_s") or {},
             f1_chart=charts.as_data_uri(charts.bar_chart_svg(

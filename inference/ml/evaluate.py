@@ -209,7 +209,7 @@ def area_group(rec) -> str:
     raise AssertionError(area)
 
 
-def _area_order(name: str) -> tuple:
+def area_group_order(name: str) -> tuple:
     verdict, _, label = name.partition(", ")
     labels = [b[2] for b in AREA_BINS]
     return (VERDICTS.index(verdict) if verdict in VERDICTS else len(VERDICTS),
@@ -434,7 +434,7 @@ def evaluate_dataset(
         "by_method": _breakdown(rows, records, "method"),
         "by_source": _breakdown(rows, records, "source"),
         "by_site": _breakdown(rows, records, lambda rec: site_of(rec.patient_id, rec.source)),
-        "by_area": _breakdown(rows, records, area_group, order=_area_order),
+        "by_area": _breakdown(rows, records, area_group, order=area_group_order),
     }
     reference = load_reference()
     extra["input_range"] = {"none": input_range_summary(rows, statistics, reference)}

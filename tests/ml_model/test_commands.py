@@ -80,6 +80,7 @@ def test_evaluate_detector_writes_the_contract(tiny_dataset, random_bundle, tmp_
 
     run = EvaluationRun.objects.get()
     assert run.n_images == 4 and run.split == "test"
+    assert run.breakdown == breakdown  # breakdown.json as written, for the model page
     assert run.model_sha256 == metrics["model"]["sha256"]
 
 

@@ -120,7 +120,7 @@ def test_every_robustness_perturbation_keeps_the_slice_and_changes_it():
 def test_region_size_breakdown_bins_each_verdict_by_its_true_area():
     from types import SimpleNamespace
 
-    from inference.ml.evaluate import _area_order, _breakdown, area_group
+    from inference.ml.evaluate import area_group_order, _breakdown, area_group
 
     def rec(i, verdict, *areas):
         return SimpleNamespace(id=i, verdict=verdict, annotations=[{"area": a} for a in areas])
@@ -134,7 +134,7 @@ def test_region_size_breakdown_bins_each_verdict_by_its_true_area():
     predicted = {1: "no_tumor", 2: "no_tumor", 3: "real_tumor", 4: "fake_added", 5: "fake_removed",
                  6: "fake_removed", 7: "real_tumor"}
     rows = [{"image_id": r.id, "verdict": r.verdict, "predicted": predicted[r.id], "iou": None} for r in records]
-    out = _breakdown(rows, records, area_group, order=_area_order)
+    out = _breakdown(rows, records, area_group, order=area_group_order)
     # verdicts in their usual order, sizes small to large within each
     assert list(out) == ["real_tumor, < 500 px", "real_tumor, 500-1499 px", "no_tumor", "fake_added, 1500-2999 px",
                          "fake_removed, >= 3000 px"]

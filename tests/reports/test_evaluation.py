@@ -47,3 +47,42 @@ def test_malformed_metrics_are_refused_with_a_reason(db, metrics, breakage):
     with pytest.raises(InvalidMetrics):
         evaluation_run_record(metrics=metrics, dataset_dir="d", out_dir="o", split="test")
     assert EvaluationRun.objects.count() == 0
+
+
+BREAKDOWN = {
+    "by_method": {"(none)": {"n": 2, "accuracy": 1.0, "flagged_tampered": 0.0, "mean_iou": 0.7},
+                  "splice": {"n": 1, "accuracy": 0.0, "flagged_tampered": 0.0, "mean_iou": None}},
+    "by_area": {"real_tumor, < 500 px": {"n": 1, "accuracy": 1.0, "flagged_tampered": 0.0, "mean_iou": 0.7},
+                "no_tumor": {"n": 1, "accuracy": 1.0, "flagged_tampered": 0.0, "mean_iou": None}},
+    "input_range": {"none": {"within": {"n": 3, "share": 1.0, "accuracy": 0.67}}},
+}
+
+
+def test_the_breakdown_is_stored_beside_the_metrics(db, metrics):
+    run = evaluation_run_record(metrics=metrics, dataset_dir="d", out_dir="o", split="test", breakdown=BREAKDOWN)
+    assert EvaluationRun.objects.get(pk=run.pk).breakdown == BREAKDOWN
+    # a run recorded without one (older runs, other tools) has an empty breakdown
+    assert evaluation_run_record(metrics=metrics, dataset_dir="d", out_dir="o", split="test").breakdown == {}
+
+
+@pytest.mark.parametrize("breakage, message", [
+    ("not_object", "JSON object"),
+    ("no_count", "count 'n'"),
+    ("ratio", "ratio in"),
+    ("groups", "map group names"),
+])
+def test_a_malformed_breakdown_is_refused_and_nothing_is_stored(db, metrics, breakage, message):
+    import copy
+
+    breakdown = copy.deepcopy(BREAKDOWN)
+    if breakage == "not_object":
+        breakdown = ["by_area"]
+    elif breakage == "no_count":
+        del breakdown["by_area"]["no_tumor"]["n"]
+    elif breakage == "ratio":
+        breakdown["by_method"]["splice"]["accuracy"] = 1.5
+    else:
+        breakdown["by_source"] = [1, 2]
+    with pytest.raises(InvalidMetrics, match=message):
+        evaluation_run_record(metrics=metrics, dataset_dir="d", out_dir="o", split="test", breakdown=breakdown)
+    assert EvaluationRun.objects.count() == 0

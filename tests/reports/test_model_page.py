@@ -52,6 +52,9 @@ def test_tables_and_charts_come_from_the_stored_metrics(client_a, settings, tmp_
     assert f'<td class="num">{total}</td>' in html
     assert f"{metrics['accuracy']:.3f}" in html
 
+    # a run recorded without a breakdown shows no breakdown table
+    assert "table-by_area" not in html and "Table 3" not in html
+
     svgs = _svgs(html)
     assert len(svgs) == 3
     f1_svg, pie_svg, heat_svg = svgs
@@ -83,3 +86,29 @@ def test_installed_model_card_and_mismatch_warning(client_admin, settings, tmp_p
     evaluation_run_record(metrics=metrics, dataset_dir="d2", out_dir="o2", split="test")
     html = client_admin.get(reverse("reports:model")).content.decode()
     assert "not of the installed model" not in html
+
+
+def test_the_breakdown_tables_come_from_the_stored_breakdown(client_a, settings, tmp_path, metrics):
+    settings.DETECTOR_WEIGHTS = str(tmp_path / "absent.pt")
+    breakdown = {
+        "by_method": {"(none)": {"n": 40, "accuracy": 0.9, "flagged_tampered": 0.025, "mean_iou": 0.6125},
+                      "splice": {"n": 20, "accuracy": 0.85, "flagged_tampered": 0.9, "mean_iou": 0.7625}},
+        "by_area": {"real_tumor, < 500 px": {"n": 8, "accuracy": 0.375, "flagged_tampered": 0.0, "mean_iou": 0.25},
+                    "real_tumor, >= 3000 px": {"n": 6, "accuracy": 1.0, "flagged_tampered": 0.0, "mean_iou": 0.8},
+                    "no_tumor": {"n": 10, "accuracy": 0.9, "flagged_tampered": 0.1, "mean_iou": None}},
+        "input_range": {"none": {"within": {"n": 60, "share": 1.0, "accuracy": 0.9}}},
+    }
+    evaluation_run_record(metrics=metrics, dataset_dir="d", out_dir="o", split="test", breakdown=breakdown)
+    response = client_a.get(reverse("reports:model"))
+    html = response.content.decode()
+    tables = response.context["breakdown_tables"]
+    # region size first, then method; a kind the run lacks (by_source) is left out, input_range is not a table
+    assert [t.key for t in tables] == ["by_area", "by_method"]
+    # in evaluate_detector's order, whatever order the database gives the stored object back in
+    assert [r.group for r in tables[0].rows] == ["real_tumor, < 500 px", "real_tumor, >= 3000 px", "no_tumor"]
+    assert [r.group for r in tables[1].rows] == ["(none)", "splice"]
+    assert "Table 3. Accuracy by verdict and region size" in html and "Table 4. Accuracy by tampering method" in html
+    area = html[html.index('id="table-by_area"'):html.index('id="table-by_method"')]
+    assert '<th scope="row">real_tumor, &lt; 500 px</th><td class="num">8</td>' in area
+    assert '<td class="num">0.375</td>' in area and '<td class="num">0.250</td>' in area
+    assert "—" in area  # no_tumor has no region: no IoU

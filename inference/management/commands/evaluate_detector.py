@@ -5,6 +5,7 @@ The evaluation contract of ../shared/docs/dataset-and-evaluation.md; the work is
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
@@ -59,9 +60,11 @@ class Command(BaseCommand):
         self.stdout.write(json.dumps(summary, indent=2))
         if not not_recorded:
             try:
+                breakdown = json.loads((Path(opts["out"]) / "breakdown.json").read_text(encoding="utf-8"))
                 run = evaluation_run_record(metrics=metrics, dataset_dir=str(opts["dataset_dir"]),
-                                            out_dir=str(opts["out"]), split=opts["split"])
+                                            out_dir=str(opts["out"]), split=opts["split"], breakdown=breakdown)
                 self.stdout.write(f"Recorded as evaluation run {run.pk}.")
-            except DatabaseError as exc:  # the files are written: the evaluation itself is done
+            # the files are written: the evaluation is done whatever happens here (InvalidMetrics is a ValueError)
+            except (DatabaseError, OSError, ValueError) as exc:
                 self.stderr.write(f"The run was not recorded in the database ({exc.__class__.__name__}: {exc}).")
         self.stdout.write(self.style.SUCCESS(f"Wrote {opts['out']}/metrics.json and predictions.jsonl"))
