@@ -187,6 +187,16 @@ def site_of(patient_id: str, source: str) -> str:
     return str(source) or "(unknown)"
 
 
+# Regions under this many pixels (0.8 % of a 256 x 256 slice) are "small": the detector's weakest group
+# (evaluate's region-size breakdown, train's --small-region-repeat).
+SMALL_REGION_AREA = 500
+
+
+def region_area(rec) -> int:
+    """Pixels of a record's annotated regions (their COCO areas, summed); 0 for a slice without a region."""
+    return int(sum(float(ann.get("area", 0)) for ann in rec.annotations))
+
+
 @dataclass
 class ImageRecord:
     id: int

@@ -23,7 +23,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .coco import load_dataset, mask_to_rle, site_of
+from .coco import SMALL_REGION_AREA, load_dataset, mask_to_rle, region_area, site_of
 from .imaging import to_uint8
 from .input_check import check_statistics, load_reference, slice_statistics
 from .labels import CATEGORY_IDS, VERDICTS
@@ -190,28 +190,22 @@ def coco_average_precision(records, detections: list[dict]) -> dict:
 
 # Region-size bins (pixels of the slice's annotated regions; 1 % of a 256 x 256 slice is 655 px): where the
 # detector's accuracy changes most (lesions under 500 px are missed far more often than larger ones).
-AREA_BINS = ((0, 500, "< 500 px"), (500, 1500, "500-1499 px"), (1500, 3000, "1500-2999 px"), (3000, None, ">= 3000 px"))
-
-
-def region_area(rec) -> int:
-    """Pixels of the record's annotated regions (their COCO areas, summed); 0 for a slice without a region."""
-    return int(sum(float(ann.get("area", 0)) for ann in rec.annotations))
+AREA_BINS = ((SMALL_REGION_AREA, f"< {SMALL_REGION_AREA} px"), (1500, f"{SMALL_REGION_AREA}-1499 px"),
+             (3000, "1500-2999 px"), (None, ">= 3000 px"))  # (upper bound, exclusive; label)
 
 
 def area_group(rec) -> str:
-    """``"<verdict>, <size bin>"`` for a slice with a region, ``"no_tumor"`` (or its verdict) without one."""
+    """``"<verdict>, <size bin>"`` for a slice with a region, its verdict alone (``no_tumor``) without one."""
     area = region_area(rec)
     if area <= 0:
         return rec.verdict
-    for low, high, label in AREA_BINS:
-        if area >= low and (high is None or area < high):
-            return f"{rec.verdict}, {label}"
-    raise AssertionError(area)
+    label = next(label for high, label in AREA_BINS if high is None or area < high)
+    return f"{rec.verdict}, {label}"
 
 
 def area_group_order(name: str) -> tuple:
     verdict, _, label = name.partition(", ")
-    labels = [b[2] for b in AREA_BINS]
+    labels = [label for _, label in AREA_BINS]
     return (VERDICTS.index(verdict) if verdict in VERDICTS else len(VERDICTS),
             labels.index(label) if label in labels else -1, name)
 

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .coco import load_dataset, segmentation_to_mask, site_of
+from .coco import SMALL_REGION_AREA, load_dataset, region_area, segmentation_to_mask, site_of
 from .imaging import to_uint8
 from .labels import VERDICTS
 from .metrics import accuracy, classification_metrics, confusion_matrix, macro_f1, mask_iou, union_mask
@@ -75,7 +75,7 @@ class TrainConfig:
     patience: int = 4
     source_balance: float = 0.0  # > 0: images of smaller source corpora are repeated per epoch (TrainSet.repeats)
     small_region_repeat: int = 1  # > 1: slices whose regions total under small_region_area px appear this many
-    small_region_area: int = 500  # times as often per epoch (times their source repeats; fresh draws each copy)
+    small_region_area: int = SMALL_REGION_AREA  # times as often per epoch (times their source repeats; fresh draws each copy)
     log_every: int = 10
     train_limit: int | None = None
     exclude_methods: list = field(default_factory=list)  # leave-one-method-out: not in train nor val
@@ -120,7 +120,8 @@ class TamperTrainSet:
     def __len__(self) -> int:
         return len(self.records)
 
-    def repeats(self, source_balance: float, small_region_repeat: int = 1, small_region_area: int = 500) -> np.ndarray:
+    def repeats(self, source_balance: float, small_region_repeat: int = 1,
+                small_region_area: int = SMALL_REGION_AREA) -> np.ndarray:
         """How often each image appears in an epoch: ``(largest source / its source) ** source_balance``,
         rounded (0: once each; 0.5: a source 9 times smaller is seen 3 times as often per image), times
         ``small_region_repeat`` for a slice whose regions (COCO areas, summed) cover more than 0 and fewer than
@@ -131,12 +132,11 @@ class TamperTrainSet:
         for rec in self.records:
             counts[rec.source] = counts.get(rec.source, 0) + 1
         largest = max(counts.values(), default=1)
-        out = []
-        for rec in self.records:
-            n = max(1, round((largest / counts[rec.source]) ** source_balance))
-            area = sum(float(a.get("area", 0)) for a in getattr(rec, "annotations", ()))
-            out.append(n * small_region_repeat if 0 < area < small_region_area else n)
-        return np.array(out)
+        out = np.array([max(1, round((largest / counts[rec.source]) ** source_balance)) for rec in self.records])
+        if small_region_repeat > 1:
+            small = np.array([0 < region_area(rec) < small_region_area for rec in self.records], bool)
+            out[small] *= small_region_repeat
+        return out
 
     def sample(self, index: int, epoch: int, copy: int = 0) -> tuple[torch.Tensor, dict]:
         """Image ``index`` augmented for ``epoch``; ``copy`` > 0 for its repeats in the same epoch (other draws)."""
