@@ -6,8 +6,8 @@ import sys
 # a SECRET_KEY, so that `manage.py evaluate_detector` works as the evaluation contract says, straight after
 # `make install`. The web and worker processes still refuse to start without one (portal/settings.py).
 OFFLINE_COMMANDS = frozenset({
-    "build_dataset", "train_inpainter", "train_detector", "calibrate_detector", "evaluate_detector", "detect",
-    "migrate", "help",
+    "build_dataset", "train_inpainter", "train_detector", "train_refiner", "calibrate_detector", "evaluate_detector",
+    "detect", "migrate", "help",
 })
 
 

@@ -304,6 +304,10 @@ DEFAULT_CALIBRATION = {
     "test_time_flip": False,
     # a learned verdict (inference.ml.verdict_model) instead of the mix above, fitted on validation; None: the mix
     "verdict_model": None,
+    # mask refinement (inference.ml.refiner, stored in the bundle under "refiner"): whether the shown masks are
+    # redrawn, and where the refined probability is cut (fitted on validation for mask IoU)
+    "refine": False,
+    "refine_threshold": 0.5,
 }
 
 

@@ -29,6 +29,7 @@ import torch
 from .imaging import to_uint8
 from .labels import CATEGORIES, TAMPERED, VERDICT_CATEGORY, VERDICTS
 from .model import DEFAULT_CALIBRATION, load_bundle, model_from_bundle
+from .refiner import WINDOW_PROB, MaskRefiner, near, refine_probability, refiner_from_state
 from .verdict_model import verdict_features, verdict_probs
 
 DEFAULT_WEIGHTS = Path(__file__).resolve().parents[2] / "models" / "detector.pt"
@@ -138,22 +139,28 @@ def merge_overlapping(instances: list[Instance], min_overlap: float = 0.2) -> li
     return groups if len(groups) == len(instances) else merge_overlapping(groups, min_overlap)
 
 
-def select_instances(verdict: str, detections: list[Instance], detection_threshold: float,
-                     show_threshold: float = 0.0, show_relative: float = 0.0) -> list[Instance]:
-    """What a doctor is shown: the verdict's detections scoring at least the detection threshold, the show
-    threshold and ``show_relative`` x the class's best score (the best one is always shown), with overlapping
-    detections merged into one region; none for no_tumor. The two show parameters are fitted on the validation
-    split for mask IoU (weak extra detections mostly outline tissue around the region); 0 shows every detection
-    above the detection threshold."""
+def shown_detections(verdict: str, detections: list[Instance], detection_threshold: float,
+                     show_threshold: float = 0.0, show_relative: float = 0.0) -> list[int]:
+    """The indices of the detections a doctor is shown for ``verdict``: those of its class scoring at least the
+    detection threshold, the show threshold and ``show_relative`` x the class's best score (the best one is
+    always shown); none for no_tumor. The two show parameters are fitted on the validation split for mask IoU
+    (weak extra detections mostly outline tissue around the region); 0 shows every detection above the
+    detection threshold."""
     if VERDICT_CATEGORY[verdict] is None:
         return []
-    of_class = [d for d in detections if d.label == verdict]
+    of_class = [i for i, d in enumerate(detections) if d.label == verdict]
     if not of_class:
         return []
-    best = max(d.score for d in of_class)
+    best = max(detections[i].score for i in of_class)
     floor = max(detection_threshold, show_threshold, show_relative * best)
-    shown = [d for d in of_class if d.score >= floor or d.score == best]
-    return merge_overlapping(shown)
+    return [i for i in of_class if detections[i].score >= floor or detections[i].score == best]
+
+
+def select_instances(verdict: str, detections: list[Instance], detection_threshold: float,
+                     show_threshold: float = 0.0, show_relative: float = 0.0) -> list[Instance]:
+    """What a doctor is shown (`shown_detections`), overlapping detections merged into one region."""
+    idx = shown_detections(verdict, detections, detection_threshold, show_threshold, show_relative)
+    return merge_overlapping([detections[i] for i in idx])
 
 
 def flip_output(out: dict, width: int) -> dict:
@@ -208,7 +215,7 @@ class Predictor:
     """The detector, loaded once, in eval mode."""
 
     def __init__(self, model, *, config: dict, calibration: dict, meta: dict, sha256: str, device: str,
-                 path: Path | None = None, batch_size: int = 4):
+                 path: Path | None = None, batch_size: int = 4, refiner: MaskRefiner | None = None):
         self.model = model
         self.config = config
         self.calibration = {**DEFAULT_CALIBRATION, **(calibration or {})}
@@ -220,6 +227,7 @@ class Predictor:
         self.path = path
         self.batch_size = max(1, int(batch_size))
         self.has_image_head = bool(config.get("image_head", True))
+        self.refiner = refiner.to(device) if refiner is not None else None
 
     @classmethod
     def load(cls, weights: str | Path | None = None, device: str = "auto", *, batch_size: int = 4) -> "Predictor":
@@ -236,6 +244,7 @@ class Predictor:
         try:
             bundle = load_bundle(path, map_location="cpu")
             model = model_from_bundle(bundle)
+            refiner = refiner_from_state(bundle["refiner"]) if bundle.get("refiner") else None
         except Exception as exc:  # torch.load raises many types (UnpicklingError, RuntimeError...) on bad files
             raise ModelNotInstalled(
                 f"{path} is not a usable detector bundle ({exc}). Replace it with a file written by "
@@ -251,6 +260,7 @@ class Predictor:
             device=resolved,
             path=path,
             batch_size=batch_size,
+            refiner=refiner,
         )
 
     @property
@@ -264,6 +274,27 @@ class Predictor:
         return [pred for pred, _ in self.predict_detailed(images)]
 
     @property
+    def refines(self) -> bool:
+        """Whether shown masks are redrawn by the bundle's refiner (`refiner`; the calibration's ``refine``)."""
+        return self.refiner is not None and bool(self.calibration.get("refine", False))
+
+    def refine(self, image: np.ndarray, verdict: str, shown: list[Instance], probs: np.ndarray,
+               threshold: float | None = None) -> list[Instance]:
+        """The shown detections with their masks redrawn by the refiner from their mask probabilities ``probs``
+        (n, h, w): the refined probability cut at ``threshold`` (default the calibration's
+        ``refine_threshold``), each detection keeping the refined pixels within the refiner's margin of its own
+        coarse region. Scores, labels and boxes are kept; a detection left with no pixel keeps its own mask."""
+        cut = float(self.calibration["refine_threshold"] if threshold is None else threshold)
+        coarse = probs.max(axis=0)
+        refined = refine_probability(self.refiner, image, coarse, verdict, self.device) >= cut
+        margin = self.refiner.config.margin
+        out = []
+        for det, p in zip(shown, probs):
+            mask = refined & near(p >= WINDOW_PROB, margin)
+            out.append(Instance(det.label, det.score, det.box, mask if mask.any() else det.mask))
+        return out
+
+    @property
     def test_time_flip(self) -> bool:
         return bool(self.calibration.get("test_time_flip", False))
 
@@ -274,7 +305,7 @@ class Predictor:
         for start in range(0, len(slices), self.batch_size):
             chunk = slices[start : start + self.batch_size]
             outputs = self.forward(chunk)
-            results.extend(self._postprocess_detailed(out, s.shape) for out, s in zip(outputs, chunk))
+            results.extend(self._postprocess_detailed(out, s) for out, s in zip(outputs, chunk))
         return results
 
     def forward(self, slices: list[np.ndarray], flip: bool | None = None) -> list[dict]:
@@ -316,10 +347,11 @@ class Predictor:
         weight = float(cal["image_weight"]) if image_probs is not None else 0.0
         return fuse_scores(image_probs, class_scores, weight)
 
-    def _postprocess(self, out: dict, shape: tuple[int, int]) -> SlicePrediction:
-        return self._postprocess_detailed(out, shape)[0]
+    def _postprocess(self, out: dict, image: np.ndarray) -> SlicePrediction:
+        return self._postprocess_detailed(out, image)[0]
 
-    def _postprocess_detailed(self, out: dict, shape: tuple[int, int]) -> tuple[SlicePrediction, list[Instance]]:
+    def _postprocess_detailed(self, out: dict, image: np.ndarray) -> tuple[SlicePrediction, list[Instance]]:
+        """The prediction for the uint8 slice ``image`` from the model's output on it, and every detection."""
         boxes = out["boxes"].float().cpu().numpy()
         raw = {
             "image_logits": out["image_logits"].float().cpu().numpy(),
@@ -329,7 +361,8 @@ class Predictor:
         }
         scores = self.scores_from_raw(raw)
         verdict = max(VERDICTS, key=lambda v: scores[v])
-        masks = out["masks"][:, 0].float().cpu().numpy() >= float(self.calibration["mask_threshold"])
+        probs = out["masks"][:, 0].float().cpu().numpy()
+        masks = probs >= float(self.calibration["mask_threshold"])
         detections = [
             Instance(
                 label=CATEGORIES.get(int(raw["labels"][i]), str(int(raw["labels"][i]))),
@@ -340,8 +373,12 @@ class Predictor:
             for i in range(len(raw["scores"]))
         ]
         cal = self.calibration
-        instances = select_instances(verdict, detections, float(cal["detection_threshold"]),
-                                     float(cal["show_threshold"]), float(cal["show_relative"]))
+        idx = shown_detections(verdict, detections, float(cal["detection_threshold"]),
+                               float(cal["show_threshold"]), float(cal["show_relative"]))
+        shown = [detections[i] for i in idx]
+        if self.refines and shown:
+            shown = self.refine(image, verdict, shown, probs[idx])
+        instances = merge_overlapping(shown)
         tamper = float(sum(scores[v] for v in TAMPERED))
         return SlicePrediction(verdict=verdict, scores=scores, tamper_score=tamper, instances=instances), detections
 

@@ -309,7 +309,7 @@ def collect_views(predictor: Predictor, records, batch_size: int = 8,
     predictor.model.eval()
 
     def item(rec, out, s) -> ValItem:
-        _, detections = predictor._postprocess_detailed(out, s.shape)
+        _, detections = predictor._postprocess_detailed(out, s)
         probs = (out["masks"][:, 0].float().cpu().numpy() * 255.0).round().astype(np.uint8)
         return ValItem(rec.verdict, rec.mask(), out["image_logits"].float().cpu().numpy(), detections, probs)
 

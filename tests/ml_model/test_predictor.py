@@ -130,7 +130,7 @@ def test_instances_follow_the_verdict(bundle_path, tumour_slice):
         "masks": mask,
         "image_logits": torch.tensor([0.0, 0.0, 3.0, 0.0]),
     }
-    pred = predictor._postprocess(out, (h, w))
+    pred = predictor._postprocess(out, tumour_slice)
     assert pred.verdict == "fake_added"
     # 0.05 is under the detection threshold: only the first is shown
     assert [i.label for i in pred.instances] == ["fake_added"]
