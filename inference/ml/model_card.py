@@ -138,6 +138,32 @@ def _verdict(cal: dict, meta: dict) -> str:
             f"{cal.get('detection_threshold')}){compared}")
 
 
+def _refiner(bundle: dict) -> list[str]:
+    """For a bundle with a mask refiner (`inference.ml.refiner`): what it is, what it was trained on, and what it
+    did on the validation split it was chosen on."""
+    data = bundle.get("refiner")
+    if not data:
+        return []
+    cal, meta = bundle.get("calibration", {}), bundle.get("meta", {})
+    config = data.get("config", {})
+    n_params = sum(int(v.numel()) for v in data["state_dict"].values() if v.is_floating_point() and v.dim() > 1)
+    done = meta.get("refined_on", {})
+    val = done.get("val", {})
+    cut = str(cal.get("refine_threshold"))
+    measured = ""
+    if val:
+        measured = (f"; on all {val.get('n_regions')} slices with a region of `{done.get('chosen_on')}` mean IoU "
+                    f"{_f(val.get('unrefined'))} as the detector draws it, {_f((val.get('refined') or {}).get(cut))} "
+                    f"refined at the chosen cut")
+    state = (f"**on**, refined probability cut at {cal.get('refine_threshold')}" if cal.get("refine")
+             else "**off** (it did not raise validation IoU)")
+    return [f"- **Mask refinement** (`inference.ml.refiner`): a U-Net (widths {config.get('widths')}, about "
+            f"{n_params / 1e6:.2f} M weights) redraws each shown region at the slice's own resolution from the slice, "
+            f"its SRM residuals and the detector's mask probability, within {config.get('margin')} px of it; it "
+            f"changes no verdict or score. Trained by `train_refiner` on the detector's own masks on "
+            f"`{done.get('split')}` of `{done.get('dataset_dir')}`; {state}{measured}."]
+
+
 def write_model_card(weights: str | Path, eval_dir: str | Path, out: str | Path, *, reproduce: str = "",
                      notes: str = "", evaluated_on: str = "") -> Path:
     weights, eval_dir = Path(weights), Path(eval_dir)
@@ -165,6 +191,7 @@ def write_model_card(weights: str | Path, eval_dir: str | Path, out: str | Path,
         f"{_views(cal, meta)}; all calibrated on the validation split{_calibrated_on(meta)}.",
         f"- Test-time budget: {config.get('rpn_pre_nms_top_n_test')}/{config.get('rpn_post_nms_top_n_test')} RPN "
         f"proposals, at most {config.get('box_detections_per_img')} detections.",
+        *_refiner(bundle),
         "",
         "## Data",
         "",

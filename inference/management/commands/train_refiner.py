@@ -61,6 +61,7 @@ class Command(BaseCommand):
             handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
             log.addHandler(handler)
             log.setLevel(logging.INFO)
+            log.propagate = False
         try:
             cfg = RefinerTrainConfig(minutes=opts["minutes"], batch_size=opts["batch_size"], crop=opts["crop"],
                                      lr=opts["lr"], seed=opts["seed"], threads=opts["threads"],
