@@ -118,10 +118,13 @@ def test_shown_iou_counts_what_is_shown_and_choose_refinement_needs_a_gain():
 
 @pytest.fixture(scope="module")
 def shipped_on_tumour():
-    """The shipped detector and the real tumour slice it calls real_tumor."""
+    """The shipped detector, the real tumour slice it calls real_tumor, and its prediction with the detector's
+    own masks (the shipped bundle may carry a refiner of its own: switched off for ``plain``)."""
     predictor = Predictor.load(DEFAULT_WEIGHTS)
     tumour, mask, _ = sample_slices()
+    own, predictor.refiner = predictor.refiner, None
     plain = predictor.predict(tumour)
+    predictor.refiner = own
     assert plain.verdict == "real_tumor" and plain.instances
     return predictor, tumour, mask, plain
 
@@ -133,7 +136,10 @@ def _with_refiner(tmp_path: Path, refiner: MaskRefiner, calibration: dict) -> Pr
 
 
 def test_the_predictor_redraws_only_near_what_it_shows_and_keeps_the_verdict(shipped_on_tumour, tmp_path):
-    _, tumour, mask, plain = shipped_on_tumour
+    shipped, tumour, mask, plain = shipped_on_tumour
+    # as shipped (refined or not), the verdict and its scores are the detector's
+    as_shipped = shipped.predict(tumour)
+    assert as_shipped.verdict == plain.verdict and as_shipped.scores == plain.scores
     # an untrained refiner at the detector's own mask cut shows exactly the detector's masks
     same = _with_refiner(tmp_path, MaskRefiner(), {"refine": True, "refine_threshold": 0.5}).predict(tumour)
     assert same.verdict == plain.verdict and same.scores == plain.scores
