@@ -138,6 +138,16 @@ def _verdict(cal: dict, meta: dict) -> str:
             f"{cal.get('detection_threshold')}){compared}")
 
 
+def _selected_on(meta: dict) -> str:
+    """The split a bundle was selected on: its run's validation split, else the one it was calibrated on."""
+    if meta.get("val_split"):
+        return str(meta["val_split"])
+    cal = meta.get("calibrated_on") or {}
+    if cal.get("split"):
+        return f"{cal['split']}` of `{cal.get('dataset_dir')}"
+    return "nothing"
+
+
 def _refiner(bundle: dict) -> list[str]:
     """For a bundle with a mask refiner (`inference.ml.refiner`): what it is, what it was trained on, and what it
     did on the validation split it was chosen on."""
@@ -157,11 +167,13 @@ def _refiner(bundle: dict) -> list[str]:
                     f"refined at the chosen cut")
     state = (f"**on**, refined probability cut at {cal.get('refine_threshold')}" if cal.get("refine")
              else "**off** (it did not raise validation IoU)")
+    trained = (f"Trained by `train_refiner` on the detector's own masks on `{done.get('split')}` of "
+               f"`{done.get('dataset_dir')}`" if done else
+               "Carried over from an earlier bundle, trained on that bundle's masks (see Notes)")
     return [f"- **Mask refinement** (`inference.ml.refiner`): a U-Net (widths {config.get('widths')}, about "
             f"{n_params / 1e6:.2f} M weights) redraws each shown region at the slice's own resolution from the slice, "
             f"its SRM residuals and the detector's mask probability, within {config.get('margin')} px of it; it "
-            f"changes no verdict or score. Trained by `train_refiner` on the detector's own masks on "
-            f"`{done.get('split')}` of `{done.get('dataset_dir')}`; {state}{measured}."]
+            f"changes no verdict or score. {trained}; {state}{measured}."]
 
 
 def write_model_card(weights: str | Path, eval_dir: str | Path, out: str | Path, *, reproduce: str = "",
@@ -196,7 +208,7 @@ def write_model_card(weights: str | Path, eval_dir: str | Path, out: str | Path,
         "## Data",
         "",
         f"- Trained on `{meta.get('dataset_dir')}` (annotations.json sha256 `{meta.get('dataset_sha256')}`), split "
-        f"`{meta.get('train_split')}`; calibrated and model-selected on `{meta.get('val_split')}`.",
+        f"`{meta.get('train_split')}`; calibrated and model-selected on `{_selected_on(meta)}`.",
         f"- Evaluated below on {evaluated_on or 'the evaluation in ' + str(eval_dir)}: {metrics['n_images']} images "
         "(patient-disjoint from training).",
         "",

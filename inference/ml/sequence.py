@@ -1,7 +1,8 @@
 """Which MRI sequence a scan is, and whether the detector was trained on it. No Django.
 
 The detector learned from FLAIR (TCGA-LGG) and T1 post-contrast (TCIA) only. On sequences it never saw it raises
-false alarms (an unseen hospital's authentic T1 and T2 series: 10 and 8 of 22 slices flagged `fake_added`), so the
+false alarms (an unseen hospital's authentic T1 and T2 series, BRAINIX: 0.9.0 flags 3 and 19 of 22 slices, earlier
+models 5 to 21), so the
 portal and `detect` say when a scan is outside what it was trained on.
 
 The sequence is read from the DICOM acquisition parameters where there are any (inversion, repetition and echo
@@ -153,8 +154,8 @@ def identify_sequence(metadata: dict, name: str = "", declared: str | None = Non
     return SequenceCheck(
         sequence, label, False, evidence,
         f"This series looks like {label}. The detector was trained on {trained_on} only and raises "
-        "false alarms on sequences it never saw (on an unseen hospital's authentic T1 and T2 series it flagged 8 "
-        "to 10 of 22 slices as tampered): treat its verdict as unreliable." + conflict,
+        "false alarms on sequences it never saw (on an unseen hospital's authentic T1 and T2 series the "
+        "models shipped so far flagged 3 to 21 of 22 slices as tampered): treat its verdict as unreliable." + conflict,
     )
 
 

@@ -415,3 +415,21 @@ def test_the_web_server_still_refuses_to_start_without_a_key(tmp_path):
     result = _fresh_manage(tmp_path, "check", "--deploy")
     assert result.returncode != 0
     assert "Set the SECRET_KEY environment variable" in result.stderr
+
+
+def test_the_card_names_the_split_a_run_without_validation_was_selected_on_and_a_carried_refiner():
+    from inference.ml.model_card import _refiner, _selected_on
+    from inference.ml.refiner import MaskRefiner, refiner_state
+
+    assert _selected_on({"val_split": "val"}) == "val"
+    # a GPU run trains without validation and is calibrated (selected) afterwards
+    assert _selected_on({"val_split": None, "calibrated_on": {"split": "val", "dataset_dir": "/d"}}) == "val` of `/d"
+    assert _selected_on({"val_split": None}) == "nothing"
+    bundle = {"refiner": refiner_state(MaskRefiner()), "calibration": {"refine": True, "refine_threshold": 0.5},
+              "meta": {}}
+    line = _refiner(bundle)[0]
+    assert "Carried over from an earlier bundle" in line and "None" not in line
+    bundle["meta"]["refined_on"] = {"split": "train", "dataset_dir": "/d", "chosen_on": "val",
+                                    "val": {"n_regions": 5, "unrefined": 0.5, "refined": {"0.5": 0.6}}}
+    line = _refiner(bundle)[0]
+    assert "on the detector's own masks on `train` of `/d`" in line and "0.600 refined" in line
