@@ -2,8 +2,7 @@
 
 The detector learned from FLAIR (TCGA-LGG) and T1 post-contrast (TCIA) only. On sequences it never saw it raises
 false alarms (an unseen hospital's authentic T1 and T2 series, BRAINIX: 0.9.0 flags 3 and 19 of 22 slices, earlier
-models 5 to 21), so the
-portal and `detect` say when a scan is outside what it was trained on.
+models 5 to 21), so the portal and `detect` say when a scan is outside what it was trained on.
 
 The sequence is read from the DICOM acquisition parameters where there are any (inversion, repetition and echo
 times; the contrast agent, which DICOM requires for MR when contrast was given), else from the series description,
