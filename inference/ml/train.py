@@ -38,7 +38,7 @@ from .labels import VERDICTS
 from .metrics import accuracy, classification_metrics, confusion_matrix, macro_f1, mask_iou, union_mask
 from .model import DEFAULT_CALIBRATION, ModelConfig, build_model, load_bundle, make_bundle, save_bundle
 from .predictor import Instance, Predictor, fuse_scores, select_instances, slice_tensor
-from .transforms import AugmentConfig, augment
+from .transforms import AugmentConfig, augment, paste_tumour
 from .verdict_model import fit_verdict_model, grouped_folds, verdict_features, verdict_probs
 
 log = logging.getLogger("inference.ml.train")
@@ -76,6 +76,8 @@ class TrainConfig:
     source_balance: float = 0.0  # > 0: images of smaller source corpora are repeated per epoch (TrainSet.repeats)
     small_region_repeat: int = 1  # > 1: slices whose regions total under small_region_area px appear this many
     small_region_area: int = SMALL_REGION_AREA  # times as often per epoch (times their source repeats; fresh draws each copy)
+    paste_injections: float = 0.0  # > 0: each time a tumour-free slice is drawn, with this probability it becomes a
+    # fake_added by a crude paste of another training patient's real tumour (transforms.paste_tumour)
     log_every: int = 10
     train_limit: int | None = None
     exclude_methods: list = field(default_factory=list)  # leave-one-method-out: not in train nor val
@@ -111,11 +113,21 @@ class TrainConfig:
 class TamperTrainSet:
     """The training split in memory (uint8 slices; masks decoded per sample), augmented per (epoch, index)."""
 
-    def __init__(self, records, augment_config: AugmentConfig, seed: int):
+    def __init__(self, records, augment_config: AugmentConfig, seed: int, paste_injections: float = 0.0):
+        if not 0.0 <= paste_injections <= 1.0:
+            raise ValueError(f"paste_injections is a probability (0 to 1), not {paste_injections}.")
         self.records = list(records)
         self.images = [to_uint8(rec.pixels()) for rec in self.records]
         self.augment_config = augment_config
         self.seed = seed
+        self.paste_injections = paste_injections
+        self._interiors: dict[int, np.ndarray] = {}
+        # donors for pasted injections: real tumours of the same source from other patients
+        tumours = [k for k, rec in enumerate(self.records) if rec.verdict == "real_tumor" and rec.annotations]
+        self._donors = {
+            k: [d for d in tumours if self.records[d].source == rec.source and self.records[d].patient_id != rec.patient_id]
+            for k, rec in enumerate(self.records) if rec.verdict == "no_tumor"
+        } if paste_injections > 0 else {}
 
     def __len__(self) -> int:
         return len(self.records)
@@ -142,9 +154,35 @@ class TamperTrainSet:
         """Image ``index`` augmented for ``epoch``; ``copy`` > 0 for its repeats in the same epoch (other draws)."""
         rec = self.records[index]
         masks = [segmentation_to_mask(a["segmentation"], rec.height, rec.width) for a in rec.annotations]
+        image, verdict = self.images[index], rec.verdict
+        if self._donors.get(index):
+            pasted = self._paste(index, np.random.default_rng([self.seed, epoch, index, copy, 7]))
+            if pasted is not None:
+                image, masks, verdict = pasted[0], [pasted[1]], "fake_added"
         rng = np.random.default_rng([self.seed, epoch, index] + ([copy] if copy else []))
-        image, masks = augment(self.images[index], masks, self.augment_config, rng)
-        return slice_tensor(image), make_target(masks, rec.verdict, image.shape)
+        image, masks = augment(image, masks, self.augment_config, rng)
+        return slice_tensor(image), make_target(masks, verdict, image.shape)
+
+    def _paste(self, index: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray] | None:
+        """With probability ``paste_injections``, tumour-free slice ``index`` with another patient's real tumour
+        pasted in (`transforms.paste_tumour`; up to 8 donors tried for one whose place is in this head's tissue)."""
+        if rng.random() >= self.paste_injections:
+            return None
+        if index not in self._interiors:
+            from .tamper.anatomy import analyse
+
+            self._interiors[index] = analyse(self.images[index]).interior
+        donors = self._donors[index]
+        for k in rng.choice(len(donors), size=min(8, len(donors)), replace=False):
+            donor = self.records[int(donors[k])]
+            donor_mask = np.zeros((donor.height, donor.width), dtype=bool)
+            for ann in donor.annotations:
+                donor_mask |= segmentation_to_mask(ann["segmentation"], donor.height, donor.width)
+            pasted = paste_tumour(self.images[index], self.images[int(donors[k])], donor_mask, rng,
+                                  self._interiors[index])
+            if pasted is not None:
+                return pasted
+        return None
 
 
 class _Samples(torch.utils.data.Dataset):
@@ -567,7 +605,9 @@ def train(config: TrainConfig, *, resume: str | Path | None = None) -> dict:
             step = len(val_records) / config.val_limit
             val_records = [val_records[int(i * step)] for i in range(config.val_limit)]
     log.info("train: %d images (%s), val: %d images", len(train_records), config.train_split, len(val_records))
-    train_set = TamperTrainSet(train_records, config.augment_config(), config.seed)
+    train_set = TamperTrainSet(train_records, config.augment_config(), config.seed, config.paste_injections)
+    if config.paste_injections:
+        log.info("pasted injections: %.2f of tumour-free draws", config.paste_injections)
 
     model_config = config.model_config()
     init_bundle = None

@@ -101,6 +101,30 @@ def augment(
     return np.ascontiguousarray(img), masks
 
 
+def paste_tumour(image: np.ndarray, donor: np.ndarray, donor_mask: np.ndarray, rng: np.random.Generator,
+                 interior: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray] | None:
+    """A crude injection, for training only: ``donor``'s tumour (``donor_mask``) pasted into ``image`` at its own
+    place with a feathered edge (alpha from a Gaussian of 1-3 px) and its intensity scaled by 0.85-1.15; no
+    intensity matching, blending or touch-up, unlike the dataset's methods, so that the model also meets
+    injections made otherwise than by the pipeline it learned from. Returns the tampered uint8 slice and its
+    region (every changed pixel and the donor mask), or None when the donor's place is not (95 %) inside
+    ``interior`` (the target head's brain tissue) or the images differ in size."""
+    from scipy import ndimage as ndi
+
+    img = np.asarray(image, dtype=np.uint8)
+    mask = np.asarray(donor_mask, dtype=bool)
+    if donor.shape != img.shape or mask.shape != img.shape or not mask.any():
+        return None
+    if interior is not None and float(interior[mask].mean()) < 0.95:
+        return None
+    sigma = float(rng.uniform(1.0, 3.0))
+    alpha = np.clip(ndi.gaussian_filter(mask.astype(np.float64), sigma) * 2.0, 0.0, 1.0)
+    content = np.asarray(donor, dtype=np.float64) * float(rng.uniform(0.85, 1.15))
+    out = np.clip(np.rint(alpha * content + (1.0 - alpha) * img), 0, 255).astype(np.uint8)
+    region = (out != img) | mask
+    return out, region
+
+
 LAUNDERING = ("noise", "jpeg", "resize", "blur")
 
 

@@ -330,3 +330,52 @@ def test_training_with_workers_runs_and_writes_a_bundle(small_dataset, tmp_path)
     summary = train(_config(small_dataset, tmp_path / "run", workers=2, max_steps=2))
     assert summary["global_step"] == 2
     assert load_bundle(tmp_path / "run" / "detector.pt")["meta"]["train_args"]["workers"] == 2
+
+
+def test_paste_tumour_changes_only_its_region_and_respects_the_tissue():
+    from inference.ml.transforms import paste_tumour
+
+    rng = np.random.default_rng(0)
+    image = rng.integers(40, 60, (64, 64)).astype(np.uint8)
+    donor = np.full((64, 64), 200, np.uint8)
+    mask = np.zeros((64, 64), bool)
+    mask[20:30, 24:36] = True
+    out, region = paste_tumour(image, donor, mask, np.random.default_rng(1))
+    assert out.dtype == np.uint8 and out.shape == image.shape
+    assert region[mask].all()  # the whole donor tumour is in the reported region
+    assert np.array_equal(out[~region], image[~region])  # nothing outside it changed
+    assert out[mask].mean() > 150  # the tumour is there (intensity 200 x 0.85-1.15, feathered at its edge)
+    # the same draws give the same slice
+    again, _ = paste_tumour(image, donor, mask, np.random.default_rng(1))
+    assert np.array_equal(out, again)
+    # a place outside the head's tissue, a size mismatch or an empty donor mask: no paste
+    interior = np.zeros((64, 64), bool)
+    interior[:, :32] = True
+    assert paste_tumour(image, donor, mask, rng, interior) is None
+    assert paste_tumour(image, donor[:32], mask, rng) is None
+    assert paste_tumour(image, donor, np.zeros_like(mask), rng) is None
+
+
+def test_pasted_injections_turn_tumour_free_draws_into_fake_added(tmp_path):
+    from inference.ml.coco import load_dataset
+    from inference.ml.labels import CATEGORY_IDS
+    from inference.ml.train import TamperTrainSet
+
+    records = list(load_dataset(build_tiny_dataset(tmp_path / "ds")))  # two patients: each is the other's donor
+    healthy = [k for k, rec in enumerate(records) if rec.verdict == "no_tumor"]
+    plain = TamperTrainSet(records, AugmentConfig.none(), 0)
+    always = TamperTrainSet(records, AugmentConfig.none(), 0, paste_injections=1.0)
+    for k in healthy:
+        image, target = always.sample(k, 0)
+        assert target["labels"].tolist() == [CATEGORY_IDS["fake_added"]]
+        assert int(target["verdict"]) == VERDICTS.index("fake_added")
+        assert target["masks"].sum() > 0
+        before, plain_target = plain.sample(k, 0)
+        assert len(plain_target["labels"]) == 0
+        changed = (image != before).any(0)
+        assert changed.any() and not changed[~target["masks"][0].bool()].any()
+    # slices of other verdicts are never pasted into, and without the option nothing changes
+    other = next(k for k, rec in enumerate(records) if rec.verdict == "real_tumor")
+    assert torch.equal(always.sample(other, 0)[0], plain.sample(other, 0)[0])
+    with pytest.raises(ValueError, match="probability"):
+        TamperTrainSet(records, AugmentConfig.none(), 0, paste_injections=1.5)

@@ -16,7 +16,7 @@ TOP_LEVEL = {
     "weight_decay": float, "warmup_steps": int, "image_loss_weight": float, "seed": int, "device": str,
     "threads": int, "workers": int, "checkpoint_minutes": float, "val_every_minutes": float, "val_limit": int, "patience": int,
     "train_limit": int, "train_split": str, "val_split": str, "log_every": int, "init_weights": str,
-    "source_balance": float, "small_region_repeat": int, "small_region_area": int,
+    "source_balance": float, "small_region_repeat": int, "small_region_area": int, "paste_injections": float,
 }
 MODEL = {"backbone": str, "min_size": int, "max_size": int, "constrained": int}
 AUGMENT_SWITCHES = ("flip", "rotate", "contrast", "noise", "jpeg", "launder")
