@@ -86,6 +86,20 @@ def _augmentation(given: dict) -> str:
     return (", ".join(on) or "none") + (f", crops of {config['crop']} px" if config["crop"] else ", whole slices")
 
 
+def _sampling(args: dict) -> str:
+    """What the run changed in what it drew (train_detector's source balance, small-region repeat, pasted
+    injections); empty when nothing."""
+    parts = []
+    if args.get("source_balance"):
+        parts.append(f"source balance {args['source_balance']}")
+    if (args.get("small_region_repeat") or 1) > 1:
+        parts.append(f"slices with regions under {args.get('small_region_area')} px x{args['small_region_repeat']}")
+    if args.get("paste_injections"):
+        parts.append(f"crude pasted injections (`transforms.paste_tumour`) in {args['paste_injections']} of "
+                     "tumour-free draws")
+    return "; " + ", ".join(parts) if parts else ""
+
+
 def _device(meta: dict) -> str:
     """Where the bundle was trained (bundles from before this was recorded were all trained on the CPU)."""
     device = meta.get("device") or "cpu"
@@ -219,7 +233,8 @@ def write_model_card(weights: str | Path, eval_dir: str | Path, out: str | Path,
         f"{meta.get('train_minutes')} minutes of training on {_device(meta)}; batch {args.get('batch_size')}, "
         f"AdamW lr {args.get('lr')} (warm-up then cosine), weight decay {args.get('weight_decay')}, "
         f"seed {args.get('seed')}{_init_from(meta)}.",
-        f"- Augmentation: {_augmentation(args.get('augment', {}))}; model options: {json.dumps(args.get('model', {}))}.",
+        f"- Augmentation: {_augmentation(args.get('augment', {}))}{_sampling(args)}; model options: "
+        f"{json.dumps(args.get('model', {}))}.",
         f"- Best validation (the bundle's): accuracy {_f(val.get('accuracy'))}, macro F1 {_f(val.get('macro_f1'))}, "
         f"tamper AUC {_f(val.get('tamper_auc'))}, mean IoU {_f(val.get('mean_iou'))}." if val else
         "- No validation during training: the bundle holds the run's last weights, selected afterwards on the "

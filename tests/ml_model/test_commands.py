@@ -433,3 +433,13 @@ def test_the_card_names_the_split_a_run_without_validation_was_selected_on_and_a
                                     "val": {"n_regions": 5, "unrefined": 0.5, "refined": {"0.5": 0.6}}}
     line = _refiner(bundle)[0]
     assert "on the detector's own masks on `train` of `/d`" in line and "0.600 refined" in line
+
+
+def test_the_card_says_what_a_run_changed_in_its_draws():
+    from inference.ml.model_card import _sampling
+
+    assert _sampling({}) == "" and _sampling({"source_balance": 0.0, "small_region_repeat": 1}) == ""
+    line = _sampling({"source_balance": 0.5, "small_region_repeat": 3, "small_region_area": 500,
+                      "paste_injections": 0.25})
+    assert line == ("; source balance 0.5, slices with regions under 500 px x3, crude pasted injections "
+                    "(`transforms.paste_tumour`) in 0.25 of tumour-free draws")
