@@ -174,11 +174,8 @@ class TamperTrainSet:
             self._interiors[index] = analyse(self.images[index]).interior
         donors = self._donors[index]
         for k in rng.choice(len(donors), size=min(8, len(donors)), replace=False):
-            donor = self.records[int(donors[k])]
-            donor_mask = np.zeros((donor.height, donor.width), dtype=bool)
-            for ann in donor.annotations:
-                donor_mask |= segmentation_to_mask(ann["segmentation"], donor.height, donor.width)
-            pasted = paste_tumour(self.images[index], self.images[int(donors[k])], donor_mask, rng,
+            donor = int(donors[k])
+            pasted = paste_tumour(self.images[index], self.images[donor], self.records[donor].mask(), rng,
                                   self._interiors[index])
             if pasted is not None:
                 return pasted
