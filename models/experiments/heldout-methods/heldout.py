@@ -153,8 +153,8 @@ def main(dataset: str, out_path: str, split: str = "test", weights: str | None =
                 shown |= inst.mask
             ious.append(mask_iou(region, shown) if p.verdict in TAMPERED else 0.0)
         verdicts = [p.verdict for p in preds]
-        originals_of = [orig for orig in (items_src[name])]
-        change = [float(np.abs(img.astype(float) - o.astype(float))[r].mean()) for (img, r, _), o in zip(items, originals_of)]
+        change = [float(np.abs(img.astype(float) - o.astype(float))[r].mean())
+                  for (img, r, _), o in zip(items, items_src[name])]
         visible = [c >= VISIBLE for c in change]
         report["attacks"][name] = {
             "n": len(items), "kind": items[0][2],
