@@ -27,6 +27,10 @@ class EvaluationRun(models.Model):
         default=dict, blank=True,
         help_text="breakdown.json of the run: accuracy by tampering method, source, site and region size.",
     )
+    intervals = models.JSONField(
+        default=dict, blank=True,
+        help_text="intervals.json of the run: confidence intervals of the headline figures, resampling patients.",
+    )
 
     class Meta:
         ordering = ["-created_at", "-id"]

@@ -81,13 +81,38 @@ def _validate_breakdown(breakdown: dict) -> None:
                     raise InvalidMetrics(f"breakdown[{table!r}][{name!r}][{key!r}] must be a ratio in [0, 1]")
 
 
+def _validate_interval(entry, where: str) -> None:
+    if not isinstance(entry, dict):
+        raise InvalidMetrics(f"{where} must be an object with estimate, low and high")
+    values = [entry.get(k) for k in ("estimate", "low", "high")]
+    for key, value in zip(("estimate", "low", "high"), values):
+        if value is not None and not (isinstance(value, (int, float)) and 0.0 <= value <= 1.0):
+            raise InvalidMetrics(f"{where}[{key!r}] must be a ratio in [0, 1]")
+    if values[1] is not None and values[2] is not None and values[1] > values[2]:
+        raise InvalidMetrics(f"{where}: low {values[1]} is above high {values[2]}")
+
+
+def _validate_intervals(intervals: dict) -> None:
+    if not isinstance(intervals, dict):
+        raise InvalidMetrics("intervals must be a JSON object (intervals.json of evaluate_detector)")
+    for key in ("accuracy", "macro_f1", "mean_iou", "tamper_auc"):
+        if key in intervals:
+            _validate_interval(intervals[key], f"intervals[{key!r}]")
+    for label, entry in (intervals.get("f1") or {}).items():
+        _validate_interval(entry, f"intervals['f1'][{label!r}]")
+    for name, group in (intervals.get("by_source") or {}).items():
+        _validate_interval((group or {}).get("accuracy"), f"intervals['by_source'][{name!r}]['accuracy']")
+
+
 def evaluation_run_record(*, metrics: dict, dataset_dir: str, out_dir: str, split: str | None,
-                          breakdown: dict | None = None) -> EvaluationRun:
-    """Store one evaluation (the whole metrics.json of evaluate_detector, and its breakdown.json when given) and
-    audit it."""
+                          breakdown: dict | None = None, intervals: dict | None = None) -> EvaluationRun:
+    """Store one evaluation (the whole metrics.json of evaluate_detector, and its breakdown.json and
+    intervals.json when given) and audit it."""
     _validate_metrics(metrics)
     if breakdown is not None:
         _validate_breakdown(breakdown)
+    if intervals is not None:
+        _validate_intervals(intervals)
     model = metrics["model"]
     run = EvaluationRun.objects.create(
         model_name=str(model["name"])[:200],
@@ -104,6 +129,7 @@ def evaluation_run_record(*, metrics: dict, dataset_dir: str, out_dir: str, spli
         tamper_auc=_ratio_or_none(metrics, "tamper_auc"),
         metrics=metrics,
         breakdown=breakdown or {},
+        intervals=intervals or {},
     )
     audit_record(
         action=actions.EVALUATION_RECORDED,

@@ -6,6 +6,7 @@ Writes to OUT_DIR (``../shared/docs/dataset-and-evaluation.md``):
 - ``tables.md``: Table 1 (per-class precision/recall/F1, as in the paper), Table 2 (overall figures beside the
   paper's), recall by tampering method and by source, COCO mask/box AP;
 - ``f1_by_class.png``, ``test_distribution.png``, ``confusion_matrix.png``;
+- ``intervals.json``: 95 % confidence intervals of the main figures, resampling patients (``intervals``);
 - ``coco_ap.json`` (pycocotools), and with ``robustness=True`` ``robustness.json`` (the same metrics after
   contrast, noise, JPEG and resampling perturbations).
 
@@ -26,6 +27,7 @@ import torch
 from .coco import SMALL_REGION_AREA, load_dataset, mask_to_rle, region_area, site_of
 from .imaging import to_uint8
 from .input_check import check_statistics, load_reference, slice_statistics
+from .intervals import DEFAULT_RESAMPLES, accuracy_interval, bootstrap_intervals
 from .labels import CATEGORY_IDS, VERDICTS
 from .metrics import classification_metrics, mask_iou, percentile_latency, union_mask
 
@@ -232,6 +234,34 @@ def _breakdown(rows: list[dict], records, key, order=None) -> dict[str, dict]:
     return out
 
 
+def patient_of(rec) -> str:
+    """A patient's key across corpora (two sources may reuse an ID)."""
+    return f"{rec.source}/{rec.patient_id}"
+
+
+def patient_intervals(rows: list[dict], records, *, resamples: int = DEFAULT_RESAMPLES, seed: int = 0) -> dict:
+    """``intervals.bootstrap_intervals`` of the rows, plus the accuracy interval of each source."""
+    by_id = {rec.id: rec for rec in records}
+    patients = [patient_of(by_id[r["image_id"]]) for r in rows]
+    out = bootstrap_intervals(rows, patients, resamples=resamples, seed=seed)
+    sources: dict[str, list[int]] = {}
+    for i, row in enumerate(rows):
+        sources.setdefault(str(by_id[row["image_id"]].source or "(none)"), []).append(i)
+    out["by_source"] = {
+        name: {"n": len(idx), "n_patients": len({patients[i] for i in idx}),
+               "accuracy": accuracy_interval([rows[i] for i in idx], [patients[i] for i in idx],
+                                             resamples=resamples, seed=seed)}
+        for name, idx in sorted(sources.items())
+    }
+    return out
+
+
+def _ci(entry: dict | None) -> str:
+    if not entry or entry.get("low") is None:
+        return "n/a"
+    return f"{_fmt(entry['estimate'])} ({_fmt(entry['low'])}-{_fmt(entry['high'])})"
+
+
 def input_range_summary(rows: list[dict], statistics: list, reference: dict) -> dict:
     """How many slices the input check puts outside the detector's range, and the accuracy on each side."""
     within = [check_statistics([stat], reference).within for stat in statistics]
@@ -269,6 +299,21 @@ def write_tables(out_dir: Path, metrics: dict, extra: dict) -> Path:
               f"| tamper ROC AUC | {_fmt(metrics['tamper_auc'])} | n/a | >= {TARGETS['tamper_auc']} |",
               f"| latency p50 / p95 (s/slice, {lat['device']}, {lat['threads']} threads) | {_fmt(lat['p50'])} / "
               f"{_fmt(lat['p95'])} | {PAPER['latency_s']} (RTX 2080) | <= {TARGETS['latency_p50']} (CPU) |"]
+    ci = extra.get("intervals")
+    if ci:
+        lines += ["", f"## {round(ci['level'] * 100)} % confidence intervals (patients resampled)", "",
+                  f"A {ci['method']}: {ci['resamples']} resamples (seed {ci['seed']}) of the {ci['n_patients']} "
+                  f"patients behind the {ci['n_images']} images, each patient drawn with all of its slices (they are "
+                  "not independent). A target is met with confidence only when the whole interval clears it.", "",
+                  "| metric | estimate (interval) | target |", "|---|---|---|",
+                  f"| accuracy | {_ci(ci['accuracy'])} | >= {TARGETS['accuracy']} |",
+                  f"| macro F1 | {_ci(ci['macro_f1'])} | |"]
+        lines += [f"| F1 {v} | {_ci(ci['f1'][v])} | >= {TARGETS['class_f1']} |" for v in VERDICTS]
+        lines += [f"| mean mask IoU | {_ci(ci['mean_iou'])} | >= {TARGETS['mean_iou']} |",
+                  f"| tamper ROC AUC | {_ci(ci['tamper_auc'])} | >= {TARGETS['tamper_auc']} |"]
+        for name, g in ci.get("by_source", {}).items():
+            lines.append(f"| accuracy, source {name} ({g['n']} images, {g['n_patients']} patients) | "
+                         f"{_ci(g['accuracy'])} | |")
     cm = metrics["confusion_matrix"]
     lines += ["", "## Confusion matrix (rows: truth, columns: predicted)", "",
               "| | " + " | ".join(cm["labels"]) + " |", "|---" * (len(cm["labels"]) + 1) + "|"]
@@ -386,8 +431,10 @@ def evaluate_dataset(
     progress: bool = True,
     warmup: int = 3,
     limit: int | None = None,
+    bootstrap: int = DEFAULT_RESAMPLES,
 ) -> dict:
-    """Evaluate ``predictor`` on DATASET_DIR (one split or all) and write OUT_DIR; returns metrics.json's dict."""
+    """Evaluate ``predictor`` on DATASET_DIR (one split or all) and write OUT_DIR; returns metrics.json's dict.
+    ``bootstrap``: resamples of patients for the confidence intervals (0: none)."""
     dataset = load_dataset(dataset_dir, split=split)
     records = list(dataset)
     if limit is not None:
@@ -430,6 +477,9 @@ def evaluate_dataset(
         "by_site": _breakdown(rows, records, lambda rec: site_of(rec.patient_id, rec.source)),
         "by_area": _breakdown(rows, records, area_group, order=area_group_order),
     }
+    if bootstrap:
+        extra["intervals"] = patient_intervals(rows, records, resamples=bootstrap)
+        (out / "intervals.json").write_text(json.dumps(extra["intervals"], indent=2) + "\n", encoding="utf-8")
     reference = load_reference()
     extra["input_range"] = {"none": input_range_summary(rows, statistics, reference)}
     if coco_ap:

@@ -239,24 +239,46 @@ def write_model_card(weights: str | Path, eval_dir: str | Path, out: str | Path,
         f"tamper AUC {_f(val.get('tamper_auc'))}, mean IoU {_f(val.get('mean_iou'))}." if val else
         "- No validation during training: the bundle holds the run's last weights, selected afterwards on the "
         "whole validation split (`calibrate_detector`).",
+    ]
+    ci_file = eval_dir / "intervals.json"
+    ci = json.loads(ci_file.read_text()) if ci_file.is_file() else {}
+
+    def interval(entry) -> str:
+        return f"{_f(entry['low'])}-{_f(entry['high'])}" if entry and entry.get("low") is not None else "n/a"
+
+    def cell(entry) -> str:  # the interval column, only when the evaluation has intervals
+        return f" {interval(entry)} |" if ci else ""
+
+    lines += [
         "",
         "## Test results (from metrics.json of the evaluation of this file)",
         "",
-        "| metric | measured | target | margin (+ met, - short) |",
-        "|---|---|---|---|",
-        f"| accuracy | {_f(metrics['accuracy'])} | >= {TARGETS['accuracy']} | "
+        f"| metric | measured |{' 95 % CI (patients resampled) |' if ci else ''} target | margin (+ met, - short) |",
+        "|---|---|---|---|" + ("---|" if ci else ""),
+        f"| accuracy | {_f(metrics['accuracy'])} |{cell(ci.get('accuracy'))} >= {TARGETS['accuracy']} | "
         f"{_f(metrics['accuracy'] - TARGETS['accuracy'])} |",
     ]
     for v in VERDICTS:
         f1 = metrics["per_class"][v]["f1"]
-        lines.append(f"| F1 {v} | {_f(f1)} | >= {TARGETS['class_f1']} | {_f(f1 - TARGETS['class_f1'])} |")
+        lines.append(f"| F1 {v} | {_f(f1)} |{cell(ci.get('f1', {}).get(v))} >= {TARGETS['class_f1']} | "
+                     f"{_f(f1 - TARGETS['class_f1'])} |")
     for key, target in (("mean_iou", TARGETS["mean_iou"]), ("tamper_auc", TARGETS["tamper_auc"])):
         value = metrics[key]
-        lines.append(f"| {key} | {_f(value)} | >= {target} | {_f(None if value is None else value - target)} |")
+        lines.append(f"| {key} | {_f(value)} |{cell(ci.get(key))} >= {target} | "
+                     f"{_f(None if value is None else value - target)} |")
     lines += [
-        f"| latency p50 (s/slice, {lat['device']}, {lat['threads']} threads) | {_f(lat['p50'])} | "
-        f"<= {TARGETS['latency_p50']} | {_f(None if lat['p50'] is None else TARGETS['latency_p50'] - lat['p50'])} |",
-        f"| macro F1 | {_f(metrics['macro_f1'])} | | |",
+        f"| latency p50 (s/slice, {lat['device']}, {lat['threads']} threads) | {_f(lat['p50'])} |"
+        f"{' |' if ci else ''} <= {TARGETS['latency_p50']} | "
+        f"{_f(None if lat['p50'] is None else TARGETS['latency_p50'] - lat['p50'])} |",
+        f"| macro F1 | {_f(metrics['macro_f1'])} |{cell(ci.get('macro_f1'))} | |",
+    ]
+    if ci:
+        lines += ["", f"Intervals: a {ci['method']}, {ci['resamples']} resamples of the {ci['n_patients']} "
+                  "patients behind these images, each drawn with all of its slices (`intervals.json` of the "
+                  "evaluation)." + "".join(f" Accuracy on {name}: {_f(g['accuracy']['estimate'])}, "
+                                           f"{interval(g['accuracy'])} ({g['n']} slices, {g['n_patients']} patients)."
+                                           for name, g in ci.get("by_source", {}).items())]
+    lines += [
         "",
         "Per class:",
         "",

@@ -63,6 +63,32 @@ def test_realism_catches_a_careless_method(small_slices, tmp_path):
     assert result["border_noise_logreg"]["all tampered vs authentic"] > 0.9
     assert result["surroundings_logreg"]["all tampered vs authentic"] < 0.75
     assert "brain_level_logreg" not in result  # these images record no stack position
+    # every AUC has its interval (test patients resampled): the careless method is told apart beyond doubt
+    ci = result["intervals"]
+    low, high = ci["border_noise_logreg"]["all tampered vs authentic"]
+    assert 0.5 < low <= result["border_noise_logreg"]["all tampered vs authentic"] <= high <= 1.0
+    for detector, comparisons in ci.items():
+        assert set(comparisons) == set(result[detector]), detector
+    from inference.ml.dataset.card import _realism_table
+
+    table = _realism_table(result)
+    assert f"{result['border_noise_logreg']['all tampered vs authentic']} ({low:.2f}-{high:.2f})" in table
+
+
+def test_auc_interval_resamples_patients():
+    from inference.ml.dataset.realism import auc_interval
+
+    rng = np.random.default_rng(5)
+    y = np.array([i % 2 for i in range(200)], dtype=bool)
+    score = np.where(y, rng.normal(0.6, 0.3, 200), rng.normal(0.4, 0.3, 200))
+    many = auc_interval(y, score, [f"p{i}" for i in range(200)], seed=1)
+    few = auc_interval(y, score, [f"p{i % 10}" for i in range(200)], seed=1)
+    from inference.ml.metrics import roc_auc
+
+    auc = roc_auc(y, score)
+    assert many[0] < auc < many[1] and few[0] < auc < few[1]
+    assert 0.05 < many[1] - many[0] < 0.2  # 100 against 100 independent slices: about +-0.07
+    assert auc_interval(np.ones(5, bool), np.arange(5.0), list("abcde")) is None  # one class: no AUC
 
 
 def test_surroundings_features_read_only_the_ring_outside_the_region():

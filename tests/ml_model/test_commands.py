@@ -78,10 +78,35 @@ def test_evaluate_detector_writes_the_contract(tiny_dataset, random_bundle, tmp_
     assert all(name == "no_tumor" or name.split(", ")[1].endswith("px") for name in breakdown["by_area"])
     assert "## By verdict and region size" in (out / "tables.md").read_text()
 
+    # confidence intervals, resampling the fixture's patients; the estimates are metrics.json's figures
+    intervals = json.loads((out / "intervals.json").read_text())
+    assert intervals["n_images"] == 4 and intervals["resamples"] == 2000
+    for key in ("accuracy", "macro_f1", "mean_iou", "tamper_auc"):
+        entry = intervals[key]
+        if metrics[key] is not None:
+            assert entry["estimate"] == pytest.approx(metrics[key])
+        if entry["low"] is not None:
+            assert 0.0 <= entry["low"] <= entry["high"] <= 1.0
+    assert sum(g["n"] for g in intervals["by_source"].values()) == 4
+    assert "## 95 % confidence intervals (patients resampled)" in (out / "tables.md").read_text()
+
     run = EvaluationRun.objects.get()
     assert run.n_images == 4 and run.split == "test"
     assert run.breakdown == breakdown  # breakdown.json as written, for the model page
+    assert run.intervals == intervals
     assert run.model_sha256 == metrics["model"]["sha256"]
+
+
+def test_evaluate_detector_bootstrap_off_and_refused(tiny_dataset, random_bundle, tmp_path):
+    out = tmp_path / "eval"
+    call_command("evaluate_detector", str(tiny_dataset), "--out", str(out), "--weights", str(random_bundle),
+                 "--no-record", "--no-coco-ap", "--bootstrap", "0", stdout=StringIO(), verbosity=0)
+    assert (out / "metrics.json").is_file() and not (out / "intervals.json").exists()
+    assert "confidence intervals" not in (out / "tables.md").read_text()
+    with pytest.raises(CommandError, match="--bootstrap must be 0"):
+        call_command("evaluate_detector", str(tiny_dataset), "--out", str(tmp_path / "o2"), "--weights",
+                     str(random_bundle), "--no-record", "--bootstrap", "-5")
+    assert not (tmp_path / "o2").exists()
 
 
 def test_evaluate_detector_without_weights_says_what_to_do(tiny_dataset, tmp_path):
@@ -225,9 +250,19 @@ def test_ship_compacts_and_the_card_quotes_the_evaluation(tiny_dataset, random_b
 
     assert _augmentation({}) == "flip, contrast, whole slices"
     assert _augmentation({"crop": 160, "noise": True}) == "flip, contrast, noise, crops of 160 px"
-    assert f"| accuracy | {metrics['accuracy']:.3f} | >= 0.95 | {metrics['accuracy'] - 0.95:.3f} |" in card
+    assert f"| >= 0.95 | {metrics['accuracy'] - 0.95:.3f} |" in card
     p50 = metrics["latency_s"]["p50"]  # lower is better: the margin is positive when the target is met
-    assert f"| {p50:.3f} | <= 0.4 | {0.4 - p50:.3f} |" in card
+    assert f"| {p50:.3f} | | <= 0.4 | {0.4 - p50:.3f} |" in card
+    # the evaluation's intervals stand in their own column, beside the figure they bound
+    intervals = json.loads((out / "intervals.json").read_text())
+    acc = intervals["accuracy"]
+    assert (f"| accuracy | {metrics['accuracy']:.3f} | {acc['low']:.3f}-{acc['high']:.3f} | >= 0.95 |" in card)
+    assert "95 % CI (patients resampled)" in card and "patient-clustered percentile bootstrap" in card
+    # without intervals.json (older evaluations) the card has no such column
+    (out / "intervals.json").unlink()
+    plain = write_model_card(shipped, out, tmp_path / "PLAIN.md").read_text()
+    assert "95 % CI" not in plain
+    assert f"| accuracy | {metrics['accuracy']:.3f} | >= 0.95 | {metrics['accuracy'] - 0.95:.3f} |" in plain
     # a card for another file than the one evaluated is refused
     other = ship_bundle(random_bundle, tmp_path / "other.pt", version="1.0.0")
     with pytest.raises(ValueError, match="different file"):

@@ -86,3 +86,44 @@ def test_a_malformed_breakdown_is_refused_and_nothing_is_stored(db, metrics, bre
     with pytest.raises(InvalidMetrics, match=message):
         evaluation_run_record(metrics=metrics, dataset_dir="d", out_dir="o", split="test", breakdown=breakdown)
     assert EvaluationRun.objects.count() == 0
+
+
+INTERVALS = {
+    "method": "patient-clustered percentile bootstrap", "level": 0.95, "resamples": 2000, "seed": 0,
+    "n_images": 3, "n_patients": 2,
+    "accuracy": {"estimate": 0.67, "low": 0.5, "high": 1.0},
+    "macro_f1": {"estimate": 0.6, "low": 0.4, "high": 1.0},
+    "mean_iou": {"estimate": 0.7, "low": 0.7, "high": 0.7},
+    "tamper_auc": {"estimate": None, "low": None, "high": None},
+    "f1": {"real_tumor": {"estimate": 1.0, "low": 1.0, "high": 1.0}},
+    "by_source": {"lgg": {"n": 3, "n_patients": 2, "accuracy": {"estimate": 0.67, "low": 0.5, "high": 1.0}}},
+}
+
+
+@pytest.mark.parametrize("breakage, message", [
+    ("not_object", "JSON object"),
+    ("ratio", r"\['high'\] must be a ratio"),
+    ("order", "low 0.9 is above high 0.5"),
+    ("class", r"intervals\['f1'\]\['real_tumor'\] must be an object"),
+    ("source", r"by_source.*must be an object"),
+])
+def test_intervals_are_stored_and_malformed_ones_refused(db, metrics, breakage, message):
+    import copy
+
+    run = evaluation_run_record(metrics=metrics, dataset_dir="d", out_dir="o", split="test", intervals=INTERVALS)
+    assert EvaluationRun.objects.get(pk=run.pk).intervals == INTERVALS
+    assert evaluation_run_record(metrics=metrics, dataset_dir="d", out_dir="o", split="test").intervals == {}
+    intervals = copy.deepcopy(INTERVALS)
+    if breakage == "not_object":
+        intervals = [0.5, 1.0]
+    elif breakage == "ratio":
+        intervals["accuracy"]["high"] = 1.2
+    elif breakage == "order":
+        intervals["macro_f1"] = {"estimate": 0.6, "low": 0.9, "high": 0.5}
+    elif breakage == "class":
+        intervals["f1"]["real_tumor"] = 0.9
+    else:
+        intervals["by_source"]["lgg"] = {"n": 3}
+    with pytest.raises(InvalidMetrics, match=message):
+        evaluation_run_record(metrics=metrics, dataset_dir="d", out_dir="o", split="test", intervals=intervals)
+    assert EvaluationRun.objects.count() == 2  # the two good runs above, nothing of the refused one

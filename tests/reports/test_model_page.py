@@ -112,3 +112,22 @@ def test_the_breakdown_tables_come_from_the_stored_breakdown(client_a, settings,
     assert '<th scope="row">real_tumor, &lt; 500 px</th><td class="num">8</td>' in area
     assert '<td class="num">0.375</td>' in area and '<td class="num">0.250</td>' in area
     assert "—" in area  # no_tumor has no region: no IoU
+
+
+def test_the_headline_figures_show_their_intervals(client_a, settings, tmp_path, metrics):
+    from tests.reports.test_evaluation import INTERVALS
+
+    settings.DETECTOR_WEIGHTS = str(tmp_path / "absent.pt")
+    evaluation_run_record(metrics=metrics, dataset_dir="d", out_dir="o", split="test")
+    html = client_a.get(reverse("reports:model")).content.decode()
+    assert "95 % CI" not in html and 'id="interval-note"' not in html  # a run without intervals shows none
+
+    evaluation_run_record(metrics=metrics, dataset_dir="d", out_dir="o", split="test", intervals=INTERVALS)
+    html = client_a.get(reverse("reports:model")).content.decode()
+    accuracy = html[html.index('id="headline-accuracy"'):html.index('id="headline-macro-f1"')]
+    assert "95 % CI 0.500–1.000" in accuracy
+    iou = html[html.index('id="headline-mean-iou"'):html.index('id="headline-tamper-auc"')]
+    assert "95 % CI 0.700–0.700" in iou
+    auc = html[html.index('id="headline-tamper-auc"'):]
+    assert "95 % CI" not in auc[:auc.index("</div></div>") + 12]  # no interval to show: nothing invented
+    assert "the 2 patients behind these images resampled 2000 times" in html

@@ -29,6 +29,8 @@ class Command(BaseCommand):
                             help="perturbed passes use only the first N images")
         parser.add_argument("--limit", type=int, default=None, help="only the first N images (quick checks)")
         parser.add_argument("--no-coco-ap", action="store_true", help="skip the pycocotools AP")
+        parser.add_argument("--bootstrap", type=int, default=2000, metavar="N",
+                            help="resamples of patients for the 95%% confidence intervals (intervals.json; 0: none)")
         parser.add_argument("--no-record", action="store_true",
                             help="do not store the run in the database (the files are written either way)")
 
@@ -36,6 +38,9 @@ class Command(BaseCommand):
         from inference.ml.coco import DatasetError
         from inference.ml.evaluate import evaluate_dataset
         from inference.ml.predictor import ModelNotInstalled, Predictor
+
+        if opts["bootstrap"] < 0:
+            raise CommandError(f"--bootstrap must be 0 (no intervals) or a number of resamples, got {opts['bootstrap']}.")
 
         try:
             predictor = Predictor.load(opts["weights"] or settings.DETECTOR_WEIGHTS,
@@ -53,6 +58,7 @@ class Command(BaseCommand):
                 opts["dataset_dir"], opts["out"], predictor=predictor, split=opts["split"],
                 robustness=opts["robustness"], robustness_limit=opts["robustness_limit"],
                 coco_ap=not opts["no_coco_ap"], limit=opts["limit"], progress=opts["verbosity"] > 0,
+                bootstrap=opts["bootstrap"],
             )
         except (DatasetError, ValueError) as exc:
             raise CommandError(str(exc)) from exc
@@ -61,8 +67,12 @@ class Command(BaseCommand):
         if not not_recorded:
             try:
                 breakdown = json.loads((Path(opts["out"]) / "breakdown.json").read_text(encoding="utf-8"))
+                intervals_file = Path(opts["out"]) / "intervals.json"
+                intervals = (json.loads(intervals_file.read_text(encoding="utf-8"))
+                             if opts["bootstrap"] and intervals_file.is_file() else None)
                 run = evaluation_run_record(metrics=metrics, dataset_dir=str(opts["dataset_dir"]),
-                                            out_dir=str(opts["out"]), split=opts["split"], breakdown=breakdown)
+                                            out_dir=str(opts["out"]), split=opts["split"], breakdown=breakdown,
+                                            intervals=intervals)
                 self.stdout.write(f"Recorded as evaluation run {run.pk}.")
             # the files are written: the evaluation is done whatever happens here (InvalidMetrics is a ValueError)
             except (DatabaseError, OSError, ValueError) as exc:

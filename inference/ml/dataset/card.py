@@ -139,9 +139,15 @@ def _realism_table(realism: dict) -> str:
     detectors = [d for d in ("histogram_logreg", "border_noise_logreg", "texture_logreg", "small_cnn",
                              "surroundings_logreg", "location_logreg", "brain_level_logreg") if d in realism]
     names = list(realism[detectors[0]].keys()) if detectors else []
+    intervals = realism.get("intervals", {})
+
+    def cell(detector: str, name: str) -> str:
+        value, ci = realism[detector].get(name), intervals.get(detector, {}).get(name)
+        return f"{value} ({ci[0]:.2f}-{ci[1]:.2f})" if value is not None and ci else str(value)
+
     lines = ["| comparison | " + " | ".join(detectors) + " |", "|---|" + "---:|" * len(detectors)]
     for n in names:
-        lines.append(f"| {n} | " + " | ".join(str(realism[d].get(n)) for d in detectors) + " |")
+        lines.append(f"| {n} | " + " | ".join(cell(d, n) for d in detectors) + " |")
     return "\n".join(lines)
 
 

@@ -27,6 +27,11 @@ removal (``fake_removed``) with ``no_tumor`` (is this healthy slice real?).
   the head (its centroid relative to the head's centroid, in units of the head's spread on each axis: front to
   back and distance from the midline, with squares and their product). Real tumours grow in some places more
   than others (TCGA-LGG: forward and lateral); injections put anywhere would be told by where they are.
+Every AUC comes with a 95 % confidence interval (``result["intervals"]``): the test patients resampled with
+replacement, each with all of its slices (a cluster bootstrap, ``inference.ml.intervals``), the detector's scores
+kept. It is the sampling uncertainty of the test split only; a detector refitted on another draw (the ``seed``)
+moves as well.
+
 - ``brain_level``: not a trace detector but an audit of the slice choice: logistic regression on the slice's
   position in its patient's stack (provenance ``position``: 0 one end, 1 the other; with its square), i.e. on
   the anatomy in view (skull base, ventricles, vertex). Tumour-free slices crowd the ends of the stack and tumour
@@ -204,12 +209,39 @@ def brain_level_features(sample: "Sample") -> np.ndarray:
     return np.array([float(position), float(position) ** 2])
 
 
+INTERVAL_RESAMPLES = 1000
+
+
 def _auc(y: np.ndarray, score: np.ndarray) -> float | None:
     from sklearn.metrics import roc_auc_score
 
     if len(set(y.tolist())) < 2:
         return None
     return round(float(roc_auc_score(y, score)), 3)
+
+
+def _patient(sample: Sample) -> str:
+    return f"{sample.record.source}/{sample.record.patient_id}"
+
+
+def auc_interval(y: np.ndarray, score: np.ndarray, patients, *, resamples: int = INTERVAL_RESAMPLES,
+                 seed: int = 0, level: float = 0.95) -> list[float] | None:
+    """95 % interval of the ROC AUC, resampling patients (all slices of each drawn one); None with one class."""
+    from ..intervals import weighted_roc_auc
+
+    y = np.asarray(y, dtype=bool)
+    if y.all() or not y.any():
+        return None
+    ids, patient_of = np.unique(np.asarray([str(p) for p in patients]), return_inverse=True)
+    rng = np.random.default_rng(seed)
+    drawn = rng.integers(0, len(ids), size=(resamples, len(ids)))
+    counts = np.zeros((resamples, len(ids)))
+    np.add.at(counts, (np.repeat(np.arange(resamples), len(ids)), drawn.ravel()), 1.0)
+    aucs = weighted_roc_auc(y, np.asarray(score, dtype=np.float64), counts[:, patient_of])
+    aucs = aucs[np.isfinite(aucs)]
+    tail = (1.0 - level) / 2.0 * 100.0
+    low, high = np.percentile(aucs, [tail, 100.0 - tail])
+    return [round(float(low), 3), round(float(high), 3)]
 
 
 def _subsets(test: list[Sample]) -> dict[str, np.ndarray]:
@@ -224,9 +256,16 @@ def _subsets(test: list[Sample]) -> dict[str, np.ndarray]:
     return out
 
 
-def _scores_to_report(test: list[Sample], score: np.ndarray) -> dict:
+def _scores_to_report(test: list[Sample], score: np.ndarray, intervals: dict | None = None) -> dict:
+    """AUC of each comparison; ``intervals`` (when given) receives each one's 95 % interval."""
     y = np.array([s.tampered for s in test])
-    return {name: _auc(y[sel], score[sel]) for name, sel in _subsets(test).items()}
+    patients = np.array([_patient(s) for s in test])
+    report = {}
+    for name, sel in _subsets(test).items():
+        report[name] = _auc(y[sel], score[sel])
+        if intervals is not None:
+            intervals[name] = auc_interval(y[sel], score[sel], patients[sel]) if report[name] is not None else None
+    return report
 
 
 def _logistic(train_x, train_y, test_x) -> np.ndarray:
@@ -239,20 +278,26 @@ def _logistic(train_x, train_y, test_x) -> np.ndarray:
     return model.predict_proba(test_x)[:, 1]
 
 
-def _pairwise_logistic(train: list[Sample], test: list[Sample], feats) -> dict:
-    """One logistic regression per comparison (fitted on the same comparison in train)."""
+def _pairwise_logistic(train: list[Sample], test: list[Sample], feats, intervals: dict | None = None) -> dict:
+    """One logistic regression per comparison (fitted on the same comparison in train); ``intervals`` (when
+    given) receives each comparison's 95 % interval."""
     x_tr = np.stack([feats(s) for s in train])
     x_te = np.stack([feats(s) for s in test])
     y_tr = np.array([s.tampered for s in train])
     y_te = np.array([s.tampered for s in test])
+    patients = np.array([_patient(s) for s in test])
     report = {}
     tr_sel = _subsets(train)
     for name, sel in _subsets(test).items():
         if name not in tr_sel or len(set(y_tr[tr_sel[name]].tolist())) < 2:
             report[name] = None
+            if intervals is not None:
+                intervals[name] = None
             continue
         score = _logistic(x_tr[tr_sel[name]], y_tr[tr_sel[name]], x_te[sel])
         report[name] = _auc(y_te[sel], score)
+        if intervals is not None:
+            intervals[name] = auc_interval(y_te[sel], score, patients[sel]) if report[name] is not None else None
     return report
 
 
@@ -275,7 +320,7 @@ def region_crop(image: np.ndarray, region: np.ndarray | None, size: int) -> np.n
 
 
 def cnn_detector(train: list[Sample], test: list[Sample], *, seconds: float, seed: int, size: int = 64,
-                 threads: int = 1) -> tuple[dict, dict]:
+                 threads: int = 1, intervals: dict | None = None) -> tuple[dict, dict]:
     """A small CNN on native-resolution crops centred on the region (where the traces are; authentic slices
     use their tumour or borrowed region), trained from scratch for ``seconds``. Knowing where to look makes it
     a stronger detector than a blind one."""
@@ -321,7 +366,7 @@ def cnn_detector(train: list[Sample], test: list[Sample], *, seconds: float, see
     net.eval()
     with torch.no_grad():
         score = torch.cat([torch.sigmoid(net(x_te[i:i + 256]).squeeze(1)) for i in range(0, len(x_te), 256)]).numpy()
-    return _scores_to_report(test, score), {"steps": steps, "epochs": epochs, "seconds": round(seconds, 1),
+    return _scores_to_report(test, score, intervals), {"steps": steps, "epochs": epochs, "seconds": round(seconds, 1),
                                             "input": f"{size} px crop around the region"}
 
 
@@ -343,17 +388,28 @@ def measure_realism(ds: CocoDataset, *, seed: int = 0, cnn_seconds: float = 180.
     test = _load(ds, test_split, rng, limit)
     if not train or not test:
         raise ValueError(f"The realism check needs images in both '{train_split}' and '{test_split}'.")
+    n_patients = len({_patient(s) for s in test})
     result = {
         "protocol": f"fit on '{train_split}' ({len(train)} images), ROC AUC of 'tampered' on '{test_split}' "
-                    f"({len(test)} images); 0.5 is chance",
-        "histogram_logreg": _pairwise_logistic(train, test, lambda s: histogram_features(s.image)),
-        "border_noise_logreg": _pairwise_logistic(train, test, lambda s: border_noise_features(s.image, s.region)),
-        "texture_logreg": _pairwise_logistic(train, test, lambda s: texture_features(s.image, s.region)),
-        "surroundings_logreg": _pairwise_logistic(train, test, lambda s: surroundings_features(s.image, s.region)),
-        "location_logreg": _pairwise_logistic(train, test, lambda s: location_features(s.image, s.region)),
+                    f"({len(test)} images of {n_patients} patients); 0.5 is chance; in brackets the 95 % interval, "
+                    f"the test patients resampled ({INTERVAL_RESAMPLES} times, each with all its slices)",
+    }
+    intervals: dict[str, dict] = {}
+    features = {
+        "histogram_logreg": lambda s: histogram_features(s.image),
+        "border_noise_logreg": lambda s: border_noise_features(s.image, s.region),
+        "texture_logreg": lambda s: texture_features(s.image, s.region),
+        "surroundings_logreg": lambda s: surroundings_features(s.image, s.region),
+        "location_logreg": lambda s: location_features(s.image, s.region),
     }
     if not any(np.isnan(brain_level_features(s)).any() for s in train + test):
-        result["brain_level_logreg"] = _pairwise_logistic(train, test, brain_level_features)
+        features["brain_level_logreg"] = brain_level_features
+    for name, feats in features.items():
+        intervals[name] = {}
+        result[name] = _pairwise_logistic(train, test, feats, intervals[name])
     if cnn_seconds > 0:
-        result["small_cnn"], result["small_cnn_training"] = cnn_detector(train, test, seconds=cnn_seconds, seed=seed)
+        intervals["small_cnn"] = {}
+        result["small_cnn"], result["small_cnn_training"] = cnn_detector(train, test, seconds=cnn_seconds, seed=seed,
+                                                                         intervals=intervals["small_cnn"])
+    result["intervals"] = intervals
     return result

@@ -1,0 +1,127 @@
+"""Confidence intervals for the evaluation's figures, by resampling patients.
+
+The slices of one patient are not independent: neighbouring slices of one scan share its anatomy, contrast and
+noise, and the model tends to be right or wrong on them together. An interval that resamples slices would be too
+narrow; this one resamples **patients** with replacement (a cluster bootstrap) and takes every slice of each
+patient drawn, as many times as it was drawn. The interval is the percentile one (2.5th and 97.5th percentiles of
+the resampled figures for a 95 % level).
+
+Pure numpy; no Django. The point estimates are the contract's own figures (``metrics.classification_metrics``).
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from .labels import VERDICTS
+from .metrics import is_tampered
+
+METHOD = "patient-clustered percentile bootstrap"
+DEFAULT_RESAMPLES = 2000
+
+
+def weighted_roc_auc(y_true: Sequence[bool], scores: Sequence[float], weights: np.ndarray) -> np.ndarray:
+    """ROC AUC (Mann-Whitney, ties one half) of each row of ``weights`` (R x n: how many times each item counts);
+    NaN for a row with no weight on one of the two classes. A row of integer counts gives the AUC of the data with
+    each item repeated that many times."""
+    y = np.asarray(y_true, dtype=bool)
+    s = np.asarray(scores, dtype=np.float64)
+    w = np.atleast_2d(np.asarray(weights, dtype=np.float64))
+    if y.shape != s.shape or w.shape[1] != y.shape[0]:
+        raise ValueError("y_true, scores and the weights' columns differ in length.")
+    values, inverse = np.unique(s, return_inverse=True)  # ascending distinct scores
+    onehot = np.zeros((len(s), len(values)))
+    onehot[np.arange(len(s)), inverse] = 1.0
+    pos = w[:, y] @ onehot[y]  # R x K: positive weight at each distinct score
+    neg = w[:, ~y] @ onehot[~y]
+    below = np.cumsum(neg, axis=1) - neg  # negative weight strictly below each score
+    total_pos, total_neg = pos.sum(axis=1), neg.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        auc = (pos * (below + 0.5 * neg)).sum(axis=1) / (total_pos * total_neg)
+    auc[(total_pos == 0) | (total_neg == 0)] = np.nan
+    return auc
+
+
+def _figures(weights: np.ndarray, truth: np.ndarray, predicted: np.ndarray, tampered: np.ndarray,
+             scores: np.ndarray, ious: np.ndarray) -> dict[str, np.ndarray]:
+    """Every figure for each row of ``weights`` (R x n image multiplicities); NaN where undefined."""
+    k = len(VERDICTS)
+    cells = np.zeros((len(truth), k * k))
+    cells[np.arange(len(truth)), truth * k + predicted] = 1.0
+    matrix = (weights @ cells).reshape(-1, k, k)  # R x truth x predicted
+    diag = np.diagonal(matrix, axis1=1, axis2=2)
+    total = matrix.sum(axis=(1, 2))
+    support, predicted_n = matrix.sum(axis=2), matrix.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        precision = np.where(predicted_n > 0, diag / predicted_n, 0.0)
+        recall = np.where(support > 0, diag / support, 0.0)
+        f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
+        present = (support > 0) | (predicted_n > 0)  # as metrics.macro_f1: an absent label says nothing
+        macro = np.where(present.any(axis=1), (f1 * present).sum(axis=1) / present.sum(axis=1), 0.0)
+        accuracy = np.where(total > 0, diag.sum(axis=1) / total, np.nan)
+        has_region = ~np.isnan(ious)
+        iou_weight = weights[:, has_region].sum(axis=1)
+        mean_iou = np.where(iou_weight > 0, weights[:, has_region] @ ious[has_region] / iou_weight, np.nan)
+    out = {"accuracy": accuracy, "macro_f1": macro, "mean_iou": mean_iou,
+           "tamper_auc": weighted_roc_auc(tampered, scores, weights)}
+    for i, v in enumerate(VERDICTS):
+        # a class absent from a resample has no F1 to speak of (not 0: that would drag the interval down)
+        out[f"f1_{v}"] = np.where(present[:, i], f1[:, i], np.nan)
+    return out
+
+
+def _interval(estimate: float, samples: np.ndarray, level: float) -> dict:
+    finite = samples[np.isfinite(samples)]
+    if not np.isfinite(estimate) or not len(finite):
+        return {"estimate": None if not np.isfinite(estimate) else float(estimate), "low": None, "high": None}
+    tail = (1.0 - level) / 2.0 * 100.0
+    low, high = np.percentile(finite, [tail, 100.0 - tail])
+    return {"estimate": float(estimate), "low": float(low), "high": float(high)}
+
+
+def bootstrap_intervals(rows: Sequence[dict], patients: Sequence[str], *, resamples: int = DEFAULT_RESAMPLES,
+                        seed: int = 0, level: float = 0.95) -> dict:
+    """Intervals for accuracy, macro F1, each class's F1, mean IoU and tamper AUC of ``rows`` (predictions.jsonl's
+    rows: ``verdict``, ``predicted``, ``tamper_score``, ``iou``), resampling the ``patients`` (one ID per row)."""
+    if len(rows) != len(patients):
+        raise ValueError(f"{len(rows)} prediction rows but {len(patients)} patient IDs.")
+    if not rows:
+        raise ValueError("No predictions to resample.")
+    if resamples < 1:
+        raise ValueError(f"resamples must be at least 1, got {resamples}.")
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level must lie between 0 and 1, got {level}.")
+    index = {v: i for i, v in enumerate(VERDICTS)}
+    try:
+        truth = np.array([index[r["verdict"]] for r in rows])
+        predicted = np.array([index[r["predicted"]] for r in rows])
+    except KeyError as exc:
+        raise ValueError(f"Unknown verdict {exc.args[0]!r}; expected one of {list(VERDICTS)}.") from None
+    tampered = np.array([is_tampered(r["verdict"]) for r in rows])
+    scores = np.array([float(r["tamper_score"]) for r in rows])
+    ious = np.array([np.nan if r["iou"] is None else float(r["iou"]) for r in rows])
+    ids, patient_of = np.unique(np.asarray([str(p) for p in patients]), return_inverse=True)
+
+    point = _figures(np.ones((1, len(rows))), truth, predicted, tampered, scores, ious)
+    rng = np.random.default_rng(seed)
+    samples = {key: [] for key in point}
+    for start in range(0, resamples, 250):  # in chunks: the weight matrix stays small
+        n = min(250, resamples - start)
+        drawn = rng.integers(0, len(ids), size=(n, len(ids)))
+        counts = np.zeros((n, len(ids)))
+        np.add.at(counts, (np.repeat(np.arange(n), len(ids)), drawn.ravel()), 1.0)
+        for key, values in _figures(counts[:, patient_of], truth, predicted, tampered, scores, ious).items():
+            samples[key].append(values)
+    out = {"method": METHOD, "level": level, "resamples": int(resamples), "seed": int(seed),
+           "n_images": len(rows), "n_patients": int(len(ids))}
+    for key in ("accuracy", "macro_f1", "mean_iou", "tamper_auc"):
+        out[key] = _interval(float(point[key][0]), np.concatenate(samples[key]), level)
+    out["f1"] = {v: _interval(float(point[f"f1_{v}"][0]), np.concatenate(samples[f"f1_{v}"]), level)
+                 for v in VERDICTS}
+    return out
+
+
+def accuracy_interval(rows: Sequence[dict], patients: Sequence[str], **kwargs) -> dict:
+    """The accuracy interval alone (for the breakdown by group)."""
+    return bootstrap_intervals(rows, patients, **kwargs)["accuracy"]
