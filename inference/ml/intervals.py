@@ -43,6 +43,14 @@ def weighted_roc_auc(y_true: Sequence[bool], scores: Sequence[float], weights: n
     return auc
 
 
+def patient_counts(n_patients: int, resamples: int, rng: np.random.Generator) -> np.ndarray:
+    """resamples x n_patients: how many times each patient is drawn in each resample (with replacement)."""
+    drawn = rng.integers(0, n_patients, size=(resamples, n_patients))
+    counts = np.zeros((resamples, n_patients))
+    np.add.at(counts, (np.repeat(np.arange(resamples), n_patients), drawn.ravel()), 1.0)
+    return counts
+
+
 def _figures(weights: np.ndarray, truth: np.ndarray, predicted: np.ndarray, tampered: np.ndarray,
              scores: np.ndarray, ious: np.ndarray) -> dict[str, np.ndarray]:
     """Every figure for each row of ``weights`` (R x n image multiplicities); NaN where undefined."""
@@ -108,9 +116,7 @@ def bootstrap_intervals(rows: Sequence[dict], patients: Sequence[str], *, resamp
     samples = {key: [] for key in point}
     for start in range(0, resamples, 250):  # in chunks: the weight matrix stays small
         n = min(250, resamples - start)
-        drawn = rng.integers(0, len(ids), size=(n, len(ids)))
-        counts = np.zeros((n, len(ids)))
-        np.add.at(counts, (np.repeat(np.arange(n), len(ids)), drawn.ravel()), 1.0)
+        counts = patient_counts(len(ids), n, rng)
         for key, values in _figures(counts[:, patient_of], truth, predicted, tampered, scores, ious).items():
             samples[key].append(values)
     out = {"method": METHOD, "level": level, "resamples": int(resamples), "seed": int(seed),

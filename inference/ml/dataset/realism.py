@@ -227,16 +227,13 @@ def _patient(sample: Sample) -> str:
 def auc_interval(y: np.ndarray, score: np.ndarray, patients, *, resamples: int = INTERVAL_RESAMPLES,
                  seed: int = 0, level: float = 0.95) -> list[float] | None:
     """95 % interval of the ROC AUC, resampling patients (all slices of each drawn one); None with one class."""
-    from ..intervals import weighted_roc_auc
+    from ..intervals import patient_counts, weighted_roc_auc
 
     y = np.asarray(y, dtype=bool)
     if y.all() or not y.any():
         return None
     ids, patient_of = np.unique(np.asarray([str(p) for p in patients]), return_inverse=True)
-    rng = np.random.default_rng(seed)
-    drawn = rng.integers(0, len(ids), size=(resamples, len(ids)))
-    counts = np.zeros((resamples, len(ids)))
-    np.add.at(counts, (np.repeat(np.arange(resamples), len(ids)), drawn.ravel()), 1.0)
+    counts = patient_counts(len(ids), resamples, np.random.default_rng(seed))
     aucs = weighted_roc_auc(y, np.asarray(score, dtype=np.float64), counts[:, patient_of])
     aucs = aucs[np.isfinite(aucs)]
     tail = (1.0 - level) / 2.0 * 100.0
