@@ -33,6 +33,8 @@ def test_card_counts_contact_sheet_and_realism(small_build):
     assert saved["counts"] == card["counts"]
     md = (small_build / "card" / "DATASET_CARD.md").read_text()
     assert "## Realism" in md and "fake_added/splice vs real_tumor" in md and "`location_logreg` is an audit" in md
+    assert "### Beyond the surroundings" in md and "texture_logreg - surroundings" in md
+    assert set(card["realism"]["beyond_surroundings"]) == {"histogram_logreg", "border_noise_logreg", "texture_logreg"}
     import cv2
 
     sheet = cv2.imread(str(small_build / "card" / "contact_sheet.png"))
@@ -73,6 +75,16 @@ def test_realism_catches_a_careless_method(small_slices, tmp_path):
 
     table = _realism_table(result)
     assert f"{result['border_noise_logreg']['all tampered vs authentic']} ({low:.2f}-{high:.2f})" in table
+    # the flat fill is read beyond what its surroundings tell: the paired difference is above 0 beyond doubt
+    beyond = result["beyond_surroundings"]["border_noise_logreg"]["all tampered vs authentic"]
+    expected = (result["border_noise_logreg"]["all tampered vs authentic"]
+                - result["surroundings_logreg"]["all tampered vs authentic"])
+    assert beyond["difference"] == pytest.approx(expected, abs=0.002)  # the reported AUCs are rounded
+    assert 0.0 < beyond["interval"][0] <= beyond["difference"] <= beyond["interval"][1]
+    from inference.ml.dataset.card import _beyond_table
+
+    assert f"{beyond['difference']:+.3f} ({beyond['interval'][0]:+.2f} to" in _beyond_table(
+        result["beyond_surroundings"])
 
 
 def test_auc_interval_resamples_patients():
@@ -89,6 +101,29 @@ def test_auc_interval_resamples_patients():
     assert many[0] < auc < many[1] and few[0] < auc < few[1]
     assert 0.05 < many[1] - many[0] < 0.2  # 100 against 100 independent slices: about +-0.07
     assert auc_interval(np.ones(5, bool), np.arange(5.0), list("abcde")) is None  # one class: no AUC
+
+
+def test_auc_difference_pairs_the_resamples():
+    """Two detectors' AUCs on the same slices: the paired interval of their difference is narrower than either
+    AUC's own interval when the two share most of their signal, and centred on the difference of the AUCs."""
+    from inference.ml.dataset.realism import auc_difference, auc_interval
+    from inference.ml.metrics import roc_auc
+
+    rng = np.random.default_rng(7)
+    y = np.array([i % 2 for i in range(240)], dtype=bool)
+    shared = np.where(y, rng.normal(0.7, 0.5, 240), rng.normal(0.3, 0.5, 240))
+    a = shared + np.where(y, 0.25, 0.0) + rng.normal(0, 0.05, 240)  # a: the shared signal and a little more
+    b = shared + rng.normal(0, 0.05, 240)
+    patients = [f"p{i % 24}" for i in range(240)]
+    d = auc_difference(y, a, b, patients, seed=3)
+    assert d["difference"] == pytest.approx(roc_auc(y, a) - roc_auc(y, b), abs=1e-3)
+    low, high = d["interval"]
+    assert 0.0 < low < d["difference"] < high  # a reads more than b, beyond doubt
+    own = auc_interval(y, a, patients, seed=3)
+    assert high - low < own[1] - own[0]  # what the two share cancels in the pairing
+    same = auc_difference(y, b, b, patients)
+    assert same == {"difference": 0.0, "interval": [0.0, 0.0]}
+    assert auc_difference(np.zeros(4, bool), np.arange(4.0), np.arange(4.0), list("abcd")) is None
 
 
 def test_surroundings_features_read_only_the_ring_outside_the_region():

@@ -151,6 +151,22 @@ def _realism_table(realism: dict) -> str:
     return "\n".join(lines)
 
 
+def _beyond_table(beyond: dict) -> str:
+    """Each trace detector's AUC minus the surroundings control's, with its paired interval."""
+    detectors = [d for d, rows in beyond.items() if rows]
+    names = list(beyond[detectors[0]].keys()) if detectors else []
+
+    def cell(detector: str, name: str) -> str:
+        d = beyond[detector].get(name)
+        return "n/a" if not d else f"{d['difference']:+.3f} ({d['interval'][0]:+.2f} to {d['interval'][1]:+.2f})"
+
+    lines = ["| comparison | " + " | ".join(f"{d} - surroundings" for d in detectors) + " |",
+             "|---|" + "---:|" * len(detectors)]
+    for n in names:
+        lines.append(f"| {n} | " + " | ".join(cell(d, n) for d in detectors) + " |")
+    return "\n".join(lines)
+
+
 def write_card(path: str | Path, *, build_seconds: float | None = None, realism: dict | None = None,
                measure: bool = True, cnn_seconds: float = 180.0, progress: bool = False) -> dict:
     """Write the card into ``path/card/``; measures realism unless given or ``measure`` is False."""
@@ -222,6 +238,12 @@ def write_card(path: str | Path, *, build_seconds: float | None = None, realism:
             md += ["`surroundings_logreg` is a control: the texture statistics of the ring 2-8 px outside the region "
                    "only, pixels no method changes. What it catches comes from where the region sits (an erased "
                    "tumour's surroundings stay), not from the edit; the trace detectors above it read the edit.", ""]
+        if realism.get("beyond_surroundings"):
+            md += ["### Beyond the surroundings: what the trace detectors read of the edit itself", "",
+                   "Each trace detector's AUC minus the surroundings control's on the same test slices; in brackets "
+                   "the 95 % interval, both AUCs recomputed on each of the same patient resamples. An interval "
+                   "wholly above 0 says the detector reads more than the place the region sits in.", "",
+                   _beyond_table(realism["beyond_surroundings"]), ""]
         if "location_logreg" in realism:
             md += ["`location_logreg` is an audit of placement: how well where the region sits in the head (front to "
                    "back, distance from the midline) alone tells each class from its lookalike.", ""]

@@ -241,6 +241,28 @@ def auc_interval(y: np.ndarray, score: np.ndarray, patients, *, resamples: int =
     return [round(float(low), 3), round(float(high), 3)]
 
 
+def auc_difference(y: np.ndarray, score_a: np.ndarray, score_b: np.ndarray, patients, *,
+                   resamples: int = INTERVAL_RESAMPLES, seed: int = 0, level: float = 0.95) -> dict | None:
+    """AUC of ``score_a`` minus AUC of ``score_b`` on the same slices, with a paired 95 % interval: both
+    AUCs computed on each of the same patient resamples (all slices of each drawn patient), so what the two
+    detectors share cancels. None with one class."""
+    from ..intervals import patient_counts, weighted_roc_auc
+
+    y = np.asarray(y, dtype=bool)
+    if y.all() or not y.any():
+        return None
+    ids, patient_of = np.unique(np.asarray([str(p) for p in patients]), return_inverse=True)
+    weights = patient_counts(len(ids), resamples, np.random.default_rng(seed))[:, patient_of]
+    point = weighted_roc_auc(y, np.asarray(score_a, np.float64), np.ones((1, len(y))))[0] - weighted_roc_auc(
+        y, np.asarray(score_b, np.float64), np.ones((1, len(y))))[0]
+    diffs = (weighted_roc_auc(y, np.asarray(score_a, np.float64), weights)
+             - weighted_roc_auc(y, np.asarray(score_b, np.float64), weights))
+    diffs = diffs[np.isfinite(diffs)]
+    tail = (1.0 - level) / 2.0 * 100.0
+    low, high = np.percentile(diffs, [tail, 100.0 - tail])
+    return {"difference": round(float(point), 3), "interval": [round(float(low), 3), round(float(high), 3)]}
+
+
 def _subsets(test: list[Sample]) -> dict[str, np.ndarray]:
     """name -> boolean selector over test samples."""
     verdicts = np.array([s.record.verdict for s in test])
@@ -275,9 +297,11 @@ def _logistic(train_x, train_y, test_x) -> np.ndarray:
     return model.predict_proba(test_x)[:, 1]
 
 
-def _pairwise_logistic(train: list[Sample], test: list[Sample], feats, intervals: dict | None = None) -> dict:
+def _pairwise_logistic(train: list[Sample], test: list[Sample], feats, intervals: dict | None = None,
+                       scores: dict | None = None) -> dict:
     """One logistic regression per comparison (fitted on the same comparison in train); ``intervals`` (when
-    given) receives each comparison's 95 % interval."""
+    given) receives each comparison's 95 % interval, ``scores`` its test scores (in the order of the comparison's
+    test slices)."""
     x_tr = np.stack([feats(s) for s in train])
     x_te = np.stack([feats(s) for s in test])
     y_tr = np.array([s.tampered for s in train])
@@ -292,10 +316,32 @@ def _pairwise_logistic(train: list[Sample], test: list[Sample], feats, intervals
                 intervals[name] = None
             continue
         score = _logistic(x_tr[tr_sel[name]], y_tr[tr_sel[name]], x_te[sel])
+        if scores is not None:
+            scores[name] = score
         report[name] = _auc(y_te[sel], score)
         if intervals is not None:
             intervals[name] = auc_interval(y_te[sel], score, patients[sel]) if report[name] is not None else None
     return report
+
+
+TRACE_DETECTORS = ("histogram_logreg", "border_noise_logreg", "texture_logreg")
+
+
+def _beyond_surroundings(test: list[Sample], scores: dict) -> dict:
+    """For each trace detector and comparison: its AUC minus the surroundings control's, with the paired
+    interval of `auc_difference`. An interval above 0 says the detector reads more than the place the region
+    sits in, beyond the doubt of this test split."""
+    y = np.array([s.tampered for s in test])
+    patients = np.array([_patient(s) for s in test])
+    control = scores.get("surroundings_logreg", {})
+    out: dict[str, dict] = {}
+    for detector in TRACE_DETECTORS:
+        out[detector] = {}
+        for name, sel in _subsets(test).items():
+            a, b = scores.get(detector, {}).get(name), control.get(name)
+            out[detector][name] = (None if a is None or b is None
+                                   else auc_difference(y[sel], a, b, patients[sel]))
+    return out
 
 
 def region_crop(image: np.ndarray, region: np.ndarray | None, size: int) -> np.ndarray:
@@ -401,9 +447,11 @@ def measure_realism(ds: CocoDataset, *, seed: int = 0, cnn_seconds: float = 180.
     }
     if not any(np.isnan(brain_level_features(s)).any() for s in train + test):
         features["brain_level_logreg"] = brain_level_features
+    scores: dict[str, dict] = {}
     for name, feats in features.items():
-        intervals[name] = {}
-        result[name] = _pairwise_logistic(train, test, feats, intervals[name])
+        intervals[name], scores[name] = {}, {}
+        result[name] = _pairwise_logistic(train, test, feats, intervals[name], scores[name])
+    result["beyond_surroundings"] = _beyond_surroundings(test, scores)
     if cnn_seconds > 0:
         intervals["small_cnn"] = {}
         result["small_cnn"], result["small_cnn_training"] = cnn_detector(train, test, seconds=cnn_seconds, seed=seed,
