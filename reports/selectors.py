@@ -32,6 +32,71 @@ class ModelCard:
     meta: dict = field(default_factory=dict)  # everything else the bundle says about itself
     card_text: str = ""  # models/MODEL_CARD.md (or MODEL_CARD.md beside the weights)
 
+    @property
+    def facts(self) -> list[tuple[str, str]]:
+        """The bundle's training and calibration record in words (`card_facts`)."""
+        return card_facts(self.meta)
+
+    @property
+    def meta_json(self) -> str:
+        import json
+
+        return json.dumps(self.meta, indent=2, sort_keys=True, default=str)
+
+
+def _short(sha: object) -> str:
+    return str(sha or "")[:12]
+
+
+def card_facts(meta: dict) -> list[tuple[str, str]]:
+    """What a reader of the model page wants from a bundle's metadata, in words: how it was trained, from
+    what, and what it was calibrated on. Keys a bundle lacks are left out; the whole record stays available
+    as JSON (`ModelCard.meta_json`)."""
+    facts: list[tuple[str, str]] = []
+    if meta.get("train_split") or meta.get("dataset_dir"):
+        text = f"split '{meta.get('train_split') or '?'}' of {meta.get('dataset_dir') or '?'}"
+        if meta.get("dataset_sha256"):
+            text += f" (annotations.json sha256 {_short(meta['dataset_sha256'])}...)"
+        facts.append(("Trained on", text))
+    if meta.get("train_sites"):
+        facts.append(("Sites and corpora seen", ", ".join(map(str, meta["train_sites"]))))
+    if meta.get("train_methods"):
+        facts.append(("Tampering methods seen", ", ".join(map(str, meta["train_methods"]))))
+    if meta.get("steps") is not None:
+        parts = [f"{meta['steps']} optimiser steps"]
+        if meta.get("epochs_completed") is not None:
+            parts.append(f"{meta['epochs_completed']} epochs")
+        if meta.get("train_minutes") is not None:
+            parts.append(f"{meta['train_minutes']} minutes")
+        if meta.get("device"):
+            parts.append(f"on {meta['device']}")
+        facts.append(("Training", ", ".join(parts)))
+    init = meta.get("init_from")
+    if isinstance(init, dict):
+        facts.append(("Continued from", f"{init.get('name', '?')} {init.get('version', '')} "
+                                        f"(sha256 {_short(init.get('sha256'))}...)".replace("  ", " ")))
+    averaged = meta.get("averaged_from")
+    if isinstance(averaged, list) and averaged:
+        facts.append(("Weights averaged from", "; ".join(
+            f"{a.get('weight', '?')} x {a.get('version') or a.get('file', '?')} (sha256 {_short(a.get('sha256'))}...)"
+            for a in averaged if isinstance(a, dict))))
+    cal = meta.get("calibrated_on")
+    if isinstance(cal, dict):
+        text = f"split '{cal.get('split', '?')}' of {cal.get('dataset_dir', '?')}"
+        if cal.get("n_images") is not None:
+            text += f", {cal['n_images']} images"
+        figures = cal.get("metrics") or {}
+        if isinstance(figures, dict) and figures.get("accuracy") is not None:
+            text += f": accuracy {float(figures['accuracy']):.3f}"
+            if figures.get("macro_f1") is not None:
+                text += f", macro F1 {float(figures['macro_f1']):.3f}"
+        facts.append(("Calibrated on", text))
+    if meta.get("shipped"):
+        facts.append(("Shipped", str(meta["shipped"])))
+    if meta.get("stored_dtype"):
+        facts.append(("Weights stored as", str(meta["stored_dtype"])))
+    return facts
+
 
 def _card_text(weights: Path) -> str:
     for candidate in (weights.parent / "MODEL_CARD.md", Path(settings.BASE_DIR) / "models" / "MODEL_CARD.md"):
@@ -95,6 +160,65 @@ def evaluation_run_latest(*, model_sha256: str | None = None) -> EvaluationRun |
     if model_sha256:
         qs = qs.filter(model_sha256=model_sha256)
     return qs.order_by("-created_at", "-id").first()
+
+
+SHIPPED_EVALUATION_DIR = "evaluation"  # beside the weights: models/evaluation/ for models/detector.pt
+
+
+@dataclass
+class ShippedEvaluation:
+    run: EvaluationRun | None  # unsaved; None when there is none to show
+    path: str
+    evaluated_at: str = ""
+    problem: str = ""  # why a folder that is there cannot be shown
+
+
+def shipped_evaluation(card: ModelCard) -> ShippedEvaluation:
+    """The evaluation released with the installed weights: evaluate_detector's folder ``evaluation/`` beside
+    them (metrics.json; run.json, breakdown.json and intervals.json when present), as an unsaved EvaluationRun,
+    when its metrics name exactly these weights (same sha256) and every file is well formed. A fresh
+    installation shows it until an evaluation is recorded here."""
+    import json
+
+    from reports.services import evaluation_run_build
+
+    folder = Path(card.weights_path).parent / SHIPPED_EVALUATION_DIR
+    if not card.available or not (folder / "metrics.json").is_file():
+        return ShippedEvaluation(run=None, path=str(folder))
+
+    def read(name: str, required: bool = False):
+        path = folder / name
+        if not required and not path.is_file():
+            return None
+        value = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(value, dict):
+            raise ValueError(f"{name} holds {type(value).__name__}, not an object")
+        return value
+
+    try:
+        metrics, about = read("metrics.json", required=True), read("run.json") or {}
+        if str((metrics.get("model") or {}).get("sha256", "")) != card.sha256:
+            return ShippedEvaluation(run=None, path=str(folder),
+                                     problem=f"{folder}/metrics.json is of other weights than the installed ones.")
+        run = evaluation_run_build(
+            metrics=metrics, dataset_dir=str(about.get("dataset_dir") or ""), out_dir=str(folder),
+            split=about.get("split"), breakdown=read("breakdown.json"), intervals=read("intervals.json"),
+            dataset_sha256=str(about.get("dataset_sha256") or ""),
+        )
+    except (OSError, ValueError, TypeError, KeyError) as exc:  # json.JSONDecodeError and InvalidMetrics are ValueErrors
+        return ShippedEvaluation(run=None, path=str(folder), problem=f"{folder} cannot be shown: {exc}")
+    return ShippedEvaluation(run=run, path=str(folder), evaluated_at=str(about.get("evaluated_at") or ""))
+
+
+def evaluation_to_show(card: ModelCard) -> tuple[EvaluationRun | None, ShippedEvaluation | None]:
+    """What the model page shows: the newest evaluation of the installed model recorded here, else the one
+    shipped with its weights, else the newest of any model (the page flags it). The second item is the shipped
+    folder when it was consulted (its ``problem`` says why it could not be shown)."""
+    run = evaluation_run_latest(model_sha256=card.sha256) if card.sha256 else None
+    if run is not None:
+        return run, None
+    shipped = shipped_evaluation(card)
+    return (shipped.run or evaluation_run_latest()), shipped
 
 
 @dataclass

@@ -104,22 +104,25 @@ def _validate_intervals(intervals: dict) -> None:
         _validate_interval((group or {}).get("accuracy"), f"intervals['by_source'][{name!r}]['accuracy']")
 
 
-def evaluation_run_record(*, metrics: dict, dataset_dir: str, out_dir: str, split: str | None,
-                          breakdown: dict | None = None, intervals: dict | None = None) -> EvaluationRun:
-    """Store one evaluation (the whole metrics.json of evaluate_detector, and its breakdown.json and
-    intervals.json when given) and audit it."""
+def evaluation_run_build(*, metrics: dict, dataset_dir: str, out_dir: str, split: str | None,
+                         breakdown: dict | None = None, intervals: dict | None = None,
+                         dataset_sha256: str | None = None) -> EvaluationRun:
+    """One evaluation (the whole metrics.json of evaluate_detector, and its breakdown.json and intervals.json
+    when given), checked and built but not saved. ``dataset_sha256``: the dataset's annotations.json digest,
+    read from ``dataset_dir`` when not given. Raises InvalidMetrics (a ValueError) on a malformed file."""
     _validate_metrics(metrics)
     if breakdown is not None:
         _validate_breakdown(breakdown)
     if intervals is not None:
         _validate_intervals(intervals)
     model = metrics["model"]
-    run = EvaluationRun.objects.create(
+    return EvaluationRun(
         model_name=str(model["name"])[:200],
         model_version=str(model["version"])[:100],
         model_sha256=str(model["sha256"])[:64],
         dataset_dir=str(dataset_dir),
-        dataset_sha256=_file_sha256(Path(dataset_dir) / "annotations.json"),
+        dataset_sha256=(str(dataset_sha256)[:64] if dataset_sha256 is not None
+                        else _file_sha256(Path(dataset_dir) / "annotations.json")),
         split=split or "",
         out_dir=str(out_dir),
         n_images=int(metrics["n_images"]),
@@ -131,6 +134,14 @@ def evaluation_run_record(*, metrics: dict, dataset_dir: str, out_dir: str, spli
         breakdown=breakdown or {},
         intervals=intervals or {},
     )
+
+
+def evaluation_run_record(*, metrics: dict, dataset_dir: str, out_dir: str, split: str | None,
+                          breakdown: dict | None = None, intervals: dict | None = None) -> EvaluationRun:
+    """Store one evaluation (`evaluation_run_build`) and audit it."""
+    run = evaluation_run_build(metrics=metrics, dataset_dir=dataset_dir, out_dir=out_dir, split=split,
+                               breakdown=breakdown, intervals=intervals)
+    run.save()
     audit_record(
         action=actions.EVALUATION_RECORDED,
         obj=run,

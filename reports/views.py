@@ -10,23 +10,25 @@ from reports.selectors import (
     NoFinishedAnalysis,
     dashboard_for,
     evaluation_breakdown_tables,
-    evaluation_run_latest,
     evaluation_run_list,
     evaluation_tables,
     model_card_current,
     scan_report_for,
+    evaluation_to_show,
 )
 
 
 @login_required
 def model_page(request):
     card = model_card_current()
+    shipped = None
     if request.GET.get("run", "").isdigit():
         run = get_object_or_404(EvaluationRun, pk=int(request.GET["run"]))
     else:
-        # The newest evaluation of the installed model, else the newest of any model (flagged on the page).
-        run = (evaluation_run_latest(model_sha256=card.sha256) if card.sha256 else None) or evaluation_run_latest()
-    context = {"card": card, "run": run, "runs": evaluation_run_list(limit=20)}
+        run, shipped = evaluation_to_show(card)
+    context = {"card": card, "run": run, "runs": evaluation_run_list(limit=20),
+               "shipped": shipped if shipped is not None and run is not None and run is shipped.run else None,
+               "shipped_problem": shipped.problem if shipped is not None else ""}
     if run is not None:
         tables = evaluation_tables(run)
         context.update(

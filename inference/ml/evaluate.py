@@ -7,6 +7,8 @@ Writes to OUT_DIR (``../shared/docs/dataset-and-evaluation.md``):
   paper's), recall by tampering method and by source, COCO mask/box AP;
 - ``f1_by_class.png``, ``test_distribution.png``, ``confusion_matrix.png``;
 - ``intervals.json``: 95 % confidence intervals of the main figures, resampling patients (``intervals``);
+- ``run.json``: what was evaluated (dataset folder, its annotations.json sha256, split, images, when), so that
+  the folder can travel with the weights (``models/evaluation/``) and still say what it measured;
 - ``coco_ap.json`` (pycocotools), and with ``robustness=True`` ``robustness.json`` (the same metrics after
   contrast, noise, JPEG and resampling perturbations).
 
@@ -418,6 +420,18 @@ def write_charts(out_dir: Path, metrics: dict) -> list[Path]:
     return paths
 
 
+def run_description(dataset_dir: str | Path, split: str | None, n_images: int) -> dict:
+    """run.json: the dataset folder, the sha256 of its annotations.json, the split, the number of images and
+    the time (UTC) of the evaluation."""
+    from datetime import datetime, timezone
+
+    from .predictor import file_sha256
+
+    return {"dataset_dir": str(dataset_dir), "dataset_sha256": file_sha256(Path(dataset_dir) / "annotations.json"),
+            "split": split, "n_images": int(n_images),
+            "evaluated_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+
+
 def evaluate_dataset(
     dataset_dir: str | Path,
     out_dir: str | Path,
@@ -468,6 +482,8 @@ def evaluate_dataset(
         for row in rows:
             fh.write(json.dumps(row) + "\n")
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    (out / "run.json").write_text(json.dumps(run_description(dataset_dir, split, len(records)), indent=2) + "\n",
+                                  encoding="utf-8")
 
     extra = {
         "dataset_dir": str(dataset_dir),

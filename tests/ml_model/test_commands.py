@@ -90,8 +90,17 @@ def test_evaluate_detector_writes_the_contract(tiny_dataset, random_bundle, tmp_
     assert sum(g["n"] for g in intervals["by_source"].values()) == 4
     assert "## 95 % confidence intervals (patients resampled)" in (out / "tables.md").read_text()
 
+    # run.json says what was measured, so the folder can travel with the weights
+    from inference.ml.predictor import file_sha256
+
+    about = json.loads((out / "run.json").read_text())
+    assert about["dataset_dir"] == str(tiny_dataset) and about["split"] == "test" and about["n_images"] == 4
+    assert about["dataset_sha256"] == file_sha256(tiny_dataset / "annotations.json")
+    assert about["evaluated_at"].endswith("+00:00")
+
     run = EvaluationRun.objects.get()
     assert run.n_images == 4 and run.split == "test"
+    assert run.dataset_sha256 == about["dataset_sha256"]
     assert run.breakdown == breakdown  # breakdown.json as written, for the model page
     assert run.intervals == intervals
     assert run.model_sha256 == metrics["model"]["sha256"]

@@ -120,7 +120,8 @@ def test_the_headline_figures_show_their_intervals(client_a, settings, tmp_path,
     settings.DETECTOR_WEIGHTS = str(tmp_path / "absent.pt")
     evaluation_run_record(metrics=metrics, dataset_dir="d", out_dir="o", split="test")
     html = client_a.get(reverse("reports:model")).content.decode()
-    assert "95 % CI" not in html and 'id="interval-note"' not in html  # a run without intervals shows none
+    evaluation = html[html.index('id="eval-title"'):]  # (the model card text above may quote intervals)
+    assert "95 % CI" not in evaluation and 'id="interval-note"' not in html  # a run without intervals shows none
 
     evaluation_run_record(metrics=metrics, dataset_dir="d", out_dir="o", split="test", intervals=INTERVALS)
     html = client_a.get(reverse("reports:model")).content.decode()
@@ -131,3 +132,103 @@ def test_the_headline_figures_show_their_intervals(client_a, settings, tmp_path,
     auc = html[html.index('id="headline-tamper-auc"'):]
     assert "95 % CI" not in auc[:auc.index("</div></div>") + 12]  # no interval to show: nothing invented
     assert "the 2 patients behind these images resampled 2000 times" in html
+
+
+def _ship_evaluation(folder, metrics, *, intervals=None, about=None):
+    import json
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    if about is not None:
+        (folder / "run.json").write_text(json.dumps(about))
+    if intervals is not None:
+        (folder / "intervals.json").write_text(json.dumps(intervals))
+
+
+def test_a_fresh_installation_shows_the_evaluation_shipped_with_the_weights(client_a, settings, tmp_path, metrics):
+    """models/evaluation/ beside models/detector.pt: shown, marked as the release's, until one is recorded here."""
+    from inference.ml.model import save_random_bundle
+    from inference.ml.predictor import file_sha256
+    from reports.models import EvaluationRun
+    from tests.reports.test_evaluation import INTERVALS
+
+    weights = save_random_bundle(tmp_path / "w.pt", backbone="tiny", seed=4)
+    settings.DETECTOR_WEIGHTS = str(weights)
+    metrics["model"]["sha256"] = file_sha256(weights)
+    _ship_evaluation(tmp_path / "evaluation", metrics, intervals=INTERVALS,
+                     about={"dataset_dir": "/data/release-set", "dataset_sha256": "ab" * 32, "split": "test",
+                            "n_images": metrics["n_images"], "evaluated_at": "2026-12-04T18:30:00+00:00"})
+
+    response = client_a.get(reverse("reports:model"))
+    html = response.content.decode()
+    assert "No evaluation recorded yet" not in html
+    assert 'id="shipped-evaluation"' in html and "Measured when this model was released" in html
+    assert "/data/release-set" in html and "2026-12-04T18:30:00+00:00" in html
+    assert f"{metrics['accuracy']:.3f}" in html and "95 % CI 0.500–1.000" in html  # its figures and intervals
+    assert "not of the installed model" not in html
+    assert response.context["run"].pk is None and EvaluationRun.objects.count() == 0  # read, not stored
+
+    # once an evaluation of these weights is recorded here, that one is shown
+    metrics["accuracy"] = 0.25
+    evaluation_run_record(metrics=metrics, dataset_dir="/data/here", out_dir="o", split="test")
+    html = client_a.get(reverse("reports:model")).content.decode()
+    assert 'id="shipped-evaluation"' not in html and "/data/here" in html and "0.250" in html
+
+
+def test_a_shipped_evaluation_of_other_weights_or_malformed_is_not_shown(client_a, settings, tmp_path, metrics):
+    from inference.ml.model import save_random_bundle
+
+    weights = save_random_bundle(tmp_path / "w.pt", backbone="tiny", seed=4)
+    settings.DETECTOR_WEIGHTS = str(weights)
+    _ship_evaluation(tmp_path / "evaluation", metrics)  # the fixture's sha256 is not these weights'
+    html = client_a.get(reverse("reports:model")).content.decode()
+    assert "No evaluation recorded yet" in html and 'id="shipped-evaluation"' not in html
+    assert "is of other weights than the installed ones" in html
+
+    (tmp_path / "evaluation" / "metrics.json").write_text('{"accuracy": 0.9')  # cut short
+    response = client_a.get(reverse("reports:model"))
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "No evaluation recorded yet" in html and "cannot be shown" in html
+
+
+def test_the_model_facts_are_said_in_words():
+    from reports.selectors import card_facts
+
+    meta = {
+        "dataset_dir": "/tmp/data", "dataset_sha256": "669f6f7d4a9f" + "0" * 52, "train_split": "train",
+        "train_methods": ["gan", "splice"], "train_sites": ["TCGA-CS", "tcia"], "steps": 3650,
+        "epochs_completed": 10, "train_minutes": 6.51, "device": "NVIDIA H200",
+        "init_from": {"name": "m", "version": "0.8.0", "sha256": "7b8ddd06039a" + "1" * 52},
+        "averaged_from": [{"weight": 0.5, "version": "d", "sha256": "eb6a1fdf67c3" + "2" * 52},
+                          {"weight": 0.5, "file": "/x/E.pt", "sha256": "c4cc2ca5512e" + "3" * 52}],
+        "calibrated_on": {"dataset_dir": "/work/data/v12", "split": "val", "n_images": 780,
+                          "metrics": {"accuracy": 0.90897, "macro_f1": 0.90895}},
+        "shipped": "2026-12-04T18:44:53", "stored_dtype": "float16", "validation": {},
+    }
+    facts = dict(card_facts(meta))
+    assert facts["Trained on"] == "split 'train' of /tmp/data (annotations.json sha256 669f6f7d4a9f...)"
+    assert facts["Training"] == "3650 optimiser steps, 10 epochs, 6.51 minutes, on NVIDIA H200"
+    assert facts["Continued from"] == "m 0.8.0 (sha256 7b8ddd06039a...)"
+    assert facts["Weights averaged from"] == "0.5 x d (sha256 eb6a1fdf67c3...); 0.5 x /x/E.pt (sha256 c4cc2ca5512e...)"
+    assert facts["Calibrated on"] == "split 'val' of /work/data/v12, 780 images: accuracy 0.909, macro F1 0.909"
+    assert facts["Sites and corpora seen"] == "TCGA-CS, tcia" and facts["Weights stored as"] == "float16"
+    assert card_facts({}) == []  # a bundle that says nothing gets no invented rows
+
+
+def test_the_model_page_shows_the_facts_and_the_whole_metadata(client_a, settings, tmp_path):
+    from inference.ml.model import load_bundle, save_bundle, save_random_bundle
+
+    bundle = load_bundle(save_random_bundle(tmp_path / "r.pt", backbone="tiny", seed=4))
+    bundle["meta"].update(train_split="train", dataset_dir="/data/d", steps=12, device="cpu",
+                          calibrated_on={"dataset_dir": "/data/d", "split": "val", "n_images": 8})
+    settings.DETECTOR_WEIGHTS = str(save_bundle(bundle, tmp_path / "w.pt"))
+    response = client_a.get(reverse("reports:model"))
+    html = response.content.decode()
+    card = response.context["card"]
+    assert [label for label, _ in card.facts] == ["Trained on", "Training", "Calibrated on"]
+    for label, value in card.facts:
+        assert f'<th scope="row">{label}</th>' in html
+    assert 'id="model-metadata"' in html
+    assert all(f'&quot;{key}&quot;' in html for key in card.meta)  # every key in the JSON record (escaped)
+    assert "{&#x27;" not in html  # no Python dict dumped into a cell
