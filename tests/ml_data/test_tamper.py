@@ -412,3 +412,111 @@ def test_choose_donor_takes_the_donor_whose_tissue_is_spread_like_the_targets(ca
     assert choose_donor(target, spreads[::-1]) == 1
     assert choose_donor(target, [spreads[0], spreads[2]]) in (0, 1)  # both 2x off: either will do
     assert choose_donor(np.zeros_like(target), spreads) == 0  # no tissue to compare: the first offered
+
+
+def _dark_top_slice(index: int = 81):
+    """A real slice near the top of a TCGA-LGG stack whose background noise passes the plain head cut (the whole
+    field did: tamper-v12 put tumours in the air on such slices)."""
+    import tempfile
+    from pathlib import Path
+
+    from inference.ml.dataset.readers import read_kaggle3m
+    from tests.ml_data.conftest import LGG
+
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "kaggle_3m").mkdir()
+        (Path(tmp) / "kaggle_3m" / "TCGA_HT_A61B_19991127").symlink_to(LGG / "TCGA_HT_A61B_19991127")
+        slices = read_kaggle3m(tmp)
+    return next(s for s in slices if s.file.endswith(f"_{index}.tif"))
+
+
+def test_the_head_of_a_dark_noisy_slice_is_the_head_not_the_field():
+    from inference.ml.tamper.anatomy import analyse, head_mask
+
+    s = _dark_top_slice()
+    img = s.image.astype(np.float32)
+    plain = ndi.gaussian_filter(img, 1.5) > 0.1 * np.percentile(img, 99)
+    assert plain.mean() > 0.8  # the plain cut takes nearly the whole field for head
+    head = head_mask(s.image)
+    assert 0.01 < head.mean() < 0.15  # the top of a head, in the middle of the field
+    ys, xs = np.nonzero(head)
+    h, w = head.shape
+    assert ys.min() > 16 and xs.min() > 16 and ys.max() < h - 16 and xs.max() < w - 16  # air all around it
+    # and inside it the slice is brighter than the air around it
+    around = ndi.binary_dilation(head, iterations=20) & ~ndi.binary_dilation(head, iterations=8)
+    assert np.median(img[head]) > 2 * np.median(img[around])
+    assert (analyse(s.image).tissue & ~head).sum() == 0
+
+
+def test_a_clean_slice_keeps_the_plain_head(cases):
+    """The noise rule changes nothing where the field outside the head is dark."""
+    from inference.ml.tamper.anatomy import _largest_filled, head_mask
+
+    for t, h, _ in cases:
+        for s in (t, h):
+            img = s.image.astype(np.float32)
+            plain = _largest_filled(ndi.gaussian_filter(img, 1.5) > 0.1 * np.percentile(img, 99))
+            assert np.array_equal(head_mask(s.image), plain), s.key
+
+
+@pytest.mark.parametrize("name", ["splice", "gan"])
+def test_injections_on_a_dark_slice_stay_inside_the_head(name, cases):
+    from inference.ml.tamper.anatomy import head_mask
+
+    method = get_method(name, INJECT)
+    donors = [t for t, _, _ in cases]
+    # slice 74: a small head in a noisy field; every donor's tumour is placed, inside the head
+    s = _dark_top_slice(74)
+    head = head_mask(s.image)
+    assert head.mean() < 0.2
+    for seed, donor in enumerate(donors):
+        result = method.apply(TamperRequest(s.image, donor_image=donor.image, donor_mask=donor.mask),
+                              np.random.default_rng(seed))
+        assert head[result.mask].mean() >= 0.99
+        assert result.mask.sum() < head.sum() / 2
+    # slice 81: too little brain for any of these tumours: refused, never put in the air
+    s = _dark_top_slice(81)
+    for seed, donor in enumerate(donors):
+        with pytest.raises(NotApplicable):
+            method.apply(TamperRequest(s.image, donor_image=donor.image, donor_mask=donor.mask),
+                         np.random.default_rng(seed))
+
+
+def test_no_injection_on_a_slice_of_noise_above_the_head(cases):
+    """The slices above a head are noise that fills the field: there is no head there to put a tumour in."""
+    import tempfile
+    from pathlib import Path
+
+    from inference.ml.dataset.readers import read_kaggle3m
+    from inference.ml.tamper.anatomy import head_mask
+    from tests.ml_data.conftest import LGG
+
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "kaggle_3m").mkdir()
+        (Path(tmp) / "kaggle_3m" / "TCGA_DU_5851_19950428").symlink_to(LGG / "TCGA_DU_5851_19950428")
+        s = next(s for s in read_kaggle3m(tmp) if s.file.endswith("_36.tif"))
+    assert head_mask(s.image).mean() > 0.8  # no head/air boundary to be found
+    donor = cases[0][0]
+    for name in ("splice", "gan"):
+        with pytest.raises(NotApplicable, match="no head told from the air"):
+            get_method(name, INJECT).apply(TamperRequest(s.image, donor_image=donor.image, donor_mask=donor.mask),
+                                           np.random.default_rng(0))
+
+
+def test_an_injection_that_leaves_the_head_is_refused(monkeypatch, cases):
+    """Whatever a method's placement chose, `apply` refuses a tumour put outside the head."""
+    _, healthy, donor = cases[0]
+    method = get_method("splice", INJECT)
+    original_edit = type(method).edit
+
+    def edit_in_the_corner(self, request, anatomy, rng):
+        edited, region, params = original_edit(self, request, anatomy, rng)
+        moved = np.zeros_like(region)
+        ys, xs = np.nonzero(region)
+        moved[ys - ys.min(), xs - xs.min()] = True  # the same shape, in the slice's top-left corner (air)
+        return edited, moved, params
+
+    monkeypatch.setattr(type(method), "edit", edit_in_the_corner)
+    with pytest.raises(NotApplicable, match="leaves the head"):
+        method.apply(TamperRequest(healthy.image, donor_image=donor.image, donor_mask=donor.mask),
+                     np.random.default_rng(0))

@@ -19,6 +19,8 @@ from .blend import composite
 INJECT = "inject"
 REMOVE = "remove"
 SEAM_MARGIN = 0  # pixels outside the reported mask that a method may change
+HEAD_SPILL = 0.01  # share of an injected region that may lie outside the head (anatomy.head_mask)
+HEAD_FIELD = 0.8  # a "head" covering more of the slice than this is noise (a slice above the head), not a head
 
 
 class NotApplicable(Exception):
@@ -80,10 +82,15 @@ class TamperMethod:
         request.validate(self.kind)
         original = np.asarray(request.image)
         anatomy = analyse(original, exclude=request.tumour)
+        if self.kind == INJECT and anatomy.head.mean() > HEAD_FIELD:
+            raise NotApplicable(f"{self.name}: no head told from the air on this slice (noise only?)")
         edited, region, params = self.edit(request, anatomy, rng)
         region = np.asarray(region, dtype=bool)
         if not region.any():
             raise NotApplicable(f"{self.name}: empty edit region")
+        if self.kind == INJECT and (region & ~anatomy.head).sum() > HEAD_SPILL * region.sum():
+            # the last word on placement: whatever a method chose, no tumour is put in the air
+            raise NotApplicable(f"{self.name}: the injected region leaves the head")
         applied: dict = {}
         if touch_ups:
             forbidden = region.copy()
