@@ -64,18 +64,21 @@ def head_mask(image: np.ndarray) -> np.ndarray:
     (smoothed), closed, the largest component. Where background noise passes that cut (dark slices at the top
     or bottom of a stack, shaded fields), it would take air for head and let tumours be put in the air: when
     what it adds more than 6 px beyond an Otsu head reaches the edge of the field (more than ``AIR_AT_THE_EDGE``
-    of the band ``EDGE`` px in from the border), that is air, and the Otsu head is used instead. (A tissue-versus-noise test of
-    the added part does not work on these 8-bit slices: quantised air and brain read alike.)"""
+    of the band ``EDGE`` px in from the border), that is air, and the Otsu head is used instead. (A
+    tissue-versus-noise test of the added part does not work on these 8-bit slices: quantised air and brain
+    read alike.)"""
     img = image.astype(np.float32)
     hi = float(np.percentile(img, 99))
     if hi <= 0:
         return np.zeros(img.shape, bool)
     plain = _largest_filled(ndi.gaussian_filter(img, 1.5) > 0.1 * hi)
-    core = _otsu_head(img, 0.1 * hi)
-    beyond = plain & ~ndi.binary_dilation(core, iterations=6)  # what the plain cut adds well beyond the Otsu head
     frame = np.zeros(img.shape, bool)
     frame[EDGE[0]:-EDGE[0], EDGE[0]:-EDGE[0]] = True
     frame[EDGE[1]:-EDGE[1], EDGE[1]:-EDGE[1]] = False
+    if plain[frame].mean() <= AIR_AT_THE_EDGE:
+        return plain  # the usual slice: the cut stays off the edge, so nothing it adds can be air there
+    core = _otsu_head(img, 0.1 * hi)
+    beyond = plain & ~ndi.binary_dilation(core, iterations=6)  # what the plain cut adds well beyond the Otsu head
     if core.any() and beyond[frame].mean() > AIR_AT_THE_EDGE:
         return core
     return plain
