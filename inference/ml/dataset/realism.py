@@ -224,21 +224,31 @@ def _patient(sample: Sample) -> str:
     return f"{sample.record.source}/{sample.record.patient_id}"
 
 
+def _patient_weights(patients, resamples: int, seed: int) -> np.ndarray:
+    """resamples x slices: how many times each slice counts when the patients are drawn with replacement."""
+    from ..intervals import patient_counts
+
+    ids, patient_of = np.unique(np.asarray([str(p) for p in patients]), return_inverse=True)
+    return patient_counts(len(ids), resamples, np.random.default_rng(seed))[:, patient_of]
+
+
+def _percentiles(values: np.ndarray, level: float) -> list[float]:
+    values = values[np.isfinite(values)]
+    tail = (1.0 - level) / 2.0 * 100.0
+    low, high = np.percentile(values, [tail, 100.0 - tail])
+    return [round(float(low), 3), round(float(high), 3)]
+
+
 def auc_interval(y: np.ndarray, score: np.ndarray, patients, *, resamples: int = INTERVAL_RESAMPLES,
                  seed: int = 0, level: float = 0.95) -> list[float] | None:
     """95 % interval of the ROC AUC, resampling patients (all slices of each drawn one); None with one class."""
-    from ..intervals import patient_counts, weighted_roc_auc
+    from ..intervals import weighted_roc_auc
 
     y = np.asarray(y, dtype=bool)
     if y.all() or not y.any():
         return None
-    ids, patient_of = np.unique(np.asarray([str(p) for p in patients]), return_inverse=True)
-    counts = patient_counts(len(ids), resamples, np.random.default_rng(seed))
-    aucs = weighted_roc_auc(y, np.asarray(score, dtype=np.float64), counts[:, patient_of])
-    aucs = aucs[np.isfinite(aucs)]
-    tail = (1.0 - level) / 2.0 * 100.0
-    low, high = np.percentile(aucs, [tail, 100.0 - tail])
-    return [round(float(low), 3), round(float(high), 3)]
+    aucs = weighted_roc_auc(y, np.asarray(score, dtype=np.float64), _patient_weights(patients, resamples, seed))
+    return _percentiles(aucs, level)
 
 
 def auc_difference(y: np.ndarray, score_a: np.ndarray, score_b: np.ndarray, patients, *,
@@ -246,21 +256,15 @@ def auc_difference(y: np.ndarray, score_a: np.ndarray, score_b: np.ndarray, pati
     """AUC of ``score_a`` minus AUC of ``score_b`` on the same slices, with a paired 95 % interval: both
     AUCs computed on each of the same patient resamples (all slices of each drawn patient), so what the two
     detectors share cancels. None with one class."""
-    from ..intervals import patient_counts, weighted_roc_auc
+    from ..intervals import weighted_roc_auc
 
     y = np.asarray(y, dtype=bool)
     if y.all() or not y.any():
         return None
-    ids, patient_of = np.unique(np.asarray([str(p) for p in patients]), return_inverse=True)
-    weights = patient_counts(len(ids), resamples, np.random.default_rng(seed))[:, patient_of]
-    point = weighted_roc_auc(y, np.asarray(score_a, np.float64), np.ones((1, len(y))))[0] - weighted_roc_auc(
-        y, np.asarray(score_b, np.float64), np.ones((1, len(y))))[0]
-    diffs = (weighted_roc_auc(y, np.asarray(score_a, np.float64), weights)
-             - weighted_roc_auc(y, np.asarray(score_b, np.float64), weights))
-    diffs = diffs[np.isfinite(diffs)]
-    tail = (1.0 - level) / 2.0 * 100.0
-    low, high = np.percentile(diffs, [tail, 100.0 - tail])
-    return {"difference": round(float(point), 3), "interval": [round(float(low), 3), round(float(high), 3)]}
+    a, b = np.asarray(score_a, np.float64), np.asarray(score_b, np.float64)
+    weights = np.vstack([np.ones((1, len(y))), _patient_weights(patients, resamples, seed)])  # row 0: the data
+    diffs = weighted_roc_auc(y, a, weights) - weighted_roc_auc(y, b, weights)
+    return {"difference": round(float(diffs[0]), 3), "interval": _percentiles(diffs[1:], level)}
 
 
 def _subsets(test: list[Sample]) -> dict[str, np.ndarray]:
