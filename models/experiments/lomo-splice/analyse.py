@@ -3,10 +3,10 @@
     python models/experiments/lomo-splice/analyse.py DATA EVAL_DIR [OUT.json] [--held-out splice]
 
 DATA is the dataset (annotations.json); EVAL_DIR an `evaluate_detector` output (predictions.jsonl). For each
-method (and the authentic slices, "(none)"): slices, patients, the share flagged as tampered (verdict
-fake_added or fake_removed), the share given the right verdict; and the held-out method's flagged share minus
-each trained-on method's of the same kind (injection or removal), each with a percentile interval over 2000
-resamples of the test patients (each drawn with all its slices). Standard library and numpy only.
+method and kind ("gan injection", "patch removal", ...; and the authentic slices): slices, patients, the share
+flagged as tampered (verdict fake_added or fake_removed), the share given the right verdict; and the held-out
+method's flagged share minus each trained-on method's of the same kind (injection or removal), each with a
+percentile interval over 2000 resamples of the test patients (each drawn with all its slices). Standard library and numpy only.
 """
 from __future__ import annotations
 
@@ -34,7 +34,9 @@ def main() -> None:
     for line in (Path(args.eval_dir) / "predictions.jsonl").read_text().splitlines():
         p = json.loads(line)
         im = images[p["image_id"]]
-        rows.append((im["patient_id"], im.get("method") or "(none)", im["verdict"], p["predicted"]))
+        kind = {"fake_added": "injection", "fake_removed": "removal"}.get(im["verdict"], "authentic")
+        group = f"{im['method']} {kind}" if im.get("method") else "authentic"  # gan injects and removes
+        rows.append((im["patient_id"], group, im["verdict"], p["predicted"]))
     patients = sorted({r[0] for r in rows})
     index = {p: i for i, p in enumerate(patients)}
     methods = sorted({r[1] for r in rows})
@@ -44,7 +46,7 @@ def main() -> None:
     for pid, method, truth, pred in rows:
         m = methods.index(method)
         counts[index[pid], m] += (1, pred in TAMPERED, pred == truth)
-        kind[method] = "injection" if truth == "fake_added" else "removal" if truth == "fake_removed" else "authentic"
+        kind[method] = method.split()[-1]
 
     def figures(c: np.ndarray) -> dict:
         tot = c.sum(0)
@@ -71,12 +73,13 @@ def main() -> None:
             "kind": kind[name], "n": int(counts[:, m, 0].sum()), "patients": int((counts[:, m, 0] > 0).sum()),
             "flagged": round(float(point["flagged"][m]), 3), "flagged_95": interval(boot["flagged"][:, m]),
             "right": round(float(point["right"][m]), 3), "right_95": interval(boot["right"][:, m])}
-    if args.held_out in methods:
-        h = methods.index(args.held_out)
+    for h, held in enumerate(methods):
+        if held.split()[0] != args.held_out:
+            continue
         for m, name in enumerate(methods):
-            if name != args.held_out and kind[name] == kind[args.held_out]:
+            if name != held and kind[name] == kind[held]:
                 diff = boot["flagged"][:, h] - boot["flagged"][:, m]
-                report["held_out_minus"][name] = {
+                report["held_out_minus"][f"{held} - {name}"] = {
                     "flagged": round(float(point["flagged"][h] - point["flagged"][m]), 3), "flagged_95": interval(diff)}
     text = json.dumps(report, indent=1)
     print(text)
