@@ -305,7 +305,9 @@ def write_model_card(weights: str | Path, eval_dir: str | Path, out: str | Path,
     lines += ["", "## Intended use and limits", "",
               "A research prototype. It is far below the targets above: do not use its verdicts for patient care. "
               "It has seen only the tampering methods and MRI sequences of its training data; unseen methods, "
-              "scanners and sequences will do worse. Small regions are its weak spot: lesions, injections and removals "
+              "scanners and sequences will do worse, injections most (a real tumour pasted by a pipeline it never saw "
+              "is caught far less often than an unseen removal: `models/experiments/heldout-methods/`, "
+              "`lomo-splice/`). Small regions are its weak spot: lesions, injections and removals "
               "covering few pixels are missed far more often than large ones (see By verdict and region size). "
               "It reads tampering in the noise: processing of the whole slice "
               "(re-encoding, resizing, added noise) misleads it (see Robustness); the portal's input check warns of "
