@@ -24,7 +24,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .forensics import IMAGE_MEAN, IMAGE_STD
-from .refiner import _block, refiner_loss
+from .refiner import refiner_loss, unet_features, unet_layers
 
 log = logging.getLogger(__name__)
 
@@ -51,16 +51,7 @@ class TumourFinder(nn.Module):
         super().__init__()
         self.config = config or FinderConfig()
         widths = self.config.widths
-        self.down = nn.ModuleList()
-        cin = 1
-        for w in widths:
-            self.down.append(_block(cin, w))
-            cin = w
-        self.up = nn.ModuleList()
-        self.merge = nn.ModuleList()
-        for w_skip, w_low in zip(reversed(widths[:-1]), reversed(widths[1:])):
-            self.up.append(nn.ConvTranspose2d(w_low, w_skip, 2, stride=2))
-            self.merge.append(_block(2 * w_skip, w_skip))
+        self.down, self.up, self.merge = unet_layers(1, widths)
         self.head = nn.Conv2d(widths[0], 1, 1)
 
     def forward(self, grey: torch.Tensor) -> torch.Tensor:
@@ -70,15 +61,7 @@ class TumourFinder(nn.Module):
         x = (grey - IMAGE_MEAN) / IMAGE_STD
         if ph or pw:
             x = F.pad(x, (0, pw, 0, ph), mode="replicate")
-        skips = []
-        for k, block in enumerate(self.down):
-            if k:
-                x = F.max_pool2d(x, 2)
-            x = block(x)
-            skips.append(x)
-        for up, merge, skip in zip(self.up, self.merge, reversed(skips[:-1])):
-            x = merge(torch.cat([up(x), skip], dim=1))
-        return self.head(x)[..., :h, :w]
+        return self.head(unet_features(self.down, self.up, self.merge, x))[..., :h, :w]
 
 
 def finder_state(finder: TumourFinder) -> dict:

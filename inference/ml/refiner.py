@@ -70,6 +70,31 @@ def _block(cin: int, cout: int) -> nn.Sequential:
     )
 
 
+def unet_layers(cin: int, widths) -> tuple[nn.ModuleList, nn.ModuleList, nn.ModuleList]:
+    """A U-Net's (down, up, merge) layers: one block per width, each halving the scale after the first."""
+    down, up, merge = nn.ModuleList(), nn.ModuleList(), nn.ModuleList()
+    for w in widths:
+        down.append(_block(cin, w))
+        cin = w
+    for w_skip, w_low in zip(reversed(widths[:-1]), reversed(widths[1:])):
+        up.append(nn.ConvTranspose2d(w_low, w_skip, 2, stride=2))
+        merge.append(_block(2 * w_skip, w_skip))
+    return down, up, merge
+
+
+def unet_features(down: nn.ModuleList, up: nn.ModuleList, merge: nn.ModuleList, x: torch.Tensor) -> torch.Tensor:
+    """The U-Net of `unet_layers` on ``x`` (sides multiples of 2 ** (len(down) - 1)): full-scale features."""
+    skips = []
+    for k, block in enumerate(down):
+        if k:
+            x = F.max_pool2d(x, 2)
+        x = block(x)
+        skips.append(x)
+    for up_k, merge_k, skip in zip(up, merge, reversed(skips[:-1])):
+        x = merge_k(torch.cat([up_k(x), skip], dim=1))
+    return x
+
+
 class MaskRefiner(nn.Module):
     """(grey in [0, 1], coarse (N, 3, H, W) in [0, 1]) -> refined mask logits (N, 1, H, W); H, W multiples of 8."""
 
@@ -80,16 +105,7 @@ class MaskRefiner(nn.Module):
         if len(widths) != DOWNSAMPLINGS + 1:
             raise ValueError(f"A refiner has {DOWNSAMPLINGS + 1} widths (one per scale); got {len(widths)}.")
         self.register_buffer("srm_weight", srm_kernels(), persistent=False)
-        cin = 1 + 3 + len(CLASSES)
-        self.down = nn.ModuleList()
-        for w in widths:
-            self.down.append(_block(cin, w))
-            cin = w
-        self.up = nn.ModuleList()
-        self.merge = nn.ModuleList()
-        for w_skip, w_low in zip(reversed(widths[:-1]), reversed(widths[1:])):
-            self.up.append(nn.ConvTranspose2d(w_low, w_skip, 2, stride=2))
-            self.merge.append(_block(2 * w_skip, w_skip))
+        self.down, self.up, self.merge = unet_layers(1 + 3 + len(CLASSES), widths)
         self.head = nn.Conv2d(widths[0], 1, 1)
         nn.init.zeros_(self.head.weight)  # starts as the coarse mask itself
         nn.init.zeros_(self.head.bias)
@@ -97,14 +113,7 @@ class MaskRefiner(nn.Module):
     def forward(self, grey: torch.Tensor, coarse: torch.Tensor) -> torch.Tensor:
         residual = F.conv2d(grey * 255.0, self.srm_weight, padding=2).clamp(-TRUNCATION, TRUNCATION) / TRUNCATION
         x = torch.cat([(grey - IMAGE_MEAN) / IMAGE_STD, residual, coarse * 2.0 - 1.0], dim=1)
-        skips = []
-        for k, block in enumerate(self.down):
-            if k:
-                x = F.max_pool2d(x, 2)
-            x = block(x)
-            skips.append(x)
-        for up, merge, skip in zip(self.up, self.merge, reversed(skips[:-1])):
-            x = merge(torch.cat([up(x), skip], dim=1))
+        x = unet_features(self.down, self.up, self.merge, x)
         prior = coarse.sum(dim=1, keepdim=True).clamp(0.02, 0.98)
         return self.head(x) + torch.log(prior / (1.0 - prior))
 
