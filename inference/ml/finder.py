@@ -24,7 +24,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .forensics import IMAGE_MEAN, IMAGE_STD
-from .refiner import refiner_loss, unet_features, unet_layers
+from .refiner import budget_lr, refiner_loss, unet_features, unet_layers
 
 log = logging.getLogger(__name__)
 
@@ -231,7 +231,7 @@ def train_finder(train_records, val_records, cfg: FinderTrainConfig, *, out_dir:
     while time.monotonic() - started < budget:
         progress = (time.monotonic() - started) / budget
         for group in opt.param_groups:
-            group["lr"] = cfg.lr * min(1.0, (step + 1) / 50) * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * progress)))
+            group["lr"] = budget_lr(cfg.lr, step, progress)
         picks = rng.integers(0, len(images), size=cfg.batch_size)
         batch = [_augment(images[i], targets[i], rng, cfg.crop) for i in picks]
         shapes = {b[0].shape for b in batch}

@@ -331,6 +331,12 @@ def _crop_sample(it: CoarseItem, crop: int, margin: int, rng: np.random.Generato
     return [np.ascontiguousarray(a) for a in arrays]
 
 
+def budget_lr(base: float, step: int, progress: float) -> float:
+    """The learning rate of a time-budgeted run: 50 steps of warm-up, then a cosine over the budget's share
+    ``progress`` (0 to 1) down to 2 % of ``base``."""
+    return base * (min(1.0, (step + 1) / 50) * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * progress))))
+
+
 def refiner_loss(logits: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
     """Binary cross-entropy plus a soft Dice term per crop (the metric is an overlap)."""
     bce = F.binary_cross_entropy_with_logits(logits, truth)
@@ -370,7 +376,7 @@ def train_refiner(items: list[CoarseItem], cfg: RefinerTrainConfig, *, out_dir: 
     while time.monotonic() - started < budget:
         progress = (time.monotonic() - started) / budget
         for group in opt.param_groups:
-            group["lr"] = cfg.lr * (min(1.0, (step + 1) / 50) * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * progress))))
+            group["lr"] = budget_lr(cfg.lr, step, progress)
         picks = rng.integers(0, len(items), size=cfg.batch_size)
         batch = [_crop_sample(items[i], cfg.crop, cfg.config.margin, rng) for i in picks]
         grey, chans, truth = (torch.from_numpy(np.stack([b[k] for b in batch])) for k in range(3))
