@@ -31,6 +31,11 @@ class EvaluationRun(models.Model):
         default=dict, blank=True,
         help_text="intervals.json of the run: confidence intervals of the headline figures, resampling patients.",
     )
+    confidence = models.JSONField(
+        default=dict, blank=True,
+        help_text="confidence.json of the run: how often the model is right at each confidence it shows "
+                  "(expected calibration error, Brier score, reliability bins).",
+    )
 
     class Meta:
         ordering = ["-created_at", "-id"]

@@ -175,7 +175,7 @@ class ShippedEvaluation:
 
 def shipped_evaluation(card: ModelCard) -> ShippedEvaluation:
     """The evaluation released with the installed weights: evaluate_detector's folder ``evaluation/`` beside
-    them (metrics.json; run.json, breakdown.json and intervals.json when present), as an unsaved EvaluationRun,
+    them (metrics.json; run.json, breakdown.json, intervals.json and confidence.json when present), as an unsaved EvaluationRun,
     when its metrics name exactly these weights (same sha256) and every file is well formed. A fresh
     installation shows it until an evaluation is recorded here."""
     import json
@@ -203,6 +203,7 @@ def shipped_evaluation(card: ModelCard) -> ShippedEvaluation:
         run = evaluation_run_build(
             metrics=metrics, dataset_dir=str(about.get("dataset_dir") or ""), out_dir=str(folder),
             split=about.get("split"), breakdown=read("breakdown.json"), intervals=read("intervals.json"),
+            confidence=read("confidence.json"),
             dataset_sha256=str(about.get("dataset_sha256") or ""),
         )
     except (OSError, ValueError, TypeError, KeyError) as exc:  # json.JSONDecodeError and InvalidMetrics are ValueErrors

@@ -104,17 +104,38 @@ def _validate_intervals(intervals: dict) -> None:
         _validate_interval((group or {}).get("accuracy"), f"intervals['by_source'][{name!r}]['accuracy']")
 
 
+def _validate_confidence(confidence: dict) -> None:
+    if not isinstance(confidence, dict):
+        raise InvalidMetrics("confidence must be a JSON object (confidence.json of evaluate_detector)")
+    for key in ("ece", "mce", "mean_confidence", "accuracy"):
+        value = confidence.get(key)
+        if value is not None and not (isinstance(value, (int, float)) and 0.0 <= value <= 1.0):
+            raise InvalidMetrics(f"confidence[{key!r}] must be a ratio in [0, 1]")
+    bins = confidence.get("reliability", [])
+    if not isinstance(bins, list):
+        raise InvalidMetrics("confidence['reliability'] must be a list of bins")
+    for i, b in enumerate(bins):
+        if not isinstance(b, dict) or not isinstance(b.get("count"), int) or b["count"] < 0:
+            raise InvalidMetrics(f"confidence['reliability'][{i}] must be an object with a count")
+        for key in ("low", "high", "confidence", "accuracy"):
+            value = b.get(key)
+            if value is not None and not (isinstance(value, (int, float)) and 0.0 <= value <= 1.0):
+                raise InvalidMetrics(f"confidence['reliability'][{i}][{key!r}] must be a ratio in [0, 1]")
+
+
 def evaluation_run_build(*, metrics: dict, dataset_dir: str, out_dir: str, split: str | None,
                          breakdown: dict | None = None, intervals: dict | None = None,
-                         dataset_sha256: str | None = None) -> EvaluationRun:
-    """One evaluation (the whole metrics.json of evaluate_detector, and its breakdown.json and intervals.json
-    when given), checked and built but not saved. ``dataset_sha256``: the dataset's annotations.json digest,
+                         confidence: dict | None = None, dataset_sha256: str | None = None) -> EvaluationRun:
+    """One evaluation (the whole metrics.json of evaluate_detector, and its breakdown.json, intervals.json and
+    confidence.json when given), checked and built but not saved. ``dataset_sha256``: the dataset's annotations.json digest,
     read from ``dataset_dir`` when not given. Raises InvalidMetrics (a ValueError) on a malformed file."""
     _validate_metrics(metrics)
     if breakdown is not None:
         _validate_breakdown(breakdown)
     if intervals is not None:
         _validate_intervals(intervals)
+    if confidence is not None:
+        _validate_confidence(confidence)
     model = metrics["model"]
     return EvaluationRun(
         model_name=str(model["name"])[:200],
@@ -133,14 +154,16 @@ def evaluation_run_build(*, metrics: dict, dataset_dir: str, out_dir: str, split
         metrics=metrics,
         breakdown=breakdown or {},
         intervals=intervals or {},
+        confidence=confidence or {},
     )
 
 
 def evaluation_run_record(*, metrics: dict, dataset_dir: str, out_dir: str, split: str | None,
-                          breakdown: dict | None = None, intervals: dict | None = None) -> EvaluationRun:
+                          breakdown: dict | None = None, intervals: dict | None = None,
+                          confidence: dict | None = None) -> EvaluationRun:
     """Store one evaluation (`evaluation_run_build`) and audit it."""
     run = evaluation_run_build(metrics=metrics, dataset_dir=dataset_dir, out_dir=out_dir, split=split,
-                               breakdown=breakdown, intervals=intervals)
+                               breakdown=breakdown, intervals=intervals, confidence=confidence)
     run.save()
     audit_record(
         action=actions.EVALUATION_RECORDED,

@@ -31,7 +31,7 @@ from .imaging import to_uint8
 from .input_check import check_statistics, load_reference, slice_statistics
 from .intervals import DEFAULT_RESAMPLES, accuracy_interval, bootstrap_intervals
 from .labels import CATEGORY_IDS, VERDICTS
-from .metrics import classification_metrics, mask_iou, percentile_latency, union_mask
+from .metrics import classification_metrics, mask_iou, percentile_latency, probability_quality, union_mask
 
 # What the paper reports (IJMRSET 2025), for Table 2. Its test set is not ours: comparable in name only.
 PAPER = {"accuracy": 0.932, "mean_iou": 0.88, "latency_s": 0.15}
@@ -335,6 +335,19 @@ def write_tables(out_dir: Path, metrics: dict, extra: dict) -> Path:
         for name, g in extra[key].items():
             label = f"{name} *held out*" if seen and name != "(none)" and name not in seen else name
             lines.append(f"| {label} | {g['n']} | {_fmt(g['accuracy'])} | {_fmt(g['flagged_tampered'])} | {_fmt(g['mean_iou'])} |")
+    conf = extra.get("confidence")
+    if conf and conf.get("n_images"):
+        lines += ["", "## How far the confidence can be trusted", "",
+                  "The confidence shown to a doctor is the probability of the predicted verdict. Binned by that "
+                  f"confidence ({conf['bins']} equal bins), a trustworthy model is right as often as it says "
+                  "(`confidence.json`, `reliability.png`).", "",
+                  "| expected calibration error | largest bin gap | mean confidence | accuracy | Brier score | NLL |",
+                  "|---|---|---|---|---|---|",
+                  f"| {_fmt(conf['ece'])} | {_fmt(conf['mce'])} | {_fmt(conf['mean_confidence'])} | "
+                  f"{_fmt(conf['accuracy'])} | {_fmt(conf['brier'])} | {_fmt(conf['nll'])} |", "",
+                  "| confidence | images | mean confidence | right |", "|---|---|---|---|"]
+        lines += [f"| {b['low']:.1f}-{b['high']:.1f} | {b['count']} | {_fmt(b['confidence'])} | {_fmt(b['accuracy'])} |"
+                  for b in conf["reliability"] if b["count"]]
     ap = extra.get("coco_ap")
     if ap:
         lines += ["", "## COCO average precision (pycocotools, all detections)", "",
@@ -366,7 +379,9 @@ def write_tables(out_dir: Path, metrics: dict, extra: dict) -> Path:
     return path
 
 
-def write_charts(out_dir: Path, metrics: dict) -> list[Path]:
+def write_charts(out_dir: Path, metrics: dict, confidence: dict | None = None) -> list[Path]:
+    """F1 by verdict, the test distribution, the confusion heat map and, given ``confidence``
+    (`metrics.probability_quality`), the reliability diagram."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -417,7 +432,31 @@ def write_charts(out_dir: Path, metrics: dict) -> list[Path]:
     paths.append(out_dir / "confusion_matrix.png")
     fig.savefig(paths[-1], dpi=110)
     plt.close(fig)
+
+    if confidence and confidence.get("n_images"):
+        paths.append(_reliability_chart(plt, out_dir / "reliability.png", confidence))
     return paths
+
+
+def _reliability_chart(plt, path: Path, confidence: dict) -> Path:
+    filled = [b for b in confidence["reliability"] if b["count"]]
+    fig, (ax, hist) = plt.subplots(2, 1, figsize=(5, 5.5), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1, label="as often right as it says")
+    ax.plot([b["confidence"] for b in filled], [b["accuracy"] for b in filled], marker="o", color="#4c72b0",
+            label="this model")
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("share right")
+    ax.set_title(f"Reliability: expected calibration error {confidence['ece']:.3f}")
+    ax.legend(loc="upper left", fontsize=8)
+    width = 1.0 / confidence["bins"]
+    hist.bar([b["low"] + width / 2 for b in filled], [b["count"] for b in filled], width=width * 0.9, color="#8c8c8c")
+    hist.set_xlim(0, 1)
+    hist.set_xlabel("confidence shown (probability of the predicted verdict)")
+    hist.set_ylabel("images")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 def run_description(dataset_dir: str | Path, split: str | None, n_images: int) -> dict:
@@ -498,6 +537,8 @@ def evaluate_dataset(
         (out / "intervals.json").write_text(json.dumps(extra["intervals"], indent=2) + "\n", encoding="utf-8")
     reference = load_reference()
     extra["input_range"] = {"none": input_range_summary(rows, statistics, reference)}
+    extra["confidence"] = probability_quality([r["verdict"] for r in rows], [r["scores"] for r in rows])
+    (out / "confidence.json").write_text(json.dumps(extra["confidence"], indent=2) + "\n", encoding="utf-8")
     if coco_ap:
         extra["coco_ap"] = coco_average_precision(records, detections)
         (out / "coco_ap.json").write_text(json.dumps(extra["coco_ap"], indent=2) + "\n", encoding="utf-8")
@@ -519,5 +560,5 @@ def evaluate_dataset(
     )
     write_tables(out, metrics, extra)
     if charts:
-        write_charts(out, metrics)
+        write_charts(out, metrics, extra["confidence"])
     return metrics

@@ -308,6 +308,9 @@ DEFAULT_CALIBRATION = {
     # redrawn, and where the refined probability is cut (fitted on validation for mask IoU)
     "refine": False,
     "refine_threshold": 0.5,
+    # the final probabilities reshaped as p ** (1 / T), renormalised (inference.ml.confidence): fitted on
+    # validation by the log likelihood of the true verdicts; keeps every verdict, makes the confidence honest
+    "confidence_temperature": 1.0,
 }
 
 

@@ -152,6 +152,20 @@ def _verdict(cal: dict, meta: dict) -> str:
             f"{cal.get('detection_threshold')}){compared}")
 
 
+def _confidence(cal: dict, meta: dict) -> str:
+    """The confidence temperature (`inference.ml.confidence`) and where it was fitted, if the bundle has one."""
+    t = float(cal.get("confidence_temperature", 1.0))
+    done = meta.get("confidence_calibrated_on") or meta.get("calibrated_on") or {}
+    fit = done.get("confidence")
+    if not fit:
+        return "; the probabilities are not tempered (no confidence temperature fitted)" if t == 1.0 else (
+            f"; the probabilities tempered as p^(1/{t:g}), renormalised")
+    return (f"; the final probabilities tempered as p^(1/T), renormalised, T = {t:.3g} (`inference.ml.confidence`, "
+            f"fitted by log likelihood on all {done.get('n_images')} images of `{done.get('split')}` of "
+            f"`{done.get('dataset_dir')}`: expected calibration error there {_f(fit.get('ece_before'))} -> "
+            f"{_f(fit.get('ece_after'))}; no verdict moves)")
+
+
 def _selected_on(meta: dict) -> str:
     """The split a bundle was selected on: its run's validation split, else the one it was calibrated on."""
     if meta.get("val_split"):
@@ -211,7 +225,8 @@ def write_model_card(weights: str | Path, eval_dir: str | Path, out: str | Path,
         "- Architecture: torchvision Mask R-CNN, classes background / real_tumor / fake_added / fake_removed, "
         f"backbone **{config.get('backbone')}**-FPN trained from scratch (no pretrained weights), input = intensity "
         f"+ {'3 SRM residuals' if config.get('srm', True) else 'no SRM'} + {config.get('constrained', 0)} "
-        f"constrained-convolution channels, plus an image-level verdict head; {_verdict(cal, meta)}; shown regions: "
+        f"constrained-convolution channels, plus an image-level verdict head; {_verdict(cal, meta)}"
+        f"{_confidence(cal, meta)}; shown regions: "
         f"mask probability >= {cal.get('mask_threshold', 0.5)}, detections scoring >= "
         f"{cal.get('show_threshold', 0.0)} and >= {cal.get('show_relative', 0.0)} x the best (the best always); "
         f"{_views(cal, meta)}; all calibrated on the validation split{_calibrated_on(meta)}.",
@@ -296,8 +311,9 @@ def write_model_card(weights: str | Path, eval_dir: str | Path, out: str | Path,
     tables = eval_dir / "tables.md"
     if tables.is_file():
         text = tables.read_text()
-        for section in ("## By tampering method", "## By source", "## By verdict and region size",
-                        "## COCO average precision", "## Robustness", "## Input range check"):
+        for section in ("## How far the confidence can be trusted", "## By tampering method", "## By source",
+                        "## By verdict and region size", "## COCO average precision", "## Robustness",
+                        "## Input range check"):
             if section in text:
                 part = text[text.index(section):]
                 nxt = part.find("\n## ", 3)

@@ -28,6 +28,7 @@ import torch
 
 from .imaging import to_uint8
 from .labels import CATEGORIES, TAMPERED, VERDICT_CATEGORY, VERDICTS
+from .confidence import temper_scores
 from .model import DEFAULT_CALIBRATION, load_bundle, model_from_bundle
 from .refiner import WINDOW_PROB, MaskRefiner, near, refine_probability, refiner_from_state
 from .verdict_model import verdict_features, verdict_probs
@@ -329,7 +330,12 @@ class Predictor:
         return outputs[:n], fused
 
     def scores_from_raw(self, raw: dict, calibration: dict | None = None) -> dict[str, float]:
+        """The verdict probabilities of one model output: the learned verdict's or the rule's
+        (`fuse_scores`), then reshaped by the calibration's ``confidence_temperature`` (`confidence`)."""
         cal = {**self.calibration, **(calibration or {})}
+        return temper_scores(self._untempered_scores(raw, cal), cal["confidence_temperature"])
+
+    def _untempered_scores(self, raw: dict, cal: dict) -> dict[str, float]:
         if cal.get("verdict_model"):
             labels = [CATEGORIES.get(int(c), str(int(c))) for c in raw["labels"]]
             feats = verdict_features(raw["image_logits"] if self.has_image_head else None, labels, raw["scores"],

@@ -34,8 +34,10 @@ import torch
 
 from .coco import SMALL_REGION_AREA, load_dataset, region_area, segmentation_to_mask, site_of
 from .imaging import to_uint8
+from .confidence import fit_confidence_temperature, temper_scores
 from .labels import VERDICTS
-from .metrics import accuracy, classification_metrics, confusion_matrix, macro_f1, mask_iou, union_mask
+from .metrics import (accuracy, classification_metrics, confusion_matrix, macro_f1, mask_iou, probability_quality,
+                      union_mask)
 from .model import DEFAULT_CALIBRATION, ModelConfig, build_model, load_bundle, make_bundle, save_bundle
 from .predictor import Instance, Predictor, fuse_scores, select_instances, slice_tensor
 from .transforms import AugmentConfig, augment, paste_tumour
@@ -366,10 +368,16 @@ def item_features(it: ValItem, has_image_head: bool) -> np.ndarray:
 
 
 def item_verdict(it: ValItem, calibration: dict, has_image_head: bool) -> tuple[str, dict[str, float]]:
+    """The verdict and probabilities the predictor gives for ``it`` under ``calibration``."""
+    scores = temper_scores(_untempered_item_scores(it, calibration, has_image_head),
+                           calibration.get("confidence_temperature", 1.0))
+    return max(VERDICTS, key=lambda v: scores[v]), scores
+
+
+def _untempered_item_scores(it: ValItem, calibration: dict, has_image_head: bool) -> dict[str, float]:
     if calibration.get("verdict_model"):
         probs = verdict_probs(calibration["verdict_model"], item_features(it, has_image_head))
-        scores = {v: float(p) for v, p in zip(VERDICTS, probs)}
-        return max(VERDICTS, key=lambda v: scores[v]), scores
+        return {v: float(p) for v, p in zip(VERDICTS, probs)}
     image_probs = None
     if has_image_head:
         logits = it.image_logits / float(calibration["temperature"])
@@ -381,14 +389,14 @@ def item_verdict(it: ValItem, calibration: dict, has_image_head: bool) -> tuple[
         s = [d.score for d in it.detections if d.label == name and d.score >= threshold]
         class_scores[name] = max(s) if s else 0.0
     weight = float(calibration["image_weight"]) if has_image_head else 0.0
-    scores = fuse_scores(image_probs, class_scores, weight)
-    return max(VERDICTS, key=lambda v: scores[v]), scores
+    return fuse_scores(image_probs, class_scores, weight)
 
 
 def score_items(items: list[ValItem], calibration: dict, has_image_head: bool, with_iou: bool = True) -> dict:
-    y_true, y_pred, tamper, ious, nll = [], [], [], [], []
+    y_true, y_pred, tamper, ious, nll, all_scores = [], [], [], [], [], []
     for it in items:
         verdict, scores = item_verdict(it, calibration, has_image_head)
+        all_scores.append(scores)
         y_true.append(it.verdict)
         y_pred.append(verdict)
         tamper.append(scores["fake_added"] + scores["fake_removed"])
@@ -399,6 +407,7 @@ def score_items(items: list[ValItem], calibration: dict, has_image_head: bool, w
             ious.append(None)
     metrics = classification_metrics(y_true, y_pred, tamper, ious)
     metrics["nll"] = float(np.mean(nll))
+    metrics["ece"] = probability_quality(y_true, all_scores)["ece"] if items else None
     return metrics
 
 
@@ -486,12 +495,26 @@ def fit_display(items: list[ValItem], calibration: dict, has_image_head: bool) -
 
 
 def _summary(metrics: dict) -> dict:
-    return {k: metrics[k] for k in ("accuracy", "macro_f1", "mean_iou", "tamper_auc", "nll")}
+    return {k: metrics.get(k) for k in ("accuracy", "macro_f1", "mean_iou", "tamper_auc", "nll", "ece")}
+
+
+def fit_confidence(items: list[ValItem], calibration: dict, has_image_head: bool) -> tuple[dict, dict]:
+    """``calibration`` with its ``confidence_temperature`` fitted on ``items`` (`confidence`), every other setting
+    as it is (no verdict moves); and a report: T, and the items' NLL and ECE before and after."""
+    untempered = {**calibration, "confidence_temperature": 1.0}
+    scores = [item_verdict(it, untempered, has_image_head)[1] for it in items]
+    truth = [it.verdict for it in items]
+    t, fit = fit_confidence_temperature(scores, truth)
+    tempered = [temper_scores(sc, t) for sc in scores]
+    report = {"confidence_temperature": t, **fit, "ece_before": probability_quality(truth, scores)["ece"],
+              "ece_after": probability_quality(truth, tempered)["ece"]}
+    return {**calibration, "confidence_temperature": t}, report
 
 
 def calibrate_bundle(weights: str | Path, dataset_dir: str | Path, out: str | Path, *, split: str = "val",
                      device: str = "auto", limit: int | None = None,
-                     test_time_flip: str = "auto", verdict_model: str = "off") -> tuple[dict, dict]:
+                     test_time_flip: str = "auto", verdict_model: str = "off",
+                     confidence_only: bool = False) -> tuple[dict, dict]:
     """Refit a bundle's calibration (verdict mix and thresholds, then mask and show thresholds) on a whole split,
     typically the full validation split after training validated on a subset; writes the bundle to ``out`` with
     its weights untouched and ``meta["calibrated_on"]`` saying on what. Returns (calibration, metrics).
@@ -499,7 +522,9 @@ def calibrate_bundle(weights: str | Path, dataset_dir: str | Path, out: str | Pa
     ``test_time_flip``: ``"auto"`` fits both the plain outputs and the ones fused with the mirrored view and keeps
     the flip only if its validation macro F1 is higher (ties: lower NLL, then plain, which costs half the time);
     ``"on"`` / ``"off"`` force it. ``verdict_model``: then, on the chosen reading, whether a learned verdict
-    replaces the hand-set rule (`choose_verdict_model`: ``"auto"`` by patient-grouped cross-validated macro F1)."""
+    replaces the hand-set rule (`choose_verdict_model`: ``"auto"`` by patient-grouped cross-validated macro F1).
+    Last, the confidence temperature (`fit_confidence`). ``confidence_only``: keep the bundle's calibration as it
+    is (its reading, rule and display) and fit only the confidence temperature: no verdict or mask moves."""
     if test_time_flip not in ("auto", "on", "off"):
         raise ValueError(f"test_time_flip must be auto, on or off; got {test_time_flip!r}.")
     if verdict_model not in ("auto", "on", "off"):
@@ -511,6 +536,8 @@ def calibrate_bundle(weights: str | Path, dataset_dir: str | Path, out: str | Pa
         raise ValueError(f"The dataset {dataset_dir} has no image in split {split!r} to calibrate on.")
     bundle = load_bundle(weights)
     predictor = Predictor.load(weights, device=device)
+    if confidence_only:
+        return _calibrate_confidence_only(bundle, predictor, records, dataset_dir, split, out)
     plain, fused = collect_views(predictor, records, flip=test_time_flip != "off")
     fits = {}
     if test_time_flip != "on":
@@ -523,17 +550,42 @@ def calibrate_bundle(weights: str | Path, dataset_dir: str | Path, out: str | Pa
     items = fused if chosen == "flip" else plain
     calibration, verdict_report = choose_verdict_model(items, [rec.patient_id for rec in records], calibration,
                                                        predictor.has_image_head, verdict_model)
-    if calibration.get("verdict_model"):
-        metrics = score_items(items, calibration, predictor.has_image_head)
+    calibration, confidence_report = fit_confidence(items, calibration, predictor.has_image_head)
+    metrics = score_items(items, calibration, predictor.has_image_head)
     previous = bundle.get("calibration")
     bundle["calibration"] = calibration
     bundle["meta"] = {**bundle.get("meta", {}), "calibrated_on": {
-        "dataset_dir": str(dataset_dir), "dataset_sha256": _file_sha256(Path(dataset_dir) / "annotations.json"),
-        "split": split, "n_images": len(plain),
+        **_calibrated_on(dataset_dir, split, len(plain)),
         "metrics": _summary(metrics),
         "views": {k: _summary(m) for k, (_, m) in fits.items()},
         "verdict": verdict_report,
+        "confidence": confidence_report,
         "previous_calibration": previous,
+    }}
+    save_bundle(bundle, out)
+    return calibration, metrics
+
+
+def _calibrated_on(dataset_dir, split: str, n_images: int) -> dict:
+    return {"dataset_dir": str(dataset_dir), "dataset_sha256": _file_sha256(Path(dataset_dir) / "annotations.json"),
+            "split": split, "n_images": n_images}
+
+
+def _calibrate_confidence_only(bundle: dict, predictor, records, dataset_dir, split: str,
+                               out: str | Path) -> tuple[dict, dict]:
+    """`calibrate_bundle` with ``confidence_only``: the bundle's own reading (mirror or not) and settings, only the
+    confidence temperature fitted; what the bundle was calibrated on before stays in ``meta`` beside it."""
+    calibration = {**DEFAULT_CALIBRATION, **bundle.get("calibration", {})}
+    flip = bool(calibration.get("test_time_flip"))
+    plain, fused = collect_views(predictor, records, flip=flip)
+    items = fused if flip else plain
+    calibration, confidence_report = fit_confidence(items, calibration, predictor.has_image_head)
+    metrics = score_items(items, calibration, predictor.has_image_head)
+    meta = bundle.get("meta", {})
+    bundle["calibration"] = calibration
+    bundle["meta"] = {**meta, "confidence_calibrated_on": {
+        **_calibrated_on(dataset_dir, split, len(items)),
+        "metrics": _summary(metrics), "confidence": confidence_report,
     }}
     save_bundle(bundle, out)
     return calibration, metrics

@@ -52,9 +52,16 @@ def test_evaluate_detector_writes_the_contract(tiny_dataset, random_bundle, tmp_
     # the accuracy in metrics.json is the one of the rows
     assert metrics["accuracy"] == pytest.approx(sum(r["verdict"] == r["predicted"] for r in rows) / 4)
     for name in ("tables.md", "f1_by_class.png", "test_distribution.png", "confusion_matrix.png", "coco_ap.json",
-                 "robustness.json"):
+                 "robustness.json", "confidence.json", "reliability.png"):
         assert (out / name).stat().st_size > 0, name
     assert "Table 1" in (out / "tables.md").read_text()
+    # how far the confidence can be trusted, from the rows' own probabilities
+    confidence = json.loads((out / "confidence.json").read_text())
+    assert confidence["n_images"] == 4 and confidence["accuracy"] == pytest.approx(metrics["accuracy"])
+    assert sum(b["count"] for b in confidence["reliability"]) == 4
+    assert confidence["mean_confidence"] == pytest.approx(np.mean([max(r["scores"].values()) for r in rows]), abs=1e-6)
+    assert 0.0 <= confidence["ece"] <= 1.0 and 0.0 <= confidence["brier"] <= 2.0
+    assert "## How far the confidence can be trusted" in (out / "tables.md").read_text()
     from inference.ml.evaluate import PERTURBATIONS
 
     robustness = json.loads((out / "robustness.json").read_text())
@@ -297,9 +304,17 @@ def test_calibrate_detector_refits_thresholds_and_keeps_the_weights(tiny_dataset
     flip_won = (round(meta["views"]["flip"]["macro_f1"], 6), -round(meta["views"]["flip"]["nll"], 6)) > (
         round(meta["views"]["plain"]["macro_f1"], 6), -round(meta["views"]["plain"]["nll"], 6))
     assert after["calibration"]["test_time_flip"] is flip_won
-    assert meta["metrics"] == meta["views"]["flip" if flip_won else "plain"]
+    # the chosen view's figures; the verdicts and masks stay, the probabilities move with the confidence temperature
+    chosen = meta["views"]["flip" if flip_won else "plain"]
+    for key in ("accuracy", "macro_f1", "mean_iou"):
+        assert meta["metrics"][key] == chosen[key]
+    assert meta["metrics"]["nll"] <= chosen["nll"] + 1e-12
     # by default the hand-set verdict rule
     assert meta["verdict"] == {"chosen": "rule"} and after["calibration"]["verdict_model"] is None
+    # last, the confidence temperature, fitted by the log likelihood of the true verdicts
+    assert meta["confidence"]["confidence_temperature"] == after["calibration"]["confidence_temperature"] > 0
+    assert meta["confidence"]["nll_after"] <= meta["confidence"]["nll_before"]
+    assert meta["metrics"]["nll"] == pytest.approx(meta["confidence"]["nll_after"])
     # the model card says where the thresholds come from
     from inference.ml.model_card import write_model_card
 
@@ -308,6 +323,37 @@ def test_calibrate_detector_refits_thresholds_and_keeps_the_weights(tiny_dataset
     card = write_model_card(out, tmp_path / "eval", tmp_path / "CARD.md").read_text()
     assert "`calibrate_detector`: all 4 images of `train`" in card
     assert f"mask probability >= {after['calibration']['mask_threshold']}" in card
+    # the confidence temperature, where it was fitted, and how far the test confidence can be trusted
+    assert f"T = {after['calibration']['confidence_temperature']:.3g}" in card
+    assert "### How far the confidence can be trusted" in card
+
+
+def test_calibrate_detector_confidence_only_moves_no_verdict(tiny_dataset, random_bundle, tmp_path):
+    """--confidence-only fits the temperature and keeps every other setting: the verdicts of an evaluation are
+    the same before and after, the probabilities are not, and the log likelihood it was fitted on does not rise."""
+    out = tmp_path / "tempered.pt"
+    call_command("calibrate_detector", str(tiny_dataset), "--weights", str(random_bundle), "--out", str(out),
+                 "--split", "train", "--confidence-only", stdout=StringIO())
+    before, after = torch.load(random_bundle, weights_only=True), torch.load(out, weights_only=True)
+    assert all(torch.equal(before["state_dict"][k], after["state_dict"][k]) for k in before["state_dict"])
+    assert {k: v for k, v in after["calibration"].items() if k != "confidence_temperature"} == {
+        k: v for k, v in before["calibration"].items() if k != "confidence_temperature"}
+    fitted = after["meta"]["confidence_calibrated_on"]
+    assert fitted["split"] == "train" and fitted["n_images"] == 4
+    assert fitted["confidence"]["confidence_temperature"] == after["calibration"]["confidence_temperature"]
+    assert fitted["confidence"]["nll_after"] <= fitted["confidence"]["nll_before"]
+    assert after["meta"].get("calibrated_on") == before["meta"].get("calibrated_on")
+
+    rows = {}
+    for name, weights in (("before", random_bundle), ("after", out)):
+        call_command("evaluate_detector", str(tiny_dataset), "--out", str(tmp_path / name), "--weights",
+                     str(weights), "--no-record", "--no-coco-ap", "--bootstrap", "0", "--split", "train",
+                     stdout=StringIO(), verbosity=0)
+        rows[name] = [json.loads(line) for line in (tmp_path / name / "predictions.jsonl").read_text().splitlines()]
+    assert [r["predicted"] for r in rows["before"]] == [r["predicted"] for r in rows["after"]]
+    assert [r["iou"] for r in rows["before"]] == [r["iou"] for r in rows["after"]]
+    if after["calibration"]["confidence_temperature"] != 1.0:
+        assert [r["scores"] for r in rows["before"]] != [r["scores"] for r in rows["after"]]
 
 
 def test_calibrate_detector_test_time_flip_on_and_off(tiny_dataset, random_bundle, tmp_path):

@@ -10,6 +10,7 @@ from inference.ml.metrics import (
     mask_iou,
     per_class,
     percentile_latency,
+    probability_quality,
     roc_auc,
 )
 
@@ -141,3 +142,39 @@ def test_region_size_breakdown_bins_each_verdict_by_its_true_area():
     assert out["real_tumor, < 500 px"]["n"] == 2 and out["real_tumor, < 500 px"]["accuracy"] == 0.5
     assert out["fake_added, 1500-2999 px"]["accuracy"] == 0.5
     assert out["fake_removed, >= 3000 px"]["flagged_tampered"] == 1.0
+
+
+def _p(real=0.0, no=0.0, added=0.0, removed=0.0):
+    return {"real_tumor": real, "no_tumor": no, "fake_added": added, "fake_removed": removed}
+
+
+def test_probability_quality_hand_case():
+    # two images said at 0.9, one right: gap 0.4; two said at 0.6, both right: gap 0.4 -> ECE 0.4
+    truth = ["real_tumor", "no_tumor", "fake_added", "fake_removed"]
+    scores = [_p(real=0.9, no=0.1), _p(real=0.9, no=0.1), _p(added=0.6, removed=0.4), _p(added=0.4, removed=0.6)]
+    q = probability_quality(truth, scores, bins=10)
+    assert q["n_images"] == 4 and q["accuracy"] == pytest.approx(0.75)
+    assert q["mean_confidence"] == pytest.approx(0.75)
+    assert q["ece"] == pytest.approx(0.4) and q["mce"] == pytest.approx(0.4)
+    # Brier: right at 0.9 -> 0.01 + 0.01; wrong at 0.9 (truth no_tumor at 0.1) -> 0.81 + 0.81; right at 0.6 -> 0.32 twice
+    assert q["brier"] == pytest.approx((0.02 + 1.62 + 0.32 + 0.32) / 4)
+    assert q["nll"] == pytest.approx(-(np.log(0.9) + np.log(0.1) + 2 * np.log(0.6)) / 4)
+    filled = {round(b["low"], 1): b for b in q["reliability"] if b["count"]}
+    assert set(filled) == {0.6, 0.9}
+    assert filled[0.9]["count"] == 2 and filled[0.9]["accuracy"] == 0.5
+    assert filled[0.6]["count"] == 2 and filled[0.6]["accuracy"] == 1.0
+    assert sum(b["count"] for b in q["reliability"]) == 4 and len(q["reliability"]) == 10
+
+
+def test_probability_quality_perfect_and_edges():
+    truth = ["no_tumor", "fake_added"]
+    q = probability_quality(truth, [_p(no=1.0), _p(added=1.0)])
+    assert q["ece"] == 0.0 and q["brier"] == 0.0 and q["nll"] == pytest.approx(0.0, abs=1e-12)
+    assert q["reliability"][-1]["count"] == 2  # a confidence of exactly 1 falls in the last bin
+    assert probability_quality([], [])["ece"] is None
+    with pytest.raises(ValueError, match="sum to 1"):
+        probability_quality(["no_tumor"], [_p(no=0.5)])
+    with pytest.raises(ValueError, match="Unknown label"):
+        probability_quality(["maybe"], [_p(no=1.0)])
+    with pytest.raises(ValueError, match="differ in length"):
+        probability_quality(["no_tumor"], [])

@@ -127,3 +127,42 @@ def test_intervals_are_stored_and_malformed_ones_refused(db, metrics, breakage, 
     with pytest.raises(InvalidMetrics, match=message):
         evaluation_run_record(metrics=metrics, dataset_dir="d", out_dir="o", split="test", intervals=intervals)
     assert EvaluationRun.objects.count() == 2  # the two good runs above, nothing of the refused one
+
+
+def _confidence():
+    from inference.ml.metrics import probability_quality
+
+    truth = ["real_tumor", "no_tumor", "fake_added", "fake_removed"]
+    scores = [{"real_tumor": 0.9, "no_tumor": 0.1, "fake_added": 0.0, "fake_removed": 0.0},
+              {"real_tumor": 0.9, "no_tumor": 0.1, "fake_added": 0.0, "fake_removed": 0.0},
+              {"real_tumor": 0.0, "no_tumor": 0.0, "fake_added": 0.6, "fake_removed": 0.4},
+              {"real_tumor": 0.0, "no_tumor": 0.0, "fake_added": 0.4, "fake_removed": 0.6}]
+    return probability_quality(truth, scores)
+
+
+@pytest.mark.parametrize("breakage, message", [
+    ("not_object", "JSON object"),
+    ("ece", r"confidence\['ece'\] must be a ratio"),
+    ("bins", "must be a list of bins"),
+    ("count", r"\['reliability'\]\[0\] must be an object with a count"),
+    ("bin_ratio", r"\['reliability'\]\[9\]\['accuracy'\] must be a ratio"),
+])
+def test_the_confidence_figures_are_stored_and_malformed_ones_refused(db, metrics, breakage, message):
+    confidence = _confidence()
+    run = evaluation_run_record(metrics=metrics, dataset_dir="d", out_dir="o", split="test", confidence=confidence)
+    stored = EvaluationRun.objects.get(pk=run.pk).confidence
+    assert stored == json.loads(json.dumps(confidence)) and stored["ece"] == pytest.approx(0.4)
+    assert evaluation_run_record(metrics=metrics, dataset_dir="d", out_dir="o", split="test").confidence == {}
+    if breakage == "not_object":
+        confidence = [0.4]
+    elif breakage == "ece":
+        confidence["ece"] = -0.1
+    elif breakage == "bins":
+        confidence["reliability"] = {"0.9": 2}
+    elif breakage == "count":
+        confidence["reliability"][0]["count"] = "two"
+    else:
+        confidence["reliability"][9]["accuracy"] = 1.5
+    with pytest.raises(InvalidMetrics, match=message):
+        evaluation_run_record(metrics=metrics, dataset_dir="d", out_dir="o", split="test", confidence=confidence)
+    assert EvaluationRun.objects.count() == 2

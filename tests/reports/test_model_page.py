@@ -134,7 +134,27 @@ def test_the_headline_figures_show_their_intervals(client_a, settings, tmp_path,
     assert "the 2 patients behind these images resampled 2000 times" in html
 
 
-def _ship_evaluation(folder, metrics, *, intervals=None, about=None):
+def test_the_confidence_table_comes_from_the_stored_confidence(client_a, settings, tmp_path, metrics):
+    from tests.reports.test_evaluation import _confidence
+
+    settings.DETECTOR_WEIGHTS = str(tmp_path / "absent.pt")
+    evaluation_run_record(metrics=metrics, dataset_dir="d", out_dir="o", split="test")
+    html = client_a.get(reverse("reports:model")).content.decode()
+    assert 'id="table-confidence"' not in html  # a run without it shows none: nothing invented
+
+    evaluation_run_record(metrics=metrics, dataset_dir="d", out_dir="o", split="test", confidence=_confidence())
+    html = client_a.get(reverse("reports:model")).content.decode()
+    assert 'id="confidence"' in html and '<strong id="confidence-ece">0.400</strong>' in html
+    table = html[html.index('id="table-confidence"'):]
+    table = table[:table.index("</table>")]
+    # only the two filled bins, with their counts, mean confidence and share right
+    assert table.count('<th scope="row">') == 2
+    assert '<th scope="row">0.6–0.7</th><td class="num">2</td>' in table
+    assert '<th scope="row">0.9–1.0</th><td class="num">2</td>' in table
+    assert '<td class="num">0.500</td>' in table and '<td class="num">1.000</td>' in table
+
+
+def _ship_evaluation(folder, metrics, *, intervals=None, about=None, confidence=None):
     import json
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -143,6 +163,8 @@ def _ship_evaluation(folder, metrics, *, intervals=None, about=None):
         (folder / "run.json").write_text(json.dumps(about))
     if intervals is not None:
         (folder / "intervals.json").write_text(json.dumps(intervals))
+    if confidence is not None:
+        (folder / "confidence.json").write_text(json.dumps(confidence))
 
 
 def test_a_fresh_installation_shows_the_evaluation_shipped_with_the_weights(client_a, settings, tmp_path, metrics):
@@ -150,12 +172,12 @@ def test_a_fresh_installation_shows_the_evaluation_shipped_with_the_weights(clie
     from inference.ml.model import save_random_bundle
     from inference.ml.predictor import file_sha256
     from reports.models import EvaluationRun
-    from tests.reports.test_evaluation import INTERVALS
+    from tests.reports.test_evaluation import INTERVALS, _confidence
 
     weights = save_random_bundle(tmp_path / "w.pt", backbone="tiny", seed=4)
     settings.DETECTOR_WEIGHTS = str(weights)
     metrics["model"]["sha256"] = file_sha256(weights)
-    _ship_evaluation(tmp_path / "evaluation", metrics, intervals=INTERVALS,
+    _ship_evaluation(tmp_path / "evaluation", metrics, intervals=INTERVALS, confidence=_confidence(),
                      about={"dataset_dir": "/data/release-set", "dataset_sha256": "ab" * 32, "split": "test",
                             "n_images": metrics["n_images"], "evaluated_at": "2026-12-04T18:30:00+00:00"})
 
@@ -165,6 +187,7 @@ def test_a_fresh_installation_shows_the_evaluation_shipped_with_the_weights(clie
     assert 'id="shipped-evaluation"' in html and "Measured when this model was released" in html
     assert "/data/release-set" in html and "2026-12-04T18:30:00+00:00" in html
     assert f"{metrics['accuracy']:.3f}" in html and "95 % CI 0.500–1.000" in html  # its figures and intervals
+    assert '<strong id="confidence-ece">0.400</strong>' in html  # and how far its confidence can be trusted
     assert "not of the installed model" not in html
     assert response.context["run"].pk is None and EvaluationRun.objects.count() == 0  # read, not stored
 

@@ -1,9 +1,10 @@
 """python manage.py calibrate_detector DATASET_DIR --weights FILE --out FILE [--split val] [--test-time-flip auto]
-    [--verdict-model off]
+    [--verdict-model off] [--confidence-only]
 
 Refits a trained bundle's calibration (verdict thresholds, then mask and show thresholds, whether to read each
-slice's mirror too, and whether a learned verdict replaces the hand-set rule) on a whole split; thin: the work is
-in inference.ml.train.calibrate_bundle.
+slice's mirror too, whether a learned verdict replaces the hand-set rule, and last the confidence temperature) on a
+whole split, or with --confidence-only just the temperature; thin: the work is in
+inference.ml.train.calibrate_bundle.
 """
 from __future__ import annotations
 
@@ -31,6 +32,9 @@ class Command(BaseCommand):
                                  "hand-set rule: auto keeps it only if its patient-grouped cross-validated macro F1 "
                                  "on the split is higher (default off: for 0.7.2 it won on validation and tied on "
                                  "test, see the README)")
+        parser.add_argument("--confidence-only", action="store_true",
+                            help="keep the bundle's calibration (reading, verdict rule, display) and fit only the "
+                                 "confidence temperature that makes its probabilities honest: no verdict moves")
 
     def handle(self, *args, **opts):
         from inference.ml.coco import DatasetError
@@ -45,10 +49,11 @@ class Command(BaseCommand):
             calibration, metrics = calibrate_bundle(opts["weights"], opts["dataset_dir"], opts["out"],
                                                     split=opts["split"], device=opts["device"], limit=opts["limit"],
                                                     test_time_flip=opts["test_time_flip"],
-                                                    verdict_model=opts["verdict_model"])
+                                                    verdict_model=opts["verdict_model"],
+                                                    confidence_only=opts["confidence_only"])
         except (DatasetError, ModelNotInstalled, ValueError) as exc:
             raise CommandError(str(exc)) from exc
-        summary = {k: metrics[k] for k in ("accuracy", "macro_f1", "mean_iou", "tamper_auc")}
+        summary = {k: metrics.get(k) for k in ("accuracy", "macro_f1", "mean_iou", "tamper_auc", "nll", "ece")}
         summary["test_time_flip"] = bool(calibration.get("test_time_flip", False))
         shown = {**calibration, "verdict_model": bool(calibration.get("verdict_model"))}
         self.stdout.write(json.dumps({"calibration": shown, opts["split"]: summary}, indent=2))

@@ -70,9 +70,10 @@ class Command(BaseCommand):
                 intervals_file = Path(opts["out"]) / "intervals.json"
                 intervals = (json.loads(intervals_file.read_text(encoding="utf-8"))
                              if opts["bootstrap"] and intervals_file.is_file() else None)
+                confidence = json.loads((Path(opts["out"]) / "confidence.json").read_text(encoding="utf-8"))
                 run = evaluation_run_record(metrics=metrics, dataset_dir=str(opts["dataset_dir"]),
                                             out_dir=str(opts["out"]), split=opts["split"], breakdown=breakdown,
-                                            intervals=intervals)
+                                            intervals=intervals, confidence=confidence)
                 self.stdout.write(f"Recorded as evaluation run {run.pk}.")
             # the files are written: the evaluation is done whatever happens here (InvalidMetrics is a ValueError)
             except (DatabaseError, OSError, ValueError) as exc:
