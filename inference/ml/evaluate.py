@@ -447,7 +447,7 @@ def _reliability_chart(plt, path: Path, confidence: dict) -> Path:
     ax.set_ylim(0, 1)
     ax.set_ylabel("share right")
     ax.set_title(f"Reliability: expected calibration error {confidence['ece']:.3f}")
-    ax.legend(loc="upper left", fontsize=8)
+    ax.legend(loc="lower right", fontsize=8)
     width = 1.0 / confidence["bins"]
     hist.bar([b["low"] + width / 2 for b in filled], [b["count"] for b in filled], width=width * 0.9, color="#8c8c8c")
     hist.set_xlim(0, 1)
