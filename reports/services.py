@@ -111,6 +111,16 @@ def _validate_confidence(confidence: dict) -> None:
         value = confidence.get(key)
         if value is not None and not (isinstance(value, (int, float)) and 0.0 <= value <= 1.0):
             raise InvalidMetrics(f"confidence[{key!r}] must be a ratio in [0, 1]")
+    cover = confidence.get("by_threshold", [])
+    if not isinstance(cover, list):
+        raise InvalidMetrics("confidence['by_threshold'] must be a list")
+    for i, c in enumerate(cover):
+        if not isinstance(c, dict):
+            raise InvalidMetrics(f"confidence['by_threshold'][{i}] must be an object")
+        for key in ("threshold", "share", "accuracy"):
+            value = c.get(key)
+            if value is not None and not (isinstance(value, (int, float)) and 0.0 <= value <= 1.0):
+                raise InvalidMetrics(f"confidence['by_threshold'][{i}][{key!r}] must be a ratio in [0, 1]")
     bins = confidence.get("reliability", [])
     if not isinstance(bins, list):
         raise InvalidMetrics("confidence['reliability'] must be a list of bins")

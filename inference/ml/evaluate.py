@@ -348,6 +348,10 @@ def write_tables(out_dir: Path, metrics: dict, extra: dict) -> Path:
                   "| confidence | images | mean confidence | right |", "|---|---|---|---|"]
         lines += [f"| {b['low']:.1f}-{b['high']:.1f} | {b['count']} | {_fmt(b['confidence'])} | {_fmt(b['accuracy'])} |"
                   for b in conf["reliability"] if b["count"]]
+        if conf.get("by_threshold"):
+            lines += ["", "| confidence at least | share of the images | accuracy on them |", "|---|---|---|"]
+            lines += [f"| {c['threshold']} | {_fmt(c['share'])} ({c['n']}) | {_fmt(c['accuracy'])} |"
+                      for c in conf["by_threshold"]]
     ap = extra.get("coco_ap")
     if ap:
         lines += ["", "## COCO average precision (pycocotools, all detections)", "",

@@ -144,6 +144,9 @@ def _probability_matrix(scores: Sequence[dict], labels: Sequence[str] = VERDICTS
     return np.clip(probs, 0.0, 1.0)
 
 
+COVERAGE_THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
+
+
 def probability_quality(
     y_true: Sequence[str], scores: Sequence[dict], *, bins: int = 10, labels: Sequence[str] = VERDICTS
 ) -> dict:
@@ -159,6 +162,8 @@ def probability_quality(
     - ``nll``: mean negative log probability of the true verdict (probabilities floored at 1e-9).
     - ``mean_confidence`` and ``accuracy``: overconfidence shows as the first above the second.
     - ``reliability``: per bin ``[low, high)`` (the last one closed), the count, the mean confidence and the accuracy.
+    - ``by_threshold``: for each confidence threshold of ``COVERAGE_THRESHOLDS``, the share of images said at that
+      confidence or more and the accuracy on them (how right the confident verdicts are, and how many there are).
     The predicted verdict is the most probable one (ties: the first in ``labels``)."""
     if len(y_true) != len(scores):
         raise ValueError("y_true and scores differ in length.")
@@ -166,7 +171,7 @@ def probability_quality(
         raise ValueError("bins must be at least 1.")
     if not len(y_true):
         return {"n_images": 0, "ece": None, "mce": None, "brier": None, "nll": None, "mean_confidence": None,
-                "accuracy": None, "bins": bins, "reliability": []}
+                "accuracy": None, "bins": bins, "reliability": [], "by_threshold": []}
     index = {label: i for i, label in enumerate(labels)}
     unknown = sorted({t for t in y_true if t not in index})
     if unknown:
@@ -200,4 +205,9 @@ def probability_quality(
         "accuracy": float(correct.mean()),
         "bins": bins,
         "reliability": reliability,
+        "by_threshold": [
+            {"threshold": t, "n": int((confidence >= t).sum()), "share": float((confidence >= t).mean()),
+             "accuracy": float(correct[confidence >= t].mean()) if (confidence >= t).any() else None}
+            for t in COVERAGE_THRESHOLDS
+        ],
     }

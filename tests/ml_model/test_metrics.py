@@ -164,6 +164,11 @@ def test_probability_quality_hand_case():
     assert filled[0.9]["count"] == 2 and filled[0.9]["accuracy"] == 0.5
     assert filled[0.6]["count"] == 2 and filled[0.6]["accuracy"] == 1.0
     assert sum(b["count"] for b in q["reliability"]) == 4 and len(q["reliability"]) == 10
+    # the confident verdicts: all four at >= 0.6, the two said at 0.9 (one right) at >= 0.7, none at >= 0.95
+    cover = {c["threshold"]: c for c in q["by_threshold"]}
+    assert (cover[0.6]["n"], cover[0.6]["share"], cover[0.6]["accuracy"]) == (4, 1.0, 0.75)
+    assert (cover[0.7]["n"], cover[0.7]["share"], cover[0.7]["accuracy"]) == (2, 0.5, 0.5)
+    assert (cover[0.95]["n"], cover[0.95]["share"], cover[0.95]["accuracy"]) == (0, 0.0, None)
 
 
 def test_probability_quality_perfect_and_edges():

@@ -146,6 +146,7 @@ def _confidence():
     ("bins", "must be a list of bins"),
     ("count", r"\['reliability'\]\[0\] must be an object with a count"),
     ("bin_ratio", r"\['reliability'\]\[9\]\['accuracy'\] must be a ratio"),
+    ("threshold", r"\['by_threshold'\]\[1\]\['share'\] must be a ratio"),
 ])
 def test_the_confidence_figures_are_stored_and_malformed_ones_refused(db, metrics, breakage, message):
     confidence = _confidence()
@@ -161,8 +162,10 @@ def test_the_confidence_figures_are_stored_and_malformed_ones_refused(db, metric
         confidence["reliability"] = {"0.9": 2}
     elif breakage == "count":
         confidence["reliability"][0]["count"] = "two"
-    else:
+    elif breakage == "bin_ratio":
         confidence["reliability"][9]["accuracy"] = 1.5
+    else:
+        confidence["by_threshold"][1]["share"] = 4
     with pytest.raises(InvalidMetrics, match=message):
         evaluation_run_record(metrics=metrics, dataset_dir="d", out_dir="o", split="test", confidence=confidence)
     assert EvaluationRun.objects.count() == 2

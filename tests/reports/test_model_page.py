@@ -152,6 +152,11 @@ def test_the_confidence_table_comes_from_the_stored_confidence(client_a, setting
     assert '<th scope="row">0.6–0.7</th><td class="num">2</td>' in table
     assert '<th scope="row">0.9–1.0</th><td class="num">2</td>' in table
     assert '<td class="num">0.500</td>' in table and '<td class="num">1.000</td>' in table
+    # and how right the confident verdicts are: at 0.7 or more, half the images, half of them right
+    cover = html[html.index('id="table-confidence-threshold"'):]
+    cover = cover[:cover.index("</table>")]
+    assert '<th scope="row">0.7</th><td class="num">0.500</td><td class="num">2</td>' in cover
+    assert '<th scope="row">0.95</th><td class="num">0.000</td><td class="num">0</td>' in cover and "—" in cover
 
 
 def _ship_evaluation(folder, metrics, *, intervals=None, about=None, confidence=None):
