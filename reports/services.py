@@ -64,6 +64,14 @@ def evaluation_records_unavailable() -> str | None:
     return None
 
 
+def _check_ratios(entry: dict, keys, where: str) -> None:
+    """Each of ``keys`` of ``entry`` is a number in [0, 1] or missing / null."""
+    for key in keys:
+        value = entry.get(key)
+        if value is not None and not (isinstance(value, (int, float)) and 0.0 <= value <= 1.0):
+            raise InvalidMetrics(f"{where}[{key!r}] must be a ratio in [0, 1]")
+
+
 def _validate_breakdown(breakdown: dict) -> None:
     if not isinstance(breakdown, dict):
         raise InvalidMetrics("breakdown must be a JSON object (breakdown.json of evaluate_detector)")
@@ -75,19 +83,14 @@ def _validate_breakdown(breakdown: dict) -> None:
         for name, group in groups.items():
             if not isinstance(group, dict) or not isinstance(group.get("n"), int) or group["n"] < 0:
                 raise InvalidMetrics(f"breakdown[{table!r}][{name!r}] needs a count 'n'")
-            for key in ("accuracy", "flagged_tampered", "mean_iou"):
-                value = group.get(key)
-                if value is not None and not (isinstance(value, (int, float)) and 0.0 <= value <= 1.0):
-                    raise InvalidMetrics(f"breakdown[{table!r}][{name!r}][{key!r}] must be a ratio in [0, 1]")
+            _check_ratios(group, ("accuracy", "flagged_tampered", "mean_iou"), f"breakdown[{table!r}][{name!r}]")
 
 
 def _validate_interval(entry, where: str) -> None:
     if not isinstance(entry, dict):
         raise InvalidMetrics(f"{where} must be an object with estimate, low and high")
+    _check_ratios(entry, ("estimate", "low", "high"), where)
     values = [entry.get(k) for k in ("estimate", "low", "high")]
-    for key, value in zip(("estimate", "low", "high"), values):
-        if value is not None and not (isinstance(value, (int, float)) and 0.0 <= value <= 1.0):
-            raise InvalidMetrics(f"{where}[{key!r}] must be a ratio in [0, 1]")
     if values[1] is not None and values[2] is not None and values[1] > values[2]:
         raise InvalidMetrics(f"{where}: low {values[1]} is above high {values[2]}")
 
@@ -107,30 +110,21 @@ def _validate_intervals(intervals: dict) -> None:
 def _validate_confidence(confidence: dict) -> None:
     if not isinstance(confidence, dict):
         raise InvalidMetrics("confidence must be a JSON object (confidence.json of evaluate_detector)")
-    for key in ("ece", "mce", "mean_confidence", "accuracy"):
-        value = confidence.get(key)
-        if value is not None and not (isinstance(value, (int, float)) and 0.0 <= value <= 1.0):
-            raise InvalidMetrics(f"confidence[{key!r}] must be a ratio in [0, 1]")
+    _check_ratios(confidence, ("ece", "mce", "mean_confidence", "accuracy"), "confidence")
     cover = confidence.get("by_threshold", [])
     if not isinstance(cover, list):
         raise InvalidMetrics("confidence['by_threshold'] must be a list")
     for i, c in enumerate(cover):
         if not isinstance(c, dict):
             raise InvalidMetrics(f"confidence['by_threshold'][{i}] must be an object")
-        for key in ("threshold", "share", "accuracy"):
-            value = c.get(key)
-            if value is not None and not (isinstance(value, (int, float)) and 0.0 <= value <= 1.0):
-                raise InvalidMetrics(f"confidence['by_threshold'][{i}][{key!r}] must be a ratio in [0, 1]")
+        _check_ratios(c, ("threshold", "share", "accuracy"), f"confidence['by_threshold'][{i}]")
     bins = confidence.get("reliability", [])
     if not isinstance(bins, list):
         raise InvalidMetrics("confidence['reliability'] must be a list of bins")
     for i, b in enumerate(bins):
         if not isinstance(b, dict) or not isinstance(b.get("count"), int) or b["count"] < 0:
             raise InvalidMetrics(f"confidence['reliability'][{i}] must be an object with a count")
-        for key in ("low", "high", "confidence", "accuracy"):
-            value = b.get(key)
-            if value is not None and not (isinstance(value, (int, float)) and 0.0 <= value <= 1.0):
-                raise InvalidMetrics(f"confidence['reliability'][{i}][{key!r}] must be a ratio in [0, 1]")
+        _check_ratios(b, ("low", "high", "confidence", "accuracy"), f"confidence['reliability'][{i}]")
 
 
 def evaluation_run_build(*, metrics: dict, dataset_dir: str, out_dir: str, split: str | None,
