@@ -5,7 +5,9 @@ Load once (`Predictor.load`), then `predict` / `predict_batch`. Each slice gets:
 - ``scores``: calibrated probabilities of the four verdicts (sum 1), a mix of the image-level head's softmax
   (temperature-scaled) and the evidence of the detections (the best score of each class), or, where the
   calibration holds a ``verdict_model``, that model's probabilities (`verdict_model`: a logistic regression on
-  the same outputs, fitted on the validation split);
+  the same outputs, fitted on the validation split); either then reshaped by the calibration's
+  ``confidence_temperature`` (`confidence`: keeps the order, so the verdict, and fitted so that the confidence
+  shown means what it says);
 - ``verdict``: the most probable verdict;
 - ``instances``: the detections of the verdict's class that clear the show thresholds (always its best one), each
   with a boolean mask the size of the input (mask probability >= ``mask_threshold``). A ``no_tumor`` verdict
@@ -26,9 +28,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .confidence import temper_scores
 from .imaging import to_uint8
 from .labels import CATEGORIES, TAMPERED, VERDICT_CATEGORY, VERDICTS
-from .confidence import temper_scores
 from .model import DEFAULT_CALIBRATION, load_bundle, model_from_bundle
 from .refiner import WINDOW_PROB, MaskRefiner, near, refine_probability, refiner_from_state
 from .verdict_model import verdict_features, verdict_probs

@@ -33,8 +33,8 @@ import numpy as np
 import torch
 
 from .coco import SMALL_REGION_AREA, load_dataset, region_area, segmentation_to_mask, site_of
-from .imaging import to_uint8
 from .confidence import fit_confidence_temperature, temper_scores
+from .imaging import to_uint8
 from .labels import VERDICTS
 from .metrics import (accuracy, classification_metrics, confusion_matrix, macro_f1, mask_iou, probability_quality,
                       union_mask)
