@@ -223,6 +223,55 @@ def evaluation_to_show(card: ModelCard) -> tuple[EvaluationRun | None, ShippedEv
 
 
 @dataclass
+class ConfidenceGuide:
+    """How to read a verdict's confidence, from a measured evaluation of the installed model."""
+
+    model_version: str
+    model_sha256: str
+    split: str
+    n_images: int
+    high_threshold: float  # verdicts said at this confidence or more ...
+    high_n: int
+    high_share: float
+    high_accuracy: float  # ... were right this often
+    low_threshold: float  # verdicts said under this confidence ...
+    low_n: int
+    low_accuracy: float | None  # ... were right this often (None: there were none)
+
+
+GUIDE_LOW_THRESHOLD = 0.7
+GUIDE_MIN_SHARE = 0.25  # the high group quoted is the most confident one holding at least this share of the slices
+
+
+def confidence_guide(card: ModelCard) -> ConfidenceGuide | None:
+    """From the evaluation the model page shows (`evaluation_to_show`), when it is of the installed weights and
+    has confidence figures: how right the verdicts said at a high confidence were (the highest threshold of its
+    ``by_threshold`` whose verdicts are at least ``GUIDE_MIN_SHARE`` of the slices) and how right those said under
+    ``GUIDE_LOW_THRESHOLD`` were (from its reliability bins). None when there is nothing measured to say."""
+    if not card.available or not card.sha256:
+        return None
+    run, _ = evaluation_to_show(card)
+    if run is None or run.model_sha256 != card.sha256:
+        return None
+    conf = run.confidence or {}
+    groups = [c for c in conf.get("by_threshold") or []
+              if c.get("accuracy") is not None and (c.get("share") or 0) >= GUIDE_MIN_SHARE]
+    if not groups:
+        return None
+    high = max(groups, key=lambda c: c["threshold"])
+    low_bins = [b for b in conf.get("reliability") or []
+                if b.get("count") and b.get("high", 1.0) <= GUIDE_LOW_THRESHOLD + 1e-9]
+    low_n = sum(b["count"] for b in low_bins)
+    return ConfidenceGuide(
+        model_version=run.model_version, model_sha256=run.model_sha256, split=run.split or "all",
+        n_images=int(conf.get("n_images") or run.n_images),
+        high_threshold=float(high["threshold"]), high_n=int(high.get("n") or 0), high_share=float(high["share"]),
+        high_accuracy=float(high["accuracy"]), low_threshold=GUIDE_LOW_THRESHOLD, low_n=low_n,
+        low_accuracy=(sum(b["count"] * b["accuracy"] for b in low_bins) / low_n) if low_n else None,
+    )
+
+
+@dataclass
 class ClassRow:
     label: str
     accuracy: float | None

@@ -77,13 +77,28 @@ def scan_detail(request, pk: int):
     scan = selectors.scan_get_for(user=request.user, pk=pk)
     services.scan_viewed(scan=scan, request=request)
     jobs = list(scan.jobs.order_by("-created_at", "-id"))
+    latest = jobs[0] if jobs else None
     return render(request, "scans/detail.html", {
         "scan": scan,
         "files": list(selectors.scan_files(scan=scan)),
         "jobs": jobs,
-        "latest_job": jobs[0] if jobs else None,
+        "latest_job": latest,
         "middle_index": scan.n_slices // 2,
+        "confidence_guide": _confidence_guide_for(latest),
     })
+
+
+def _confidence_guide_for(job):
+    """How to read the job's confidence (`reports.selectors.confidence_guide`), only when it was (or, still
+    running, will be) given by the installed model that the guide's evaluation measured."""
+    if job is None:
+        return None
+    from reports.selectors import confidence_guide, model_card_current
+
+    guide = confidence_guide(model_card_current())
+    if guide is None or (job.model_sha256 and job.model_sha256 != guide.model_sha256):
+        return None
+    return guide
 
 
 @login_required

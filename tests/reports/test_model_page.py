@@ -260,3 +260,27 @@ def test_the_model_page_shows_the_facts_and_the_whole_metadata(client_a, setting
     assert 'id="model-metadata"' in html
     assert all(f'&quot;{key}&quot;' in html for key in card.meta)  # every key in the JSON record (escaped)
     assert "{&#x27;" not in html  # no Python dict dumped into a cell
+
+
+def test_the_confidence_guide_quotes_the_installed_models_evaluation(db, settings, tmp_path, metrics):
+    from inference.ml.model import save_random_bundle
+    from inference.ml.predictor import file_sha256
+    from reports.selectors import confidence_guide, model_card_current
+    from tests.reports.test_evaluation import _confidence
+
+    weights = save_random_bundle(tmp_path / "w.pt", backbone="tiny", seed=6)
+    settings.DETECTOR_WEIGHTS = str(weights)
+    evaluation_run_record(metrics=metrics, dataset_dir="d", out_dir="o", split="test", confidence=_confidence())
+    assert confidence_guide(model_card_current()) is None  # an evaluation of other weights says nothing of these
+
+    metrics["model"]["sha256"] = file_sha256(weights)
+    evaluation_run_record(metrics=metrics, dataset_dir="d", out_dir="o", split="val", confidence=_confidence())
+    guide = confidence_guide(model_card_current())
+    # the most confident group holding a quarter of the slices or more: >= 0.9 (two of four, one right)
+    assert (guide.high_threshold, guide.high_n, guide.high_share, guide.high_accuracy) == (0.9, 2, 0.5, 0.5)
+    # under 0.7: the two said at 0.6, both right
+    assert (guide.low_threshold, guide.low_n, guide.low_accuracy) == (0.7, 2, 1.0)
+    assert guide.split == "val" and guide.n_images == 4 and guide.model_sha256 == metrics["model"]["sha256"]
+
+    settings.DETECTOR_WEIGHTS = str(tmp_path / "absent.pt")
+    assert confidence_guide(model_card_current()) is None

@@ -389,3 +389,36 @@ def test_detail_warns_when_the_scans_noise_is_outside_the_detectors_range(client
     page = html.unescape(_text(client_a.get(reverse("scans:detail", args=[scan.pk]))))
     assert "data-input-warning" in page and "Input outside the detector's range:" in page
     assert "do not rely on its verdict" in page
+
+
+def test_detail_says_how_to_read_the_confidence_from_the_measured_evaluation(client_a, doctor_a, settings, tmp_path):
+    """The guide quotes the installed model's evaluation (its confidence figures), and only for a verdict that
+    model gave; without measured figures, or for another model's verdict, it says nothing."""
+    from inference.ml.model import save_random_bundle
+    from inference.ml.predictor import file_sha256
+    from reports.services import evaluation_run_record
+    from tests.reports.conftest import metrics_from_confusion
+    from tests.reports.test_evaluation import _confidence
+
+    weights = save_random_bundle(tmp_path / "w.pt", backbone="tiny", seed=5)
+    settings.DETECTOR_WEIGHTS = str(weights)
+    sha = file_sha256(weights)
+    metrics = metrics_from_confusion(np.eye(4, dtype=int) * 3, version="0.0.0+random.seed5", sha=sha)
+    scan = _bare_scan(doctor_a, "one.png")
+    _finished_job(scan, "real_tumor", model_sha256=sha)
+    url = reverse("scans:detail", args=[scan.pk])
+
+    evaluation_run_record(metrics=metrics, dataset_dir="d", out_dir="o", split="test")  # no confidence figures
+    assert 'id="confidence-guide"' not in _text(client_a.get(url))
+
+    evaluation_run_record(metrics=metrics, dataset_dir="d", out_dir="o", split="test", confidence=_confidence())
+    page = _text(client_a.get(url))
+    guide = page[page.index('id="confidence-guide"'):]
+    guide = " ".join(guide[:guide.index("</p>")].split())
+    # the fixture: at >= 0.9 half the slices, half of them right; under 0.7 two slices, both right
+    assert ("when model 0.0.0+random.seed5 said a verdict at 90 % or more (50 % of the 4 slices of its test "
+            "evaluation), it was right 50 % of the time; under 70 % (2 slices), 100 %.") in guide
+
+    other = _bare_scan(doctor_a, "two.png")
+    _finished_job(other, "no_tumor", model_sha256="cd" * 32)  # given by another model
+    assert 'id="confidence-guide"' not in _text(client_a.get(reverse("scans:detail", args=[other.pk])))
