@@ -53,7 +53,9 @@ def _slice_picture(report, result):
     return RLImage(buf, width=w * scale, height=h * scale)
 
 
-def scan_report_pdf(report, *, generated_by) -> bytes:
+def scan_report_pdf(report, *, generated_by, confidence_guide: str = "") -> bytes:
+    """The scan's PDF report; ``confidence_guide``: how to read the confidence, from the model's measured
+    evaluation (`reports.selectors.confidence_guide_text`), printed under the verdict when given."""
     scan, job = report.scan, report.job
     styles = getSampleStyleSheet()
     small = ParagraphStyle("small", parent=styles["BodyText"], fontSize=8, leading=10)
@@ -77,6 +79,8 @@ def scan_report_pdf(report, *, generated_by) -> bytes:
         _p(f"Verdict: {job.verdict}. {meaning}", styles["BodyText"]),
         Spacer(1, 3 * mm),
     ]
+    if confidence_guide:
+        story += [_p(f"Reading the confidence: {confidence_guide}", small), Spacer(1, 3 * mm)]
     check = (scan.metadata or {}).get("sequence") or {}
     if check.get("message"):
         heading = ("Sequence outside the detector's training" if check.get("trained") is False

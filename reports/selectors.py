@@ -271,6 +271,31 @@ def confidence_guide(card: ModelCard) -> ConfidenceGuide | None:
     )
 
 
+def confidence_guide_for(job) -> ConfidenceGuide | None:
+    """`confidence_guide` for an analysis job: only when its verdict was (or, still running, will be) given by the
+    installed model that the guide's evaluation measured."""
+    if job is None:
+        return None
+    guide = confidence_guide(model_card_current())
+    if guide is None or (job.model_sha256 and job.model_sha256 != guide.model_sha256):
+        return None
+    return guide
+
+
+def confidence_guide_text(guide: ConfidenceGuide) -> str:
+    """The guide in one sentence, as the scan page and the PDF report say it."""
+    def pct(x: float) -> str:
+        return f"{round(100 * x)} %"
+
+    text = (f"When model {guide.model_version} said a verdict at {pct(guide.high_threshold)} or more "
+            f"({pct(guide.high_share)} of the {guide.n_images} slices of its {guide.split} evaluation), it was right "
+            f"{pct(guide.high_accuracy)} of the time")
+    if guide.low_n:
+        text += (f"; under {pct(guide.low_threshold)} ({guide.low_n} slice{'s' if guide.low_n != 1 else ''}), "
+                 f"{pct(guide.low_accuracy)}")
+    return text + ". These figures are per slice; a scan's verdict gathers its slices."
+
+
 @dataclass
 class ClassRow:
     label: str

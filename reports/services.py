@@ -189,8 +189,11 @@ def _audit_download(*, action: str, request, report, content: bytes, fmt: str, e
 
 def scan_report_pdf_issue(*, request, report) -> bytes:
     from reports.pdf import scan_report_pdf
+    from reports.selectors import confidence_guide_for, confidence_guide_text
 
-    content = scan_report_pdf(report, generated_by=request.user)
+    guide = confidence_guide_for(report.job)
+    content = scan_report_pdf(report, generated_by=request.user,
+                              confidence_guide=confidence_guide_text(guide) if guide else "")
     _audit_download(action=actions.REPORT_PDF_DOWNLOADED, request=request, report=report, content=content, fmt="pdf")
     return content
 

@@ -84,21 +84,15 @@ def scan_detail(request, pk: int):
         "jobs": jobs,
         "latest_job": latest,
         "middle_index": scan.n_slices // 2,
-        "confidence_guide": _confidence_guide_for(latest),
+        "confidence_guide": _confidence_guide_text(latest),
     })
 
 
-def _confidence_guide_for(job):
-    """How to read the job's confidence (`reports.selectors.confidence_guide`), only when it was (or, still
-    running, will be) given by the installed model that the guide's evaluation measured."""
-    if job is None:
-        return None
-    from reports.selectors import confidence_guide, model_card_current
+def _confidence_guide_text(job) -> str:
+    from reports.selectors import confidence_guide_for, confidence_guide_text
 
-    guide = confidence_guide(model_card_current())
-    if guide is None or (job.model_sha256 and job.model_sha256 != guide.model_sha256):
-        return None
-    return guide
+    guide = confidence_guide_for(job)
+    return confidence_guide_text(guide) if guide else ""
 
 
 @login_required

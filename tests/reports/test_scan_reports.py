@@ -149,3 +149,25 @@ def test_pdf_warns_when_the_noise_is_outside_the_detectors_range(client_a, analy
     text = " ".join(_pdf_text(client_a.get(reverse("reports:scan_pdf", args=[scan.pk])).content).split())
     assert "Input outside the detector's range: This scan's noise is outside" in text
     assert "noise level is 3.30 grey levels, above" in text
+
+
+def test_pdf_says_how_to_read_the_confidence_only_for_the_measured_model(client_a, analysed_scan, settings, tmp_path,
+                                                                          metrics):
+    from inference.ml.model import save_random_bundle
+    from inference.ml.predictor import file_sha256
+    from reports.services import evaluation_run_record
+    from tests.reports.test_evaluation import _confidence
+
+    scan, job = analysed_scan.scan, analysed_scan.job
+    weights = save_random_bundle(tmp_path / "w.pt", backbone="tiny", seed=7)
+    settings.DETECTOR_WEIGHTS = str(weights)
+    metrics["model"]["sha256"] = file_sha256(weights)
+    evaluation_run_record(metrics=metrics, dataset_dir="d", out_dir="o", split="test", confidence=_confidence())
+    url = reverse("reports:scan_pdf", args=[scan.pk])
+    assert "Reading the confidence" not in _pdf_text(client_a.get(url).content)  # the job's model is another one
+
+    job.model_sha256 = metrics["model"]["sha256"]
+    job.save(update_fields=["model_sha256"])
+    text = " ".join(_pdf_text(client_a.get(url).content).split())
+    assert ("Reading the confidence: When model 1.2.0 said a verdict at 90 % or more (50 % of the 4 slices of its "
+            "test evaluation), it was right 50 % of the time; under 70 % (2 slices), 100 %.") in text

@@ -416,8 +416,8 @@ def test_detail_says_how_to_read_the_confidence_from_the_measured_evaluation(cli
     guide = page[page.index('id="confidence-guide"'):]
     guide = " ".join(guide[:guide.index("</p>")].split())
     # the fixture: at >= 0.9 half the slices, half of them right; under 0.7 two slices, both right
-    assert ("when model 0.0.0+random.seed5 said a verdict at 90 % or more (50 % of the 4 slices of its test "
-            "evaluation), it was right 50 % of the time; under 70 % (2 slices), 100 %.") in guide
+    assert ("Reading the confidence: When model 0.0.0+random.seed5 said a verdict at 90 % or more (50 % of the 4 "
+            "slices of its test evaluation), it was right 50 % of the time; under 70 % (2 slices), 100 %.") in guide
 
     other = _bare_scan(doctor_a, "two.png")
     _finished_job(other, "no_tumor", model_sha256="cd" * 32)  # given by another model
