@@ -9,6 +9,8 @@ import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
 
+from inference.models import VERDICT_LABELS
+
 VERDICT_COLOURS = {
     "real_tumor": "#1f6fa8",
     "no_tumor": "#2e8b57",
@@ -27,7 +29,8 @@ def colour_for(label: str, i: int = 0) -> str:
 
 
 def pretty(label: str) -> str:
-    return label.replace("_", " ")
+    """A verdict in the words a doctor reads everywhere else ("Real tumor"); other names without underscores."""
+    return VERDICT_LABELS.get(label) or label.replace("_", " ")
 
 
 def _svg(fig: Figure) -> str:

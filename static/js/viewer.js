@@ -17,6 +17,8 @@
   const CLASS_RGB = { 1: [40, 130, 235], 2: [230, 40, 40], 3: [160, 80, 230] };
   const OVERLAY_ALPHA = 115; // of 255
   const MAX_LISTED_REGIONS = 3;
+  const MAX_LISTED_RUNS = 12; // runs of slices listed per verdict in the summary
+  const SUMMARY_ORDER = ["fake_added", "fake_removed", "real_tumor", "no_tumor"]; // findings that need a look first
   const LABELS = { // the same words as inference.models.VERDICT_LABELS
     real_tumor: "Real tumor", no_tumor: "No tumor", fake_added: "Fake added", fake_removed: "Fake removed", queued: "Queued", running: "Running", succeeded: "Succeeded",
     failed: "Failed",
@@ -151,6 +153,57 @@
       cell.dataset.index = String(i);
       cell.addEventListener("click", () => showSlice(i));
       strip.appendChild(cell);
+    }
+    renderSummary();
+  }
+
+  /** Sorted slice indices -> runs of consecutive ones: [0, 1, 2, 5, 7, 8] -> [[0, 2], [5, 5], [7, 8]]. */
+  function runsOf(indices) {
+    const runs = [];
+    for (const i of indices) {
+      const last = runs[runs.length - 1];
+      if (last && i === last[1] + 1) last[1] = i;
+      else runs.push([i, i]);
+    }
+    return runs;
+  }
+
+  /** For a scan of several slices: how many slices had each verdict and, for the findings, which ones (each run
+   * of slices a button that shows its first slice). A one-slice tampering verdict in a long series is found here
+   * without scrolling through it. */
+  function renderSummary() {
+    const box = $(viewer, "data-slice-summary");
+    box.textContent = "";
+    box.classList.toggle("hidden", state.n < 2 || !state.results.size);
+    if (state.n < 2) return;
+    const byVerdict = new Map();
+    for (const [index, result] of state.results) {
+      if (!byVerdict.has(result.verdict)) byVerdict.set(result.verdict, []);
+      byVerdict.get(result.verdict).push(index);
+    }
+    for (const verdict of SUMMARY_ORDER) {
+      const indices = (byVerdict.get(verdict) || []).sort((a, b) => a - b);
+      if (!indices.length) continue;
+      const row = document.createElement("li");
+      row.dataset.summaryVerdict = verdict;
+      const badge = document.createElement("span");
+      setBadge(badge, verdict);
+      row.append(badge, " " + indices.length + " slice" + (indices.length === 1 ? "" : "s"));
+      if (verdict !== "no_tumor") {
+        row.append(": ");
+        const runs = runsOf(indices);
+        runs.slice(0, MAX_LISTED_RUNS).forEach(([first, last]) => {
+          const button = document.createElement("button");
+          button.type = "button";
+          button.className = "button button-small";
+          button.textContent = first === last ? String(first + 1) : first + 1 + "\u2013" + (last + 1);
+          button.setAttribute("aria-label", "Show slice " + (first + 1) + " (" + LABELS[verdict] + ")");
+          button.addEventListener("click", () => showSlice(first));
+          row.append(button, " ");
+        });
+        if (runs.length > MAX_LISTED_RUNS) row.append("and " + (runs.length - MAX_LISTED_RUNS) + " more runs");
+      }
+      box.appendChild(row);
     }
   }
 

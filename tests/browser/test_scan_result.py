@@ -72,6 +72,21 @@ def test_doctor_uploads_a_series_and_sees_the_result(page, login_as, live_server
     # Per-slice verdicts: the strip has one cell per slice; the slice panel shows the current slice's result.
     page.wait_for_selector("[data-slice-result]:not(.hidden)")
     assert page.locator("[data-slice-strip] button").count() == 4
+
+    # The summary under the strip: each verdict's slice count, and for findings the slices, each a button.
+    verdicts = list(job.slice_results.order_by("index").values_list("verdict", flat=True))
+    summary = page.locator("[data-slice-summary]")
+    assert summary.is_visible()
+    for verdict in set(verdicts):
+        row = summary.locator(f"[data-summary-verdict={verdict}]")
+        n = verdicts.count(verdict)
+        assert row.inner_text().startswith(f"{VERDICT_LABELS[verdict]} {n} slice{'s' if n > 1 else ''}")
+    assert summary.locator("li").count() == len(set(verdicts))
+    finding = next((v for v in ("fake_added", "fake_removed", "real_tumor") if v in verdicts), None)
+    assert finding, verdicts  # the regions bundle finds something on these slices
+    summary.locator(f"[data-summary-verdict={finding}] button").first.click()
+    assert page.locator("[data-slice-label]").inner_text() == str(verdicts.index(finding) + 1)
+    page.locator("[data-slice-slider]").fill("2")
     middle = job.slice_results.get(index=2)
     assert _percent(page.locator("[data-slice-confidence]").inner_text()) == pytest.approx(
         middle.confidence * 100, abs=0.051

@@ -1,3 +1,4 @@
+import base64
 from datetime import timedelta
 
 import numpy as np
@@ -72,7 +73,12 @@ def test_admin_sees_volumes_mix_latency_percentiles_and_failures(admin_user, doc
 def test_dashboard_page_for_doctor_and_admin(client_a, client_admin, doctor_a, make_scan):
     make_scan(doctor_a, days_ago=0, status="succeeded", verdict="fake_removed", latency_s=3)
     doctor_html = client_a.get(reverse("reports:dashboard")).content.decode()
-    assert "My scans" in doctor_html and "fake_removed" in doctor_html
+    assert "My scans" in doctor_html
+    # The verdict in the doctor's words, as on the scan pages (card, table header, chart legend), not its key.
+    assert '<span class="badge badge-fake_removed">Fake removed</span>' in doctor_html
+    assert '<th class="num">Fake removed</th>' in doctor_html and '<th class="num">fake_removed</th>' not in doctor_html
+    chart = base64.b64decode(doctor_html.split("data:image/svg+xml;base64,")[1].split('"')[0]).decode()
+    assert "Fake removed" in chart and "fake removed" not in chart
     assert "Job latency" not in doctor_html
     assert doctor_html.count("data:image/svg+xml") == 1
 
