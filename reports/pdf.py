@@ -20,6 +20,7 @@ from xml.sax.saxutils import escape
 
 from reports.charts import VERDICT_COLOURS
 from reports.overlay import overlay, read_png
+from reports.selectors import slices_by_verdict_text
 
 VERDICT_TEXT = {
     "real_tumor": ("Real tumour", "An authentic tumour; the outline shows the tumour."),
@@ -79,6 +80,9 @@ def scan_report_pdf(report, *, generated_by, confidence_guide: str = "") -> byte
         _p(f"Verdict: {job.verdict}. {meaning}", styles["BodyText"]),
         Spacer(1, 3 * mm),
     ]
+    if len(report.results) > 1:
+        story += [_p(f"Slices by verdict: {slices_by_verdict_text(report.results)}.", styles["BodyText"]),
+                  Spacer(1, 3 * mm)]
     if confidence_guide:
         story += [_p(f"Reading the confidence: {confidence_guide}", small), Spacer(1, 3 * mm)]
     check = (scan.metadata or {}).get("sequence") or {}

@@ -567,6 +567,41 @@ def dashboard_for(*, user, range_name: str | None = None, today=None) -> Dashboa
 # --- Per-scan reports ------------------------------------------------------------------------------------
 
 
+FINDINGS_FIRST = ("fake_added", "fake_removed", "real_tumor", "no_tumor")  # the order a reader should look in
+
+
+def slice_runs(indices) -> list[tuple[int, int]]:
+    """Slice indices -> runs of consecutive ones, sorted: [5, 0, 1, 2, 7, 8] -> [(0, 2), (5, 5), (7, 8)]."""
+    runs: list[list[int]] = []
+    for i in sorted(indices):
+        if runs and i == runs[-1][1] + 1:
+            runs[-1][1] = i
+        else:
+            runs.append([i, i])
+    return [(a, b) for a, b in runs]
+
+
+def slices_by_verdict(results) -> list[tuple[str, int, list[tuple[int, int]]]]:
+    """(verdict, number of slices, runs of their 0-based indices) for each verdict present, findings first: the
+    summary the scan page draws in the browser (viewer.js) and the PDF prints."""
+    indices: dict[str, list[int]] = {}
+    for r in results:
+        indices.setdefault(r.verdict, []).append(r.index)
+    return [(v, len(indices[v]), slice_runs(indices[v])) for v in FINDINGS_FIRST if v in indices]
+
+
+def slices_by_verdict_text(results) -> str:
+    """'fake_added 1 slice (21); real_tumor 10 slices (10-19); no_tumor 11 slices' (slices numbered from 1;
+    tumour-free slices only counted)."""
+    parts = []
+    for verdict, n, runs in slices_by_verdict(results):
+        text = f"{verdict} {n} slice{'s' if n != 1 else ''}"
+        if verdict != "no_tumor":
+            text += " (" + ", ".join(str(a + 1) if a == b else f"{a + 1}-{b + 1}" for a, b in runs) + ")"
+        parts.append(text)
+    return "; ".join(parts)
+
+
 class NoFinishedAnalysis(Exception):
     """The scan has no succeeded detector job yet, so there is nothing to report."""
 

@@ -32,6 +32,8 @@ def test_pdf_parses_and_holds_verdict_provenance_and_pictures(client_a, analysed
     assert "doctor_a" in text
     assert "confidence 83.0%" in text
     assert re.search(r"Sequence\s+FLAIR", text) and "Sequence outside" not in text
+    # Under the verdict, the slices by verdict, findings first, numbered from 1 as on the scan page.
+    assert "Slices by verdict: fake_added 1 slice (2); fake_removed 1 slice (3); no_tumor 1 slice." in text
     # The per-slice table: one row per slice, in order, with each slice's verdict.
     for number, verdict in ((1, "no_tumor"), (2, "fake_added"), (3, "fake_removed")):
         assert re.search(rf"\b{number}\s+{verdict}\s+0\.700\s", text), verdict
@@ -171,3 +173,18 @@ def test_pdf_says_how_to_read_the_confidence_only_for_the_measured_model(client_
     text = " ".join(_pdf_text(client_a.get(url).content).split())
     assert ("Reading the confidence: When model 1.2.0 said a verdict at 90 % or more (50 % of the 4 slices of its "
             "test evaluation), it was right 50 % of the time; under 70 % (2 slices), 100 %.") in text
+
+
+def test_slices_by_verdict_groups_runs_findings_first():
+    from types import SimpleNamespace
+
+    from reports.selectors import slice_runs, slices_by_verdict, slices_by_verdict_text
+
+    assert slice_runs([]) == []
+    assert slice_runs([5, 0, 1, 2, 7, 8]) == [(0, 2), (5, 5), (7, 8)]
+    verdicts = ["no_tumor"] * 9 + ["real_tumor"] * 10 + ["no_tumor", "fake_added", "no_tumor"]
+    results = [SimpleNamespace(index=i, verdict=v) for i, v in enumerate(verdicts)]
+    assert slices_by_verdict(results) == [
+        ("fake_added", 1, [(20, 20)]), ("real_tumor", 10, [(9, 18)]), ("no_tumor", 11, [(0, 8), (19, 19), (21, 21)]),
+    ]
+    assert slices_by_verdict_text(results) == "fake_added 1 slice (21); real_tumor 10 slices (10-19); no_tumor 11 slices"
