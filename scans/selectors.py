@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from datetime import date, datetime, time, timedelta
 
-from django.db.models import OuterRef, Q, QuerySet, Subquery
+from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
+from django.db.models.functions import Coalesce
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 
-from inference.models import InferenceJob
+from inference.ml.labels import TAMPERED
+from inference.models import InferenceJob, SliceResult
 from scans.models import Scan, ScanFile, ScanSlice
 
 # Filter value meaning "no verdict yet" (no job, or the latest job has not succeeded).
@@ -30,6 +32,12 @@ def _with_latest_job(qs: QuerySet[Scan]) -> QuerySet[Scan]:
         latest_job_status=Subquery(latest.values("status")[:1]),
         latest_verdict=Subquery(latest.values("verdict")[:1]),
         latest_confidence=Subquery(latest.values("confidence")[:1]),
+    ).annotate(
+        # slices of that job read as tampered: a series can hold one such slice under a scan verdict that is not
+        latest_tampered_slices=Coalesce(Subquery(
+            SliceResult.objects.filter(job_id=OuterRef("latest_job_id"), verdict__in=TAMPERED)
+            .order_by().values("job_id").annotate(n=Count("id")).values("n")[:1]
+        ), 0),
     )
 
 
@@ -39,7 +47,8 @@ def _day_start(day: date) -> datetime:
 
 def scan_list_for(*, user, filters: dict | None = None) -> QuerySet[Scan]:
     """The scans `user` may see, newest first, each annotated with its latest job's id, status, verdict and
-    confidence (`latest_job_*`, `latest_verdict`, `latest_confidence`).
+    confidence (`latest_job_*`, `latest_verdict`, `latest_confidence`) and how many of that job's slices were read
+    as tampered (`latest_tampered_slices`).
 
     filters: `verdict` (a verdict, or "pending"), `date_from`, `date_to` (dates, inclusive, in TIME_ZONE).
     """

@@ -155,6 +155,30 @@ def test_list_shows_own_scans_with_the_latest_verdict(client_a, doctor_a, doctor
     assert "badge-real_tumor" not in page  # only the latest job counts
 
 
+def test_list_counts_the_slices_read_as_tampered_under_the_latest_job(client_a, doctor_a):
+    from inference.models import SliceResult
+
+    def slices(job, verdicts):
+        for i, v in enumerate(verdicts):
+            SliceResult.objects.create(job=job, index=i, verdict=v, confidence=0.9, tamper_score=0.5)
+
+    series = _bare_scan(doctor_a, "series.dcm", n_slices=5)
+    old = _finished_job(series, "fake_added")
+    InferenceJob.objects.filter(pk=old.pk).update(created_at=timezone.now() - timedelta(hours=1))
+    slices(old, ["fake_added"] * 4 + ["no_tumor"])  # an earlier job's slices do not count
+    slices(_finished_job(series, "real_tumor"), ["no_tumor", "real_tumor", "fake_added", "fake_removed", "no_tumor"])
+    clean = _bare_scan(doctor_a, "clean.dcm", n_slices=3)
+    slices(_finished_job(clean, "real_tumor"), ["no_tumor", "real_tumor", "no_tumor"])
+    single = _bare_scan(doctor_a, "single.png", n_slices=1)
+    slices(_finished_job(single, "fake_removed"), ["fake_removed"])  # one slice: the verdict already says it
+
+    response = client_a.get(reverse("scans:list"))
+    by_name = {s.original_name: s.latest_tampered_slices for s in response.context["scans"]}
+    assert by_name == {"series.dcm": 2, "clean.dcm": 0, "single.png": 1}
+    page = _text(response)
+    assert page.count("data-tampered-slices") == 1 and "2 of 5 slices read as tampered" in page
+
+
 def test_list_for_admin_shows_everyone_with_owners(client_admin, doctor_a, doctor_b):
     _bare_scan(doctor_a, "a.dcm")
     _bare_scan(doctor_b, "b.dcm")
