@@ -25,6 +25,10 @@ class LatestJobSerializer(serializers.Serializer):
     status = serializers.CharField()
     verdict = serializers.CharField(allow_blank=True)
     confidence = serializers.FloatField(allow_null=True)
+    tampered_slices = serializers.IntegerField(
+        help_text="Slices of this job read as fake_added or fake_removed (a series can hold some under another "
+                  "scan verdict)."
+    )
 
 
 class ScanFileSerializer(serializers.ModelSerializer):
@@ -60,7 +64,7 @@ class ScanSerializer(serializers.ModelSerializer):
         if job_id is None:
             return None
         return {"id": job_id, "status": obj.latest_job_status, "verdict": obj.latest_verdict or "",
-                "confidence": obj.latest_confidence}
+                "confidence": obj.latest_confidence, "tampered_slices": getattr(obj, "latest_tampered_slices", 0)}
 
     def get_page_url(self, obj) -> str:
         return _absolute(self.context.get("request"), reverse("scans:detail", args=[obj.pk]))

@@ -13,7 +13,7 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from audit.models import AuditEvent
-from inference.models import InferenceJob
+from inference.models import InferenceJob, SliceResult
 from scans.models import Scan
 
 from .scanfiles import BRAINIX, SAMPLE_FLAIR, SAMPLE_TIFF, bad_input_params, brainix_series, upload
@@ -136,7 +136,8 @@ def test_list_filters_and_pagination(api_a, doctor_a, doctor_b):
                                    size_bytes=1, n_slices=1, width=64, height=64, pixel_dtype="uint8")
 
     removed = bare(doctor_a, "removed.png")
-    InferenceJob.objects.create(scan=removed, status="succeeded", verdict="fake_removed", confidence=0.7)
+    job = InferenceJob.objects.create(scan=removed, status="succeeded", verdict="fake_removed", confidence=0.7)
+    SliceResult.objects.create(job=job, index=0, verdict="fake_removed", confidence=0.7, tamper_score=0.8)
     old = bare(doctor_a, "old.png")
     Scan.objects.filter(pk=old.pk).update(created_at=timezone.now() - timedelta(days=10))
     for i in range(3):
@@ -151,6 +152,7 @@ def test_list_filters_and_pagination(api_a, doctor_a, doctor_b):
     only = api_a.get(reverse("api-scan-list"), {"verdict": "fake_removed"}).json()["results"]
     assert [s["original_name"] for s in only] == ["removed.png"]
     assert only[0]["latest_job"]["verdict"] == "fake_removed" and only[0]["latest_job"]["confidence"] == 0.7
+    assert only[0]["latest_job"]["tampered_slices"] == 1
     dated = api_a.get(reverse("api-scan-list"), {"date_to": str(timezone.localdate() - timedelta(days=5))}).json()
     assert [s["original_name"] for s in dated["results"]] == ["old.png"]
 
