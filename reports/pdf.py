@@ -54,9 +54,12 @@ def _slice_picture(report, result):
     return RLImage(buf, width=w * scale, height=h * scale)
 
 
-def scan_report_pdf(report, *, generated_by, confidence_guide: str = "") -> bytes:
+def scan_report_pdf(report, *, generated_by, confidence_guide: str = "",
+                    verdict_guides: list[str] | None = None) -> bytes:
     """The scan's PDF report; ``confidence_guide``: how to read the confidence, from the model's measured
-    evaluation (`reports.selectors.confidence_guide_text`), printed under the verdict when given."""
+    evaluation (`reports.selectors.confidence_guide_text`), printed under the verdict when given;
+    ``verdict_guides``: what each verdict among the slices has meant in that evaluation
+    (`reports.selectors.verdict_guide_text`), printed after it."""
     scan, job = report.scan, report.job
     styles = getSampleStyleSheet()
     small = ParagraphStyle("small", parent=styles["BodyText"], fontSize=8, leading=10)
@@ -85,6 +88,8 @@ def scan_report_pdf(report, *, generated_by, confidence_guide: str = "") -> byte
                   Spacer(1, 3 * mm)]
     if confidence_guide:
         story += [_p(f"Reading the confidence: {confidence_guide}", small), Spacer(1, 3 * mm)]
+    if verdict_guides:
+        story += [_p("Reading the verdicts: " + " ".join(verdict_guides), small), Spacer(1, 3 * mm)]
     check = (scan.metadata or {}).get("sequence") or {}
     if check.get("message"):
         heading = ("Sequence outside the detector's training" if check.get("trained") is False

@@ -297,6 +297,82 @@ def confidence_guide_text(guide: ConfidenceGuide) -> str:
 
 
 @dataclass
+class VerdictGuide:
+    """What one verdict of the installed model has meant, from the confusion matrix of its measured evaluation:
+    of the slices it gave this verdict, how many truly were each verdict."""
+
+    model_version: str
+    model_sha256: str
+    split: str
+    verdict: str
+    said: int  # slices the model gave this verdict
+    right: int  # ... that truly were it
+    others: list[tuple[str, int]]  # (true verdict, slices) for the rest, most first
+
+    @property
+    def precision(self) -> float:
+        return self.right / self.said
+
+
+def verdict_guides(card: ModelCard) -> dict[str, VerdictGuide]:
+    """Per verdict, `VerdictGuide` from the evaluation the model page shows (`evaluation_to_show`) when it is of
+    the installed weights; verdicts the evaluation never saw the model give are left out (nothing measured)."""
+    from inference.models import VERDICT_LABELS
+
+    if not card.available or not card.sha256:
+        return {}
+    run, _ = evaluation_to_show(card)
+    if run is None or run.model_sha256 != card.sha256:
+        return {}
+    cm = (run.metrics or {}).get("confusion_matrix") or {}
+    labels, matrix = list(cm.get("labels") or []), cm.get("matrix") or []
+    if len(matrix) != len(labels) or any(len(row) != len(labels) for row in matrix):
+        return {}
+    guides = {}
+    for col, verdict in enumerate(labels):
+        if verdict not in VERDICT_LABELS:
+            continue
+        column = [int(matrix[row][col]) for row in range(len(labels))]
+        said = sum(column)
+        if not said:
+            continue
+        others = sorted(((labels[row], n) for row, n in enumerate(column) if row != col and n),
+                        key=lambda item: (-item[1], labels.index(item[0])))
+        guides[verdict] = VerdictGuide(model_version=run.model_version, model_sha256=run.model_sha256,
+                                       split=run.split or "all", verdict=verdict,
+                                       said=said, right=column[col], others=others)
+    return guides
+
+
+def verdict_guides_for(job) -> dict[str, VerdictGuide]:
+    """`verdict_guides` for an analysis job: only when its verdicts were (or will be) given by the installed model
+    that the evaluation measured."""
+    if job is None:
+        return {}
+    guides = verdict_guides(model_card_current())
+    if job.model_sha256 and any(g.model_sha256 != job.model_sha256 for g in guides.values()):
+        return {}
+    return guides
+
+
+def verdict_guide_text(guide: VerdictGuide) -> str:
+    """The guide in one sentence, in the words the pages use for the verdicts."""
+    from inference.models import VERDICT_LABELS
+
+    def name(verdict: str) -> str:
+        return VERDICT_LABELS.get(verdict, verdict)
+
+    text = (f"When model {guide.model_version} read a slice as {name(guide.verdict)} in its {guide.split} "
+            f"evaluation ({guide.said} slice{'s' if guide.said != 1 else ''}), it was right {guide.right} times "
+            f"({round(100 * guide.precision)} %)")
+    if guide.others:
+        wrong = guide.said - guide.right
+        text += (f"; the other {wrong} {'were' if wrong != 1 else 'was'} "
+                 + ", ".join(f"{name(v)} ({n})" for v, n in guide.others))
+    return text + "."
+
+
+@dataclass
 class ClassRow:
     label: str
     accuracy: float | None

@@ -189,11 +189,15 @@ def _audit_download(*, action: str, request, report, content: bytes, fmt: str, e
 
 def scan_report_pdf_issue(*, request, report) -> bytes:
     from reports.pdf import scan_report_pdf
-    from reports.selectors import confidence_guide_for, confidence_guide_text
+    from reports.selectors import (confidence_guide_for, confidence_guide_text, slices_by_verdict,
+                                   verdict_guide_text, verdict_guides_for)
 
     guide = confidence_guide_for(report.job)
+    by_verdict = verdict_guides_for(report.job)
+    present = [verdict for verdict, _, _ in slices_by_verdict(report.results)]  # findings first
     content = scan_report_pdf(report, generated_by=request.user,
-                              confidence_guide=confidence_guide_text(guide) if guide else "")
+                              confidence_guide=confidence_guide_text(guide) if guide else "",
+                              verdict_guides=[verdict_guide_text(by_verdict[v]) for v in present if v in by_verdict])
     _audit_download(action=actions.REPORT_PDF_DOWNLOADED, request=request, report=report, content=content, fmt="pdf")
     return content
 

@@ -85,6 +85,7 @@ def scan_detail(request, pk: int):
         "latest_job": latest,
         "middle_index": scan.n_slices // 2,
         "confidence_guide": _confidence_guide_text(latest),
+        "verdict_guides": _verdict_guide_texts(latest),
     })
 
 
@@ -93,6 +94,12 @@ def _confidence_guide_text(job) -> str:
 
     guide = confidence_guide_for(job)
     return confidence_guide_text(guide) if guide else ""
+
+
+def _verdict_guide_texts(job) -> dict[str, str]:
+    from reports.selectors import verdict_guide_text, verdict_guides_for
+
+    return {verdict: verdict_guide_text(guide) for verdict, guide in verdict_guides_for(job).items()}
 
 
 @login_required

@@ -28,6 +28,16 @@
   const viewer = document.getElementById("scan-viewer");
   if (!panel || !viewer) return;
 
+  // per verdict, what it has meant in the installed model's evaluation (reports.selectors.verdict_guide_text)
+  const VERDICT_GUIDES = (() => {
+    const el = document.getElementById("verdict-guides");
+    try {
+      return el ? JSON.parse(el.textContent) || {} : {};
+    } catch (e) {
+      return {};
+    }
+  })();
+
   const $ = (root, name) => root.querySelector("[" + name + "]");
   const pct = (x) => Math.round(x * 1000) / 10 + "%";
   const fmt = (x, digits) => (x === null || x === undefined ? "" : Number(x).toFixed(digits));
@@ -282,6 +292,10 @@
       .map((i) => LABELS[i.label] + " " + pct(i.score) + " (" + i.area + " px)");
     if (result.instances.length > MAX_LISTED_REGIONS) shown.push("and " + (result.instances.length - MAX_LISTED_REGIONS) + " more");
     $(box, "data-slice-instances").textContent = shown.length ? shown.join("; ") : "none shown";
+    const guide = $(box, "data-slice-verdict-guide");
+    const guideText = VERDICT_GUIDES[result.verdict];
+    guide.textContent = guideText ? "Reading this verdict: " + guideText : "";
+    guide.classList.toggle("hidden", !guideText);
     const download = $(box, "data-slice-mask-download");
     download.classList.toggle("hidden", !result.mask_url);
     if (result.mask_url) download.href = result.mask_url + "?download=1";

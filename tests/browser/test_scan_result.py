@@ -47,6 +47,17 @@ def _overlay_pixels(page) -> int:
 
 
 def test_doctor_uploads_a_series_and_sees_the_result(page, login_as, live_server, doctor_a, detector_with_regions):
+    from inference.ml.predictor import file_sha256
+    from reports.selectors import model_card_current, verdict_guide_text, verdict_guides
+    from reports.services import evaluation_run_record
+    from tests.reports.conftest import metrics_from_confusion
+
+    # a measured evaluation of the installed weights: the slice panel says what each verdict has meant in it
+    matrix = np.array([[5, 1, 0, 1], [1, 6, 0, 0], [0, 1, 4, 0], [1, 0, 0, 2]])
+    evaluation_run_record(metrics=metrics_from_confusion(matrix, version="9.9.9",
+                                                         sha=file_sha256(detector_with_regions)),
+                          dataset_dir="d", out_dir="o", split="test")
+    guides = {v: verdict_guide_text(g) for v, g in verdict_guides(model_card_current()).items()}
     login_as(doctor_a)
     page.goto(reverse("scans:upload"))
     files = sorted(BRAINIX_FLAIR.iterdir())[8:12]
@@ -91,6 +102,7 @@ def test_doctor_uploads_a_series_and_sees_the_result(page, login_as, live_server
     assert _percent(page.locator("[data-slice-confidence]").inner_text()) == pytest.approx(
         middle.confidence * 100, abs=0.051
     )
+    assert page.locator("[data-slice-verdict-guide]").inner_text() == "Reading this verdict: " + guides[middle.verdict]
 
     # The overlay is drawn from the instance RLEs: exactly the mask's pixels.
     assert page.locator("[data-overlay-controls]").is_visible()

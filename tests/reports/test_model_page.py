@@ -284,3 +284,40 @@ def test_the_confidence_guide_quotes_the_installed_models_evaluation(db, setting
 
     settings.DETECTOR_WEIGHTS = str(tmp_path / "absent.pt")
     assert confidence_guide(model_card_current()) is None
+
+
+def test_verdict_guides_read_each_verdict_off_the_installed_models_confusion_matrix(db, settings, tmp_path):
+    """Per verdict the model gave: of those slices, how many truly were it, and what the others were (the
+    matrix's column); a verdict it never gave is left out; another model's evaluation says nothing."""
+    from inference.ml.model import save_random_bundle
+    from inference.ml.predictor import file_sha256
+    from reports.selectors import model_card_current, verdict_guide_text, verdict_guides, verdict_guides_for
+
+    weights = save_random_bundle(tmp_path / "w.pt", backbone="tiny", seed=8)
+    settings.DETECTOR_WEIGHTS = str(weights)
+    sha = file_sha256(weights)
+    # rows: the truth, columns: the verdict given (real, no, added, removed)
+    matrix = np.array([[8, 1, 1, 0], [3, 20, 0, 0], [0, 2, 9, 0], [0, 0, 0, 0]])
+    evaluation_run_record(metrics=metrics_from_confusion(matrix, version="3.1.0", sha="cd" * 32),
+                          dataset_dir="d", out_dir="o", split="test")
+    assert verdict_guides(model_card_current()) == {}
+
+    evaluation_run_record(metrics=metrics_from_confusion(matrix, version="3.1.0", sha=sha),
+                          dataset_dir="d", out_dir="o", split="test")
+    guides = verdict_guides(model_card_current())
+    assert sorted(guides) == ["fake_added", "no_tumor", "real_tumor"]  # never said fake_removed: nothing measured
+    no = guides["no_tumor"]
+    assert (no.said, no.right, no.others) == (23, 20, [("fake_added", 2), ("real_tumor", 1)])
+    assert verdict_guide_text(no) == ("When model 3.1.0 read a slice as No tumor in its test evaluation (23 slices), "
+                                      "it was right 20 times (87 %); the other 3 were Fake added (2), Real tumor (1).")
+    assert (guides["real_tumor"].said, guides["real_tumor"].right) == (11, 8)
+    assert verdict_guide_text(guides["fake_added"]) == (
+        "When model 3.1.0 read a slice as Fake added in its test evaluation (10 slices), it was right 9 times "
+        "(90 %); the other 1 was Real tumor (1).")
+
+    class Job:
+        model_sha256 = sha
+    assert sorted(verdict_guides_for(Job())) == sorted(guides)
+    Job.model_sha256 = "ef" * 32  # a verdict given by other weights
+    assert verdict_guides_for(Job()) == {}
+    assert verdict_guides_for(None) == {}

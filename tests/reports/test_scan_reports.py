@@ -175,6 +175,33 @@ def test_pdf_says_how_to_read_the_confidence_only_for_the_measured_model(client_
             "test evaluation), it was right 50 % of the time; under 70 % (2 slices), 100 %.") in text
 
 
+def test_pdf_says_what_each_verdict_among_the_slices_has_meant(client_a, analysed_scan, settings, tmp_path, metrics):
+    from inference.ml.model import save_random_bundle
+    from inference.ml.predictor import file_sha256
+    from reports.selectors import verdict_guide_text, verdict_guides_for
+    from reports.services import evaluation_run_record
+
+    scan, job = analysed_scan.scan, analysed_scan.job
+    weights = save_random_bundle(tmp_path / "w.pt", backbone="tiny", seed=7)
+    settings.DETECTOR_WEIGHTS = str(weights)
+    metrics["model"]["sha256"] = file_sha256(weights)
+    evaluation_run_record(metrics=metrics, dataset_dir="d", out_dir="o", split="test")
+    url = reverse("reports:scan_pdf", args=[scan.pk])
+    assert "Reading the verdicts" not in _pdf_text(client_a.get(url).content)  # the job's model is another one
+
+    job.model_sha256 = metrics["model"]["sha256"]
+    job.save(update_fields=["model_sha256"])
+    text = " ".join(_pdf_text(client_a.get(url).content).split())
+    present = set(job.slice_results.values_list("verdict", flat=True))
+    guides = verdict_guides_for(job)
+    assert present and present <= set(guides)  # the fixture's matrix has every verdict said
+    for verdict in present:
+        assert " ".join(verdict_guide_text(guides[verdict]).split()) in text
+    for verdict in set(guides) - present:  # only the verdicts the scan's slices were given
+        assert verdict_guide_text(guides[verdict]).split(" in its ")[0] not in text
+    assert "Reading the verdicts: When model 1.2.0 read a slice as" in text
+
+
 def test_slices_by_verdict_groups_runs_findings_first():
     from types import SimpleNamespace
 

@@ -446,3 +446,38 @@ def test_detail_says_how_to_read_the_confidence_from_the_measured_evaluation(cli
     other = _bare_scan(doctor_a, "two.png")
     _finished_job(other, "no_tumor", model_sha256="cd" * 32)  # given by another model
     assert 'id="confidence-guide"' not in _text(client_a.get(reverse("scans:detail", args=[other.pk])))
+
+
+def test_detail_carries_what_each_verdict_has_meant_for_the_viewer(client_a, doctor_a, settings, tmp_path):
+    """The page hands viewer.js each verdict's reading from the installed model's evaluation (its confusion matrix),
+    for the slice panel; for another model's job it hands nothing."""
+    import json
+
+    from inference.ml.model import save_random_bundle
+    from inference.ml.predictor import file_sha256
+    from reports.services import evaluation_run_record
+    from tests.reports.conftest import metrics_from_confusion
+
+    weights = save_random_bundle(tmp_path / "w.pt", backbone="tiny", seed=5)
+    settings.DETECTOR_WEIGHTS = str(weights)
+    sha = file_sha256(weights)
+    matrix = np.array([[5, 1, 0, 0], [0, 6, 0, 0], [0, 0, 4, 0], [0, 0, 0, 2]])
+    evaluation_run_record(metrics=metrics_from_confusion(matrix, version="0.0.0+random.seed5", sha=sha),
+                          dataset_dir="d", out_dir="o", split="test")
+    scan = _bare_scan(doctor_a, "one.png")
+    _finished_job(scan, "real_tumor", model_sha256=sha)
+
+    def guides(page: str) -> dict:
+        start = page.index('<script id="verdict-guides" type="application/json">') + len(
+            '<script id="verdict-guides" type="application/json">')
+        return json.loads(page[start:page.index("</script>", start)])
+
+    shown = guides(_text(client_a.get(reverse("scans:detail", args=[scan.pk]))))
+    assert sorted(shown) == ["fake_added", "fake_removed", "no_tumor", "real_tumor"]
+    assert shown["no_tumor"] == ("When model 0.0.0+random.seed5 read a slice as No tumor in its test evaluation "
+                                 "(7 slices), it was right 6 times (86 %); the other 1 was Real tumor (1).")
+    assert "data-slice-verdict-guide" in _text(client_a.get(reverse("scans:detail", args=[scan.pk])))
+
+    other = _bare_scan(doctor_a, "two.png")
+    _finished_job(other, "no_tumor", model_sha256="cd" * 32)  # given by another model
+    assert guides(_text(client_a.get(reverse("scans:detail", args=[other.pk])))) == {}
