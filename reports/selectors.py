@@ -667,11 +667,13 @@ def slices_by_verdict(results) -> list[tuple[str, int, list[tuple[int, int]]]]:
 
 
 def slices_by_verdict_text(results) -> str:
-    """'fake_added 1 slice (21); real_tumor 10 slices (10-19); no_tumor 11 slices' (slices numbered from 1;
-    tumour-free slices only counted)."""
+    """'Fake added 1 slice (21); Real tumor 10 slices (10-19); No tumor 11 slices' (slices numbered from 1;
+    tumour-free slices only counted; verdicts in the words the pages use)."""
+    from inference.models import VERDICT_LABELS
+
     parts = []
     for verdict, n, runs in slices_by_verdict(results):
-        text = f"{verdict} {n} slice{'s' if n != 1 else ''}"
+        text = f"{VERDICT_LABELS.get(verdict, verdict)} {n} slice{'s' if n != 1 else ''}"
         if verdict != "no_tumor":
             text += " (" + ", ".join(str(a + 1) if a == b else f"{a + 1}-{b + 1}" for a, b in runs) + ")"
         parts.append(text)

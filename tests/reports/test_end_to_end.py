@@ -10,6 +10,7 @@ import pytest
 from django.urls import reverse
 from pypdf import PdfReader
 
+from inference.models import VERDICT_LABELS
 from reports.overlay import read_png
 
 
@@ -39,7 +40,7 @@ def test_reports_of_a_real_job(client_a, doctor_a, upload_dicom, settings, regio
     pdf = client_a.get(reverse("reports:scan_pdf", args=[scan.pk]))
     assert pdf.status_code == 200
     text = "".join(page.extract_text() for page in PdfReader(io.BytesIO(pdf.content)).pages)
-    assert f"Verdict: {job.verdict}" in text and job.model_version in text
+    assert f"Verdict: {VERDICT_LABELS[job.verdict]}" in text and job.model_version in text
 
     rows = list(csv.DictReader(io.StringIO(client_a.get(reverse("reports:scan_csv", args=[scan.pk])).content.decode())))
     assert [r["verdict"] for r in rows] == [r.verdict for r in results]

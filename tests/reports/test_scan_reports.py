@@ -10,6 +10,7 @@ from pypdf import PdfReader
 
 from audit import actions
 from audit.models import AuditEvent
+from inference.models import VERDICT_LABELS
 
 
 def _pdf_text(content: bytes) -> str:
@@ -26,16 +27,16 @@ def test_pdf_parses_and_holds_verdict_provenance_and_pictures(client_a, analysed
     reader = PdfReader(io.BytesIO(content))
     text = _pdf_text(content)
     assert "Tampered: tumour added" in text
-    assert f"Verdict: {job.verdict}" in text
+    assert f"Verdict: {VERDICT_LABELS[job.verdict]}" in text
     assert scan.sha256 in text.replace("\n", "")
     assert job.model_version in text and job.model_sha256 in text.replace("\n", "")
     assert "doctor_a" in text
     assert "confidence 83.0%" in text
     assert re.search(r"Sequence\s+FLAIR", text) and "Sequence outside" not in text
     # Under the verdict, the slices by verdict, findings first, numbered from 1 as on the scan page.
-    assert "Slices by verdict: fake_added 1 slice (2); fake_removed 1 slice (3); no_tumor 1 slice." in text
+    assert "Slices by verdict: Fake added 1 slice (2); Fake removed 1 slice (3); No tumor 1 slice." in text
     # The per-slice table: one row per slice, in order, with each slice's verdict.
-    for number, verdict in ((1, "no_tumor"), (2, "fake_added"), (3, "fake_removed")):
+    for number, verdict in ((1, "No tumor"), (2, "Fake added"), (3, "Fake removed")):
         assert re.search(rf"\b{number}\s+{verdict}\s+0\.700\s", text), verdict
     # Every slice is pictured (3 slices, all under the limit), each with its overlay.
     images = [img for page in reader.pages for img in page.images]
@@ -214,4 +215,4 @@ def test_slices_by_verdict_groups_runs_findings_first():
     assert slices_by_verdict(results) == [
         ("fake_added", 1, [(20, 20)]), ("real_tumor", 10, [(9, 18)]), ("no_tumor", 11, [(0, 8), (19, 19), (21, 21)]),
     ]
-    assert slices_by_verdict_text(results) == "fake_added 1 slice (21); real_tumor 10 slices (10-19); no_tumor 11 slices"
+    assert slices_by_verdict_text(results) == "Fake added 1 slice (21); Real tumor 10 slices (10-19); No tumor 11 slices"
