@@ -34,11 +34,26 @@ class JobLinksSerializer(serializers.Serializer):
     scan_page = serializers.CharField()
 
 
+class VerdictReadingSerializer(serializers.Serializer):
+    verdict = serializers.CharField(help_text="A verdict the model gave in its measured evaluation.")
+    evaluation_split = serializers.CharField(help_text="The split that evaluation measured (test: patient-disjoint).")
+    said = serializers.IntegerField(help_text="Slices of that evaluation the model gave this verdict.")
+    right = serializers.IntegerField(help_text="Of those, the slices that truly were it.")
+    precision = serializers.FloatField(help_text="right / said.")
+    others = serializers.DictField(child=serializers.IntegerField(),
+                                   help_text="For the rest: what they truly were (verdict: slices).")
+    text = serializers.CharField(help_text="The same in one sentence, as the scan page and the PDF report say it.")
+
+
 class JobSerializer(serializers.ModelSerializer):
     scan = serializers.IntegerField(source="scan_id", read_only=True)
     progress = serializers.SerializerMethodField()
     timings = serializers.SerializerMethodField()
     model = serializers.SerializerMethodField()
+    verdict_readings = serializers.SerializerMethodField(
+        help_text="Once the job succeeded: for each verdict the installed model gave in its measured evaluation "
+                  "(the one its model page shows), how often it was right; empty when the job's verdicts came "
+                  "from other weights than that evaluation measured, or nothing was measured.")
     can_retry = serializers.SerializerMethodField()
     links = serializers.SerializerMethodField()
 
@@ -61,10 +76,23 @@ class JobSerializer(serializers.ModelSerializer):
             "scores",
             "timings",
             "model",
+            "verdict_readings",
             "can_retry",
             "links",
         ]
         read_only_fields = fields
+
+    @extend_schema_field(VerdictReadingSerializer(many=True))
+    def get_verdict_readings(self, job):
+        if job.status != InferenceJob.Status.SUCCEEDED:
+            return []
+        from reports.selectors import verdict_guide_text, verdict_guides_for
+
+        return [
+            {"verdict": verdict, "evaluation_split": guide.split, "said": guide.said, "right": guide.right,
+             "precision": round(guide.precision, 4), "others": dict(guide.others), "text": verdict_guide_text(guide)}
+            for verdict, guide in verdict_guides_for(job).items()
+        ]
 
     @extend_schema_field(JobProgressSerializer)
     def get_progress(self, job):

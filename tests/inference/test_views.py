@@ -236,3 +236,42 @@ def test_openapi_schema_describes_the_job_endpoints(client_a):
         assert path in paths
     retry = paths["/api/jobs/{job_id}/retry/"]["post"]["responses"]
     assert {"202", "404", "409"} <= set(retry)
+    schemas = response.json()["components"]["schemas"]
+    readings = schemas["Job"]["properties"]["verdict_readings"]
+    assert readings["type"] == "array" and readings["items"]["$ref"].endswith("/VerdictReading")
+    assert {"verdict", "said", "right", "precision", "others", "text"} <= set(schemas["VerdictReading"]["properties"])
+
+
+def test_job_api_gives_what_each_verdict_has_meant_once_measured(client_a, finished, detector_with_regions):
+    """verdict_readings: from the installed model's measured evaluation (its confusion matrix), only for a job
+    those weights finished; nothing measured, nothing said."""
+    from inference.ml.predictor import file_sha256
+    from reports.services import evaluation_run_record
+    from tests.reports.conftest import metrics_from_confusion
+
+    scan, job, _ = finished
+    url = reverse("api-job-detail", args=[job.pk])
+    assert client_a.get(url).json()["verdict_readings"] == []  # no evaluation recorded
+
+    sha = file_sha256(detector_with_regions)
+    assert job.model_sha256 == sha
+    matrix = np.array([[8, 1, 1, 0], [3, 20, 0, 0], [0, 2, 9, 0], [0, 0, 0, 0]])  # rows truth, columns said
+    evaluation_run_record(metrics=metrics_from_confusion(matrix, version="4.0.0", sha=sha),
+                          dataset_dir="d", out_dir="o", split="test")
+    readings = {r["verdict"]: r for r in client_a.get(url).json()["verdict_readings"]}
+    assert sorted(readings) == ["fake_added", "no_tumor", "real_tumor"]  # fake_removed never said
+    assert readings["no_tumor"] == {
+        "verdict": "no_tumor", "evaluation_split": "test", "said": 23, "right": 20, "precision": 0.8696,
+        "others": {"fake_added": 2, "real_tumor": 1},
+        "text": "When model 4.0.0 read a slice as No tumor in its test evaluation (23 slices), it was right 20 times "
+                "(87 %); the other 3 were Fake added (2), Real tumor (1).",
+    }
+    assert client_a.get(reverse("api-scan-latest-job", args=[scan.pk])).json()["verdict_readings"] == list(
+        readings.values())
+
+    job.model_sha256 = "ef" * 32  # a job finished by other weights
+    job.save(update_fields=["model_sha256"])
+    assert client_a.get(url).json()["verdict_readings"] == []
+    job.model_sha256, job.status = sha, Status.RUNNING  # not finished: nothing to read yet
+    job.save(update_fields=["model_sha256", "status"])
+    assert client_a.get(url).json()["verdict_readings"] == []
