@@ -23,6 +23,13 @@ VERDICT_LABELS = {
     "fake_added": "Fake added",
     "fake_removed": "Fake removed",
 }
+
+
+def verdict_label(verdict: str) -> str:
+    """A verdict or region class in the words every page uses ("fake_added" -> "Fake added"); others unchanged."""
+    return VERDICT_LABELS.get(verdict, verdict)
+
+
 VERDICT_CHOICES = [(v, VERDICT_LABELS[v]) for v in VERDICTS]
 INSTANCE_LABEL_CHOICES = [(name, VERDICT_LABELS[name]) for name in CATEGORIES.values()]
 

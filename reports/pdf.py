@@ -18,7 +18,7 @@ from reportlab.platypus import (
 )
 from xml.sax.saxutils import escape
 
-from inference.models import VERDICT_LABELS
+from inference.models import verdict_label
 from reports.charts import VERDICT_COLOURS
 from reports.overlay import overlay, read_png
 from reports.selectors import slices_by_verdict_text
@@ -35,11 +35,6 @@ PICTURE_SIZE = 80 * mm
 
 def verdict_text(verdict: str) -> tuple[str, str]:
     return VERDICT_TEXT.get(verdict, (verdict, ""))
-
-
-def _label(verdict: str) -> str:
-    """A verdict or region class in the words every page uses."""
-    return VERDICT_LABELS.get(verdict, verdict)
 
 
 def _p(text, style):
@@ -86,7 +81,7 @@ def scan_report_pdf(report, *, generated_by, confidence_guide: str = "",
                               ("BOTTOMPADDING", (0, 0), (-1, -1), 6)]),
         ),
         Spacer(1, 3 * mm),
-        _p(f"Verdict: {_label(job.verdict)}. {meaning}", styles["BodyText"]),
+        _p(f"Verdict: {verdict_label(job.verdict)}. {meaning}", styles["BodyText"]),
         Spacer(1, 3 * mm),
     ]
     if len(report.results) > 1:
@@ -133,7 +128,7 @@ def scan_report_pdf(report, *, generated_by, confidence_guide: str = "",
         image = _slice_picture(report, result)
         if image is not None:
             regions = len(result.instances.all())
-            caption = _p(f"Slice {result.index + 1}: {_label(result.verdict)} ({result.confidence:.0%}), "
+            caption = _p(f"Slice {result.index + 1}: {verdict_label(result.verdict)} ({result.confidence:.0%}), "
                          f"{regions} region{'s' if regions != 1 else ''}", small)
             pictures.append([image, caption])
     if pictures:
@@ -148,8 +143,9 @@ def scan_report_pdf(report, *, generated_by, confidence_guide: str = "",
     rows = [["Slice", "Verdict", "Confidence", "Tamper score", "Regions", "Region classes (score)"]]
     for r in report.results:
         instances = list(r.instances.all())
-        rows.append([str(r.index + 1), _label(r.verdict), f"{r.confidence:.3f}", f"{r.tamper_score:.3f}",
-                     str(len(instances)), ", ".join(f"{_label(i.label)} ({i.score:.2f})" for i in instances[:4]) or "-"])
+        classes = ", ".join(f"{verdict_label(i.label)} ({i.score:.2f})" for i in instances[:4]) or "-"
+        rows.append([str(r.index + 1), verdict_label(r.verdict), f"{r.confidence:.3f}", f"{r.tamper_score:.3f}",
+                     str(len(instances)), classes])
     per_slice = LongTable(rows, repeatRows=1, colWidths=[14 * mm, 28 * mm, 22 * mm, 24 * mm, 16 * mm, 66 * mm])
     per_slice.setStyle(TableStyle([
         ("FONTSIZE", (0, 0), (-1, -1), 7.5), ("FONTNAME", (0, 0), (-1, 0), "Helvetica-Bold"),

@@ -357,18 +357,16 @@ def verdict_guides_for(job) -> dict[str, VerdictGuide]:
 
 def verdict_guide_text(guide: VerdictGuide) -> str:
     """The guide in one sentence, in the words the pages use for the verdicts."""
-    from inference.models import VERDICT_LABELS
+    from inference.models import verdict_label
 
-    def name(verdict: str) -> str:
-        return VERDICT_LABELS.get(verdict, verdict)
-
-    text = (f"When model {guide.model_version} read a slice as {name(guide.verdict)} in its {guide.split} "
-            f"evaluation ({guide.said} slice{'s' if guide.said != 1 else ''}), it was right {guide.right} times "
+    slices = f"{guide.said} slice{'s' if guide.said != 1 else ''}"
+    text = (f"When model {guide.model_version} read a slice as {verdict_label(guide.verdict)} in its "
+            f"{guide.split} evaluation ({slices}), it was right {guide.right} times "
             f"({round(100 * guide.precision)} %)")
     if guide.others:
         wrong = guide.said - guide.right
         text += (f"; the other {wrong} {'were' if wrong != 1 else 'was'} "
-                 + ", ".join(f"{name(v)} ({n})" for v, n in guide.others))
+                 + ", ".join(f"{verdict_label(v)} ({n})" for v, n in guide.others))
     return text + "."
 
 
@@ -669,11 +667,11 @@ def slices_by_verdict(results) -> list[tuple[str, int, list[tuple[int, int]]]]:
 def slices_by_verdict_text(results) -> str:
     """'Fake added 1 slice (21); Real tumor 10 slices (10-19); No tumor 11 slices' (slices numbered from 1;
     tumour-free slices only counted; verdicts in the words the pages use)."""
-    from inference.models import VERDICT_LABELS
+    from inference.models import verdict_label
 
     parts = []
     for verdict, n, runs in slices_by_verdict(results):
-        text = f"{VERDICT_LABELS.get(verdict, verdict)} {n} slice{'s' if n != 1 else ''}"
+        text = f"{verdict_label(verdict)} {n} slice{'s' if n != 1 else ''}"
         if verdict != "no_tumor":
             text += " (" + ", ".join(str(a + 1) if a == b else f"{a + 1}-{b + 1}" for a, b in runs) + ")"
         parts.append(text)

@@ -102,7 +102,8 @@ def test_doctor_uploads_a_series_and_sees_the_result(page, login_as, live_server
     assert _percent(page.locator("[data-slice-confidence]").inner_text()) == pytest.approx(
         middle.confidence * 100, abs=0.051
     )
-    assert page.locator("[data-slice-verdict-guide]").inner_text() == "Reading this verdict: " + guides[middle.verdict]
+    guide = page.locator("[data-slice-verdict-guide]").inner_text()
+    assert guide == "Reading this verdict: " + guides[middle.verdict]
 
     # The overlay is drawn from the instance RLEs: exactly the mask's pixels.
     assert page.locator("[data-overlay-controls]").is_visible()
