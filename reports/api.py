@@ -1,7 +1,7 @@
 """API downloads of the per-scan reports and the results CSV (session or token auth; same code path and the
 same audit as the pages). Another doctor's scan is a 404; a scan with no finished analysis a 409."""
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -40,10 +40,25 @@ class ScanReportSegApi(APIView):
 
 
 class ResultsCsvApi(APIView):
-    @extend_schema(operation_id="results_csv", responses={(200, "text/csv"): OpenApiResponse(OpenApiTypes.BINARY, description=(
-        "One row per scan the user may see, with its latest job. Filters as the scans list: verdict, date_from, "
-        "date_to."))})
+    @extend_schema(
+        operation_id="results_csv",
+        responses={
+            (200, "text/csv"): OpenApiResponse(OpenApiTypes.BINARY, description=(
+                "One row per scan the user may see, with its latest job. Filters as the scans list: q, verdict, "
+                "date_from, date_to.")),
+            400: OpenApiResponse(description="Invalid filter (nothing exported)."),
+        },
+        parameters=[OpenApiParameter(name, str if name in ("q", "verdict") else OpenApiTypes.DATE,
+                                     description=f"As the scans list's `{name}`.")
+                    for name in ("q", "verdict", "date_from", "date_to")],
+    )
     def get(self, request):
         from reports.views import results_csv_response
 
-        return results_csv_response(request)
+        return results_csv_response(request, on_invalid=_invalid_filter)
+
+
+def _invalid_filter(request, errors):
+    from scans.api import error_response
+
+    return error_response("Invalid filter.", errors)

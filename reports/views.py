@@ -125,11 +125,20 @@ def results_csv(request):
     return results_csv_response(request)
 
 
-def results_csv_response(request) -> HttpResponse:
+def results_csv_response(request, on_invalid=None) -> HttpResponse:
+    """The results CSV of the scans the filters (the scan list's: q, verdict, date_from, date_to) select. Invalid
+    filters export nothing: a 400 saying what was wrong (``on_invalid(request, errors)`` for the API's form)."""
     from scans.forms import ScanFilterForm
 
     form = ScanFilterForm(request.GET or None)
-    filters = form.cleaned_data if form.is_bound and form.is_valid() else {}
+    if form.is_bound and not form.is_valid():
+        errors = form.errors.get_json_data()
+        if on_invalid is not None:
+            return on_invalid(request, errors)
+        lines = [f"{'' if f == '__all__' else f + ': '}{e['message']}" for f, errs in errors.items() for e in errs]
+        return HttpResponse("Invalid filter; nothing was exported.\n" + "\n".join(lines) + "\n", status=400,
+                            content_type="text/plain; charset=utf-8")
+    filters = form.cleaned_data if form.is_bound else {}
     stamp = timezone.now().strftime("%Y%m%d")
     return _attachment(services.results_csv_issue(request=request, filters=filters),
                        content_type="text/csv; charset=utf-8", filename=f"results-{stamp}.csv")

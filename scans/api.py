@@ -85,6 +85,9 @@ class ScanListCreateApi(ScansErrorsMixin, GenericAPIView):
         summary="List scans",
         description="Your scans (all scans for an admin), newest first, with the latest job's status and verdict.",
         parameters=[
+            OpenApiParameter("q", str, description="Search: part of the file name, series description or protocol "
+                             "name; a scan number (`12` or `#12`); the start of the SHA-256 (6 hex digits or more); "
+                             "for an admin also the owner's user name."),
             OpenApiParameter("verdict", str, enum=[c[0] for c in VERDICT_FILTER_CHOICES if c[0]],
                              description="The latest job's verdict; `pending`: no verdict yet."),
             OpenApiParameter("date_from", OpenApiTypes.DATE, description="Uploaded on or after (inclusive)."),

@@ -9,8 +9,13 @@ VERDICT_FILTER_CHOICES = [("", "Any verdict"), *VERDICT_CHOICES, (VERDICT_PENDIN
 
 
 class ScanFilterForm(forms.Form):
-    """Filters of the scan list, for the page and the API (GET parameters)."""
+    """Filters of the scan list, for the page, the API and the results CSV (GET parameters)."""
 
+    q = forms.CharField(
+        required=False, max_length=100, label="Search", strip=True,
+        help_text="Part of the file name or series description, the start of the SHA-256 (6 hex digits or more), "
+        "or the scan number (#12); an admin also finds scans by their owner's user name.",
+    )
     verdict = forms.ChoiceField(choices=VERDICT_FILTER_CHOICES, required=False)
     date_from = forms.DateField(required=False, label="From", widget=forms.DateInput(attrs={"type": "date"}))
     date_to = forms.DateField(required=False, label="To", widget=forms.DateInput(attrs={"type": "date"}))

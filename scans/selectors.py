@@ -2,6 +2,7 @@
 Another doctor's scan is simply not in the queryset, so views answer 404."""
 from __future__ import annotations
 
+import re
 from datetime import date, datetime, time, timedelta
 
 from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
@@ -50,10 +51,13 @@ def scan_list_for(*, user, filters: dict | None = None) -> QuerySet[Scan]:
     confidence (`latest_job_*`, `latest_verdict`, `latest_confidence`) and how many of that job's slices were read
     as tampered (`latest_tampered_slices`).
 
-    filters: `verdict` (a verdict, or "pending"), `date_from`, `date_to` (dates, inclusive, in TIME_ZONE).
+    filters: `q` (text, `scan_search`), `verdict` (a verdict, or "pending"), `date_from`, `date_to` (dates,
+    inclusive, in TIME_ZONE).
     """
     filters = filters or {}
     qs = _with_latest_job(scan_visible_to(user=user).select_related("owner"))
+    if filters.get("q"):
+        qs = qs.filter(scan_search(filters["q"], by_owner=user.is_portal_admin))
     verdict = filters.get("verdict")
     if verdict == VERDICT_PENDING:
         qs = qs.filter(Q(latest_job_status__isnull=True) | ~Q(latest_job_status=InferenceJob.Status.SUCCEEDED))
@@ -64,6 +68,27 @@ def scan_list_for(*, user, filters: dict | None = None) -> QuerySet[Scan]:
     if filters.get("date_to"):
         qs = qs.filter(created_at__lt=_day_start(filters["date_to"] + timedelta(days=1)))
     return qs.order_by("-created_at", "-id")
+
+
+SHA256_PREFIX = re.compile(r"[0-9a-f]{6,64}")
+SCAN_NUMBER = re.compile(r"#?(\d{1,9})")
+
+
+def scan_search(text: str, *, by_owner: bool = False) -> Q:
+    """Scans matching the search box: ``text`` (case-insensitive) within the file name, the series description
+    or the protocol name; a scan number ("12" or "#12"); the start of the SHA-256 of the uploaded bytes (6 hex
+    digits or more); with ``by_owner`` (an admin's list), the owner's user name."""
+    text = text.strip()
+    match = (Q(original_name__icontains=text) | Q(metadata__series_description__icontains=text)
+             | Q(metadata__protocol_name__icontains=text))
+    if SHA256_PREFIX.fullmatch(text.lower()):
+        match |= Q(sha256__startswith=text.lower())
+    number = SCAN_NUMBER.fullmatch(text)
+    if number:
+        match |= Q(pk=int(number.group(1)))
+    if by_owner:
+        match |= Q(owner__username__icontains=text)
+    return match
 
 
 def scan_get_for(*, user, pk: int) -> Scan:

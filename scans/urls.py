@@ -1,10 +1,12 @@
 from django.urls import path
+from django.views.generic import RedirectView
 
 from scans import views
 
 app_name = "scans"
 urlpatterns = [
     path("", views.scan_list, name="list"),
+    path("scans/", RedirectView.as_view(pattern_name="scans:list", query_string=True)),
     path("scans/upload/", views.scan_upload, name="upload"),
     path("scans/<int:pk>/", views.scan_detail, name="detail"),
     path("scans/<int:pk>/original/", views.scan_download_original, name="download_original"),

@@ -10,13 +10,12 @@ from django.http import Http404
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
 
-from inference.models import VERDICT_CHOICES
+from inference.models import verdict_label
 from scans import selectors, serving, services
 from scans.forms import ScanFilterForm, ScanUploadForm
 from scans.ingest import UploadRejected
 
 PAGE_SIZE = 25
-VERDICT_LABELS = dict(VERDICT_CHOICES)
 
 
 @login_required
@@ -27,7 +26,7 @@ def scan_list(request):
     scans = selectors.scan_list_for(user=request.user, filters=filters)
     page = Paginator(scans, PAGE_SIZE).get_page(request.GET.get("page"))
     for scan in page.object_list:
-        scan.latest_verdict_label = VERDICT_LABELS.get(scan.latest_verdict or "", "")
+        scan.latest_verdict_label = verdict_label(scan.latest_verdict) if scan.latest_verdict else ""
     query = request.GET.copy()
     query.pop("page", None)
     return render(request, "scans/list.html", {

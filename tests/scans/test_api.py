@@ -157,6 +157,27 @@ def test_list_filters_and_pagination(api_a, doctor_a, doctor_b):
     assert [s["original_name"] for s in dated["results"]] == ["old.png"]
 
 
+def test_list_search(api_a, doctor_a):
+    import uuid
+
+    def bare(name, **extra):
+        return Scan.objects.create(owner=doctor_a, kind="image", original_name=name, sha256=uuid.uuid4().hex * 2,
+                                   size_bytes=1, n_slices=1, width=64, height=64, pixel_dtype="uint8", **extra)
+
+    bare("case-17.png")
+    flair = bare("series.zip", metadata={"series_description": "AX FLAIR"})
+    found = api_a.get(reverse("api-scan-list"), {"q": "flair"}).json()
+    assert [s["id"] for s in found["results"]] == [flair.pk] and found["count"] == 1
+    too_long = api_a.get(reverse("api-scan-list"), {"q": "x" * 101})
+    assert too_long.status_code == 400 and "q" in too_long.json()["detail"]
+
+
+def test_results_csv_bad_filter_is_a_400_from_the_api(api_a):
+    response = api_a.get(reverse("api-results-csv"), {"verdict": "maybe"})
+    assert response.status_code == 400
+    assert response.json()["error"] == "Invalid filter." and "verdict" in response.json()["detail"]
+
+
 @pytest.mark.parametrize("params", [{"verdict": "maybe"}, {"date_from": "yesterday"},
                                     {"date_from": "2026-02-02", "date_to": "2026-01-01"}])
 def test_bad_filter_is_a_400(api_a, params):

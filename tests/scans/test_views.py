@@ -210,6 +210,61 @@ def test_list_filters_by_verdict_and_dates(client_a, doctor_a):
     assert names(date_from=str(today), date_to=str(today), verdict="no_tumor") == {"clean.dcm"}
 
 
+def test_list_search_finds_by_name_series_number_and_sha256(client_a, client_admin, doctor_a, doctor_b):
+    flair = _bare_scan(doctor_a, "IM-0001-0001.dcm (+21 more)", metadata={"series_description": "sT2W/FLAIR"},
+                       sha256="ab12cd34" + "0" * 56)
+    t1 = _bare_scan(doctor_a, "study-t1.nii.gz", metadata={"protocol_name": "T1 post contrast"})
+    png = _bare_scan(doctor_a, "Slice_07.PNG")
+    theirs = _bare_scan(doctor_b, "flair-of-b.dcm")
+
+    def names(client=client_a, **params):
+        page = _text(client.get(reverse("scans:list"), params))
+        return {s.original_name for s in (flair, t1, png, theirs) if s.original_name in page}
+
+    assert names(q="flair") == {flair.original_name}  # series description, any case; never another doctor's
+    assert names(q="slice_07") == {png.original_name}  # file name, any case
+    assert names(q="post contrast") == {t1.original_name}  # protocol name
+    assert names(q=f"#{t1.pk}") == names(q=str(t1.pk)) == {t1.original_name}
+    assert names(q="AB12CD") == {flair.original_name}  # the start of the SHA-256
+    assert names(q="ab12c") == set()  # under 6 hex digits is not a hash search (and no name holds it)
+    assert names(q="nothing-like-this") == set()
+    assert "No scan matches these filters." in _text(client_a.get(reverse("scans:list"), {"q": "zzz"}))
+    assert names(client_admin, q="doctor_b") == {theirs.original_name}  # an admin finds a doctor's scans
+    assert names(q="doctor_b") == set()  # a doctor does not search by owner
+    assert names(q="flair", verdict="no_tumor") == set()  # search and filters combine
+
+
+def test_list_export_link_carries_the_filters_and_the_csv_follows_them(client_a, doctor_a):
+    import csv
+    import io
+
+    keep = _bare_scan(doctor_a, "keep-me.dcm")
+    _bare_scan(doctor_a, "other.dcm")
+    page = client_a.get(reverse("scans:list"), {"q": "keep"}).content.decode()
+    assert f'href="{reverse("reports:results_csv")}?q=keep"' in page
+    rows = list(csv.DictReader(io.StringIO(client_a.get(reverse("reports:results_csv"), {"q": "keep"}).content
+                                           .decode())))
+    assert [int(r["scan_id"]) for r in rows] == [keep.pk]
+
+
+def test_bad_filters_export_nothing(client_a, doctor_a):
+    from audit.models import AuditEvent
+
+    _bare_scan(doctor_a, "x.dcm")
+    response = client_a.get(reverse("reports:results_csv"), {"date_from": "2026-02-01", "date_to": "2026-01-01"})
+    assert response.status_code == 400 and response["Content-Type"].startswith("text/plain")
+    assert "nothing was exported" in response.content.decode()
+    assert "The start date is after the end date." in response.content.decode()
+    assert not AuditEvent.objects.filter(action="report.results_csv_exported").exists()
+    bad = client_a.get(reverse("scans:list"), {"date_from": "2026-02-01", "date_to": "2026-01-01"})
+    assert 'id="export-csv"' not in bad.content.decode()
+
+
+def test_scans_path_leads_to_the_list(client_a):
+    response = client_a.get("/scans/?verdict=no_tumor")
+    assert response.status_code == 302 and response["Location"] == reverse("scans:list") + "?verdict=no_tumor"
+
+
 def test_list_shows_bad_filters(client_a, doctor_a):
     _bare_scan(doctor_a, "x.dcm")
     page = _text(client_a.get(reverse("scans:list"), {"date_from": "2026-02-01", "date_to": "2026-01-01"}))
@@ -240,7 +295,8 @@ def test_detail_shows_metadata_not_the_patient_and_is_audited(client_a, flair_sc
     response = client_a.get(reverse("scans:detail", args=[scan.pk]))
     page = _text(response)
     assert response.status_code == 200
-    assert scan.sha256 in page and "MR" in page and "20061201" in page
+    assert scan.sha256 in page and "MR" in page and "2006-12-01" in page  # DICOM's 20061201, as a reader writes it
+    assert "0000 (not a DICOM sex code)" in page  # BRAINIX's anonymised PatientSex, shown as given and marked
     assert "BRAINIX" not in page and "5Yp0E" not in page  # the patient's name and ID
     assert reverse("scans:download_original", args=[scan.pk]) in page
     assert AuditEvent.objects.filter(action="scan.viewed", object_id=str(scan.pk)).count() == 1
