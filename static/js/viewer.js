@@ -80,8 +80,9 @@
       setBadge($(panel, "data-scan-verdict"), data.verdict);
       $(panel, "data-scan-confidence").textContent = "confidence " + pct(data.confidence);
       $(panel, "data-scan-tamper").textContent = fmt(data.tamper_score, 3);
-      $(panel, "data-scan-scores").textContent = Object.entries(data.scores)
-        .map(([name, value]) => name + " " + fmt(value, 3)).join(" · ");
+      $(panel, "data-scan-scores").textContent = Object.entries(data.scores) // as inference.models.scores_text
+        .sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1))
+        .map(([name, value]) => (LABELS[name] || name) + " " + pct(value)).join(" · ");
       const m = data.model;
       $(panel, "data-job-model").textContent = m.name + " " + m.version + " (" + m.sha256.slice(0, 12) + ")" + (m.device ? " on " + m.device : "");
       const t = data.timings;

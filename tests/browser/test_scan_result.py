@@ -78,6 +78,10 @@ def test_doctor_uploads_a_series_and_sees_the_result(page, login_as, live_server
     assert status.inner_text() == "Succeeded" and "badge-done" in status.get_attribute("class")
     assert page.locator("[data-scan-verdict]").inner_text() == VERDICT_LABELS[job.verdict]
     assert _percent(page.locator("[data-scan-confidence]").inner_text()) == pytest.approx(job.confidence * 100, abs=0.051)
+    # viewer.js writes the scores line as the server does on a reload (inference.models.scores_text)
+    from inference.models import scores_text
+
+    assert page.locator("[data-scan-scores]").inner_text() == scores_text(job.scores)
     assert page.locator("#masks-download").is_visible()
 
     # Per-slice verdicts: the strip has one cell per slice; the slice panel shows the current slice's result.

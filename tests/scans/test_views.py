@@ -471,6 +471,15 @@ def test_detail_warns_when_the_scans_noise_is_outside_the_detectors_range(client
     assert "do not rely on its verdict" in page
 
 
+def test_detail_gives_the_scan_scores_in_words_most_probable_first(client_a, doctor_a):
+    scan = _bare_scan(doctor_a, "close-call.dcm")
+    _finished_job(scan, "real_tumor", confidence=0.527, scores={
+        "real_tumor": 0.527, "no_tumor": 0.0, "fake_added": 0.463, "fake_removed": 0.010})
+    page = _text(client_a.get(reverse("scans:detail", args=[scan.pk])))
+    assert "Real tumor 52.7% · Fake added 46.3% · Fake removed 1% · No tumor 0%" in page
+    assert "confidence 52.7%" in page and "real_tumor 0.527" not in page
+
+
 def test_detail_says_how_to_read_the_confidence_from_the_measured_evaluation(client_a, doctor_a, settings, tmp_path):
     """The guide quotes the installed model's evaluation (its confidence figures), and only for a verdict that
     model gave; without measured figures, or for another model's verdict, it says nothing."""
