@@ -71,7 +71,15 @@ class AuditEvent(models.Model):
         indexes = [models.Index(fields=["object_type", "object_id", "-seq"], name="audit_object_idx")]
 
     def __str__(self):
-        return f"#{self.seq} {self.action} by {self.actor_username or 'anonymous'} ({self.outcome})"
+        return f"#{self.seq} {self.action} by {self.actor_display} ({self.outcome})"
+
+    @property
+    def actor_display(self) -> str:
+        """Who acted: the user; "system" for what the portal did by itself (a worker, a scheduled task, a
+        management command: no user and no web request); "anonymous" for a web request with no logged-in user."""
+        if self.actor_username:
+            return self.actor_username
+        return "anonymous" if (self.request_id or self.ip_address) else "system"
 
     @property
     def details_json(self) -> str:

@@ -48,6 +48,21 @@ def test_admin_sees_the_log_and_the_view_is_logged(client_admin, doctor_a):
     assert viewed.count() == 1 and viewed.get().actor_username == "admin_1"
 
 
+def test_the_log_tells_the_portals_own_actions_from_anonymous_requests(client_admin, rf):
+    audit_record(action=actions.JOB_STARTED, details={"job_id": 7})  # a worker: no user, no request
+    failed = rf.post("/accounts/login/", REMOTE_ADDR="203.0.113.9")
+    from django.contrib.auth.models import AnonymousUser
+
+    failed.user = AnonymousUser()
+    audit_record(action=actions.LOGIN_FAILED, request=failed, outcome=actions.FAILURE)
+    events = {e.action: e for e in AuditEvent.objects.all()}
+    assert events[actions.JOB_STARTED].actor_display == "system"
+    assert events[actions.LOGIN_FAILED].actor_display == "anonymous"
+    assert str(events[actions.JOB_STARTED]).endswith("by system (success)")
+    page = client_admin.get(reverse("audit:list")).content.decode()
+    assert ">system</span>" in page and ">anonymous</span>" in page
+
+
 def test_filters_by_user_action_outcome_object_and_date(client_admin, doctor_a, doctor_b):
     audit_record(action=actions.SCAN_UPLOADED, actor=doctor_a, obj=doctor_b)
     audit_record(action=actions.SCAN_VIEWED, actor=doctor_b)
