@@ -4,7 +4,9 @@ Everything that turns pixels into model input or a display image goes through he
 upload path, the dataset builder and the `detect` command. No Django.
 
 The windowing rule (documented in the README): 8-bit data is used as it is, byte for byte (tamper
-traces live in the low bits, so we never re-quantise it). Any other data (16-bit DICOM, float NIfTI)
+traces live in the low bits, so we never re-quantise it). So is 8-bit data in a wider integer container
+(`widened_8bit_bounds`): values all within 0..255, or all multiples of 257 (v x 257, how image tools widen
+8 bits to 16) or of 256 (v << 8); its exact bytes are recovered. Any other data (16-bit DICOM, float NIfTI)
 is mapped linearly to 0..255 between the 0.5th and 99.5th percentile of the whole volume
 (`to_uint8`), clipping outside; a constant volume maps to 0. The percentiles are taken over the
 volume, not per slice, so neighbouring slices keep their relative brightness.
@@ -43,10 +45,33 @@ class Volume:
         return int(self.slices.shape[0])
 
 
+def widened_8bit_bounds(volume: np.ndarray) -> tuple[float, float] | None:
+    """The window that gives back the exact bytes of 8-bit data stored in a wider integer type, or None when the
+    data is not that: (0, 255) when every value lies in 0..255, (0, 65535) when every value is a multiple of 257
+    (v x 257, as image tools widen 8 bits to 16: 65535 = 255 x 257), (0, 65280) when every value is a multiple of
+    256 (v << 8: 65280 = 255 x 256). Mapped linearly by `to_uint8`, each window returns v exactly."""
+    data = np.asarray(volume)
+    if not np.issubdtype(data.dtype, np.integer) or data.size == 0 or data.min() < 0:
+        return None
+    top = int(data.max())
+    if top <= 255:
+        return 0.0, 255.0
+    if top <= 65535:
+        if not np.any(data % 257):
+            return 0.0, 65535.0
+        if not np.any(data % 256):
+            return 0.0, 65280.0
+    return None
+
+
 def window_bounds(volume: np.ndarray) -> tuple[float, float]:
-    """The (low, high) window of the rule for non-8-bit data: the 0.5th and 99.5th percentiles of the finite
+    """The (low, high) window of the rule for non-8-bit data: for 8-bit data in a wider integer type, the window
+    that recovers its bytes (`widened_8bit_bounds`); otherwise the 0.5th and 99.5th percentiles of the finite
     values, or their min and max when those percentiles coincide; (0, 0) when nothing is finite."""
     data = np.asarray(volume)
+    widened = widened_8bit_bounds(data)
+    if widened is not None:
+        return widened
     finite = data if np.issubdtype(data.dtype, np.integer) else data[np.isfinite(data)]
     if finite.size == 0:
         return 0.0, 0.0

@@ -315,3 +315,15 @@ def test_two_concurrent_uploads_of_the_same_bytes_make_one_scan(doctor_a, settin
     scan = Scan.objects.get()
     assert scan.files.count() == 3 and scan.slices.count() == 3
     assert len([p for p in settings.MEDIA_ROOT.rglob("*") if p.is_file()]) == 9
+
+
+def test_an_8_bit_slice_saved_as_16_bit_png_keeps_its_exact_bytes(doctor_a):
+    """A tool that widens an 8-bit slice to 16 bits (v x 257) must not change what the detector reads: the
+    windowing rule recovers the bytes instead of stretching the histogram (which would re-quantise the low bits
+    where tamper traces live)."""
+    grey = lgg_slice()
+    grey = grey[..., 1] if grey.ndim == 3 else grey
+    widened = grey.astype(np.uint16) * 257
+    scan = scan_upload(user=doctor_a, files=[upload("widened.png", png_bytes(widened))]).scan
+    assert scan.pixel_dtype == "uint16" and (scan.window_low, scan.window_high) == (0.0, 65535.0)
+    assert np.array_equal(_png_array(scan.slices.get(index=0).image), grey)
