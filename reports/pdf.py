@@ -22,6 +22,7 @@ from inference.models import verdict_label
 from reports.charts import VERDICT_COLOURS
 from reports.overlay import overlay, read_png
 from reports.selectors import slices_by_verdict_text
+from scans.dicom_text import series_text
 
 VERDICT_TEXT = {
     "real_tumor": ("Real tumour", "An authentic tumour; the outline shows the tumour."),
@@ -106,6 +107,7 @@ def scan_report_pdf(report, *, generated_by, confidence_guide: str = "",
     provenance = [
         ["Scan", _p(f"#{scan.pk}: {scan.original_name} ({scan.get_kind_display()}, {scan.n_slices} slice"
                     f"{'s' if scan.n_slices != 1 else ''}, {scan.width} x {scan.height})", small)],
+        *([["Series", _p(series, small)]] if (series := series_text(scan.metadata or {})) else []),
         ["SHA-256 of the original", Paragraph(escape(scan.sha256), mono)],
         ["Uploaded by", _p(f"{scan.owner.get_username()} on {timezone.localtime(scan.created_at):%Y-%m-%d %H:%M %Z}", small)],
         ["Analysed", _p(f"job #{job.pk}, finished {timezone.localtime(job.finished_at):%Y-%m-%d %H:%M %Z}"

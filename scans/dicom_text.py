@@ -37,3 +37,12 @@ def patient_sex(value) -> str:
     if text.upper() in SEX_CODES:
         return SEX_CODES[text.upper()]
     return f"{text} (not a DICOM sex code)" if text else text
+
+
+def series_text(metadata: dict) -> str:
+    """What the file says of its series, to match the report to the study in a PACS: "sT2W/FLAIR, MR, study date
+    2006-12-01" (the parts present; "" when none is)."""
+    parts = [str(metadata.get("series_description") or "").strip(), str(metadata.get("modality") or "").strip()]
+    if metadata.get("study_date"):
+        parts.append(f"study date {study_date(metadata['study_date'])}")
+    return ", ".join(p for p in parts if p)

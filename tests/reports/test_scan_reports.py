@@ -33,6 +33,8 @@ def test_pdf_parses_and_holds_verdict_provenance_and_pictures(client_a, analysed
     assert "doctor_a" in text
     assert "confidence 83.0%" in text
     assert re.search(r"Sequence\s+FLAIR", text) and "Sequence outside" not in text
+    # The series as the file names it, to match the report to the study in a PACS (BRAINIX: 20061201).
+    assert re.search(r"Series\s+sT2W/FLAIR, MR, study date 2006-12-01", text)
     # Under the verdict, the slices by verdict, findings first, numbered from 1 as on the scan page.
     assert "Slices by verdict: Fake added 1 slice (2); Fake removed 1 slice (3); No tumor 1 slice." in text
     # The per-slice table: one row per slice, in order, with each slice's verdict.

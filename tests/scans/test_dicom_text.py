@@ -1,6 +1,6 @@
 import pytest
 
-from scans.dicom_text import patient_age, patient_sex, study_date
+from scans.dicom_text import patient_age, patient_sex, series_text, study_date
 
 
 @pytest.mark.parametrize("value, text", [
@@ -25,3 +25,10 @@ def test_patient_age(value, text):
 ])
 def test_patient_sex(value, text):
     assert patient_sex(value) == text
+
+
+def test_series_text():
+    assert series_text({"series_description": "sT2W/FLAIR", "modality": "MR", "study_date": "20061201"}) == (
+        "sT2W/FLAIR, MR, study date 2006-12-01")
+    assert series_text({"modality": "MR"}) == "MR"
+    assert series_text({"format": "png"}) == ""
