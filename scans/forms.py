@@ -13,8 +13,8 @@ class ScanFilterForm(forms.Form):
 
     q = forms.CharField(
         required=False, max_length=100, label="Search", strip=True,
-        help_text="Part of the file name or series description, the start of the SHA-256 (6 hex digits or more), "
-        "or the scan number (#12); an admin also finds scans by their owner's user name.",
+        help_text="Part of the file name, series description or protocol name, the start of the SHA-256 (6 hex "
+        "digits or more), or the scan number (#12); an admin also finds scans by their owner's user name.",
     )
     verdict = forms.ChoiceField(choices=VERDICT_FILTER_CHOICES, required=False)
     date_from = forms.DateField(required=False, label="From", widget=forms.DateInput(attrs={"type": "date"}))
