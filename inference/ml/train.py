@@ -333,6 +333,17 @@ class ValItem:
         return union_mask([d.mask for d in shown], self.truth.shape)
 
 
+def val_item(predictor: Predictor, rec, out: dict, image: np.ndarray, min_score: float = 0.0) -> ValItem:
+    """One record's `ValItem` from the model's output ``out`` on its uint8 slice ``image``; detections scoring under
+    ``min_score`` are dropped first (memory: no fit looks below the lowest detection threshold it tries)."""
+    if min_score > 0:
+        keep = out["scores"] >= min_score
+        out = {**out, **{k: out[k][keep] for k in ("boxes", "scores", "labels", "masks")}}
+    _, detections = predictor._postprocess_detailed(out, image)
+    probs = (out["masks"][:, 0].float().cpu().numpy() * 255.0).round().astype(np.uint8)
+    return ValItem(rec.verdict, rec.mask(), out["image_logits"].float().cpu().numpy(), detections, probs)
+
+
 def collect_validation(predictor: Predictor, records, batch_size: int = 8) -> list[ValItem]:
     """The model's plain (one-view) outputs on ``records``, ready for `fit_calibration`."""
     return collect_views(predictor, records, batch_size, flip=False)[0]
@@ -346,9 +357,7 @@ def collect_views(predictor: Predictor, records, batch_size: int = 8,
     predictor.model.eval()
 
     def item(rec, out, s) -> ValItem:
-        _, detections = predictor._postprocess_detailed(out, s)
-        probs = (out["masks"][:, 0].float().cpu().numpy() * 255.0).round().astype(np.uint8)
-        return ValItem(rec.verdict, rec.mask(), out["image_logits"].float().cpu().numpy(), detections, probs)
+        return val_item(predictor, rec, out, s)
 
     for start in range(0, len(records), batch_size):
         chunk = records[start : start + batch_size]

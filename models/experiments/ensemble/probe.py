@@ -23,18 +23,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 from inference.ml.coco import SMALL_REGION_AREA, load_dataset, region_area  # noqa: E402
 from inference.ml.imaging import to_uint8  # noqa: E402
 from inference.ml.predictor import Predictor, fuse_views  # noqa: E402
-from inference.ml.train import ValItem, _summary, fit_calibration, item_verdict  # noqa: E402
+from inference.ml.train import ValItem, _summary, fit_calibration, item_verdict, val_item  # noqa: E402
 
 PARTNERS = ("0.8.0", "0.7.2")
 MIN_THRESHOLD = 0.05  # the lowest detection threshold `fit_rule` tries: detections below it change no fit
 
 
 def item(predictor, rec, out, s) -> ValItem:
-    keep = out["scores"] >= MIN_THRESHOLD
-    out = {**out, **{k: out[k][keep] for k in ("boxes", "scores", "labels", "masks")}}
-    _, detections = predictor._postprocess_detailed(out, s)
-    probs = (out["masks"][:, 0].float().cpu().numpy() * 255.0).round().astype(np.uint8)
-    return ValItem(rec.verdict, rec.mask(), out["image_logits"].float().cpu().numpy(), detections, probs)
+    return val_item(predictor, rec, out, s, min_score=MIN_THRESHOLD)
 
 
 def main(dataset: str, members_dir: str, out_path: str) -> None:

@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 from inference.ml.coco import SMALL_REGION_AREA, load_dataset, region_area  # noqa: E402
 from inference.ml.imaging import to_uint8  # noqa: E402
 from inference.ml.predictor import Predictor  # noqa: E402
-from inference.ml.train import ValItem, _summary, fit_calibration, item_verdict  # noqa: E402
+from inference.ml.train import ValItem, _summary, fit_calibration, item_verdict, val_item  # noqa: E402
 
 BUDGETS = {"base": (200, 50, 10), "b1000-100": (1000, 100, 10), "b1000-300-d20": (1000, 300, 20),
            "b1000-1000-d100": (1000, 1000, 100)}
@@ -39,11 +39,7 @@ MIN_THRESHOLD = 0.05  # the lowest detection threshold `fit_rule` tries: detecti
 
 
 def item(predictor, rec, out, s) -> ValItem:
-    keep = out["scores"] >= MIN_THRESHOLD  # memory: up to 200 fused full-size masks a slice otherwise
-    out = {**out, **{k: out[k][keep] for k in ("boxes", "scores", "labels", "masks")}}
-    _, detections = predictor._postprocess_detailed(out, s)
-    probs = (out["masks"][:, 0].float().cpu().numpy() * 255.0).round().astype(np.uint8)
-    return ValItem(rec.verdict, rec.mask(), out["image_logits"].float().cpu().numpy(), detections, probs)
+    return val_item(predictor, rec, out, s, min_score=MIN_THRESHOLD)
 
 
 def main(dataset: str, out_path: str) -> None:
