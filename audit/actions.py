@@ -40,6 +40,9 @@ JOB_RETRIED = "job.retried"
 RESULT_VIEWED = "result.viewed"
 MASK_DOWNLOADED = "result.mask_downloaded"
 
+# Radiologist reviews
+REVIEW_RECORDED = "review.recorded"
+
 # Reports and exports
 REPORT_PDF_DOWNLOADED = "report.pdf_downloaded"
 REPORT_CSV_DOWNLOADED = "report.csv_downloaded"
@@ -78,6 +81,7 @@ LABELS = {
     SCAN_DELETED: "Scan deleted",
     SCAN_ORIGINAL_DOWNLOADED: "Original downloaded",
     SCAN_SLICE_VIEWED: "Slice viewed",
+    REVIEW_RECORDED: "Review recorded",
     JOB_QUEUED: "Job queued",
     JOB_STARTED: "Job started",
     JOB_SUCCEEDED: "Job succeeded",

@@ -7,4 +7,5 @@ urlpatterns = [
     path("", include("inference.api_urls")),
     path("", include("reports.api_urls")),
     path("", include("audit.api_urls")),
+    path("", include("reviews.api_urls")),
 ]

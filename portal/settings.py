@@ -63,6 +63,7 @@ INSTALLED_APPS = [
     "scans",
     "inference",
     "reports",
+    "reviews",
 ]
 
 MIDDLEWARE = [
@@ -271,6 +272,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # one name for the four verdicts, whichever field carries them (job, slice, review, detector_verdict)
+    "ENUM_NAME_OVERRIDES": {"VerdictEnum": "inference.models.VERDICT_CHOICES"},
 }
 
 LANGUAGE_CODE = "en-us"

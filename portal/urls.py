@@ -10,6 +10,7 @@ urlpatterns = [
     path("inference/", include("inference.urls")),
     path("reports/", include("reports.urls")),
     path("audit/", include("audit.urls")),
+    path("reviews/", include("reviews.urls")),
     path("api/", include("portal.api_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),

@@ -44,13 +44,13 @@ class ResultsCsvApi(APIView):
         operation_id="results_csv",
         responses={
             (200, "text/csv"): OpenApiResponse(OpenApiTypes.BINARY, description=(
-                "One row per scan the user may see, with its latest job. Filters as the scans list: q, verdict, "
-                "date_from, date_to.")),
+                "One row per scan the user may see, with its latest job and its newest review. Filters as the scans "
+                "list: q, verdict, review, date_from, date_to.")),
             400: OpenApiResponse(description="Invalid filter (nothing exported)."),
         },
-        parameters=[OpenApiParameter(name, str if name in ("q", "verdict") else OpenApiTypes.DATE,
+        parameters=[OpenApiParameter(name, str if name in ("q", "verdict", "review") else OpenApiTypes.DATE,
                                      description=f"As the scans list's `{name}`.")
-                    for name in ("q", "verdict", "date_from", "date_to")],
+                    for name in ("q", "verdict", "review", "date_from", "date_to")],
     )
     def get(self, request):
         from reports.views import results_csv_response

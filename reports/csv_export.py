@@ -11,7 +11,7 @@ SLICE_COLUMNS = ("scan_id", "scan_sha256", "job_id", "model_name", "model_versio
 
 SCAN_COLUMNS = ("scan_id", "uploaded_at", "uploaded_by", "original_name", "kind", "n_slices", "sha256", "job_id",
                 "job_status", "verdict", "confidence", "tamper_score", "model_name", "model_version", "model_sha256",
-                "finished_at")
+                "finished_at", "review_verdict", "review_agrees", "reviewed_by", "reviewed_at", "review_note")
 
 
 def _fmt(value) -> str:
@@ -48,16 +48,22 @@ def scan_results_csv(report) -> str:
     return _csv(SLICE_COLUMNS, rows())
 
 
-def scans_results_csv(scans, jobs: dict) -> str:
-    """One row per scan, with its latest job (jobs: id -> InferenceJob)."""
+def scans_results_csv(scans, jobs: dict, reviews: dict | None = None) -> str:
+    """One row per scan, with its latest job (jobs: id -> InferenceJob) and that job's newest radiologist's review
+    (reviews: id -> reviews.Review; empty columns when it has none)."""
+    reviews = reviews or {}
 
     def rows():
         for scan in scans:
             job = jobs.get(scan.latest_job_id)
+            review = reviews.get(getattr(scan, "latest_review_id", None))
             yield (scan.pk, scan.created_at, scan.owner.get_username(), scan.original_name, scan.kind, scan.n_slices,
                    scan.sha256, job.pk if job else None, job.status if job else "", job.verdict if job else "",
                    job.confidence if job else None, job.tamper_score if job else None,
                    job.model_name if job else "", job.model_version if job else "",
-                   job.model_sha256 if job else "", job.finished_at if job else None)
+                   job.model_sha256 if job else "", job.finished_at if job else None,
+                   review.verdict if review else "", ("yes" if review.agrees else "no") if review else "",
+                   review.reviewer.get_username() if review else "", review.created_at if review else None,
+                   review.note if review else "")
 
     return _csv(SCAN_COLUMNS, rows())

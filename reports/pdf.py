@@ -56,6 +56,28 @@ def _slice_picture(report, result):
     return RLImage(buf, width=w * scale, height=h * scale)
 
 
+def review_text(review) -> str:
+    """The radiologist's review in one sentence (the PDF's review box)."""
+    if review is None:
+        return "None recorded when this report was generated: the verdict above is the detector's alone."
+    when = f"{timezone.localtime(review.created_at):%Y-%m-%d %H:%M %Z}"
+    who = review.reviewer.get_username()
+    if review.agrees:
+        return f"Confirmed by {who} on {when}: {verdict_label(review.verdict)}."
+    return (f"Overruled by {who} on {when}: read as {verdict_label(review.verdict)} "
+            f"(the detector said {verdict_label(review.detector_verdict)}).")
+
+
+def _review_box(review, styles):
+    body = f"<b>Radiologist's review:</b> {escape(review_text(review))}"
+    if review is not None and review.note:
+        body += "<br/><b>Note:</b> " + escape(review.note).replace("\n", "<br/>")
+    tint = "#f5f7fa" if review is None else ("#e5f3ea" if review.agrees else "#fdf3df")
+    return Table([[Paragraph(body, styles["BodyText"])]], colWidths=[170 * mm], style=TableStyle([
+        ("BACKGROUND", (0, 0), (-1, -1), colors.HexColor(tint)), ("LEFTPADDING", (0, 0), (-1, -1), 8),
+        ("TOPPADDING", (0, 0), (-1, -1), 5), ("BOTTOMPADDING", (0, 0), (-1, -1), 6)]))
+
+
 def scan_report_pdf(report, *, generated_by, confidence_guide: str = "",
                     verdict_guides: list[str] | None = None) -> bytes:
     """The scan's PDF report; ``confidence_guide``: how to read the confidence, from the model's measured
@@ -88,6 +110,7 @@ def scan_report_pdf(report, *, generated_by, confidence_guide: str = "",
     if len(report.results) > 1:
         story += [_p(f"Slices by verdict: {slices_by_verdict_text(report.results)}.", styles["BodyText"]),
                   Spacer(1, 3 * mm)]
+    story += [_review_box(report.review, styles), Spacer(1, 3 * mm)]
     if confidence_guide:
         story += [_p(f"Reading the confidence: {confidence_guide}", small), Spacer(1, 3 * mm)]
     if verdict_guides:

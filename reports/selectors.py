@@ -560,12 +560,64 @@ def _scan_verdicts(*, user, window: Window) -> list[tuple]:
 
 
 @dataclass
+class ReviewSummary:
+    """Radiologists' reviews of the scans a dashboard counts: of those whose latest analysis succeeded, how many
+    were reviewed, how many reviews confirmed the detector, and (detector verdict, radiologist verdict) counts."""
+
+    analysed: int = 0
+    reviewed: int = 0
+    confirmed: int = 0
+    pairs: dict = field(default_factory=dict)  # (detector verdict, radiologist verdict) -> scans
+
+    @property
+    def awaiting(self) -> int:
+        return self.analysed - self.reviewed
+
+    @property
+    def overruled(self) -> int:
+        return self.reviewed - self.confirmed
+
+    @property
+    def agreement(self) -> float | None:
+        return self.confirmed / self.reviewed if self.reviewed else None
+
+    @property
+    def matrix_rows(self) -> list[tuple[str, list[int], int]]:
+        """(detector verdict, scans per radiologist verdict in VERDICTS order, row total), one per verdict."""
+        from inference.ml.labels import VERDICTS
+
+        rows = []
+        for detector in VERDICTS:
+            counts = [self.pairs.get((detector, radiologist), 0) for radiologist in VERDICTS]
+            rows.append((detector, counts, sum(counts)))
+        return rows
+
+
+def _review_summary(*, user, window: Window) -> ReviewSummary:
+    from inference.models import InferenceJob
+    from scans.selectors import scan_list_for
+
+    rows = (scan_list_for(user=user).filter(created_at__gte=window.start_datetime,
+                                            latest_job_status=InferenceJob.Status.SUCCEEDED)
+            .values_list("latest_verdict", "latest_review_verdict"))
+    summary = ReviewSummary()
+    for detector, radiologist in rows:
+        summary.analysed += 1
+        if radiologist:
+            summary.reviewed += 1
+            summary.confirmed += radiologist == detector
+            summary.pairs[(detector, radiologist)] = summary.pairs.get((detector, radiologist), 0) + 1
+    return summary
+
+
+@dataclass
 class Dashboard:
     window: Window
     periods: list[str]
     verdicts_over_time: dict[str, list[int]]
     verdict_totals: dict[str, int]
     scans_total: int
+    reviews: ReviewSummary = field(default_factory=ReviewSummary)
     # Admins only
     jobs_over_time: dict[str, list[int]] = field(default_factory=dict)
     latency_over_time: dict[str, list[float | None]] = field(default_factory=dict)
@@ -592,8 +644,8 @@ def _percentile(values: list[float], q: float) -> float | None:
 
 
 def dashboard_for(*, user, range_name: str | None = None, today=None) -> Dashboard:
-    """A doctor's own scans by verdict over time; for an admin, every scan, plus job volumes, failures and
-    latency (queued to finished, p50 and p95) per period."""
+    """A doctor's own scans by verdict over time and the radiologists' reviews of them (`ReviewSummary`); for an
+    admin, every scan, plus job volumes, failures and latency (queued to finished, p50 and p95) per period."""
     from inference.ml.labels import VERDICTS
     from inference.models import InferenceJob
 
@@ -602,7 +654,8 @@ def dashboard_for(*, user, range_name: str | None = None, today=None) -> Dashboa
     scans = _scan_verdicts(user=user, window=window)
     verdicts = _ordered(_counts_by_bucket(window, scans, key=str), (*VERDICTS, PENDING))
     totals = {name: sum(values) for name, values in verdicts.items()}
-    board = Dashboard(window, periods, verdicts, totals, scans_total=len(scans))
+    board = Dashboard(window, periods, verdicts, totals, scans_total=len(scans),
+                      reviews=_review_summary(user=user, window=window))
     if not user.is_portal_admin:
         return board
 
@@ -689,6 +742,7 @@ class ScanReport:
     results: list  # inference.SliceResult, by index, with .instances prefetched
     files: list  # scans.ScanFile
     slices: dict  # index -> scans.ScanSlice
+    review: object = None  # reviews.Review: the newest radiologist's review of `job`, or None
 
     @property
     def flagged_results(self) -> list:
@@ -701,6 +755,7 @@ def scan_report_for(*, user, scan_pk: int) -> ScanReport:
     NoFinishedAnalysis when no job of the scan has succeeded."""
     from inference.models import InferenceJob
     from inference.selectors import jobs_visible_to, slice_results_for_job
+    from reviews.selectors import review_current_for_job
     from scans.selectors import scan_files, scan_get_for, scan_slices
 
     scan = scan_get_for(user=user, pk=scan_pk)
@@ -714,4 +769,5 @@ def scan_report_for(*, user, scan_pk: int) -> ScanReport:
         results=list(slice_results_for_job(job=job)),
         files=list(scan_files(scan=scan)),
         slices={s.index: s for s in scan_slices(scan=scan)},
+        review=review_current_for_job(job=job),
     )

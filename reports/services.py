@@ -211,14 +211,18 @@ def scan_report_csv_issue(*, request, report) -> bytes:
 
 
 def results_csv_issue(*, request, filters: dict) -> bytes:
-    """Every scan the user may see (scans.selectors.scan_list_for filters), one row each, with its latest job."""
+    """Every scan the user may see (scans.selectors.scan_list_for filters), one row each, with its latest job and
+    that job's newest review."""
     from inference.models import InferenceJob
+    from reviews.models import Review
     from reports.csv_export import scans_results_csv
     from scans.selectors import scan_list_for
 
     scans = list(scan_list_for(user=request.user, filters=filters))
     jobs = InferenceJob.objects.in_bulk([s.latest_job_id for s in scans if s.latest_job_id])
-    content = scans_results_csv(scans, jobs).encode("utf-8")
+    reviews = Review.objects.select_related("reviewer").in_bulk([s.latest_review_id for s in scans
+                                                                 if s.latest_review_id])
+    content = scans_results_csv(scans, jobs, reviews).encode("utf-8")
     audit_record(action=actions.RESULTS_CSV_EXPORTED, request=request, details={
         "filters": {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in filters.items()},
         "rows": len(scans), "bytes": len(content), "sha256": hashlib.sha256(content).hexdigest(),

@@ -4,6 +4,7 @@ from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.utils import timezone
 
+from inference.models import VERDICT_CHOICES
 from reports import charts, services
 from reports.models import EvaluationRun
 from reports.selectors import (
@@ -52,6 +53,7 @@ def dashboard(request):
     context = {
         "board": board,
         "ranges": [("30d", "30 days"), ("90d", "90 days"), ("365d", "12 months")],
+        "verdict_choices": VERDICT_CHOICES,
         "verdicts_chart": charts.as_data_uri(charts.stacked_bars_over_time_svg(
             board.periods, board.verdicts_over_time, title="Scans by verdict", ylabel="scans")),
     }

@@ -15,7 +15,7 @@ from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 
 from scans import selectors, serving, services
-from scans.forms import VERDICT_FILTER_CHOICES, ScanFilterForm
+from scans.forms import REVIEW_FILTER_CHOICES, VERDICT_FILTER_CHOICES, ScanFilterForm
 from scans.ingest import UploadRejected
 from scans.serializers import (
     ErrorSerializer,
@@ -90,6 +90,9 @@ class ScanListCreateApi(ScansErrorsMixin, GenericAPIView):
                              "for an admin also the owner's user name."),
             OpenApiParameter("verdict", str, enum=[c[0] for c in VERDICT_FILTER_CHOICES if c[0]],
                              description="The latest job's verdict; `pending`: no verdict yet."),
+            OpenApiParameter("review", str, enum=[c[0] for c in REVIEW_FILTER_CHOICES if c[0]],
+                             description="The radiologist's review of the latest analysis: `awaiting` (analysed, "
+                             "not reviewed), `confirmed` or `overruled` (its newest review)."),
             OpenApiParameter("date_from", OpenApiTypes.DATE, description="Uploaded on or after (inclusive)."),
             OpenApiParameter("date_to", OpenApiTypes.DATE, description="Uploaded on or before (inclusive)."),
         ],

@@ -3,9 +3,11 @@ from django import forms
 from inference.ml.sequence import DECLARABLE, LABELS
 from inference.models import VERDICT_CHOICES
 from scans.ingest import ACCEPTED_HELP
-from scans.selectors import VERDICT_PENDING
+from scans.selectors import REVIEW_AWAITING, REVIEW_CONFIRMED, REVIEW_OVERRULED, VERDICT_PENDING
 
 VERDICT_FILTER_CHOICES = [("", "Any verdict"), *VERDICT_CHOICES, (VERDICT_PENDING, "No verdict yet")]
+REVIEW_FILTER_CHOICES = [("", "Any review"), (REVIEW_AWAITING, "Awaiting review"),
+                         (REVIEW_CONFIRMED, "Confirmed by a radiologist"), (REVIEW_OVERRULED, "Overruled by a radiologist")]
 
 
 class ScanFilterForm(forms.Form):
@@ -17,6 +19,11 @@ class ScanFilterForm(forms.Form):
         "digits or more), or the scan number (#12); an admin also finds scans by their owner's user name.",
     )
     verdict = forms.ChoiceField(choices=VERDICT_FILTER_CHOICES, required=False)
+    review = forms.ChoiceField(
+        choices=REVIEW_FILTER_CHOICES, required=False,
+        help_text="The radiologist's review of the latest analysis: awaiting (analysed, not reviewed), confirmed "
+        "or overruled (its newest review).",
+    )
     date_from = forms.DateField(required=False, label="From", widget=forms.DateInput(attrs={"type": "date"}))
     date_to = forms.DateField(required=False, label="To", widget=forms.DateInput(attrs={"type": "date"}))
 

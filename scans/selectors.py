@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from datetime import date, datetime, time, timedelta
 
-from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
+from django.db.models import BooleanField, Count, ExpressionWrapper, F, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
@@ -17,6 +17,11 @@ from scans.models import Scan, ScanFile, ScanSlice
 # Filter value meaning "no verdict yet" (no job, or the latest job has not succeeded).
 VERDICT_PENDING = "pending"
 
+# Filter values of the radiologist's review of the latest analysis (reviews.Review).
+REVIEW_AWAITING = "awaiting"  # the latest job succeeded and has no review
+REVIEW_CONFIRMED = "confirmed"  # its newest review gave the detector's verdict
+REVIEW_OVERRULED = "overruled"  # its newest review gave another verdict
+
 
 def scan_visible_to(*, user) -> QuerySet[Scan]:
     if not getattr(user, "is_authenticated", False) or not user.is_active:
@@ -24,6 +29,12 @@ def scan_visible_to(*, user) -> QuerySet[Scan]:
     if user.is_portal_admin:
         return Scan.objects.all()
     return Scan.objects.filter(owner=user)
+
+
+def _latest_review():
+    from reviews.models import Review
+
+    return Review.objects.filter(job_id=OuterRef("latest_job_id")).order_by("-created_at", "-id")
 
 
 def _with_latest_job(qs: QuerySet[Scan]) -> QuerySet[Scan]:
@@ -34,6 +45,12 @@ def _with_latest_job(qs: QuerySet[Scan]) -> QuerySet[Scan]:
         latest_verdict=Subquery(latest.values("verdict")[:1]),
         latest_confidence=Subquery(latest.values("confidence")[:1]),
     ).annotate(
+        # the newest radiologist's review of that job (reviews.Review)
+        latest_review_id=Subquery(_latest_review().values("id")[:1]),
+        latest_review_verdict=Subquery(_latest_review().values("verdict")[:1]),
+        latest_review_agrees=Subquery(_latest_review().annotate(
+            agrees=ExpressionWrapper(Q(verdict=F("detector_verdict")), output_field=BooleanField())
+        ).values("agrees")[:1]),
         # slices of that job read as tampered: a series can hold one such slice under a scan verdict that is not
         latest_tampered_slices=Coalesce(Subquery(
             SliceResult.objects.filter(job_id=OuterRef("latest_job_id"), verdict__in=TAMPERED)
@@ -48,11 +65,12 @@ def _day_start(day: date) -> datetime:
 
 def scan_list_for(*, user, filters: dict | None = None) -> QuerySet[Scan]:
     """The scans `user` may see, newest first, each annotated with its latest job's id, status, verdict and
-    confidence (`latest_job_*`, `latest_verdict`, `latest_confidence`) and how many of that job's slices were read
-    as tampered (`latest_tampered_slices`).
+    confidence (`latest_job_*`, `latest_verdict`, `latest_confidence`), how many of that job's slices were read
+    as tampered (`latest_tampered_slices`) and its newest radiologist's review (`latest_review_id`,
+    `latest_review_verdict`, `latest_review_agrees`; None when it has none).
 
-    filters: `q` (text, `scan_search`), `verdict` (a verdict, or "pending"), `date_from`, `date_to` (dates,
-    inclusive, in TIME_ZONE).
+    filters: `q` (text, `scan_search`), `verdict` (a verdict, or "pending"), `review` ("awaiting": analysed, not
+    reviewed; "confirmed"; "overruled"), `date_from`, `date_to` (dates, inclusive, in TIME_ZONE).
     """
     filters = filters or {}
     qs = _with_latest_job(scan_visible_to(user=user).select_related("owner"))
@@ -63,6 +81,13 @@ def scan_list_for(*, user, filters: dict | None = None) -> QuerySet[Scan]:
         qs = qs.filter(Q(latest_job_status__isnull=True) | ~Q(latest_job_status=InferenceJob.Status.SUCCEEDED))
     elif verdict:
         qs = qs.filter(latest_verdict=verdict, latest_job_status=InferenceJob.Status.SUCCEEDED)
+    review = filters.get("review")
+    if review == REVIEW_AWAITING:
+        qs = qs.filter(latest_job_status=InferenceJob.Status.SUCCEEDED, latest_review_id__isnull=True)
+    elif review == REVIEW_CONFIRMED:
+        qs = qs.filter(latest_review_agrees=True)
+    elif review == REVIEW_OVERRULED:
+        qs = qs.filter(latest_review_agrees=False)
     if filters.get("date_from"):
         qs = qs.filter(created_at__gte=_day_start(filters["date_from"]))
     if filters.get("date_to"):

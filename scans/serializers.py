@@ -31,6 +31,12 @@ class LatestJobSerializer(serializers.Serializer):
     )
 
 
+class LatestReviewSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    verdict = serializers.CharField(help_text="The radiologist's verdict.")
+    agrees = serializers.BooleanField(help_text="It is the detector's verdict (confirmed); false: overruled.")
+
+
 class ScanFileSerializer(serializers.ModelSerializer):
     download_url = serializers.SerializerMethodField()
 
@@ -45,6 +51,7 @@ class ScanFileSerializer(serializers.ModelSerializer):
 class ScanSerializer(serializers.ModelSerializer):
     owner = serializers.CharField(source="owner.username", read_only=True)
     latest_job = serializers.SerializerMethodField()
+    latest_review = serializers.SerializerMethodField()
     page_url = serializers.SerializerMethodField()
     slices_url = serializers.SerializerMethodField()
     original_url = serializers.SerializerMethodField()
@@ -54,7 +61,7 @@ class ScanSerializer(serializers.ModelSerializer):
         fields = [
             "id", "uid", "owner", "created_at", "kind", "original_name", "sha256", "size_bytes", "metadata",
             "n_slices", "width", "height", "pixel_dtype", "pixel_scale", "pixel_offset", "window_low", "window_high",
-            "latest_job", "page_url", "slices_url", "original_url",
+            "latest_job", "latest_review", "page_url", "slices_url", "original_url",
         ]
         read_only_fields = fields
 
@@ -65,6 +72,14 @@ class ScanSerializer(serializers.ModelSerializer):
             return None
         return {"id": job_id, "status": obj.latest_job_status, "verdict": obj.latest_verdict or "",
                 "confidence": obj.latest_confidence, "tampered_slices": getattr(obj, "latest_tampered_slices", 0)}
+
+    @extend_schema_field(LatestReviewSerializer(allow_null=True))
+    def get_latest_review(self, obj):
+        """The newest radiologist's review of the latest job (all of them: /api/scans/<id>/reviews/)."""
+        review_id = getattr(obj, "latest_review_id", None)
+        if review_id is None:
+            return None
+        return {"id": review_id, "verdict": obj.latest_review_verdict, "agrees": bool(obj.latest_review_agrees)}
 
     def get_page_url(self, obj) -> str:
         return _absolute(self.context.get("request"), reverse("scans:detail", args=[obj.pk]))

@@ -27,6 +27,7 @@ def scan_list(request):
     page = Paginator(scans, PAGE_SIZE).get_page(request.GET.get("page"))
     for scan in page.object_list:
         scan.latest_verdict_label = verdict_label(scan.latest_verdict) if scan.latest_verdict else ""
+        scan.latest_review_label = verdict_label(scan.latest_review_verdict) if scan.latest_review_verdict else ""
     query = request.GET.copy()
     query.pop("page", None)
     return render(request, "scans/list.html", {
@@ -75,8 +76,20 @@ def scan_upload(request):
 def scan_detail(request, pk: int):
     scan = selectors.scan_get_for(user=request.user, pk=pk)
     services.scan_viewed(scan=scan, request=request)
+    return render_scan_detail(request, scan)
+
+
+def render_scan_detail(request, scan, *, review_form=None, status: int = 200):
+    """The scan page; ``review_form``: a bound review form with its errors (reviews.views), shown in place of an
+    empty one so that nothing the reviewer typed is lost."""
+    from reviews.forms import ReviewForm
+    from reviews.selectors import review_panel_for
+
     jobs = list(scan.jobs.order_by("-created_at", "-id"))
     latest = jobs[0] if jobs else None
+    if review_form is None:
+        review_form = ReviewForm(initial={"job": latest.pk if latest else None,
+                                          "verdict": latest.verdict if latest else None})
     return render(request, "scans/detail.html", {
         "scan": scan,
         "files": list(selectors.scan_files(scan=scan)),
@@ -85,7 +98,9 @@ def scan_detail(request, pk: int):
         "middle_index": scan.n_slices // 2,
         "confidence_guide": _confidence_guide_text(latest),
         "verdict_guides": _verdict_guide_texts(latest),
-    })
+        "review": review_panel_for(scan=scan, job=latest),
+        "review_form": review_form,
+    }, status=status)
 
 
 def _confidence_guide_text(job) -> str:

@@ -100,11 +100,30 @@
       $(panel, "data-job-error").textContent = data.error_message;
       $(panel, "data-retry-form").action = fromTemplate(panel.dataset.retryUrlTemplate, data.id);
     }
+    renderReviewForm(data);
     if (data.status === "succeeded" && job.resultsFor !== data.id) {
       job.resultsFor = data.id;
       loadResults(data);
     }
     return active;
+  }
+
+  // The radiologist's review (templates/reviews/_panel.html): its form opens when the analysis succeeds, with the
+  // detector's verdict chosen, as the page renders it for a finished job.
+  function renderReviewForm(data) {
+    const reviewPanel = document.getElementById("review");
+    const form = reviewPanel && $(reviewPanel, "data-review-form");
+    if (!form || data.status !== "succeeded" || !form.classList.contains("hidden")) return;
+    form.elements.job.value = String(data.id);
+    $(form, "data-review-detector-verdict").textContent = LABELS[data.verdict] || data.verdict;
+    const choice = form.querySelector('input[name="verdict"][value="' + data.verdict + '"]');
+    if (choice && !form.querySelector('input[name="verdict"]:checked')) choice.checked = true;
+    const waiting = $(reviewPanel, "data-review-waiting");
+    if (waiting) {
+      waiting.classList.remove("muted");
+      waiting.textContent = "Not reviewed yet. The detector's verdict is a prompt: record whether you confirm it or read the scan otherwise.";
+    }
+    form.classList.remove("hidden");
   }
 
   let polls = 0;

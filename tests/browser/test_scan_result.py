@@ -139,3 +139,22 @@ def test_doctor_uploads_a_series_and_sees_the_result(page, login_as, live_server
     assert link.is_visible()
     response = page.request.get(live_server.url + link.get_attribute("href"))
     assert response.status == 200 and response.headers["content-type"] == "image/png"
+
+    # The radiologist's review: the form opened when the job finished (no reload), the detector's verdict chosen.
+    form = page.locator("[data-review-form]")
+    assert form.is_visible()
+    assert page.locator(f'[data-review-form] input[name=verdict][value={job.verdict}]').is_checked()
+    assert page.locator("[data-review-detector-verdict]").inner_text() == VERDICT_LABELS[job.verdict]
+    assert page.locator("[data-review-waiting]").inner_text().startswith("Not reviewed yet.")
+    other = next(v for v in ("no_tumor", "real_tumor") if v != job.verdict)
+    page.check(f"[data-review-form] input[name=verdict][value={other}]")
+    page.click("[data-review-form] button[type=submit]")
+    # Overruling the detector without a note: refused, and the page keeps the choice.
+    assert "say why in the note" in page.locator("#review").inner_text()
+    assert page.locator(f"[data-review-form] input[name=verdict][value={other}]").is_checked()
+    page.fill("[data-review-form] textarea[name=note]", "Flow artefact; the prior study shows the same.")
+    page.click("[data-review-form] button[type=submit]")
+    page.wait_for_url(lambda url: url.endswith("#review"))
+    assert page.locator("[data-review-decision]").inner_text() == "Overruled"
+    assert page.locator("[data-review-verdict]").inner_text() == VERDICT_LABELS[other]
+    assert page.locator("[data-review-note]").inner_text() == "Flow artefact; the prior study shows the same."
