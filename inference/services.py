@@ -6,6 +6,8 @@ Lifecycle of an `InferenceJob`:
                                                |   \\--> failed (model not installed, unreadable scan, error)
                                                \\--> failed by jobs_reap_stale (worker died: no heartbeat)
     failed --(job_retry by the owner or an admin)--> queued
+    succeeded, by weights other than the installed ones --(job_reanalyse)--> a new job (queued); the earlier job,
+        its results and any review of it stay
 
 Idempotency and dead workers:
 
@@ -52,6 +54,10 @@ class JobBusy(Exception):
 
 class JobNotRetryable(Exception):
     """Only a failed job can be retried."""
+
+
+class ReanalysisRefused(Exception):
+    """A new analysis would give nothing new (the installed model made the current one) or cannot start now."""
 
 
 # --- Enqueue and retry --------------------------------------------------------------------------------------
@@ -111,6 +117,46 @@ def job_retry(*, job: InferenceJob, user, request=None) -> InferenceJob:
     job.requested_by = user
     job.save()
     _audit(actions.JOB_RETRIED, request=request, actor=user, job=job, details={"attempts": job.attempts})
+    _dispatch(job)
+    return job
+
+
+def reanalysis_model(job: InferenceJob | None):
+    """The installed model (reports.selectors.ModelCard) when `job`, a scan's newest job, succeeded with other
+    weights, so that analysing the scan again would use a different model; None otherwise."""
+    from reports.selectors import model_card_current
+
+    if job is None or job.status != Status.SUCCEEDED:
+        return None
+    card = model_card_current()
+    return card if card.available and card.sha256 != job.model_sha256 else None
+
+
+@transaction.atomic
+def job_reanalyse(*, scan, user, request=None) -> InferenceJob:
+    """Queue a new job for `scan` with the installed model, when its newest job succeeded with other weights (a
+    model was installed since). The earlier job keeps its results and reviews; pages and reports move to the new
+    one when it succeeds. Raises ReanalysisRefused, and queues nothing, otherwise."""
+    from reports.selectors import model_card_current
+
+    latest = InferenceJob.objects.select_for_update().filter(scan=scan).order_by("-created_at", "-id").first()
+    if latest is not None and latest.status in (Status.QUEUED, Status.RUNNING):
+        raise ReanalysisRefused(f"An analysis of this scan is already {latest.status} (job #{latest.pk}).")
+    if latest is not None and latest.status == Status.FAILED:
+        raise ReanalysisRefused(f"The newest analysis of this scan (job #{latest.pk}) failed: retry it instead.")
+    card = model_card_current()
+    if not card.available:
+        raise ReanalysisRefused(card.problem)
+    if latest is not None and latest.model_sha256 == card.sha256:
+        raise ReanalysisRefused(f"This scan was analysed by the installed model ({card.name} {card.version}, job "
+                                f"#{latest.pk}); analysing it again would give the same result.")
+    job = InferenceJob.objects.create(scan=scan, requested_by=user)
+    _audit(actions.JOB_QUEUED, request=request, actor=user, job=job, details={
+        "reanalysis_of": latest.pk if latest else None,
+        "previous_model": f"{latest.model_name} {latest.model_version}" if latest else "",
+        "previous_model_sha256": latest.model_sha256 if latest else "",
+        "model": f"{card.name} {card.version}", "model_sha256": card.sha256,
+    })
     _dispatch(job)
     return job
 

@@ -102,6 +102,33 @@ class JobRetryApi(APIView):
         return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
 
 
+class ScanReanalyseApi(APIView):
+    """Analyse a scan again with the installed model (owner or admin)."""
+
+    @extend_schema(
+        summary="Analyse a scan again with the installed model",
+        description="Only when the scan's newest job succeeded with weights other than the installed ones (a model "
+        "was installed since). The earlier job keeps its results and reviews.",
+        tags=["jobs"],
+        request=None,
+        responses={
+            202: JobSerializer,
+            404: OpenApiResponse(description="No such scan, or not yours."),
+            409: OpenApiResponse(description="Nothing new to gain (the installed model made the current analysis), "
+                                             "an analysis is queued or running, or the newest one failed (retry it)."),
+        },
+    )
+    def post(self, request, scan_id: int):
+        from scans.selectors import scan_get_for
+
+        scan = scan_get_for(user=request.user, pk=scan_id)
+        try:
+            job = services.job_reanalyse(scan=scan, user=request.user, request=request)
+        except services.ReanalysisRefused as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+        return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
+
+
 # --- Pages ----------------------------------------------------------------------------------------------------
 
 
@@ -116,6 +143,21 @@ def job_retry(request, job_id: int):
     except services.JobNotRetryable as exc:
         messages.error(request, str(exc))
     return redirect("scans:detail", job.scan_id)
+
+
+@login_required
+@require_POST
+def scan_reanalyse(request, scan_id: int):
+    """The scan page's "Analyse again" button (POST, CSRF)."""
+    from scans.selectors import scan_get_for
+
+    scan = scan_get_for(user=request.user, pk=scan_id)
+    try:
+        job = services.job_reanalyse(scan=scan, user=request.user, request=request)
+        messages.success(request, f"Analysing the scan again with the installed model (job #{job.pk}).")
+    except services.ReanalysisRefused as exc:
+        messages.error(request, str(exc))
+    return redirect("scans:detail", scan.pk)
 
 
 @login_required

@@ -82,6 +82,7 @@ def scan_detail(request, pk: int):
 def render_scan_detail(request, scan, *, review_form=None, status: int = 200):
     """The scan page; ``review_form``: a bound review form with its errors (reviews.views), shown in place of an
     empty one so that nothing the reviewer typed is lost."""
+    from inference.services import reanalysis_model
     from reviews.forms import ReviewForm
     from reviews.selectors import review_panel_for
 
@@ -99,6 +100,7 @@ def render_scan_detail(request, scan, *, review_form=None, status: int = 200):
         "confidence_guide": _confidence_guide_text(latest),
         "verdict_guides": _verdict_guide_texts(latest),
         "review": review_panel_for(scan=scan, job=latest),
+        "reanalyse_with": reanalysis_model(latest),
         "review_form": review_form,
     }, status=status)
 

@@ -1,0 +1,93 @@
+"""Analysing a scan again when a newer model is installed: offered only then, queues a new job that the real
+service runs, keeps the earlier job, its results and its review; refused (nothing queued) otherwise."""
+import pytest
+from django.urls import reverse
+from rest_framework.test import APIClient
+
+from audit import actions
+from audit.models import AuditEvent
+from inference import services
+from inference.ml.predictor import file_sha256
+from inference.models import InferenceJob
+from reviews.services import review_record
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def analysed_by_old_model(detector, doctor_a, upload_scan):
+    scan, job = upload_scan(doctor_a, indices=(9, 10))
+    services.job_run(job_id=job.pk)  # what the worker does
+    job.refresh_from_db()
+    assert job.status == InferenceJob.Status.SUCCEEDED and job.model_sha256 == file_sha256(detector)
+    return scan, job
+
+
+def test_a_newer_model_is_offered_and_the_new_analysis_keeps_the_old_one(
+        settings, analysed_by_old_model, regions_bundle, client_a, doctor_a):
+    scan, old = analysed_by_old_model
+    page = lambda: client_a.get(reverse("scans:detail", args=[scan.pk])).content.decode()  # noqa: E731
+    assert "A newer model is installed" not in page()  # the installed model made this result
+    refused = client_a.post(reverse("inference:scan-reanalyse", args=[scan.pk]), follow=True)
+    assert "analysing it again would give the same result" in refused.content.decode()
+    assert scan.jobs.count() == 1
+
+    review_record(scan=scan, job_id=old.pk, verdict=old.verdict, reviewer=doctor_a)
+    settings.DETECTOR_WEIGHTS = str(regions_bundle)  # a new model is installed
+    html = page()
+    assert "A newer model is installed" in html and "This result and its review stay" in html
+
+    response = client_a.post(reverse("inference:scan-reanalyse", args=[scan.pk]))
+    assert response.status_code == 302
+    new = scan.jobs.order_by("-id").first()
+    assert new.pk != old.pk and new.status == InferenceJob.Status.QUEUED and new.requested_by == doctor_a
+    event = AuditEvent.objects.filter(action=actions.JOB_QUEUED, object_id=str(new.pk)).get()
+    assert event.details["reanalysis_of"] == old.pk
+    assert event.details["previous_model_sha256"] == old.model_sha256
+    assert event.details["model_sha256"] == file_sha256(regions_bundle)
+
+    html = page()
+    assert "Earlier analyses (1)" in html and f"Job #{old.pk}" in html
+    assert "A review can be recorded once the analysis has finished." in html
+    assert f"of analysis #{old.pk}, an earlier one" in html
+    again = client_a.post(reverse("inference:scan-reanalyse", args=[scan.pk]), follow=True)
+    assert f"already queued (job #{new.pk})" in again.content.decode()
+
+    services.job_run(job_id=new.pk)
+    new.refresh_from_db()
+    assert new.status == InferenceJob.Status.SUCCEEDED and new.model_sha256 == file_sha256(regions_bundle)
+    old.refresh_from_db()
+    assert old.status == InferenceJob.Status.SUCCEEDED and old.slice_results.count() == 2  # kept
+    html = page()
+    assert "A newer model is installed" not in html and "Not reviewed yet." in html
+
+
+def test_the_api_queues_a_reanalysis_or_says_why_not(settings, analysed_by_old_model, regions_bundle, doctor_a,
+                                                     doctor_b):
+    from rest_framework.authtoken.models import Token
+
+    scan, old = analysed_by_old_model
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=doctor_a).key}")
+    url = reverse("api-scan-reanalyse", args=[scan.pk])
+    response = api.post(url)
+    assert response.status_code == 409 and "same result" in response.json()["detail"]
+
+    settings.DETECTOR_WEIGHTS = str(regions_bundle)
+    other = APIClient()
+    other.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=doctor_b).key}")
+    assert other.post(url).status_code == 404
+    response = api.post(url)
+    assert response.status_code == 202 and response.json()["status"] == "queued"
+    assert response.json()["id"] == scan.jobs.order_by("-id").first().pk != old.pk
+    assert api.post(url).status_code == 409
+
+    InferenceJob.objects.filter(pk=response.json()["id"]).update(status=InferenceJob.Status.FAILED)
+    response = api.post(url)
+    assert response.status_code == 409 and "retry it instead" in response.json()["detail"]
+
+    settings.DETECTOR_WEIGHTS = str(regions_bundle) + ".missing"
+    InferenceJob.objects.filter(pk=scan.jobs.order_by("-id").first().pk).delete()
+    response = api.post(url)
+    assert response.status_code == 409 and "No detector weights" in response.json()["detail"]
+    assert scan.jobs.count() == 1
