@@ -1,0 +1,72 @@
+"""Every page a doctor or an admin uses, checked in headless Chromium with axe-core (the axe.min.js that the
+axe-playwright-python package ships; nothing is downloaded) against WCAG 2.1 A and AA: no violations at all, in
+the states that matter (a finished analysis with its overlay and review history, form errors, an empty list)."""
+import pytest
+from axe_playwright_python.sync_playwright import Axe
+from django.db import connections
+from django.urls import reverse
+
+from reviews.services import review_record
+from tests.reports.conftest import disk, store_analysis
+from tests.reviews.conftest import upload_dicom  # noqa: F401  (fixture)
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+WCAG = {"runOnly": {"type": "tag", "values": ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]},
+        "resultTypes": ["violations"]}
+
+
+@pytest.fixture(autouse=True)
+def _close_connections_made_under_the_browser_loop(page):
+    yield
+    connections.close_all()
+
+
+def _violations(page) -> list[str]:
+    results = Axe().run(page, options=WCAG).response
+    return [f"{v['id']} ({v['impact']}): {[n['target'] for n in v['nodes'][:3]]} {v['help']}"
+            for v in results["violations"]]
+
+
+def test_the_pages_meet_wcag_2_1_aa(page, login_as, doctor_a, admin_user, upload_dicom):
+    scan = upload_dicom(doctor_a)
+    shape = (scan.height, scan.width)
+    analysed = store_analysis(scan, verdicts={0: "no_tumor", 1: "fake_added", 2: "real_tumor"}, regions={
+        1: [("fake_added", 0.91, disk(shape, (shape[0] // 3, shape[1] // 2), 14))],
+        2: [("real_tumor", 0.8, disk(shape, (shape[0] // 2, shape[1] // 3), 10))]}, scan_verdict="fake_added")
+    review_record(scan=scan, job_id=analysed.job.pk, verdict="fake_added", reviewer=doctor_a)
+    review_record(scan=scan, job_id=analysed.job.pk, verdict="no_tumor", note="Flow artefact.", reviewer=admin_user)
+    upload_dicom(doctor_a, indices=(4,))  # a scan still waiting for its analysis
+
+    page.goto(reverse("accounts:login"))
+    found = {"log-in": _violations(page)}
+    login_as(admin_user)
+    for name, url in [
+        ("scan list", reverse("scans:list")),
+        ("scan list, invalid filter", reverse("scans:list") + "?review=maybe&date_from=x"),
+        ("scan list, nothing matches", reverse("scans:list") + "?q=no-such-scan"),
+        ("upload", reverse("scans:upload")),
+        ("dashboard", reverse("reports:dashboard")),
+        ("model", reverse("reports:model")),
+        ("audit log", reverse("audit:list")),
+        ("access history", reverse("audit:scan_history", args=[scan.pk])),
+        ("users", reverse("accounts:user_list")),
+        ("new user", reverse("accounts:user_create")),
+        ("edit user", reverse("accounts:user_edit", args=[doctor_a.pk])),
+        ("password change", reverse("accounts:password_change")),
+        ("my account", reverse("accounts:me")),
+    ]:
+        page.goto(url)
+        found[name] = _violations(page)
+
+    page.goto(reverse("scans:detail", args=[scan.pk]))
+    page.wait_for_selector("[data-slice-result]:not(.hidden)")  # viewer.js has drawn the results
+    page.locator("[data-review-history] summary").click()
+    page.locator("[data-review-again] summary").click()
+    found["scan page"] = _violations(page)
+    page.check("[data-review-form] input[name=verdict][value=real_tumor]")
+    page.click("[data-review-form] button[type=submit]")  # overruling without a note: refused
+    assert "say why in the note" in page.locator("#review").inner_text()
+    found["scan page, review refused"] = _violations(page)
+
+    assert {name: v for name, v in found.items() if v} == {}
