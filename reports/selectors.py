@@ -610,6 +610,28 @@ def _review_summary(*, user, window: Window) -> ReviewSummary:
     return summary
 
 
+def model_review_summary(sha256: str) -> ReviewSummary:
+    """Radiologists' reviews of every analysis the weights `sha256` made, across all scans (counts only): each
+    succeeded job is one analysis, counted by its newest review."""
+    from django.db.models import F, OuterRef, Subquery
+
+    from inference.models import InferenceJob
+    from reviews.models import Review
+
+    summary = ReviewSummary(analysed=InferenceJob.objects.filter(
+        model_sha256=sha256, status=InferenceJob.Status.SUCCEEDED).count() if sha256 else 0)
+    if not summary.analysed:
+        return summary
+    newest = Review.objects.filter(job=OuterRef("job")).order_by("-created_at", "-id").values("id")[:1]
+    rows = (Review.objects.filter(job__model_sha256=sha256).annotate(newest=Subquery(newest))
+            .filter(id=F("newest")).values_list("detector_verdict", "verdict"))
+    for detector, radiologist in rows:
+        summary.reviewed += 1
+        summary.confirmed += radiologist == detector
+        summary.pairs[(detector, radiologist)] = summary.pairs.get((detector, radiologist), 0) + 1
+    return summary
+
+
 @dataclass
 class Dashboard:
     window: Window

@@ -14,6 +14,7 @@ from reports.selectors import (
     evaluation_run_list,
     evaluation_tables,
     model_card_current,
+    model_review_summary,
     scan_report_for,
     evaluation_to_show,
 )
@@ -28,6 +29,7 @@ def model_page(request):
     else:
         run, shipped = evaluation_to_show(card)
     context = {"card": card, "run": run, "runs": evaluation_run_list(limit=20),
+               "in_use": model_review_summary(card.sha256), "verdict_choices": VERDICT_CHOICES,
                "shipped": shipped if shipped is not None and run is not None and run is shipped.run else None,
                "shipped_problem": shipped.problem if shipped is not None else ""}
     if run is not None:

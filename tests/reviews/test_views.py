@@ -164,3 +164,41 @@ def test_the_dashboard_sums_up_the_reviews(client_a, client_b, analysed, doctor_
     # Another doctor sees none of it.
     assert dashboard_for(user=doctor_b).reviews.analysed == 0
     assert 'id="reviews"' not in client_b.get(reverse("reports:dashboard")).content.decode()
+
+
+def test_a_note_cannot_run_as_a_spreadsheet_formula(client_a, analysed, doctor_a):
+    review_record(scan=analysed.scan, job_id=analysed.job.pk, verdict="no_tumor", reviewer=doctor_a,
+                  note='=HYPERLINK("http://x.example","see prior")')
+    row = next(csv.DictReader(io.StringIO(client_a.get(reverse("reports:results_csv")).content.decode())))
+    assert row["review_note"] == '\'=HYPERLINK("http://x.example","see prior")'
+
+
+def test_the_model_page_shows_how_the_installed_model_fared_with_radiologists(
+        settings, client_b, analysed, doctor_a, doctor_b, upload_dicom, tmp_path):
+    from inference.ml.model import save_random_bundle
+    from inference.ml.predictor import file_sha256
+    from reports.selectors import model_review_summary
+    from tests.reports.conftest import store_analysis
+
+    weights = save_random_bundle(tmp_path / "installed.pt", backbone="tiny", seed=0)
+    settings.DETECTOR_WEIGHTS = str(weights)
+    sha = file_sha256(weights)
+    page = lambda: client_b.get(reverse("reports:model")).content.decode()  # noqa: E731
+    assert "This model has not analysed a scan on this portal yet." in page()
+
+    # analyses by the installed weights (another doctor's scans count too: counts only), and one by other weights
+    mine = store_analysis(upload_dicom(doctor_b, indices=(4,)), verdicts={0: "no_tumor"}, regions={},
+                          scan_verdict="no_tumor", model=("m", "1", sha))
+    theirs = store_analysis(upload_dicom(doctor_a, indices=(5,)), verdicts={0: "real_tumor"}, regions={},
+                            scan_verdict="real_tumor", model=("m", "1", sha))
+    review_record(scan=analysed.scan, job_id=analysed.job.pk, verdict="fake_added", reviewer=doctor_a)  # other model
+    review_record(scan=mine.scan, job_id=mine.job.pk, verdict="fake_removed", note="erased lesion", reviewer=doctor_b)
+    review_record(scan=mine.scan, job_id=mine.job.pk, verdict="no_tumor", reviewer=doctor_b)  # the newest counts
+    review_record(scan=theirs.scan, job_id=theirs.job.pk, verdict="fake_added", note="pasted", reviewer=doctor_a)
+    summary = model_review_summary(sha)
+    assert (summary.analysed, summary.reviewed, summary.confirmed) == (2, 2, 1)
+    assert summary.pairs == {("no_tumor", "no_tumor"): 1, ("real_tumor", "fake_added"): 1}
+    html = page()
+    assert re.search(r"This model has made\s+2 analyses here; 2 were reviewed by a radiologist, who\s+<strong>confirmed "
+                     r"the verdict 1 time</strong> \(50%\) and overruled it\s+1 time\.", html)
+    assert "Radiologist: Fake added" in html and "doctor_a" not in html
