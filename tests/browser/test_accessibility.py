@@ -7,8 +7,7 @@ from django.db import connections
 from django.urls import reverse
 
 from reviews.services import review_record
-from tests.reports.conftest import disk, store_analysis
-from tests.reviews.conftest import upload_dicom  # noqa: F401  (fixture)
+from tests.reports.conftest import disk, store_analysis, upload_dicom  # noqa: F401  (upload_dicom: a fixture)
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

@@ -2,21 +2,7 @@
 fake_added), as the worker stores one (tests.reports.conftest.store_analysis)."""
 import pytest
 
-from tests.reports.conftest import brainix_paths, disk, store_analysis  # noqa: F401
-
-
-@pytest.fixture
-def upload_dicom():
-    from django.core.files.uploadedfile import SimpleUploadedFile
-
-    from scans.services import scan_upload
-
-    def upload(user, indices=(9, 10, 11)):
-        files = [SimpleUploadedFile(p.name, p.read_bytes(), content_type="application/dicom")
-                 for p in brainix_paths(indices)]
-        return scan_upload(user=user, files=files).scan
-
-    return upload
+from tests.reports.conftest import disk, store_analysis, upload_dicom  # noqa: F401  (upload_dicom: a fixture)
 
 
 @pytest.fixture
