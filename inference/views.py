@@ -201,7 +201,7 @@ def masks_zip(request, job_id: int):
             "README.txt",
             f"Masks of scan {scan.pk} ({scan.original_name}), job {job.pk}, model {job.model_name} "
             f"{job.model_version} (sha256 {job.model_sha256}).\n"
-            "One PNG label map per slice, in display order: 0 background, 1 real tumour, 2 fake added, "
+            "One PNG label map per slice, in display order: 0 background, 1 real tumor, 2 fake added, "
             "3 fake removed.\n",
         )
     services.audit_mask_downloaded(request=request, job=job, details={"all_slices": True})

@@ -25,10 +25,10 @@ from reports.selectors import slices_by_verdict_text
 from scans.dicom_text import series_text
 
 VERDICT_TEXT = {
-    "real_tumor": ("Real tumour", "An authentic tumour; the outline shows the tumour."),
-    "no_tumor": ("No tumour", "Authentic, no tumour found."),
-    "fake_added": ("Tampered: tumour added", "A tumour was injected; the outline shows the injected region."),
-    "fake_removed": ("Tampered: tumour removed", "A tumour was erased; the outline shows the erased (inpainted) region."),
+    "real_tumor": ("Real tumor", "An authentic tumor; the outline shows the tumor."),
+    "no_tumor": ("No tumor", "Authentic, no tumor found."),
+    "fake_added": ("Tampered: tumor added", "A tumor was injected; the outline shows the injected region."),
+    "fake_removed": ("Tampered: tumor removed", "A tumor was erased; the outline shows the erased (inpainted) region."),
 }
 MAX_PICTURES = 12
 PICTURE_SIZE = 80 * mm
@@ -163,7 +163,7 @@ def scan_report_pdf(report, *, generated_by, confidence_guide: str = "",
         shown = "with a region or the most suspicious" if len(report.results) > len(pictures) else "all"
         story += [Spacer(1, 5 * mm), KeepTogether([Paragraph("Slices", styles["Heading2"]),
                   _p(f"{len(pictures)} of {len(report.results)} slices ({shown}); coloured outlines: "
-                     "blue real tumour, red added, purple removed.", small)]), grid]
+                     "blue real tumor, red added, purple removed.", small)]), grid]
 
     rows = [["Slice", "Verdict", "Confidence", "Tamper score", "Regions", "Region classes (score)"]]
     for r in report.results:

@@ -21,9 +21,9 @@ from reports.overlay import read_png
 # A private coding scheme (DICOM PS3.16 allows "99" prefixes) for what SNOMED has no code for.
 PRIVATE_SCHEME = "99MRITAMPER"
 SEGMENT_TEXT = {
-    "real_tumor": ("Real tumour", "An authentic tumour found by the detector"),
-    "fake_added": ("Injected tumour", "A tumour that was added to the image (tampering)"),
-    "fake_removed": ("Erased tumour", "The region where a tumour was removed from the image (tampering)"),
+    "real_tumor": ("Real tumor", "An authentic tumor found by the detector"),
+    "fake_added": ("Injected tumor", "A tumor that was added to the image (tampering)"),
+    "fake_removed": ("Erased tumor", "The region where a tumor was removed from the image (tampering)"),
 }
 
 

@@ -111,7 +111,7 @@ def test_doctor_uploads_a_series_and_sees_the_result(page, login_as, live_server
 
     # The overlay is drawn from the instance RLEs: exactly the mask's pixels.
     assert page.locator("[data-overlay-controls]").is_visible()
-    assert "Fake: tumour added" in page.locator("[data-overlay-controls]").inner_text()
+    assert "Fake: tumor added" in page.locator("[data-overlay-controls]").inner_text()
     drawn = _overlay_pixels(page)
     with middle.mask.open("rb") as fh:
         assert drawn == int(np.count_nonzero(np.asarray(Image.open(fh))))

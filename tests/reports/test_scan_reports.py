@@ -26,7 +26,7 @@ def test_pdf_parses_and_holds_verdict_provenance_and_pictures(client_a, analysed
 
     reader = PdfReader(io.BytesIO(content))
     text = _pdf_text(content)
-    assert "Tampered: tumour added" in text
+    assert "Tampered: tumor added" in text
     assert f"Verdict: {VERDICT_LABELS[job.verdict]}" in text
     assert scan.sha256 in text.replace("\n", "")
     assert job.model_version in text and job.model_sha256 in text.replace("\n", "")
@@ -114,7 +114,7 @@ def test_api_with_a_token(analysed_scan, doctor_a):
     client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=doctor_a).key}")
     response = client.get(reverse("api-scan-report-pdf", args=[analysed_scan.scan.pk]))
     assert response.status_code == 200
-    assert "Tampered: tumour added" in _pdf_text(response.content)
+    assert "Tampered: tumor added" in _pdf_text(response.content)
     assert AuditEvent.objects.filter(action=actions.REPORT_PDF_DOWNLOADED, actor_username="doctor_a").count() == 1
 
 

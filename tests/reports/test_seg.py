@@ -58,7 +58,7 @@ def test_seg_reads_back_and_matches_the_stored_masks(seg_download, analysed_scan
     assert referenced.SeriesInstanceUID == sources[0].SeriesInstanceUID
     assert {i.ReferencedSOPInstanceUID for i in referenced.ReferencedInstanceSequence} == {
         ds.SOPInstanceUID for ds in sources}
-    assert [s.SegmentLabel for s in seg.SegmentSequence] == ["Real tumour", "Injected tumour", "Erased tumour"]
+    assert [s.SegmentLabel for s in seg.SegmentSequence] == ["Real tumor", "Injected tumor", "Erased tumor"]
     assert seg.SegmentSequence[0].SegmentAlgorithmName == analysed_scan.job.model_name
 
     compared = 0
