@@ -21,6 +21,13 @@ class ScanReviewsApi(ScansErrorsMixin, GenericAPIView):
     serializer_class = ReviewSerializer
     pagination_class = None
 
+    def get_queryset(self):
+        return selectors.reviews_for_scan(scan=scan_get_for(user=self.request.user, pk=self.kwargs["pk"]))
+
+    def get_serializer_class(self):
+        # the browsable API's form for POST shows what a review takes, not what it returns
+        return ReviewCreateSerializer if self.request.method == "POST" else ReviewSerializer
+
     def _context(self, scan) -> dict:
         latest = scan.jobs.order_by("-created_at", "-id").first()
         current = selectors.review_current_for_job(job=latest)
@@ -32,8 +39,7 @@ class ScanReviewsApi(ScansErrorsMixin, GenericAPIView):
                    responses={200: ReviewSerializer(many=True), 403: ERRORS[403], 404: ERRORS[404]})
     def get(self, request, pk: int):
         scan = scan_get_for(user=request.user, pk=pk)
-        reviews = selectors.reviews_for_scan(scan=scan)
-        return Response(ReviewSerializer(reviews, many=True, context=self._context(scan)).data)
+        return Response(ReviewSerializer(self.get_queryset(), many=True, context=self._context(scan)).data)
 
     @extend_schema(summary="Record a review", tags=["reviews"],
                    description="Your verdict on the scan's newest analysis (which must have succeeded). Reviews "

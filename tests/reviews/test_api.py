@@ -80,3 +80,8 @@ def test_the_schema_documents_the_reviews_api(api_a):
     assert set(path) >= {"get", "post"} and "409" in path["post"]["responses"]
     params = {p["name"] for p in schema["paths"]["/api/scans/"]["get"]["parameters"]}
     assert "review" in params
+
+
+def test_the_browsable_api_offers_a_review_form(client_a, analysed):
+    html = client_a.get(reverse("api-scan-reviews", args=[analysed.scan.pk]), HTTP_ACCEPT="text/html").content.decode()
+    assert 'name="verdict"' in html and 'name="note"' in html and 'name="job"' in html
