@@ -91,3 +91,26 @@ def test_the_api_queues_a_reanalysis_or_says_why_not(settings, analysed_by_old_m
     response = api.post(url)
     assert response.status_code == 409 and "No detector weights" in response.json()["detail"]
     assert scan.jobs.count() == 1
+
+
+def test_the_scan_page_says_when_the_new_analysis_reads_the_scan_differently(client_a, doctor_a):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from scans.services import scan_upload
+    from tests.reports.conftest import brainix_paths, store_analysis
+
+    files = [SimpleUploadedFile(p.name, p.read_bytes()) for p in brainix_paths((9,))]
+    scan = scan_upload(user=doctor_a, files=files).scan  # its job is queued; store_analysis finishes it
+    old = store_analysis(scan, verdicts={0: "fake_added"}, regions={}, scan_verdict="fake_added",
+                         model=("m", "0.8.0", "ab" * 32)).job
+    page = lambda: client_a.get(reverse("scans:detail", args=[scan.pk])).content.decode()  # noqa: E731
+    assert "read this scan differently" not in page()
+
+    new = InferenceJob.objects.create(scan=scan, requested_by=doctor_a)
+    assert "read this scan differently" not in page()  # not finished yet
+    store_analysis(scan, verdicts={0: "real_tumor"}, regions={}, scan_verdict="real_tumor",
+                   model=("m", "0.9.0", "cd" * 32))
+    html = page()
+    assert "The earlier analysis read this scan differently:" in html
+    assert f"job #{old.pk} (m\n        0.8.0) said Fake added (83%);" in html and "this one (0.9.0) says Real tumor" in html
+    assert new.pk != old.pk
