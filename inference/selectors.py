@@ -3,7 +3,7 @@
 Every read of a job goes through `job_refresh_if_stale` in the callers that show status (views, API), so a job
 whose worker died is shown as failed, never as running forever.
 """
-from django.db.models import Prefetch, QuerySet
+from django.db.models import Prefetch, Q, QuerySet
 from django.shortcuts import get_object_or_404
 
 from inference.models import InferenceJob, SliceInstance, SliceResult
@@ -42,3 +42,14 @@ def slice_result_get_for(*, user, result_id: int) -> SliceResult:
         SliceResult.objects.select_related("job", "job__scan").filter(job__in=jobs_visible_to(user=user)),
         pk=result_id,
     )
+
+
+def earlier_differing_job(*, job: InferenceJob | None) -> InferenceJob | None:
+    """When `job` succeeded, the newest succeeded analysis of the same scan before it, if that one gave another
+    verdict (a model installed since reads the scan differently); None otherwise."""
+    if job is None or job.status != InferenceJob.Status.SUCCEEDED:
+        return None
+    earlier = (InferenceJob.objects.filter(scan_id=job.scan_id, status=InferenceJob.Status.SUCCEEDED)
+               .filter(Q(created_at__lt=job.created_at) | Q(created_at=job.created_at, id__lt=job.pk))
+               .order_by("-created_at", "-id").first())
+    return earlier if earlier is not None and earlier.verdict != job.verdict else None

@@ -110,6 +110,12 @@ def scan_report_pdf(report, *, generated_by, confidence_guide: str = "",
     if len(report.results) > 1:
         story += [_p(f"Slices by verdict: {slices_by_verdict_text(report.results)}.", styles["BodyText"]),
                   Spacer(1, 3 * mm)]
+    if report.earlier is not None:
+        earlier = report.earlier
+        story += [Paragraph(f"<b>The earlier analysis read this scan differently:</b> job #{earlier.pk} "
+                            f"({escape(earlier.model_name)} {escape(earlier.model_version)}) said "
+                            f"{escape(verdict_label(earlier.verdict))}; this one ({escape(job.model_version)}) says "
+                            f"{escape(verdict_label(job.verdict))}.", styles["BodyText"]), Spacer(1, 3 * mm)]
     story += [_review_box(report.review, styles), Spacer(1, 3 * mm)]
     if confidence_guide:
         story += [_p(f"Reading the confidence: {confidence_guide}", small), Spacer(1, 3 * mm)]

@@ -765,6 +765,7 @@ class ScanReport:
     files: list  # scans.ScanFile
     slices: dict  # index -> scans.ScanSlice
     review: object = None  # reviews.Review: the newest radiologist's review of `job`, or None
+    earlier: object = None  # inference.InferenceJob: an earlier analysis that gave another verdict, or None
 
     @property
     def flagged_results(self) -> list:
@@ -776,7 +777,7 @@ def scan_report_for(*, user, scan_pk: int) -> ScanReport:
     """Everything a report of one scan shows. Another doctor's scan is a 404 (scans.selectors.scan_get_for);
     NoFinishedAnalysis when no job of the scan has succeeded."""
     from inference.models import InferenceJob
-    from inference.selectors import jobs_visible_to, slice_results_for_job
+    from inference.selectors import earlier_differing_job, jobs_visible_to, slice_results_for_job
     from reviews.selectors import review_current_for_job
     from scans.selectors import scan_files, scan_get_for, scan_slices
 
@@ -792,4 +793,5 @@ def scan_report_for(*, user, scan_pk: int) -> ScanReport:
         files=list(scan_files(scan=scan)),
         slices={s.index: s for s in scan_slices(scan=scan)},
         review=review_current_for_job(job=job),
+        earlier=earlier_differing_job(job=job),
     )

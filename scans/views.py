@@ -82,6 +82,7 @@ def scan_detail(request, pk: int):
 def render_scan_detail(request, scan, *, review_form=None, status: int = 200):
     """The scan page; ``review_form``: a bound review form with its errors (reviews.views), shown in place of an
     empty one so that nothing the reviewer typed is lost."""
+    from inference.selectors import earlier_differing_job
     from inference.services import reanalysis_model
     from reviews.forms import ReviewForm
     from reviews.selectors import review_panel_for
@@ -101,18 +102,9 @@ def render_scan_detail(request, scan, *, review_form=None, status: int = 200):
         "verdict_guides": _verdict_guide_texts(latest),
         "review": review_panel_for(scan=scan, job=latest),
         "reanalyse_with": reanalysis_model(latest),
-        "earlier_verdict": _earlier_verdict(jobs),
+        "earlier_verdict": earlier_differing_job(job=latest),
         "review_form": review_form,
     }, status=status)
-
-
-def _earlier_verdict(jobs):
-    """The newest earlier succeeded analysis, when the scan's newest one succeeded with another verdict (a model
-    installed since reads the scan differently); None otherwise."""
-    if not jobs or jobs[0].status != jobs[0].Status.SUCCEEDED:
-        return None
-    earlier = next((j for j in jobs[1:] if j.status == j.Status.SUCCEEDED), None)
-    return earlier if earlier is not None and earlier.verdict != jobs[0].verdict else None
 
 
 def _confidence_guide_text(job) -> str:

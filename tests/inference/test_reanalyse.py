@@ -1,7 +1,10 @@
 """Analysing a scan again when a newer model is installed: offered only then, queues a new job that the real
 service runs, keeps the earlier job, its results and its review; refused (nothing queued) otherwise."""
+import io
+
 import pytest
 from django.urls import reverse
+from pypdf import PdfReader
 from rest_framework.test import APIClient
 
 from audit import actions
@@ -114,3 +117,8 @@ def test_the_scan_page_says_when_the_new_analysis_reads_the_scan_differently(cli
     assert "The earlier analysis read this scan differently:" in html
     assert f"job #{old.pk} (m\n        0.8.0) said Fake added (83%);" in html and "this one (0.9.0) says Real tumor" in html
     assert new.pk != old.pk
+    # the PDF report says it too
+    pdf = client_a.get(reverse("reports:scan_pdf", args=[scan.pk])).content
+    text = " ".join(p.extract_text() for p in PdfReader(io.BytesIO(pdf)).pages).replace("\n", " ")
+    assert (f"The earlier analysis read this scan differently: job #{old.pk} (m 0.8.0) said Fake added; this one "
+            "(0.9.0) says Real tumor.") in text
