@@ -96,8 +96,11 @@ def test_the_scan_list_shows_and_filters_by_review(client_a, analysed, doctor_a,
 
     assert names(listing(review="awaiting")) == [str(analysed.scan.pk)]
     assert "awaiting" in listing().content.decode()
+    assert "1 analysed scan awaits a radiologist's review</a>" in listing().content.decode()
+    assert "data-awaiting-review" not in listing(review="awaiting").content.decode()
     review_record(scan=analysed.scan, job_id=analysed.job.pk, verdict="no_tumor", note="artefact", reviewer=doctor_a)
     assert names(listing(review="awaiting")) == []
+    assert "data-awaiting-review" not in listing().content.decode()
     assert names(listing(review="overruled")) == [str(analysed.scan.pk)]
     assert names(listing(review="confirmed")) == []
     html = listing().content.decode()
