@@ -569,6 +569,13 @@ class ReviewSummary:
     confirmed: int = 0
     pairs: dict = field(default_factory=dict)  # (detector verdict, radiologist verdict) -> scans
 
+    def add(self, detector: str, radiologist: str | None) -> None:
+        """Count one analysed scan with its detector verdict and its newest review's verdict (None: not reviewed)."""
+        if radiologist:
+            self.reviewed += 1
+            self.confirmed += radiologist == detector
+            self.pairs[(detector, radiologist)] = self.pairs.get((detector, radiologist), 0) + 1
+
     @property
     def awaiting(self) -> int:
         return self.analysed - self.reviewed
@@ -603,10 +610,7 @@ def _review_summary(*, user, window: Window) -> ReviewSummary:
     summary = ReviewSummary()
     for detector, radiologist in rows:
         summary.analysed += 1
-        if radiologist:
-            summary.reviewed += 1
-            summary.confirmed += radiologist == detector
-            summary.pairs[(detector, radiologist)] = summary.pairs.get((detector, radiologist), 0) + 1
+        summary.add(detector, radiologist)
     return summary
 
 
@@ -626,9 +630,7 @@ def model_review_summary(sha256: str) -> ReviewSummary:
     rows = (Review.objects.filter(job__model_sha256=sha256).annotate(newest=Subquery(newest))
             .filter(id=F("newest")).values_list("detector_verdict", "verdict"))
     for detector, radiologist in rows:
-        summary.reviewed += 1
-        summary.confirmed += radiologist == detector
-        summary.pairs[(detector, radiologist)] = summary.pairs.get((detector, radiologist), 0) + 1
+        summary.add(detector, radiologist)
     return summary
 
 
