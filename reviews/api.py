@@ -21,25 +21,27 @@ class ScanReviewsApi(ScansErrorsMixin, GenericAPIView):
     serializer_class = ReviewSerializer
     pagination_class = None
 
+    def _scan(self):
+        """The scan of the URL (404 when not the user's), read once per request; annotated by
+        scans.selectors with `latest_review_id`, the review in force."""
+        if not hasattr(self, "_scan_cache"):
+            self._scan_cache = scan_get_for(user=self.request.user, pk=self.kwargs["pk"])
+        return self._scan_cache
+
     def get_queryset(self):
-        return selectors.reviews_for_scan(scan=scan_get_for(user=self.request.user, pk=self.kwargs["pk"]))
+        return selectors.reviews_for_scan(scan=self._scan())
 
     def get_serializer_class(self):
         # the browsable API's form for POST shows what a review takes, not what it returns
         return ReviewCreateSerializer if self.request.method == "POST" else ReviewSerializer
-
-    def _context(self, scan) -> dict:
-        latest = scan.jobs.order_by("-created_at", "-id").first()
-        current = selectors.review_current_for_job(job=latest)
-        return {**self.get_serializer_context(), "current_id": current.pk if current else None}
 
     @extend_schema(summary="A scan's reviews", tags=["reviews"],
                    description="Every radiologist's review of the scan, newest first; `current` marks the one in "
                    "force (the newest review of the scan's newest analysis).",
                    responses={200: ReviewSerializer(many=True), 403: ERRORS[403], 404: ERRORS[404]})
     def get(self, request, pk: int):
-        scan = scan_get_for(user=request.user, pk=pk)
-        return Response(ReviewSerializer(self.get_queryset(), many=True, context=self._context(scan)).data)
+        context = {**self.get_serializer_context(), "current_id": self._scan().latest_review_id}
+        return Response(ReviewSerializer(self.get_queryset(), many=True, context=context).data)
 
     @extend_schema(summary="Record a review", tags=["reviews"],
                    description="Your verdict on the scan's newest analysis (which must have succeeded). Reviews "
@@ -49,7 +51,7 @@ class ScanReviewsApi(ScansErrorsMixin, GenericAPIView):
                               409: OpenApiResponse(ErrorSerializer, description=(
                                   "No finished analysis yet, or a newer analysis than `job`: look at it first."))})
     def post(self, request, pk: int):
-        scan = scan_get_for(user=request.user, pk=pk)
+        scan = self._scan()
         form = ReviewForm(request.data)
         if not form.is_valid():
             return error_response("Invalid review.", form.errors.get_json_data())
