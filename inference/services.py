@@ -121,6 +121,12 @@ def job_retry(*, job: InferenceJob, user, request=None) -> InferenceJob:
     return job
 
 
+def newest_job_for_update(scan) -> InferenceJob | None:
+    """The scan's newest job, locked until the transaction ends (callers run in one): what a review or a new
+    analysis is decided against."""
+    return InferenceJob.objects.select_for_update().filter(scan=scan).order_by("-created_at", "-id").first()
+
+
 def reanalysis_model(job: InferenceJob | None):
     """The installed model (reports.selectors.ModelCard) when `job`, a scan's newest job, succeeded with other
     weights, so that analysing the scan again would use a different model; None otherwise."""
@@ -139,7 +145,7 @@ def job_reanalyse(*, scan, user, request=None) -> InferenceJob:
     one when it succeeds. Raises ReanalysisRefused, and queues nothing, otherwise."""
     from reports.selectors import model_card_current
 
-    latest = InferenceJob.objects.select_for_update().filter(scan=scan).order_by("-created_at", "-id").first()
+    latest = newest_job_for_update(scan)
     if latest is not None and latest.status in (Status.QUEUED, Status.RUNNING):
         raise ReanalysisRefused(f"An analysis of this scan is already {latest.status} (job #{latest.pk}).")
     if latest is not None and latest.status == Status.FAILED:

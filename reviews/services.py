@@ -7,6 +7,7 @@ from audit import actions
 from audit.services import audit_record
 from inference.ml.labels import VERDICTS
 from inference.models import InferenceJob, verdict_label
+from inference.services import newest_job_for_update
 from reviews.models import NOTE_MAX_CHARS, Review
 
 
@@ -21,7 +22,7 @@ class ReviewRejected(Exception):
 
 def _reviewable_job(scan, job_id) -> InferenceJob:
     """The scan's newest job, locked, if it is the one the reviewer saw (`job_id`) and it has succeeded."""
-    job = InferenceJob.objects.select_for_update().filter(scan=scan).order_by("-created_at", "-id").first()
+    job = newest_job_for_update(scan)
     if job is not None and job_id != job.pk:
         raise ReviewRejected(f"The review was of analysis #{job_id}, but the scan's analysis is now #{job.pk}. "
                              "Reload the scan page, look at the new result and review it again.",
