@@ -51,6 +51,7 @@ SAFE_METADATA_KEYS = (
     "contrast_agent",
     "sequence",  # inference.ml.sequence's check, made at upload
     "input_check",  # inference.ml.input_check's check of the slices' noise, made at upload
+    "header_checks",  # inference.ml.provenance: the DICOM header checks, made at upload
 )
 
 DICOM_EXT = (".dcm", ".dicom")

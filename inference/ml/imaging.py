@@ -14,11 +14,14 @@ volume, not per slice, so neighbouring slices keep their relative brightness.
 from __future__ import annotations
 
 import io
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Iterable, Sequence
 
 import numpy as np
+
+logger = logging.getLogger(__name__)
 
 WINDOW_LOW_PERCENTILE = 0.5
 WINDOW_HIGH_PERCENTILE = 99.5
@@ -315,7 +318,20 @@ def read_dicom_series(sources: Sequence[str | Path | BinaryIO]) -> Volume:
     # (0028,2110) "01": lossy compression was applied at some point, even where the file now stores raw pixels
     lossy = {str(getattr(ds, "LossyImageCompression", "") or "").strip() for ds in datasets}
     meta["lossy_image_compression"] = "01" if "01" in lossy else ("00" if "00" in lossy else None)
+    meta["header_checks"] = _header_checks(datasets, [f.shape[0] for f in frames])
     return Volume(slices=slices, kind="dicom", metadata=meta)
+
+
+def _header_checks(datasets, frames_per_file: list[int]) -> dict:
+    """``provenance.check_series`` on the sorted files; a check that fails says so instead of refusing the scan."""
+    from .provenance import VERSION, check_series
+
+    try:
+        return check_series(datasets, [_slice_position(ds) for ds in datasets], frames_per_file)
+    except Exception as exc:  # a header no check foresaw must not cost the doctor the upload
+        logger.exception("DICOM header checks failed")
+        return {"version": VERSION, "files": len(datasets), "writers": [], "findings": [], "warnings": 0,
+                "notices": 0, "status": "error", "message": f"The header checks could not run: {exc}"}
 
 
 # --- NIfTI ----------------------------------------------------------------------------------
