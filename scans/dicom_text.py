@@ -46,3 +46,37 @@ def series_text(metadata: dict) -> str:
     if metadata.get("study_date"):
         parts.append(f"study date {study_date(metadata['study_date'])}")
     return ", ".join(p for p in parts if p)
+
+
+HEADER_LIMITS = ("Header checks compare a series' files with each other. A program that edits only the pixels and "
+                 "saves the file back with its header leaves nothing here: a clean header does not make the pixels "
+                 "authentic; the detector reads the pixels.")
+
+
+def header_checks_text(scan_kind: str, metadata: dict) -> str:
+    """The DICOM header checks (``inference.ml.provenance``) in a few words: "consistent (22 files, one program:
+    OSIRIX)", "2 signs of editing", ...; "" for a scan that has no DICOM header."""
+    if scan_kind != "dicom":
+        return ""
+    checks = metadata.get("header_checks")
+    if not checks:
+        return "not checked (uploaded before the portal checked DICOM headers)"
+    writers = ", ".join(w.get("name", "") for w in checks.get("writers") or [])
+    warnings, notices = checks.get("warnings", 0), checks.get("notices", 0)
+    return {
+        "consistent": f"consistent ({checks.get('files')} files, one program: {writers})",
+        "single": f"one file, written by {writers}: nothing to compare it with",
+        "notices": f"{notices} note{'s' if notices != 1 else ''}, no sign of editing",
+        "warnings": (f"{warnings} sign{'s' if warnings != 1 else ''} of editing"
+                     + (f" and {notices} note{'s' if notices != 1 else ''}" if notices else "")),
+    }.get(checks.get("status"), checks.get("message", "not checked"))
+
+
+def header_warnings_by_slice(metadata: dict) -> dict[int, list[str]]:
+    """The header checks' warnings by the 0-based slice they name, for the viewer to show beside each slice."""
+    by_slice: dict[int, list[str]] = {}
+    for finding in (metadata.get("header_checks") or {}).get("findings", []):
+        if finding.get("severity") == "warning":
+            for index in finding.get("slices", []):
+                by_slice.setdefault(int(index), []).append(finding["message"])
+    return by_slice

@@ -11,7 +11,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
 
 from inference.models import verdict_label
-from scans import selectors, serving, services
+from scans import dicom_text, selectors, serving, services
 from scans.forms import ScanFilterForm, ScanUploadForm
 from scans.ingest import UploadRejected
 
@@ -102,6 +102,7 @@ def render_scan_detail(request, scan, *, review_form=None, status: int = 200):
         "middle_index": scan.n_slices // 2,
         "confidence_guide": _confidence_guide_text(latest),
         "verdict_guides": _verdict_guide_texts(latest),
+        "header_warnings": dicom_text.header_warnings_by_slice(scan.metadata or {}),
         "review": review_panel_for(scan=scan, job=latest),
         "reanalyse_with": reanalysis_model(latest),
         "earlier_verdict": earlier_differing_job(job=latest),

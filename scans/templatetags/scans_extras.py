@@ -9,3 +9,11 @@ register.filter("patient_age", dicom_text.patient_age)
 register.filter("patient_sex", dicom_text.patient_sex)
 register.filter("scores_text", scores_text)
 register.filter("percent", percent)
+
+
+@register.simple_tag
+def header_checks_text(scan) -> str:
+    return dicom_text.header_checks_text(scan.kind, scan.metadata or {})
+
+
+register.simple_tag(lambda: dicom_text.HEADER_LIMITS, name="header_limits")

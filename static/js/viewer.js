@@ -38,6 +38,17 @@
     }
   })();
 
+  // 0-based slice index -> the DICOM header checks' warnings that name its file (scans.dicom_text)
+  const HEADER_WARNINGS = (() => {
+    const el = document.getElementById("header-warnings");
+    try {
+      return el ? JSON.parse(el.textContent) || {} : {};
+    } catch (e) {
+      return {};
+    }
+  })();
+  const headerWarnings = (index) => HEADER_WARNINGS[String(index)] || [];
+
   const $ = (root, name) => root.querySelector("[" + name + "]");
   const pct = (x) => Math.round(x * 1000) / 10 + "%";
   const fmt = (x, digits) => (x === null || x === undefined ? "" : Number(x).toFixed(digits));
@@ -179,6 +190,11 @@
       cell.className = "badge badge-" + (result ? result.verdict : "queued");
       cell.style.cssText = "flex: 1; min-width: 2px; height: 1.1rem; padding: 0; border-radius: 2px;";
       cell.title = "Slice " + (i + 1) + (result ? ": " + LABELS[result.verdict] + " " + pct(result.confidence) : "");
+      if (headerWarnings(i).length) {
+        cell.title += "; its DICOM header shows signs of editing";
+        cell.style.boxShadow = "inset 0 -4px 0 #8a5900";
+        cell.dataset.headerWarning = "";
+      }
       cell.setAttribute("aria-label", cell.title);
       cell.dataset.index = String(i);
       cell.addEventListener("click", () => showSlice(i));
@@ -233,6 +249,25 @@
         });
         if (runs.length > MAX_LISTED_RUNS) row.append("and " + (runs.length - MAX_LISTED_RUNS) + " more runs");
       }
+      box.appendChild(row);
+    }
+    const flagged = Object.keys(HEADER_WARNINGS).map(Number).filter((i) => i < state.n).sort((a, b) => a - b);
+    if (flagged.length) {
+      const row = document.createElement("li");
+      row.dataset.summaryHeader = "";
+      const tag = document.createElement("span");
+      tag.className = "badge badge-warning";
+      tag.textContent = "DICOM header";
+      row.append(tag, " signs of editing at " + flagged.length + " slice" + (flagged.length === 1 ? "" : "s") + ": ");
+      runsOf(flagged).slice(0, MAX_LISTED_RUNS).forEach(([first, last]) => {
+        const button = document.createElement("button");
+        button.type = "button";
+        button.className = "button button-small";
+        button.textContent = first === last ? String(first + 1) : first + 1 + "\u2013" + (last + 1);
+        button.setAttribute("aria-label", "Show slice " + (first + 1) + " (DICOM header shows signs of editing)");
+        button.addEventListener("click", () => showSlice(first));
+        row.append(button, " ");
+      });
       box.appendChild(row);
     }
   }
@@ -349,6 +384,10 @@
     else img.src = fromTemplate(viewer.dataset.sliceUrlTemplate, state.index);
     drawOverlay();
     renderSliceResult();
+    const header = $(viewer, "data-slice-header");
+    const warnings = headerWarnings(state.index);
+    header.textContent = warnings.length ? "DICOM header of this slice's file: " + warnings.join(" ") : "";
+    header.classList.toggle("hidden", !warnings.length);
   }
 
   /** A 16-bit greyscale PNG (as cv2 writes it) -> Uint16Array, with the browser's own zlib (DecompressionStream). */

@@ -68,4 +68,22 @@ def test_the_pages_meet_wcag_2_1_aa(page, login_as, doctor_a, admin_user, upload
     assert "say why in the note" in page.locator("#review").inner_text()
     found["scan page, review refused"] = _violations(page)
 
+
+    # DICOM headers that show editing: the warning above the result, the marked slice and its note, the findings
+    import io
+
+    import pydicom
+
+    from inference.ml.provenance import check_series
+
+    datasets = [pydicom.dcmread(io.BytesIO(f.file.open("rb").read())) for f in scan.files.all()]
+    datasets[1].file_meta.ImplementationVersionName = "EDITOR 1.0"
+    scan.metadata["header_checks"] = check_series(datasets)
+    scan.save(update_fields=["metadata"])
+    page.goto(reverse("scans:detail", args=[scan.pk]))
+    page.wait_for_selector("[data-summary-header] button")
+    page.locator("[data-summary-header] button").first.click()
+    page.locator("[data-header-checks] summary").click()
+    found["scan page, header warnings"] = _violations(page)
+
     assert {name: v for name, v in found.items() if v} == {}
