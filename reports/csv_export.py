@@ -4,14 +4,16 @@ import io
 
 from audit.csv_export import spreadsheet_safe
 from inference.ml.labels import VERDICTS
+from scans.dicom_text import header_warnings_by_slice
 
 SLICE_COLUMNS = ("scan_id", "scan_sha256", "job_id", "model_name", "model_version", "slice", "verdict", "confidence",
                  "tamper_score", *(f"p_{v}" for v in VERDICTS), "regions", "region_labels", "max_region_score",
-                 "mask_pixels")
+                 "mask_pixels", "header_warning")
 
 SCAN_COLUMNS = ("scan_id", "uploaded_at", "uploaded_by", "original_name", "kind", "n_slices", "sha256", "job_id",
                 "job_status", "verdict", "confidence", "tamper_score", "model_name", "model_version", "model_sha256",
-                "finished_at", "review_verdict", "review_agrees", "reviewed_by", "reviewed_at", "review_note")
+                "finished_at", "review_verdict", "review_agrees", "reviewed_by", "reviewed_at", "review_note",
+                "header_checks", "header_warnings")
 
 
 def _fmt(value) -> str:
@@ -36,6 +38,7 @@ def _csv(header, rows) -> str:
 def scan_results_csv(report) -> str:
     """One row per slice of one scan's analysis."""
     scan, job = report.scan, report.job
+    flagged = header_warnings_by_slice(scan.metadata or {})  # the DICOM header checks' warnings, by slice
 
     def rows():
         for r in report.results:
@@ -43,7 +46,8 @@ def scan_results_csv(report) -> str:
             yield (scan.pk, scan.sha256, job.pk, job.model_name, job.model_version, r.index + 1, r.verdict,
                    r.confidence, r.tamper_score, *(r.scores.get(v) for v in VERDICTS), len(instances),
                    ";".join(sorted({i.label for i in instances})),
-                   max((i.score for i in instances), default=None), sum(i.area for i in instances))
+                   max((i.score for i in instances), default=None), sum(i.area for i in instances),
+                   "yes" if r.index in flagged else "")
 
     return _csv(SLICE_COLUMNS, rows())
 
@@ -64,6 +68,12 @@ def scans_results_csv(scans, jobs: dict, reviews: dict | None = None) -> str:
                    job.model_sha256 if job else "", job.finished_at if job else None,
                    review.verdict if review else "", ("yes" if review.agrees else "no") if review else "",
                    review.reviewer.get_username() if review else "", review.created_at if review else None,
-                   review.note if review else "")
+                   review.note if review else "", *_header_columns(scan))
 
     return _csv(SCAN_COLUMNS, rows())
+
+
+def _header_columns(scan) -> tuple[str, int | None]:
+    """The DICOM header checks' status (consistent, single, notices, warnings; "" where not made) and warnings."""
+    checks = (scan.metadata or {}).get("header_checks") or {}
+    return checks.get("status", ""), checks.get("warnings")

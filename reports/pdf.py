@@ -22,7 +22,7 @@ from inference.models import verdict_label
 from reports.charts import VERDICT_COLOURS
 from reports.overlay import overlay, read_png
 from reports.selectors import slices_by_verdict_text
-from scans.dicom_text import series_text
+from scans.dicom_text import HEADER_LIMITS, header_checks_text, series_text
 
 VERDICT_TEXT = {
     "real_tumor": ("Real tumor", "An authentic tumor; the outline shows the tumor."),
@@ -131,6 +131,11 @@ def scan_report_pdf(report, *, generated_by, confidence_guide: str = "",
     if noise.get("within") is False:
         story += [Paragraph(f"<b>Input outside the detector's range:</b> {escape(noise['message'])}",
                             styles["BodyText"]), Spacer(1, 3 * mm)]
+    headers = (scan.metadata or {}).get("header_checks") or {}
+    if headers.get("status") == "warnings":
+        signs = " ".join(f["message"] for f in headers.get("findings", []) if f.get("severity") == "warning")
+        story += [Paragraph(f"<b>The DICOM headers show signs of editing:</b> {escape(headers['message'])} "
+                            f"{escape(signs)}", styles["BodyText"]), Spacer(1, 3 * mm)]
 
     originals = [[_p(f.original_name, small), Paragraph(escape(f.sha256), mono)] for f in report.files]
     provenance = [
@@ -142,6 +147,8 @@ def scan_report_pdf(report, *, generated_by, confidence_guide: str = "",
         ["Analysed", _p(f"job #{job.pk}, finished {timezone.localtime(job.finished_at):%Y-%m-%d %H:%M %Z}"
                         f"{' on ' + job.device if job.device else ''}", small)],
         ["Sequence", _p(check.get("label", "not recorded (uploaded before sequence checks)"), small)],
+        *([["DICOM headers", _p(f"{header_text}. {HEADER_LIMITS}", small)]]
+          if (header_text := header_checks_text(scan.kind, scan.metadata or {})) else []),
         ["Model", _p(f"{job.model_name} {job.model_version}", small)],
         ["Model SHA-256", Paragraph(escape(job.model_sha256 or "unknown"), mono)],
         ["Report", _p(f"generated {now:%Y-%m-%d %H:%M %Z} for {generated_by.get_username()}", small)],

@@ -36,6 +36,8 @@ def detect_files(predictor: Predictor, paths: list[str | Path], *, masks_dir: st
         entry.update({"kind": volume.kind, "n_slices": len(slices), "shape": list(slices[0].shape)})
         entry["sequence"] = identify_sequence(volume.metadata, path.name).as_dict()
         entry["input_check"] = check_slices(slices, metadata=volume.metadata).as_dict()
+        if "header_checks" in volume.metadata:  # DICOM: the header checks (provenance.py)
+            entry["header_checks"] = volume.metadata["header_checks"]
         entry["slices"] = []
         for index, pred in enumerate(preds):
             item = {"index": index, **_prediction_dict(pred), "instances": []}

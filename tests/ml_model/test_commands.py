@@ -201,6 +201,38 @@ def test_detect_warns_on_a_sequence_it_was_not_trained_on(random_bundle):
     assert entry["n_slices"] == 22
     assert (entry["sequence"]["sequence"], entry["sequence"]["trained"]) == ("t2", False)
     assert "T2: This series looks like T2" in stderr.getvalue()
+    assert entry["header_checks"]["status"] == "consistent" and "signs that files were edited" not in stderr.getvalue()
+
+
+def test_detect_reports_the_dicom_header_checks_and_warns_on_an_edited_series(random_bundle, tmp_path):
+    import pydicom
+
+    from inference.ml.paths import shared_datasets_dir
+
+    series = tmp_path / "flair"
+    series.mkdir()
+    for path in sorted((shared_datasets_dir() / "brainix-dicom" / "DICOM" / "FLAIR").glob("*.dcm"))[:6]:
+        (series / path.name).write_bytes(path.read_bytes())
+    edited = pydicom.dcmread(series / "IM-0001-0002.dcm")
+    edited.file_meta.ImplementationVersionName = "EDITOR 1.0"
+    edited.InstanceCreationDate = "20070101"
+    edited.save_as(series / "IM-0001-0002.dcm")
+    png = tmp_path / "slice.png"
+    from inference.ml.coco import encode_png
+
+    png.write_bytes(encode_png(sample_slices()[0]))
+    stdout, stderr = StringIO(), StringIO()
+    call_command("detect", str(series), str(png), "--weights", str(random_bundle), stdout=stdout, stderr=stderr)
+    dicom, image = json.loads(stdout.getvalue())["files"]
+    assert "header_checks" not in image
+    checks = dicom["header_checks"]
+    assert (checks["status"], checks["warnings"]) == ("warnings", 2)
+    assert [f["check"] for f in checks["findings"]] == ["writer", "time"]
+    assert all(f["slices"] == [4] for f in checks["findings"])  # bottom up: the second file is the fifth slice
+    err = stderr.getvalue()
+    assert "flair: The headers of 6 files show 2 signs that files were edited" in err
+    assert "  1 of 6 files were last written by a different program (EDITOR 1.0) from the rest (OSIRIX, 5 files), " \
+           "at slice 5" in err
 
 
 def test_detect_warns_when_the_noise_is_outside_the_training_range(random_bundle, tmp_path):

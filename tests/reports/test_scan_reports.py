@@ -218,3 +218,35 @@ def test_slices_by_verdict_groups_runs_findings_first():
         ("fake_added", 1, [(20, 20)]), ("real_tumor", 10, [(9, 18)]), ("no_tumor", 11, [(0, 8), (19, 19), (21, 21)]),
     ]
     assert slices_by_verdict_text(results) == "Fake added 1 slice (21); Real tumor 10 slices (10-19); No tumor 11 slices"
+
+
+def _flat(content: bytes) -> str:
+    return " ".join(_pdf_text(content).split())
+
+
+def test_the_pdf_report_carries_the_header_checks(client_a, analysed_scan):
+    import pydicom
+
+    from inference.ml.provenance import check_series
+
+    scan = analysed_scan.scan
+    text = _flat(client_a.get(reverse("reports:scan_pdf", args=[scan.pk])).content)
+    assert "DICOM headers consistent (3 files, one program: OSIRIX)" in text
+    assert "signs of editing" not in text
+    rows = list(csv.DictReader(io.StringIO(client_a.get(reverse("reports:results_csv")).content.decode())))
+    assert (rows[0]["header_checks"], rows[0]["header_warnings"]) == ("consistent", "0")
+
+    datasets = [pydicom.dcmread(io.BytesIO(f.file.open("rb").read())) for f in scan.files.all()]
+    datasets[1].file_meta.ImplementationVersionName = "EDITOR 1.0"
+    scan.metadata["header_checks"] = check_series(datasets)
+    scan.save(update_fields=["metadata"])
+    text = _flat(client_a.get(reverse("reports:scan_pdf", args=[scan.pk])).content)
+    assert "The DICOM headers show signs of editing:" in text
+    assert "1 of 3 files were last written by a different program (EDITOR 1.0)" in text
+    assert "DICOM headers 1 sign of editing" in text
+
+    # and in the CSVs: per slice, whether a header warning names it; per scan, the status and the warnings
+    rows = list(csv.DictReader(io.StringIO(client_a.get(reverse("reports:scan_csv", args=[scan.pk])).content.decode())))
+    assert [r["header_warning"] for r in rows] == ["", "yes", ""]
+    rows = list(csv.DictReader(io.StringIO(client_a.get(reverse("reports:results_csv")).content.decode())))
+    assert (rows[0]["header_checks"], rows[0]["header_warnings"]) == ("warnings", "1")

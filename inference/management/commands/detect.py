@@ -2,7 +2,8 @@
 
 Runs the detector on scans from disk (DICOM file or series folder, NIfTI, PNG, JPEG, TIFF) through the same
 Predictor as the portal, and prints one JSON document: per file, a verdict per slice and one per file, and the
-MRI sequence it was recognised as (with a warning on standard error when the detector was not trained on it).
+MRI sequence it was recognised as (with a warning on standard error when the detector was not trained on it),
+and for DICOM the header checks (``header_checks``, inference.ml.provenance; their warnings also on standard error).
 """
 from __future__ import annotations
 
@@ -42,6 +43,12 @@ class Command(BaseCommand):
             noise = entry.get("input_check") or {}
             if noise.get("within") is False:
                 self.stderr.write(f"{entry['file']}: {noise['message']}")
+            headers = entry.get("header_checks") or {}
+            if headers.get("status") == "warnings":
+                self.stderr.write(f"{entry['file']}: {headers['message']}")
+                for finding in headers["findings"]:
+                    if finding["severity"] == "warning":
+                        self.stderr.write(f"  {finding['message']}")
         text = json.dumps(report, indent=2)
         if opts["out"]:
             Path(opts["out"]).write_text(text + "\n", encoding="utf-8")
