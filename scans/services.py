@@ -19,7 +19,7 @@ from scans.models import Scan, ScanFile, ScanSlice
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ScanUploadResult", "UploadRejected", "scan_upload", "slice_pngs"]
+__all__ = ["ScanUploadResult", "UploadRejected", "scan_check_headers", "scan_upload", "slice_pngs"]
 
 
 @dataclass(frozen=True)
@@ -207,3 +207,27 @@ def scan_original_downloaded(*, scan: Scan, request, scan_file: ScanFile | None 
     _audit(action="SCAN_ORIGINAL_DOWNLOADED", request=request, actor=request.user, obj=scan,
            details={"file": scan_file.original_name if scan_file else "all", "sha256": scan_file.sha256
                     if scan_file else scan.sha256})
+
+
+def scan_check_headers(scan: Scan) -> dict | None:
+    """Run the DICOM header checks (inference.ml.provenance) again on a DICOM scan's stored originals and keep
+    the result in ``scan.metadata["header_checks"]``: for scans uploaded before the portal made the checks, or
+    after the checks changed. The originals are only read. Returns the checks; None for a scan without DICOM
+    headers (NIfTI, images), which is left unchanged."""
+    if scan.kind != Scan.Kind.DICOM:
+        return None
+    items = []
+    for stored in scan.files.order_by("position"):
+        with stored.file.open("rb") as fh:
+            data = fh.read()
+        if stored.original_name.lower().endswith(ingest.ZIP_EXT):
+            items += ingest.expand_zip(ingest.Original(stored.original_name, data, stored.sha256, "zip"))
+        else:
+            items.append((stored.original_name, data))
+    checks = imaging.read_dicom_series([data for _, data in items]).metadata["header_checks"]
+    with transaction.atomic():
+        locked = Scan.objects.select_for_update().get(pk=scan.pk)
+        locked.metadata = {**(locked.metadata or {}), "header_checks": checks}
+        locked.save(update_fields=["metadata"])
+    scan.metadata = locked.metadata
+    return checks
