@@ -359,17 +359,25 @@ def _explain_dicom_error(data: bytes, exc: ImagingError) -> str:
     return str(exc)
 
 
+def _header_int(name: str, ds, keyword: str, default: int) -> int:
+    try:
+        return imaging.dicom_int(ds, keyword, default)
+    except ImagingError as exc:
+        raise UploadRejected.for_file(name, str(exc)) from exc
+
+
 def _check_pixel_data_length(name: str, ds) -> None:
     """An uncompressed file cut short still parses; its pixel data is shorter than the header announces."""
     ts = getattr(ds.file_meta, "TransferSyntaxUID", None)
     if ts is None or ts.is_compressed or "PixelData" not in ds:
         return
-    bits = int(ds.get("BitsAllocated", 0) or 0)
+    bits = _header_int(name, ds, "BitsAllocated", 0)
     if bits < 8:
         return
     expected = (
-        int(ds.get("Rows", 0) or 0) * int(ds.get("Columns", 0) or 0) * int(ds.get("NumberOfFrames", 1) or 1)
-        * int(ds.get("SamplesPerPixel", 1) or 1) * bits // 8
+        _header_int(name, ds, "Rows", 0) * _header_int(name, ds, "Columns", 0)
+        * (_header_int(name, ds, "NumberOfFrames", 1) or 1) * (_header_int(name, ds, "SamplesPerPixel", 1) or 1)
+        * bits // 8
     )
     actual = len(ds.PixelData or b"")
     if actual < expected:
@@ -388,9 +396,9 @@ def _decode_dicom(items: list[tuple[str, bytes]], label: str) -> Volume:
         except ImagingError as exc:
             raise UploadRejected.for_file(name, _explain_dicom_error(data, exc)) from exc
         _check_pixel_data_length(name, ds)
-        rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
+        rows, cols = _header_int(name, ds, "Rows", 0), _header_int(name, ds, "Columns", 0)
         _check_slice_size(name, cols, rows)  # from the header, before any pixel is decoded
-        total_frames += int(ds.get("NumberOfFrames", 1) or 1)
+        total_frames += _header_int(name, ds, "NumberOfFrames", 1) or 1
         _check_slice_count(label, total_frames)
     try:
         return imaging.read_dicom_series([data for _, data in items])

@@ -231,6 +231,29 @@ def read_dicom_dataset(source: str | Path | BinaryIO):
     return ds
 
 
+def dicom_int(ds, keyword: str, default: int) -> int:
+    """A whole-number header value (Rows, Number of Frames, ...); ``default`` when absent or empty; ImagingError
+    naming the element when the file holds something else there ("1A")."""
+    value = ds.get(keyword)
+    if value is None or value == "":
+        return default
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            number = None
+        if number is not None and number.is_integer():
+            return int(number)
+    from pydicom.datadict import tag_for_keyword
+
+    tag = tag_for_keyword(keyword)
+    where = f" ({tag >> 16:04X},{tag & 0xFFFF:04X})" if tag is not None else ""
+    raise ImagingError(f"The DICOM header's {keyword}{where} is {str(value)!r}, not a whole number: the file is "
+                       "damaged. Export the series again from the scanner or the archive.")
+
+
 def dicom_pixels(ds) -> np.ndarray:
     """Frames of one DICOM instance as (n, h, w), modality rescale applied."""
     try:
@@ -238,8 +261,8 @@ def dicom_pixels(ds) -> np.ndarray:
     except Exception as exc:  # pydicom raises various errors for truncated or undecodable pixel data
         raise ImagingError(f"The DICOM pixel data cannot be decoded: {exc}") from exc
     arr = np.asarray(arr)
-    samples = int(getattr(ds, "SamplesPerPixel", 1))
-    n_frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
+    samples = dicom_int(ds, "SamplesPerPixel", 1)
+    n_frames = dicom_int(ds, "NumberOfFrames", 1) or 1
     if samples > 1:
         if n_frames > 1:
             arr = np.stack([to_grayscale(f) for f in arr])
@@ -303,7 +326,11 @@ def read_dicom_series(sources: Sequence[str | Path | BinaryIO]) -> Volume:
 
     def order_key(ds):
         pos = _slice_position(ds)
-        return (0 if pos is not None else 1, pos or 0.0, int(getattr(ds, "InstanceNumber", 0) or 0))
+        try:  # for the order only: a damaged instance number sorts as 0 rather than refusing the series
+            number = dicom_int(ds, "InstanceNumber", 0)
+        except ImagingError:
+            number = 0
+        return (0 if pos is not None else 1, pos or 0.0, number)
 
     datasets.sort(key=order_key)
     frames = [dicom_pixels(ds) for ds in datasets]

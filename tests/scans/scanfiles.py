@@ -134,6 +134,15 @@ def _first_flair() -> bytes:
     return SAMPLE_FLAIR[0].read_bytes()
 
 
+def dicom_with_damaged_number() -> bytes:
+    """A real slice whose header gains Number of Frames (0028,0008) = "1A": not a number (pydicom's badVR.dcm has
+    the same damage), inserted in explicit VR little endian before Rows (0028,0010)."""
+    data = _first_flair()
+    at = data.find(b"\x28\x00\x10\x00US\x02\x00")
+    assert at > 0
+    return data[:at] + b"\x28\x00\x08\x00IS" + struct.pack("<H", 2) + b"1A" + data[at:]
+
+
 BAD_INPUTS = [
     BadInput("empty-file", lambda: [("IM-0001-0010.dcm", b"")], "the file is empty (0 bytes)"),
     BadInput("no-file", lambda: [], "No file was uploaded"),
@@ -148,6 +157,8 @@ BAD_INPUTS = [
              "it is incomplete (truncated"),
     BadInput("dicom-without-pixel-data", lambda: [("IM-0001-0010.dcm", dicom_without_pixels(SAMPLE_FLAIR[0]))],
              "has no pixel data"),
+    BadInput("dicom-header-number-damaged", lambda: [("IM-0001-0010.dcm", dicom_with_damaged_number())],
+             "NumberOfFrames (0028,0008) is '1A', not a whole number"),
     BadInput("png-that-is-not-one", lambda: [("slice.png", b"<html><body>Not found</body></html>" * 10)],
              "the file is not a PNG image"),
     BadInput("dicom-named-png", lambda: [("slice.png", _first_flair())],
