@@ -45,12 +45,12 @@ class ResultsCsvApi(APIView):
         responses={
             (200, "text/csv"): OpenApiResponse(OpenApiTypes.BINARY, description=(
                 "One row per scan the user may see, with its latest job and its newest review. Filters as the scans "
-                "list: q, verdict, review, date_from, date_to.")),
+                "list: q, verdict, review, headers, date_from, date_to.")),
             400: OpenApiResponse(description="Invalid filter (nothing exported)."),
         },
-        parameters=[OpenApiParameter(name, str if name in ("q", "verdict", "review") else OpenApiTypes.DATE,
+        parameters=[OpenApiParameter(name, OpenApiTypes.DATE if name.startswith("date_") else str,
                                      description=f"As the scans list's `{name}`.")
-                    for name in ("q", "verdict", "review", "date_from", "date_to")],
+                    for name in ("q", "verdict", "review", "headers", "date_from", "date_to")],
     )
     def get(self, request):
         from reports.views import results_csv_response

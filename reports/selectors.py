@@ -559,6 +559,14 @@ def _scan_verdicts(*, user, window: Window) -> list[tuple]:
             for created, verdict, status in rows]
 
 
+def _header_warnings(*, user, window: Window) -> int:
+    """How many scans `user` may see, uploaded in the window, have DICOM headers that show signs of editing."""
+    from scans.selectors import HEADERS_WARNINGS, scan_visible_to
+
+    return scan_visible_to(user=user).filter(created_at__gte=window.start_datetime,
+                                             metadata__header_checks__status=HEADERS_WARNINGS).count()
+
+
 @dataclass
 class ReviewSummary:
     """Radiologists' reviews of the scans a dashboard counts: of those whose latest analysis succeeded, how many
@@ -642,6 +650,7 @@ class Dashboard:
     verdict_totals: dict[str, int]
     scans_total: int
     reviews: ReviewSummary = field(default_factory=ReviewSummary)
+    header_warnings: int = 0  # scans whose DICOM header checks found signs of editing
     # Admins only
     jobs_over_time: dict[str, list[int]] = field(default_factory=dict)
     latency_over_time: dict[str, list[float | None]] = field(default_factory=dict)
@@ -679,7 +688,8 @@ def dashboard_for(*, user, range_name: str | None = None, today=None) -> Dashboa
     verdicts = _ordered(_counts_by_bucket(window, scans, key=str), (*VERDICTS, PENDING))
     totals = {name: sum(values) for name, values in verdicts.items()}
     board = Dashboard(window, periods, verdicts, totals, scans_total=len(scans),
-                      reviews=_review_summary(user=user, window=window))
+                      reviews=_review_summary(user=user, window=window),
+                      header_warnings=_header_warnings(user=user, window=window))
     if not user.is_portal_admin:
         return board
 

@@ -15,7 +15,7 @@ from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 
 from scans import selectors, serving, services
-from scans.forms import REVIEW_FILTER_CHOICES, VERDICT_FILTER_CHOICES, ScanFilterForm
+from scans.forms import HEADERS_FILTER_CHOICES, REVIEW_FILTER_CHOICES, VERDICT_FILTER_CHOICES, ScanFilterForm
 from scans.ingest import UploadRejected
 from scans.serializers import (
     ErrorSerializer,
@@ -93,6 +93,9 @@ class ScanListCreateApi(ScansErrorsMixin, GenericAPIView):
             OpenApiParameter("review", str, enum=[c[0] for c in REVIEW_FILTER_CHOICES if c[0]],
                              description="The radiologist's review of the latest analysis: `awaiting` (analysed, "
                              "not reviewed), `confirmed` or `overruled` (its newest review)."),
+            OpenApiParameter("headers", str, enum=[c[0] for c in HEADERS_FILTER_CHOICES if c[0]],
+                             description="The DICOM header checks: `warnings` (signs of editing), `clean` (checked, "
+                             "no sign), `unchecked` (DICOM uploaded before the checks)."),
             OpenApiParameter("date_from", OpenApiTypes.DATE, description="Uploaded on or after (inclusive)."),
             OpenApiParameter("date_to", OpenApiTypes.DATE, description="Uploaded on or before (inclusive)."),
         ],

@@ -3,11 +3,21 @@ from django import forms
 from inference.ml.sequence import DECLARABLE, LABELS
 from inference.models import VERDICT_CHOICES
 from scans.ingest import ACCEPTED_HELP
-from scans.selectors import REVIEW_AWAITING, REVIEW_CONFIRMED, REVIEW_OVERRULED, VERDICT_PENDING
+from scans.selectors import (
+    HEADERS_CLEAN,
+    HEADERS_UNCHECKED,
+    HEADERS_WARNINGS,
+    REVIEW_AWAITING,
+    REVIEW_CONFIRMED,
+    REVIEW_OVERRULED,
+    VERDICT_PENDING,
+)
 
 VERDICT_FILTER_CHOICES = [("", "Any verdict"), *VERDICT_CHOICES, (VERDICT_PENDING, "No verdict yet")]
 REVIEW_FILTER_CHOICES = [("", "Any review"), (REVIEW_AWAITING, "Awaiting review"),
                          (REVIEW_CONFIRMED, "Confirmed by a radiologist"), (REVIEW_OVERRULED, "Overruled by a radiologist")]
+HEADERS_FILTER_CHOICES = [("", "Any"), (HEADERS_WARNINGS, "Signs of editing"), (HEADERS_CLEAN, "No sign of editing"),
+                          (HEADERS_UNCHECKED, "Not checked yet")]
 
 
 class ScanFilterForm(forms.Form):
@@ -23,6 +33,11 @@ class ScanFilterForm(forms.Form):
         choices=REVIEW_FILTER_CHOICES, required=False,
         help_text="The radiologist's review of the latest analysis: awaiting (analysed, not reviewed), confirmed "
         "or overruled (its newest review).",
+    )
+    headers = forms.ChoiceField(
+        choices=HEADERS_FILTER_CHOICES, required=False, label="DICOM headers",
+        help_text="The DICOM header checks made at upload: signs that files were edited, replaced or mixed in; no "
+        "such sign; or a DICOM scan uploaded before the checks existed.",
     )
     date_from = forms.DateField(required=False, label="From", widget=forms.DateInput(attrs={"type": "date"}))
     date_to = forms.DateField(required=False, label="To", widget=forms.DateInput(attrs={"type": "date"}))

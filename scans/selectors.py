@@ -22,6 +22,11 @@ REVIEW_AWAITING = "awaiting"  # the latest job succeeded and has no review
 REVIEW_CONFIRMED = "confirmed"  # its newest review gave the detector's verdict
 REVIEW_OVERRULED = "overruled"  # its newest review gave another verdict
 
+# Filter values of the DICOM header checks (inference.ml.provenance, Scan.metadata["header_checks"]).
+HEADERS_WARNINGS = "warnings"  # the checks found signs of editing
+HEADERS_CLEAN = "clean"  # checked, no sign of editing (notices allowed)
+HEADERS_UNCHECKED = "unchecked"  # DICOM uploaded before the checks (python manage.py check_dicom_headers)
+
 
 def scan_visible_to(*, user) -> QuerySet[Scan]:
     if not getattr(user, "is_authenticated", False) or not user.is_active:
@@ -70,7 +75,8 @@ def scan_list_for(*, user, filters: dict | None = None) -> QuerySet[Scan]:
     `latest_review_verdict`, `latest_review_agrees`; None when it has none).
 
     filters: `q` (text, `scan_search`), `verdict` (a verdict, or "pending"), `review` ("awaiting": analysed, not
-    reviewed; "confirmed"; "overruled"), `date_from`, `date_to` (dates, inclusive, in TIME_ZONE).
+    reviewed; "confirmed"; "overruled"), `headers` (the DICOM header checks: "warnings", "clean", "unchecked"),
+    `date_from`, `date_to` (dates, inclusive, in TIME_ZONE).
     """
     filters = filters or {}
     qs = _with_latest_job(scan_visible_to(user=user).select_related("owner"))
@@ -88,6 +94,14 @@ def scan_list_for(*, user, filters: dict | None = None) -> QuerySet[Scan]:
         qs = qs.filter(latest_review_agrees=True)
     elif review == REVIEW_OVERRULED:
         qs = qs.filter(latest_review_agrees=False)
+    headers = filters.get("headers")
+    checked = Q(kind=Scan.Kind.DICOM, metadata__has_key="header_checks")
+    if headers == HEADERS_WARNINGS:
+        qs = qs.filter(metadata__header_checks__status="warnings")
+    elif headers == HEADERS_CLEAN:
+        qs = qs.filter(checked).exclude(metadata__header_checks__status="warnings")
+    elif headers == HEADERS_UNCHECKED:
+        qs = qs.filter(kind=Scan.Kind.DICOM).exclude(metadata__has_key="header_checks")
     if filters.get("date_from"):
         qs = qs.filter(created_at__gte=_day_start(filters["date_from"]))
     if filters.get("date_to"):

@@ -92,3 +92,22 @@ def test_dashboard_page_for_doctor_and_admin(client_a, client_admin, doctor_a, m
 
 def test_empty_dashboard(client_a):
     assert "No scans in this period yet." in client_a.get(reverse("reports:dashboard")).content.decode()
+
+
+def test_the_dashboard_counts_scans_whose_dicom_headers_show_editing(client_a, doctor_a, doctor_b, admin_user,
+                                                                     make_scan):
+    from scans.models import Scan
+
+    def flag(scan, status):
+        Scan.objects.filter(pk=scan.pk).update(kind="dicom", metadata={"header_checks": {"status": status}})
+
+    flag(make_scan(doctor_a, days_ago=1), "warnings")
+    flag(make_scan(doctor_a, days_ago=2), "consistent")
+    flag(make_scan(doctor_a, days_ago=200), "warnings")  # outside 30 days
+    flag(make_scan(doctor_b, days_ago=1), "warnings")
+    assert dashboard_for(user=doctor_a, range_name="30d").header_warnings == 1
+    assert dashboard_for(user=doctor_a, range_name="365d").header_warnings == 2
+    assert dashboard_for(user=admin_user, range_name="30d").header_warnings == 2
+    page = client_a.get(reverse("reports:dashboard"), {"range": "30d"}).content.decode()
+    assert f'<a href="{reverse("scans:list")}?headers=warnings">1</a>' in page
+    assert "scan whose files were edited" in page

@@ -136,3 +136,36 @@ def test_the_scan_list_flags_scans_whose_headers_show_editing(doctor_a, client_a
     rows = {pk: row for pk, row in re.findall(r'<tr>\s*<td><a href="/scans/(\d+)/">(.*?)</tr>', page, re.S)}
     assert "data-header-flag" in rows[str(edited.pk)] and "signs of editing" in rows[str(edited.pk)]
     assert "data-header-flag" not in rows[str(clean.pk)]
+
+
+def test_the_scan_list_api_and_results_csv_filter_by_header_checks(doctor_a, doctor_b, client_a):
+    import csv
+
+    edited = scan_upload(user=doctor_a, files=_rewritten_series()).scan
+    clean = scan_upload(user=doctor_a, files=[upload(p.name, p.read_bytes()) for p in brainix_series("T2")]).scan
+    old = scan_upload(user=doctor_a, files=[upload(p.name, p.read_bytes()) for p in brainix_series("T1")[:2]]).scan
+    del old.metadata["header_checks"]
+    old.save(update_fields=["metadata"])
+    image = scan_upload(user=doctor_a, files=[upload(SAMPLE_TIFF.name, SAMPLE_TIFF.read_bytes())]).scan
+    scan_upload(user=doctor_b, files=_rewritten_series())  # another doctor's: never listed for doctor_a
+
+    def listed(value):
+        page = client_a.get(reverse("scans:list"), {"headers": value}).content.decode()
+        return {int(pk) for pk in re.findall(r'<tr>\s*<td><a href="/scans/(\d+)/">', page)}
+
+    assert listed("warnings") == {edited.pk}
+    assert listed("clean") == {clean.pk}
+    assert listed("unchecked") == {old.pk}
+    assert listed("") == {edited.pk, clean.pk, old.pk, image.pk}
+    refused = client_a.get(reverse("scans:list"), {"headers": "maybe"})
+    assert "Select a valid choice. maybe is not one of the available choices." in html.unescape(
+        refused.content.decode())
+
+    api = APIClient()
+    api.force_authenticate(doctor_a)
+    body = api.get(reverse("api-scan-list"), {"headers": "warnings"}).json()
+    assert [s["id"] for s in body["results"]] == [edited.pk]
+    assert api.get(reverse("api-scan-list"), {"headers": "maybe"}).status_code == 400
+    rows = list(csv.DictReader(io.StringIO(
+        client_a.get(reverse("reports:results_csv"), {"headers": "clean"}).content.decode())))
+    assert [int(r["scan_id"]) for r in rows] == [clean.pk]
