@@ -47,6 +47,7 @@ REVIEW_RECORDED = "review.recorded"
 REPORT_PDF_DOWNLOADED = "report.pdf_downloaded"
 REPORT_CSV_DOWNLOADED = "report.csv_downloaded"
 REPORT_SEG_DOWNLOADED = "report.seg_downloaded"
+REPORT_PDF_DICOM_DOWNLOADED = "report.pdf_dicom_downloaded"
 RESULTS_CSV_EXPORTED = "report.results_csv_exported"
 
 # Audit log itself
@@ -93,6 +94,7 @@ LABELS = {
     REPORT_PDF_DOWNLOADED: "PDF report downloaded",
     REPORT_CSV_DOWNLOADED: "CSV report downloaded",
     REPORT_SEG_DOWNLOADED: "DICOM SEG downloaded",
+    REPORT_PDF_DICOM_DOWNLOADED: "PDF report as DICOM downloaded",
     RESULTS_CSV_EXPORTED: "Results CSV exported",
     AUDIT_LOG_VIEWED: "Audit log viewed",
     AUDIT_LOG_EXPORTED: "Audit log exported",

@@ -39,6 +39,13 @@ class ScanReportSegApi(APIView):
         return report_file_response(request=request, scan_pk=pk, kind="seg", on_missing=_conflict)
 
 
+class ScanReportPdfDicomApi(APIView):
+    @_schema("application/dicom", "The scan's PDF report as a DICOM Encapsulated PDF in the source study, for a "
+                                  "PACS (DICOM uploads only; 409 otherwise).", "scan_report_pdf_dicom")
+    def get(self, request, pk: int):
+        return report_file_response(request=request, scan_pk=pk, kind="pdf-dicom", on_missing=_conflict)
+
+
 class ResultsCsvApi(APIView):
     @extend_schema(
         operation_id="results_csv",

@@ -27,7 +27,11 @@ SEGMENT_TEXT = {
 }
 
 
-class SegUnavailable(Exception):
+class DicomExportUnavailable(Exception):
+    """No DICOM object can be made for this scan (not a DICOM upload, or its originals cannot be read back)."""
+
+
+class SegUnavailable(DicomExportUnavailable):
     """No DICOM SEG can be made for this scan (not a DICOM upload, or its originals do not match its slices)."""
 
 
@@ -56,12 +60,15 @@ def segment_descriptions(algorithm: hd.AlgorithmIdentificationSequence) -> list[
     return out
 
 
-def _source_datasets(scan) -> list[pydicom.Dataset]:
-    """The uploaded DICOM instances, in the scan's slice order (the order inference.ml.imaging.read_dicom_series
-    gives: position along the slice normal, then InstanceNumber)."""
-    from inference.ml.imaging import ImagingError, read_dicom_dataset
+def source_datasets(scan) -> list[pydicom.Dataset]:
+    """The uploaded DICOM instances, in the scan's slice order (``imaging.order_dicom_datasets``, the order
+    ``read_dicom_series`` gave the slices)."""
+    from inference.ml.imaging import ImagingError, order_dicom_datasets, read_dicom_dataset
     from scans import ingest
 
+    if scan.kind != "dicom":
+        raise DicomExportUnavailable(f"A DICOM object can only be made for a DICOM upload; this scan is "
+                                     f"{scan.get_kind_display()}. Download the PDF or CSV report instead.")
     blobs: list[bytes] = []
     for scan_file in scan.files.order_by("position"):
         with scan_file.file.open("rb") as fh:
@@ -72,22 +79,9 @@ def _source_datasets(scan) -> list[pydicom.Dataset]:
         else:
             blobs.append(data)
     try:
-        datasets = [read_dicom_dataset(io.BytesIO(b)) for b in blobs]
+        datasets = order_dicom_datasets([read_dicom_dataset(io.BytesIO(b)) for b in blobs])
     except ImagingError as exc:
-        raise SegUnavailable(f"The stored originals cannot be read as DICOM: {exc}") from exc
-
-    def position(ds):
-        ipp, iop = ds.get("ImagePositionPatient"), ds.get("ImageOrientationPatient")
-        if ipp is None or iop is None or len(iop) != 6:
-            return None
-        normal = np.cross(np.asarray(iop[:3], float), np.asarray(iop[3:], float))
-        return float(np.dot(normal, np.asarray(ipp, float)))
-
-    def order_key(ds):
-        pos = position(ds)
-        return (0 if pos is not None else 1, pos or 0.0, int(getattr(ds, "InstanceNumber", 0) or 0))
-
-    datasets.sort(key=order_key)
+        raise DicomExportUnavailable(f"The stored originals cannot be read as DICOM: {exc}") from exc
     for ds in datasets:
         # The SEG copies the patient module from the source; a non-standard Patient's Sex (seen in the wild,
         # e.g. "0000") is written as unknown (empty, allowed for this type 2 attribute) rather than refused.
@@ -113,7 +107,7 @@ def scan_seg(report) -> hd.seg.Segmentation:
     if scan.kind != "dicom":
         raise SegUnavailable("A DICOM SEG can only be made for a DICOM upload; this scan is "
                              f"{scan.get_kind_display()}. Download the PDF or CSV report instead.")
-    sources = _source_datasets(scan)
+    sources = source_datasets(scan)
     n_frames = sum(int(getattr(ds, "NumberOfFrames", 1) or 1) for ds in sources)
     if len(sources) > 1 and n_frames != len(sources):
         raise SegUnavailable("The series mixes multi-frame instances; a DICOM SEG cannot reference it.")

@@ -187,7 +187,7 @@ def _audit_download(*, action: str, request, report, content: bytes, fmt: str, e
     })
 
 
-def scan_report_pdf_issue(*, request, report) -> bytes:
+def _report_pdf(*, request, report) -> bytes:
     from reports.pdf import scan_report_pdf
     from reports.selectors import (confidence_guide_for, confidence_guide_text, slices_by_verdict,
                                    verdict_guide_text, verdict_guides_for)
@@ -195,10 +195,28 @@ def scan_report_pdf_issue(*, request, report) -> bytes:
     guide = confidence_guide_for(report.job)
     by_verdict = verdict_guides_for(report.job)
     present = [verdict for verdict, _, _ in slices_by_verdict(report.results)]  # findings first
-    content = scan_report_pdf(report, generated_by=request.user,
-                              confidence_guide=confidence_guide_text(guide) if guide else "",
-                              verdict_guides=[verdict_guide_text(by_verdict[v]) for v in present if v in by_verdict])
+    return scan_report_pdf(report, generated_by=request.user,
+                           confidence_guide=confidence_guide_text(guide) if guide else "",
+                           verdict_guides=[verdict_guide_text(by_verdict[v]) for v in present if v in by_verdict])
+
+
+def scan_report_pdf_issue(*, request, report) -> bytes:
+    content = _report_pdf(request=request, report=report)
     _audit_download(action=actions.REPORT_PDF_DOWNLOADED, request=request, report=report, content=content, fmt="pdf")
+    return content
+
+
+def scan_report_pdf_dicom_issue(*, request, report) -> bytes:
+    """The PDF report as a DICOM Encapsulated PDF in the source study (reports.pdf_dicom); the audit records the
+    SHA-256 of the DICOM file and of the PDF inside it. DicomExportUnavailable for scans that are not DICOM."""
+    from reports.pdf_dicom import report_pdf_dicom
+    from reports.seg import source_datasets
+
+    sources = source_datasets(report.scan)  # refuses a scan that is not DICOM before the PDF is made
+    pdf = _report_pdf(request=request, report=report)
+    content = report_pdf_dicom(report, pdf, sources)
+    _audit_download(action=actions.REPORT_PDF_DICOM_DOWNLOADED, request=request, report=report, content=content,
+                    fmt="dicom-encapsulated-pdf", extra={"pdf_sha256": hashlib.sha256(pdf).hexdigest()})
     return content
 
 

@@ -10,4 +10,5 @@ urlpatterns = [
     path("scans/<int:pk>/report.pdf", views.scan_report_pdf, name="scan_pdf"),
     path("scans/<int:pk>/results.csv", views.scan_report_csv, name="scan_csv"),
     path("scans/<int:pk>/seg.dcm", views.scan_report_seg, name="scan_seg"),
+    path("scans/<int:pk>/report.dcm", views.scan_report_pdf_dicom, name="scan_pdf_dicom"),
 ]

@@ -98,14 +98,16 @@ def report_file_response(*, request, scan_pk: int, kind: str, on_missing) -> Htt
     if kind == "csv":
         return _attachment(services.scan_report_csv_issue(request=request, report=report),
                            content_type="text/csv; charset=utf-8", filename=f"scan-{scan_pk}-results.csv")
-    if kind == "seg":
-        from reports.seg import SegUnavailable
+    if kind in ("seg", "pdf-dicom"):
+        from reports.seg import DicomExportUnavailable
 
+        issue, filename = {"seg": (services.scan_report_seg_issue, f"scan-{scan_pk}-seg.dcm"),
+                           "pdf-dicom": (services.scan_report_pdf_dicom_issue, f"scan-{scan_pk}-report.dcm")}[kind]
         try:
-            content = services.scan_report_seg_issue(request=request, report=report)
-        except SegUnavailable as exc:
+            content = issue(request=request, report=report)
+        except DicomExportUnavailable as exc:
             return on_missing(request, exc)
-        return _attachment(content, content_type="application/dicom", filename=f"scan-{scan_pk}-seg.dcm")
+        return _attachment(content, content_type="application/dicom", filename=filename)
     raise ValueError(kind)
 
 
@@ -122,6 +124,11 @@ def scan_report_csv(request, pk: int):
 @login_required
 def scan_report_seg(request, pk: int):
     return report_file_response(request=request, scan_pk=pk, kind="seg", on_missing=_no_analysis)
+
+
+@login_required
+def scan_report_pdf_dicom(request, pk: int):
+    return report_file_response(request=request, scan_pk=pk, kind="pdf-dicom", on_missing=_no_analysis)
 
 
 @login_required

@@ -310,6 +310,21 @@ def _slice_position(ds) -> float | None:
     return float(np.dot(normal, np.asarray(ipp, float)))
 
 
+def order_dicom_datasets(datasets: list) -> list:
+    """The files of one series in display order: by position along the slice normal, then Instance Number (the
+    order of the scan's slices; the SEG and the DICOM report refer to the files in this order)."""
+
+    def order_key(ds):
+        pos = _slice_position(ds)
+        try:  # for the order only: a damaged instance number sorts as 0 rather than refusing the series
+            number = dicom_int(ds, "InstanceNumber", 0)
+        except ImagingError:
+            number = 0
+        return (0 if pos is not None else 1, pos or 0.0, number)
+
+    return sorted(datasets, key=order_key)
+
+
 def read_dicom_series(sources: Sequence[str | Path | BinaryIO]) -> Volume:
     """One or more DICOM files (one multi-frame instance, or a series of single frames) as one Volume.
 
@@ -324,15 +339,7 @@ def read_dicom_series(sources: Sequence[str | Path | BinaryIO]) -> Volume:
             f"The files belong to {len(series_uids)} different DICOM series; upload one series at a time."
         )
 
-    def order_key(ds):
-        pos = _slice_position(ds)
-        try:  # for the order only: a damaged instance number sorts as 0 rather than refusing the series
-            number = dicom_int(ds, "InstanceNumber", 0)
-        except ImagingError:
-            number = 0
-        return (0 if pos is not None else 1, pos or 0.0, number)
-
-    datasets.sort(key=order_key)
+    datasets = order_dicom_datasets(datasets)
     frames = [dicom_pixels(ds) for ds in datasets]
     shapes = {f.shape[1:] for f in frames}
     if len(shapes) > 1:

@@ -50,9 +50,9 @@ def test_reports_of_a_real_job(client_a, doctor_a, upload_dicom, settings, regio
     seg = hd.seg.segread(io.BytesIO(seg_response.content))
     uids = [i.ReferencedSOPInstanceUID for i in seg.ReferencedSeriesSequence[0].ReferencedInstanceSequence]
     stored = np.stack([read_png(r.mask) if r.mask else np.zeros((scan.height, scan.width), np.uint8) for r in results])
-    from reports.seg import _source_datasets
+    from reports.seg import source_datasets
 
-    ordered_uids = [ds.SOPInstanceUID for ds in _source_datasets(scan)]
+    ordered_uids = [ds.SOPInstanceUID for ds in source_datasets(scan)]
     assert set(uids) == set(ordered_uids)
     labels = seg.get_pixels_by_source_instance(source_sop_instance_uids=ordered_uids, segment_numbers=[1, 2, 3],
                                                combine_segments=True, assert_missing_frames_are_empty=True)
