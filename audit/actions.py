@@ -48,6 +48,9 @@ REPORT_PDF_DOWNLOADED = "report.pdf_downloaded"
 REPORT_CSV_DOWNLOADED = "report.csv_downloaded"
 REPORT_SEG_DOWNLOADED = "report.seg_downloaded"
 REPORT_PDF_DICOM_DOWNLOADED = "report.pdf_dicom_downloaded"
+PACS_SEND_REQUESTED = "pacs.send_requested"
+PACS_SENT = "pacs.sent"
+PACS_SEND_FAILED = "pacs.send_failed"
 RESULTS_CSV_EXPORTED = "report.results_csv_exported"
 
 # Audit log itself
@@ -95,6 +98,9 @@ LABELS = {
     REPORT_CSV_DOWNLOADED: "CSV report downloaded",
     REPORT_SEG_DOWNLOADED: "DICOM SEG downloaded",
     REPORT_PDF_DICOM_DOWNLOADED: "PDF report as DICOM downloaded",
+    PACS_SEND_REQUESTED: "Sending to the PACS requested",
+    PACS_SENT: "Sent to the PACS",
+    PACS_SEND_FAILED: "Sending to the PACS failed",
     RESULTS_CSV_EXPORTED: "Results CSV exported",
     AUDIT_LOG_VIEWED: "Audit log viewed",
     AUDIT_LOG_EXPORTED: "Audit log exported",

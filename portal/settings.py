@@ -253,6 +253,21 @@ DETECTOR_BATCH_SIZE = env.int("DETECTOR_BATCH_SIZE", default=4)
 # died): the reaper and the status read mark it failed (retryable), and a re-delivered task runs it again.
 INFERENCE_STALE_AFTER_SECONDS = env.int("INFERENCE_STALE_AFTER_SECONDS", default=300)
 
+# --- PACS: where "Send to PACS" stores an analysis (the SEG and the report as DICOM) by C-STORE.
+# PACS_DESTINATION=AE_TITLE@host:port (empty: no PACS, the button is not shown); this portal calls as
+# PACS_CALLING_AE, which the PACS must know; each network step waits PACS_TIMEOUT_SECONDS at most.
+PACS_DESTINATION = env.str("PACS_DESTINATION", default="")
+PACS_CALLING_AE = env.str("PACS_CALLING_AE", default="TAMPERCHECK")
+PACS_TIMEOUT_SECONDS = env.float("PACS_TIMEOUT_SECONDS", default=30)
+try:
+    from reports.pacs import AE_TITLE as _AE_TITLE, parse_destination as _parse_destination
+
+    _parse_destination(PACS_DESTINATION)
+    if not _AE_TITLE.fullmatch(PACS_CALLING_AE):
+        raise ValueError(f"PACS_CALLING_AE {PACS_CALLING_AE!r} is not a DICOM AE title (1-16 characters, no backslash).")
+except ValueError as exc:
+    raise ImproperlyConfigured(str(exc)) from exc
+
 # --- API
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

@@ -2,8 +2,13 @@
 same audit as the pages). Another doctor's scan is a 404; a scan with no finished analysis a 409."""
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
+
+from reports import services
+from reports.models import PacsTransfer
+from reports.selectors import NoFinishedAnalysis
 
 from reports.views import report_file_response
 
@@ -44,6 +49,41 @@ class ScanReportPdfDicomApi(APIView):
                                   "PACS (DICOM uploads only; 409 otherwise).", "scan_report_pdf_dicom")
     def get(self, request, pk: int):
         return report_file_response(request=request, scan_pk=pk, kind="pdf-dicom", on_missing=_conflict)
+
+
+class PacsTransferSerializer(serializers.ModelSerializer):
+    requested_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+
+    class Meta:
+        model = PacsTransfer
+        fields = ["id", "scan", "job", "requested_by", "created_at", "finished_at", "destination", "status", "detail",
+                  "instances"]
+
+
+class ScanPacsTransfersApi(APIView):
+    @extend_schema(operation_id="scan_pacs_transfers", summary="The scan's transfers to the PACS, newest first",
+                   responses={200: PacsTransferSerializer(many=True), 404: OpenApiResponse(description="No such scan.")})
+    def get(self, request, pk: int):
+        from reports.selectors import pacs_transfers_for
+        from scans.selectors import scan_get_for
+
+        scan = scan_get_for(user=request.user, pk=pk)
+        return Response(PacsTransferSerializer(pacs_transfers_for(scan=scan), many=True).data)
+
+    @extend_schema(operation_id="scan_send_to_pacs", summary="Send the scan's analysis to the PACS",
+                   description="Queues sending the newest finished analysis (its masks as DICOM SEG and its report as "
+                               "DICOM Encapsulated PDF, in the source study) to the configured PACS by C-STORE. Poll "
+                               "the returned transfer's `status`: queued, sending, sent or failed (`detail` says why).",
+                   request=None,
+                   responses={202: PacsTransferSerializer, 404: OpenApiResponse(description="No such scan."),
+                              409: OpenApiResponse(description="No finished analysis, no PACS configured, or not a "
+                                                               "DICOM upload.")})
+    def post(self, request, pk: int):
+        try:
+            transfer = services.pacs_send_request(request=request, scan_pk=pk)
+        except (NoFinishedAnalysis, services.PacsUnavailable) as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+        return Response(PacsTransferSerializer(transfer).data, status=status.HTTP_202_ACCEPTED)
 
 
 class ResultsCsvApi(APIView):

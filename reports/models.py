@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.db import models
 
 
@@ -44,3 +45,34 @@ class EvaluationRun(models.Model):
     def __str__(self):
         split = f" [{self.split}]" if self.split else ""
         return f"{self.model_name} {self.model_version} on {self.dataset_dir}{split} ({self.created_at:%Y-%m-%d %H:%M})"
+
+
+class PacsTransfer(models.Model):
+    """One request to send a scan's analysis to the PACS (settings.PACS_DESTINATION) as DICOM: the masks as a SEG
+    and the PDF report as an Encapsulated PDF, both in the source study. Sent by a Celery task
+    (reports.tasks.send_to_pacs); the row is the truth about how it went."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        SENDING = "sending", "Sending"
+        SENT = "sent", "Sent"
+        FAILED = "failed", "Failed"
+
+    scan = models.ForeignKey("scans.Scan", on_delete=models.CASCADE, related_name="pacs_transfers")
+    job = models.ForeignKey("inference.InferenceJob", on_delete=models.CASCADE, related_name="pacs_transfers",
+                            help_text="the analysis that was sent")
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="pacs_transfers")
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    destination = models.CharField(max_length=300, help_text="AE_TITLE@host:port at the time of the request")
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.QUEUED)
+    detail = models.TextField(blank=True, help_text="why it failed, in words")
+    # per instance sent: {"what": "seg"|"report", "sop_class_uid", "sop_instance_uid", "status": "0x0000"}
+    instances = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["scan", "-created_at"], name="pacs_transfer_scan_created")]
+
+    def __str__(self) -> str:
+        return f"PACS transfer {self.pk} of scan {self.scan_id} ({self.status})"

@@ -807,3 +807,10 @@ def scan_report_for(*, user, scan_pk: int) -> ScanReport:
         review=review_current_for_job(job=job),
         earlier=earlier_differing_job(job=job),
     )
+
+
+def pacs_transfers_for(*, scan, limit: int = 20):
+    """The scan's transfers to the PACS, newest first (reports.models.PacsTransfer)."""
+    from reports.models import PacsTransfer
+
+    return list(PacsTransfer.objects.filter(scan=scan).select_related("requested_by")[:limit])

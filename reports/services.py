@@ -1,13 +1,18 @@
 """Writes of the reports app: evaluation records (and the report files, below)."""
 import hashlib
+import logging
 from pathlib import Path
 
-from django.db import DatabaseError, connection
+from django.conf import settings
+from django.db import DatabaseError, connection, transaction
+from django.utils import timezone
 
 from audit import actions
 from audit.services import audit_record
 from inference.ml.labels import VERDICTS
 from reports.models import EvaluationRun
+
+logger = logging.getLogger(__name__)
 
 
 class InvalidMetrics(ValueError):
@@ -187,7 +192,7 @@ def _audit_download(*, action: str, request, report, content: bytes, fmt: str, e
     })
 
 
-def _report_pdf(*, request, report) -> bytes:
+def _report_pdf(*, user, report) -> bytes:
     from reports.pdf import scan_report_pdf
     from reports.selectors import (confidence_guide_for, confidence_guide_text, slices_by_verdict,
                                    verdict_guide_text, verdict_guides_for)
@@ -195,13 +200,13 @@ def _report_pdf(*, request, report) -> bytes:
     guide = confidence_guide_for(report.job)
     by_verdict = verdict_guides_for(report.job)
     present = [verdict for verdict, _, _ in slices_by_verdict(report.results)]  # findings first
-    return scan_report_pdf(report, generated_by=request.user,
+    return scan_report_pdf(report, generated_by=user,
                            confidence_guide=confidence_guide_text(guide) if guide else "",
                            verdict_guides=[verdict_guide_text(by_verdict[v]) for v in present if v in by_verdict])
 
 
 def scan_report_pdf_issue(*, request, report) -> bytes:
-    content = _report_pdf(request=request, report=report)
+    content = _report_pdf(user=request.user, report=report)
     _audit_download(action=actions.REPORT_PDF_DOWNLOADED, request=request, report=report, content=content, fmt="pdf")
     return content
 
@@ -213,7 +218,7 @@ def scan_report_pdf_dicom_issue(*, request, report) -> bytes:
     from reports.seg import source_datasets
 
     sources = source_datasets(report.scan)  # refuses a scan that is not DICOM before the PDF is made
-    pdf = _report_pdf(request=request, report=report)
+    pdf = _report_pdf(user=request.user, report=report)
     content = report_pdf_dicom(report, pdf, sources)
     _audit_download(action=actions.REPORT_PDF_DICOM_DOWNLOADED, request=request, report=report, content=content,
                     fmt="dicom-encapsulated-pdf", extra={"pdf_sha256": hashlib.sha256(pdf).hexdigest()})
@@ -256,3 +261,106 @@ def scan_report_seg_issue(*, request, report) -> bytes:
     _audit_download(action=actions.REPORT_SEG_DOWNLOADED, request=request, report=report, content=content,
                     fmt="dicom-seg")
     return content
+
+
+# --- Sending an analysis to the PACS (reports.pacs; settings.PACS_DESTINATION) --------------------------------
+
+class PacsUnavailable(Exception):
+    """This scan cannot be sent: no PACS is configured, or the scan is not a DICOM upload."""
+
+
+def pacs_destination():
+    from reports.pacs import parse_destination
+
+    return parse_destination(settings.PACS_DESTINATION)
+
+
+def pacs_send_request(*, request, scan_pk: int):
+    """Queue sending the scan's newest finished analysis to the PACS: a PacsTransfer row (audited), then the task
+    once the row is committed. Another doctor's scan is a 404; NoFinishedAnalysis without an analysis;
+    PacsUnavailable without a PACS or for a scan that is not DICOM."""
+    from reports.models import PacsTransfer
+    from reports.selectors import scan_report_for
+
+    destination = pacs_destination()
+    if destination is None:
+        raise PacsUnavailable("No PACS is configured for this portal (PACS_DESTINATION, AE_TITLE@host:port).")
+    report = scan_report_for(user=request.user, scan_pk=scan_pk)
+    if report.scan.kind != "dicom":
+        raise PacsUnavailable(f"Only a DICOM upload can be sent to the PACS; this scan is "
+                              f"{report.scan.get_kind_display()}. Download the PDF report instead.")
+    with transaction.atomic():
+        transfer = PacsTransfer.objects.create(scan=report.scan, job=report.job, requested_by=request.user,
+                                               destination=str(destination))
+        audit_record(action=actions.PACS_SEND_REQUESTED, request=request, obj=report.scan, details={
+            "transfer_id": transfer.pk, "scan_id": report.scan.pk, "job_id": report.job.pk,
+            "destination": str(destination)})
+        transaction.on_commit(lambda: _dispatch_pacs(transfer.pk))
+    return transfer
+
+
+def _dispatch_pacs(transfer_id: int) -> None:
+    from reports.tasks import send_to_pacs
+
+    queue = getattr(settings, "INFERENCE_QUEUE", None)
+    try:
+        send_to_pacs.apply_async((transfer_id,), **({"queue": queue} if queue else {}))
+    except Exception as exc:  # the broker is down: say so on the row rather than leave it queued forever
+        logger.exception("could not queue PACS transfer %s", transfer_id)
+        _pacs_finish(transfer_id, failed=f"The task could not be queued (the broker did not answer: {exc}). "
+                                         "Send again when the portal's broker is back.")
+
+
+def _pacs_finish(transfer_id: int, *, failed: str = "", instances: list | None = None, extra: dict | None = None):
+    from reports.models import PacsTransfer
+
+    transfer = PacsTransfer.objects.select_related("requested_by").get(pk=transfer_id)
+    transfer.status = PacsTransfer.Status.FAILED if failed else PacsTransfer.Status.SENT
+    transfer.detail = failed
+    transfer.instances = instances or []
+    transfer.finished_at = timezone.now()
+    transfer.save(update_fields=["status", "detail", "instances", "finished_at"])
+    audit_record(action=actions.PACS_SEND_FAILED if failed else actions.PACS_SENT, actor=transfer.requested_by,
+                 obj=transfer.scan, outcome=actions.FAILURE if failed else actions.SUCCESS, details={
+                     "transfer_id": transfer.pk, "scan_id": transfer.scan_id, "job_id": transfer.job_id,
+                     "destination": transfer.destination, **({"error": failed} if failed else {}),
+                     "instances": transfer.instances, **(extra or {})})
+    return transfer
+
+
+def pacs_transfer_run(*, transfer_id: int):
+    """Build the SEG and the report as DICOM and C-STORE them to the PACS; the row says how it went. A transfer
+    that is not queued any more (a re-delivered task) is left alone: nothing is sent twice."""
+    from reports.models import PacsTransfer
+    from reports.pacs import PacsSendFailed, parse_destination, store
+    from reports.pdf_dicom import report_pdf_dicom
+    from reports.selectors import NoFinishedAnalysis, scan_report_for
+    from reports.seg import DicomExportUnavailable, scan_seg_bytes, source_datasets
+
+    claimed = PacsTransfer.objects.filter(pk=transfer_id, status=PacsTransfer.Status.QUEUED).update(
+        status=PacsTransfer.Status.SENDING)
+    if not claimed:
+        return PacsTransfer.objects.get(pk=transfer_id)
+    transfer = PacsTransfer.objects.select_related("requested_by").get(pk=transfer_id)
+    made: list[tuple[str, bytes]] = []
+    try:
+        report = scan_report_for(user=transfer.requested_by, scan_pk=transfer.scan_id)
+        if report.job.pk != transfer.job_id:
+            raise PacsSendFailed(f"A newer analysis (job #{report.job.pk}) replaced job #{transfer.job_id} before it "
+                                 "was sent; send the scan again to send the newer one.")
+        sources = source_datasets(report.scan)
+        made = [("seg", scan_seg_bytes(report)),
+                ("report", report_pdf_dicom(report, _report_pdf(user=transfer.requested_by, report=report), sources))]
+        destination = parse_destination(transfer.destination)
+        results = store([data for _, data in made], destination, calling_ae=settings.PACS_CALLING_AE,
+                        timeout=settings.PACS_TIMEOUT_SECONDS)
+    except PacsSendFailed as exc:
+        return _pacs_finish(transfer_id, failed=exc.message, instances=_named(made, exc.results))
+    except (DicomExportUnavailable, NoFinishedAnalysis) as exc:
+        return _pacs_finish(transfer_id, failed=str(exc))
+    return _pacs_finish(transfer_id, instances=_named(made, results),
+                        extra={"sha256": {what: hashlib.sha256(data).hexdigest() for what, data in made}})
+
+
+def _named(made: list[tuple[str, bytes]], results: list[dict]) -> list[dict]:
+    return [{"what": what, **result} for (what, _), result in zip(made, results)]

@@ -1,7 +1,9 @@
 """Report pages: the model page (card + stored evaluation), dashboards, per-scan reports."""
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpResponse
-from django.shortcuts import get_object_or_404, render
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
 from django.utils import timezone
 
 from inference.models import VERDICT_CHOICES
@@ -129,6 +131,20 @@ def scan_report_seg(request, pk: int):
 @login_required
 def scan_report_pdf_dicom(request, pk: int):
     return report_file_response(request=request, scan_pk=pk, kind="pdf-dicom", on_missing=_no_analysis)
+
+
+@login_required
+@require_POST
+def scan_send_to_pacs(request, pk: int):
+    """The scan page's "Send to PACS" button (POST, CSRF): queue it, say so, back to the scan page."""
+    try:
+        transfer = services.pacs_send_request(request=request, scan_pk=pk)
+        messages.success(request, f"Sending the analysis (job #{transfer.job_id}) to the PACS {transfer.destination}: "
+                                  "the masks as DICOM SEG and the report as DICOM. Its progress is under the report "
+                                  "buttons.")
+    except (NoFinishedAnalysis, services.PacsUnavailable) as exc:
+        messages.error(request, str(exc))
+    return redirect("scans:detail", pk)
 
 
 @login_required

@@ -86,6 +86,8 @@ def render_scan_detail(request, scan, *, review_form=None, status: int = 200):
     empty one so that nothing the reviewer typed is lost."""
     from inference.selectors import earlier_differing_job
     from inference.services import reanalysis_model
+    from reports.selectors import pacs_transfers_for
+    from reports.services import pacs_destination
     from reviews.forms import ReviewForm
     from reviews.selectors import review_panel_for
 
@@ -107,6 +109,8 @@ def render_scan_detail(request, scan, *, review_form=None, status: int = 200):
         "reanalyse_with": reanalysis_model(latest),
         "earlier_verdict": earlier_differing_job(job=latest),
         "review_form": review_form,
+        "pacs_destination": pacs_destination() if scan.kind == "dicom" else None,
+        "pacs_transfers": pacs_transfers_for(scan=scan, limit=5),
     }, status=status)
 
 

@@ -27,7 +27,7 @@ def _violations(page) -> list[str]:
             for v in results["violations"]]
 
 
-def test_the_pages_meet_wcag_2_1_aa(page, login_as, doctor_a, admin_user, upload_dicom):
+def test_the_pages_meet_wcag_2_1_aa(page, login_as, doctor_a, admin_user, upload_dicom, settings):
     scan = upload_dicom(doctor_a)
     shape = (scan.height, scan.width)
     analysed = store_analysis(scan, verdicts={0: "no_tumor", 1: "fake_added", 2: "real_tumor"}, regions={
@@ -76,6 +76,12 @@ def test_the_pages_meet_wcag_2_1_aa(page, login_as, doctor_a, admin_user, upload
 
     from inference.ml.provenance import check_series
 
+    from reports.models import PacsTransfer
+
+    settings.PACS_DESTINATION = "ORTHANC@pacs.example.org:4242"  # the "Send to PACS" button and its history
+    PacsTransfer.objects.create(scan=scan, job=analysed.job, requested_by=admin_user, status="failed",
+                                destination=settings.PACS_DESTINATION,
+                                detail="Could not connect to the PACS: Connection refused (after at most 30 s).")
     datasets = [pydicom.dcmread(io.BytesIO(f.file.open("rb").read())) for f in scan.files.all()]
     datasets[1].file_meta.ImplementationVersionName = "EDITOR 1.0"
     scan.metadata["header_checks"] = check_series(datasets)
@@ -84,6 +90,7 @@ def test_the_pages_meet_wcag_2_1_aa(page, login_as, doctor_a, admin_user, upload
     page.wait_for_selector("[data-summary-header] button")
     page.locator("[data-summary-header] button").first.click()
     page.locator("[data-header-checks] summary").click()
-    found["scan page, header warnings"] = _violations(page)
+    assert page.locator("[data-send-to-pacs]").is_visible() and page.locator("[data-pacs-transfers]").is_visible()
+    found["scan page, header warnings, PACS"] = _violations(page)
 
     assert {name: v for name, v in found.items() if v} == {}

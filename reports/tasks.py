@@ -1,0 +1,10 @@
+"""Celery tasks of the reports app: thin wrappers over reports.services."""
+from celery import shared_task
+
+from reports import services
+
+
+@shared_task(name="reports.send_to_pacs")
+def send_to_pacs(transfer_id: int) -> None:
+    """Send one queued PacsTransfer (the SEG and the report as DICOM) to the PACS."""
+    services.pacs_transfer_run(transfer_id=transfer_id)

@@ -1,0 +1,228 @@
+"""Send to PACS: the scan's analysis (the masks as DICOM SEG, the report as DICOM Encapsulated PDF) stored by
+C-STORE into a real Orthanc, started here with its DICOM server on; what happens when the PACS is not there or
+refuses the portal; the page, the API, the audit and the settings check.
+
+The task is run by the real service (reports.services.pacs_transfer_run) in the test process, standing in for
+the worker; one test checks that the request puts a real message on the Redis broker after the commit."""
+import json
+import os
+import shutil
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+import uuid
+
+import pydicom
+import pytest
+import redis
+from django.conf import settings as django_settings
+from django.urls import reverse
+
+from audit import actions
+from audit.models import AuditEvent
+from reports import services
+from reports.models import PacsTransfer
+from reports.pacs import PacsDestination, parse_destination
+from tests.reports.conftest import brainix_paths
+from tests.reports.test_seg import _free_port, _post_instance
+
+SOURCE_INDICES = (9, 10, 11)  # analysed_scan's files
+
+
+@pytest.fixture
+def pacs(tmp_path):
+    """A real Orthanc with its DICOM server on, AE title ORTHANC, checking the called AE title."""
+    binary = shutil.which("Orthanc") or ("/usr/sbin/Orthanc" if shutil.os.path.exists("/usr/sbin/Orthanc") else None)
+    if binary is None:
+        pytest.skip("Orthanc is not installed")
+    http_port, dicom_port = _free_port(), _free_port()
+    config = {
+        "Name": "pacs-test", "StorageDirectory": str(tmp_path / "storage"), "IndexDirectory": str(tmp_path / "index"),
+        "HttpPort": http_port, "DicomServerEnabled": True, "DicomAet": "ORTHANC", "DicomPort": dicom_port,
+        "DicomCheckCalledAet": True, "RemoteAccessAllowed": False, "AuthenticationEnabled": False,
+        "HttpServerEnabled": True, "Plugins": [], "StableAge": 1,
+    }
+    (tmp_path / "orthanc.json").write_text(json.dumps(config))
+    process = subprocess.Popen([binary, str(tmp_path / "orthanc.json")], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE)
+    base = f"http://127.0.0.1:{http_port}"
+    try:
+        for _ in range(150):
+            try:
+                urllib.request.urlopen(f"{base}/system", timeout=1).read()
+                with socket.create_connection(("127.0.0.1", dicom_port), timeout=1):
+                    break
+            except (urllib.error.URLError, ConnectionError, OSError):
+                if process.poll() is not None:
+                    pytest.fail(f"Orthanc exited: {process.stderr.read().decode()[-2000:]}")
+                time.sleep(0.2)
+        else:
+            pytest.fail("Orthanc did not start within 30 s")
+        yield {"http": base, "destination": f"ORTHANC@127.0.0.1:{dicom_port}", "port": dicom_port}
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def _get(base: str, path: str):
+    with urllib.request.urlopen(f"{base}{path}", timeout=10) as response:
+        return json.loads(response.read())
+
+
+def _send(client, scan, callbacks_fixture):
+    """POST the scan page's button; the commit's callback (the broker) is not run: the test runs the task."""
+    with callbacks_fixture(execute=False):
+        response = client.post(reverse("reports:scan_send_to_pacs", args=[scan.pk]))
+    assert response.status_code == 302 and response["Location"] == reverse("scans:detail", args=[scan.pk])
+    return PacsTransfer.objects.get(scan=scan)
+
+
+def test_send_to_pacs_stores_the_seg_and_the_report_in_the_source_study(
+        client_a, analysed_scan, pacs, settings, django_capture_on_commit_callbacks):
+    settings.PACS_DESTINATION = pacs["destination"]
+    sources = [_post_instance(pacs["http"], p.read_bytes()) for p in brainix_paths(SOURCE_INDICES)]
+    page = client_a.get(reverse("scans:detail", args=[analysed_scan.scan.pk])).content.decode()
+    assert "data-send-to-pacs" in page and pacs["destination"] in page
+
+    transfer = _send(client_a, analysed_scan.scan, django_capture_on_commit_callbacks)
+    assert (transfer.status, transfer.job, transfer.destination) == ("queued", analysed_scan.job, pacs["destination"])
+    transfer = services.pacs_transfer_run(transfer_id=transfer.pk)
+    assert transfer.status == "sent", transfer.detail
+    assert [(i["what"], i["status"]) for i in transfer.instances] == [("seg", "0x0000"), ("report", "0x0000")]
+    assert transfer.finished_at is not None
+
+    study = _get(pacs["http"], f"/studies/{sources[0]['ParentStudy']}")
+    modalities = sorted(_get(pacs["http"], f"/series/{s}")["MainDicomTags"].get("Modality") for s in study["Series"])
+    assert modalities == ["DOC", "MR", "SEG"]  # the source series and the two new ones, in the one study
+    stored = {i["sop_instance_uid"] for i in transfer.instances}
+    found = {_get(pacs["http"], f"/instances/{i}/simplified-tags")["SOPInstanceUID"]
+             for s in study["Series"] for i in _get(pacs["http"], f"/series/{s}")["Instances"]}
+    assert stored <= found
+
+    again = services.pacs_transfer_run(transfer_id=transfer.pk)  # a re-delivered task sends nothing twice
+    assert again.instances == transfer.instances
+    assert len(_get(pacs["http"], "/instances")) == 5
+
+    events = {e.action: e for e in AuditEvent.objects.filter(action__startswith="pacs.")}
+    assert set(events) == {actions.PACS_SEND_REQUESTED, actions.PACS_SENT}
+    assert events[actions.PACS_SENT].actor_username == "doctor_a"
+    assert set(events[actions.PACS_SENT].details["sha256"]) == {"seg", "report"}
+    page = client_a.get(reverse("scans:detail", args=[analysed_scan.scan.pk])).content.decode()
+    assert 'data-pacs-transfer="sent"' in page and "2 objects stored (DICOM SEG and report)" in page
+
+
+def test_a_pacs_that_is_not_there_fails_the_transfer_with_the_reason(
+        client_a, analysed_scan, settings, django_capture_on_commit_callbacks):
+    settings.PACS_DESTINATION = f"ORTHANC@127.0.0.1:{_free_port()}"  # nothing listens there
+    settings.PACS_TIMEOUT_SECONDS = 3
+    transfer = services.pacs_transfer_run(
+        transfer_id=_send(client_a, analysed_scan.scan, django_capture_on_commit_callbacks).pk)
+    assert transfer.status == "failed" and transfer.instances == []
+    assert transfer.detail == (f"Could not connect to the PACS {settings.PACS_DESTINATION}: Connection refused "
+                               "(after at most 3 s).")
+    event = AuditEvent.objects.get(action=actions.PACS_SEND_FAILED)
+    assert event.outcome == actions.FAILURE and event.details["error"] == transfer.detail
+    page = client_a.get(reverse("scans:detail", args=[analysed_scan.scan.pk])).content.decode()
+    assert 'data-pacs-transfer="failed"' in page and "Connection refused (after at most 3 s)" in page
+
+
+def test_a_pacs_that_refuses_the_portal_is_named(client_a, analysed_scan, pacs, settings,
+                                                 django_capture_on_commit_callbacks):
+    settings.PACS_DESTINATION = f"WRONGAE@127.0.0.1:{pacs['port']}"  # Orthanc checks the called AE title
+    settings.PACS_TIMEOUT_SECONDS = 10
+    transfer = services.pacs_transfer_run(
+        transfer_id=_send(client_a, analysed_scan.scan, django_capture_on_commit_callbacks).pk)
+    assert transfer.status == "failed"
+    assert "it refused the association" in transfer.detail and "'TAMPERCHECK'" in transfer.detail
+    assert _get(pacs["http"], "/instances") == []
+
+
+def test_the_request_reaches_the_broker_only_after_the_commit(client_a, analysed_scan, settings,
+                                                              django_capture_on_commit_callbacks):
+    settings.PACS_DESTINATION = "ORTHANC@pacs.example.org:4242"
+    queue = f"test-pacs-{uuid.uuid4().hex}"
+    settings.INFERENCE_QUEUE = queue
+    broker = redis.Redis.from_url(django_settings.CELERY_BROKER_URL)
+    try:
+        with django_capture_on_commit_callbacks(execute=False) as callbacks:
+            client_a.post(reverse("reports:scan_send_to_pacs", args=[analysed_scan.scan.pk]))
+            assert broker.llen(queue) == 0
+        for callback in callbacks:
+            callback()
+        message = broker.lindex(queue, 0).decode()
+        assert broker.llen(queue) == 1 and "reports.send_to_pacs" in message
+        assert str(PacsTransfer.objects.get().pk) in message
+    finally:
+        broker.delete(queue)
+
+
+def test_the_api_queues_lists_and_refuses(client_a, client_b, analysed_scan, settings, doctor_a, doctor_b,
+                                          django_capture_on_commit_callbacks):
+    from rest_framework.test import APIClient
+
+    api = APIClient()
+    api.force_authenticate(doctor_a)
+    url = reverse("api-scan-pacs-transfers", args=[analysed_scan.scan.pk])
+    settings.PACS_DESTINATION = ""
+    refused = api.post(url)
+    assert refused.status_code == 409 and "No PACS is configured" in refused.json()["detail"]
+    assert "data-send-to-pacs" not in client_a.get(reverse("scans:detail", args=[analysed_scan.scan.pk])).content.decode()
+
+    settings.PACS_DESTINATION = "ORTHANC@pacs.example.org:4242"
+    with django_capture_on_commit_callbacks(execute=False):
+        queued = api.post(url)
+    assert queued.status_code == 202
+    body = queued.json()
+    assert (body["status"], body["requested_by"], body["job"]) == ("queued", "doctor_a", analysed_scan.job.pk)
+    assert [t["id"] for t in api.get(url).json()] == [body["id"]]
+    assert client_b.post(reverse("reports:scan_send_to_pacs", args=[analysed_scan.scan.pk])).status_code == 404
+    other = APIClient()
+    other.force_authenticate(doctor_b)
+    assert other.post(url).status_code == 404 and other.get(url).status_code == 404
+    assert client_a.get(reverse("reports:scan_send_to_pacs", args=[analysed_scan.scan.pk])).status_code == 405
+
+
+def test_parse_destination_says_what_is_wrong():
+    assert parse_destination("") is None
+    assert parse_destination(" ORTHANC@pacs.example.org:4242 ") == PacsDestination("ORTHANC", "pacs.example.org", 4242)
+    assert str(parse_destination("PACS_1@[::1]:104")) == "PACS_1@::1:104"
+    with pytest.raises(ValueError, match="is not AE_TITLE@host:port"):
+        parse_destination("pacs.example.org:4242")
+    with pytest.raises(ValueError, match="is not a DICOM AE title"):
+        parse_destination("A-TITLE-MUCH-TOO-LONG@pacs:104")
+    with pytest.raises(ValueError, match="port 70000 is not a TCP port"):
+        parse_destination("ORTHANC@pacs:70000")
+
+
+def test_a_bad_pacs_setting_stops_the_portal_at_start_with_the_reason():
+    run = subprocess.run(
+        [".venv/bin/python", "-c", "import django, os; os.environ['DJANGO_SETTINGS_MODULE']='portal.settings'; "
+                                   "django.setup()"],
+        capture_output=True, text=True, timeout=120, cwd=django_settings.BASE_DIR,
+        env={**os.environ, "PACS_DESTINATION": "pacs:104", "DEBUG": "1"})
+    assert run.returncode != 0
+    assert "ImproperlyConfigured: PACS_DESTINATION 'pacs:104' is not AE_TITLE@host:port" in run.stderr
+
+
+def test_the_seg_and_report_sent_are_the_ones_the_downloads_give(client_a, analysed_scan, pacs, settings,
+                                                                  django_capture_on_commit_callbacks):
+    """What the PACS got is a SEG and an Encapsulated PDF of this scan's study and patient."""
+    settings.PACS_DESTINATION = pacs["destination"]
+    transfer = services.pacs_transfer_run(
+        transfer_id=_send(client_a, analysed_scan.scan, django_capture_on_commit_callbacks).pk)
+    assert transfer.status == "sent", transfer.detail
+    source = pydicom.dcmread(brainix_paths(SOURCE_INDICES)[0], stop_before_pixels=True)
+    for item in transfer.instances:
+        answer = urllib.request.Request(f"{pacs['http']}/tools/lookup", data=item["sop_instance_uid"].encode(),
+                                        method="POST")
+        with urllib.request.urlopen(answer, timeout=10) as response:
+            (hit,) = json.loads(response.read())
+        tags = _get(pacs["http"], f"/instances/{hit['ID']}/simplified-tags")
+        assert tags["StudyInstanceUID"] == source.StudyInstanceUID and tags["PatientID"] == source.PatientID
+        assert tags["SOPClassUID"] == {"seg": "1.2.840.10008.5.1.4.1.1.66.4",
+                                       "report": "1.2.840.10008.5.1.4.1.1.104.1"}[item["what"]]
