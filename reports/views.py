@@ -140,8 +140,8 @@ def scan_send_to_pacs(request, pk: int):
     try:
         transfer = services.pacs_send_request(request=request, scan_pk=pk)
         messages.success(request, f"Sending the analysis (job #{transfer.job_id}) to the PACS {transfer.destination}: "
-                                  "the masks as DICOM SEG and the report as DICOM. Its progress is under the report "
-                                  "buttons.")
+                                  "the masks as DICOM SEG and the report as DICOM. \"Sent to the PACS\", under the "
+                                  "review, says how it went (reload the page).")
     except (NoFinishedAnalysis, services.PacsUnavailable) as exc:
         messages.error(request, str(exc))
     return redirect("scans:detail", pk)
