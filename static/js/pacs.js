@@ -1,0 +1,41 @@
+/* The scan page's "Sent to the PACS" list: while a transfer is queued or sending, ask the API how it is going
+ * (GET /api/scans/<id>/pacs-transfers/, every 2 s for at most 3 minutes) and show its outcome in place, so the
+ * doctor does not have to reload the page. The page itself renders the same three parts (status, outcome, detail). */
+(function () {
+  "use strict";
+  const section = document.querySelector("[data-pacs-transfers]");
+  if (!section) return;
+  const LABELS = { queued: "Queued", sending: "Sending", sent: "Sent", failed: "Failed" };
+  const BADGE = { sent: "done", failed: "failed" };
+  const pending = () => section.querySelectorAll('[data-pacs-transfer="queued"], [data-pacs-transfer="sending"]');
+  const deadline = Date.now() + 180000;
+
+  function show(item, transfer) {
+    item.dataset.pacsTransfer = transfer.status;
+    const badge = item.querySelector("[data-pacs-status]");
+    badge.className = "badge badge-" + (BADGE[transfer.status] || "queued");
+    badge.textContent = LABELS[transfer.status] || transfer.status;
+    const n = transfer.instances.length;
+    item.querySelector("[data-pacs-outcome]").textContent =
+      transfer.status === "sent" ? ": " + n + " object" + (n === 1 ? "" : "s") + " stored (DICOM SEG and report)" : "";
+    item.querySelector("[data-pacs-detail]").textContent = transfer.detail || "";
+  }
+
+  async function poll() {
+    if (!pending().length || Date.now() > deadline) return;
+    try {
+      const response = await fetch(section.dataset.pacsUrl, { headers: { Accept: "application/json" }, credentials: "same-origin" });
+      if (response.ok) {
+        const byId = new Map((await response.json()).map((t) => [String(t.id), t]));
+        for (const item of pending()) {
+          const transfer = byId.get(item.dataset.pacsId);
+          if (transfer) show(item, transfer);
+        }
+      }
+    } catch (e) {
+      /* the network blinked: try again at the next tick */
+    }
+    setTimeout(poll, 2000);
+  }
+  setTimeout(poll, 1000);
+})();
