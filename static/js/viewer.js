@@ -28,25 +28,20 @@
   const viewer = document.getElementById("scan-viewer");
   if (!panel || !viewer) return;
 
-  // per verdict, what it has meant in the installed model's evaluation (reports.selectors.verdict_guide_text)
-  const VERDICT_GUIDES = (() => {
-    const el = document.getElementById("verdict-guides");
+  /** The object a json_script block holds ({} when it is absent or unreadable). */
+  function pageJson(id) {
+    const el = document.getElementById(id);
     try {
       return el ? JSON.parse(el.textContent) || {} : {};
     } catch (e) {
       return {};
     }
-  })();
+  }
 
+  // per verdict, what it has meant in the installed model's evaluation (reports.selectors.verdict_guide_text)
+  const VERDICT_GUIDES = pageJson("verdict-guides");
   // 0-based slice index -> the DICOM header checks' warnings that name its file (scans.dicom_text)
-  const HEADER_WARNINGS = (() => {
-    const el = document.getElementById("header-warnings");
-    try {
-      return el ? JSON.parse(el.textContent) || {} : {};
-    } catch (e) {
-      return {};
-    }
-  })();
+  const HEADER_WARNINGS = pageJson("header-warnings");
   const headerWarnings = (index) => HEADER_WARNINGS[String(index)] || [];
 
   const $ = (root, name) => root.querySelector("[" + name + "]");

@@ -6,11 +6,7 @@ The task is run by the real service (reports.services.pacs_transfer_run) in the 
 the worker; one test checks that the request puts a real message on the Redis broker after the commit."""
 import json
 import os
-import shutil
-import socket
 import subprocess
-import time
-import urllib.error
 import urllib.request
 import uuid
 
@@ -26,52 +22,16 @@ from reports import services
 from reports.models import PacsTransfer
 from reports.pacs import PacsDestination, parse_destination
 from tests.reports.conftest import brainix_paths
-from tests.reports.test_seg import _free_port, _post_instance
+from tests.reports.orthanc import free_port, get_json, post_instance, running_orthanc
 
 SOURCE_INDICES = (9, 10, 11)  # analysed_scan's files
 
 
 @pytest.fixture
 def pacs(tmp_path):
-    """A real Orthanc with its DICOM server on, AE title ORTHANC, checking the called AE title."""
-    binary = shutil.which("Orthanc") or ("/usr/sbin/Orthanc" if shutil.os.path.exists("/usr/sbin/Orthanc") else None)
-    if binary is None:
-        pytest.skip("Orthanc is not installed")
-    http_port, dicom_port = _free_port(), _free_port()
-    config = {
-        "Name": "pacs-test", "StorageDirectory": str(tmp_path / "storage"), "IndexDirectory": str(tmp_path / "index"),
-        "HttpPort": http_port, "DicomServerEnabled": True, "DicomAet": "ORTHANC", "DicomPort": dicom_port,
-        "DicomCheckCalledAet": True, "RemoteAccessAllowed": False, "AuthenticationEnabled": False,
-        "HttpServerEnabled": True, "Plugins": [], "StableAge": 1,
-    }
-    (tmp_path / "orthanc.json").write_text(json.dumps(config))
-    process = subprocess.Popen([binary, str(tmp_path / "orthanc.json")], stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE)
-    base = f"http://127.0.0.1:{http_port}"
-    try:
-        for _ in range(150):
-            try:
-                urllib.request.urlopen(f"{base}/system", timeout=1).read()
-                with socket.create_connection(("127.0.0.1", dicom_port), timeout=1):
-                    break
-            except (urllib.error.URLError, ConnectionError, OSError):
-                if process.poll() is not None:
-                    pytest.fail(f"Orthanc exited: {process.stderr.read().decode()[-2000:]}")
-                time.sleep(0.2)
-        else:
-            pytest.fail("Orthanc did not start within 30 s")
-        yield {"http": base, "destination": f"ORTHANC@127.0.0.1:{dicom_port}", "port": dicom_port}
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-
-
-def _get(base: str, path: str):
-    with urllib.request.urlopen(f"{base}{path}", timeout=10) as response:
-        return json.loads(response.read())
+    """A real Orthanc with its DICOM server on (AE title ORTHANC, checking the called AE title)."""
+    with running_orthanc(tmp_path, dicom=True) as server:
+        yield server
 
 
 def _send(client, scan, callbacks_fixture):
@@ -85,7 +45,7 @@ def _send(client, scan, callbacks_fixture):
 def test_send_to_pacs_stores_the_seg_and_the_report_in_the_source_study(
         client_a, analysed_scan, pacs, settings, django_capture_on_commit_callbacks):
     settings.PACS_DESTINATION = pacs["destination"]
-    sources = [_post_instance(pacs["http"], p.read_bytes()) for p in brainix_paths(SOURCE_INDICES)]
+    sources = [post_instance(pacs["http"], p.read_bytes()) for p in brainix_paths(SOURCE_INDICES)]
     page = client_a.get(reverse("scans:detail", args=[analysed_scan.scan.pk])).content.decode()
     assert "data-send-to-pacs" in page and pacs["destination"] in page
 
@@ -96,17 +56,17 @@ def test_send_to_pacs_stores_the_seg_and_the_report_in_the_source_study(
     assert [(i["what"], i["status"]) for i in transfer.instances] == [("seg", "0x0000"), ("report", "0x0000")]
     assert transfer.finished_at is not None
 
-    study = _get(pacs["http"], f"/studies/{sources[0]['ParentStudy']}")
-    modalities = sorted(_get(pacs["http"], f"/series/{s}")["MainDicomTags"].get("Modality") for s in study["Series"])
+    study = get_json(pacs["http"], f"/studies/{sources[0]['ParentStudy']}")
+    modalities = sorted(get_json(pacs["http"], f"/series/{s}")["MainDicomTags"].get("Modality") for s in study["Series"])
     assert modalities == ["DOC", "MR", "SEG"]  # the source series and the two new ones, in the one study
     stored = {i["sop_instance_uid"] for i in transfer.instances}
-    found = {_get(pacs["http"], f"/instances/{i}/simplified-tags")["SOPInstanceUID"]
-             for s in study["Series"] for i in _get(pacs["http"], f"/series/{s}")["Instances"]}
+    found = {get_json(pacs["http"], f"/instances/{i}/simplified-tags")["SOPInstanceUID"]
+             for s in study["Series"] for i in get_json(pacs["http"], f"/series/{s}")["Instances"]}
     assert stored <= found
 
     again = services.pacs_transfer_run(transfer_id=transfer.pk)  # a re-delivered task sends nothing twice
     assert again.instances == transfer.instances
-    assert len(_get(pacs["http"], "/instances")) == 5
+    assert len(get_json(pacs["http"], "/instances")) == 5
 
     events = {e.action: e for e in AuditEvent.objects.filter(action__startswith="pacs.")}
     assert set(events) == {actions.PACS_SEND_REQUESTED, actions.PACS_SENT}
@@ -118,7 +78,7 @@ def test_send_to_pacs_stores_the_seg_and_the_report_in_the_source_study(
 
 def test_a_pacs_that_is_not_there_fails_the_transfer_with_the_reason(
         client_a, analysed_scan, settings, django_capture_on_commit_callbacks):
-    settings.PACS_DESTINATION = f"ORTHANC@127.0.0.1:{_free_port()}"  # nothing listens there
+    settings.PACS_DESTINATION = f"ORTHANC@127.0.0.1:{free_port()}"  # nothing listens there
     settings.PACS_TIMEOUT_SECONDS = 3
     transfer = services.pacs_transfer_run(
         transfer_id=_send(client_a, analysed_scan.scan, django_capture_on_commit_callbacks).pk)
@@ -139,7 +99,7 @@ def test_a_pacs_that_refuses_the_portal_is_named(client_a, analysed_scan, pacs, 
         transfer_id=_send(client_a, analysed_scan.scan, django_capture_on_commit_callbacks).pk)
     assert transfer.status == "failed"
     assert "it refused the association" in transfer.detail and "'TAMPERCHECK'" in transfer.detail
-    assert _get(pacs["http"], "/instances") == []
+    assert get_json(pacs["http"], "/instances") == []
 
 
 def test_the_request_reaches_the_broker_only_after_the_commit(client_a, analysed_scan, settings,
@@ -222,7 +182,7 @@ def test_the_seg_and_report_sent_are_the_ones_the_downloads_give(client_a, analy
                                         method="POST")
         with urllib.request.urlopen(answer, timeout=10) as response:
             (hit,) = json.loads(response.read())
-        tags = _get(pacs["http"], f"/instances/{hit['ID']}/simplified-tags")
+        tags = get_json(pacs["http"], f"/instances/{hit['ID']}/simplified-tags")
         assert tags["StudyInstanceUID"] == source.StudyInstanceUID and tags["PatientID"] == source.PatientID
         assert tags["SOPClassUID"] == {"seg": "1.2.840.10008.5.1.4.1.1.66.4",
                                        "report": "1.2.840.10008.5.1.4.1.1.104.1"}[item["what"]]

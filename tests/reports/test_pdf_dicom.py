@@ -17,7 +17,7 @@ from pypdf import PdfReader
 from audit import actions
 from audit.models import AuditEvent
 from tests.reports.conftest import brainix_paths
-from tests.reports.test_seg import _post_instance, orthanc  # noqa: F401  (orthanc: a fixture)
+from tests.reports.orthanc import post_instance, running_orthanc
 
 SOURCE_INDICES = (9, 10, 11)  # analysed_scan's files
 
@@ -67,9 +67,14 @@ def test_the_dicom_report_passes_dciodvfy_without_errors(report_dcm, tmp_path):
     assert errors == [], output
 
 
-def test_orthanc_files_the_dicom_report_in_the_source_study(report_dcm, orthanc):  # noqa: F811
-    source_answers = [_post_instance(orthanc, p.read_bytes()) for p in brainix_paths(SOURCE_INDICES)]
-    answer = _post_instance(orthanc, report_dcm)
+def test_orthanc_files_the_dicom_report_in_the_source_study(report_dcm, tmp_path):
+    with running_orthanc(tmp_path) as server:
+        _check_orthanc_files_it(report_dcm, server["http"])
+
+
+def _check_orthanc_files_it(report_dcm, orthanc):
+    source_answers = [post_instance(orthanc, p.read_bytes()) for p in brainix_paths(SOURCE_INDICES)]
+    answer = post_instance(orthanc, report_dcm)
     assert answer["Status"] == "Success"
     assert answer["ParentStudy"] == source_answers[0]["ParentStudy"]
     assert answer["ParentPatient"] == source_answers[0]["ParentPatient"]

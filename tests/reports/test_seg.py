@@ -3,10 +3,7 @@ is accepted by a real Orthanc server."""
 import io
 import json
 import shutil
-import socket
 import subprocess
-import time
-import urllib.error
 import urllib.request
 
 import highdicom as hd
@@ -19,6 +16,7 @@ from audit import actions
 from audit.models import AuditEvent
 from reports.overlay import read_png
 from tests.reports.conftest import brainix_paths
+from tests.reports.orthanc import post_instance, running_orthanc
 
 SOURCE_INDICES = (9, 10, 11)  # analysed_scan's files
 
@@ -87,58 +85,16 @@ def test_seg_passes_dciodvfy_without_errors(seg_download, tmp_path):
     assert errors == [], output
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def orthanc(tmp_path):
-    binary = shutil.which("Orthanc") or ("/usr/sbin/Orthanc" if shutil.os.path.exists("/usr/sbin/Orthanc") else None)
-    if binary is None:
-        pytest.skip("Orthanc is not installed")
-    http_port = _free_port()
-    config = {
-        "Name": "portal-test", "StorageDirectory": str(tmp_path / "storage"), "IndexDirectory": str(tmp_path / "index"),
-        "HttpPort": http_port, "DicomServerEnabled": False, "DicomPort": _free_port(), "RemoteAccessAllowed": False,
-        "AuthenticationEnabled": False, "HttpServerEnabled": True, "Plugins": [], "StableAge": 1,
-    }
-    config_path = tmp_path / "orthanc.json"
-    config_path.write_text(json.dumps(config))
-    process = subprocess.Popen([binary, str(config_path)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    base = f"http://127.0.0.1:{http_port}"
-    try:
-        for _ in range(150):
-            try:
-                urllib.request.urlopen(f"{base}/system", timeout=1).read()
-                break
-            except (urllib.error.URLError, ConnectionError, OSError):
-                if process.poll() is not None:
-                    pytest.fail(f"Orthanc exited: {process.stderr.read().decode()[-2000:]}")
-                time.sleep(0.2)
-        else:
-            pytest.fail("Orthanc did not start within 30 s")
-        yield base
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-
-
-def _post_instance(base: str, data: bytes) -> dict:
-    request = urllib.request.Request(f"{base}/instances", data=data, method="POST",
-                                     headers={"Content-Type": "application/dicom"})
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return json.loads(response.read())
+    with running_orthanc(tmp_path) as server:
+        yield server["http"]
 
 
 def test_orthanc_accepts_the_source_series_and_the_seg(seg_download, orthanc):
-    source_answers = [_post_instance(orthanc, p.read_bytes()) for p in brainix_paths(SOURCE_INDICES)]
+    source_answers = [post_instance(orthanc, p.read_bytes()) for p in brainix_paths(SOURCE_INDICES)]
     assert {a["Status"] for a in source_answers} == {"Success"}
-    answer = _post_instance(orthanc, seg_download)
+    answer = post_instance(orthanc, seg_download)
     assert answer["Status"] == "Success"
     # Stored in the same study as the source series, as a series of its own, with modality SEG.
     assert answer["ParentStudy"] == source_answers[0]["ParentStudy"]
