@@ -1,6 +1,7 @@
 """End to end with a REAL Celery worker process (`celery -A portal worker`, prefork) against Redis and the test
 database: upload the real BRAINIX FLAIR series through the scans API, let the worker analyse it, check what is
-stored; then kill the worker's pool process in the middle of a job and check the job still ends, run again.
+stored; then kill the worker's pool process in the middle of a job and check the job still ends, run again; and
+send an analysis to a real PACS (Orthanc's DICOM server) through the worker.
 
 The worker gets the test database (pytest-django's test_<name>) through DATABASE_URL, the test's media folder,
 a random-weight tiny detector bundle, and a queue of its own, so it never sees anyone else's tasks.
@@ -206,3 +207,37 @@ def test_a_job_whose_worker_process_is_killed_runs_again_and_finishes(use_worker
     _assert_complete(job, scan_id, 8)
     log = use_worker.log_text()
     assert "WorkerLostError" in log or "SIGKILL" in log
+
+
+def test_a_real_worker_sends_the_analysis_to_a_real_pacs(use_worker, client_a, settings, tmp_path):
+    """Send to PACS through the API: the request is committed, the task goes through Redis to the worker, which
+    C-STOREs the SEG and the report as DICOM into Orthanc's DICOM server, in the study of the source files."""
+    from reports.models import PacsTransfer
+    from tests.reports.orthanc import get_json, post_instance, running_orthanc
+
+    files = brainix_files([5, 6, 7])
+    scan_id = _upload(client_a, files)
+    job_id = client_a.get(reverse("api-scan-latest-job", args=[scan_id])).json()["id"]
+    assert _wait(job_id, use_worker, lambda j: j.is_finished, "the job to finish").status == "succeeded"
+
+    with running_orthanc(tmp_path, dicom=True) as pacs:
+        settings.PACS_DESTINATION = pacs["destination"]
+        for f in files:
+            f.seek(0)
+            source = post_instance(pacs["http"], f.read())
+        response = client_a.post(reverse("api-scan-pacs-transfers", args=[scan_id]))
+        assert response.status_code == 202, response.content
+        transfer_id = response.json()["id"]
+        deadline = time.monotonic() + JOB_TIMEOUT
+        while (transfer := PacsTransfer.objects.get(pk=transfer_id)).status in ("queued", "sending"):
+            if time.monotonic() > deadline or use_worker.process.poll() is not None:
+                pytest.fail(f"The transfer stayed {transfer.status}:\n{use_worker.log_text()[-4000:]}")
+            time.sleep(0.2)
+        assert transfer.status == "sent", transfer.detail
+        assert [i["what"] for i in transfer.instances] == ["seg", "report"]
+        study = get_json(pacs["http"], f"/studies/{source['ParentStudy']}")
+        modalities = sorted(get_json(pacs["http"], f"/series/{s}")["MainDicomTags"]["Modality"]
+                            for s in study["Series"])
+        assert modalities == ["DOC", "MR", "SEG"]
+        listed = client_a.get(reverse("api-scan-pacs-transfers", args=[scan_id])).json()
+        assert [(t["id"], t["status"]) for t in listed] == [(transfer_id, "sent")]
