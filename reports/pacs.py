@@ -71,31 +71,68 @@ class _Instance:
         return str(self.dataset.file_meta.TransferSyntaxUID)
 
 
-def store(instances: list[bytes], destination: PacsDestination, *, calling_ae: str = "TAMPERCHECK",
-          timeout: float = 30) -> list[dict]:
-    """C-STORE each DICOM file (bytes) to ``destination`` in one association. Returns, per instance,
-    ``{"sop_class_uid", "sop_instance_uid", "status"}`` (status as "0x0000"); PacsSendFailed otherwise."""
+def _application_entity(calling_ae: str, timeout: float):
     from pynetdicom import AE
 
-    items = [_Instance(data) for data in instances]
     ae = AE(ae_title=calling_ae)
     for timer in ("acse_timeout", "dimse_timeout", "network_timeout", "connection_timeout"):
         setattr(ae, timer, timeout)
-    for sop_class, syntax in sorted({(i.sop_class, i.syntax) for i in items}):
-        ae.add_requested_context(sop_class, [syntax])
-    try:  # the network first, so that "refused" or "timed out" is said as such
+    return ae
+
+
+def _reach(destination: PacsDestination, timeout: float) -> None:
+    """Open and close a TCP connection, so that "refused" or "timed out" is said as such."""
+    try:
         with socket.create_connection((destination.host, destination.port), timeout=timeout):
             pass
     except OSError as exc:
         raise PacsSendFailed(f"Could not connect to the PACS {destination}: "
                              f"{exc.strerror or exc or 'no answer'} (after at most {timeout:g} s).") from exc
+
+
+def _association_failed(assoc, destination: PacsDestination, calling_ae: str, timeout: float) -> PacsSendFailed:
+    reason = ("it refused the association (check that it knows this portal's AE title "
+              f"{calling_ae!r} and that its own is {destination.ae_title!r})" if assoc.is_rejected
+              else "it aborted the association" if assoc.is_aborted
+              else f"it did not answer the association request within {timeout:g} s")
+    return PacsSendFailed(f"Could not connect to the PACS {destination}: {reason}.")
+
+
+def echo(destination: PacsDestination, *, calling_ae: str = "TAMPERCHECK", timeout: float = 30) -> float:
+    """DICOM C-ECHO (verification): the seconds the PACS took to answer; PacsSendFailed saying why it did not."""
+    import time
+
+    from pynetdicom.sop_class import Verification
+
+    _reach(destination, timeout)
+    ae = _application_entity(calling_ae, timeout)
+    ae.add_requested_context(Verification)
+    started = time.perf_counter()
     assoc = ae.associate(destination.host, destination.port, ae_title=destination.ae_title)
     if not assoc.is_established:
-        reason = ("it refused the association (check that it knows this portal's AE title "
-                  f"{calling_ae!r} and that its own is {destination.ae_title!r})" if assoc.is_rejected
-                  else "it aborted the association" if assoc.is_aborted
-                  else f"it did not answer the association request within {timeout:g} s")
-        raise PacsSendFailed(f"Could not connect to the PACS {destination}: {reason}.")
+        raise _association_failed(assoc, destination, calling_ae, timeout)
+    try:
+        answer = assoc.send_c_echo()
+    finally:
+        if assoc.is_established:
+            assoc.release()
+    if not answer or "Status" not in answer or int(answer.Status) != SUCCESS:
+        raise PacsSendFailed(f"The PACS {destination} did not answer the C-ECHO with success.")
+    return time.perf_counter() - started
+
+
+def store(instances: list[bytes], destination: PacsDestination, *, calling_ae: str = "TAMPERCHECK",
+          timeout: float = 30) -> list[dict]:
+    """C-STORE each DICOM file (bytes) to ``destination`` in one association. Returns, per instance,
+    ``{"sop_class_uid", "sop_instance_uid", "status"}`` (status as "0x0000"); PacsSendFailed otherwise."""
+    items = [_Instance(data) for data in instances]
+    ae = _application_entity(calling_ae, timeout)
+    for sop_class, syntax in sorted({(i.sop_class, i.syntax) for i in items}):
+        ae.add_requested_context(sop_class, [syntax])
+    _reach(destination, timeout)
+    assoc = ae.associate(destination.host, destination.port, ae_title=destination.ae_title)
+    if not assoc.is_established:
+        raise _association_failed(assoc, destination, calling_ae, timeout)
     results: list[dict] = []
     try:
         for item in items:

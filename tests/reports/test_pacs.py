@@ -186,3 +186,24 @@ def test_the_seg_and_report_sent_are_the_ones_the_downloads_give(client_a, analy
         assert tags["StudyInstanceUID"] == source.StudyInstanceUID and tags["PatientID"] == source.PatientID
         assert tags["SOPClassUID"] == {"seg": "1.2.840.10008.5.1.4.1.1.66.4",
                                        "report": "1.2.840.10008.5.1.4.1.1.104.1"}[item["what"]]
+
+
+def test_check_pacs_says_whether_the_pacs_answers(pacs, settings):
+    from io import StringIO
+
+    from django.core.management import CommandError, call_command
+
+    settings.PACS_DESTINATION = pacs["destination"]
+    out = StringIO()
+    call_command("check_pacs", stdout=out)
+    assert out.getvalue().startswith(f"The PACS {pacs['destination']} answered a C-ECHO from TAMPERCHECK in ")
+    with pytest.raises(CommandError, match="it refused the association"):
+        call_command("check_pacs", "--destination", f"OTHER@127.0.0.1:{pacs['port']}")
+    settings.PACS_TIMEOUT_SECONDS = 3
+    with pytest.raises(CommandError, match=r"Connection refused \(after at most 3 s\)"):
+        call_command("check_pacs", "--destination", f"ORTHANC@127.0.0.1:{free_port()}")
+    with pytest.raises(CommandError, match="is not AE_TITLE@host:port"):
+        call_command("check_pacs", "--destination", "pacs:104")
+    settings.PACS_DESTINATION = ""
+    with pytest.raises(CommandError, match="No PACS is configured"):
+        call_command("check_pacs")
