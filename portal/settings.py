@@ -301,4 +301,7 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    # Chatty libraries at INFO (every DICOM association step, every module highdicom copies): warnings and up;
+    # the portal logs and audits the outcome itself.
+    "loggers": {name: {"level": env.str("LIBRARY_LOG_LEVEL", default="WARNING")} for name in ("pynetdicom", "highdicom")},
 }
