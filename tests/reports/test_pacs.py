@@ -207,3 +207,17 @@ def test_check_pacs_says_whether_the_pacs_answers(pacs, settings):
     settings.PACS_DESTINATION = ""
     with pytest.raises(CommandError, match="No PACS is configured"):
         call_command("check_pacs")
+
+
+def test_the_django_admin_lists_transfers_read_only(client, django_user_model, analysed_scan, doctor_a):
+    transfer = PacsTransfer.objects.create(scan=analysed_scan.scan, job=analysed_scan.job, requested_by=doctor_a,
+                                           destination="ORTHANC@pacs.example.org:4242", status="failed",
+                                           detail="Could not connect to the PACS: Connection refused.")
+    client.force_login(django_user_model.objects.create_superuser("root", "root@example.org", "x" * 20))
+    listing = client.get(reverse("admin:reports_pacstransfer_changelist"))
+    assert listing.status_code == 200 and "ORTHANC@pacs.example.org:4242" in listing.content.decode()
+    page = client.get(reverse("admin:reports_pacstransfer_change", args=[transfer.pk]))
+    assert page.status_code == 200 and "Connection refused" in page.content.decode()
+    assert client.get(reverse("admin:reports_pacstransfer_add")).status_code == 403
+    assert client.post(reverse("admin:reports_pacstransfer_delete", args=[transfer.pk]), {"post": "yes"}).status_code == 403
+    assert PacsTransfer.objects.filter(pk=transfer.pk).exists()
