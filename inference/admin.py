@@ -3,14 +3,7 @@ from django.contrib import admin, messages
 
 from inference import services
 from inference.models import InferenceJob, SliceInstance, SliceResult
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
+from portal.admin_base import NoEditAdmin
 
 
 class SliceResultInline(admin.TabularInline):
@@ -26,7 +19,7 @@ class SliceResultInline(admin.TabularInline):
 
 
 @admin.register(InferenceJob)
-class InferenceJobAdmin(ReadOnlyAdmin):
+class InferenceJobAdmin(NoEditAdmin):
     list_display = ["id", "scan", "status", "slices_done", "slices_total", "verdict", "confidence", "attempts",
                     "model_version", "created_at", "finished_at"]
     list_filter = ["status", "verdict", "model_version"]
@@ -57,7 +50,7 @@ class SliceInstanceInline(admin.TabularInline):
 
 
 @admin.register(SliceResult)
-class SliceResultAdmin(ReadOnlyAdmin):
+class SliceResultAdmin(NoEditAdmin):
     list_display = ["id", "job", "index", "verdict", "confidence", "tamper_score"]
     list_filter = ["verdict"]
     search_fields = ["=job__id"]

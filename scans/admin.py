@@ -1,5 +1,6 @@
 from django.contrib import admin
 
+from portal.admin_base import ReadOnlyAdmin
 from scans.models import Scan, ScanFile, ScanSlice
 
 
@@ -11,34 +12,16 @@ class ScanFileInline(admin.TabularInline):
 
 
 @admin.register(Scan)
-class ScanAdmin(admin.ModelAdmin):
+class ScanAdmin(ReadOnlyAdmin):
     """Read-only: scans change only through the upload service."""
 
     list_display = ["id", "original_name", "owner", "kind", "n_slices", "created_at"]
     list_filter = ["kind", "created_at"]
     search_fields = ["original_name", "sha256", "owner__username"]
-    inlines = [ScanFileInline]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False  # originals are evidence; deleting one here would orphan its stored files and results
+    inlines = [ScanFileInline]  # not deletable here: originals are evidence, and would orphan files and results
 
 
 @admin.register(ScanSlice)
-class ScanSliceAdmin(admin.ModelAdmin):
+class ScanSliceAdmin(ReadOnlyAdmin):
     list_display = ["scan", "index"]
     raw_id_fields = ["scan"]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
