@@ -29,6 +29,7 @@ SCAN_VIEWED = "scan.viewed"
 SCAN_DELETED = "scan.deleted"
 SCAN_ORIGINAL_DOWNLOADED = "scan.original_downloaded"
 SCAN_SLICE_VIEWED = "scan.slice_viewed"
+SCAN_HEADERS_CHECKED = "scan.headers_checked"
 
 # Inference jobs
 JOB_QUEUED = "job.queued"
@@ -85,6 +86,7 @@ LABELS = {
     SCAN_DELETED: "Scan deleted",
     SCAN_ORIGINAL_DOWNLOADED: "Original downloaded",
     SCAN_SLICE_VIEWED: "Slice viewed",
+    SCAN_HEADERS_CHECKED: "DICOM headers checked again",
     REVIEW_RECORDED: "Review recorded",
     JOB_QUEUED: "Job queued",
     JOB_STARTED: "Job started",

@@ -227,7 +227,11 @@ def scan_check_headers(scan: Scan) -> dict | None:
     checks = imaging.read_dicom_series([data for _, data in items]).metadata["header_checks"]
     with transaction.atomic():
         locked = Scan.objects.select_for_update().get(pk=scan.pk)
+        before = (locked.metadata or {}).get("header_checks") or {}
         locked.metadata = {**(locked.metadata or {}), "header_checks": checks}
         locked.save(update_fields=["metadata"])
+        _audit(action="SCAN_HEADERS_CHECKED", obj=locked, details={
+            "scan_id": locked.pk, "status": checks["status"], "warnings": checks["warnings"],
+            "previous_status": before.get("status")})
     scan.metadata = locked.metadata
     return checks

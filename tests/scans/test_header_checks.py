@@ -110,6 +110,11 @@ def test_check_dicom_headers_fills_in_scans_uploaded_before_the_checks(doctor_a,
     assert zipped.metadata["header_checks"]["status"] == "consistent"
     assert "sequence" in edited.metadata  # the rest of the metadata is kept
     assert "signs of editing" in _page(client_a, edited)
+    from audit.models import AuditEvent
+
+    events = AuditEvent.objects.filter(action="scan.headers_checked").order_by("seq")
+    assert [(e.object_id, e.details["status"], e.details["previous_status"]) for e in events] == [
+        (str(edited.pk), "warnings", None), (str(zipped.pk), "consistent", None)]
 
     out = StringIO()
     call_command("check_dicom_headers", "--missing", stdout=out)  # nothing left to fill in
