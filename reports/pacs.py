@@ -12,8 +12,6 @@ import re
 import socket
 from dataclasses import dataclass, field
 
-import pydicom
-
 AE_TITLE = re.compile(r"[\x20-\x5b\x5d-\x7e]{1,16}")  # DICOM AE: default repertoire without backslash, 16 at most
 DESTINATION = re.compile(r"(?P<ae>[^@]+)@(?P<host>\[[0-9a-fA-F:]+\]|[A-Za-z0-9.\-_]+):(?P<port>\d{1,5})")
 SUCCESS = 0x0000
@@ -57,9 +55,11 @@ def parse_destination(text: str) -> PacsDestination | None:
 @dataclass
 class _Instance:
     data: bytes
-    dataset: pydicom.Dataset = field(init=False)
+    dataset: "pydicom.Dataset" = field(init=False)  # noqa: F821  (imported when used: settings import this module)
 
     def __post_init__(self):
+        import pydicom
+
         self.dataset = pydicom.dcmread(io.BytesIO(self.data))
 
     @property

@@ -102,12 +102,13 @@ def label_volume(report, shape: tuple[int, int]) -> np.ndarray:
     return volume
 
 
-def scan_seg(report) -> hd.seg.Segmentation:
+def scan_seg(report, sources: list[pydicom.Dataset] | None = None) -> hd.seg.Segmentation:
+    """``sources``: the scan's originals (``source_datasets``), read here when not given."""
     scan, job = report.scan, report.job
     if scan.kind != "dicom":
         raise SegUnavailable("A DICOM SEG can only be made for a DICOM upload; this scan is "
                              f"{scan.get_kind_display()}. Download the PDF or CSV report instead.")
-    sources = source_datasets(scan)
+    sources = sources if sources is not None else source_datasets(scan)
     n_frames = sum(int(getattr(ds, "NumberOfFrames", 1) or 1) for ds in sources)
     if len(sources) > 1 and n_frames != len(sources):
         raise SegUnavailable("The series mixes multi-frame instances; a DICOM SEG cannot reference it.")
@@ -143,7 +144,7 @@ def scan_seg(report) -> hd.seg.Segmentation:
     )
 
 
-def scan_seg_bytes(report) -> bytes:
+def scan_seg_bytes(report, sources: list[pydicom.Dataset] | None = None) -> bytes:
     buf = io.BytesIO()
-    scan_seg(report).save_as(buf)
+    scan_seg(report, sources).save_as(buf)
     return buf.getvalue()

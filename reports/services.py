@@ -349,7 +349,7 @@ def pacs_transfer_run(*, transfer_id: int):
             raise PacsSendFailed(f"A newer analysis (job #{report.job.pk}) replaced job #{transfer.job_id} before it "
                                  "was sent; send the scan again to send the newer one.")
         sources = source_datasets(report.scan)
-        made = [("seg", scan_seg_bytes(report)),
+        made = [("seg", scan_seg_bytes(report, sources)),
                 ("report", report_pdf_dicom(report, _report_pdf(user=transfer.requested_by, report=report), sources))]
         destination = parse_destination(transfer.destination)
         results = store([data for _, data in made], destination, calling_ae=settings.PACS_CALLING_AE,
