@@ -191,14 +191,18 @@ def check_series(datasets: list, positions: list[float | None] | None = None,
     writers = [{"name": name, "uid": uid, "files": count} for (name, uid), count in writer_counts.most_common()]
 
     if len(writer_counts) > 1:
-        (major_name, _), major_n = writer_counts.most_common(1)[0]
-        odd = [i for i, w in enumerate(writers_seen) if w != writer_counts.most_common(1)[0][0]]
-        others = ", ".join(sorted({writers_seen[i][0] for i in odd}))
+        major, odd = _minority(writers_seen)
+        same_name = any(writers_seen[i][0] == major[0] for i in odd)  # one name, two implementations: say the UIDs
+
+        def label(writer: tuple[str, str]) -> str:
+            return f"{writer[0]} {writer[1]}".strip() if same_name else writer[0]
+
+        others = ", ".join(sorted({label(writers_seen[i]) for i in odd}))
         findings.append(_finding(
             "writer", "warning",
             f"{len(odd)} of {n} files were last written by a different program ({others}) from the rest "
-            f"({major_name}, {major_n} files), at {_slices_text(slices_of(odd))}: they were saved again after "
-            "the series was made.", slices_of(odd)))
+            f"({label(major)}, {writer_counts[major]} files), at {_slices_text(slices_of(odd))}: they were saved "
+            "again after the series was made.", slices_of(odd)))
 
     # identities: roots of the SOP Instance UIDs, repeats, and agreement with the file meta
     uids = [str(ds.get("SOPInstanceUID", "") or "") for ds in datasets]

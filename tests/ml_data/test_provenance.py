@@ -91,6 +91,15 @@ def test_a_file_saved_again_by_another_program_is_found_at_its_slice():
     assert {w["name"]: w["files"] for w in checks["writers"]} == {"OSIRIX": 21, "PYDICOM 3.0.2": 1}
 
 
+def test_a_program_of_the_same_name_but_another_implementation_is_named_by_its_uid():
+    def other_build(ds):
+        ds.file_meta.ImplementationClassUID = "1.2.3.4.5"  # still "OSIRIX", another implementation
+
+    finding = _only(_checks(_edited(_series(), EDITED, other_build)), "writer")
+    assert finding["message"].startswith("1 of 22 files were last written by a different program (OSIRIX 1.2.3.4.5) "
+                                         "from the rest (OSIRIX 1.2.276.0.7238010.5.0.3.5.4, 21 files), at slice 12")
+
+
 def test_a_new_instance_uid_from_another_root_is_found_and_so_is_a_file_meta_left_behind():
     def new_identity(ds):
         ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
