@@ -259,6 +259,7 @@ INFERENCE_STALE_AFTER_SECONDS = env.int("INFERENCE_STALE_AFTER_SECONDS", default
 PACS_DESTINATION = env.str("PACS_DESTINATION", default="")
 PACS_CALLING_AE = env.str("PACS_CALLING_AE", default="TAMPERCHECK")
 PACS_TIMEOUT_SECONDS = env.float("PACS_TIMEOUT_SECONDS", default=30)
+PACS_QUEUE = env.str("PACS_QUEUE", default="") or None  # the Celery queue of the sends; default: the default queue
 try:
     from reports.pacs import AE_TITLE as _AE_TITLE, parse_destination as _parse_destination
 

@@ -302,7 +302,9 @@ def pacs_send_request(*, request, scan_pk: int):
 def _dispatch_pacs(transfer_id: int) -> None:
     from reports.tasks import send_to_pacs
 
-    queue = getattr(settings, "INFERENCE_QUEUE", None)
+    # PACS_QUEUE (optional): the queue of the workers that may reach the PACS; by default Celery's default queue,
+    # which every worker reads unless WORKER_QUEUES keeps it to the detector (INFERENCE_QUEUE) only.
+    queue = getattr(settings, "PACS_QUEUE", None)
     try:
         send_to_pacs.apply_async((transfer_id,), **({"queue": queue} if queue else {}))
     except Exception as exc:  # the broker is down: say so on the row rather than leave it queued forever

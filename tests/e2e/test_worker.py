@@ -222,6 +222,7 @@ def test_a_real_worker_sends_the_analysis_to_a_real_pacs(use_worker, client_a, s
 
     with running_orthanc(tmp_path, dicom=True) as pacs:
         settings.PACS_DESTINATION = pacs["destination"]
+        settings.PACS_QUEUE = use_worker.queue  # the worker reads only its own queue
         for f in files:
             f.seek(0)
             source = post_instance(pacs["http"], f.read())

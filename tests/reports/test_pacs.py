@@ -106,7 +106,7 @@ def test_the_request_reaches_the_broker_only_after_the_commit(client_a, analysed
                                                               django_capture_on_commit_callbacks):
     settings.PACS_DESTINATION = "ORTHANC@pacs.example.org:4242"
     queue = f"test-pacs-{uuid.uuid4().hex}"
-    settings.INFERENCE_QUEUE = queue
+    settings.PACS_QUEUE = queue
     broker = redis.Redis.from_url(django_settings.CELERY_BROKER_URL)
     try:
         with django_capture_on_commit_callbacks(execute=False) as callbacks:
