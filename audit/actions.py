@@ -49,6 +49,7 @@ REPORT_PDF_DOWNLOADED = "report.pdf_downloaded"
 REPORT_CSV_DOWNLOADED = "report.csv_downloaded"
 REPORT_SEG_DOWNLOADED = "report.seg_downloaded"
 REPORT_PDF_DICOM_DOWNLOADED = "report.pdf_dicom_downloaded"
+REPORT_SR_DOWNLOADED = "report.sr_downloaded"
 PACS_SEND_REQUESTED = "pacs.send_requested"
 PACS_SENT = "pacs.sent"
 PACS_SEND_FAILED = "pacs.send_failed"
@@ -100,6 +101,7 @@ LABELS = {
     REPORT_CSV_DOWNLOADED: "CSV report downloaded",
     REPORT_SEG_DOWNLOADED: "DICOM SEG downloaded",
     REPORT_PDF_DICOM_DOWNLOADED: "PDF report as DICOM downloaded",
+    REPORT_SR_DOWNLOADED: "DICOM structured report downloaded",
     PACS_SEND_REQUESTED: "Sending to the PACS requested",
     PACS_SENT: "Sent to the PACS",
     PACS_SEND_FAILED: "Sending to the PACS failed",

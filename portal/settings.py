@@ -253,7 +253,7 @@ DETECTOR_BATCH_SIZE = env.int("DETECTOR_BATCH_SIZE", default=4)
 # died): the reaper and the status read mark it failed (retryable), and a re-delivered task runs it again.
 INFERENCE_STALE_AFTER_SECONDS = env.int("INFERENCE_STALE_AFTER_SECONDS", default=300)
 
-# --- PACS: where "Send to PACS" stores an analysis (the SEG and the report as DICOM) by C-STORE.
+# --- PACS: where "Send to PACS" stores an analysis (the SEG, the report and the structured report as DICOM) by C-STORE.
 # PACS_DESTINATION=AE_TITLE@host:port (empty: no PACS, the button is not shown); this portal calls as
 # PACS_CALLING_AE, which the PACS must know; each network step waits PACS_TIMEOUT_SECONDS at most.
 PACS_DESTINATION = env.str("PACS_DESTINATION", default="")

@@ -51,13 +51,23 @@ class ScanReportPdfDicomApi(APIView):
         return report_file_response(request=request, scan_pk=pk, kind="pdf-dicom", on_missing=_conflict)
 
 
+class ScanReportSrApi(APIView):
+    @_schema("application/dicom", "The analysis as a DICOM Structured Report (TID 1500): the coded verdicts, their "
+                                  "probabilities and the regions, referencing the SEG (DICOM uploads only; 409 "
+                                  "otherwise).", "scan_report_sr")
+    def get(self, request, pk: int):
+        return report_file_response(request=request, scan_pk=pk, kind="sr", on_missing=_conflict)
+
+
 class PacsTransferSerializer(serializers.ModelSerializer):
     requested_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    outcome = serializers.CharField(source="outcome_text", read_only=True,
+                                    help_text="What a sent transfer stored, in words; empty until it is sent.")
 
     class Meta:
         model = PacsTransfer
         fields = ["id", "scan", "job", "requested_by", "created_at", "finished_at", "destination", "status", "detail",
-                  "instances"]
+                  "instances", "outcome"]
 
 
 class ScanPacsTransfersApi(APIView):

@@ -48,8 +48,8 @@ class EvaluationRun(models.Model):
 
 
 class PacsTransfer(models.Model):
-    """One request to send a scan's analysis to the PACS (settings.PACS_DESTINATION) as DICOM: the masks as a SEG
-    and the PDF report as an Encapsulated PDF, both in the source study. Sent by a Celery task
+    """One request to send a scan's analysis to the PACS (settings.PACS_DESTINATION) as DICOM: the masks as a SEG,
+    the PDF report as an Encapsulated PDF and the verdict as a structured report, all in the source study. Sent by a Celery task
     (reports.tasks.send_to_pacs); the row is the truth about how it went."""
 
     class Status(models.TextChoices):
@@ -67,12 +67,24 @@ class PacsTransfer(models.Model):
     destination = models.CharField(max_length=300, help_text="AE_TITLE@host:port at the time of the request")
     status = models.CharField(max_length=8, choices=Status.choices, default=Status.QUEUED)
     detail = models.TextField(blank=True, help_text="why it failed, in words")
-    # per instance sent: {"what": "seg"|"report", "sop_class_uid", "sop_instance_uid", "status": "0x0000"}
+    # per instance sent: {"what": "seg"|"report"|"sr", "sop_class_uid", "sop_instance_uid", "status": "0x0000"}
     instances = models.JSONField(default=list, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
         indexes = [models.Index(fields=["scan", "-created_at"], name="pacs_transfer_scan_created")]
+
+    WHAT_LABELS = {"seg": "DICOM SEG", "report": "report", "sr": "structured report"}
+
+    @property
+    def outcome_text(self) -> str:
+        """What a sent transfer stored, in words: "3 objects stored (DICOM SEG, report and structured report)";
+        empty until it is sent (the page and pacs.js, via the API's ``outcome``, show the same words)."""
+        if self.status != self.Status.SENT:
+            return ""
+        labels = [self.WHAT_LABELS.get(i.get("what"), str(i.get("what"))) for i in self.instances]
+        listed = ", ".join(labels[:-1]) + " and " + labels[-1] if len(labels) > 1 else "".join(labels)
+        return f"{len(labels)} object{'' if len(labels) == 1 else 's'} stored ({listed})"
 
     def __str__(self) -> str:
         return f"PACS transfer {self.pk} of scan {self.scan_id} ({self.status})"

@@ -3,7 +3,8 @@ beside the images it concerns (a new series, modality DOC, in the same study and
 
 The patient and study attributes are copied from the uploaded originals (the portal itself never stores them);
 the document references every source instance (Source Instance Sequence) and carries the detector's verdict in
-its title. Checked by dciodvfy and by a real Orthanc in tests/reports/test_pdf_dicom.py.
+its title. Its UIDs derive from the analysis and its review (reports.dicom_ids): sent twice, it is filed once.
+Checked by dciodvfy and by a real Orthanc in tests/reports/test_pdf_dicom.py.
 """
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ import io
 import pydicom
 from django.utils import timezone
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, EncapsulatedPDFStorage, generate_uid
+from pydicom.uid import ExplicitVRLittleEndian, EncapsulatedPDFStorage
+
+from reports.dicom_ids import analysis_uid, review_key
 
 from inference.models import verdict_label
 from reports.seg import source_datasets
@@ -35,7 +38,8 @@ def report_pdf_dicom(report, pdf: bytes, sources: list[Dataset] | None = None) -
 
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = EncapsulatedPDFStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
+    series_uid = first.SeriesInstanceUID
+    meta.MediaStorageSOPInstanceUID = analysis_uid(job, series_uid, "report", "instance", review_key(report.review))
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
 
     ds = Dataset()
@@ -47,7 +51,7 @@ def report_pdf_dicom(report, pdf: bytes, sources: list[Dataset] | None = None) -
             setattr(ds, keyword, first.get(keyword))
     # Encapsulated Document Series and General Equipment
     ds.Modality = "DOC"
-    ds.SeriesInstanceUID = generate_uid()
+    ds.SeriesInstanceUID = analysis_uid(job, series_uid, "report", "series")
     ds.SeriesNumber = int(first.get("SeriesNumber") or 0) + SERIES_NUMBER_OFFSET
     ds.SeriesDescription = f"Tamper check report: {verdict_label(job.verdict)}"[:64]
     ds.Manufacturer = "MRI tamper check portal"

@@ -4,27 +4,41 @@ PACS viewer shows them over the original images.
 One SEG per analysis: a label-map style BINARY segmentation with three segments (1 real_tumor, 2 fake_added,
 3 fake_removed: the COCO ids of the contract, which are also the stored label-map values), built from the
 stored per-slice label maps. Frames without any region are left out (a viewer shows nothing there anyway).
+Its UIDs, and each segment's Tracking UID, derive from the analysis (reports.dicom_ids): the structured report
+(reports.sr) references it, and a PACS that receives it twice files it once.
 """
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 
 import highdicom as hd
+from highdicom.coding_schemes import CodingSchemeIdentificationItem
 import numpy as np
 import pydicom
 from pydicom.sr.codedict import codes
-from pydicom.uid import generate_uid
 
 from inference.ml.labels import CATEGORIES
+from reports.dicom_ids import analysis_uid
 from reports.overlay import read_png
 
 # A private coding scheme (DICOM PS3.16 allows "99" prefixes) for what SNOMED has no code for.
 PRIVATE_SCHEME = "99MRITAMPER"
+# Declared in every object that uses it (Coding Scheme Identification Sequence).
+CODING_SCHEMES = [CodingSchemeIdentificationItem(designator=PRIVATE_SCHEME, name="MRI tamper check portal codes",
+                                                    responsible_organization="MRI tamper check portal")]
 SEGMENT_TEXT = {
     "real_tumor": ("Real tumor", "An authentic tumor found by the detector"),
     "fake_added": ("Injected tumor", "A tumor that was added to the image (tampering)"),
     "fake_removed": ("Erased tumor", "The region where a tumor was removed from the image (tampering)"),
 }
+
+
+SERIES_NUMBER_OFFSET = 1000  # the SEG's series number: the source's + 1000
+
+
+def segment_tracking_uid(job, source_series_uid: str, name: str) -> str:
+    return analysis_uid(job, source_series_uid, "seg", "segment", name)
 
 
 class DicomExportUnavailable(Exception):
@@ -43,7 +57,10 @@ def _segment_codes(name: str) -> tuple[hd.sr.CodedConcept, hd.sr.CodedConcept]:
     return category, hd.sr.CodedConcept(value=name.upper(), scheme_designator=PRIVATE_SCHEME, meaning=label)
 
 
-def segment_descriptions(algorithm: hd.AlgorithmIdentificationSequence) -> list[hd.seg.SegmentDescription]:
+def segment_descriptions(algorithm: hd.AlgorithmIdentificationSequence,
+                         tracking_uid: Callable[[str], str]) -> list[hd.seg.SegmentDescription]:
+    """``tracking_uid(name)``: the Tracking UID of the segment of class ``name`` (the structured report names
+    the same one)."""
     out = []
     for number, name in sorted(CATEGORIES.items()):
         category, property_type = _segment_codes(name)
@@ -54,7 +71,7 @@ def segment_descriptions(algorithm: hd.AlgorithmIdentificationSequence) -> list[
             segmented_property_type=property_type,
             algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
             algorithm_identification=algorithm,
-            tracking_uid=generate_uid(),
+            tracking_uid=tracking_uid(name),
             tracking_id=name,
         ))
     return out
@@ -124,14 +141,15 @@ def scan_seg(report, sources: list[pydicom.Dataset] | None = None) -> hd.seg.Seg
         version=(job.model_version or "unknown")[:64],
     )
     source_series_number = sources[0].get("SeriesNumber")
+    series_uid = sources[0].SeriesInstanceUID
     return hd.seg.Segmentation(
         source_images=sources,
         pixel_array=pixel_array,
         segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
-        segment_descriptions=segment_descriptions(algorithm),
-        series_instance_uid=generate_uid(),
-        series_number=int(source_series_number or 0) + 1000,
-        sop_instance_uid=generate_uid(),
+        segment_descriptions=segment_descriptions(algorithm, lambda name: segment_tracking_uid(job, series_uid, name)),
+        series_instance_uid=analysis_uid(job, series_uid, "seg", "series"),
+        series_number=int(source_series_number or 0) + SERIES_NUMBER_OFFSET,
+        sop_instance_uid=analysis_uid(job, series_uid, "seg", "instance"),
         instance_number=1,
         manufacturer="MRI tamper check portal",
         manufacturer_model_name="Tamper detector",
@@ -141,10 +159,16 @@ def scan_seg(report, sources: list[pydicom.Dataset] | None = None) -> hd.seg.Seg
         content_description=f"Tamper detector result, verdict {job.verdict}"[:64],
         series_description=f"Tamper check: {job.verdict}"[:64],
         omit_empty_frames=bool(labels.any()),
+        coding_schemes=CODING_SCHEMES,
     )
 
 
-def scan_seg_bytes(report, sources: list[pydicom.Dataset] | None = None) -> bytes:
+def dataset_bytes(ds: pydicom.Dataset) -> bytes:
+    """A highdicom object as a DICOM file (Part 10)."""
     buf = io.BytesIO()
-    scan_seg(report, sources).save_as(buf)
+    ds.save_as(buf)
     return buf.getvalue()
+
+
+def scan_seg_bytes(report, sources: list[pydicom.Dataset] | None = None) -> bytes:
+    return dataset_bytes(scan_seg(report, sources))

@@ -263,6 +263,21 @@ def scan_report_seg_issue(*, request, report) -> bytes:
     return content
 
 
+def scan_report_sr_issue(*, request, report) -> bytes:
+    """The analysis as a DICOM Structured Report (reports.sr); DicomExportUnavailable for non-DICOM scans. The
+    audit names the SR's SOP Instance UID and the SEG it references."""
+    from reports.seg import scan_seg, source_datasets
+    from reports.sr import scan_sr_bytes
+
+    sources = source_datasets(report.scan)
+    seg = scan_seg(report, sources)
+    content = scan_sr_bytes(report, sources, seg)
+    _audit_download(action=actions.REPORT_SR_DOWNLOADED, request=request, report=report, content=content,
+                    fmt="dicom-sr", extra={"seg_sop_instance_uid": seg.SOPInstanceUID,
+                                           "review_id": report.review.pk if report.review else None})
+    return content
+
+
 # --- Sending an analysis to the PACS (reports.pacs; settings.PACS_DESTINATION) --------------------------------
 
 class PacsUnavailable(Exception):
@@ -331,13 +346,14 @@ def _pacs_finish(transfer_id: int, *, failed: str = "", instances: list | None =
 
 
 def pacs_transfer_run(*, transfer_id: int):
-    """Build the SEG and the report as DICOM and C-STORE them to the PACS; the row says how it went. A transfer
+    """Build the SEG, the report as DICOM and the structured report, and C-STORE them to the PACS; the row says how it went. A transfer
     that is not queued any more (a re-delivered task) is left alone: nothing is sent twice."""
     from reports.models import PacsTransfer
     from reports.pacs import PacsSendFailed, parse_destination, store
     from reports.pdf_dicom import report_pdf_dicom
     from reports.selectors import NoFinishedAnalysis, scan_report_for
-    from reports.seg import DicomExportUnavailable, scan_seg_bytes, source_datasets
+    from reports.seg import DicomExportUnavailable, dataset_bytes, scan_seg, source_datasets
+    from reports.sr import scan_sr_bytes
 
     claimed = PacsTransfer.objects.filter(pk=transfer_id, status=PacsTransfer.Status.QUEUED).update(
         status=PacsTransfer.Status.SENDING)
@@ -351,8 +367,10 @@ def pacs_transfer_run(*, transfer_id: int):
             raise PacsSendFailed(f"A newer analysis (job #{report.job.pk}) replaced job #{transfer.job_id} before it "
                                  "was sent; send the scan again to send the newer one.")
         sources = source_datasets(report.scan)
-        made = [("seg", scan_seg_bytes(report, sources)),
-                ("report", report_pdf_dicom(report, _report_pdf(user=transfer.requested_by, report=report), sources))]
+        seg = scan_seg(report, sources)
+        made = [("seg", dataset_bytes(seg)),
+                ("report", report_pdf_dicom(report, _report_pdf(user=transfer.requested_by, report=report), sources)),
+                ("sr", scan_sr_bytes(report, sources, seg))]
         destination = parse_destination(transfer.destination)
         results = store([data for _, data in made], destination, calling_ae=settings.PACS_CALLING_AE,
                         timeout=settings.PACS_TIMEOUT_SECONDS)

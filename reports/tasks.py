@@ -6,5 +6,5 @@ from reports import services
 
 @shared_task(name="reports.send_to_pacs")
 def send_to_pacs(transfer_id: int) -> None:
-    """Send one queued PacsTransfer (the SEG and the report as DICOM) to the PACS."""
+    """Send one queued PacsTransfer (the SEG, the report and the structured report as DICOM) to the PACS."""
     services.pacs_transfer_run(transfer_id=transfer_id)

@@ -100,11 +100,12 @@ def report_file_response(*, request, scan_pk: int, kind: str, on_missing) -> Htt
     if kind == "csv":
         return _attachment(services.scan_report_csv_issue(request=request, report=report),
                            content_type="text/csv; charset=utf-8", filename=f"scan-{scan_pk}-results.csv")
-    if kind in ("seg", "pdf-dicom"):
+    if kind in ("seg", "pdf-dicom", "sr"):
         from reports.seg import DicomExportUnavailable
 
         issue, filename = {"seg": (services.scan_report_seg_issue, f"scan-{scan_pk}-seg.dcm"),
-                           "pdf-dicom": (services.scan_report_pdf_dicom_issue, f"scan-{scan_pk}-report.dcm")}[kind]
+                           "pdf-dicom": (services.scan_report_pdf_dicom_issue, f"scan-{scan_pk}-report.dcm"),
+                           "sr": (services.scan_report_sr_issue, f"scan-{scan_pk}-sr.dcm")}[kind]
         try:
             content = issue(request=request, report=report)
         except DicomExportUnavailable as exc:
@@ -134,14 +135,19 @@ def scan_report_pdf_dicom(request, pk: int):
 
 
 @login_required
+def scan_report_sr(request, pk: int):
+    return report_file_response(request=request, scan_pk=pk, kind="sr", on_missing=_no_analysis)
+
+
+@login_required
 @require_POST
 def scan_send_to_pacs(request, pk: int):
     """The scan page's "Send to PACS" button (POST, CSRF): queue it, say so, back to the scan page."""
     try:
         transfer = services.pacs_send_request(request=request, scan_pk=pk)
         messages.success(request, f"Sending the analysis (job #{transfer.job_id}) to the PACS {transfer.destination}: "
-                                  "the masks as DICOM SEG and the report as DICOM. \"Sent to the PACS\", under the "
-                                  "review, says how it went (reload the page).")
+                                  "the masks as DICOM SEG, the report as DICOM and the verdict as a DICOM "
+                                  "structured report. \"Sent to the PACS\", under the review, says how it went.")
     except (NoFinishedAnalysis, services.PacsUnavailable) as exc:
         messages.error(request, str(exc))
     return redirect("scans:detail", pk)

@@ -15,9 +15,7 @@
     const badge = item.querySelector("[data-pacs-status]");
     badge.className = "badge badge-" + (BADGE[transfer.status] || "queued");
     badge.textContent = LABELS[transfer.status] || transfer.status;
-    const n = transfer.instances.length;
-    item.querySelector("[data-pacs-outcome]").textContent =
-      transfer.status === "sent" ? ": " + n + " object" + (n === 1 ? "" : "s") + " stored (DICOM SEG and report)" : "";
+    item.querySelector("[data-pacs-outcome]").textContent = transfer.outcome ? ": " + transfer.outcome : "";
     item.querySelector("[data-pacs-detail]").textContent = transfer.detail || "";
   }
 

@@ -34,13 +34,13 @@ def test_a_queued_transfer_shows_its_outcome_without_a_reload(page, login_as, do
 
     # the worker finishes both (as reports.services._pacs_finish would)
     PacsTransfer.objects.filter(pk=sent.pk).update(status="sent", instances=[
-        {"what": "seg", "status": "0x0000"}, {"what": "report", "status": "0x0000"}])
+        {"what": "seg", "status": "0x0000"}, {"what": "report", "status": "0x0000"}, {"what": "sr", "status": "0x0000"}])
     PacsTransfer.objects.filter(pk=failed.pk).update(
         status="failed", detail="Could not connect to the PACS: Connection refused (after at most 30 s).")
     page.wait_for_selector(f'[data-pacs-id="{sent.pk}"][data-pacs-transfer="sent"]', timeout=10_000)
     page.wait_for_selector(f'[data-pacs-id="{failed.pk}"][data-pacs-transfer="failed"]', timeout=10_000)
     assert first.locator("[data-pacs-status]").inner_text() == "Sent"
-    assert first.inner_text().endswith(": 2 objects stored (DICOM SEG and report)")
+    assert first.inner_text().endswith(": 3 objects stored (DICOM SEG, report and structured report)")
     assert second.locator("[data-pacs-detail]").inner_text() == (
         "Could not connect to the PACS: Connection refused (after at most 30 s).")
     assert "badge-failed" in second.locator("[data-pacs-status]").get_attribute("class")

@@ -211,7 +211,7 @@ def test_a_job_whose_worker_process_is_killed_runs_again_and_finishes(use_worker
 
 def test_a_real_worker_sends_the_analysis_to_a_real_pacs(use_worker, client_a, settings, tmp_path):
     """Send to PACS through the API: the request is committed, the task goes through Redis to the worker, which
-    C-STOREs the SEG and the report as DICOM into Orthanc's DICOM server, in the study of the source files."""
+    C-STOREs the SEG, the report and the structured report as DICOM into Orthanc's DICOM server, in the study of the source files."""
     from reports.models import PacsTransfer
     from tests.reports.orthanc import get_json, post_instance, running_orthanc
 
@@ -235,10 +235,10 @@ def test_a_real_worker_sends_the_analysis_to_a_real_pacs(use_worker, client_a, s
                 pytest.fail(f"The transfer stayed {transfer.status}:\n{use_worker.log_text()[-4000:]}")
             time.sleep(0.2)
         assert transfer.status == "sent", transfer.detail
-        assert [i["what"] for i in transfer.instances] == ["seg", "report"]
+        assert [i["what"] for i in transfer.instances] == ["seg", "report", "sr"]
         study = get_json(pacs["http"], f"/studies/{source['ParentStudy']}")
         modalities = sorted(get_json(pacs["http"], f"/series/{s}")["MainDicomTags"]["Modality"]
                             for s in study["Series"])
-        assert modalities == ["DOC", "MR", "SEG"]
+        assert modalities == ["DOC", "MR", "SEG", "SR"]
         listed = client_a.get(reverse("api-scan-pacs-transfers", args=[scan_id])).json()
         assert [(t["id"], t["status"]) for t in listed] == [(transfer_id, "sent")]

@@ -53,12 +53,13 @@ def test_send_to_pacs_stores_the_seg_and_the_report_in_the_source_study(
     assert (transfer.status, transfer.job, transfer.destination) == ("queued", analysed_scan.job, pacs["destination"])
     transfer = services.pacs_transfer_run(transfer_id=transfer.pk)
     assert transfer.status == "sent", transfer.detail
-    assert [(i["what"], i["status"]) for i in transfer.instances] == [("seg", "0x0000"), ("report", "0x0000")]
+    assert [(i["what"], i["status"]) for i in transfer.instances] == [("seg", "0x0000"), ("report", "0x0000"),
+                                                                         ("sr", "0x0000")]
     assert transfer.finished_at is not None
 
     study = get_json(pacs["http"], f"/studies/{sources[0]['ParentStudy']}")
     modalities = sorted(get_json(pacs["http"], f"/series/{s}")["MainDicomTags"].get("Modality") for s in study["Series"])
-    assert modalities == ["DOC", "MR", "SEG"]  # the source series and the two new ones, in the one study
+    assert modalities == ["DOC", "MR", "SEG", "SR"]  # the source series and the three new ones, in the one study
     stored = {i["sop_instance_uid"] for i in transfer.instances}
     found = {get_json(pacs["http"], f"/instances/{i}/simplified-tags")["SOPInstanceUID"]
              for s in study["Series"] for i in get_json(pacs["http"], f"/series/{s}")["Instances"]}
@@ -66,14 +67,21 @@ def test_send_to_pacs_stores_the_seg_and_the_report_in_the_source_study(
 
     again = services.pacs_transfer_run(transfer_id=transfer.pk)  # a re-delivered task sends nothing twice
     assert again.instances == transfer.instances
-    assert len(get_json(pacs["http"], "/instances")) == 5
+    assert len(get_json(pacs["http"], "/instances")) == 6
+    # Sent again by a new request: the same analysis makes the same instances, which the PACS files once.
+    second = services.pacs_transfer_run(
+        transfer_id=PacsTransfer.objects.create(scan=transfer.scan, job=transfer.job, requested_by=transfer.requested_by,
+                                                destination=transfer.destination).pk)
+    assert second.status == "sent" and [i["sop_instance_uid"] for i in second.instances] == [
+        i["sop_instance_uid"] for i in transfer.instances]
+    assert len(get_json(pacs["http"], "/instances")) == 6
 
     events = {e.action: e for e in AuditEvent.objects.filter(action__startswith="pacs.")}
     assert set(events) == {actions.PACS_SEND_REQUESTED, actions.PACS_SENT}
     assert events[actions.PACS_SENT].actor_username == "doctor_a"
-    assert set(events[actions.PACS_SENT].details["sha256"]) == {"seg", "report"}
+    assert set(events[actions.PACS_SENT].details["sha256"]) == {"seg", "report", "sr"}
     page = client_a.get(reverse("scans:detail", args=[analysed_scan.scan.pk])).content.decode()
-    assert 'data-pacs-transfer="sent"' in page and "2 objects stored (DICOM SEG and report)" in page
+    assert 'data-pacs-transfer="sent"' in page and "3 objects stored (DICOM SEG, report and structured report)" in page
 
 
 def test_a_pacs_that_is_not_there_fails_the_transfer_with_the_reason(
@@ -185,7 +193,8 @@ def test_the_seg_and_report_sent_are_the_ones_the_downloads_give(client_a, analy
         tags = get_json(pacs["http"], f"/instances/{hit['ID']}/simplified-tags")
         assert tags["StudyInstanceUID"] == source.StudyInstanceUID and tags["PatientID"] == source.PatientID
         assert tags["SOPClassUID"] == {"seg": "1.2.840.10008.5.1.4.1.1.66.4",
-                                       "report": "1.2.840.10008.5.1.4.1.1.104.1"}[item["what"]]
+                                       "report": "1.2.840.10008.5.1.4.1.1.104.1",
+                                       "sr": "1.2.840.10008.5.1.4.1.1.88.34"}[item["what"]]
 
 
 def test_check_pacs_says_whether_the_pacs_answers(pacs, settings):

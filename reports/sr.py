@@ -1,0 +1,200 @@
+"""The analysis as a DICOM Structured Report (Comprehensive 3D SR, TID 1500 "Imaging Measurement Report", made
+with highdicom), so that a PACS, a reporting system or a research pipeline reads the verdict as coded data
+instead of a picture of text.
+
+What it holds, in the source study and for the source patient (copied from the uploaded originals):
+- the observer: the detector (a device: model name, version, the first 16 hex digits of its weights' SHA-256),
+  and the radiologist when the analysis was reviewed (the report is then marked verified and final, with the
+  radiologist as verifying observer);
+- one "scan verdict" group: the detector's verdict (coded), the probability of each of the four verdicts, the
+  tamper score, the radiologist's verdict when there is one, and the DICOM header checks' outcome;
+- one group per kind of region the detector marked (real tumor, injected tumor, erased tumor), referencing that
+  segment of the analysis' DICOM SEG, with the number of slices it spans, its volume in mm³ (when the source gives
+  the pixel and slice spacing) and the detector's highest score for such a region.
+
+Its UIDs derive from the analysis and its review (reports.dicom_ids): it references the very SEG the portal makes
+for the same analysis (reports.seg), and a new review makes a new SR instance in the same series.
+Checked by dciodvfy and by a real Orthanc in tests/reports/test_sr.py.
+"""
+from __future__ import annotations
+
+import highdicom as hd
+import pydicom
+from django.utils import timezone
+from pydicom.sr.codedict import codes
+
+from inference.ml.labels import CATEGORIES, VERDICTS
+from inference.models import verdict_label
+from reports.dicom_ids import analysis_uid, review_key
+from reports.seg import (CODING_SCHEMES, PRIVATE_SCHEME, SEGMENT_TEXT, dataset_bytes, label_volume, scan_seg,
+                         segment_tracking_uid, source_datasets)
+
+SERIES_NUMBER_OFFSET = 3000  # SEG: source + 1000; report (Encapsulated PDF): + 2000
+MANUFACTURER = "MRI tamper check portal"
+
+
+def _code(value: str, meaning: str) -> hd.sr.CodedConcept:
+    assert len(value) <= 16, value  # a Code Value (SH); longer ones would go to Long Code Value, which few read
+    return hd.sr.CodedConcept(value=value, scheme_designator=PRIVATE_SCHEME, meaning=meaning[:64])
+
+
+VERDICT_CODES = {v: _code(v.upper(), verdict_label(v)) for v in VERDICTS}
+TAMPER_CHECK = _code("TAMPERCHECK", "MRI tampering check")
+DETECTOR_VERDICT = _code("DETECTOR_VERDICT", "Tamper detector verdict")
+RADIOLOGIST_VERDICT = _code("REVIEW_VERDICT", "Radiologist's verdict")
+TAMPER_SCORE = _code("TAMPER_SCORE", "Tamper score")
+MAX_REGION_SCORE = _code("MAX_REGION_SCORE", "Highest detector score of the regions")
+SLICES_WITH_REGION = _code("REGION_SLICES", "Number of slices with such a region")
+HEADER_CHECKS = _code("HEADER_CHECKS", "DICOM header checks")
+HEADER_STATUS_CODES = {
+    "consistent": _code("HDR_CONSISTENT", "Headers consistent"),
+    "single": _code("HDR_SINGLE", "Single file, nothing to compare"),
+    "notices": _code("HDR_NOTICES", "Headers consistent, with notices"),
+    "warnings": _code("HDR_WARNINGS", "Header warnings"),
+    "error": _code("HDR_ERROR", "Headers could not be checked"),
+}
+SLICES_UNIT = hd.sr.CodedConcept(value="{slices}", scheme_designator="UCUM", meaning="slices")
+
+
+def probability_code(verdict: str) -> hd.sr.CodedConcept:
+    return _code(f"P_{verdict.upper()}", f"Probability of {verdict_label(verdict)}")
+
+
+def _person_name(user) -> str:
+    """DICOM PN (Family^Given) of a portal user: their name when the account has one, else the login."""
+    if user is None:
+        return "Unknown"
+    if user.last_name or user.first_name:
+        return f"{user.last_name}^{user.first_name}"
+    return user.get_username()
+
+
+def _spacing_mm3(source: pydicom.Dataset) -> float | None:
+    """The volume of one voxel in mm³, from Pixel Spacing and Spacing Between Slices (else Slice Thickness); None
+    when the source does not say."""
+    try:
+        row, col = (float(v) for v in source.PixelSpacing)
+        depth = float(source.get("SpacingBetweenSlices") or source.get("SliceThickness"))
+    except (AttributeError, TypeError, ValueError):
+        return None
+    return row * col * depth if row > 0 and col > 0 and depth > 0 else None
+
+
+def _verdict_group(report, algorithm, tracking_uid: str) -> hd.sr.MeasurementsAndQualitativeEvaluations:
+    job, scan = report.job, report.scan
+    evaluations = [hd.sr.QualitativeEvaluation(DETECTOR_VERDICT, VERDICT_CODES[job.verdict])]
+    if report.review is not None:
+        evaluations.append(hd.sr.QualitativeEvaluation(RADIOLOGIST_VERDICT, VERDICT_CODES[report.review.verdict]))
+    status = ((scan.metadata or {}).get("header_checks") or {}).get("status")
+    if status in HEADER_STATUS_CODES:
+        evaluations.append(hd.sr.QualitativeEvaluation(HEADER_CHECKS, HEADER_STATUS_CODES[status]))
+    measurements = [
+        hd.sr.Measurement(name=probability_code(v), value=float(job.scores[v]), unit=codes.UCUM.NoUnits,
+                          algorithm_id=algorithm)
+        for v in VERDICTS if v in (job.scores or {})
+    ]
+    if job.tamper_score is not None:
+        measurements.append(hd.sr.Measurement(name=TAMPER_SCORE, value=float(job.tamper_score),
+                                              unit=codes.UCUM.NoUnits, algorithm_id=algorithm))
+    return hd.sr.MeasurementsAndQualitativeEvaluations(
+        tracking_identifier=hd.sr.TrackingIdentifier(uid=tracking_uid, identifier="Scan verdict"),
+        finding_type=TAMPER_CHECK,
+        algorithm_id=algorithm,
+        measurements=measurements,
+        qualitative_evaluations=evaluations,
+    )
+
+
+def _region_groups(report, seg: hd.seg.Segmentation, sources, algorithm) -> list:
+    labels = label_volume(report, (int(sources[0].Rows), int(sources[0].Columns)))
+    voxel_mm3 = _spacing_mm3(sources[0])
+    best_score: dict[str, float] = {}
+    for result in report.results:
+        for instance in result.instances.all():
+            best_score[instance.label] = max(best_score.get(instance.label, 0.0), float(instance.score))
+    series_uid = sources[0].SeriesInstanceUID
+    groups = []
+    for number, name in sorted(CATEGORIES.items()):
+        present = labels == number
+        if not present.any():
+            continue
+        measurements = [hd.sr.Measurement(name=SLICES_WITH_REGION, value=int(present.any(axis=(1, 2)).sum()),
+                                          unit=SLICES_UNIT)]
+        if voxel_mm3 is not None:
+            measurements.append(hd.sr.Measurement(name=codes.SCT.Volume, value=round(float(present.sum()) * voxel_mm3, 2),
+                                                  unit=codes.UCUM.CubicMillimeter, algorithm_id=algorithm))
+        if name in best_score:
+            measurements.append(hd.sr.Measurement(name=MAX_REGION_SCORE, value=best_score[name],
+                                                  unit=codes.UCUM.NoUnits, algorithm_id=algorithm))
+        description = next(d for d in seg.SegmentSequence if d.SegmentNumber == number)
+        groups.append(hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
+            tracking_identifier=hd.sr.TrackingIdentifier(uid=segment_tracking_uid(report.job, series_uid, name),
+                                                         identifier=f"{SEGMENT_TEXT[name][0]} regions"),
+            referenced_segment=hd.sr.ReferencedSegment(
+                sop_class_uid=seg.SOPClassUID, sop_instance_uid=seg.SOPInstanceUID, segment_number=number,
+                source_series=hd.sr.SourceSeriesForSegmentation(series_uid)),
+            finding_type=hd.sr.CodedConcept.from_dataset(description.SegmentedPropertyTypeCodeSequence[0]),
+            finding_category=hd.sr.CodedConcept.from_dataset(description.SegmentedPropertyCategoryCodeSequence[0]),
+            finding_sites=[hd.sr.FindingSite(codes.SCT.Brain)],
+            algorithm_id=algorithm,
+            measurements=measurements,
+        ))
+    return groups
+
+
+def scan_sr(report, sources: list[pydicom.Dataset] | None = None,
+            seg: hd.seg.Segmentation | None = None) -> hd.sr.Comprehensive3DSR:
+    """``sources``: the scan's originals (reports.seg.source_datasets), read here when not given (which raises
+    DicomExportUnavailable for a scan that is not a DICOM upload); ``seg``: the analysis' SEG, made here when not
+    given."""
+    job, review = report.job, report.review
+    sources = sources if sources is not None else source_datasets(report.scan)
+    seg = seg if seg is not None else scan_seg(report, sources)
+    series_uid = sources[0].SeriesInstanceUID
+    version = (job.model_version or "unknown")[:64]
+    algorithm = hd.sr.AlgorithmIdentification(name=(job.model_name or "tamper detector")[:64], version=version,
+                                              family=codes.cid7162.ArtificialIntelligence)
+    device = hd.sr.ObserverContext(
+        observer_type=codes.cid270.Device,
+        observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
+            uid=pydicom.uid.generate_uid(entropy_srcs=["mri-tamper-detector", job.model_sha256 or version]),
+            name=(job.model_name or "tamper detector")[:64], manufacturer_name=MANUFACTURER,
+            model_name=version, serial_number=(job.model_sha256 or "unknown")[:16]))
+    person = None
+    if review is not None:
+        person = hd.sr.ObserverContext(
+            observer_type=codes.cid270.Person,
+            observer_identifying_attributes=hd.sr.PersonObserverIdentifyingAttributes(
+                name=_person_name(review.reviewer), login_name=review.reviewer.get_username()))
+    content = hd.sr.MeasurementReport(
+        observation_context=hd.sr.ObservationContext(observer_person_context=person, observer_device_context=device),
+        procedure_reported=[codes.cid100.MRIUnspecifiedBodyRegion, TAMPER_CHECK],
+        imaging_measurements=[_verdict_group(report, algorithm, analysis_uid(job, series_uid, "sr", "verdict")),
+                              *_region_groups(report, seg, sources, algorithm)],
+        referenced_images=sources,
+    )
+    verified = review is not None
+    moment = timezone.localtime(review.created_at if verified else job.finished_at or job.created_at)
+    return hd.sr.Comprehensive3DSR(
+        evidence=[*sources, seg],
+        content=content[0],
+        series_instance_uid=analysis_uid(job, series_uid, "sr", "series"),
+        series_number=int(sources[0].get("SeriesNumber") or 0) + SERIES_NUMBER_OFFSET,
+        sop_instance_uid=analysis_uid(job, series_uid, "sr", "instance", review_key(review)),
+        instance_number=1 + (review.pk if verified else 0),
+        manufacturer=MANUFACTURER,
+        is_complete=True,
+        is_final=verified,
+        is_verified=verified,
+        verifying_observer_name=_person_name(review.reviewer) if verified else None,
+        verifying_organization=MANUFACTURER if verified else None,
+        coding_schemes=CODING_SCHEMES,
+        series_description=f"Tamper check SR: {verdict_label(job.verdict)}"[:64],
+        content_date=moment.date(),
+        content_time=moment.time(),
+    )
+
+
+def scan_sr_bytes(report, sources: list[pydicom.Dataset] | None = None,
+                  seg: hd.seg.Segmentation | None = None) -> bytes:
+    return dataset_bytes(scan_sr(report, sources, seg))

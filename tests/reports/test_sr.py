@@ -1,0 +1,195 @@
+"""The analysis as a DICOM Structured Report (TID 1500): the coded verdict, the four probabilities, the regions with
+their volumes referencing the very SEG the portal makes; verified by the radiologist's review; stable UIDs; passes
+dciodvfy; a real Orthanc files it in the source study; refused for non-DICOM scans, 404 for another doctor's."""
+import hashlib
+import io
+import shutil
+import subprocess
+
+import numpy as np
+import pydicom
+import pytest
+from django.urls import reverse
+
+from audit import actions
+from audit.models import AuditEvent
+from reports.overlay import read_png
+from tests.reports.conftest import brainix_paths
+from tests.reports.orthanc import get_json, post_instance, running_orthanc
+
+SOURCE_INDICES = (9, 10, 11)  # analysed_scan's files
+COMPREHENSIVE_3D_SR = "1.2.840.10008.5.1.4.1.1.88.34"
+SCORES = {"real_tumor": 0.05, "no_tumor": 0.12, "fake_added": 0.71, "fake_removed": 0.12}
+
+
+@pytest.fixture
+def scored_scan(analysed_scan):
+    analysed_scan.job.scores = SCORES
+    analysed_scan.job.save(update_fields=["scores"])
+    return analysed_scan
+
+
+def _download(client, scan_pk, name="reports:scan_sr") -> bytes:
+    response = client.get(reverse(name, args=[scan_pk]))
+    assert response.status_code == 200, response.content[:500]
+    assert response["Content-Type"] == "application/dicom"
+    return response.content
+
+
+def _items(ds, path=()):
+    """Every content item of the SR tree as (path of concept meanings, item)."""
+    for item in ds.get("ContentSequence", []):
+        name = item.ConceptNameCodeSequence[0].CodeMeaning if "ConceptNameCodeSequence" in item else ""
+        yield (*path, name), item
+        yield from _items(item, (*path, name))
+
+
+def _groups(ds) -> dict[str, dict]:
+    """Measurement groups by tracking identifier: {concept meaning: value} of their direct children."""
+    out = {}
+    for path, item in _items(ds):
+        if path[-1] == "Measurement Group":
+            values = {}
+            for child in item.ContentSequence:
+                meaning = child.ConceptNameCodeSequence[0].CodeMeaning
+                if child.ValueType == "TEXT":
+                    values[meaning] = child.TextValue
+                elif child.ValueType == "CODE":
+                    values[meaning] = child.ConceptCodeSequence[0].CodeValue
+                elif child.ValueType == "NUM":
+                    values[meaning] = float(child.MeasuredValueSequence[0].NumericValue)
+                elif child.ValueType == "UIDREF":
+                    values[meaning] = child.UID
+                elif child.ValueType == "IMAGE":
+                    ref = child.ReferencedSOPSequence[0]
+                    values[meaning] = (ref.ReferencedSOPInstanceUID, int(ref.ReferencedSegmentNumber))
+            out[values["Tracking Identifier"]] = values
+    return out
+
+
+def test_the_sr_codes_the_verdict_probabilities_and_regions_of_the_seg(client_a, scored_scan):
+    scan, job = scored_scan.scan, scored_scan.job
+    content = _download(client_a, scan.pk)
+    ds = pydicom.dcmread(io.BytesIO(content))
+    sources = [pydicom.dcmread(p) for p in brainix_paths(SOURCE_INDICES)]
+    assert ds.SOPClassUID == COMPREHENSIVE_3D_SR and ds.Modality == "SR"
+    for keyword in ("StudyInstanceUID", "PatientID", "PatientName"):
+        assert ds.get(keyword) == sources[0].get(keyword), keyword
+    assert ds.SeriesNumber == int(sources[0].SeriesNumber) + 3000
+    assert (ds.CompletionFlag, ds.VerificationFlag, ds.PreliminaryFlag) == ("COMPLETE", "UNVERIFIED", "PRELIMINARY")
+    assert ds.ContentTemplateSequence[0].TemplateIdentifier == "1500"
+
+    seg = pydicom.dcmread(io.BytesIO(_download(client_a, scan.pk, "reports:scan_seg")))
+    evidence = {i.ReferencedSOPInstanceUID for s in ds.CurrentRequestedProcedureEvidenceSequence
+                for series in s.ReferencedSeriesSequence for i in series.ReferencedSOPSequence}
+    assert evidence == {s.SOPInstanceUID for s in sources} | {seg.SOPInstanceUID}
+
+    groups = _groups(ds)
+    verdict = groups["Scan verdict"]
+    assert verdict["Tamper detector verdict"] == "FAKE_ADDED"
+    assert "Radiologist's verdict" not in verdict
+    assert verdict["DICOM header checks"] == "HDR_CONSISTENT"
+    assert {k: v for k, v in verdict.items() if k.startswith("Probability of")} == {
+        "Probability of Real tumor": 0.05, "Probability of No tumor": 0.12, "Probability of Fake added": 0.71,
+        "Probability of Fake removed": 0.12}
+    assert verdict["Tamper score"] == pytest.approx(job.tamper_score)
+
+    # One group per kind of region, each pointing at its segment of the SEG; the volume from the stored masks.
+    labels = {r.index: read_png(r.mask) for r in job.slice_results.all() if r.mask}
+    spacing = [float(v) for v in sources[0].PixelSpacing]
+    voxel = spacing[0] * spacing[1] * float(sources[0].SpacingBetweenSlices)
+    expected = {"Injected tumor regions": (2, 0.91), "Erased tumor regions": (3, 0.77), "Real tumor regions": (1, 0.55)}
+    assert set(groups) == {"Scan verdict", *expected}
+    for name, (number, score) in expected.items():
+        group = groups[name]
+        assert group["Referenced Segment"] == (seg.SOPInstanceUID, number)
+        pixels = sum(int((m == number).sum()) for m in labels.values())
+        assert pixels > 0 and group["Volume"] == pytest.approx(pixels * voxel, abs=0.01)
+        assert group["Number of slices with such a region"] == 1
+        assert group["Highest detector score of the regions"] == pytest.approx(score)
+    # The SR tracks each kind of region with the Tracking UID its segment has in the SEG.
+    tracking = {s.SegmentNumber: s.TrackingUID for s in seg.SegmentSequence}
+    assert {groups[n]["Tracking Unique Identifier"] for n in expected} == {tracking[n] for n, _ in expected.values()}
+
+    event = AuditEvent.objects.get(action=actions.REPORT_SR_DOWNLOADED)
+    assert (event.actor_username, event.object_id) == ("doctor_a", str(scan.pk))
+    assert event.details["sha256"] == hashlib.sha256(content).hexdigest()
+    assert event.details["seg_sop_instance_uid"] == seg.SOPInstanceUID and event.details["review_id"] is None
+
+
+def test_the_same_analysis_gives_the_same_uids_and_a_review_a_new_verified_sr(client_a, scored_scan, doctor_a):
+    from reviews.services import review_record
+
+    scan = scored_scan.scan
+    first = pydicom.dcmread(io.BytesIO(_download(client_a, scan.pk)))
+    again = pydicom.dcmread(io.BytesIO(_download(client_a, scan.pk)))
+    assert (first.SOPInstanceUID, first.SeriesInstanceUID) == (again.SOPInstanceUID, again.SeriesInstanceUID)
+    seg_uids = {pydicom.dcmread(io.BytesIO(_download(client_a, scan.pk, "reports:scan_seg"))).SOPInstanceUID
+                for _ in range(2)}
+    assert len(seg_uids) == 1
+
+    doctor_a.first_name, doctor_a.last_name = "Ada", "Moreau"
+    doctor_a.save()
+    review_record(scan=scan, job_id=scored_scan.job.pk, verdict="real_tumor", note="Enhancing rim, not a splice.",
+                  reviewer=doctor_a)
+    reviewed = pydicom.dcmread(io.BytesIO(_download(client_a, scan.pk)))
+    assert reviewed.SeriesInstanceUID == first.SeriesInstanceUID and reviewed.SOPInstanceUID != first.SOPInstanceUID
+    assert (reviewed.VerificationFlag, reviewed.PreliminaryFlag) == ("VERIFIED", "FINAL")
+    assert str(reviewed.VerifyingObserverSequence[0].VerifyingObserverName) == "Moreau^Ada"
+    verdict = _groups(reviewed)["Scan verdict"]
+    assert (verdict["Tamper detector verdict"], verdict["Radiologist's verdict"]) == ("FAKE_ADDED", "REAL_TUMOR")
+    observers = {path[-1]: str(item.get("PersonName") or item.get("TextValue")) for path, item in _items(reviewed)
+                 if path[-1] in ("Person Observer Name", "Device Observer Name")}
+    assert observers == {"Person Observer Name": "Moreau^Ada", "Device Observer Name": scored_scan.job.model_name}
+    assert _groups(reviewed)["Injected tumor regions"]["Referenced Segment"][0] in seg_uids  # still that SEG
+
+
+@pytest.mark.skipif(shutil.which("dciodvfy") is None, reason="dciodvfy (dicom3tools) is not installed")
+def test_the_sr_passes_dciodvfy_without_errors(client_a, scored_scan, tmp_path):
+    path = tmp_path / "sr.dcm"
+    path.write_bytes(_download(client_a, scored_scan.scan.pk))
+    run = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True, timeout=120)
+    output = run.stdout + run.stderr
+    assert "Comprehensive3DSR" in output  # it recognised the IOD
+    errors = [line for line in output.splitlines() if line.startswith("Error")]
+    assert errors == [], output
+
+
+def test_orthanc_files_the_sr_and_its_seg_in_the_source_study(client_a, scored_scan, tmp_path):
+    sr = _download(client_a, scored_scan.scan.pk)
+    seg = _download(client_a, scored_scan.scan.pk, "reports:scan_seg")
+    with running_orthanc(tmp_path) as server:
+        orthanc = server["http"]
+        sources = [post_instance(orthanc, p.read_bytes()) for p in brainix_paths(SOURCE_INDICES)]
+        answers = [post_instance(orthanc, seg), post_instance(orthanc, sr)]
+        assert [a["Status"] for a in answers] == ["Success", "Success"]
+        assert {a["ParentStudy"] for a in answers} == {sources[0]["ParentStudy"]}
+        assert get_json(orthanc, f"/series/{answers[1]['ParentSeries']}")["MainDicomTags"]["Modality"] == "SR"
+        assert post_instance(orthanc, sr)["Status"] == "AlreadyStored"  # the same analysis: the same instance
+
+
+def test_no_sr_for_a_non_dicom_scan_and_none_of_another_doctors(client_a, client_b, doctor_a, scored_scan):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+    from PIL import Image
+
+    from scans.services import scan_upload
+    from tests.reports.conftest import store_analysis
+
+    api = client_a.get(reverse("api-scan-report-sr", args=[scored_scan.scan.pk]))
+    assert api.status_code == 200 and pydicom.dcmread(io.BytesIO(api.content)).Modality == "SR"
+    assert client_b.get(reverse("reports:scan_sr", args=[scored_scan.scan.pk])).status_code == 404
+    assert client_b.get(reverse("api-scan-report-sr", args=[scored_scan.scan.pk])).status_code == 404
+
+    buf = io.BytesIO()
+    Image.fromarray((np.arange(64 * 64) % 251).reshape(64, 64).astype(np.uint8)).save(buf, format="PNG")
+    png = scan_upload(user=doctor_a, files=[SimpleUploadedFile("slice.png", buf.getvalue())]).scan
+    store_analysis(png, verdicts={0: "no_tumor"}, regions={}, scan_verdict="no_tumor")
+    page = client_a.get(reverse("reports:scan_sr", args=[png.pk]))
+    assert page.status_code == 409 and b"only be made for a DICOM upload" in page.content
+    refused = client_a.get(reverse("api-scan-report-sr", args=[png.pk]))
+    assert refused.status_code == 409 and "Download the PDF or CSV report instead" in refused.json()["detail"]
+    assert AuditEvent.objects.filter(action=actions.REPORT_SR_DOWNLOADED).count() == 1  # the API's only
+
+    page = client_a.get(reverse("scans:detail", args=[scored_scan.scan.pk])).content.decode()
+    assert f'href="{reverse("reports:scan_sr", args=[scored_scan.scan.pk])}"' in page
+    assert "Structured report" not in client_a.get(reverse("scans:detail", args=[png.pk])).content.decode()
