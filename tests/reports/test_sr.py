@@ -84,6 +84,16 @@ def test_the_sr_codes_the_verdict_probabilities_and_regions_of_the_seg(client_a,
                 for series in s.ReferencedSeriesSequence for i in series.ReferencedSOPSequence}
     assert evidence == {s.SOPInstanceUID for s in sources} | {seg.SOPInstanceUID}
 
+    # The image library: one group describing the series once, one entry per source image.
+    (library,) = [item for path, item in _items(ds) if path[-1] == "Image Library Group"]
+    entries = [i.ReferencedSOPSequence[0].ReferencedSOPInstanceUID for i in library.ContentSequence
+               if i.ValueType == "IMAGE"]
+    assert sorted(entries) == sorted(s.SOPInstanceUID for s in sources)
+    shared = {i.ConceptNameCodeSequence[0].CodeMeaning: i for i in library.ContentSequence if i.ValueType != "IMAGE"}
+    assert shared["Modality"].ConceptCodeSequence[0].CodeValue == "MR"
+    assert shared["Frame of Reference UID"].UID == sources[0].FrameOfReferenceUID
+    assert not any(name.startswith("Image Position") for name in shared)  # per image: in the images themselves
+
     groups = _groups(ds)
     verdict = groups["Scan verdict"]
     assert verdict["Tamper detector verdict"] == "FAKE_ADDED"
