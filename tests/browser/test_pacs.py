@@ -44,3 +44,32 @@ def test_a_queued_transfer_shows_its_outcome_without_a_reload(page, login_as, do
     assert second.locator("[data-pacs-detail]").inner_text() == (
         "Could not connect to the PACS: Connection refused (after at most 30 s).")
     assert "badge-failed" in second.locator("[data-pacs-status]").get_attribute("class")
+
+
+def test_the_dicom_files_menu_opens_downloads_and_closes(page, login_as, doctor_a, upload_dicom):
+    """The scan page's "DICOM files" button lists the SEG, the DICOM report and the SR; a link downloads it; Escape
+    and a click elsewhere close the list."""
+    import io
+
+    import pydicom
+
+    scan = upload_dicom(doctor_a)
+    store_analysis(scan, verdicts={0: "no_tumor", 1: "no_tumor", 2: "no_tumor"}, regions={}, scan_verdict="no_tumor")
+    login_as(doctor_a)
+    page.goto(reverse("scans:detail", args=[scan.pk]))
+    menu, sr_link = page.locator("details[data-menu]"), page.get_by_role("link", name="Structured report (DICOM SR)")
+    assert not sr_link.is_visible()
+    page.get_by_text("DICOM files").click()
+    assert [a.inner_text().splitlines()[0] for a in menu.locator("a").all()] == [
+        "Masks as DICOM SEG", "Report as DICOM", "Structured report (DICOM SR)"]
+    with page.expect_download() as download:
+        sr_link.click()
+    assert download.value.suggested_filename == f"scan-{scan.pk}-sr.dcm"
+    assert pydicom.dcmread(io.BytesIO(open(download.value.path(), "rb").read())).Modality == "SR"
+
+    page.keyboard.press("Escape")
+    assert not sr_link.is_visible() and menu.get_attribute("open") is None
+    page.get_by_text("DICOM files").click()
+    assert sr_link.is_visible()
+    page.locator("h1").click()
+    assert not sr_link.is_visible()
