@@ -122,11 +122,15 @@ def model_card_current() -> ModelCard:
         # The bundle is unchanged; the card text is small and may have been edited.
         return replace(_card_cache[key], card_text=_card_text(weights))
 
-    from inference.ml.model import load_bundle
-    from inference.ml.predictor import file_sha256
+    from inference.ml.bundle_file import BundleHeaderError, file_sha256, read_bundle_header
 
     try:
-        bundle = load_bundle(weights, map_location="cpu")
+        try:
+            bundle = read_bundle_header(weights)  # without torch: pages load fast in web workers
+        except BundleHeaderError:
+            from inference.ml.model import load_bundle
+
+            bundle = load_bundle(weights, map_location="cpu")  # says what is wrong with the file
     except Exception as exc:  # torch.load raises many types on a bad file
         return ModelCard(weights_path=str(weights), available=False, card_text=_card_text(weights),
                          problem=f"{weights} is not a usable detector bundle ({exc}).")

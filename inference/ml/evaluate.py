@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-import torch
 
 from .coco import SMALL_REGION_AREA, load_dataset, mask_to_rle, region_area, site_of
 from .imaging import to_uint8
@@ -507,6 +506,8 @@ def evaluate_dataset(
         predictor.predict(sample)
 
     # the input statistics are measured outside the timed call: latency stays the model's own
+    import torch  # here, not at the top: the portal's model page reads this module's tables without torch
+
     statistics: list = []
     rows, latencies, detections = run_predictions(predictor, records, progress=progress, statistics=statistics)
     metrics = metrics_from_rows(rows)

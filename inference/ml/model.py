@@ -34,10 +34,10 @@ from torchvision.models.detection.transform import GeneralizedRCNNTransform
 from torchvision.ops import MultiScaleRoIAlign
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
+from .bundle_file import BUNDLE_FORMAT
 from .forensics import IMAGE_MEAN, IMAGE_STD, ForensicStem
 from .labels import VERDICTS
 
-BUNDLE_FORMAT = "mri-tamper-detector/1"
 NUM_CLASSES = 4  # background + CATEGORIES
 BACKBONES = ("resnet50", "resnet34", "resnet18", "mobilenet_v3", "tiny")
 

@@ -20,7 +20,6 @@ slices too) and `fuse_views` merges the two views' outputs before any of the abo
 """
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .bundle_file import file_sha256
 from .confidence import temper_scores
 from .imaging import to_uint8
 from .labels import CATEGORIES, TAMPERED, VERDICT_CATEGORY, VERDICTS
@@ -56,14 +56,6 @@ class SlicePrediction:
     scores: dict[str, float]  # calibrated probabilities of the 4 verdicts, sum 1
     tamper_score: float  # P(fake_added) + P(fake_removed)
     instances: list[Instance] = field(default_factory=list)
-
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def resolve_device(device: str = "auto") -> str:
