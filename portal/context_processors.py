@@ -3,10 +3,14 @@
 An entry whose URL is not routed is left out, so a page that ships later does not break every other page.
 Admin-only entries are shown to portal admins only (the views check again: the bar is a convenience, not the
 permission). The active entry is the one whose URL is the longest prefix of the current path.
+
+Beside "Scans", a count of the user's analysed scans that no radiologist has reviewed yet, linking to the scan list
+filtered to them (``nav_awaiting_review``: counted only when a page shows it).
 """
 from dataclasses import dataclass
 
 from django.urls import NoReverseMatch, reverse
+from django.utils.functional import SimpleLazyObject
 
 # (label, URL name, admins only, further path prefixes that belong to the entry)
 NAV = (
@@ -49,4 +53,22 @@ def navigation(request):
         ((len(prefix), label) for label, _, prefixes in entries for prefix in prefixes if _matches(path, prefix)),
         default=(0, None),
     )[1]
-    return {"nav_items": [NavItem(label=label, url=url, active=label == best) for label, url, _ in entries]}
+    return {"nav_items": [NavItem(label=label, url=url, active=label == best) for label, url, _ in entries],
+            "nav_awaiting_review": SimpleLazyObject(lambda: _awaiting_review(user))}
+
+
+@dataclass(frozen=True)
+class AwaitingReview:
+    count: int
+    url: str
+
+    def __bool__(self) -> bool:
+        return self.count > 0
+
+
+def _awaiting_review(user) -> AwaitingReview:
+    """The scans the scan list's "Awaiting review" filter shows this user (scans.selectors.scan_list_for)."""
+    from scans.selectors import REVIEW_AWAITING, scan_list_for
+
+    count = scan_list_for(user=user, filters={"review": REVIEW_AWAITING}).order_by().count()
+    return AwaitingReview(count=count, url=f"{reverse('scans:list')}?review={REVIEW_AWAITING}")

@@ -33,8 +33,7 @@ def scan_list(request):
     return render(request, "scans/list.html", {
         "form": form, "page": page, "scans": page.object_list, "query": query.urlencode(),
         "show_owner": request.user.is_portal_admin,
-        "awaiting_review": selectors.scan_list_for(
-            user=request.user, filters={"review": selectors.REVIEW_AWAITING}).count(),
+        # the count of scans awaiting review: the navigation's (portal.context_processors), counted once
     })
 
 

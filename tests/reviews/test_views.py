@@ -110,6 +110,17 @@ def test_the_scan_list_shows_and_filters_by_review(client_a, analysed, doctor_a,
     assert "Select a valid choice" in bad.content.decode()
 
 
+def test_every_page_counts_the_scans_awaiting_review_beside_scans(client_a, client_b, analysed, doctor_a,
+                                                                     upload_dicom):
+    upload_dicom(doctor_a, indices=(4, 5))  # still queued: nothing to review yet
+    html = client_a.get(reverse("accounts:me")).content.decode()
+    link = f'<a class="nav-count" href="{reverse("scans:list")}?review=awaiting" data-nav-awaiting '
+    assert re.search(re.escape(link) + r'[^>]*>1<span class="visually-hidden"> awaiting review</span></a>', html), html
+    assert "data-nav-awaiting" not in client_b.get(reverse("accounts:me")).content.decode()  # not doctor_b's
+    review_record(scan=analysed.scan, job_id=analysed.job.pk, verdict="fake_added", reviewer=doctor_a)
+    assert "data-nav-awaiting" not in client_a.get(reverse("accounts:me")).content.decode()
+
+
 def test_the_pdf_and_the_results_csv_carry_the_review(client_a, analysed, doctor_a):
     def pdf_text():
         content = client_a.get(reverse("reports:scan_pdf", args=[analysed.scan.pk])).content
