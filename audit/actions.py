@@ -53,6 +53,9 @@ REPORT_SR_DOWNLOADED = "report.sr_downloaded"
 PACS_SEND_REQUESTED = "pacs.send_requested"
 PACS_SENT = "pacs.sent"
 PACS_SEND_FAILED = "pacs.send_failed"
+PACS_QUERIED = "pacs.queried"
+PACS_RETRIEVED = "pacs.retrieved"
+PACS_RETRIEVE_FAILED = "pacs.retrieve_failed"
 RESULTS_CSV_EXPORTED = "report.results_csv_exported"
 
 # Audit log itself
@@ -105,6 +108,9 @@ LABELS = {
     PACS_SEND_REQUESTED: "Sending to the PACS requested",
     PACS_SENT: "Sent to the PACS",
     PACS_SEND_FAILED: "Sending to the PACS failed",
+    PACS_QUERIED: "PACS searched",
+    PACS_RETRIEVED: "Series imported from the PACS",
+    PACS_RETRIEVE_FAILED: "Importing from the PACS failed",
     RESULTS_CSV_EXPORTED: "Results CSV exported",
     AUDIT_LOG_VIEWED: "Audit log viewed",
     AUDIT_LOG_EXPORTED: "Audit log exported",

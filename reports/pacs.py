@@ -1,9 +1,13 @@
-"""Sending DICOM objects to the hospital's PACS by DICOM C-STORE (pynetdicom). No Django models here.
+"""The portal's DICOM client of the hospital's PACS (pynetdicom). No Django models here.
 
-``PACS_DESTINATION`` names one storage SCP as ``AE_TITLE@host:port`` (``parse_destination``); ``store`` opens
-one association, sends each instance in the transfer syntax it was written in, and returns the PACS's answer
-per instance. A PACS that cannot be reached, refuses the association, or refuses an instance is a
-``PacsSendFailed`` whose message says which and why, with what was stored before it (``results``).
+``PACS_DESTINATION`` names the PACS as ``AE_TITLE@host:port`` (``parse_destination``).
+- ``store`` (C-STORE) opens one association, sends each instance in the transfer syntax it was written in, and
+  returns the PACS's answer per instance. A PACS that cannot be reached, refuses the association, or refuses an
+  instance is a ``PacsSendFailed`` whose message says which and why, with what was stored before it (``results``).
+- ``find_studies`` (C-FIND, study root) lists the studies that match a patient ID, an accession number or a study
+  date, each with its series; ``retrieve_series`` (C-GET) brings one series' instances back over the same
+  association, as DICOM files in memory. Their failures are ``PacsError`` saying what went wrong.
+- ``echo`` (C-ECHO) says whether, and how fast, the PACS answers.
 """
 from __future__ import annotations
 
@@ -28,7 +32,15 @@ class PacsDestination:
         return f"{self.ae_title}@{self.host}:{self.port}"
 
 
-class PacsSendFailed(Exception):
+class PacsError(Exception):
+    """The PACS could not be reached, refused the portal, or answered a query or retrieval with a failure."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+class PacsSendFailed(PacsError):
     def __init__(self, message: str, results: list[dict] | None = None):
         super().__init__(message)
         self.message = message
@@ -154,3 +166,203 @@ def store(instances: list[bytes], destination: PacsDestination, *, calling_ae: s
         if assoc.is_established:
             assoc.release()
     return results
+
+
+# --- Query (C-FIND) and retrieve (C-GET) ---------------------------------------------------------------------
+
+PENDING = {0xFF00, 0xFF01}
+# What a retrieval accepts: the image storage classes a brain MRI series comes as (and CT, secondary capture),
+# in the transfer syntaxes the portal decodes (the PACS converts others, or says it cannot).
+RETRIEVABLE_SOP_CLASSES = (
+    "1.2.840.10008.5.1.4.1.1.4",  # MR Image Storage
+    "1.2.840.10008.5.1.4.1.1.4.1",  # Enhanced MR Image Storage
+    "1.2.840.10008.5.1.4.1.1.4.4",  # Legacy Converted Enhanced MR Image Storage
+    "1.2.840.10008.5.1.4.1.1.2",  # CT Image Storage
+    "1.2.840.10008.5.1.4.1.1.2.1",  # Enhanced CT Image Storage
+    "1.2.840.10008.5.1.4.1.1.7",  # Secondary Capture Image Storage
+    "1.2.840.10008.5.1.4.1.1.7.2",  # Multi-frame Grayscale Byte Secondary Capture
+    "1.2.840.10008.5.1.4.1.1.7.3",  # Multi-frame Grayscale Word Secondary Capture
+)
+RETRIEVABLE_SYNTAXES = (
+    "1.2.840.10008.1.2.1",  # Explicit VR Little Endian
+    "1.2.840.10008.1.2",  # Implicit VR Little Endian
+    "1.2.840.10008.1.2.4.70",  # JPEG Lossless, first-order prediction
+    "1.2.840.10008.1.2.4.57",  # JPEG Lossless
+    "1.2.840.10008.1.2.4.50",  # JPEG Baseline
+    "1.2.840.10008.1.2.4.90",  # JPEG 2000 Lossless
+    "1.2.840.10008.1.2.4.91",  # JPEG 2000
+    "1.2.840.10008.1.2.5",  # RLE Lossless
+)
+# Series that hold no images to analyse (reports, segmentations, presentation states, key objects, documents).
+NON_IMAGE_MODALITIES = {"SR", "SEG", "PR", "KO", "DOC", "REG", "RTSTRUCT", "RTPLAN", "RTDOSE", "RTRECORD", "OT-DOC"}
+
+
+@dataclass(frozen=True)
+class PacsSeries:
+    study_uid: str
+    series_uid: str
+    modality: str
+    number: str
+    description: str
+    instances: int | None  # Number of Series Related Instances, when the PACS says
+
+    @property
+    def is_image(self) -> bool:
+        return self.modality.upper() not in NON_IMAGE_MODALITIES
+
+
+@dataclass
+class PacsStudy:
+    study_uid: str
+    date: str  # YYYYMMDD as the PACS gives it
+    accession_number: str
+    description: str
+    modalities: str
+    series: list[PacsSeries] = field(default_factory=list)
+
+    @property
+    def date_text(self) -> str:
+        d = self.date
+        return f"{d[:4]}-{d[4:6]}-{d[6:8]}" if len(d) == 8 and d.isdigit() else d
+
+
+@dataclass
+class StudySearch:
+    studies: list[PacsStudy]
+    more: bool  # the PACS matched more studies than were listed
+
+
+def _text(ds, keyword: str) -> str:
+    value = ds.get(keyword, "") if ds is not None else ""
+    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+        return "\\".join(str(v) for v in value)
+    return str(value or "").strip()
+
+
+def _associate(destination: PacsDestination, ae, calling_ae: str, timeout: float, **kwargs):
+    _reach(destination, timeout)
+    assoc = ae.associate(destination.host, destination.port, ae_title=destination.ae_title, **kwargs)
+    if not assoc.is_established:
+        failed = _association_failed(assoc, destination, calling_ae, timeout)
+        raise PacsError(failed.message)
+    return assoc
+
+
+def _c_find(assoc, identifier, destination: PacsDestination, what: str) -> list:
+    from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind
+
+    found = []
+    for status, answer in assoc.send_c_find(identifier, StudyRootQueryRetrieveInformationModelFind):
+        code = int(status.Status) if status and "Status" in status else None
+        if code is None:
+            raise PacsError(f"The PACS {destination} did not answer the search for {what} (timed out or aborted).")
+        if code in PENDING:
+            found.append(answer)
+        elif code != SUCCESS:
+            raise PacsError(f"The PACS {destination} refused the search for {what} with status 0x{code:04X}.")
+    return found
+
+
+def find_studies(destination: PacsDestination, *, patient_id: str = "", accession_number: str = "",
+                 study_date: str = "", calling_ae: str = "TAMPERCHECK", timeout: float = 30,
+                 max_studies: int = 20) -> StudySearch:
+    """The studies matching every key given (DICOM matching: ``*`` and ``?`` are wildcards; ``study_date`` is
+    YYYYMMDD or a YYYYMMDD-YYYYMMDD range), newest first, at most ``max_studies``, each with its series (one
+    association). ValueError when no key narrows the search; PacsError when the PACS fails."""
+    from pydicom.dataset import Dataset
+    from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind
+
+    keys = {"PatientID": patient_id.strip(), "AccessionNumber": accession_number.strip(),
+            "StudyDate": study_date.strip()}
+    if not any(v.strip("*?") for v in keys.values()):
+        raise ValueError("Give a patient ID, an accession number or a study date: a search needs at least one.")
+    ae = _application_entity(calling_ae, timeout)
+    ae.add_requested_context(StudyRootQueryRetrieveInformationModelFind)
+    assoc = _associate(destination, ae, calling_ae, timeout)
+    try:
+        query = Dataset()
+        query.QueryRetrieveLevel = "STUDY"
+        for keyword, value in keys.items():
+            setattr(query, keyword, value)
+        for keyword in ("StudyInstanceUID", "StudyTime", "StudyDescription", "ModalitiesInStudy"):
+            setattr(query, keyword, "")
+        answers = _c_find(assoc, query, destination, "studies")
+        studies = [PacsStudy(study_uid=_text(a, "StudyInstanceUID"), date=_text(a, "StudyDate"),
+                             accession_number=_text(a, "AccessionNumber"), description=_text(a, "StudyDescription"),
+                             modalities=_text(a, "ModalitiesInStudy"))
+                   for a in answers if _text(a, "StudyInstanceUID")]
+        studies.sort(key=lambda s: (s.date, s.study_uid), reverse=True)
+        listed = studies[:max_studies]
+        for study in listed:
+            query = Dataset()
+            query.QueryRetrieveLevel = "SERIES"
+            query.StudyInstanceUID = study.study_uid
+            for keyword in ("SeriesInstanceUID", "Modality", "SeriesNumber", "SeriesDescription",
+                            "NumberOfSeriesRelatedInstances"):
+                setattr(query, keyword, "")
+            for a in _c_find(assoc, query, destination, f"the series of study {study.study_uid}"):
+                count = _text(a, "NumberOfSeriesRelatedInstances")
+                study.series.append(PacsSeries(
+                    study_uid=study.study_uid, series_uid=_text(a, "SeriesInstanceUID"), modality=_text(a, "Modality"),
+                    number=_text(a, "SeriesNumber"), description=_text(a, "SeriesDescription"),
+                    instances=int(count) if count.isdigit() else None))
+            study.series.sort(key=lambda s: (int(s.number) if s.number.lstrip("-").isdigit() else 1 << 30, s.series_uid))
+    finally:
+        if assoc.is_established:
+            assoc.release()
+    return StudySearch(studies=listed, more=len(studies) > len(listed))
+
+
+def retrieve_series(destination: PacsDestination, *, study_uid: str, series_uid: str, calling_ae: str = "TAMPERCHECK",
+                    timeout: float = 30, max_instances: int = 1000, max_bytes: int = 512 * 1024 * 1024
+                    ) -> list[bytes]:
+    """Every instance of one series, by C-GET, as DICOM files (bytes, in the order they came). PacsError when the
+    PACS fails, sends nothing, sends an object the portal cannot read, or the series passes the limits (checked
+    as the instances arrive: the retrieval is cancelled, nothing is kept)."""
+    from pydicom.dataset import Dataset
+    from pynetdicom import build_role, evt
+    from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelGet
+
+    received: list[bytes] = []
+    refused: list[str] = []
+
+    def on_store(event):
+        if len(received) >= max_instances or sum(map(len, received)) >= max_bytes:
+            refused.append("limit")
+            return 0xA700  # out of resources: the PACS stops sending
+        received.append(event.encoded_dataset(include_meta=True))  # the bytes as sent, with a file meta header
+        return SUCCESS
+
+    ae = _application_entity(calling_ae, timeout)
+    ae.add_requested_context(StudyRootQueryRetrieveInformationModelGet)
+    for sop_class in RETRIEVABLE_SOP_CLASSES:
+        ae.add_requested_context(sop_class, list(RETRIEVABLE_SYNTAXES))
+    roles = [build_role(sop_class, scp_role=True) for sop_class in RETRIEVABLE_SOP_CLASSES]
+    assoc = _associate(destination, ae, calling_ae, timeout, ext_neg=roles, evt_handlers=[(evt.EVT_C_STORE, on_store)])
+    final = None
+    try:
+        query = Dataset()
+        query.QueryRetrieveLevel = "SERIES"
+        query.StudyInstanceUID = study_uid
+        query.SeriesInstanceUID = series_uid
+        for status, _ in assoc.send_c_get(query, StudyRootQueryRetrieveInformationModelGet):
+            if not status or "Status" not in status:
+                raise PacsError(f"The PACS {destination} did not answer the retrieval (timed out or aborted).")
+            final = status
+    finally:
+        if assoc.is_established:
+            assoc.release()
+    if refused:
+        raise PacsError(f"The series has more than {max_instances} instances or {max_bytes // (1024 * 1024)} MB, "
+                        "the portal's upload limits; nothing was imported.")
+    code = int(final.Status) if final is not None else None
+    failed = int(final.get("NumberOfFailedSuboperations", 0) or 0) if final is not None else 0
+    if code not in (SUCCESS, 0xB000) or failed:
+        reason = (f"status 0x{code:04X}" if code is not None else "no final status")
+        if failed:
+            reason += (f", {failed} instance{'s' if failed != 1 else ''} not sent (of an object class or transfer "
+                       "syntax the portal does not take, or not an image)")
+        raise PacsError(f"The PACS {destination} did not send the whole series ({reason}); nothing was imported.")
+    if not received:
+        raise PacsError(f"The PACS {destination} sent no instance of this series; nothing was imported.")
+    return received

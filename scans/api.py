@@ -8,14 +8,15 @@ from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.http import Http404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
-from rest_framework import exceptions, status
+from rest_framework import exceptions, serializers, status
 from rest_framework.generics import GenericAPIView
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 
 from scans import selectors, serving, services
-from scans.forms import HEADERS_FILTER_CHOICES, REVIEW_FILTER_CHOICES, VERDICT_FILTER_CHOICES, ScanFilterForm
+from scans.forms import (HEADERS_FILTER_CHOICES, REVIEW_FILTER_CHOICES, VERDICT_FILTER_CHOICES, PacsImportForm,
+                         PacsSearchForm, ScanFilterForm)
 from scans.ingest import UploadRejected
 from scans.serializers import (
     ErrorSerializer,
@@ -187,3 +188,103 @@ class ScanFileApi(ScansErrorsMixin, GenericAPIView):
         scan_file = selectors.scan_file_get(scan=scan, file_id=file_id)
         services.scan_original_downloaded(scan=scan, request=request, scan_file=scan_file)
         return serving.original_file_response(scan_file)
+
+
+# --- The PACS: search it and import a series (scans.services.pacs_search / scan_import_from_pacs) -------------
+
+class PacsSeriesSerializer(serializers.Serializer):
+    study_uid = serializers.CharField()
+    series_uid = serializers.CharField()
+    modality = serializers.CharField()
+    number = serializers.CharField()
+    description = serializers.CharField()
+    instances = serializers.IntegerField(allow_null=True)
+    is_image = serializers.BooleanField(help_text="false for reports, segmentations and other non-image series")
+
+
+class PacsStudySerializer(serializers.Serializer):
+    study_uid = serializers.CharField()
+    date = serializers.CharField(source="date_text")
+    accession_number = serializers.CharField()
+    description = serializers.CharField()
+    modalities = serializers.CharField()
+    series = PacsSeriesSerializer(many=True)
+
+
+class PacsSearchResponseSerializer(serializers.Serializer):
+    studies = PacsStudySerializer(many=True)
+    more = serializers.BooleanField(help_text="the PACS matched more studies than are listed (the newest are)")
+
+
+class PacsImportRequestSerializer(serializers.Serializer):
+    study_uid = serializers.CharField()
+    series_uid = serializers.CharField()
+    sequence = serializers.CharField(required=False, allow_blank=True)
+
+
+def _pacs_failure(exc) -> Response:
+    from reports.pacs import PacsError
+
+    if isinstance(exc, services.PacsImportUnavailable):
+        return error_response(str(exc), status_code=status.HTTP_409_CONFLICT)
+    if isinstance(exc, PacsError):
+        return error_response(exc.message, status_code=status.HTTP_502_BAD_GATEWAY)
+    raise exc
+
+
+class PacsStudiesApi(ScansErrorsMixin, GenericAPIView):
+    serializer_class = PacsSearchResponseSerializer
+
+    @extend_schema(
+        summary="Search the PACS",
+        description="The studies of the configured PACS (`PACS_DESTINATION`, DICOM C-FIND) that match every key "
+        "given (`*` and `?` are wildcards), newest first, each with its series. 409 when no PACS is configured, "
+        "502 when it fails. Audited without the searched values.",
+        parameters=[OpenApiParameter("patient_id", str), OpenApiParameter("accession_number", str),
+                    OpenApiParameter("study_date", str, description="YYYY-MM-DD")],
+        responses={200: PacsSearchResponseSerializer, 400: ERRORS[400], 403: ERRORS[403], 409: ERRORS[400],
+                   502: ERRORS[400]},
+    )
+    def get(self, request):
+        from reports.pacs import PacsError
+
+        form = PacsSearchForm(request.query_params)
+        if not form.is_valid():
+            return error_response("Invalid search.", form.errors.get_json_data())
+        try:
+            found = services.pacs_search(request=request, keys=form.keys())
+        except (PacsError, services.PacsImportUnavailable) as exc:
+            return _pacs_failure(exc)
+        return Response(PacsSearchResponseSerializer(found).data)
+
+
+class PacsImportApi(ScansErrorsMixin, GenericAPIView):
+    serializer_class = ScanUploadResponseSerializer
+
+    @extend_schema(
+        summary="Import a series from the PACS",
+        description="Retrieves one series (DICOM C-GET) and stores it as a scan exactly as an upload is (its "
+        "checks, limits and detector job; the same series again returns the existing scan, 200). 400 when the "
+        "files are not a scan the portal takes, 409 without a PACS, 502 when the PACS fails; nothing is stored "
+        "then.",
+        request=PacsImportRequestSerializer,
+        responses={201: ScanUploadResponseSerializer, 200: ScanUploadResponseSerializer, 400: ERRORS[400],
+                   403: ERRORS[403], 409: ERRORS[400], 502: ERRORS[400]},
+    )
+    def post(self, request):
+        from reports.pacs import PacsError
+
+        form = PacsImportForm(request.data)
+        if not form.is_valid():
+            return error_response("Invalid parameters.", form.errors.get_json_data())
+        try:
+            result = services.scan_import_from_pacs(
+                user=request.user, study_uid=form.cleaned_data["study_uid"],
+                series_uid=form.cleaned_data["series_uid"], sequence=form.cleaned_data["sequence"] or None,
+                request=request)
+        except (PacsError, services.PacsImportUnavailable) as exc:
+            return _pacs_failure(exc)
+        scan = selectors.scan_get_for(user=request.user, pk=result.scan.pk)
+        body = {"created": result.created, "message": result.message,
+                "scan": ScanDetailSerializer(scan, context=self.get_serializer_context()).data}
+        return Response(body, status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK)

@@ -80,3 +80,38 @@ class ScanUploadForm(forms.Form):
         help_text="The detector was trained on FLAIR and T1 post-contrast. A DICOM series says which it is; a PNG, "
         "JPEG, TIFF or NIfTI usually does not, so state it here.",
     )
+
+
+UID = r"[0-9]+(\.[0-9]+)*"
+
+
+class PacsSearchForm(forms.Form):
+    """The PACS search of the import page (GET parameters): at least one key; DICOM wildcards (* ?) allowed."""
+
+    patient_id = forms.CharField(required=False, max_length=64, label="Patient ID", strip=True)
+    accession_number = forms.CharField(required=False, max_length=16, label="Accession number", strip=True)
+    study_date = forms.DateField(required=False, label="Study date", widget=forms.DateInput(attrs={"type": "date"}))
+
+    def clean(self):
+        data = super().clean()
+        if not any(str(data.get(k) or "").strip("*? ") for k in ("patient_id", "accession_number", "study_date")):
+            raise forms.ValidationError("Give a patient ID, an accession number or a study date: a search needs at "
+                                        "least one.")
+        for key in ("patient_id", "accession_number"):
+            if "\\" in (data.get(key) or ""):
+                self.add_error(key, "A backslash cannot be searched for (DICOM reads it as a list separator).")
+        return data
+
+    def keys(self) -> dict:
+        """The C-FIND keys: DICOM strings (the date as YYYYMMDD)."""
+        data = self.cleaned_data
+        return {"patient_id": data.get("patient_id") or "", "accession_number": data.get("accession_number") or "",
+                "study_date": data["study_date"].strftime("%Y%m%d") if data.get("study_date") else ""}
+
+
+class PacsImportForm(forms.Form):
+    """One series to import (the import page's button, and the API)."""
+
+    study_uid = forms.RegexField(regex=UID, max_length=64, label="Study Instance UID")
+    series_uid = forms.RegexField(regex=UID, max_length=64, label="Series Instance UID")
+    sequence = forms.ChoiceField(choices=SEQUENCE_CHOICES, required=False, label="MRI sequence")

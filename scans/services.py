@@ -19,7 +19,8 @@ from scans.models import Scan, ScanFile, ScanSlice
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ScanUploadResult", "UploadRejected", "scan_check_headers", "scan_upload", "slice_pngs"]
+__all__ = ["PacsImportUnavailable", "ScanUploadResult", "UploadRejected", "pacs_search", "scan_check_headers",
+           "scan_import_from_pacs", "scan_upload", "slice_pngs"]
 
 
 @dataclass(frozen=True)
@@ -235,3 +236,98 @@ def scan_check_headers(scan: Scan) -> dict | None:
             "previous_status": before.get("status")})
     scan.metadata = locked.metadata
     return checks
+
+
+# --- Importing a series from the PACS (reports.pacs: C-FIND to search, C-GET to retrieve) ---------------------
+# The retrieved files go through scan_upload like uploaded ones: the same checks, limits, deduplication and job.
+
+
+class PacsImportUnavailable(Exception):
+    """No PACS is configured (settings.PACS_DESTINATION)."""
+
+
+def _pacs_destination():
+    from django.conf import settings
+
+    from reports.pacs import parse_destination  # the portal's one DICOM client
+
+    destination = parse_destination(settings.PACS_DESTINATION)
+    if destination is None:
+        raise PacsImportUnavailable("No PACS is configured: set PACS_DESTINATION (AE_TITLE@host:port) to search and "
+                                    "import from it. Upload the files instead.")
+    return destination
+
+
+def pacs_search(*, request, keys: dict):
+    """The PACS's studies matching ``keys`` (PacsSearchForm.keys: patient_id, accession_number, study_date), each
+    with its series (reports.pacs.StudySearch). Audited with the names of the keys used, never their values (the
+    portal keeps no patient identifier). PacsError (audited) when the PACS fails."""
+    import time
+
+    from django.conf import settings
+
+    from reports.pacs import PacsError, find_studies
+
+    destination = _pacs_destination()
+    used = sorted(k for k, v in keys.items() if v)
+    started = time.perf_counter()
+    try:
+        found = find_studies(destination, **keys, calling_ae=settings.PACS_CALLING_AE,
+                             timeout=settings.PACS_TIMEOUT_SECONDS)
+    except PacsError as exc:
+        _audit(action="PACS_QUERIED", request=request, actor=request.user, outcome="failure",
+               details={"destination": str(destination), "keys": used, "error": exc.message[:500]})
+        raise
+    _audit(action="PACS_QUERIED", request=request, actor=request.user, details={
+        "destination": str(destination), "keys": used, "studies": len(found.studies), "more": found.more,
+        "series": sum(len(s.series) for s in found.studies), "seconds": round(time.perf_counter() - started, 3)})
+    return found
+
+
+def _retrieved_name(data: bytes, position: int) -> tuple[int, str]:
+    """A retrieved instance's number and file name: "<series description>-s<series number>-<instance number>.dcm"."""
+    import io
+
+    import pydicom
+
+    try:
+        ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True)
+        description = get_valid_filename(str(ds.get("SeriesDescription", "") or "").replace("/", "-"))[:40]
+        number = str(ds.get("SeriesNumber", "") or "")
+        instance = int(ds.get("InstanceNumber", position + 1) or position + 1)
+    except Exception:  # noqa: BLE001  (the upload's own checks say what is wrong with the file)
+        description, number, instance = "", "", position + 1
+    return instance, f"{description or 'series'}{f'-s{number}' if number else ''}-{instance:04d}.dcm"
+
+
+def scan_import_from_pacs(*, user, study_uid: str, series_uid: str, sequence: str | None = None,
+                          request=None) -> ScanUploadResult:
+    """Retrieve one series from the PACS (C-GET) and store it as a scan through ``scan_upload`` (its checks, its
+    limits, its job; the same series imported twice gives the scan already made). PacsError (audited) when the
+    PACS fails, UploadRejected (audited by scan_upload) when the files are not a scan the portal takes;
+    nothing is stored in either case."""
+    import time
+
+    from django.conf import settings
+
+    from reports.pacs import PacsError, retrieve_series
+
+    destination = _pacs_destination()
+    started = time.perf_counter()
+    try:
+        blobs = retrieve_series(destination, study_uid=study_uid, series_uid=series_uid,
+                                calling_ae=settings.PACS_CALLING_AE, timeout=settings.PACS_TIMEOUT_SECONDS,
+                                max_instances=settings.UPLOAD_MAX_FILES, max_bytes=settings.UPLOAD_MAX_BYTES)
+    except PacsError as exc:
+        _audit(action="PACS_RETRIEVE_FAILED", request=request, actor=user, outcome="failure",
+               details={"destination": str(destination), "error": exc.message[:500]})
+        raise
+    retrieved = time.perf_counter() - started
+    named = sorted(((*_retrieved_name(data, i), data) for i, data in enumerate(blobs)), key=lambda t: t[:2])
+    files = [ContentFile(data, name=name) for _, name, data in named]  # in instance order, whatever the arrival
+    result = scan_upload(user=user, files=files, request=request, sequence=sequence)
+    _audit(action="PACS_RETRIEVED", request=request, actor=user, obj=result.scan, details={
+        "destination": str(destination), "scan_id": result.scan.pk, "created": result.created,
+        "instances": len(blobs), "bytes": sum(map(len, blobs)), "retrieve_seconds": round(retrieved, 3),
+        "seconds": round(time.perf_counter() - started, 3)})
+    return result

@@ -8,6 +8,7 @@ urlpatterns = [
     path("", views.scan_list, name="list"),
     path("scans/", RedirectView.as_view(pattern_name="scans:list", query_string=True)),
     path("scans/upload/", views.scan_upload, name="upload"),
+    path("scans/import/", views.pacs_import, name="pacs_import"),
     path("scans/<int:pk>/", views.scan_detail, name="detail"),
     path("scans/<int:pk>/original/", views.scan_download_original, name="download_original"),
     path("scans/<int:pk>/original/<int:file_id>/", views.scan_download_file, name="download_file"),

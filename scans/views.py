@@ -12,7 +12,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 
 from inference.models import verdict_label
 from scans import dicom_text, selectors, serving, services
-from scans.forms import ScanFilterForm, ScanUploadForm
+from scans.forms import PacsImportForm, PacsSearchForm, ScanFilterForm, ScanUploadForm
 from scans.ingest import UploadRejected
 
 PAGE_SIZE = 25
@@ -46,7 +46,8 @@ def request_refused_message(exc: Exception) -> str:
 
 
 def upload_context(**extra) -> dict:
-    return {"form": ScanUploadForm(), "max_mb": settings.UPLOAD_MAX_BYTES // (1024 * 1024), **extra}
+    return {"form": ScanUploadForm(), "max_mb": settings.UPLOAD_MAX_BYTES // (1024 * 1024),
+            "pacs_destination": settings.PACS_DESTINATION, **extra}
 
 
 @login_required
@@ -70,6 +71,50 @@ def scan_upload(request):
         request, "scans/upload.html",
         upload_context(upload_error=error, file_errors=file_errors), status=400,
     )
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def pacs_import(request):
+    """Search the PACS (GET: patient ID, accession number, study date) and import one series (POST: the study and
+    series UIDs; the search stays in the query string, so a refused import shows the results again)."""
+    from reports.pacs import PacsError
+
+    context = {"pacs_destination": settings.PACS_DESTINATION, "search_form": PacsSearchForm(request.GET or None),
+               "query": request.GET.urlencode()}
+    status = 200
+    if request.method == "POST":
+        form = PacsImportForm(request.POST)
+        if not form.is_valid():
+            context["import_error"] = "That series cannot be imported: " + "; ".join(
+                f"{form.fields[f].label if f in form.fields else ''}: {e}".lstrip(": ")
+                for f, errors in form.errors.items() for e in errors)
+            status = 400
+        else:
+            try:
+                result = services.scan_import_from_pacs(
+                    user=request.user, study_uid=form.cleaned_data["study_uid"],
+                    series_uid=form.cleaned_data["series_uid"], sequence=form.cleaned_data["sequence"] or None,
+                    request=request)
+            except UploadRejected as exc:
+                context.update(import_error=f"The series was retrieved but is not a scan the portal takes: "
+                                            f"{exc.message}", file_errors=exc.errors)
+                status = 400
+            except (PacsError, services.PacsImportUnavailable) as exc:
+                context["import_error"] = str(exc)
+                status = 502 if isinstance(exc, PacsError) else 409
+            else:
+                (messages.success if result.created else messages.info)(
+                    request, f"Imported from the PACS {settings.PACS_DESTINATION}. {result.message}")
+                return redirect("scans:detail", pk=result.scan.pk)
+    search_form = context["search_form"]
+    if settings.PACS_DESTINATION and search_form.is_bound and search_form.is_valid():
+        try:
+            context["search"] = services.pacs_search(request=request, keys=search_form.keys())
+        except PacsError as exc:
+            context["search_error"] = str(exc)
+            status = status if status != 200 else 502
+    return render(request, "scans/pacs_import.html", context, status=status)
 
 
 @login_required
