@@ -294,7 +294,6 @@ def pacs_send_request(*, request, scan_pk: int):
     """Queue sending the scan's newest finished analysis to the PACS: a PacsTransfer row (audited), then the task
     once the row is committed. Another doctor's scan is a 404; NoFinishedAnalysis without an analysis;
     PacsUnavailable without a PACS or for a scan that is not DICOM."""
-    from reports.models import PacsTransfer
     from reports.selectors import scan_report_for
 
     destination = pacs_destination()
@@ -304,14 +303,35 @@ def pacs_send_request(*, request, scan_pk: int):
     if report.scan.kind != "dicom":
         raise PacsUnavailable(f"Only a DICOM upload can be sent to the PACS; this scan is "
                               f"{report.scan.get_kind_display()}. Download the PDF report instead.")
+    return _pacs_queue(scan=report.scan, job=report.job, user=request.user, destination=destination, request=request)
+
+
+def _pacs_queue(*, scan, job, user, destination, request=None, extra: dict | None = None):
+    """A PacsTransfer row and its audit, then the task once the row is committed."""
+    from reports.models import PacsTransfer
+
     with transaction.atomic():
-        transfer = PacsTransfer.objects.create(scan=report.scan, job=report.job, requested_by=request.user,
-                                               destination=str(destination))
-        audit_record(action=actions.PACS_SEND_REQUESTED, request=request, obj=report.scan, details={
-            "transfer_id": transfer.pk, "scan_id": report.scan.pk, "job_id": report.job.pk,
-            "destination": str(destination)})
+        transfer = PacsTransfer.objects.create(scan=scan, job=job, requested_by=user, destination=str(destination))
+        audit_record(action=actions.PACS_SEND_REQUESTED, request=request, actor=user, obj=scan, details={
+            "transfer_id": transfer.pk, "scan_id": scan.pk, "job_id": job.pk, "destination": str(destination),
+            **(extra or {})})
         transaction.on_commit(lambda: _dispatch_pacs(transfer.pk))
     return transfer
+
+
+def pacs_send_after_review(*, review, request=None):
+    """Keep the PACS up to date with the radiologist: when the reviewed analysis has been sent to the PACS before,
+    send it again, as the reviewer, so that the PACS gets the verified structured report (which names the one it
+    replaces) and the report with the review. None (nothing sent) without a PACS or when the analysis was never
+    sent: a review does not send an analysis nobody chose to send."""
+    from reports.models import PacsTransfer
+
+    destination = pacs_destination()
+    if destination is None or not PacsTransfer.objects.filter(job_id=review.job_id,
+                                                              status=PacsTransfer.Status.SENT).exists():
+        return None
+    return _pacs_queue(scan=review.scan, job=review.job, user=review.reviewer, destination=destination,
+                       request=request, extra={"reason": "review", "review_id": review.pk})
 
 
 def _dispatch_pacs(transfer_id: int) -> None:

@@ -13,7 +13,8 @@ What it holds, in the source study and for the source patient (copied from the u
   the pixel and slice spacing) and the detector's highest score for such a region.
 
 Its UIDs derive from the analysis and its review (reports.dicom_ids): it references the very SEG the portal makes
-for the same analysis (reports.seg), and a new review makes a new SR instance in the same series.
+for the same analysis (reports.seg), and a new review makes a new SR instance in the same series, which names the
+one it replaces (the unreviewed report, or the one of the review it superseded) as its predecessor.
 Checked by dciodvfy and by a real Orthanc in tests/reports/test_sr.py.
 """
 from __future__ import annotations
@@ -166,6 +167,21 @@ def _image_library(sources: list[pydicom.Dataset]) -> hd.sr.ContainerContentItem
     return library
 
 
+def _predecessor(report, study_uid: str, series_uid: str, sr_series_uid: str) -> list[pydicom.Dataset] | None:
+    """The SR this one replaces (Predecessor Documents Sequence): for a reviewed analysis, the SR of the state
+    before this review (the superseded review's, or the unreviewed one); None for an unreviewed analysis."""
+    from reviews.selectors import review_superseded_by
+
+    if report.review is None:
+        return None
+    earlier = pydicom.Dataset()
+    earlier.SOPClassUID = pydicom.uid.Comprehensive3DSRStorage
+    earlier.SOPInstanceUID = analysis_uid(report.job, series_uid, "sr", "instance",
+                                          review_key(review_superseded_by(report.review)))
+    earlier.StudyInstanceUID, earlier.SeriesInstanceUID = study_uid, sr_series_uid
+    return [earlier]
+
+
 def scan_sr(report, sources: list[pydicom.Dataset] | None = None,
             seg: hd.seg.Segmentation | None = None) -> hd.sr.Comprehensive3DSR:
     """``sources``: the scan's originals (reports.seg.source_datasets), read here when not given (which raises
@@ -204,16 +220,18 @@ def scan_sr(report, sources: list[pydicom.Dataset] | None = None,
               == codes.DCM.ImagingMeasurements.value)
     items.insert(at, _image_library(sources))
     verified = review is not None
+    sr_series_uid = analysis_uid(job, series_uid, "sr", "series")
     moment = timezone.localtime(review.created_at if verified else job.finished_at or job.created_at)
     return hd.sr.Comprehensive3DSR(
         evidence=[*sources, seg],
         content=content[0],
-        series_instance_uid=analysis_uid(job, series_uid, "sr", "series"),
+        series_instance_uid=sr_series_uid,
         series_number=int(sources[0].get("SeriesNumber") or 0) + SERIES_NUMBER_OFFSET,
         sop_instance_uid=analysis_uid(job, series_uid, "sr", "instance", review_key(review)),
         instance_number=1 + (review.pk if verified else 0),
         manufacturer=MANUFACTURER,
         is_complete=True,
+        previous_versions=_predecessor(report, str(sources[0].StudyInstanceUID), series_uid, sr_series_uid),
         is_final=verified,
         is_verified=verified,
         verifying_observer_name=_person_name(review.reviewer) if verified else None,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 
 from inference.models import InferenceJob
 from reviews.models import Review
@@ -20,6 +20,13 @@ def review_current_for_job(*, job) -> Review | None:
     if job is None:
         return None
     return Review.objects.filter(job=job).select_related("reviewer").order_by("-created_at", "-id").first()
+
+
+def review_superseded_by(review: Review) -> Review | None:
+    """The review of the same analysis that ``review`` superseded (the one in force just before it); None for
+    the analysis' first review."""
+    earlier = Q(created_at__lt=review.created_at) | Q(created_at=review.created_at, id__lt=review.id)
+    return Review.objects.filter(earlier, job_id=review.job_id).order_by("-created_at", "-id").first()
 
 
 @dataclass

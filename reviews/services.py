@@ -37,7 +37,8 @@ def _reviewable_job(scan, job_id) -> InferenceJob:
 def review_record(*, scan, job_id: int, verdict: str, note: str = "", reviewer, request=None) -> Review:
     """Record `reviewer`'s verdict on the scan's current analysis (job `job_id`, which must be the scan's newest
     job and have succeeded). Overruling the detector needs a note saying why. Audited (`review.recorded`).
-    Raises ReviewRejected, and stores nothing, when any of this does not hold."""
+    Raises ReviewRejected, and stores nothing, when any of this does not hold. When the analysis was sent to the
+    PACS, it is sent again with the review (reports.services.pacs_send_after_review)."""
     if verdict not in VERDICTS:
         raise ReviewRejected(f"Unknown verdict {verdict!r}; choose one of {', '.join(VERDICTS)}.", field="verdict")
     note = (note or "").strip()
@@ -53,4 +54,7 @@ def review_record(*, scan, job_id: int, verdict: str, note: str = "", reviewer, 
         "review_id": review.pk, "scan_id": scan.pk, "job_id": job.pk, "verdict": verdict,
         "detector_verdict": job.verdict, "agrees": review.agrees, "note_chars": len(note),
     })
+    from reports.services import pacs_send_after_review  # reports builds on reviews: imported when used
+
+    pacs_send_after_review(review=review, request=request)
     return review

@@ -1,7 +1,6 @@
 """Reading a detector bundle's header without torch (inference.ml.bundle_file): the same config, calibration and
 metadata torch.load gives, the tensors left unread; anything that is not such a bundle is refused, and the web code
 that names the model never imports torch."""
-import io
 import os
 import pickle
 import subprocess

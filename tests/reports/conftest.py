@@ -130,3 +130,35 @@ def analysed_scan(doctor_a, upload_dicom):
     }
     return store_analysis(scan, verdicts={0: "no_tumor", 1: "fake_added", 2: "fake_removed"}, regions=regions,
                           scan_verdict="fake_added")
+
+
+def check_dicom_export_access(*, client_a, client_b, doctor_a, scan, page: str, api: str, modality: str,
+                              action: str):
+    """What every DICOM export (SEG, report as DICOM, SR) does: doctor_a's API download gives a `modality` object;
+    doctor_b gets 404 on the page and the API; a scan that is not DICOM is a 409 saying why (page and API);
+    only the API download is audited (`action`). Returns that scan (an analysed PNG of doctor_a's)."""
+    import io
+
+    import pydicom
+    from django.core.files.uploadedfile import SimpleUploadedFile
+    from django.urls import reverse
+    from PIL import Image
+
+    from audit.models import AuditEvent
+    from scans.services import scan_upload
+
+    response = client_a.get(reverse(api, args=[scan.pk]))
+    assert response.status_code == 200 and pydicom.dcmread(io.BytesIO(response.content)).Modality == modality
+    assert client_b.get(reverse(page, args=[scan.pk])).status_code == 404
+    assert client_b.get(reverse(api, args=[scan.pk])).status_code == 404
+
+    buf = io.BytesIO()
+    Image.fromarray((np.arange(64 * 64) % 251).reshape(64, 64).astype(np.uint8)).save(buf, format="PNG")
+    png = scan_upload(user=doctor_a, files=[SimpleUploadedFile("slice.png", buf.getvalue())]).scan
+    store_analysis(png, verdicts={0: "no_tumor"}, regions={}, scan_verdict="no_tumor")
+    refused_page = client_a.get(reverse(page, args=[png.pk]))
+    assert refused_page.status_code == 409 and b"only be made for a DICOM upload" in refused_page.content
+    refused = client_a.get(reverse(api, args=[png.pk]))
+    assert refused.status_code == 409 and "Download the PDF or CSV report instead" in refused.json()["detail"]
+    assert AuditEvent.objects.filter(action=action).count() == 1  # the API's only
+    return png

@@ -4,6 +4,7 @@ refuses the portal; the page, the API, the audit and the settings check.
 
 The task is run by the real service (reports.services.pacs_transfer_run) in the test process, standing in for
 the worker; one test checks that the request puts a real message on the Redis broker after the commit."""
+import io
 import json
 import os
 import subprocess
@@ -82,6 +83,46 @@ def test_send_to_pacs_stores_the_seg_and_the_report_in_the_source_study(
     assert set(events[actions.PACS_SENT].details["sha256"]) == {"seg", "report", "sr"}
     page = client_a.get(reverse("scans:detail", args=[analysed_scan.scan.pk])).content.decode()
     assert 'data-pacs-transfer="sent"' in page and "3 objects stored (DICOM SEG, report and structured report)" in page
+
+
+def test_a_review_of_a_sent_analysis_sends_the_verified_report_too(client_a, doctor_a, analysed_scan, pacs, settings,
+                                                                   django_capture_on_commit_callbacks):
+    from reviews.services import review_record
+
+    settings.PACS_DESTINATION = pacs["destination"]
+    scan, job = analysed_scan.scan, analysed_scan.job
+    with django_capture_on_commit_callbacks(execute=False):
+        review_record(scan=scan, job_id=job.pk, verdict="fake_added", reviewer=doctor_a)
+    assert not PacsTransfer.objects.exists()  # never sent: a review does not send it
+
+    first = services.pacs_transfer_run(transfer_id=_send(client_a, scan, django_capture_on_commit_callbacks).pk)
+    assert first.status == "sent", first.detail
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        review_record(scan=scan, job_id=job.pk, verdict="real_tumor", note="Enhancing rim.", reviewer=doctor_a)
+    assert len(callbacks) == 1  # the task, once the review is committed
+    resend = PacsTransfer.objects.exclude(pk=first.pk).get()
+    assert (resend.job, resend.requested_by, resend.status) == (job, doctor_a, "queued")
+    event = AuditEvent.objects.filter(action=actions.PACS_SEND_REQUESTED).latest("id")
+    assert (event.details["reason"], event.details["transfer_id"]) == ("review", resend.pk)
+
+    resend = services.pacs_transfer_run(transfer_id=resend.pk)
+    assert resend.status == "sent", resend.detail
+    new = {i["what"]: i["sop_instance_uid"] for i in resend.instances}
+    old = {i["what"]: i["sop_instance_uid"] for i in first.instances}
+    assert new["seg"] == old["seg"] and new["sr"] != old["sr"] and new["report"] != old["report"]
+    assert get_json(pacs["http"], "/statistics")["CountInstances"] == 5  # the SEG once; report and SR, before and after
+    stored = pydicom.dcmread(io.BytesIO(_instance_bytes(pacs["http"], new["sr"])))
+    assert stored.VerificationFlag == "VERIFIED"
+    assert (stored.PredecessorDocumentsSequence[0].ReferencedSeriesSequence[0].ReferencedSOPSequence[0]
+            .ReferencedSOPInstanceUID) == old["sr"]
+
+
+def _instance_bytes(base: str, sop_instance_uid: str) -> bytes:
+    request = urllib.request.Request(f"{base}/tools/lookup", data=sop_instance_uid.encode(), method="POST")
+    with urllib.request.urlopen(request, timeout=10) as response:
+        (hit,) = json.loads(response.read())
+    with urllib.request.urlopen(f"{base}/instances/{hit['ID']}/file", timeout=10) as response:
+        return response.read()
 
 
 def test_a_pacs_that_is_not_there_fails_the_transfer_with_the_reason(

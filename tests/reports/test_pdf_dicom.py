@@ -8,7 +8,6 @@ import shutil
 import subprocess
 import urllib.request
 
-import numpy as np
 import pydicom
 import pytest
 from django.urls import reverse
@@ -16,7 +15,7 @@ from pypdf import PdfReader
 
 from audit import actions
 from audit.models import AuditEvent
-from tests.reports.conftest import brainix_paths
+from tests.reports.conftest import brainix_paths, check_dicom_export_access
 from tests.reports.orthanc import post_instance, running_orthanc
 
 SOURCE_INDICES = (9, 10, 11)  # analysed_scan's files
@@ -86,26 +85,9 @@ def _check_orthanc_files_it(report_dcm, orthanc):
 
 def test_the_api_serves_it_and_refuses_another_doctors_and_non_dicom_scans(client_a, client_b, doctor_a,
                                                                             analysed_scan):
-    from django.core.files.uploadedfile import SimpleUploadedFile
-    from PIL import Image
-
-    from scans.services import scan_upload
-    from tests.reports.conftest import store_analysis
-
-    api = client_a.get(reverse("api-scan-report-pdf-dicom", args=[analysed_scan.scan.pk]))
-    assert api.status_code == 200 and pydicom.dcmread(io.BytesIO(api.content)).Modality == "DOC"
-    assert client_b.get(reverse("reports:scan_pdf_dicom", args=[analysed_scan.scan.pk])).status_code == 404
-    assert client_b.get(reverse("api-scan-report-pdf-dicom", args=[analysed_scan.scan.pk])).status_code == 404
-
-    buf = io.BytesIO()
-    Image.fromarray((np.arange(64 * 64) % 251).reshape(64, 64).astype(np.uint8)).save(buf, format="PNG")
-    png = scan_upload(user=doctor_a, files=[SimpleUploadedFile("slice.png", buf.getvalue())]).scan
-    store_analysis(png, verdicts={0: "no_tumor"}, regions={}, scan_verdict="no_tumor")
-    page = client_a.get(reverse("reports:scan_pdf_dicom", args=[png.pk]))
-    assert page.status_code == 409 and b"only be made for a DICOM upload" in page.content
-    refused = client_a.get(reverse("api-scan-report-pdf-dicom", args=[png.pk]))
-    assert refused.status_code == 409 and "Download the PDF or CSV report instead" in refused.json()["detail"]
-    assert AuditEvent.objects.filter(action=actions.REPORT_PDF_DICOM_DOWNLOADED).count() == 1  # the API's only
+    check_dicom_export_access(client_a=client_a, client_b=client_b, doctor_a=doctor_a, scan=analysed_scan.scan,
+                              page="reports:scan_pdf_dicom", api="api-scan-report-pdf-dicom", modality="DOC",
+                              action=actions.REPORT_PDF_DICOM_DOWNLOADED)
 
 
 def test_the_scan_page_offers_it_for_dicom_scans_only(client_a, analysed_scan, doctor_a):

@@ -15,7 +15,7 @@ from django.urls import reverse
 from audit import actions
 from audit.models import AuditEvent
 from reports.overlay import read_png
-from tests.reports.conftest import brainix_paths
+from tests.reports.conftest import brainix_paths, check_dicom_export_access
 from tests.reports.orthanc import post_instance, running_orthanc
 
 SOURCE_INDICES = (9, 10, 11)  # analysed_scan's files
@@ -107,24 +107,7 @@ def test_orthanc_accepts_the_source_series_and_the_seg(seg_download, orthanc):
     assert tags["SOPClassUID"] == "1.2.840.10008.5.1.4.1.1.66.4"
 
 
-def test_no_seg_for_a_non_dicom_scan(client_a, doctor_a):
-    from django.core.files.uploadedfile import SimpleUploadedFile
-    from PIL import Image
-
-    from scans.services import scan_upload
-    from tests.reports.conftest import store_analysis
-
-    buf = io.BytesIO()
-    Image.fromarray((np.arange(64 * 64) % 251).reshape(64, 64).astype(np.uint8)).save(buf, format="PNG")
-    scan = scan_upload(user=doctor_a, files=[SimpleUploadedFile("slice.png", buf.getvalue(),
-                                                                content_type="image/png")]).scan
-    store_analysis(scan, verdicts={0: "no_tumor"}, regions={}, scan_verdict="no_tumor")
-    response = client_a.get(reverse("reports:scan_seg", args=[scan.pk]))
-    assert response.status_code == 409
-    assert b"only be made for a DICOM upload" in response.content
-    assert not AuditEvent.objects.filter(action=actions.REPORT_SEG_DOWNLOADED).exists()
-
-
-def test_another_doctors_seg_is_404(client_b, analysed_scan):
-    assert client_b.get(reverse("reports:scan_seg", args=[analysed_scan.scan.pk])).status_code == 404
-    assert client_b.get(reverse("api-scan-report-seg", args=[analysed_scan.scan.pk])).status_code == 404
+def test_no_seg_for_a_non_dicom_scan_and_none_of_another_doctors(client_a, client_b, doctor_a, analysed_scan):
+    check_dicom_export_access(client_a=client_a, client_b=client_b, doctor_a=doctor_a, scan=analysed_scan.scan,
+                              page="reports:scan_seg", api="api-scan-report-seg", modality="SEG",
+                              action=actions.REPORT_SEG_DOWNLOADED)

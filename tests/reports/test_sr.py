@@ -6,7 +6,6 @@ import io
 import shutil
 import subprocess
 
-import numpy as np
 import pydicom
 import pytest
 from django.urls import reverse
@@ -14,7 +13,7 @@ from django.urls import reverse
 from audit import actions
 from audit.models import AuditEvent
 from reports.overlay import read_png
-from tests.reports.conftest import brainix_paths
+from tests.reports.conftest import brainix_paths, check_dicom_export_access
 from tests.reports.orthanc import get_json, post_instance, running_orthanc
 
 SOURCE_INDICES = (9, 10, 11)  # analysed_scan's files
@@ -152,6 +151,20 @@ def test_the_same_analysis_gives_the_same_uids_and_a_review_a_new_verified_sr(cl
                  if path[-1] in ("Person Observer Name", "Device Observer Name")}
     assert observers == {"Person Observer Name": "Moreau^Ada", "Device Observer Name": scored_scan.job.model_name}
     assert _groups(reviewed)["Injected tumor regions"]["Referenced Segment"][0] in seg_uids  # still that SEG
+    # It replaces the unreviewed SR, and a later review's SR replaces it in turn.
+    assert "PredecessorDocumentsSequence" not in first
+
+    def predecessor(ds):
+        (study,) = ds.PredecessorDocumentsSequence
+        (series,) = study.ReferencedSeriesSequence
+        assert (study.StudyInstanceUID, series.SeriesInstanceUID) == (first.StudyInstanceUID, first.SeriesInstanceUID)
+        return series.ReferencedSOPSequence[0].ReferencedSOPInstanceUID
+
+    assert predecessor(reviewed) == first.SOPInstanceUID
+    review_record(scan=scan, job_id=scored_scan.job.pk, verdict="fake_added", reviewer=doctor_a)
+    second = pydicom.dcmread(io.BytesIO(_download(client_a, scan.pk)))
+    assert second.SOPInstanceUID not in (first.SOPInstanceUID, reviewed.SOPInstanceUID)
+    assert predecessor(second) == reviewed.SOPInstanceUID
 
 
 @pytest.mark.skipif(shutil.which("dciodvfy") is None, reason="dciodvfy (dicom3tools) is not installed")
@@ -179,27 +192,9 @@ def test_orthanc_files_the_sr_and_its_seg_in_the_source_study(client_a, scored_s
 
 
 def test_no_sr_for_a_non_dicom_scan_and_none_of_another_doctors(client_a, client_b, doctor_a, scored_scan):
-    from django.core.files.uploadedfile import SimpleUploadedFile
-    from PIL import Image
-
-    from scans.services import scan_upload
-    from tests.reports.conftest import store_analysis
-
-    api = client_a.get(reverse("api-scan-report-sr", args=[scored_scan.scan.pk]))
-    assert api.status_code == 200 and pydicom.dcmread(io.BytesIO(api.content)).Modality == "SR"
-    assert client_b.get(reverse("reports:scan_sr", args=[scored_scan.scan.pk])).status_code == 404
-    assert client_b.get(reverse("api-scan-report-sr", args=[scored_scan.scan.pk])).status_code == 404
-
-    buf = io.BytesIO()
-    Image.fromarray((np.arange(64 * 64) % 251).reshape(64, 64).astype(np.uint8)).save(buf, format="PNG")
-    png = scan_upload(user=doctor_a, files=[SimpleUploadedFile("slice.png", buf.getvalue())]).scan
-    store_analysis(png, verdicts={0: "no_tumor"}, regions={}, scan_verdict="no_tumor")
-    page = client_a.get(reverse("reports:scan_sr", args=[png.pk]))
-    assert page.status_code == 409 and b"only be made for a DICOM upload" in page.content
-    refused = client_a.get(reverse("api-scan-report-sr", args=[png.pk]))
-    assert refused.status_code == 409 and "Download the PDF or CSV report instead" in refused.json()["detail"]
-    assert AuditEvent.objects.filter(action=actions.REPORT_SR_DOWNLOADED).count() == 1  # the API's only
-
+    png = check_dicom_export_access(client_a=client_a, client_b=client_b, doctor_a=doctor_a, scan=scored_scan.scan,
+                                    page="reports:scan_sr", api="api-scan-report-sr", modality="SR",
+                                    action=actions.REPORT_SR_DOWNLOADED)
     page = client_a.get(reverse("scans:detail", args=[scored_scan.scan.pk])).content.decode()
     assert f'href="{reverse("reports:scan_sr", args=[scored_scan.scan.pk])}"' in page
     assert "Structured report" not in client_a.get(reverse("scans:detail", args=[png.pk])).content.decode()
