@@ -143,7 +143,9 @@ def scan_report_pdf(report, *, generated_by, confidence_guide: str = "",
                     f"{'s' if scan.n_slices != 1 else ''}, {scan.width} x {scan.height})", small)],
         *([["Series", _p(series, small)]] if (series := series_text(scan.metadata or {})) else []),
         ["SHA-256 of the original", Paragraph(escape(scan.sha256), mono)],
-        ["Uploaded by", _p(f"{scan.owner.get_username()} on {timezone.localtime(scan.created_at):%Y-%m-%d %H:%M %Z}", small)],
+        ["Imported by" if (pacs := ((scan.metadata or {}).get("origin") or {}).get("pacs")) else "Uploaded by",
+         _p(f"{scan.owner.get_username()} on {timezone.localtime(scan.created_at):%Y-%m-%d %H:%M %Z}"
+            f"{f', from the PACS {pacs}' if pacs else ''}", small)],
         ["Analysed", _p(f"job #{job.pk}, finished {timezone.localtime(job.finished_at):%Y-%m-%d %H:%M %Z}"
                         f"{' on ' + job.device if job.device else ''}", small)],
         ["Sequence", _p(check.get("label", "not recorded (uploaded before sequence checks)"), small)],

@@ -52,6 +52,7 @@ SAFE_METADATA_KEYS = (
     "sequence",  # inference.ml.sequence's check, made at upload
     "input_check",  # inference.ml.input_check's check of the slices' noise, made at upload
     "header_checks",  # inference.ml.provenance: the DICOM header checks, made at upload
+    "origin",  # where the files came from when not uploaded: {"pacs": "AE@host:port"} (scans.services)
 )
 
 DICOM_EXT = (".dcm", ".dicom")

@@ -88,14 +88,16 @@ def _already_uploaded(scan: Scan) -> ScanUploadResult:
     )
 
 
-def scan_upload(*, user, files, request=None, sequence: str | None = None) -> ScanUploadResult:
+def scan_upload(*, user, files, request=None, sequence: str | None = None,
+                origin: dict | None = None) -> ScanUploadResult:
     """Store one scan from the uploaded files and queue its detector job.
 
     `files`: one DICOM (single- or multi-frame), several DICOM files of one series, a zip of one DICOM
     series, one NIfTI (.nii, .nii.gz) or one PNG/JPEG/TIFF. The same bytes uploaded again by the same user
     return the existing scan (`created=False`). Bad input raises `UploadRejected` and leaves nothing behind:
     no row, no stored file, no job. `sequence`: the MRI sequence the uploader states (FLAIR, T1 post-contrast,
-    ...; see inference.ml.sequence), used where the file itself does not say.
+    ...; see inference.ml.sequence), used where the file itself does not say. `origin`: where the files came from
+    when they were not uploaded (scan_import_from_pacs: {"pacs": "AE@host:port"}), kept in the scan's metadata.
     """
     try:
         if sequence and sequence not in DECLARABLE:
@@ -106,6 +108,8 @@ def scan_upload(*, user, files, request=None, sequence: str | None = None) -> Sc
         if existing is not None:
             return _already_uploaded(existing)
         decoded = ingest.decode_originals(originals, sequence=sequence or None)
+        if origin:
+            decoded.metadata["origin"] = origin
         pixels = slice_pngs(decoded.volume)
     except UploadRejected as exc:
         _audit_rejected(user=user, request=request, exc=exc)
@@ -325,7 +329,8 @@ def scan_import_from_pacs(*, user, study_uid: str, series_uid: str, sequence: st
     retrieved = time.perf_counter() - started
     named = sorted(((*_retrieved_name(data, i), data) for i, data in enumerate(blobs)), key=lambda t: t[:2])
     files = [ContentFile(data, name=name) for _, name, data in named]  # in instance order, whatever the arrival
-    result = scan_upload(user=user, files=files, request=request, sequence=sequence)
+    result = scan_upload(user=user, files=files, request=request, sequence=sequence,
+                         origin={"pacs": str(destination)})
     _audit(action="PACS_RETRIEVED", request=request, actor=user, obj=result.scan, details={
         "destination": str(destination), "scan_id": result.scan.pk, "created": result.created,
         "instances": len(blobs), "bytes": sum(map(len, blobs)), "retrieve_seconds": round(retrieved, 3),

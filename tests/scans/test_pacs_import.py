@@ -1,16 +1,20 @@
 """Import from the PACS: search a real Orthanc (DICOM C-FIND) by patient ID, accession number or date, retrieve one
 series (C-GET) and store it as a scan through the upload's own path; audited without the searched values; a PACS
 that is down, a series over the limits and bad input are refused with the reason and leave nothing behind."""
+import io
+import re
+
 import pydicom
 import pytest
 from django.urls import reverse
+from pypdf import PdfReader
 
 from audit import actions
 from audit.models import AuditEvent
 from inference.models import InferenceJob
 from reports.pacs import PacsSeries, parse_destination, retrieve_series
 from scans.models import Scan
-from tests.reports.conftest import brainix_paths
+from tests.reports.conftest import brainix_paths, store_analysis
 from tests.reports.orthanc import free_port, post_instance, running_orthanc
 
 SOURCE_INDICES = (9, 10, 11)
@@ -63,6 +67,14 @@ def test_importing_a_series_makes_a_scan_through_the_upload_path(client_a, docto
     assert scan.original_name == "sT2W-FLAIR-s401-0010.dcm (+2 more)"
     assert InferenceJob.objects.filter(scan=scan).count() == 1  # the detector runs, as after an upload
     assert scan.metadata["header_checks"]["status"] == "consistent"
+    assert scan.metadata["origin"] == {"pacs": pacs["destination"]}
+    page = client_a.get(reverse("scans:detail", args=[scan.pk])).content.decode()
+    assert re.search(r"<dt>Imported</dt><dd data-origin>[^<]* by doctor_a from the PACS " + re.escape(
+        pacs["destination"]), page)
+    store_analysis(scan, verdicts={0: "no_tumor", 1: "no_tumor", 2: "no_tumor"}, regions={}, scan_verdict="no_tumor")
+    pdf = client_a.get(reverse("reports:scan_pdf", args=[scan.pk])).content
+    text = " ".join(p.extract_text() for p in PdfReader(io.BytesIO(pdf)).pages).replace("\n", " ")
+    assert "Imported by" in text and f"from the PACS {pacs['destination']}" in text, text
     # The pixels are the PACS's: the stored originals hold the same data sets as the files sent to it.
     stored = {pydicom.dcmread(f.file.open("rb")).SOPInstanceUID: pydicom.dcmread(f.file.open("rb")).PixelData
               for f in scan.files.all()}
