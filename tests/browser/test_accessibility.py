@@ -27,7 +27,7 @@ def _violations(page) -> list[str]:
             for v in results["violations"]]
 
 
-def test_the_pages_meet_wcag_2_1_aa(page, login_as, doctor_a, admin_user, upload_dicom, settings):
+def test_the_pages_meet_wcag_2_1_aa(page, login_as, doctor_a, admin_user, upload_dicom, settings, tmp_path):
     scan = upload_dicom(doctor_a)
     shape = (scan.height, scan.width)
     analysed = store_analysis(scan, verdicts={0: "no_tumor", 1: "fake_added", 2: "real_tumor"}, regions={
@@ -92,5 +92,22 @@ def test_the_pages_meet_wcag_2_1_aa(page, login_as, doctor_a, admin_user, upload
     page.locator("[data-header-checks] summary").click()
     assert page.locator("[data-send-to-pacs]").is_visible() and page.locator("[data-pacs-transfers]").is_visible()
     found["scan page, header warnings, PACS"] = _violations(page)
+    page.locator("[data-menu] summary").click()  # the DICOM files menu, open
+    found["scan page, DICOM files menu"] = _violations(page)
+
+    # Import from the PACS: a real Orthanc holding the scan's series, searched; then a PACS that is not there.
+    from tests.reports.orthanc import free_port, post_instance, running_orthanc
+
+    with running_orthanc(tmp_path, dicom=True) as pacs:
+        for f in scan.files.all():
+            post_instance(pacs["http"], f.file.open("rb").read())
+        settings.PACS_DESTINATION = pacs["destination"]
+        page.goto(reverse("scans:pacs_import") + f"?patient_id={datasets[0].PatientID}")
+        assert page.locator("[data-series]").count() == 1
+        found["PACS import, results"] = _violations(page)
+    settings.PACS_DESTINATION = f"ORTHANC@127.0.0.1:{free_port()}"
+    page.goto(reverse("scans:pacs_import") + "?accession_number=123")
+    assert page.locator("[data-search-error]").is_visible()
+    found["PACS import, PACS down"] = _violations(page)
 
     assert {name: v for name, v in found.items() if v} == {}
