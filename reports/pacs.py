@@ -252,10 +252,15 @@ def _c_find(assoc, identifier, destination: PacsDestination, what: str) -> list:
     from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind
 
     found = []
-    for status, answer in assoc.send_c_find(identifier, StudyRootQueryRetrieveInformationModelFind):
+    try:
+        answers = list(assoc.send_c_find(identifier, StudyRootQueryRetrieveInformationModelFind))
+    except ValueError as exc:  # the PACS accepted the association but not the search's presentation context
+        raise PacsError(f"The PACS {destination} does not accept searches (C-FIND) from this portal.") from exc
+    for status, answer in answers:
         code = int(status.Status) if status and "Status" in status else None
         if code is None:
-            raise PacsError(f"The PACS {destination} did not answer the search for {what} (timed out or aborted).")
+            raise PacsError(f"The PACS {destination} did not answer the search for {what}: it aborted it or timed "
+                            "out (a PACS aborts a search from an AE title it does not let search).")
         if code in PENDING:
             found.append(answer)
         elif code != SUCCESS:

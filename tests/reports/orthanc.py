@@ -1,6 +1,6 @@
 """A real Orthanc PACS for the DICOM export tests, started from Debian's package with a throw-away configuration
 (its REST API on a free port; with ``dicom=True`` also its DICOM server, AE title ORTHANC, checking the called AE
-title, answering C-STORE, C-FIND and C-GET from any calling AE). Skips the test when Orthanc is not installed (.ci/run installs it)."""
+title, answering C-STORE from any calling AE, and C-FIND and C-GET too unless ``allow_query=False``). Skips the test when Orthanc is not installed (.ci/run installs it)."""
 from __future__ import annotations
 
 import contextlib
@@ -23,7 +23,7 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def running_orthanc(directory: Path, *, dicom: bool = False):
+def running_orthanc(directory: Path, *, dicom: bool = False, allow_query: bool = True):
     """Yields {"http": base URL, "port": DICOM port, "destination": "ORTHANC@127.0.0.1:<port>"}."""
     binary = shutil.which("Orthanc") or ("/usr/sbin/Orthanc" if Path("/usr/sbin/Orthanc").exists() else None)
     if binary is None:
@@ -34,7 +34,7 @@ def running_orthanc(directory: Path, *, dicom: bool = False):
         "HttpPort": http_port, "DicomServerEnabled": dicom, "DicomAet": "ORTHANC", "DicomPort": dicom_port,
         "DicomCheckCalledAet": True, "RemoteAccessAllowed": False, "AuthenticationEnabled": False,
         "HttpServerEnabled": True, "Plugins": [], "StableAge": 1,
-        "DicomAlwaysAllowFind": True, "DicomAlwaysAllowGet": True,
+        "DicomAlwaysAllowFind": allow_query, "DicomAlwaysAllowGet": allow_query,
     }
     config_path = directory / "orthanc.json"
     config_path.write_text(json.dumps(config))

@@ -247,6 +247,9 @@ def test_check_pacs_says_whether_the_pacs_answers(pacs, settings):
     out = StringIO()
     call_command("check_pacs", stdout=out)
     assert out.getvalue().startswith(f"The PACS {pacs['destination']} answered a C-ECHO from TAMPERCHECK in ")
+    out = StringIO()
+    call_command("check_pacs", "--query", stdout=out)
+    assert "It answered a search (C-FIND) in " in out.getvalue()
     with pytest.raises(CommandError, match="it refused the association"):
         call_command("check_pacs", "--destination", f"OTHER@127.0.0.1:{pacs['port']}")
     settings.PACS_TIMEOUT_SECONDS = 3
@@ -257,6 +260,19 @@ def test_check_pacs_says_whether_the_pacs_answers(pacs, settings):
     settings.PACS_DESTINATION = ""
     with pytest.raises(CommandError, match="No PACS is configured"):
         call_command("check_pacs")
+
+
+def test_check_pacs_query_says_when_the_pacs_will_not_be_searched(tmp_path, settings):
+    from io import StringIO
+
+    from django.core.management import CommandError, call_command
+
+    with running_orthanc(tmp_path, dicom=True, allow_query=False) as closed:
+        settings.PACS_DESTINATION = closed["destination"]
+        call_command("check_pacs", stdout=StringIO())  # it answers a C-ECHO
+        with pytest.raises(CommandError, match=r"did not answer the search for studies: it aborted it .*\. The "
+                                               r"import from the PACS needs it to let TAMPERCHECK search"):
+            call_command("check_pacs", "--query", stdout=StringIO())
 
 
 def test_the_django_admin_lists_transfers_read_only(client, django_user_model, analysed_scan, doctor_a):
