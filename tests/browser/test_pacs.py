@@ -73,3 +73,42 @@ def test_the_dicom_files_menu_opens_downloads_and_closes(page, login_as, doctor_
     assert sr_link.is_visible()
     page.locator("h1").click()
     assert not sr_link.is_visible()
+
+
+def test_importing_a_series_from_the_pacs_in_the_browser(page, login_as, doctor_a, settings, tmp_path):
+    """Search by study date, press Import: the button says it is importing and the others are disabled; the scan
+    page of the new scan follows."""
+    import pydicom
+
+    from scans.models import Scan
+    from tests.reports.conftest import brainix_paths
+    from tests.reports.orthanc import post_instance, running_orthanc
+
+    paths = brainix_paths((9, 10))
+    with running_orthanc(tmp_path, dicom=True) as pacs:
+        for path in paths:
+            post_instance(pacs["http"], path.read_bytes())
+        settings.PACS_DESTINATION = pacs["destination"]
+        login_as(doctor_a)
+        page.goto(reverse("scans:upload"))
+        page.get_by_role("link", name="import a series from the PACS").click()
+        page.fill("input[name=study_date]", "2006-12-01")
+        page.get_by_role("button", name="Search").click()
+        page.wait_for_selector("[data-series]")
+        series = pydicom.dcmread(paths[0], stop_before_pixels=True)
+        button = page.get_by_role("button", name=f"Import series {series.SeriesNumber} {series.SeriesDescription}")
+        held = page.evaluate("""() => {
+            const form = document.querySelector('[data-series] form');
+            form.addEventListener('submit', (e) => e.preventDefault(), { once: true });
+            form.requestSubmit();
+            const b = form.querySelector('button');
+            return [b.textContent, b.disabled, document.querySelector('[data-pacs-results]').getAttribute('aria-busy')];
+        }""")
+        assert held == ["Importing…", True, "true"]
+        page.reload()
+        button.click()
+        page.wait_for_url("**/scans/*/")
+        scan = Scan.objects.get()
+        assert page.url.endswith(reverse("scans:detail", args=[scan.pk]))
+        assert "Imported from the PACS" in page.locator(".messages").inner_text()
+        assert scan.n_slices == 2 and scan.metadata["origin"] == {"pacs": pacs["destination"]}
