@@ -63,6 +63,9 @@ def header_checks_text(scan_kind: str, metadata: dict) -> str:
         return "not checked (uploaded before the portal checked DICOM headers)"
     writers = ", ".join(w.get("name", "") for w in checks.get("writers") or [])
     warnings, notices = checks.get("warnings", 0), checks.get("notices", 0)
+    if (metadata.get("origin") or {}).get("pacs"):
+        # DICOM networking carries no file meta: the portal wrote it on receipt, for every file alike.
+        writers = "this portal, on receipt from the PACS: which program saved the files before cannot be seen"
     return {
         "consistent": f"consistent ({checks.get('files')} files, one program: {writers})",
         "single": f"one file, written by {writers}: nothing to compare it with",

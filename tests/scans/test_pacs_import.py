@@ -71,6 +71,9 @@ def test_importing_a_series_makes_a_scan_through_the_upload_path(client_a, docto
     page = client_a.get(reverse("scans:detail", args=[scan.pk])).content.decode()
     assert re.search(r"<dt>Imported</dt><dd data-origin>[^<]* by doctor_a from the PACS " + re.escape(
         pacs["destination"]), page)
+    # The file meta is the portal's own (DICOM networking carries none): the page does not name a program for it.
+    assert ("consistent (3 files, one program: this portal, on receipt from the PACS: which program saved the files "
+            "before cannot be seen)") in page
     store_analysis(scan, verdicts={0: "no_tumor", 1: "no_tumor", 2: "no_tumor"}, regions={}, scan_verdict="no_tumor")
     pdf = client_a.get(reverse("reports:scan_pdf", args=[scan.pk])).content
     text = " ".join(p.extract_text() for p in PdfReader(io.BytesIO(pdf)).pages).replace("\n", " ")
