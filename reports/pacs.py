@@ -272,7 +272,7 @@ def find_studies(destination: PacsDestination, *, patient_id: str = "", accessio
                  study_date: str = "", calling_ae: str = "TAMPERCHECK", timeout: float = 30,
                  max_studies: int = 20) -> StudySearch:
     """The studies matching every key given (DICOM matching: ``*`` and ``?`` are wildcards; ``study_date`` is
-    YYYYMMDD or a YYYYMMDD-YYYYMMDD range), newest first, at most ``max_studies``, each with its series (one
+    YYYYMMDD or a YYYYMMDD-YYYYMMDD range, open at either end), newest first, at most ``max_studies``, each with its series (one
     association). ValueError when no key narrows the search; PacsError when the PACS fails."""
     from pydicom.dataset import Dataset
     from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind

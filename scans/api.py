@@ -241,7 +241,9 @@ class PacsStudiesApi(ScansErrorsMixin, GenericAPIView):
         "given (`*` and `?` are wildcards), newest first, each with its series. 409 when no PACS is configured, "
         "502 when it fails. Audited without the searched values.",
         parameters=[OpenApiParameter("patient_id", str), OpenApiParameter("accession_number", str),
-                    OpenApiParameter("study_date", str, description="YYYY-MM-DD")],
+                    OpenApiParameter("study_date", str, description="YYYY-MM-DD (the first day)"),
+                    OpenApiParameter("study_date_to", str, description="YYYY-MM-DD (the last day; default: "
+                                     "study_date alone)")],
         responses={200: PacsSearchResponseSerializer, 400: ERRORS[400], 403: ERRORS[403], 409: ERRORS[400],
                    502: ERRORS[400]},
     )

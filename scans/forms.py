@@ -90,23 +90,30 @@ class PacsSearchForm(forms.Form):
 
     patient_id = forms.CharField(required=False, max_length=64, label="Patient ID", strip=True)
     accession_number = forms.CharField(required=False, max_length=16, label="Accession number", strip=True)
-    study_date = forms.DateField(required=False, label="Study date", widget=forms.DateInput(attrs={"type": "date"}))
+    study_date = forms.DateField(required=False, label="Study date (from)",
+                                 widget=forms.DateInput(attrs={"type": "date"}))
+    study_date_to = forms.DateField(required=False, label="to", widget=forms.DateInput(attrs={"type": "date"}),
+                                    help_text="Empty: the one day given as the study date.")
 
     def clean(self):
         data = super().clean()
-        if not any(str(data.get(k) or "").strip("*? ") for k in ("patient_id", "accession_number", "study_date")):
+        keys = ("patient_id", "accession_number", "study_date", "study_date_to")
+        if not any(str(data.get(k) or "").strip("*? ") for k in keys):
             raise forms.ValidationError("Give a patient ID, an accession number or a study date: a search needs at "
                                         "least one.")
+        if data.get("study_date") and data.get("study_date_to") and data["study_date"] > data["study_date_to"]:
+            self.add_error("study_date_to", "The end date is before the start date.")
         for key in ("patient_id", "accession_number"):
             if "\\" in (data.get(key) or ""):
                 self.add_error(key, "A backslash cannot be searched for (DICOM reads it as a list separator).")
         return data
 
     def keys(self) -> dict:
-        """The C-FIND keys: DICOM strings (the date as YYYYMMDD)."""
+        """The C-FIND keys: DICOM strings (a date as YYYYMMDD, a range as YYYYMMDD-YYYYMMDD, open at either end)."""
         data = self.cleaned_data
+        start, end = (data[k].strftime("%Y%m%d") if data.get(k) else "" for k in ("study_date", "study_date_to"))
         return {"patient_id": data.get("patient_id") or "", "accession_number": data.get("accession_number") or "",
-                "study_date": data["study_date"].strftime("%Y%m%d") if data.get("study_date") else ""}
+                "study_date": f"{start}-{end}" if end else start}
 
 
 class PacsImportForm(forms.Form):

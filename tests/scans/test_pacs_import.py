@@ -51,6 +51,11 @@ def test_a_search_lists_the_studies_and_their_series_and_audits_no_identifier(cl
 
     by_date = _search(client_a, study_date="2006-12-01").content.decode()
     assert by_date.count("data-study") == 1
+    assert _search(client_a, study_date="2006-11-01", study_date_to="2006-12-31").content.decode().count(
+        "data-study") == 1
+    assert _search(client_a, study_date_to="2006-11-30").content.decode().count("data-study") == 0  # up to a day
+    assert "The end date is before the start date." in _search(
+        client_a, study_date="2006-12-02", study_date_to="2006-12-01").content.decode()
     none = _search(client_a, patient_id="nobody-here").content.decode()
     assert "No study matches this search." in none and "data-study" not in none
     wildcard = _search(client_a, patient_id=source.PatientID[:3] + "*").content.decode()
