@@ -75,7 +75,7 @@ def _spacing_mm3(source: pydicom.Dataset) -> float | None:
     when the source does not say."""
     try:
         row, col = (float(v) for v in source.PixelSpacing)
-        depth = float(source.get("SpacingBetweenSlices") or source.get("SliceThickness"))
+        depth = abs(float(source.get("SpacingBetweenSlices") or source.get("SliceThickness")))  # some write it < 0
     except (AttributeError, TypeError, ValueError):
         return None
     return row * col * depth if row > 0 and col > 0 and depth > 0 else None
