@@ -103,9 +103,12 @@ def _reach(destination: PacsDestination, timeout: float) -> None:
 
 
 def _association_failed(assoc, destination: PacsDestination, calling_ae: str, timeout: float) -> PacsSendFailed:
-    reason = ("it refused the association (check that it knows this portal's AE title "
-              f"{calling_ae!r} and that its own is {destination.ae_title!r})" if assoc.is_rejected
-              else "it aborted the association" if assoc.is_aborted
+    # A PACS that does not know the called or the calling AE title rejects the association request, or (Orthanc,
+    # now and then) aborts it: the same advice either way.
+    advice = (f"check that it knows this portal's AE title {calling_ae!r} and that its own is "
+              f"{destination.ae_title!r}")
+    reason = (f"it refused the association ({advice})" if assoc.is_rejected
+              else f"it refused the association by aborting the request ({advice})" if assoc.is_aborted
               else f"it did not answer the association request within {timeout:g} s")
     return PacsSendFailed(f"Could not connect to the PACS {destination}: {reason}.")
 
