@@ -251,11 +251,9 @@ class PacsImportUnavailable(Exception):
 
 
 def _pacs_destination():
-    from django.conf import settings
+    from reports.services import pacs_destination  # the portal's one reading of PACS_DESTINATION
 
-    from reports.pacs import parse_destination  # the portal's one DICOM client
-
-    destination = parse_destination(settings.PACS_DESTINATION)
+    destination = pacs_destination()
     if destination is None:
         raise PacsImportUnavailable("No PACS is configured: set PACS_DESTINATION (AE_TITLE@host:port) to search and "
                                     "import from it. Upload the files instead.")

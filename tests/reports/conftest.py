@@ -162,3 +162,17 @@ def check_dicom_export_access(*, client_a, client_b, doctor_a, scan, page: str, 
     assert refused.status_code == 409 and "Download the PDF or CSV report instead" in refused.json()["detail"]
     assert AuditEvent.objects.filter(action=action).count() == 1  # the API's only
     return png
+
+
+def dicom_download(client, url_name: str, scan_pk: int, filename: str | None = None) -> bytes:
+    """A DICOM export of a scan (page URL ``url_name``): 200, application/dicom, as an attachment (named
+    ``filename`` when given); its bytes."""
+    from django.urls import reverse
+
+    response = client.get(reverse(url_name, args=[scan_pk]))
+    assert response.status_code == 200, response.content[:500]
+    assert response["Content-Type"] == "application/dicom"
+    assert response["Content-Disposition"].startswith(f'attachment; filename="scan-{scan_pk}-')
+    if filename is not None:
+        assert response["Content-Disposition"] == f'attachment; filename="{filename}"'
+    return response.content

@@ -15,7 +15,7 @@ from pypdf import PdfReader
 
 from audit import actions
 from audit.models import AuditEvent
-from tests.reports.conftest import brainix_paths, check_dicom_export_access
+from tests.reports.conftest import brainix_paths, check_dicom_export_access, dicom_download
 from tests.reports.orthanc import post_instance, running_orthanc
 
 SOURCE_INDICES = (9, 10, 11)  # analysed_scan's files
@@ -23,11 +23,8 @@ SOURCE_INDICES = (9, 10, 11)  # analysed_scan's files
 
 @pytest.fixture
 def report_dcm(client_a, analysed_scan):
-    response = client_a.get(reverse("reports:scan_pdf_dicom", args=[analysed_scan.scan.pk]))
-    assert response.status_code == 200, response.content[:500]
-    assert response["Content-Type"] == "application/dicom"
-    assert response["Content-Disposition"] == f'attachment; filename="scan-{analysed_scan.scan.pk}-report.dcm"'
-    return response.content
+    pk = analysed_scan.scan.pk
+    return dicom_download(client_a, "reports:scan_pdf_dicom", pk, filename=f"scan-{pk}-report.dcm")
 
 
 def test_the_dicom_report_holds_the_pdf_in_the_source_study(report_dcm, analysed_scan):

@@ -10,12 +10,11 @@ import highdicom as hd
 import numpy as np
 import pydicom
 import pytest
-from django.urls import reverse
 
 from audit import actions
 from audit.models import AuditEvent
 from reports.overlay import read_png
-from tests.reports.conftest import brainix_paths, check_dicom_export_access
+from tests.reports.conftest import brainix_paths, check_dicom_export_access, dicom_download
 from tests.reports.orthanc import post_instance, running_orthanc
 
 SOURCE_INDICES = (9, 10, 11)  # analysed_scan's files
@@ -23,10 +22,7 @@ SOURCE_INDICES = (9, 10, 11)  # analysed_scan's files
 
 @pytest.fixture
 def seg_download(client_a, analysed_scan):
-    response = client_a.get(reverse("reports:scan_seg", args=[analysed_scan.scan.pk]))
-    assert response.status_code == 200, response.content[:500]
-    assert response["Content-Type"] == "application/dicom"
-    return response.content
+    return dicom_download(client_a, "reports:scan_seg", analysed_scan.scan.pk)
 
 
 def _sources():

@@ -13,7 +13,7 @@ from django.urls import reverse
 from audit import actions
 from audit.models import AuditEvent
 from reports.overlay import read_png
-from tests.reports.conftest import brainix_paths, check_dicom_export_access
+from tests.reports.conftest import brainix_paths, check_dicom_export_access, dicom_download
 from tests.reports.orthanc import get_json, post_instance, running_orthanc
 
 SOURCE_INDICES = (9, 10, 11)  # analysed_scan's files
@@ -29,10 +29,7 @@ def scored_scan(analysed_scan):
 
 
 def _download(client, scan_pk, name="reports:scan_sr") -> bytes:
-    response = client.get(reverse(name, args=[scan_pk]))
-    assert response.status_code == 200, response.content[:500]
-    assert response["Content-Type"] == "application/dicom"
-    return response.content
+    return dicom_download(client, name, scan_pk)
 
 
 def _items(ds, path=()):
