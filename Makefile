@@ -1,4 +1,4 @@
-.PHONY: run test install web worker beat migrate
+.PHONY: run test install web worker beat migrate receiver
 
 # Everything on one machine: worker + web server on http://127.0.0.1:8000/ (PORT, HOST). Ctrl-C stops it.
 run:
@@ -23,3 +23,7 @@ migrate:
 
 beat:
 	scripts/run.sh beat
+
+# The DICOM receiver the PACS pushes series to (DICOM_RECEIVER_PEERS; README, "PACS"): one per installation.
+receiver:
+	scripts/run.sh receiver

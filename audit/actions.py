@@ -56,6 +56,8 @@ PACS_SEND_FAILED = "pacs.send_failed"
 PACS_QUERIED = "pacs.queried"
 PACS_RETRIEVED = "pacs.retrieved"
 PACS_RETRIEVE_FAILED = "pacs.retrieve_failed"
+DICOM_RECEIVED = "dicom.received"
+DICOM_RECEIVE_FAILED = "dicom.receive_failed"
 RESULTS_CSV_EXPORTED = "report.results_csv_exported"
 
 # Audit log itself
@@ -111,6 +113,8 @@ LABELS = {
     PACS_QUERIED: "PACS searched",
     PACS_RETRIEVED: "Series imported from the PACS",
     PACS_RETRIEVE_FAILED: "Importing from the PACS failed",
+    DICOM_RECEIVED: "Series received over DICOM",
+    DICOM_RECEIVE_FAILED: "A series received over DICOM was refused",
     RESULTS_CSV_EXPORTED: "Results CSV exported",
     AUDIT_LOG_VIEWED: "Audit log viewed",
     AUDIT_LOG_EXPORTED: "Audit log exported",

@@ -269,6 +269,27 @@ try:
 except ValueError as exc:
     raise ImproperlyConfigured(str(exc)) from exc
 
+# --- DICOM receiver (`manage.py dicom_receiver`, `make receiver`): the portal as a DICOM node that the PACS, a router
+# or a scanner pushes series to (C-STORE); each series becomes a scan of the account its sender is mapped to, and is
+# analysed. DICOM_RECEIVER_PEERS="ORTHANC=doctor_a, MR1@10.0.0.5=radiology" names who may send (AE title, optionally
+# the IP address it must call from) and for whom; empty: the receiver does not run. It answers as DICOM_RECEIVER_AE
+# on DICOM_RECEIVER_HOST:DICOM_RECEIVER_PORT; a series is complete DICOM_RECEIVER_IDLE_SECONDS after its last instance.
+DICOM_RECEIVER_PEERS = env.str("DICOM_RECEIVER_PEERS", default="")
+DICOM_RECEIVER_AE = env.str("DICOM_RECEIVER_AE", default=PACS_CALLING_AE)
+DICOM_RECEIVER_HOST = env.str("DICOM_RECEIVER_HOST", default="127.0.0.1")
+DICOM_RECEIVER_PORT = env.int("DICOM_RECEIVER_PORT", default=11112)
+DICOM_RECEIVER_IDLE_SECONDS = env.float("DICOM_RECEIVER_IDLE_SECONDS", default=5)
+DICOM_RECEIVER_SPOOL = Path(env.str("DICOM_RECEIVER_SPOOL", default=str(VAR_DIR / "dicom-spool")))
+try:
+    from scans.dicom_receiver import AE_TITLE as _RECEIVER_AE_TITLE, parse_peers as _parse_peers
+
+    _parse_peers(DICOM_RECEIVER_PEERS)
+    if not _RECEIVER_AE_TITLE.fullmatch(DICOM_RECEIVER_AE):
+        raise ValueError(f"DICOM_RECEIVER_AE {DICOM_RECEIVER_AE!r} is not a DICOM AE title (1-16 characters, "
+                         "no backslash).")
+except ValueError as exc:
+    raise ImproperlyConfigured(str(exc)) from exc
+
 # --- API
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

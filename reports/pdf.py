@@ -22,7 +22,7 @@ from inference.models import verdict_label
 from reports.charts import VERDICT_COLOURS
 from reports.overlay import overlay, read_png
 from reports.selectors import slices_by_verdict_text
-from scans.dicom_text import HEADER_LIMITS, header_checks_text, series_text
+from scans.dicom_text import HEADER_LIMITS, header_checks_text, origin_text, series_text
 
 VERDICT_TEXT = {
     "real_tumor": ("Real tumor", "An authentic tumor; the outline shows the tumor."),
@@ -143,9 +143,9 @@ def scan_report_pdf(report, *, generated_by, confidence_guide: str = "",
                     f"{'s' if scan.n_slices != 1 else ''}, {scan.width} x {scan.height})", small)],
         *([["Series", _p(series, small)]] if (series := series_text(scan.metadata or {})) else []),
         ["SHA-256 of the original", Paragraph(escape(scan.sha256), mono)],
-        ["Imported by" if (pacs := ((scan.metadata or {}).get("origin") or {}).get("pacs")) else "Uploaded by",
+        [f"{(origin := origin_text(scan.metadata))[0]} {'for' if origin[0] == 'Received' else 'by'}",
          _p(f"{scan.owner.get_username()} on {timezone.localtime(scan.created_at):%Y-%m-%d %H:%M %Z}"
-            f"{f', from the PACS {pacs}' if pacs else ''}", small)],
+            f"{', ' + origin[1] if origin[1] else ''}", small)],
         ["Analysed", _p(f"job #{job.pk}, finished {timezone.localtime(job.finished_at):%Y-%m-%d %H:%M %Z}"
                         f"{' on ' + job.device if job.device else ''}", small)],
         ["Sequence", _p(check.get("label", "not recorded (uploaded before sequence checks)"), small)],

@@ -63,9 +63,11 @@ def header_checks_text(scan_kind: str, metadata: dict) -> str:
         return "not checked (uploaded before the portal checked DICOM headers)"
     writers = ", ".join(w.get("name", "") for w in checks.get("writers") or [])
     warnings, notices = checks.get("warnings", 0), checks.get("notices", 0)
-    if (metadata.get("origin") or {}).get("pacs"):
+    origin = metadata.get("origin") or {}
+    if origin.get("pacs") or origin.get("received"):
         # DICOM networking carries no file meta: the portal wrote it on receipt, for every file alike.
-        writers = "this portal, on receipt from the PACS: which program saved the files before cannot be seen"
+        writers = (f"this portal, on receipt {'from the PACS' if origin.get('pacs') else 'over DICOM'}: which program "
+                   "saved the files before cannot be seen")
     return {
         "consistent": f"consistent ({checks.get('files')} files, one program: {writers})",
         "single": f"one file, written by {writers}: nothing to compare it with",
@@ -73,6 +75,18 @@ def header_checks_text(scan_kind: str, metadata: dict) -> str:
         "warnings": (f"{warnings} sign{'s' if warnings != 1 else ''} of editing"
                      + (f" and {notices} note{'s' if notices != 1 else ''}" if notices else "")),
     }.get(checks.get("status"), checks.get("message", "not checked"))
+
+
+def origin_text(metadata: dict) -> tuple[str, str]:
+    """How the scan came in, for the scan page and the report: ("Imported", "from the PACS ORTHANC@host:4242"),
+    ("Received", "over DICOM from ORTHANC at 10.0.0.5") or ("Uploaded", "")."""
+    origin = (metadata or {}).get("origin") or {}
+    if origin.get("pacs"):
+        return "Imported", f"from the PACS {origin['pacs']}"
+    if received := origin.get("received"):
+        address = f" at {received['address']}" if received.get("address") else ""
+        return "Received", f"over DICOM from {received.get('calling_ae', '?')}{address}"
+    return "Uploaded", ""
 
 
 def header_warnings_by_slice(metadata: dict) -> dict[int, list[str]]:

@@ -20,7 +20,7 @@ from scans.models import Scan, ScanFile, ScanSlice
 logger = logging.getLogger(__name__)
 
 __all__ = ["PacsImportUnavailable", "ScanUploadResult", "UploadRejected", "pacs_search", "scan_check_headers",
-           "scan_import_from_pacs", "scan_upload", "slice_pngs"]
+           "scan_import_from_pacs", "scan_receive_series", "scan_upload", "slice_pngs"]
 
 
 @dataclass(frozen=True)
@@ -333,4 +333,50 @@ def scan_import_from_pacs(*, user, study_uid: str, series_uid: str, sequence: st
         "destination": str(destination), "scan_id": result.scan.pk, "created": result.created,
         "instances": len(blobs), "bytes": sum(map(len, blobs)), "retrieve_seconds": round(retrieved, 3),
         "seconds": round(time.perf_counter() - started, 3)})
+    return result
+
+
+# --- Received over DICOM (the dicom_receiver command) --------------------------------------------------------
+
+
+def scan_receive_series(series, peers: dict) -> ScanUploadResult | None:
+    """Store one series a DICOM peer pushed (``scans.dicom_receiver.ReceivedSeries``) as a scan of the account the
+    peer is mapped to, through ``scan_upload`` (its checks, its limits, its job; the same series pushed twice gives
+    the scan already made). A series that cannot be taken (its account is missing or disabled, it passed the limits,
+    the upload's checks refuse it) is audited as ``dicom.receive_failed`` with the reason and None is returned;
+    nothing is stored. Either way the caller may then remove the series from the spool; any other exception
+    (the database is down, ...) leaves it there to be tried again."""
+    from django.conf import settings
+    from django.contrib.auth import get_user_model
+
+    peer = peers.get(series.calling_ae)
+    details = {"calling_ae": series.calling_ae, "address": series.address, "series_uid": series.series_uid,
+               "instances": len(series.files), "bytes": series.n_bytes}
+    user = (get_user_model().objects.filter(username=peer.username).first() if peer is not None else None)
+
+    def refuse(reason: str) -> None:
+        _audit(action="DICOM_RECEIVE_FAILED", actor=user, outcome="failure", details={**details, "error": reason})
+
+    if peer is None:
+        refuse(f"the AE title {series.calling_ae} is not in DICOM_RECEIVER_PEERS any more")
+        return None
+    if user is None or not user.is_active:
+        refuse(f"the account {peer.username!r} that receives from {series.calling_ae} "
+               f"{'is disabled' if user is not None else 'does not exist'}")
+        return None
+    if series.over_limit:
+        refuse(f"the series has more than {settings.UPLOAD_MAX_FILES} instances or "
+               f"{settings.UPLOAD_MAX_BYTES // (1024 * 1024)} MB, the portal's upload limits")
+        return None
+    blobs = [path.read_bytes() for path in series.files]
+    named = sorted(((*_retrieved_name(data, i), data) for i, data in enumerate(blobs)), key=lambda t: t[:2])
+    files = [ContentFile(data, name=name) for _, name, data in named]
+    origin = {"received": {"calling_ae": series.calling_ae, "address": series.address}}
+    try:
+        result = scan_upload(user=user, files=files, origin=origin)
+    except UploadRejected as exc:
+        refuse(exc.message[:500])
+        return None
+    _audit(action="DICOM_RECEIVED", actor=user, obj=result.scan,
+           details={**details, "scan_id": result.scan.pk, "created": result.created})
     return result

@@ -7,12 +7,14 @@
 #   scripts/run.sh worker   (`make worker`) only a Celery worker, in the foreground (scale-out: GPU machines)
 #   scripts/run.sh beat     (`make beat`) the periodic-task scheduler: exactly one per installation (scale-out)
 #   scripts/run.sh migrate  (`make migrate`) migrate the database once per release (scale-out)
+#   scripts/run.sh receiver (`make receiver`) the DICOM receiver the PACS pushes series to (DICOM_RECEIVER_PEERS):
+#                           one per installation; `all` starts it too when DICOM_RECEIVER_PEERS is set
 # Configuration is by environment variables only (README, "Configuration"): DATABASE_URL, CELERY_BROKER_URL,
 # S3_BUCKET, DETECTOR_DEVICE, ...; HOST/PORT choose where the web server listens (127.0.0.1:8000).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 role=${1:-all}
-case "$role" in all|web|worker|beat|migrate) ;; *) echo "usage: $0 [all|web|worker|beat|migrate]" >&2; exit 2 ;; esac
+case "$role" in all|web|worker|beat|migrate|receiver) ;; *) echo "usage: $0 [all|web|worker|beat|migrate|receiver]" >&2; exit 2 ;; esac
 
 scripts/bootstrap.sh
 PY=.venv/bin/python
@@ -34,6 +36,7 @@ case "$role" in
   migrate) exec "$PY" manage.py migrate --noinput ;;
   worker) exec "${worker_cmd[@]}" ;;
   beat) exec .venv/bin/celery -A portal beat --loglevel "${CELERY_LOG_LEVEL:-INFO}" ;;
+  receiver) exec "$PY" manage.py dicom_receiver ;;
   web) "$PY" manage.py collectstatic --noinput --verbosity 0; exec "${web_cmd[@]}" ;;
 esac
 
@@ -56,11 +59,17 @@ setsid "${worker_cmd[@]}" --beat &
 worker=$!
 setsid "${web_cmd[@]}" &
 web=$!
+receiver=
+if [ -n "${DICOM_RECEIVER_PEERS:-}" ]; then  # the DICOM receiver: a refusal to start (an unknown account) stops only it
+  setsid bash -c "$PY manage.py dicom_receiver || echo '==> the DICOM receiver stopped (why: above); the portal runs on without it' >&2" &
+  receiver=$!
+fi
 
 stop() {
   trap - INT TERM
   echo "==> stopping the web server and the worker (it finishes the task in hand first)"
   kill -TERM "$web" "$worker" 2>/dev/null || true
+  if [ -n "$receiver" ]; then kill -TERM -- "-$receiver" 2>/dev/null || true; wait "$receiver" 2>/dev/null || true; fi
   wait "$web" 2>/dev/null || true
   wait "$worker" 2>/dev/null || true
   echo "==> stopped"
@@ -77,6 +86,7 @@ for _ in $(seq 60); do
 done
 echo
 echo "==> the portal is running: $url   (log in there; Ctrl-C stops it)"
+[ -n "$receiver" ] && kill -0 "$receiver" 2>/dev/null && echo "==> DICOM receiver: ${DICOM_RECEIVER_AE:-${PACS_CALLING_AE:-TAMPERCHECK}} on ${DICOM_RECEIVER_HOST:-127.0.0.1}:${DICOM_RECEIVER_PORT:-11112}, for $DICOM_RECEIVER_PEERS"
 echo
 
 # If either process dies, stop the other and fail.

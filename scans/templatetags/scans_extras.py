@@ -17,3 +17,13 @@ def header_checks_text(scan) -> str:
 
 
 register.simple_tag(lambda: dicom_text.HEADER_LIMITS, name="header_limits")
+
+
+@register.simple_tag
+def origin_label(scan) -> str:
+    return dicom_text.origin_text(scan.metadata)[0]
+
+
+@register.simple_tag
+def origin_text(scan) -> str:
+    return dicom_text.origin_text(scan.metadata)[1]

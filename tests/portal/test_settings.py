@@ -168,3 +168,10 @@ def test_a_real_worker_answers_through_redis_and_rabbitmq(tmp_path, url, monkeyp
     output = "".join(lines)
     assert "Connected to " + url.split("://")[0] in output
     assert "warm shutdown" in output.lower()
+
+
+def test_a_malformed_dicom_receiver_peer_list_stops_start_up_saying_what_is_wrong(tmp_path):
+    result = probe(tmp_path, SECRET_KEY="k" * 50, DICOM_RECEIVER_PEERS="ORTHANC=doctor_a, MR1")
+    assert result.returncode != 0 and "ImproperlyConfigured" in result.stderr
+    assert "DICOM_RECEIVER_PEERS: 'MR1' is not AE_TITLE=username" in result.stderr
+    assert settings_with(tmp_path, SECRET_KEY="k" * 50, DICOM_RECEIVER_PEERS="ORTHANC=doctor_a")["DEBUG"] is False

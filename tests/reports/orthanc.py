@@ -23,8 +23,9 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def running_orthanc(directory: Path, *, dicom: bool = False, allow_query: bool = True):
-    """Yields {"http": base URL, "port": DICOM port, "destination": "ORTHANC@127.0.0.1:<port>"}."""
+def running_orthanc(directory: Path, *, dicom: bool = False, allow_query: bool = True, modalities: dict | None = None):
+    """Yields {"http": base URL, "port": DICOM port, "destination": "ORTHANC@127.0.0.1:<port>"}. `modalities`: the
+    DICOM nodes Orthanc may send to ({"portal": ["TAMPERCHECK", "127.0.0.1", port]}; POST /modalities/portal/store)."""
     binary = shutil.which("Orthanc") or ("/usr/sbin/Orthanc" if Path("/usr/sbin/Orthanc").exists() else None)
     if binary is None:
         pytest.skip("Orthanc is not installed")
@@ -35,6 +36,7 @@ def running_orthanc(directory: Path, *, dicom: bool = False, allow_query: bool =
         "DicomCheckCalledAet": True, "RemoteAccessAllowed": False, "AuthenticationEnabled": False,
         "HttpServerEnabled": True, "Plugins": [], "StableAge": 1,
         "DicomAlwaysAllowFind": allow_query, "DicomAlwaysAllowGet": allow_query,
+        "DicomModalities": modalities or {},
     }
     config_path = directory / "orthanc.json"
     config_path.write_text(json.dumps(config))
@@ -67,6 +69,13 @@ def post_instance(base: str, data: bytes) -> dict:
     request = urllib.request.Request(f"{base}/instances", data=data, method="POST",
                                      headers={"Content-Type": "application/dicom"})
     with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())
+
+
+def post_json(base: str, path: str, body) -> dict:
+    request = urllib.request.Request(f"{base}{path}", data=json.dumps(body).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=60) as response:
         return json.loads(response.read())
 
 
