@@ -241,6 +241,7 @@ INFERENCE_QUEUE = env.str("INFERENCE_QUEUE", default="") or None
 # Periodic tasks, sent by exactly one `celery -A portal beat` (`make run` embeds it in its worker).
 CELERY_BEAT_SCHEDULE = {
     "reap-stale-inference-jobs": {"task": "inference.reap_stale_jobs", "schedule": 60.0},
+    "retry-pacs-sends": {"task": "reports.retry_pacs_sends", "schedule": 60.0},
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
@@ -260,6 +261,17 @@ PACS_DESTINATION = env.str("PACS_DESTINATION", default="")
 PACS_CALLING_AE = env.str("PACS_CALLING_AE", default="TAMPERCHECK")
 PACS_TIMEOUT_SECONDS = env.float("PACS_TIMEOUT_SECONDS", default=30)
 PACS_QUEUE = env.str("PACS_QUEUE", default="") or None  # the Celery queue of the sends; default: the default queue
+# A send that failed for a reason that may pass (the PACS could not be reached, stopped answering, was out of
+# resources) is tried again after each of these delays in minutes, then given up; "" never tries again. A send with
+# no outcome PACS_SENDING_STALE_MINUTES after it began (its worker died) counts as such a failure.
+try:
+    PACS_RETRY_MINUTES = [float(m) for m in env.list("PACS_RETRY_MINUTES", default=["1", "5", "15", "60"]) if m.strip()]
+    if any(not 0 < m <= 24 * 60 for m in PACS_RETRY_MINUTES):
+        raise ValueError
+except ValueError as exc:
+    raise ImproperlyConfigured("PACS_RETRY_MINUTES must be comma-separated minutes between 0 and 1440 (e.g. 1,5,15,60), "
+                               "or empty for no retries.") from exc
+PACS_SENDING_STALE_MINUTES = env.float("PACS_SENDING_STALE_MINUTES", default=10)
 try:
     from reports.pacs import AE_TITLE as _AE_TITLE, parse_destination as _parse_destination
 

@@ -62,12 +62,13 @@ class ScanReportSrApi(APIView):
 class PacsTransferSerializer(serializers.ModelSerializer):
     requested_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
     outcome = serializers.CharField(source="outcome_text", read_only=True,
-                                    help_text="What a sent transfer stored, in words; empty until it is sent.")
+                                    help_text="What a sent transfer stored, or when one waiting to try again "
+                                              "(status retrying) is tried again, in words; empty otherwise.")
 
     class Meta:
         model = PacsTransfer
         fields = ["id", "scan", "job", "requested_by", "created_at", "finished_at", "destination", "status", "detail",
-                  "instances", "outcome"]
+                  "instances", "outcome", "attempts", "next_attempt_at"]
 
 
 class ScanPacsTransfersApi(APIView):

@@ -55,6 +55,7 @@ class PacsTransfer(models.Model):
     class Status(models.TextChoices):
         QUEUED = "queued", "Queued"
         SENDING = "sending", "Sending"
+        RETRYING = "retrying", "Waiting to try again"
         SENT = "sent", "Sent"
         FAILED = "failed", "Failed"
 
@@ -69,6 +70,10 @@ class PacsTransfer(models.Model):
     detail = models.TextField(blank=True, help_text="why it failed, in words")
     # per instance sent: {"what": "seg"|"report"|"sr", "sop_class_uid", "sop_instance_uid", "status": "0x0000"}
     instances = models.JSONField(default=list, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0, help_text="sends tried so far")
+    attempted_at = models.DateTimeField(null=True, blank=True, help_text="when the last send began")
+    next_attempt_at = models.DateTimeField(null=True, blank=True,
+                                           help_text="when a transfer waiting to try again is sent again")
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -78,8 +83,15 @@ class PacsTransfer(models.Model):
 
     @property
     def outcome_text(self) -> str:
-        """What a sent transfer stored, in words: "3 objects stored (DICOM SEG, report and structured report)";
-        empty until it is sent (the page and pacs.js, via the API's ``outcome``, show the same words)."""
+        """What a sent transfer stored, in words: "3 objects stored (DICOM SEG, report and structured report)"; for
+        one waiting to try again, when ("attempt 1 of 5 failed, trying again at 14:05 UTC"); empty otherwise (the
+        page and pacs.js, via the API's ``outcome``, show the same words)."""
+        if self.status == self.Status.RETRYING and self.next_attempt_at is not None:
+            from django.utils import timezone
+
+            total = len(settings.PACS_RETRY_MINUTES) + 1
+            at = timezone.localtime(self.next_attempt_at)
+            return f"attempt {self.attempts} of {total} failed, trying again at {at:%H:%M} {at.tzname()}"
         if self.status != self.Status.SENT:
             return ""
         labels = [self.WHAT_LABELS.get(i.get("what"), str(i.get("what"))) for i in self.instances]

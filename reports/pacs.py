@@ -41,10 +41,15 @@ class PacsError(Exception):
 
 
 class PacsSendFailed(PacsError):
-    def __init__(self, message: str, results: list[dict] | None = None):
+    """``transient``: the PACS could not be reached, stopped answering or was out of resources, so the same send
+    may work later (the portal tries again); otherwise it refused the portal or an object, which trying again does
+    not change."""
+
+    def __init__(self, message: str, results: list[dict] | None = None, *, transient: bool = False):
         super().__init__(message)
         self.message = message
         self.results = results or []
+        self.transient = transient
 
 
 def parse_destination(text: str) -> PacsDestination | None:
@@ -99,7 +104,8 @@ def _reach(destination: PacsDestination, timeout: float) -> None:
             pass
     except OSError as exc:
         raise PacsSendFailed(f"Could not connect to the PACS {destination}: "
-                             f"{exc.strerror or exc or 'no answer'} (after at most {timeout:g} s).") from exc
+                             f"{exc.strerror or exc or 'no answer'} (after at most {timeout:g} s).",
+                             transient=True) from exc
 
 
 def _association_failed(assoc, destination: PacsDestination, calling_ae: str, timeout: float) -> PacsSendFailed:
@@ -110,7 +116,9 @@ def _association_failed(assoc, destination: PacsDestination, calling_ae: str, ti
     reason = (f"it refused the association ({advice})" if assoc.is_rejected
               else f"it refused the association by aborting the request ({advice})" if assoc.is_aborted
               else f"it did not answer the association request within {timeout:g} s")
-    return PacsSendFailed(f"Could not connect to the PACS {destination}: {reason}.")
+    # Refused (rejected or aborted) is the PACS's configuration, which trying again does not change; no answer may pass.
+    return PacsSendFailed(f"Could not connect to the PACS {destination}: {reason}.",
+                          transient=not (assoc.is_rejected or assoc.is_aborted))
 
 
 def echo(destination: PacsDestination, *, calling_ae: str = "TAMPERCHECK", timeout: float = 30) -> float:
@@ -160,11 +168,13 @@ def store(instances: list[bytes], destination: PacsDestination, *, calling_ae: s
             status = int(answer.Status) if answer and "Status" in answer else None
             if status is None:
                 raise PacsSendFailed(f"The PACS {destination} did not answer the C-STORE of {uid} (timed out or "
-                                     "aborted).", results)
+                                     "aborted).", results, transient=True)
             results.append({"sop_class_uid": item.sop_class, "sop_instance_uid": uid, "status": f"0x{status:04X}"})
             if status != SUCCESS and status not in WARNING_STATUSES:
+                out_of_resources = 0xA700 <= status <= 0xA7FF  # full, or busy: may take it later
                 raise PacsSendFailed(f"The PACS {destination} refused {item.dataset.SOPClassUID.name} {uid} with "
-                                     f"status 0x{status:04X}.", results)
+                                     f"status 0x{status:04X}{' (out of resources)' if out_of_resources else ''}.",
+                                     results, transient=out_of_resources)
     finally:
         if assoc.is_established:
             assoc.release()

@@ -1,10 +1,12 @@
 """Writes of the reports app: evaluation records (and the report files, below)."""
 import hashlib
 import logging
+from datetime import timedelta
 from pathlib import Path
 
 from django.conf import settings
 from django.db import DatabaseError, connection, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from audit import actions
@@ -307,7 +309,8 @@ def pacs_send_request(*, request, scan_pk: int):
 
 
 def _pacs_queue(*, scan, job, user, destination, request=None, extra: dict | None = None):
-    """A PacsTransfer row and its audit, then the task once the row is committed."""
+    """A PacsTransfer row and its audit, then the task once the row is committed. Earlier transfers of the scan
+    still waiting to try again are given up: the new one sends the newest state."""
     from reports.models import PacsTransfer
 
     with transaction.atomic():
@@ -315,6 +318,11 @@ def _pacs_queue(*, scan, job, user, destination, request=None, extra: dict | Non
         audit_record(action=actions.PACS_SEND_REQUESTED, request=request, actor=user, obj=scan, details={
             "transfer_id": transfer.pk, "scan_id": scan.pk, "job_id": job.pk, "destination": str(destination),
             **(extra or {})})
+        waiting = PacsTransfer.objects.select_for_update().filter(scan=scan, status=PacsTransfer.Status.RETRYING)
+        for earlier in waiting.exclude(pk=transfer.pk):
+            _pacs_finish(earlier.pk, failed=f"{earlier.detail} Not tried again: replaced by a newer request "
+                                            f"(transfer #{transfer.pk}).", instances=earlier.instances,
+                         extra={"replaced_by": transfer.pk})
         transaction.on_commit(lambda: _dispatch_pacs(transfer.pk))
     return transfer
 
@@ -348,21 +356,60 @@ def _dispatch_pacs(transfer_id: int) -> None:
                                          "Send again when the portal's broker is back.")
 
 
-def _pacs_finish(transfer_id: int, *, failed: str = "", instances: list | None = None, extra: dict | None = None):
+def _pacs_finish(transfer_id: int, *, failed: str = "", instances: list | None = None, extra: dict | None = None,
+                 transient: bool = False):
+    """Record how a send went. A transient failure (``PacsSendFailed.transient``) with retries left waits to try
+    again (``retrying``, ``next_attempt_at`` after the next of settings.PACS_RETRY_MINUTES; ``pacs_retry_due``
+    sends it then); any other failure, or the last, is final."""
     from reports.models import PacsTransfer
 
     transfer = PacsTransfer.objects.select_related("requested_by").get(pk=transfer_id)
-    transfer.status = PacsTransfer.Status.FAILED if failed else PacsTransfer.Status.SENT
+    delays = settings.PACS_RETRY_MINUTES
+    retry = bool(failed) and transient and 1 <= transfer.attempts <= len(delays)
+    now = timezone.now()
+    transfer.status = (PacsTransfer.Status.RETRYING if retry else PacsTransfer.Status.FAILED if failed
+                       else PacsTransfer.Status.SENT)
     transfer.detail = failed
     transfer.instances = instances or []
-    transfer.finished_at = timezone.now()
-    transfer.save(update_fields=["status", "detail", "instances", "finished_at"])
+    transfer.next_attempt_at = now + timedelta(minutes=delays[transfer.attempts - 1]) if retry else None
+    transfer.finished_at = None if retry else now
+    transfer.save(update_fields=["status", "detail", "instances", "next_attempt_at", "finished_at"])
     audit_record(action=actions.PACS_SEND_FAILED if failed else actions.PACS_SENT, actor=transfer.requested_by,
                  obj=transfer.scan, outcome=actions.FAILURE if failed else actions.SUCCESS, details={
                      "transfer_id": transfer.pk, "scan_id": transfer.scan_id, "job_id": transfer.job_id,
                      "destination": transfer.destination, **({"error": failed} if failed else {}),
-                     "instances": transfer.instances, **(extra or {})})
+                     "instances": transfer.instances, "attempt": transfer.attempts,
+                     **({"next_attempt_at": transfer.next_attempt_at.isoformat()} if retry else {}), **(extra or {})})
     return transfer
+
+
+def pacs_retry_due(*, now=None) -> dict:
+    """The periodic task's work (reports.tasks.retry_pacs_sends, every minute): send again the transfers whose
+    time to try again has come, and count a send that has had no outcome for settings.PACS_SENDING_STALE_MINUTES
+    (its worker died; a re-delivered task leaves a sending row alone) as a failure that may pass. Returns
+    {"retried": n, "stale": n}."""
+    from reports.models import PacsTransfer
+
+    now = now or timezone.now()
+    cutoff = now - timedelta(minutes=settings.PACS_SENDING_STALE_MINUTES)
+    stale = 0
+    for transfer_id in PacsTransfer.objects.filter(status=PacsTransfer.Status.SENDING, attempted_at__lt=cutoff
+                                                   ).values_list("pk", flat=True):
+        with transaction.atomic():
+            row = PacsTransfer.objects.select_for_update().filter(
+                pk=transfer_id, status=PacsTransfer.Status.SENDING, attempted_at__lt=cutoff).first()
+            if row is not None:
+                _pacs_finish(row.pk, failed=f"The send had no outcome {settings.PACS_SENDING_STALE_MINUTES:g} minutes "
+                                            "after it began (its worker stopped).", transient=True)
+                stale += 1
+    retried = 0
+    for transfer_id in PacsTransfer.objects.filter(status=PacsTransfer.Status.RETRYING, next_attempt_at__lte=now
+                                                   ).values_list("pk", flat=True):
+        if PacsTransfer.objects.filter(pk=transfer_id, status=PacsTransfer.Status.RETRYING).update(
+                status=PacsTransfer.Status.QUEUED):
+            _dispatch_pacs(transfer_id)
+            retried += 1
+    return {"retried": retried, "stale": stale}
 
 
 def pacs_transfer_run(*, transfer_id: int):
@@ -376,7 +423,8 @@ def pacs_transfer_run(*, transfer_id: int):
     from reports.sr import scan_sr_bytes
 
     claimed = PacsTransfer.objects.filter(pk=transfer_id, status=PacsTransfer.Status.QUEUED).update(
-        status=PacsTransfer.Status.SENDING)
+        status=PacsTransfer.Status.SENDING, attempts=F("attempts") + 1, attempted_at=timezone.now(),
+        next_attempt_at=None)
     if not claimed:
         return PacsTransfer.objects.get(pk=transfer_id)
     transfer = PacsTransfer.objects.select_related("requested_by").get(pk=transfer_id)
@@ -395,7 +443,8 @@ def pacs_transfer_run(*, transfer_id: int):
         results = store([data for _, data in made], destination, calling_ae=settings.PACS_CALLING_AE,
                         timeout=settings.PACS_TIMEOUT_SECONDS)
     except PacsSendFailed as exc:
-        return _pacs_finish(transfer_id, failed=exc.message, instances=_named(made, exc.results))
+        return _pacs_finish(transfer_id, failed=exc.message, instances=_named(made, exc.results),
+                            transient=exc.transient)
     except (DicomExportUnavailable, NoFinishedAnalysis) as exc:
         return _pacs_finish(transfer_id, failed=str(exc))
     return _pacs_finish(transfer_id, instances=_named(made, results),

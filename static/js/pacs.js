@@ -1,14 +1,16 @@
-/* The scan page's "Sent to the PACS" list: while a transfer is queued or sending, ask the API how it is going
- * (GET /api/scans/<id>/pacs-transfers/, every 2 s for at most 3 minutes) and show its outcome in place, so the
- * doctor does not have to reload the page. The page itself renders the same three parts (status, outcome, detail). */
+/* The scan page's "Sent to the PACS" list: while a transfer is queued, sending or waiting to try again, ask the API
+ * how it is going (GET /api/scans/<id>/pacs-transfers/: every 2 s while one is queued or sending, every 20 s while
+ * they only wait, for at most 2 hours) and show its outcome in place, so the doctor does not have to reload the
+ * page. The page itself renders the same three parts (status, outcome, detail). */
 (function () {
   "use strict";
   const section = document.querySelector("[data-pacs-transfers]");
   if (!section) return;
-  const LABELS = { queued: "Queued", sending: "Sending", sent: "Sent", failed: "Failed" };
+  const LABELS = { queued: "Queued", sending: "Sending", retrying: "Waiting to try again", sent: "Sent", failed: "Failed" };
   const BADGE = { sent: "done", failed: "failed" };
-  const pending = () => section.querySelectorAll('[data-pacs-transfer="queued"], [data-pacs-transfer="sending"]');
-  const deadline = Date.now() + 180000;
+  const ACTIVE = '[data-pacs-transfer="queued"], [data-pacs-transfer="sending"]';
+  const pending = () => section.querySelectorAll(ACTIVE + ', [data-pacs-transfer="retrying"]');
+  const deadline = Date.now() + 2 * 3600 * 1000;
 
   function show(item, transfer) {
     item.dataset.pacsTransfer = transfer.status;
@@ -33,7 +35,7 @@
     } catch (e) {
       /* the network blinked: try again at the next tick */
     }
-    setTimeout(poll, 2000);
+    setTimeout(poll, section.querySelector(ACTIVE) ? 2000 : 20000);
   }
   setTimeout(poll, 1000);
 })();

@@ -23,13 +23,14 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def running_orthanc(directory: Path, *, dicom: bool = False, allow_query: bool = True, modalities: dict | None = None):
+def running_orthanc(directory: Path, *, dicom: bool = False, allow_query: bool = True, modalities: dict | None = None,
+                    dicom_port: int | None = None):
     """Yields {"http": base URL, "port": DICOM port, "destination": "ORTHANC@127.0.0.1:<port>"}. `modalities`: the
     DICOM nodes Orthanc may send to ({"portal": ["TAMPERCHECK", "127.0.0.1", port]}; POST /modalities/portal/store)."""
     binary = shutil.which("Orthanc") or ("/usr/sbin/Orthanc" if Path("/usr/sbin/Orthanc").exists() else None)
     if binary is None:
         pytest.skip("Orthanc is not installed")
-    http_port, dicom_port = free_port(), free_port()
+    http_port, dicom_port = free_port(), dicom_port or free_port()
     config = {
         "Name": "portal-test", "StorageDirectory": str(directory / "storage"), "IndexDirectory": str(directory / "index"),
         "HttpPort": http_port, "DicomServerEnabled": dicom, "DicomAet": "ORTHANC", "DicomPort": dicom_port,

@@ -10,12 +10,14 @@ import os
 import subprocess
 import urllib.request
 import uuid
+from datetime import timedelta
 
 import pydicom
 import pytest
 import redis
 from django.conf import settings as django_settings
 from django.urls import reverse
+from django.utils import timezone
 
 from audit import actions
 from audit.models import AuditEvent
@@ -125,19 +127,96 @@ def _instance_bytes(base: str, sop_instance_uid: str) -> bytes:
         return response.read()
 
 
-def test_a_pacs_that_is_not_there_fails_the_transfer_with_the_reason(
-        client_a, analysed_scan, settings, django_capture_on_commit_callbacks):
+@pytest.fixture
+def test_queue(settings):
+    """The sends' Celery queue, a fresh one on the real Redis broker, emptied afterwards."""
+    settings.PACS_QUEUE = f"test-pacs-{uuid.uuid4().hex}"
+    broker = redis.Redis.from_url(django_settings.CELERY_BROKER_URL)
+    yield broker, settings.PACS_QUEUE
+    broker.delete(settings.PACS_QUEUE)
+
+
+def test_a_pacs_that_is_not_there_is_tried_again_later_then_given_up_with_the_reason(
+        client_a, analysed_scan, settings, django_capture_on_commit_callbacks, test_queue):
     settings.PACS_DESTINATION = f"ORTHANC@127.0.0.1:{free_port()}"  # nothing listens there
-    settings.PACS_TIMEOUT_SECONDS = 3
+    settings.PACS_TIMEOUT_SECONDS, settings.PACS_RETRY_MINUTES = 3, [1, 5]
+    started = timezone.now()
     transfer = services.pacs_transfer_run(
         transfer_id=_send(client_a, analysed_scan.scan, django_capture_on_commit_callbacks).pk)
-    assert transfer.status == "failed" and transfer.instances == []
-    assert transfer.detail == (f"Could not connect to the PACS {settings.PACS_DESTINATION}: Connection refused "
-                               "(after at most 3 s).")
+    reason = f"Could not connect to the PACS {settings.PACS_DESTINATION}: Connection refused (after at most 3 s)."
+    assert (transfer.status, transfer.attempts, transfer.instances, transfer.detail) == ("retrying", 1, [], reason)
+    assert transfer.finished_at is None
+    assert timedelta(seconds=55) < transfer.next_attempt_at - started < timedelta(seconds=65)
     event = AuditEvent.objects.get(action=actions.PACS_SEND_FAILED)
-    assert event.outcome == actions.FAILURE and event.details["error"] == transfer.detail
+    assert event.outcome == actions.FAILURE and event.details["error"] == reason
+    assert (event.details["attempt"], event.details["next_attempt_at"]) == (1, transfer.next_attempt_at.isoformat())
+    page = client_a.get(reverse("scans:detail", args=[analysed_scan.scan.pk])).content.decode()
+    at = timezone.localtime(transfer.next_attempt_at)
+    assert 'data-pacs-transfer="retrying"' in page and "Waiting to try again" in page and reason in page
+    assert f"attempt 1 of 3 failed, trying again at {at:%H:%M} UTC" in page
+
+    broker, queue = test_queue
+    assert services.pacs_retry_due(now=started + timedelta(seconds=30)) == {"retried": 0, "stale": 0}  # not yet
+    assert services.pacs_retry_due(now=transfer.next_attempt_at) == {"retried": 1, "stale": 0}
+    assert broker.llen(queue) == 1 and str(transfer.pk) in broker.lindex(queue, 0).decode()
+    assert services.pacs_retry_due(now=transfer.next_attempt_at) == {"retried": 0, "stale": 0}  # queued once
+    second = services.pacs_transfer_run(transfer_id=transfer.pk)
+    assert (second.status, second.attempts) == ("retrying", 2)
+    assert 4 * 60 < (second.next_attempt_at - second.attempted_at).total_seconds() < 5 * 60 + 5
+    services.pacs_retry_due(now=second.next_attempt_at)
+    third = services.pacs_transfer_run(transfer_id=transfer.pk)
+    assert (third.status, third.attempts, third.next_attempt_at, third.detail) == ("failed", 3, None, reason)
+    assert third.finished_at is not None
+    assert [e.details["attempt"] for e in AuditEvent.objects.filter(action=actions.PACS_SEND_FAILED)
+            .order_by("seq")] == [1, 2, 3]
     page = client_a.get(reverse("scans:detail", args=[analysed_scan.scan.pk])).content.decode()
     assert 'data-pacs-transfer="failed"' in page and "Connection refused (after at most 3 s)" in page
+
+
+def test_a_pacs_that_comes_back_gets_the_analysis_at_the_next_try(
+        client_a, analysed_scan, settings, tmp_path, django_capture_on_commit_callbacks, test_queue):
+    port = free_port()
+    settings.PACS_DESTINATION, settings.PACS_TIMEOUT_SECONDS = f"ORTHANC@127.0.0.1:{port}", 3
+    transfer = services.pacs_transfer_run(
+        transfer_id=_send(client_a, analysed_scan.scan, django_capture_on_commit_callbacks).pk)
+    assert transfer.status == "retrying"
+    with running_orthanc(tmp_path, dicom=True, dicom_port=port) as pacs:  # the PACS is back
+        assert services.pacs_retry_due(now=transfer.next_attempt_at)["retried"] == 1
+        sent = services.pacs_transfer_run(transfer_id=transfer.pk)
+        assert (sent.status, sent.attempts, sent.next_attempt_at) == ("sent", 2, None), sent.detail
+        assert len(get_json(pacs["http"], "/instances")) == 3
+    assert sent.detail == "" and sent.outcome_text.startswith("3 objects stored")
+    assert AuditEvent.objects.get(action=actions.PACS_SENT).details["attempt"] == 2
+
+
+def test_a_dead_send_counts_as_a_failed_attempt_and_a_new_request_replaces_a_waiting_one(
+        client_a, analysed_scan, settings, django_capture_on_commit_callbacks, test_queue):
+    settings.PACS_DESTINATION = "ORTHANC@pacs.example.org:4242"
+    transfer = _send(client_a, analysed_scan.scan, django_capture_on_commit_callbacks)
+    began = timezone.now() - timedelta(minutes=11)  # claimed by a worker that died (the redelivery leaves it alone)
+    PacsTransfer.objects.filter(pk=transfer.pk).update(status="sending", attempts=1, attempted_at=began)
+    assert services.pacs_retry_due(now=began + timedelta(minutes=9)) == {"retried": 0, "stale": 0}
+    assert services.pacs_retry_due()["stale"] == 1
+    transfer.refresh_from_db()
+    assert (transfer.status, transfer.attempts) == ("retrying", 1)
+    assert transfer.detail == "The send had no outcome 10 minutes after it began (its worker stopped)."
+
+    with django_capture_on_commit_callbacks(execute=False):
+        client_a.post(reverse("reports:scan_send_to_pacs", args=[analysed_scan.scan.pk]))
+    newer = PacsTransfer.objects.exclude(pk=transfer.pk).get()
+    transfer.refresh_from_db()
+    assert (transfer.status, newer.status) == ("failed", "queued")
+    assert transfer.detail.endswith(f"Not tried again: replaced by a newer request (transfer #{newer.pk}).")
+    assert services.pacs_retry_due(now=timezone.now() + timedelta(hours=2)) == {"retried": 0, "stale": 0}
+
+
+def test_a_refusal_is_not_tried_again(client_a, analysed_scan, settings, django_capture_on_commit_callbacks):
+    settings.PACS_DESTINATION = "ORTHANC@pacs.example.org:4242"
+    transfer = _send(client_a, analysed_scan.scan, django_capture_on_commit_callbacks)
+    analysed_scan.scan.kind = "png"  # no DICOM source any more: the export itself is refused
+    analysed_scan.scan.save(update_fields=["kind"])
+    failed = services.pacs_transfer_run(transfer_id=transfer.pk)
+    assert (failed.status, failed.attempts, failed.next_attempt_at) == ("failed", 1, None)
 
 
 def test_a_pacs_that_refuses_the_portal_is_named(client_a, analysed_scan, pacs, settings,
