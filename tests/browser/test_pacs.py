@@ -1,8 +1,11 @@
 """In headless Chromium: the scan page's "Sent to the PACS" list shows a transfer's outcome as soon as the worker
 records it (pacs.js asks the API), without a reload."""
+from datetime import timedelta
+
 import pytest
 from django.db import connections
 from django.urls import reverse
+from django.utils import timezone
 
 from reports.models import PacsTransfer
 from tests.reports.conftest import store_analysis, upload_dicom  # noqa: F401  (upload_dicom: a fixture)
@@ -25,20 +28,32 @@ def test_a_queued_transfer_shows_its_outcome_without_a_reload(page, login_as, do
                                        destination=settings.PACS_DESTINATION)
     failed = PacsTransfer.objects.create(scan=scan, job=analysed.job, requested_by=doctor_a,
                                          destination=settings.PACS_DESTINATION, status="sending")
+    waiting = PacsTransfer.objects.create(scan=scan, job=analysed.job, requested_by=doctor_a,
+                                          destination=settings.PACS_DESTINATION, status="retrying", attempts=1,
+                                          detail="Could not connect to the PACS: Connection refused.",
+                                          next_attempt_at=timezone.now() + timedelta(minutes=1))
 
     login_as(doctor_a)
     page.goto(reverse("scans:detail", args=[scan.pk]))
     first, second = (page.locator(f'[data-pacs-id="{t.pk}"]') for t in (sent, failed))
     assert first.get_attribute("data-pacs-transfer") == "queued"
     assert second.locator("[data-pacs-status]").inner_text() == "Sending"
+    third = page.locator(f'[data-pacs-id="{waiting.pk}"]')
+    assert third.locator("[data-pacs-status]").inner_text() == "Waiting to try again"
+    assert "attempt 1 of 5 failed, trying again at " in third.inner_text()
 
     # the worker finishes both (as reports.services._pacs_finish would)
     PacsTransfer.objects.filter(pk=sent.pk).update(status="sent", instances=[
         {"what": "seg", "status": "0x0000"}, {"what": "report", "status": "0x0000"}, {"what": "sr", "status": "0x0000"}])
     PacsTransfer.objects.filter(pk=failed.pk).update(
         status="failed", detail="Could not connect to the PACS: Connection refused (after at most 30 s).")
+    # the next try sends the waiting one (as reports.services.pacs_retry_due, then the worker, would)
+    PacsTransfer.objects.filter(pk=waiting.pk).update(status="sent", attempts=2, detail="", next_attempt_at=None,
+                                                      instances=[{"what": "seg", "status": "0x0000"}])
     page.wait_for_selector(f'[data-pacs-id="{sent.pk}"][data-pacs-transfer="sent"]', timeout=10_000)
     page.wait_for_selector(f'[data-pacs-id="{failed.pk}"][data-pacs-transfer="failed"]', timeout=10_000)
+    page.wait_for_selector(f'[data-pacs-id="{waiting.pk}"][data-pacs-transfer="sent"]', timeout=10_000)
+    assert third.inner_text().endswith(": 1 object stored (DICOM SEG)") and "attempt" not in third.inner_text()
     assert first.locator("[data-pacs-status]").inner_text() == "Sent"
     assert first.inner_text().endswith(": 3 objects stored (DICOM SEG, report and structured report)")
     assert second.locator("[data-pacs-detail]").inner_text() == (

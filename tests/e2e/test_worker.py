@@ -242,3 +242,54 @@ def test_a_real_worker_sends_the_analysis_to_a_real_pacs(use_worker, client_a, s
         assert modalities == ["DOC", "MR", "SEG", "SR"]
         listed = client_a.get(reverse("api-scan-pacs-transfers", args=[scan_id])).json()
         assert [(t["id"], t["status"]) for t in listed] == [(transfer_id, "sent")]
+
+
+def test_a_series_a_real_pacs_pushes_to_the_receiver_process_is_analysed_by_the_worker(use_worker, doctor_a,
+                                                                                        tmp_path):
+    """The DICOM receiver as its own process (`manage.py dicom_receiver`, as `make receiver` runs it): Orthanc pushes
+    a study (C-STORE), the receiver stores the series as a scan of the peer's account, the worker analyses it, and
+    SIGTERM stops the receiver cleanly."""
+    from scans.models import Scan
+    from tests.reports.orthanc import free_port, post_instance, post_json, running_orthanc
+
+    port, log = free_port(), tmp_path / "receiver.log"
+    env = {**os.environ, "DATABASE_URL": _database_url(), "MEDIA_ROOT": str(use_worker.media),
+           "CELERY_BROKER_URL": django_settings.CELERY_BROKER_URL, "INFERENCE_QUEUE": use_worker.queue,
+           "DICOM_RECEIVER_PEERS": "ORTHANC@127.0.0.1=doctor_a", "DICOM_RECEIVER_PORT": str(port),
+           "DICOM_RECEIVER_SPOOL": str(tmp_path / "spool"), "DICOM_RECEIVER_IDLE_SECONDS": "0.5",
+           "PYTHONUNBUFFERED": "1"}
+    with open(log, "wb") as out:
+        receiver = subprocess.Popen([sys.executable, "manage.py", "dicom_receiver"], cwd=ROOT, env=env, stdout=out,
+                                    stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + WORKER_START_TIMEOUT
+        while "Receiving DICOM as" not in log.read_text():
+            if receiver.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"The receiver did not start:\n{log.read_text()[-4000:]}")
+            time.sleep(0.2)
+        with running_orthanc(tmp_path / "pacs", dicom=True,
+                             modalities={"portal": ["TAMPERCHECK", "127.0.0.1", port]}) as pacs:
+            for f in brainix_files([12, 13, 14, 15]):
+                study = post_instance(pacs["http"], f.read())["ParentStudy"]
+            started = time.monotonic()
+            answer = post_json(pacs["http"], "/modalities/portal/store", {"Resources": [study], "Synchronous": True})
+        assert answer["InstancesCount"] == 4 and answer.get("FailedInstancesCount", 0) == 0, answer
+        deadline = time.monotonic() + JOB_TIMEOUT
+        while not (scan := Scan.objects.filter(owner=doctor_a).first()):
+            if receiver.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"No scan was stored:\n{log.read_text()[-4000:]}")
+            time.sleep(0.2)
+        assert scan.n_slices == 4 and scan.metadata["origin"]["received"]["calling_ae"] == "ORTHANC"
+        job = _wait(InferenceJob.objects.get(scan=scan).pk, use_worker, lambda j: j.is_finished, "the job to finish")
+        assert job.status == InferenceJob.Status.SUCCEEDED, job.error_message
+        _assert_complete(job, scan.pk, 4)
+        print(f"\nPushed by Orthanc (4 slices): verdict {time.monotonic() - started:.1f} s after the push")
+    finally:
+        receiver.send_signal(signal.SIGTERM)
+        try:
+            code = receiver.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(receiver.pid, signal.SIGKILL)
+            raise
+    assert code == 0 and "Stopped receiving" in log.read_text(), log.read_text()[-2000:]
+    assert not list((tmp_path / "spool").rglob("*.dcm"))

@@ -39,6 +39,7 @@ def running_orthanc(directory: Path, *, dicom: bool = False, allow_query: bool =
         "DicomAlwaysAllowFind": allow_query, "DicomAlwaysAllowGet": allow_query,
         "DicomModalities": modalities or {},
     }
+    directory.mkdir(parents=True, exist_ok=True)
     config_path = directory / "orthanc.json"
     config_path.write_text(json.dumps(config))
     process = subprocess.Popen([binary, str(config_path)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
