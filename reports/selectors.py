@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 from django.conf import settings
-from django.db.models import QuerySet
+from django.db.models import Count, QuerySet
 from django.utils import timezone
 
 from reports.models import EvaluationRun
@@ -572,6 +572,44 @@ def _header_warnings(*, user, window: Window) -> int:
 
 
 @dataclass
+class DicomTraffic:
+    """The DICOM network's work in a dashboard's window, for admins: each row (label, audit action, count) links to
+    the audit log filtered on that action; ``waiting`` counts the sends to the PACS waiting to try again now."""
+
+    rows: list[tuple[str, str, int]]
+    waiting: int
+    receiver_peers: str
+    pacs: str
+
+    @property
+    def any(self) -> bool:
+        return bool(self.waiting or any(count for *_, count in self.rows))
+
+
+def _dicom_traffic(window: Window) -> DicomTraffic:
+    from audit import actions
+    from audit.models import AuditEvent
+    from reports.models import PacsTransfer
+    from scans.dicom_receiver import parse_peers
+
+    shown = [("Series received over DICOM", actions.DICOM_RECEIVED),
+             ("Received series refused", actions.DICOM_RECEIVE_FAILED),
+             ("Series imported from the PACS", actions.PACS_RETRIEVED),
+             ("Imports from the PACS that failed", actions.PACS_RETRIEVE_FAILED),
+             ("Analyses sent to the PACS", actions.PACS_SENT),
+             ("Sends to the PACS that failed (each try)", actions.PACS_SEND_FAILED)]
+    counts = dict(AuditEvent.objects.filter(created_at__gte=window.start_datetime,
+                                            action__in=[action for _, action in shown])
+                  .values("action").annotate(n=Count("id")).values_list("action", "n"))
+    return DicomTraffic(rows=[(label, action, counts.get(action, 0)) for label, action in shown],
+                        waiting=PacsTransfer.objects.filter(status=PacsTransfer.Status.RETRYING).count(),
+                        receiver_peers=", ".join(
+                            f"{p.ae_title}{' at ' + p.host if p.host else ''} (for {p.username})"
+                            for p in parse_peers(settings.DICOM_RECEIVER_PEERS).values()),
+                        pacs=settings.PACS_DESTINATION)
+
+
+@dataclass
 class ReviewSummary:
     """Radiologists' reviews of the scans a dashboard counts: of those whose latest analysis succeeded, how many
     were reviewed, how many reviews confirmed the detector, and (detector verdict, radiologist verdict) counts."""
@@ -661,6 +699,7 @@ class Dashboard:
     latency_overall: dict[str, float | None] = field(default_factory=dict)
     failure_rate: float | None = None
     jobs_total: int = 0
+    dicom: "DicomTraffic | None" = None
 
     @property
     def period_rows(self):
@@ -707,6 +746,7 @@ def dashboard_for(*, user, range_name: str | None = None, today=None) -> Dashboa
     board.jobs_total = len(finished)
     failed = sum(1 for *_, s in finished if s == InferenceJob.Status.FAILED)
     board.failure_rate = failed / len(finished) if finished else None
+    board.dicom = _dicom_traffic(window)
 
     buckets = window.buckets()
     position = {b: i for i, b in enumerate(buckets)}

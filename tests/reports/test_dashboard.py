@@ -111,3 +111,28 @@ def test_the_dashboard_counts_scans_whose_dicom_headers_show_editing(client_a, d
     page = client_a.get(reverse("reports:dashboard"), {"range": "30d"}).content.decode()
     assert f'<a href="{reverse("scans:list")}?headers=warnings">1</a>' in page
     assert "scan whose files were edited" in page
+
+
+def test_admins_see_the_dicom_network_traffic_with_links_to_the_audit_log(client_a, client_admin, admin_user, doctor_a,
+                                                                          settings):
+    from audit import actions
+    from audit.services import audit_record
+
+    settings.PACS_DESTINATION, settings.DICOM_RECEIVER_PEERS = "ORTHANC@pacs:4242", "ORTHANC=doctor_a, MR1@10.0.0.5=x"
+    quiet = client_admin.get(reverse("reports:dashboard")).content.decode()  # no scans, nothing sent: still shown
+    assert "data-dicom-traffic" in quiet and "Nothing went over the DICOM network in this period." in quiet
+    assert "takes series from ORTHANC (for doctor_a), MR1 at 10.0.0.5 (for x)" in quiet and "ORTHANC@pacs:4242" in quiet
+
+    for action in (actions.DICOM_RECEIVED, actions.DICOM_RECEIVED, actions.DICOM_RECEIVE_FAILED, actions.PACS_SENT):
+        audit_record(action=action, actor=doctor_a)
+    board = dashboard_for(user=admin_user, range_name="30d")
+    counts = {action: n for _, action, n in board.dicom.rows}
+    assert (counts[actions.DICOM_RECEIVED], counts[actions.DICOM_RECEIVE_FAILED], counts[actions.PACS_SENT],
+            counts[actions.PACS_RETRIEVED], board.dicom.waiting) == (2, 1, 1, 0, 0)
+    later = dashboard_for(user=admin_user, range_name="30d", today=timezone.localdate() + timedelta(days=40))
+    assert not later.dicom.any  # 40 days on, all of it is outside the window
+    html = client_admin.get(reverse("reports:dashboard")).content.decode()
+    link = f'{reverse("audit:list")}?action={actions.DICOM_RECEIVE_FAILED}&amp;date_from='
+    assert link in html and f'<tr data-dicom-row="{actions.DICOM_RECEIVED}"><td>Series received over DICOM</td>' in html
+    assert "data-dicom-traffic" not in client_a.get(reverse("reports:dashboard")).content.decode()  # admins only
+    assert dashboard_for(user=doctor_a).dicom is None
