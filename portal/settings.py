@@ -281,6 +281,21 @@ try:
 except ValueError as exc:
     raise ImproperlyConfigured(str(exc)) from exc
 
+# --- DICOM TLS: PACS_TLS=1 makes every association with the PACS (send, search, import, check_pacs) run over TLS, and
+# DICOM_RECEIVER_TLS=1 makes the receiver take TLS only, requiring a certificate from each peer. Both use this
+# portal's certificate and private key (PEM) and the bundle of certificates it trusts (the PACS's and the peers', or
+# the authority that signed them).
+PACS_TLS = env.bool("PACS_TLS", default=False)
+DICOM_RECEIVER_TLS = env.bool("DICOM_RECEIVER_TLS", default=False)
+DICOM_TLS_CERTIFICATE = env.str("DICOM_TLS_CERTIFICATE", default="")
+DICOM_TLS_PRIVATE_KEY = env.str("DICOM_TLS_PRIVATE_KEY", default="")
+DICOM_TLS_TRUSTED = env.str("DICOM_TLS_TRUSTED", default="")
+if (PACS_TLS or DICOM_RECEIVER_TLS) and not (DICOM_TLS_CERTIFICATE and DICOM_TLS_PRIVATE_KEY and DICOM_TLS_TRUSTED):
+    _missing = [n for n in ("DICOM_TLS_CERTIFICATE", "DICOM_TLS_PRIVATE_KEY", "DICOM_TLS_TRUSTED") if not globals()[n]]
+    raise ImproperlyConfigured(f"{'PACS_TLS' if PACS_TLS else 'DICOM_RECEIVER_TLS'} is on but {', '.join(_missing)} "
+                               f"{'is' if len(_missing) == 1 else 'are'} not set: DICOM TLS needs this portal's "
+                               "certificate, its private key and the certificates it trusts (PEM files).")
+
 # --- DICOM receiver (`manage.py dicom_receiver`, `make receiver`): the portal as a DICOM node that the PACS, a router
 # or a scanner pushes series to (C-STORE); each series becomes a scan of the account its sender is mapped to, and is
 # analysed. DICOM_RECEIVER_PEERS="ORTHANC=doctor_a, MR1@10.0.0.5=radiology" names who may send (AE title, optionally

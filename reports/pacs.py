@@ -8,12 +8,15 @@
   date, each with its series; ``retrieve_series`` (C-GET) brings one series' instances back over the same
   association, as DICOM files in memory. Their failures are ``PacsError`` saying what went wrong.
 - ``echo`` (C-ECHO) says whether, and how fast, the PACS answers.
+- With ``PacsDestination.tls`` (an ``ssl.SSLContext`` from ``tls_context``), every association runs over DICOM TLS:
+  the portal shows its certificate and checks the PACS's against the trusted ones; a failed handshake is said as such.
 """
 from __future__ import annotations
 
 import io
 import re
 import socket
+import ssl
 from dataclasses import dataclass, field
 
 AE_TITLE = re.compile(r"[\x20-\x5b\x5d-\x7e]{1,16}")  # DICOM AE: default repertoire without backslash, 16 at most
@@ -27,9 +30,29 @@ class PacsDestination:
     ae_title: str
     host: str
     port: int
+    tls: ssl.SSLContext | None = field(default=None, compare=False)  # DICOM TLS (tls_context); None: plain TCP
 
     def __str__(self) -> str:
         return f"{self.ae_title}@{self.host}:{self.port}"
+
+
+def tls_context(*, certificate: str, private_key: str, trusted: str, server: bool = False) -> ssl.SSLContext:
+    """A DICOM TLS context (TLS 1.2 at least): this portal's certificate and private key (PEM) to show, and the
+    certificates it trusts (PEM bundle: the peers' own, or the authority that signed them) to check the other side's.
+    As a client it checks the server's certificate and name; as a server (``server=True``) it requires a
+    certificate from every client. ValueError saying which file could not be used and why."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER if server else ssl.PROTOCOL_TLS_CLIENT)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    for what, step in (("trusted certificates (DICOM_TLS_TRUSTED)", lambda: context.load_verify_locations(trusted)),
+                       ("certificate and private key (DICOM_TLS_CERTIFICATE, DICOM_TLS_PRIVATE_KEY)",
+                        lambda: context.load_cert_chain(certificate, private_key))):
+        try:
+            step()
+        except (OSError, ssl.SSLError) as exc:
+            raise ValueError(f"DICOM TLS: the {what} could not be used: {getattr(exc, 'strerror', None) or exc}."
+                             ) from exc
+    context.verify_mode = ssl.CERT_REQUIRED  # the client's default; a server asks every client for its certificate
+    return context
 
 
 class PacsError(Exception):
@@ -98,21 +121,40 @@ def _application_entity(calling_ae: str, timeout: float):
 
 
 def _reach(destination: PacsDestination, timeout: float) -> None:
-    """Open and close a TCP connection, so that "refused" or "timed out" is said as such."""
+    """Open and close a TCP connection (and, with TLS, shake hands), so that "refused", "timed out" or a certificate
+    that is not trusted is said as such."""
     try:
-        with socket.create_connection((destination.host, destination.port), timeout=timeout):
-            pass
+        with socket.create_connection((destination.host, destination.port), timeout=timeout) as sock:
+            if destination.tls is not None:
+                try:
+                    with destination.tls.wrap_socket(sock, server_hostname=destination.host):
+                        pass
+                except OSError as exc:  # SSLError, or the PACS closing the connection (it does not speak TLS)
+                    why = (f"certificate verify failed: {exc.verify_message}"
+                           if isinstance(exc, ssl.SSLCertVerificationError)
+                           else getattr(exc, "reason", None) or exc.strerror or exc)
+                    raise PacsSendFailed(
+                        f"Could not connect to the PACS {destination}: the DICOM TLS handshake failed ({why}); check "
+                        "that it speaks TLS on this port, that its certificate is among the trusted ones "
+                        "(DICOM_TLS_TRUSTED) and names this host, and that it trusts the portal's.") from exc
+    except PacsSendFailed:
+        raise
     except OSError as exc:
         raise PacsSendFailed(f"Could not connect to the PACS {destination}: "
                              f"{exc.strerror or exc or 'no answer'} (after at most {timeout:g} s).",
                              transient=True) from exc
 
 
+def _tls_args(destination: PacsDestination) -> dict:
+    return {"tls_args": (destination.tls, destination.host)} if destination.tls is not None else {}
+
+
 def _association_failed(assoc, destination: PacsDestination, calling_ae: str, timeout: float) -> PacsSendFailed:
     # A PACS that does not know the called or the calling AE title rejects the association request, or (Orthanc,
     # now and then) aborts it: the same advice either way.
     advice = (f"check that it knows this portal's AE title {calling_ae!r} and that its own is "
-              f"{destination.ae_title!r}")
+              f"{destination.ae_title!r}" + (", or whether it takes DICOM TLS only (PACS_TLS)"
+                                              if destination.tls is None and assoc.is_aborted else ""))
     reason = (f"it refused the association ({advice})" if assoc.is_rejected
               else f"it refused the association by aborting the request ({advice})" if assoc.is_aborted
               else f"it did not answer the association request within {timeout:g} s")
@@ -131,7 +173,7 @@ def echo(destination: PacsDestination, *, calling_ae: str = "TAMPERCHECK", timeo
     ae = _application_entity(calling_ae, timeout)
     ae.add_requested_context(Verification)
     started = time.perf_counter()
-    assoc = ae.associate(destination.host, destination.port, ae_title=destination.ae_title)
+    assoc = ae.associate(destination.host, destination.port, ae_title=destination.ae_title, **_tls_args(destination))
     if not assoc.is_established:
         raise _association_failed(assoc, destination, calling_ae, timeout)
     try:
@@ -153,7 +195,7 @@ def store(instances: list[bytes], destination: PacsDestination, *, calling_ae: s
     for sop_class, syntax in sorted({(i.sop_class, i.syntax) for i in items}):
         ae.add_requested_context(sop_class, [syntax])
     _reach(destination, timeout)
-    assoc = ae.associate(destination.host, destination.port, ae_title=destination.ae_title)
+    assoc = ae.associate(destination.host, destination.port, ae_title=destination.ae_title, **_tls_args(destination))
     if not assoc.is_established:
         raise _association_failed(assoc, destination, calling_ae, timeout)
     results: list[dict] = []
@@ -254,7 +296,8 @@ def _text(ds, keyword: str) -> str:
 
 def _associate(destination: PacsDestination, ae, calling_ae: str, timeout: float, **kwargs):
     _reach(destination, timeout)
-    assoc = ae.associate(destination.host, destination.port, ae_title=destination.ae_title, **kwargs)
+    assoc = ae.associate(destination.host, destination.port, ae_title=destination.ae_title, **kwargs,
+                         **_tls_args(destination))
     if not assoc.is_established:
         failed = _association_failed(assoc, destination, calling_ae, timeout)
         raise PacsError(failed.message)

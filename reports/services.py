@@ -286,10 +286,29 @@ class PacsUnavailable(Exception):
     """This scan cannot be sent: no PACS is configured, or the scan is not a DICOM upload."""
 
 
-def pacs_destination():
-    from reports.pacs import parse_destination
+def pacs_destination(text: str | None = None):
+    """The PACS (PACS_DESTINATION, or ``text``: a transfer's recorded one) as a PacsDestination, over DICOM TLS when
+    PACS_TLS is set; None without one. PacsSendFailed (not transient) when the TLS files cannot be used."""
+    from dataclasses import replace
 
-    return parse_destination(settings.PACS_DESTINATION)
+    from reports.pacs import PacsSendFailed, parse_destination
+
+    destination = parse_destination(settings.PACS_DESTINATION if text is None else text)
+    if destination is None or not settings.PACS_TLS:
+        return destination
+    try:
+        return replace(destination, tls=dicom_tls_context(server=False))
+    except ValueError as exc:
+        raise PacsSendFailed(str(exc)) from exc
+
+
+def dicom_tls_context(*, server: bool):
+    """This portal's DICOM TLS context from DICOM_TLS_CERTIFICATE, DICOM_TLS_PRIVATE_KEY and DICOM_TLS_TRUSTED (the
+    receiver's with ``server=True``); ValueError naming the file that could not be used."""
+    from reports.pacs import tls_context
+
+    return tls_context(certificate=settings.DICOM_TLS_CERTIFICATE, private_key=settings.DICOM_TLS_PRIVATE_KEY,
+                       trusted=settings.DICOM_TLS_TRUSTED, server=server)
 
 
 def pacs_send_request(*, request, scan_pk: int):
@@ -416,7 +435,7 @@ def pacs_transfer_run(*, transfer_id: int):
     """Build the SEG, the report as DICOM and the structured report, and C-STORE them to the PACS; the row says how it went. A transfer
     that is not queued any more (a re-delivered task) is left alone: nothing is sent twice."""
     from reports.models import PacsTransfer
-    from reports.pacs import PacsSendFailed, parse_destination, store
+    from reports.pacs import PacsSendFailed, store
     from reports.pdf_dicom import report_pdf_dicom
     from reports.selectors import NoFinishedAnalysis, scan_report_for
     from reports.seg import DicomExportUnavailable, dataset_bytes, scan_seg, source_datasets
@@ -439,7 +458,7 @@ def pacs_transfer_run(*, transfer_id: int):
         made = [("seg", dataset_bytes(seg)),
                 ("report", report_pdf_dicom(report, _report_pdf(user=transfer.requested_by, report=report), sources)),
                 ("sr", scan_sr_bytes(report, sources, seg))]
-        destination = parse_destination(transfer.destination)
+        destination = pacs_destination(transfer.destination)
         results = store([data for _, data in made], destination, calling_ae=settings.PACS_CALLING_AE,
                         timeout=settings.PACS_TIMEOUT_SECONDS)
     except PacsSendFailed as exc:

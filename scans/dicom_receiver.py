@@ -3,7 +3,8 @@ No Django here: ``scans.services.scan_receive_series`` stores what this hands ov
 command runs the two together.
 
 - Only the peers named in ``DICOM_RECEIVER_PEERS`` (``parse_peers``: ``AE_TITLE[@host]=username``) may associate;
-  every series a peer sends becomes a scan of the account it is mapped to.
+  every series a peer sends becomes a scan of the account it is mapped to. With ``tls`` (DICOM_RECEIVER_TLS), only
+  over TLS, with a certificate the portal trusts.
 - Each image instance is written to a spool folder, one folder per sender and series, under a temporary name and
   then renamed: a folder never holds half a file.
 - A series is complete when no association is sending to it and nothing has arrived for ``idle`` seconds (senders
@@ -138,12 +139,14 @@ class Receiver:
     called by the thread that stores the series (the ``dicom_receiver`` command, or a test)."""
 
     def __init__(self, *, ae_title: str, peers: dict[str, Peer], spool: Path, idle: float = 5.0,
-                 max_instances: int = 1000, max_bytes: int = 512 * 1024 * 1024, timeout: float = 30):
+                 max_instances: int = 1000, max_bytes: int = 512 * 1024 * 1024, timeout: float = 30,
+                 tls=None):
         if not peers:
             raise ValueError("No DICOM peer is allowed to send (DICOM_RECEIVER_PEERS is empty): nothing could "
                              "be received.")
         self.ae_title, self.peers, self.spool, self.idle = ae_title, peers, Path(spool), idle
         self.max_instances, self.max_bytes, self.timeout = max_instances, max_bytes, timeout
+        self.tls = tls  # an ssl.SSLContext requiring client certificates (reports.pacs.tls_context): TLS only
         self.skipped = 0  # non-image instances acknowledged and not kept
         self._lock = threading.Lock()
         self._active: Counter[tuple[str, str]] = Counter()  # series that an open association is sending to
@@ -172,7 +175,7 @@ class Receiver:
             ae.add_supported_context(uid, syntaxes)
         handlers = [(evt.EVT_C_STORE, self._on_store), (evt.EVT_RELEASED, self._on_released),
                     (evt.EVT_CONN_CLOSE, self._on_closed)]
-        self._server = ae.start_server((host, port), block=False, evt_handlers=handlers)
+        self._server = ae.start_server((host, port), block=False, evt_handlers=handlers, ssl_context=self.tls)
         return self
 
     @property

@@ -175,3 +175,9 @@ def test_a_malformed_dicom_receiver_peer_list_stops_start_up_saying_what_is_wron
     assert result.returncode != 0 and "ImproperlyConfigured" in result.stderr
     assert "DICOM_RECEIVER_PEERS: 'MR1' is not AE_TITLE=username" in result.stderr
     assert settings_with(tmp_path, SECRET_KEY="k" * 50, DICOM_RECEIVER_PEERS="ORTHANC=doctor_a")["DEBUG"] is False
+
+
+def test_dicom_tls_without_its_files_stops_start_up_naming_them(tmp_path):
+    result = probe(tmp_path, SECRET_KEY="k" * 50, PACS_TLS="1", DICOM_TLS_CERTIFICATE="/etc/portal/dicom.crt")
+    assert result.returncode != 0 and "ImproperlyConfigured" in result.stderr
+    assert "PACS_TLS is on but DICOM_TLS_PRIVATE_KEY, DICOM_TLS_TRUSTED are not set" in result.stderr

@@ -24,7 +24,7 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def running_orthanc(directory: Path, *, dicom: bool = False, allow_query: bool = True, modalities: dict | None = None,
-                    dicom_port: int | None = None):
+                    dicom_port: int | None = None, tls: dict | None = None):
     """Yields {"http": base URL, "port": DICOM port, "destination": "ORTHANC@127.0.0.1:<port>"}. `modalities`: the
     DICOM nodes Orthanc may send to ({"portal": ["TAMPERCHECK", "127.0.0.1", port]}; POST /modalities/portal/store)."""
     binary = shutil.which("Orthanc") or ("/usr/sbin/Orthanc" if Path("/usr/sbin/Orthanc").exists() else None)
@@ -39,6 +39,10 @@ def running_orthanc(directory: Path, *, dicom: bool = False, allow_query: bool =
         "DicomAlwaysAllowFind": allow_query, "DicomAlwaysAllowGet": allow_query,
         "DicomModalities": modalities or {},
     }
+    if tls:
+        config.update({"DicomTlsEnabled": True, "DicomTlsCertificate": str(tls["certificate"]),
+                       "DicomTlsPrivateKey": str(tls["private_key"]), "DicomTlsTrustedCertificates": str(tls["trusted"]),
+                       "DicomTlsRemoteCertificateRequired": True})
     directory.mkdir(parents=True, exist_ok=True)
     config_path = directory / "orthanc.json"
     config_path.write_text(json.dumps(config))

@@ -1,8 +1,8 @@
 """python manage.py check_pacs [--destination AE@host:port] [--query]
 
 Asks the PACS that "Send to PACS" stores in (settings.PACS_DESTINATION) for a DICOM C-ECHO, calling as
-PACS_CALLING_AE, and says whether and how fast it answered, or why not (nothing listens there, it refused this
-portal's AE title, ...). With --query, also searches it (a C-FIND for an accession number no study has), as the
+PACS_CALLING_AE (over DICOM TLS with PACS_TLS), and says whether and how fast it answered, or why not (nothing
+listens there, it refused this portal's AE title, its certificate is not trusted, ...). With --query, also searches it (a C-FIND for an accession number no study has), as the
 import from the PACS does. Exit status 1 when it did not answer or refused: for a hospital engineer setting the
 portal up, and for monitoring.
 """
@@ -11,7 +11,8 @@ import time
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from reports.pacs import PacsError, echo, find_studies, parse_destination
+from reports.pacs import PacsError, echo, find_studies
+from reports.services import pacs_destination
 
 PROBE_ACCESSION = "TAMPERCHECK-0"  # an accession number to search for: what matters is that the PACS answers
 
@@ -26,9 +27,11 @@ class Command(BaseCommand):
 
     def handle(self, *args, **opts):
         try:
-            destination = parse_destination(opts["destination"] or settings.PACS_DESTINATION)
+            destination = pacs_destination(opts["destination"] or None)
         except ValueError as exc:
             raise CommandError(str(exc)) from exc
+        except PacsError as exc:
+            raise CommandError(exc.message) from exc
         if destination is None:
             raise CommandError("No PACS is configured: set PACS_DESTINATION=AE_TITLE@host:port (or pass --destination).")
         calling, timeout = settings.PACS_CALLING_AE, settings.PACS_TIMEOUT_SECONDS
@@ -36,7 +39,8 @@ class Command(BaseCommand):
             seconds = echo(destination, calling_ae=calling, timeout=timeout)
         except PacsError as exc:
             raise CommandError(exc.message) from exc
-        self.stdout.write(f"The PACS {destination} answered a C-ECHO from {calling} in {seconds * 1000:.0f} ms.")
+        over = " over DICOM TLS" if destination.tls is not None else ""
+        self.stdout.write(f"The PACS {destination} answered a C-ECHO from {calling}{over} in {seconds * 1000:.0f} ms.")
         if not opts["query"]:
             return
         started = time.perf_counter()

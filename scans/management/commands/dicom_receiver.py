@@ -42,16 +42,25 @@ class Command(BaseCommand):
         if unusable:
             raise CommandError("DICOM_RECEIVER_PEERS maps to accounts that cannot receive scans: "
                                + ", ".join(unusable) + ".")
+        tls = None
+        if settings.DICOM_RECEIVER_TLS:
+            from reports.services import dicom_tls_context
+
+            try:
+                tls = dicom_tls_context(server=True)
+            except ValueError as exc:
+                raise CommandError(str(exc)) from exc
         host = opts["host"] or settings.DICOM_RECEIVER_HOST
         port = settings.DICOM_RECEIVER_PORT if opts["port"] is None else opts["port"]
         receiver = Receiver(ae_title=settings.DICOM_RECEIVER_AE, peers=peers, spool=settings.DICOM_RECEIVER_SPOOL,
                             idle=settings.DICOM_RECEIVER_IDLE_SECONDS, max_instances=settings.UPLOAD_MAX_FILES,
-                            max_bytes=settings.UPLOAD_MAX_BYTES, timeout=settings.PACS_TIMEOUT_SECONDS)
+                            max_bytes=settings.UPLOAD_MAX_BYTES, timeout=settings.PACS_TIMEOUT_SECONDS, tls=tls)
         try:
             receiver.start(host, port)
         except OSError as exc:
             raise CommandError(f"Could not listen on {host}:{port}: {exc.strerror or exc}.") from exc
-        self.stdout.write(f"Receiving DICOM as {settings.DICOM_RECEIVER_AE} on {host}:{receiver.port} from "
+        self.stdout.write(f"Receiving DICOM{' over TLS' if tls else ''} as {settings.DICOM_RECEIVER_AE} on "
+                          f"{host}:{receiver.port} from "
                           + ", ".join(map(str, peers.values())) + f"; spool {settings.DICOM_RECEIVER_SPOOL}.")
         self.stdout.flush()
 
