@@ -23,6 +23,7 @@ from reports.charts import VERDICT_COLOURS
 from reports.overlay import overlay, read_png
 from reports.selectors import slices_by_verdict_text
 from scans.dicom_text import HEADER_LIMITS, header_checks_text, origin_text, series_text
+from scans.selectors import scan_copies
 
 VERDICT_TEXT = {
     "real_tumor": ("Real tumor", "An authentic tumor; the outline shows the tumor."),
@@ -136,6 +137,10 @@ def scan_report_pdf(report, *, generated_by, confidence_guide: str = "",
         signs = " ".join(f["message"] for f in headers.get("findings", []) if f.get("severity") == "warning")
         story += [Paragraph(f"<b>The DICOM headers show signs of editing:</b> {escape(headers['message'])} "
                             f"{escape(signs)}", styles["BodyText"]), Spacer(1, 3 * mm)]
+    for copy in (scan_copies(scan=scan, user=generated_by) if scan.kind == "dicom" else []):
+        if not copy.identical:
+            story += [Paragraph(f"<b>Another stored copy of these images has other pixels:</b> "
+                                f"{escape(copy.warning_text)}", styles["BodyText"]), Spacer(1, 3 * mm)]
 
     originals = [[_p(f.original_name, small), Paragraph(escape(f.sha256), mono)] for f in report.files]
     provenance = [

@@ -286,9 +286,17 @@ class PacsUnavailable(Exception):
     """This scan cannot be sent: no PACS is configured, or the scan is not a DICOM upload."""
 
 
-def pacs_destination(text: str | None = None):
-    """The PACS (PACS_DESTINATION, or ``text``: a transfer's recorded one) as a PacsDestination, over DICOM TLS when
-    PACS_TLS is set; None without one. PacsSendFailed (not transient) when the TLS files cannot be used."""
+def pacs_destination():
+    """The configured PACS (PACS_DESTINATION) as a PacsDestination, None without one: for pages and queueing.
+    Whatever talks to it takes ``pacs_connection``."""
+    from reports.pacs import parse_destination
+
+    return parse_destination(settings.PACS_DESTINATION)
+
+
+def pacs_connection(text: str | None = None):
+    """The PACS to talk to (PACS_DESTINATION, or ``text``: a transfer's recorded one), over DICOM TLS when PACS_TLS
+    is set; None without one. PacsSendFailed (not transient) when the TLS files cannot be used."""
     from dataclasses import replace
 
     from reports.pacs import PacsSendFailed, parse_destination
@@ -458,7 +466,7 @@ def pacs_transfer_run(*, transfer_id: int):
         made = [("seg", dataset_bytes(seg)),
                 ("report", report_pdf_dicom(report, _report_pdf(user=transfer.requested_by, report=report), sources)),
                 ("sr", scan_sr_bytes(report, sources, seg))]
-        destination = pacs_destination(transfer.destination)
+        destination = pacs_connection(transfer.destination)
         results = store([data for _, data in made], destination, calling_ae=settings.PACS_CALLING_AE,
                         timeout=settings.PACS_TIMEOUT_SECONDS)
     except PacsSendFailed as exc:

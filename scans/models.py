@@ -104,3 +104,21 @@ class ScanSlice(models.Model):
 
     def __str__(self) -> str:
         return f"{self.scan_id}:{self.index}"
+
+
+class DicomInstance(models.Model):
+    """One DICOM instance of a stored scan: its SOP Instance UID and the digest of its pixels
+    (``inference.ml.imaging.instance_fingerprints``), to find other stored copies of the same images and whether
+    their pixels are the same (``scans.selectors.scan_copies``)."""
+
+    scan = models.ForeignKey(Scan, on_delete=models.CASCADE, related_name="instances")
+    sop_instance_uid = models.CharField(max_length=64, db_index=True)
+    pixels_sha256 = models.CharField(max_length=64)
+    first_slice = models.PositiveIntegerField(help_text="the scan's 0-based slice index of its first frame")
+    n_frames = models.PositiveIntegerField(default=1)
+
+    class Meta:
+        ordering = ["scan", "first_slice"]
+
+    def __str__(self) -> str:
+        return f"{self.scan_id}:{self.sop_instance_uid}"

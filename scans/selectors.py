@@ -3,6 +3,7 @@ Another doctor's scan is simply not in the queryset, so views answer 404."""
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 
 from django.db.models import BooleanField, Count, ExpressionWrapper, F, OuterRef, Q, QuerySet, Subquery
@@ -149,3 +150,70 @@ def scan_slices(*, scan: Scan) -> QuerySet[ScanSlice]:
 
 def scan_slice_get(*, scan: Scan, index: int) -> ScanSlice:
     return get_object_or_404(scan.slices, index=index)
+
+
+@dataclass(frozen=True)
+class ScanCopy:
+    """Another stored scan holding instances with the same SOP Instance UIDs as this one. ``altered_slices``: this
+    scan's slices (0-based) whose instance has other pixels there: two versions of one image, so one was altered
+    (or the other scan's). ``visible``: whether the viewer may open that scan (else it is named by date only)."""
+
+    scan_id: int
+    created_at: object
+    origin: str
+    shared: int
+    altered_slices: tuple[int, ...]
+    visible: bool
+
+    @property
+    def identical(self) -> bool:
+        return not self.altered_slices
+
+    @property
+    def warning_text(self) -> str:
+        """The warning in words, without markup (the PDF report)."""
+        where = f"scan #{self.scan_id}" if self.visible else "a scan of another user"
+        return (f"{self.altered_text.capitalize()} here and the same DICOM instances (same SOP Instance UIDs) in "
+                f"{where} ({self.origin} {self.created_at:%Y-%m-%d %H:%M}) differ. One image cannot have two "
+                "versions: one of the two copies was altered after it was made, whatever the detector reads.")
+
+    @property
+    def altered_text(self) -> str:
+        """"slice 4" or "slices 4, 9-11" (numbered from 1, as on the page)."""
+        runs: list[list[int]] = []
+        for index in self.altered_slices:
+            if runs and index == runs[-1][1] + 1:
+                runs[-1][1] = index
+            else:
+                runs.append([index, index])
+        listed = ", ".join(str(a + 1) if a == b else f"{a + 1}-{b + 1}" for a, b in runs)
+        return f"slice{'s' if len(self.altered_slices) != 1 else ''} {listed}"
+
+
+def scan_copies(*, scan: Scan, user) -> list[ScanCopy]:
+    """Every other stored scan that shares DICOM instances (by UID) with ``scan``, newest first, with the slices
+    whose pixels differ. Compared across all scans, whoever uploaded them: a copy with other pixels is evidence
+    wherever it is; the viewer gets the link only to scans they may see."""
+    from scans.dicom_text import origin_text
+    from scans.models import DicomInstance
+
+    mine = {uid: (pixels, first, n) for uid, pixels, first, n in
+            DicomInstance.objects.filter(scan=scan).values_list("sop_instance_uid", "pixels_sha256", "first_slice",
+                                                                "n_frames")}
+    if not mine:
+        return []
+    by_scan: dict[int, list[tuple[str, str]]] = {}
+    for scan_id, uid, pixels in (DicomInstance.objects.filter(sop_instance_uid__in=list(mine)).exclude(scan=scan)
+                                 .values_list("scan_id", "sop_instance_uid", "pixels_sha256")):
+        by_scan.setdefault(scan_id, []).append((uid, pixels))
+    visible = set(scan_visible_to(user=user).filter(pk__in=list(by_scan)).values_list("pk", flat=True))
+    copies = []
+    for other in Scan.objects.filter(pk__in=list(by_scan)).order_by("-created_at", "-pk"):
+        shared = by_scan[other.pk]
+        altered = sorted({mine[uid][1] + k for uid, pixels in shared if pixels != mine[uid][0]
+                          for k in range(mine[uid][2])})
+        label, text = origin_text(other.metadata)
+        copies.append(ScanCopy(scan_id=other.pk, created_at=other.created_at,
+                               origin=f"{label.lower()} {text}".strip(), shared=len({u for u, _ in shared}),
+                               altered_slices=tuple(altered), visible=other.pk in visible))
+    return copies

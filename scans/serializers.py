@@ -91,12 +91,34 @@ class ScanSerializer(serializers.ModelSerializer):
         return _absolute(self.context.get("request"), reverse("api-scan-original", args=[obj.pk]))
 
 
+class ScanCopySerializer(serializers.Serializer):
+    scan = serializers.IntegerField(allow_null=True, help_text="the other scan's id; null when the caller may not "
+                                                               "open it (another user's)")
+    created_at = serializers.DateTimeField()
+    shared_instances = serializers.IntegerField(help_text="DICOM instances (SOP Instance UIDs) the two scans share")
+    altered_slices = serializers.ListField(child=serializers.IntegerField(), help_text=(
+        "this scan's slices (0-based) whose instance has other pixels in the other scan: one of the copies was "
+        "altered"))
+
+
 class ScanDetailSerializer(ScanSerializer):
     files = ScanFileSerializer(many=True, read_only=True)
+    copies = serializers.SerializerMethodField(help_text="other stored scans holding the same DICOM instances, and "
+                                                         "where their pixels differ")
 
     class Meta(ScanSerializer.Meta):
-        fields = [*ScanSerializer.Meta.fields, "files"]
+        fields = [*ScanSerializer.Meta.fields, "files", "copies"]
         read_only_fields = fields
+
+    @extend_schema_field(ScanCopySerializer(many=True))
+    def get_copies(self, obj) -> list[dict]:
+        from scans.selectors import scan_copies
+
+        request = self.context.get("request")
+        if request is None or obj.kind != Scan.Kind.DICOM:
+            return []
+        return [{"scan": c.scan_id if c.visible else None, "created_at": c.created_at, "shared_instances": c.shared,
+                 "altered_slices": list(c.altered_slices)} for c in scan_copies(scan=obj, user=request.user)]
 
 
 class ScanSliceSerializer(serializers.ModelSerializer):

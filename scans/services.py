@@ -15,7 +15,7 @@ from inference.ml import imaging
 from inference.ml.sequence import DECLARABLE
 from scans import ingest
 from scans.ingest import UploadRejected
-from scans.models import Scan, ScanFile, ScanSlice
+from scans.models import DicomInstance, Scan, ScanFile, ScanSlice
 
 logger = logging.getLogger(__name__)
 
@@ -177,7 +177,15 @@ def _create(*, user, originals, digest, decoded, pixels: _Pixels, stored: list[s
             stored.append(scan_slice.image16.name)
         slices.append(scan_slice)
     ScanSlice.objects.bulk_create(slices)
+    _index_instances(scan, decoded.volume.metadata.get("instances") or [])
     return scan
+
+
+def _index_instances(scan: Scan, instances: list[dict]) -> None:
+    """The scan's DICOM instances (UID and pixel digest, inference.ml.imaging.instance_fingerprints), replacing
+    any kept before; what scans.selectors.scan_copies compares."""
+    DicomInstance.objects.filter(scan=scan).delete()
+    DicomInstance.objects.bulk_create(DicomInstance(scan=scan, **i) for i in instances if i.get("sop_instance_uid"))
 
 
 def _delete_stored(names: list[str]) -> None:
@@ -216,8 +224,8 @@ def scan_original_downloaded(*, scan: Scan, request, scan_file: ScanFile | None 
 
 def scan_check_headers(scan: Scan) -> dict | None:
     """Run the DICOM header checks (inference.ml.provenance) again on a DICOM scan's stored originals and keep
-    the result in ``scan.metadata["header_checks"]``: for scans uploaded before the portal made the checks, or
-    after the checks changed. The originals are only read. Returns the checks; None for a scan without DICOM
+    the result in ``scan.metadata["header_checks"]``, and index its instances again (DicomInstance): for scans
+    uploaded before the portal made the checks or kept the instances, or after the checks changed. The originals are only read. Returns the checks; None for a scan without DICOM
     headers (NIfTI, images), which is left unchanged."""
     if scan.kind != Scan.Kind.DICOM:
         return None
@@ -229,9 +237,11 @@ def scan_check_headers(scan: Scan) -> dict | None:
             items += ingest.expand_zip(ingest.Original(stored.original_name, data, stored.sha256, "zip"))
         else:
             items.append((stored.original_name, data))
-    checks = imaging.read_dicom_series([data for _, data in items]).metadata["header_checks"]
+    metadata = imaging.read_dicom_series([data for _, data in items]).metadata
+    checks = metadata["header_checks"]
     with transaction.atomic():
         locked = Scan.objects.select_for_update().get(pk=scan.pk)
+        _index_instances(locked, metadata.get("instances") or [])
         before = (locked.metadata or {}).get("header_checks") or {}
         locked.metadata = {**(locked.metadata or {}), "header_checks": checks}
         locked.save(update_fields=["metadata"])
@@ -251,9 +261,9 @@ class PacsImportUnavailable(Exception):
 
 
 def _pacs_destination():
-    from reports.services import pacs_destination  # the portal's one reading of PACS_DESTINATION
+    from reports.services import pacs_connection  # the portal's one reading of PACS_DESTINATION (and PACS_TLS)
 
-    destination = pacs_destination()
+    destination = pacs_connection()
     if destination is None:
         raise PacsImportUnavailable("No PACS is configured: set PACS_DESTINATION (AE_TITLE@host:port) to search and "
                                     "import from it. Upload the files instead.")

@@ -13,6 +13,7 @@ volume, not per slice, so neighbouring slices keep their relative brightness.
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import logging
 from dataclasses import dataclass, field
@@ -353,7 +354,29 @@ def read_dicom_series(sources: Sequence[str | Path | BinaryIO]) -> Volume:
     lossy = {str(getattr(ds, "LossyImageCompression", "") or "").strip() for ds in datasets}
     meta["lossy_image_compression"] = "01" if "01" in lossy else ("00" if "00" in lossy else None)
     meta["header_checks"] = _header_checks(datasets, [f.shape[0] for f in frames])
+    meta["instances"] = instance_fingerprints(datasets, frames)
     return Volume(slices=slices, kind="dicom", metadata=meta)
+
+
+def pixels_sha256(frames: np.ndarray) -> str:
+    """SHA-256 of the pixel values (and the array's shape), whatever the transfer syntax, compression (lossless) or
+    integer type that carries them: two files with the same digest show the same image."""
+    values = np.ascontiguousarray(frames, dtype=np.int64 if np.issubdtype(frames.dtype, np.integer) else np.float64)
+    digest = hashlib.sha256(repr(values.shape).encode())
+    digest.update(values.tobytes())
+    return digest.hexdigest()
+
+
+def instance_fingerprints(datasets: list, frames: list[np.ndarray]) -> list[dict]:
+    """Per DICOM instance of a series, in slice order: its SOP Instance UID, the digest of its pixels
+    (``pixels_sha256``) and the slices it fills (``first_slice``, ``n_frames``). Two stored series holding an
+    instance with the same UID but another pixel digest hold two versions of one image: one was altered."""
+    out, first = [], 0
+    for ds, pixels in zip(datasets, frames):
+        out.append({"sop_instance_uid": str(ds.get("SOPInstanceUID", "") or "")[:64],
+                    "pixels_sha256": pixels_sha256(pixels), "first_slice": first, "n_frames": int(pixels.shape[0])})
+        first += int(pixels.shape[0])
+    return out
 
 
 def _header_checks(datasets, frames_per_file: list[int]) -> dict:

@@ -46,7 +46,7 @@ def test_the_portal_sends_searches_imports_and_checks_over_tls(analysed_scan, po
         portal_tls.PACS_DESTINATION = pacs["destination"]
         for path in brainix_paths(SOURCE_INDICES):
             post_instance(pacs["http"], path.read_bytes())
-        destination = services.pacs_destination()
+        destination = services.pacs_connection()
         assert destination.tls is not None and str(destination) == pacs["destination"]
 
         out = io.StringIO()
@@ -68,7 +68,7 @@ def test_the_portal_sends_searches_imports_and_checks_over_tls(analysed_scan, po
             echo(replace(destination, tls=None), timeout=5)
         portal_tls.DICOM_TLS_TRUSTED = str(pki["stranger.crt"])
         with pytest.raises(PacsSendFailed, match=r"the DICOM TLS handshake failed \(certificate verify failed") as err:
-            echo(services.pacs_destination(), timeout=5)
+            echo(services.pacs_connection(), timeout=5)
         assert not err.value.transient  # a certificate is configuration: trying again would not help
         # The portal's certificate is not one the PACS trusts: the PACS drops the connection.
         stranger = tls_context(certificate=str(pki["stranger.crt"]), private_key=str(pki["stranger.key"]),

@@ -12,7 +12,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from reports.pacs import PacsError, echo, find_studies
-from reports.services import pacs_destination
+from reports.services import pacs_connection
 
 PROBE_ACCESSION = "TAMPERCHECK-0"  # an accession number to search for: what matters is that the PACS answers
 
@@ -27,7 +27,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, **opts):
         try:
-            destination = pacs_destination(opts["destination"] or None)
+            destination = pacs_connection(opts["destination"] or None)
         except ValueError as exc:
             raise CommandError(str(exc)) from exc
         except PacsError as exc:

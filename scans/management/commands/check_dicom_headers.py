@@ -1,12 +1,15 @@
 """python manage.py check_dicom_headers [--scan ID ...] [--missing]
 
 Runs the DICOM header checks (inference.ml.provenance) again on stored DICOM scans, from their originals, and
-records the result with each scan (shown on its page and in its report). ``--missing``: only scans that have no
-result yet (uploaded before the portal made the checks). Prints one line per scan and a summary.
+records the result with each scan (shown on its page and in its report), with the scan's instances (their UIDs and
+pixel digests, which find other stored copies of the same images). ``--missing``: only scans that have no result
+or no instances yet (uploaded before the portal made the checks or kept the instances). Prints one line per scan
+and a summary.
 """
 from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
+from django.db.models import Q
 
 from inference.ml.imaging import ImagingError
 from scans.ingest import UploadRejected
@@ -19,7 +22,8 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--scan", type=int, action="append", default=[], help="a scan ID (repeatable)")
-        parser.add_argument("--missing", action="store_true", help="only scans without a header check yet")
+        parser.add_argument("--missing", action="store_true",
+                            help="only scans without a header check or without their instances indexed yet")
 
     def handle(self, *args, **opts):
         scans = Scan.objects.filter(kind=Scan.Kind.DICOM).order_by("pk")
@@ -33,7 +37,7 @@ class Command(BaseCommand):
                 raise CommandError(f"Scan {', '.join(map(str, not_dicom))} is not DICOM: it has no headers to check.")
             scans = scans.filter(pk__in=opts["scan"])
         if opts["missing"]:
-            scans = scans.exclude(metadata__has_key="header_checks")
+            scans = scans.filter(Q(instances__isnull=True) | ~Q(metadata__has_key="header_checks")).distinct()
         counts = {"checked": 0, "warnings": 0, "failed": 0}
         for scan in scans.iterator():
             try:
