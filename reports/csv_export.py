@@ -13,7 +13,7 @@ SLICE_COLUMNS = ("scan_id", "scan_sha256", "job_id", "model_name", "model_versio
 SCAN_COLUMNS = ("scan_id", "uploaded_at", "uploaded_by", "original_name", "kind", "n_slices", "sha256", "job_id",
                 "job_status", "verdict", "confidence", "tamper_score", "model_name", "model_version", "model_sha256",
                 "finished_at", "review_verdict", "review_agrees", "reviewed_by", "reviewed_at", "review_note",
-                "header_checks", "header_warnings")
+                "header_checks", "header_warnings", "altered_copy")
 
 
 def _fmt(value) -> str:
@@ -68,7 +68,8 @@ def scans_results_csv(scans, jobs: dict, reviews: dict | None = None) -> str:
                    job.model_sha256 if job else "", job.finished_at if job else None,
                    review.verdict if review else "", ("yes" if review.agrees else "no") if review else "",
                    review.reviewer.get_username() if review else "", review.created_at if review else None,
-                   review.note if review else "", *_header_columns(scan))
+                   review.note if review else "", *_header_columns(scan),
+                   ("yes" if getattr(scan, "has_altered_copy", False) else "no") if scan.kind == "dicom" else "")
 
     return _csv(SCAN_COLUMNS, rows())
 

@@ -571,6 +571,14 @@ def _header_warnings(*, user, window: Window) -> int:
                                              metadata__header_checks__status=HEADERS_WARNINGS).count()
 
 
+def _altered_copies(*, user, window: Window) -> int:
+    """How many scans `user` may see, uploaded in the window, have another stored copy with other pixels."""
+    from scans.selectors import altered_copy_exists, scan_visible_to
+
+    return scan_visible_to(user=user).filter(created_at__gte=window.start_datetime).filter(
+        altered_copy_exists()).count()
+
+
 @dataclass
 class DicomTraffic:
     """The DICOM network's work in a dashboard's window, for admins: each row (label, audit action, count) links to
@@ -693,6 +701,7 @@ class Dashboard:
     scans_total: int
     reviews: ReviewSummary = field(default_factory=ReviewSummary)
     header_warnings: int = 0  # scans whose DICOM header checks found signs of editing
+    altered_copies: int = 0  # scans of which another stored copy has other pixels (scans.selectors.scan_copies)
     # Admins only
     jobs_over_time: dict[str, list[int]] = field(default_factory=dict)
     latency_over_time: dict[str, list[float | None]] = field(default_factory=dict)
@@ -732,7 +741,8 @@ def dashboard_for(*, user, range_name: str | None = None, today=None) -> Dashboa
     totals = {name: sum(values) for name, values in verdicts.items()}
     board = Dashboard(window, periods, verdicts, totals, scans_total=len(scans),
                       reviews=_review_summary(user=user, window=window),
-                      header_warnings=_header_warnings(user=user, window=window))
+                      header_warnings=_header_warnings(user=user, window=window),
+                      altered_copies=_altered_copies(user=user, window=window))
     if not user.is_portal_admin:
         return board
 

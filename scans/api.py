@@ -97,6 +97,9 @@ class ScanListCreateApi(ScansErrorsMixin, GenericAPIView):
             OpenApiParameter("headers", str, enum=[c[0] for c in HEADERS_FILTER_CHOICES if c[0]],
                              description="The DICOM header checks: `warnings` (signs of editing), `clean` (checked, "
                              "no sign), `unchecked` (DICOM uploaded before the checks)."),
+            OpenApiParameter("copies", str, enum=["altered"],
+                             description="`altered`: scans of which another stored copy (the same DICOM instances, "
+                             "by UID) has other pixels."),
             OpenApiParameter("date_from", OpenApiTypes.DATE, description="Uploaded on or after (inclusive)."),
             OpenApiParameter("date_to", OpenApiTypes.DATE, description="Uploaded on or before (inclusive)."),
         ],

@@ -4,6 +4,7 @@ from inference.ml.sequence import DECLARABLE, LABELS
 from inference.models import VERDICT_CHOICES
 from scans.ingest import ACCEPTED_HELP
 from scans.selectors import (
+    COPIES_ALTERED,
     HEADERS_CLEAN,
     HEADERS_UNCHECKED,
     HEADERS_WARNINGS,
@@ -18,6 +19,7 @@ REVIEW_FILTER_CHOICES = [("", "Any review"), (REVIEW_AWAITING, "Awaiting review"
                          (REVIEW_CONFIRMED, "Confirmed by a radiologist"), (REVIEW_OVERRULED, "Overruled by a radiologist")]
 HEADERS_FILTER_CHOICES = [("", "Any"), (HEADERS_WARNINGS, "Signs of editing"), (HEADERS_CLEAN, "No sign of editing"),
                           (HEADERS_UNCHECKED, "Not checked yet")]
+COPIES_FILTER_CHOICES = [("", "Any"), (COPIES_ALTERED, "A copy with other pixels")]
 
 
 class ScanFilterForm(forms.Form):
@@ -38,6 +40,11 @@ class ScanFilterForm(forms.Form):
         choices=HEADERS_FILTER_CHOICES, required=False, label="DICOM headers",
         help_text="The DICOM header checks made at upload: signs that files were edited, replaced or mixed in; no "
         "such sign; or a DICOM scan uploaded before the checks existed.",
+    )
+    copies = forms.ChoiceField(
+        choices=COPIES_FILTER_CHOICES, required=False, label="Other copies",
+        help_text="Scans of which another stored copy (the same DICOM instances, by UID) has other pixels: one of "
+        "the two copies was altered.",
     )
     date_from = forms.DateField(required=False, label="From", widget=forms.DateInput(attrs={"type": "date"}))
     date_to = forms.DateField(required=False, label="To", widget=forms.DateInput(attrs={"type": "date"}))

@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 
-from django.db.models import BooleanField, Count, ExpressionWrapper, F, OuterRef, Q, QuerySet, Subquery
+from django.db.models import BooleanField, Count, Exists, ExpressionWrapper, F, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
@@ -27,6 +27,9 @@ REVIEW_OVERRULED = "overruled"  # its newest review gave another verdict
 HEADERS_WARNINGS = "warnings"  # the checks found signs of editing
 HEADERS_CLEAN = "clean"  # checked, no sign of editing (notices allowed)
 HEADERS_UNCHECKED = "unchecked"  # DICOM uploaded before the checks (python manage.py check_dicom_headers)
+
+# Filter value of the comparison with other stored copies of the same DICOM instances (scan_copies).
+COPIES_ALTERED = "altered"  # another stored scan holds one of its instances with other pixels
 
 
 def scan_visible_to(*, user) -> QuerySet[Scan]:
@@ -77,10 +80,14 @@ def scan_list_for(*, user, filters: dict | None = None) -> QuerySet[Scan]:
 
     filters: `q` (text, `scan_search`), `verdict` (a verdict, or "pending"), `review` ("awaiting": analysed, not
     reviewed; "confirmed"; "overruled"), `headers` (the DICOM header checks: "warnings", "clean", "unchecked"),
-    `date_from`, `date_to` (dates, inclusive, in TIME_ZONE).
+    `copies` ("altered": another stored copy of one of its DICOM instances has other pixels; every scan is
+    annotated `has_altered_copy`), `date_from`, `date_to` (dates, inclusive, in TIME_ZONE).
     """
     filters = filters or {}
-    qs = _with_latest_job(scan_visible_to(user=user).select_related("owner"))
+    qs = _with_latest_job(scan_visible_to(user=user).select_related("owner")).annotate(
+        has_altered_copy=altered_copy_exists())
+    if filters.get("copies") == COPIES_ALTERED:
+        qs = qs.filter(has_altered_copy=True)
     if filters.get("q"):
         qs = qs.filter(scan_search(filters["q"], by_owner=user.is_portal_admin))
     verdict = filters.get("verdict")
@@ -188,6 +195,16 @@ class ScanCopy:
                 runs.append([index, index])
         listed = ", ".join(str(a + 1) if a == b else f"{a + 1}-{b + 1}" for a, b in runs)
         return f"slice{'s' if len(self.altered_slices) != 1 else ''} {listed}"
+
+
+def altered_copy_exists() -> Exists:
+    """For a Scan queryset: whether another stored scan holds one of its DICOM instances (same SOP Instance UID) with
+    other pixels."""
+    from scans.models import DicomInstance
+
+    other_version = (DicomInstance.objects.filter(sop_instance_uid=OuterRef("sop_instance_uid"))
+                     .exclude(scan_id=OuterRef("scan_id")).exclude(pixels_sha256=OuterRef("pixels_sha256")))
+    return Exists(DicomInstance.objects.filter(scan_id=OuterRef("pk")).filter(Exists(other_version)))
 
 
 def scan_copies(*, scan: Scan, user) -> list[ScanCopy]:

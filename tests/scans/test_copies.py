@@ -109,9 +109,11 @@ def test_scans_stored_before_the_index_are_indexed_by_check_dicom_headers(doctor
 
 
 def test_scans_without_dicom_instances_have_no_copies(client_a, doctor_a):
-    from tests.scans.scanfiles import SAMPLE_FLAIR, uploads_from
+    from tests.scans.scanfiles import SAMPLE_TIFF, uploads_from
 
-    scan = scan_upload(user=doctor_a, files=uploads_from(SAMPLE_FLAIR)).scan
+    scan_upload(user=doctor_a, files=_files())
+    scan = scan_upload(user=doctor_a, files=uploads_from([SAMPLE_TIFF])).scan
+    assert scan.kind == "image" and not DicomInstance.objects.filter(scan=scan).exists()
     assert scan_copies(scan=scan, user=doctor_a) == []
     assert "data-copies" not in client_a.get(reverse("scans:detail", args=[scan.pk])).content.decode()
 
@@ -139,3 +141,30 @@ def test_the_api_and_the_pdf_report_carry_the_comparison(client_a, doctor_a, doc
     assert "Another stored copy of these images has other pixels:" in text, text
     assert f"Slice {index + 1} here and the same DICOM instances" in text and f"in scan #{original.pk}" in text
     assert "in a scan of another user" in text
+
+
+def test_the_scan_list_the_csv_and_the_dashboard_flag_scans_with_an_altered_copy(client_a, doctor_a):
+    import csv
+
+    from reports.selectors import dashboard_for
+    from tests.scans.scanfiles import SAMPLE_TIFF, uploads_from
+
+    original = scan_upload(user=doctor_a, files=_files()).scan
+    altered = scan_upload(user=doctor_a, files=_files(change=_paint)).scan
+    unrelated = scan_upload(user=doctor_a, files=uploads_from([SAMPLE_TIFF])).scan
+
+    flagged = client_a.get(reverse("scans:list"), {"copies": "altered"}).content.decode()
+    link = f'href="{reverse("scans:detail", args=[unrelated.pk])}"'
+    assert flagged.count("data-copy-flag") == 2 and link not in flagged
+    everything = client_a.get(reverse("scans:list")).content.decode()
+    assert everything.count("data-copy-flag") == 2 and link in everything
+    api = client_a.get(reverse("api-scan-list"), {"copies": "altered"}).json()
+    assert sorted(s["id"] for s in api["results"]) == sorted([original.pk, altered.pk])
+
+    rows = {int(r["scan_id"]): r for r in csv.DictReader(io.StringIO(
+        client_a.get(reverse("reports:results_csv")).content.decode()))}
+    assert (rows[original.pk]["altered_copy"], rows[altered.pk]["altered_copy"], rows[unrelated.pk]["altered_copy"]) \
+        == ("yes", "yes", "")
+    assert dashboard_for(user=doctor_a).altered_copies == 2
+    page = client_a.get(reverse("reports:dashboard")).content.decode()
+    assert f'<a href="{reverse("scans:list")}?copies=altered">2</a>' in page
