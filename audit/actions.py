@@ -30,6 +30,7 @@ SCAN_DELETED = "scan.deleted"
 SCAN_ORIGINAL_DOWNLOADED = "scan.original_downloaded"
 SCAN_SLICE_VIEWED = "scan.slice_viewed"
 SCAN_HEADERS_CHECKED = "scan.headers_checked"
+SCAN_ALTERED_COPY_FOUND = "scan.altered_copy_found"
 
 # Inference jobs
 JOB_QUEUED = "job.queued"
@@ -93,6 +94,7 @@ LABELS = {
     SCAN_ORIGINAL_DOWNLOADED: "Original downloaded",
     SCAN_SLICE_VIEWED: "Slice viewed",
     SCAN_HEADERS_CHECKED: "DICOM headers checked again",
+    SCAN_ALTERED_COPY_FOUND: "A stored copy of the scan's images has other pixels",
     REVIEW_RECORDED: "Review recorded",
     JOB_QUEUED: "Job queued",
     JOB_STARTED: "Job started",

@@ -125,6 +125,7 @@ def scan_upload(*, user, files, request=None, sequence: str | None = None,
             _audit(action="SCAN_UPLOADED", request=request, actor=user, obj=scan, details={
                 "sha256": scan.sha256, "files": len(originals), "kind": scan.kind, "n_slices": scan.n_slices,
             })
+            _audit_altered_copies(scan=scan, user=user, request=request)
     except IntegrityError:
         _delete_stored(stored)
         # A concurrent upload of the same bytes won the race on (owner, sha256).
@@ -205,6 +206,18 @@ def _audit(*, action: str, request=None, actor=None, obj=None, outcome: str = "s
 
     audit_record(action=getattr(actions, action), request=request, actor=actor, obj=obj, outcome=outcome,
                  details=details)
+
+
+def _audit_altered_copies(*, scan: Scan, user, request=None) -> None:
+    """A scan arriving with instances that another stored scan holds with other pixels (scans.selectors.scan_copies)
+    is evidence that one copy was altered: recorded in the chained log when it is found, whoever sees it later."""
+    from scans.selectors import scan_copies
+
+    altered = [c for c in scan_copies(scan=scan, user=user) if not c.identical]
+    if altered:
+        _audit(action="SCAN_ALTERED_COPY_FOUND", request=request, actor=user, obj=scan, details={
+            "scan_id": scan.pk, "copies": [{"scan_id": c.scan_id, "shared_instances": c.shared,
+                                            "altered_slices": list(c.altered_slices)} for c in altered]})
 
 
 def _audit_rejected(*, user, request, exc: UploadRejected) -> None:

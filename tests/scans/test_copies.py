@@ -11,6 +11,8 @@ from django.core.management import call_command
 from django.urls import reverse
 from pydicom.uid import ImplicitVRLittleEndian
 
+from audit import actions
+from audit.models import AuditEvent
 from inference.ml.imaging import pixels_sha256
 from scans.models import DicomInstance
 from scans.selectors import scan_copies
@@ -61,6 +63,9 @@ def test_a_copy_with_other_pixels_is_flagged_on_both_scans_naming_the_slices(cli
 
     [copy] = scan_copies(scan=altered, user=doctor_a)
     assert (copy.scan_id, copy.shared, copy.altered_slices, copy.visible) == (original.pk, 3, (slice_index,), True)
+    [found] = AuditEvent.objects.filter(action=actions.SCAN_ALTERED_COPY_FOUND)  # when the second copy arrived
+    assert (found.object_id, found.outcome, found.details["copies"]) == (
+        str(altered.pk), "success", [{"scan_id": original.pk, "shared_instances": 3, "altered_slices": [slice_index]}])
     assert copy.altered_text == f"slice {slice_index + 1}"
     for scan, other in ((altered, original), (original, altered)):
         page = client_a.get(reverse("scans:detail", args=[scan.pk])).content.decode()
