@@ -124,6 +124,7 @@ def scan_upload(*, user, files, request=None, sequence: str | None = None,
             job_enqueue(scan=scan, user=user)
             _audit(action="SCAN_UPLOADED", request=request, actor=user, obj=scan, details={
                 "sha256": scan.sha256, "files": len(originals), "kind": scan.kind, "n_slices": scan.n_slices,
+                **({"origin": origin} if origin else {}),
             })
             _audit_altered_copies(scan=scan, user=user, request=request)
     except IntegrityError:

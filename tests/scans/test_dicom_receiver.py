@@ -107,6 +107,8 @@ def test_a_pushed_series_becomes_a_scan_of_the_mapped_account_and_is_analysed(cl
     stored = {pydicom.dcmread(f.file.open("rb")).SOPInstanceUID: pydicom.dcmread(f.file.open("rb")).PixelData
               for f in scan.files.all()}
     assert stored == {ds.SOPInstanceUID: ds.PixelData for ds in _datasets()}
+    uploaded = AuditEvent.objects.get(action=actions.SCAN_UPLOADED)  # the upload's own event says where it came from
+    assert uploaded.details["origin"] == {"received": {"calling_ae": "ORTHANC", "address": "127.0.0.1"}}
     event = AuditEvent.objects.get(action=actions.DICOM_RECEIVED)
     assert (event.actor_username, event.object_id, event.details["instances"], event.details["calling_ae"]) == (
         "doctor_a", str(scan.pk), 3, "ORTHANC")
