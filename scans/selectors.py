@@ -180,9 +180,15 @@ class ScanCopy:
     def warning_text(self) -> str:
         """The warning in words, without markup (the PDF report)."""
         where = f"scan #{self.scan_id}" if self.visible else "a scan of another user"
-        return (f"{self.altered_text.capitalize()} here and the same DICOM instances (same SOP Instance UIDs) in "
-                f"{where} ({self.origin} {self.created_at:%Y-%m-%d %H:%M}) differ. One image cannot have two "
-                "versions: one of the two copies was altered after it was made, whatever the detector reads.")
+        return (f"{self.altered_text.capitalize()} here {self.differs_text} in {where} ({self.origin} on "
+                f"{timezone.localtime(self.created_at):%Y-%m-%d %H:%M}). One image cannot have two versions: one of "
+                "the two copies was altered after it was made, whatever the detector reads.")
+
+    @property
+    def differs_text(self) -> str:
+        if len(self.altered_slices) == 1:
+            return "shows other pixels than the same DICOM instance (same SOP Instance UID)"
+        return "show other pixels than the same DICOM instances (same SOP Instance UIDs)"
 
     @property
     def altered_text(self) -> str:
