@@ -58,6 +58,7 @@ PACS_QUERIED = "pacs.queried"
 PACS_RETRIEVED = "pacs.retrieved"
 PACS_RETRIEVE_FAILED = "pacs.retrieve_failed"
 DICOM_RECEIVED = "dicom.received"
+PACS_COMPARED = "pacs.compared"
 DICOM_RECEIVE_FAILED = "dicom.receive_failed"
 RESULTS_CSV_EXPORTED = "report.results_csv_exported"
 
@@ -116,6 +117,7 @@ LABELS = {
     PACS_RETRIEVED: "Series imported from the PACS",
     PACS_RETRIEVE_FAILED: "Importing from the PACS failed",
     DICOM_RECEIVED: "Series received over DICOM",
+    PACS_COMPARED: "Scan compared with the PACS's copy",
     DICOM_RECEIVE_FAILED: "A series received over DICOM was refused",
     RESULTS_CSV_EXPORTED: "Results CSV exported",
     AUDIT_LOG_VIEWED: "Audit log viewed",

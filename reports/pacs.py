@@ -374,6 +374,26 @@ def find_studies(destination: PacsDestination, *, patient_id: str = "", accessio
     return StudySearch(studies=listed, more=len(studies) > len(listed))
 
 
+def series_held(destination: PacsDestination, *, study_uid: str, series_uid: str, calling_ae: str = "TAMPERCHECK",
+                timeout: float = 30) -> bool:
+    """Whether the PACS holds the series (C-FIND at series level, by its UIDs); PacsError when the PACS fails."""
+    from pydicom.dataset import Dataset
+    from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind
+
+    ae = _application_entity(calling_ae, timeout)
+    ae.add_requested_context(StudyRootQueryRetrieveInformationModelFind)
+    assoc = _associate(destination, ae, calling_ae, timeout)
+    try:
+        query = Dataset()
+        query.QueryRetrieveLevel = "SERIES"
+        query.StudyInstanceUID, query.SeriesInstanceUID = study_uid, series_uid
+        return any(_text(a, "SeriesInstanceUID") == series_uid
+                   for a in _c_find(assoc, query, destination, f"series {series_uid}"))
+    finally:
+        if assoc.is_established:
+            assoc.release()
+
+
 def retrieve_series(destination: PacsDestination, *, study_uid: str, series_uid: str, calling_ae: str = "TAMPERCHECK",
                     timeout: float = 30, max_instances: int = 1000, max_bytes: int = 512 * 1024 * 1024
                     ) -> list[bytes]:

@@ -293,3 +293,43 @@ class PacsImportApi(ScansErrorsMixin, GenericAPIView):
         body = {"created": result.created, "message": result.message,
                 "scan": ScanDetailSerializer(scan, context=self.get_serializer_context()).data}
         return Response(body, status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK)
+
+
+class PacsComparisonSerializer(serializers.Serializer):
+    destination = serializers.CharField()
+    at = serializers.DateTimeField()
+    by = serializers.CharField()
+    instances = serializers.IntegerField(help_text="the scan's DICOM instances")
+    same = serializers.IntegerField(help_text="of them, held by the PACS with the same pixels")
+    altered_slices = serializers.ListField(child=serializers.IntegerField(), help_text=(
+        "the scan's slices (0-based) whose instance the PACS holds with other pixels: one copy was altered"))
+    missing_slices = serializers.ListField(child=serializers.IntegerField(), help_text=(
+        "the scan's slices whose instance the PACS does not hold"))
+    extra_in_pacs = serializers.IntegerField(help_text="instances of the series the PACS holds and the scan lacks")
+    seconds = serializers.FloatField()
+    text = serializers.CharField(help_text="the outcome in words, as on the scan page")
+
+
+class ScanPacsComparisonApi(ScansErrorsMixin, GenericAPIView):
+    serializer_class = PacsComparisonSerializer
+
+    @extend_schema(
+        summary="Compare the scan with the PACS's copy of its series",
+        description="Retrieves the scan's series from the PACS (DICOM C-GET, by its Study and Series Instance UIDs) "
+        "and compares every instance's pixels with the stored originals; nothing from the PACS is stored. The "
+        "outcome is kept with the scan (`metadata.pacs_comparison`) and audited. 404 for a scan you may not see, "
+        "409 without a PACS or for a scan that is not DICOM, 502 when the PACS fails or does not hold the series.",
+        request=None,
+        responses={200: PacsComparisonSerializer, 403: ERRORS[403], 404: ERRORS[404], 409: ERRORS[400],
+                   502: ERRORS[400]},
+    )
+    def post(self, request, pk: int):
+        from reports.pacs import PacsError
+        from scans.dicom_text import pacs_comparison_text
+
+        scan = selectors.scan_get_for(user=request.user, pk=pk)
+        try:
+            comparison = services.scan_compare_with_pacs(scan=scan, request=request)
+        except (PacsError, services.PacsImportUnavailable) as exc:
+            return _pacs_failure(exc)
+        return Response(PacsComparisonSerializer({**comparison, "text": pacs_comparison_text(comparison)}).data)

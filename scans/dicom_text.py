@@ -97,3 +97,40 @@ def header_warnings_by_slice(metadata: dict) -> dict[int, list[str]]:
             for index in finding.get("slices", []):
                 by_slice.setdefault(int(index), []).append(finding["message"])
     return by_slice
+
+
+def slices_text(indices: list[int]) -> str:
+    """[3, 4, 5, 9] -> "slices 4-6, 10" (numbered from 1, as on the page)."""
+    runs: list[list[int]] = []
+    for index in indices:
+        if runs and index == runs[-1][1] + 1:
+            runs[-1][1] = index
+        else:
+            runs.append([index, index])
+    listed = ", ".join(str(a + 1) if a == b else f"{a + 1}-{b + 1}" for a, b in runs)
+    return f"slice{'s' if len(indices) != 1 else ''} {listed}"
+
+
+def pacs_comparison_matches(comparison: dict) -> bool:
+    return not comparison.get("altered_slices") and not comparison.get("missing_slices")
+
+
+def pacs_comparison_text(comparison: dict) -> str:
+    """A comparison with the PACS's copy (scans.services.scan_compare_with_pacs) in words."""
+    n, same = comparison.get("instances", 0), comparison.get("same", 0)
+    where = f"the PACS {comparison.get('destination', '')}"
+    parts = []
+    if pacs_comparison_matches(comparison):
+        parts.append(f"All {n} image{'s' if n != 1 else ''} have the same pixels as in {where}.")
+    else:
+        parts.append(f"{same} of {n} image{'s' if n != 1 else ''} have the same pixels as in {where}.")
+        if altered := comparison.get("altered_slices"):
+            parts.append(f"{slices_text(altered).capitalize()} {'has' if len(altered) == 1 else 'have'} other pixels "
+                         "than the PACS's copy of the same instance: one of the two was altered.")
+        if comparison.get("missing_slices"):
+            parts.append(f"The PACS does not hold {slices_text(comparison['missing_slices'])} (no instance with "
+                         "that UID in the series).")
+    if comparison.get("extra_in_pacs"):
+        extra = comparison["extra_in_pacs"]
+        parts.append(f"The PACS holds {extra} more instance{'s' if extra != 1 else ''} of the series than the scan.")
+    return " ".join(parts)

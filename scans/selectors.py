@@ -193,14 +193,9 @@ class ScanCopy:
     @property
     def altered_text(self) -> str:
         """"slice 4" or "slices 4, 9-11" (numbered from 1, as on the page)."""
-        runs: list[list[int]] = []
-        for index in self.altered_slices:
-            if runs and index == runs[-1][1] + 1:
-                runs[-1][1] = index
-            else:
-                runs.append([index, index])
-        listed = ", ".join(str(a + 1) if a == b else f"{a + 1}-{b + 1}" for a, b in runs)
-        return f"slice{'s' if len(self.altered_slices) != 1 else ''} {listed}"
+        from scans.dicom_text import slices_text
+
+        return slices_text(list(self.altered_slices))
 
 
 def altered_copy_exists() -> Exists:

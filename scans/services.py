@@ -404,3 +404,90 @@ def scan_receive_series(series, peers: dict) -> ScanUploadResult | None:
     _audit(action="DICOM_RECEIVED", actor=user, obj=result.scan,
            details={**details, "scan_id": result.scan.pk, "created": result.created})
     return result
+
+
+# --- Comparing a scan with the PACS's copy of its series (C-GET, pixel digests) -------------------------------
+
+
+def _fingerprints(blobs: list[bytes]) -> dict[str, str]:
+    """SOP Instance UID -> digest of the pixels (inference.ml.imaging.pixels_sha256), for DICOM files."""
+    import io
+
+    found = {}
+    for data in blobs:
+        ds = imaging.read_dicom_dataset(io.BytesIO(data))
+        found[str(ds.get("SOPInstanceUID", "") or "")] = imaging.pixels_sha256(imaging.dicom_pixels(ds))
+    return found
+
+
+def scan_compare_with_pacs(*, scan: Scan, request) -> dict:
+    """Retrieve the PACS's copy of the scan's series (C-GET, by its Study and Series Instance UIDs) and compare it,
+    instance by instance (same SOP Instance UID), pixel value for pixel value, with the stored originals: which of
+    the scan's slices the PACS holds the same, which it holds with other pixels (one of the two copies was altered),
+    which it does not hold, and how many instances it holds that the scan lacks. Kept in
+    ``scan.metadata["pacs_comparison"]`` (the page shows the latest) and audited (``pacs.compared``); nothing is
+    stored from the PACS. PacsImportUnavailable without a PACS or for a scan that is not DICOM; PacsError (audited)
+    when the PACS fails or does not hold the series."""
+    import time
+
+    from django.conf import settings
+    from django.utils import timezone
+
+    from reports.pacs import PacsError, retrieve_series, series_held
+    from reports.seg import DicomExportUnavailable, source_datasets
+
+    if scan.kind != Scan.Kind.DICOM:
+        raise PacsImportUnavailable(f"Only a DICOM scan has a copy in the PACS to compare with; this scan is "
+                                    f"{scan.get_kind_display()}.")
+    destination = _pacs_destination()
+    try:
+        sources = source_datasets(scan)
+    except DicomExportUnavailable as exc:
+        raise PacsImportUnavailable(str(exc)) from exc
+    first = sources[0]
+    started = time.perf_counter()
+    ours, slice_of, position = {}, {}, 0
+    for ds in sources:
+        pixels = imaging.dicom_pixels(ds)
+        uid = str(ds.get("SOPInstanceUID", "") or "")
+        ours[uid] = imaging.pixels_sha256(pixels)
+        slice_of[uid] = list(range(position, position + pixels.shape[0]))
+        position += pixels.shape[0]
+    details = {"destination": str(destination), "instances": len(ours)}
+    uids = {"study_uid": str(first.StudyInstanceUID), "series_uid": str(first.SeriesInstanceUID)}
+    network = {"calling_ae": settings.PACS_CALLING_AE, "timeout": settings.PACS_TIMEOUT_SECONDS}
+    try:
+        if not series_held(destination, **uids, **network):
+            raise PacsError(f"The PACS {destination} does not hold this series (Series Instance UID "
+                            f"{uids['series_uid']}): there is no copy to compare with.")
+        blobs = retrieve_series(destination, **uids, **network, max_instances=settings.UPLOAD_MAX_FILES,
+                                max_bytes=settings.UPLOAD_MAX_BYTES)
+        theirs = _fingerprints(blobs)
+    except PacsError as exc:
+        message = exc.message
+        _audit(action="PACS_COMPARED", request=request, actor=request.user, obj=scan, outcome="failure",
+               details={**details, "error": message[:500]})
+        raise PacsError(message) from exc
+    except imaging.ImagingError as exc:
+        message = f"The PACS {destination} sent an instance of this series the portal cannot read: {exc}"
+        _audit(action="PACS_COMPARED", request=request, actor=request.user, obj=scan, outcome="failure",
+               details={**details, "error": message[:500]})
+        raise PacsError(message) from exc
+    comparison = {
+        **details,
+        "at": timezone.now().isoformat(), "by": request.user.get_username(),
+        "same": sum(1 for uid, digest in ours.items() if theirs.get(uid) == digest),
+        "altered_slices": sorted(i for uid, digest in ours.items() if uid in theirs and theirs[uid] != digest
+                                 for i in slice_of[uid]),
+        "missing_slices": sorted(i for uid in ours if uid not in theirs for i in slice_of[uid]),
+        "extra_in_pacs": sum(1 for uid in theirs if uid not in ours),
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+    with transaction.atomic():
+        locked = Scan.objects.select_for_update().get(pk=scan.pk)
+        locked.metadata = {**(locked.metadata or {}), "pacs_comparison": comparison}
+        locked.save(update_fields=["metadata"])
+        _audit(action="PACS_COMPARED", request=request, actor=request.user, obj=locked,
+               details={k: v for k, v in comparison.items() if k not in ("at", "by")})
+    scan.metadata = locked.metadata
+    return comparison

@@ -10,6 +10,7 @@ urlpatterns = [
     path("scans/upload/", views.scan_upload, name="upload"),
     path("scans/import/", views.pacs_import, name="pacs_import"),
     path("scans/<int:pk>/", views.scan_detail, name="detail"),
+    path("scans/<int:pk>/compare-pacs/", views.scan_compare_pacs, name="compare_pacs"),
     path("scans/<int:pk>/original/", views.scan_download_original, name="download_original"),
     path("scans/<int:pk>/original/<int:file_id>/", views.scan_download_file, name="download_file"),
     path("scans/<int:pk>/slices/<int:index>.png", views.scan_slice_image, name="slice_image"),

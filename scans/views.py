@@ -125,6 +125,24 @@ def scan_detail(request, pk: int):
     return render_scan_detail(request, scan)
 
 
+@login_required
+@require_http_methods(["POST"])
+def scan_compare_pacs(request, pk: int):
+    """The scan page's "Compare with the PACS" button (POST, CSRF): compare, say the outcome, back to the page
+    (which shows the latest comparison)."""
+    from reports.pacs import PacsError
+
+    scan = selectors.scan_get_for(user=request.user, pk=pk)
+    try:
+        result = services.scan_compare_with_pacs(scan=scan, request=request)
+    except (PacsError, services.PacsImportUnavailable) as exc:
+        messages.error(request, getattr(exc, "message", None) or str(exc))
+    else:
+        text = dicom_text.pacs_comparison_text(result)
+        (messages.success if dicom_text.pacs_comparison_matches(result) else messages.warning)(request, text)
+    return redirect("scans:detail", pk)
+
+
 def render_scan_detail(request, scan, *, review_form=None, status: int = 200):
     """The scan page; ``review_form``: a bound review form with its errors (reviews.views), shown in place of an
     empty one so that nothing the reviewer typed is lost."""
