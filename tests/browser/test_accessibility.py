@@ -40,6 +40,16 @@ def test_the_pages_meet_wcag_2_1_aa(page, login_as, doctor_a, admin_user, upload
     from audit.services import audit_record
 
     audit_record(action=actions.DICOM_RECEIVED, actor=doctor_a)  # the dashboard's DICOM network table has a row
+    # The scan page's copy warnings: another stored copy with one altered slice, and a comparison with the PACS.
+    from scans.services import scan_upload
+    from tests.scans.test_copies import _files, _paint
+
+    scan_upload(user=doctor_a, files=_files(change=_paint))
+    settings.PACS_DESTINATION = "ORTHANC@pacs.example.org:4242"
+    scan.metadata = {**scan.metadata, "pacs_comparison": {
+        "destination": settings.PACS_DESTINATION, "at": "2026-12-07T06:28:00+00:00", "by": "doctor_a", "instances": 3,
+        "same": 2, "altered_slices": [1], "missing_slices": [], "extra_in_pacs": 0, "seconds": 0.6}}
+    scan.save(update_fields=["metadata"])
 
     page.goto(reverse("accounts:login"))
     found = {"log-in": _violations(page)}
@@ -66,6 +76,8 @@ def test_the_pages_meet_wcag_2_1_aa(page, login_as, doctor_a, admin_user, upload
     page.wait_for_selector("[data-slice-result]:not(.hidden)")  # viewer.js has drawn the results
     page.locator("[data-review-history] summary").click()
     page.locator("[data-review-again] summary").click()
+    assert page.locator("[data-copy-warning]").count() == 1 and page.locator("[data-pacs-comparison-warning]").count() == 1
+    assert page.locator("[data-compare-pacs] button").is_visible()
     found["scan page"] = _violations(page)
     page.check("[data-review-form] input[name=verdict][value=real_tumor]")
     page.click("[data-review-form] button[type=submit]")  # overruling without a note: refused
