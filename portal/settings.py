@@ -261,6 +261,9 @@ PACS_DESTINATION = env.str("PACS_DESTINATION", default="")
 PACS_CALLING_AE = env.str("PACS_CALLING_AE", default="TAMPERCHECK")
 PACS_TIMEOUT_SECONDS = env.float("PACS_TIMEOUT_SECONDS", default=30)
 PACS_QUEUE = env.str("PACS_QUEUE", default="") or None  # the Celery queue of the sends; default: the default queue
+# PACS_COMPARE_UPLOADS=1: every uploaded DICOM scan is compared with the PACS's copy of its series by a worker, after
+# the upload (C-FIND + C-GET of the series: the PACS's load grows with the uploads); off: only on request.
+PACS_COMPARE_UPLOADS = env.bool("PACS_COMPARE_UPLOADS", default=False)
 # A send that failed for a reason that may pass (the PACS could not be reached, stopped answering, was out of
 # resources) is tried again after each of these delays in minutes, then given up; "" never tries again. A send with
 # no outcome PACS_SENDING_STALE_MINUTES after it began (its worker died) counts as such a failure.

@@ -122,6 +122,7 @@ def scan_upload(*, user, files, request=None, sequence: str | None = None,
             from inference.services import job_enqueue  # inference builds on scans, not the other way
 
             job_enqueue(scan=scan, user=user)
+            _queue_comparison(scan, origin)
             _audit(action="SCAN_UPLOADED", request=request, actor=user, obj=scan, details={
                 "sha256": scan.sha256, "files": len(originals), "kind": scan.kind, "n_slices": scan.n_slices,
                 **({"origin": origin} if origin else {}),
@@ -420,14 +421,15 @@ def _fingerprints(blobs: list[bytes]) -> dict[str, str]:
     return found
 
 
-def scan_compare_with_pacs(*, scan: Scan, request) -> dict:
+def scan_compare_with_pacs(*, scan: Scan, request=None, user=None) -> dict:
     """Retrieve the PACS's copy of the scan's series (C-GET, by its Study and Series Instance UIDs) and compare it,
     instance by instance (same SOP Instance UID), pixel value for pixel value, with the stored originals: which of
     the scan's slices the PACS holds the same, which it holds with other pixels (one of the two copies was altered),
     which it does not hold, and how many instances it holds that the scan lacks. Kept in
     ``scan.metadata["pacs_comparison"]`` (the page shows the latest) and audited (``pacs.compared``); nothing is
     stored from the PACS. PacsImportUnavailable without a PACS or for a scan that is not DICOM; PacsError (audited)
-    when the PACS fails or does not hold the series."""
+    when the PACS fails or does not hold the series. ``user``: who asked (default: the request's user; the
+    comparison after an upload, ``compare_after_upload``, runs for the uploader)."""
     import time
 
     from django.conf import settings
@@ -435,6 +437,8 @@ def scan_compare_with_pacs(*, scan: Scan, request) -> dict:
 
     from reports.pacs import PacsError, retrieve_series, series_held
     from reports.seg import DicomExportUnavailable, source_datasets
+
+    user = user or request.user
 
     if scan.kind != Scan.Kind.DICOM:
         raise PacsImportUnavailable(f"Only a DICOM scan has a copy in the PACS to compare with; this scan is "
@@ -465,17 +469,17 @@ def scan_compare_with_pacs(*, scan: Scan, request) -> dict:
         theirs = _fingerprints(blobs)
     except PacsError as exc:
         message = exc.message
-        _audit(action="PACS_COMPARED", request=request, actor=request.user, obj=scan, outcome="failure",
+        _audit(action="PACS_COMPARED", request=request, actor=user, obj=scan, outcome="failure",
                details={**details, "error": message[:500]})
         raise PacsError(message) from exc
     except imaging.ImagingError as exc:
         message = f"The PACS {destination} sent an instance of this series the portal cannot read: {exc}"
-        _audit(action="PACS_COMPARED", request=request, actor=request.user, obj=scan, outcome="failure",
+        _audit(action="PACS_COMPARED", request=request, actor=user, obj=scan, outcome="failure",
                details={**details, "error": message[:500]})
         raise PacsError(message) from exc
     comparison = {
         **details,
-        "at": timezone.now().isoformat(), "by": request.user.get_username(),
+        "at": timezone.now().isoformat(), "by": user.get_username(),
         "same": sum(1 for uid, digest in ours.items() if theirs.get(uid) == digest),
         "altered_slices": sorted(i for uid, digest in ours.items() if uid in theirs and theirs[uid] != digest
                                  for i in slice_of[uid]),
@@ -487,7 +491,44 @@ def scan_compare_with_pacs(*, scan: Scan, request) -> dict:
         locked = Scan.objects.select_for_update().get(pk=scan.pk)
         locked.metadata = {**(locked.metadata or {}), "pacs_comparison": comparison}
         locked.save(update_fields=["metadata"])
-        _audit(action="PACS_COMPARED", request=request, actor=request.user, obj=locked,
+        _audit(action="PACS_COMPARED", request=request, actor=user, obj=locked,
                details={k: v for k, v in comparison.items() if k not in ("at", "by")})
     scan.metadata = locked.metadata
     return comparison
+
+
+def compare_after_upload(scan_id: int) -> dict | None:
+    """The task's work (scans.tasks.compare_with_pacs, queued by scan_upload with PACS_COMPARE_UPLOADS): compare an
+    uploaded DICOM scan with the PACS's copy of its series, for its uploader. None when there is nothing to
+    compare with (no PACS any more; the PACS does not hold the series: a scan from elsewhere) or the PACS failed:
+    scan_compare_with_pacs audits the reason; the doctor can press "Compare with the PACS" later."""
+    from reports.pacs import PacsError
+
+    scan = Scan.objects.select_related("owner").get(pk=scan_id)
+    try:
+        return scan_compare_with_pacs(scan=scan, user=scan.owner)
+    except PacsImportUnavailable:
+        return None
+    except PacsError as exc:
+        logger.warning("comparing scan %s with the PACS failed: %s", scan_id, exc.message)
+        return None
+
+
+def _queue_comparison(scan: Scan, origin: dict | None) -> None:
+    """After the upload commits, compare a DICOM upload with the PACS's copy (PACS_COMPARE_UPLOADS): a scan that
+    came from the PACS, or was pushed by it, is not compared with itself."""
+    from django.conf import settings
+
+    if not (settings.PACS_COMPARE_UPLOADS and settings.PACS_DESTINATION) or scan.kind != Scan.Kind.DICOM or origin:
+        return
+
+    def send():
+        from scans.tasks import compare_with_pacs
+
+        queue = settings.PACS_QUEUE
+        try:
+            compare_with_pacs.apply_async((scan.pk,), **({"queue": queue} if queue else {}))
+        except Exception:  # the broker is down: the doctor can still press "Compare with the PACS"
+            logger.exception("could not queue the PACS comparison of scan %s", scan.pk)
+
+    transaction.on_commit(send)

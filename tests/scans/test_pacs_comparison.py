@@ -99,3 +99,40 @@ def test_no_copy_no_pacs_or_another_users_scan_is_refused_with_the_reason(client
     scan.refresh_from_db()
     assert "pacs_comparison" not in scan.metadata
     assert client_a.get(reverse("scans:compare_pacs", args=[scan.pk])).status_code == 405
+
+
+def test_with_pacs_compare_uploads_an_upload_is_compared_by_a_worker(doctor_a, pacs, settings,
+                                                                      django_capture_on_commit_callbacks):
+    import uuid
+
+    import redis
+    from django.conf import settings as django_settings
+
+    from scans.services import compare_after_upload
+
+    post_instance(pacs["http"], brainix_paths(INDICES)[2].read_bytes())
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        plain = scan_upload(user=doctor_a, files=_files()).scan
+    assert len(callbacks) == 1  # the detector job only: comparing uploads is off by default
+
+    settings.PACS_COMPARE_UPLOADS, settings.PACS_QUEUE = True, f"test-compare-{uuid.uuid4().hex}"
+    broker = redis.Redis.from_url(django_settings.CELERY_BROKER_URL)
+    try:
+        with django_capture_on_commit_callbacks(execute=False) as callbacks:
+            altered = scan_upload(user=doctor_a, files=_files(paint=0)).scan
+        assert len(callbacks) == 2
+        callbacks[-1]()  # the comparison's task, on the PACS queue
+        assert broker.llen(settings.PACS_QUEUE) == 1
+        assert "scans.compare_with_pacs" in broker.lindex(settings.PACS_QUEUE, 0).decode()
+    finally:
+        broker.delete(settings.PACS_QUEUE)
+    comparison = compare_after_upload(altered.pk)  # the worker's work
+    assert (comparison["by"], comparison["same"], len(comparison["altered_slices"])) == ("doctor_a", 2, 1)
+    altered.refresh_from_db()
+    assert altered.metadata["pacs_comparison"] == comparison
+    plain.refresh_from_db()
+    assert "pacs_comparison" not in plain.metadata
+
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:  # came from the PACS: not compared
+        scan_upload(user=doctor_a, files=_files(paint=2), origin={"pacs": pacs["destination"]})
+    assert len(callbacks) == 1
