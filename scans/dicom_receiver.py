@@ -31,33 +31,15 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from reports.pacs import AE_TITLE  # the default repertoire, no backslash, 16 characters at most
+from reports.pacs import RETRIEVABLE_SOP_CLASSES as IMAGE_SOP_CLASSES  # the image objects the detector reads
+from reports.pacs import RETRIEVABLE_SYNTAXES as IMAGE_SYNTAXES  # in the transfer syntaxes pydicom decodes
+
 log = logging.getLogger(__name__)
 
-AE_TITLE = re.compile(r"[\x20-\x5b\x5d-\x7e]{1,16}")  # as reports.pacs: the default repertoire, no backslash
 UID = re.compile(r"[0-9]+(\.[0-9]+)*")
 PEER = re.compile(r"\s*(?P<ae>[^@=,]+?)\s*(?:@\s*(?P<host>[^=,\s]+)\s*)?=\s*(?P<user>[\w.@+-]+)\s*")
 
-# The image objects the detector reads (as reports.pacs.RETRIEVABLE_SOP_CLASSES), in the syntaxes pydicom decodes.
-IMAGE_SOP_CLASSES = (
-    "1.2.840.10008.5.1.4.1.1.4",  # MR Image Storage
-    "1.2.840.10008.5.1.4.1.1.4.1",  # Enhanced MR Image Storage
-    "1.2.840.10008.5.1.4.1.1.4.4",  # Legacy Converted Enhanced MR Image Storage
-    "1.2.840.10008.5.1.4.1.1.2",  # CT Image Storage
-    "1.2.840.10008.5.1.4.1.1.2.1",  # Enhanced CT Image Storage
-    "1.2.840.10008.5.1.4.1.1.7",  # Secondary Capture Image Storage
-    "1.2.840.10008.5.1.4.1.1.7.2",  # Multi-frame Grayscale Byte Secondary Capture
-    "1.2.840.10008.5.1.4.1.1.7.3",  # Multi-frame Grayscale Word Secondary Capture
-)
-IMAGE_SYNTAXES = (
-    "1.2.840.10008.1.2.1",  # Explicit VR Little Endian
-    "1.2.840.10008.1.2",  # Implicit VR Little Endian
-    "1.2.840.10008.1.2.4.70",  # JPEG Lossless, first-order prediction
-    "1.2.840.10008.1.2.4.57",  # JPEG Lossless
-    "1.2.840.10008.1.2.4.50",  # JPEG Baseline
-    "1.2.840.10008.1.2.4.90",  # JPEG 2000 Lossless
-    "1.2.840.10008.1.2.4.91",  # JPEG 2000
-    "1.2.840.10008.1.2.5",  # RLE Lossless
-)
 SUCCESS = 0x0000
 REFUSED_NOT_AUTHORIZED = 0x0124  # PS3.7 C.5.4 "Refused: Not Authorized"
 OUT_OF_RESOURCES = 0xA700
