@@ -13,6 +13,7 @@
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import re
 import socket
@@ -304,6 +305,21 @@ def _associate(destination: PacsDestination, ae, calling_ae: str, timeout: float
     return assoc
 
 
+@contextlib.contextmanager
+def _find_association(destination: PacsDestination, calling_ae: str, timeout: float):
+    """An association for C-FIND (study root), released however the searches end."""
+    from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind
+
+    ae = _application_entity(calling_ae, timeout)
+    ae.add_requested_context(StudyRootQueryRetrieveInformationModelFind)
+    assoc = _associate(destination, ae, calling_ae, timeout)
+    try:
+        yield assoc
+    finally:
+        if assoc.is_established:
+            assoc.release()
+
+
 def _c_find(assoc, identifier, destination: PacsDestination, what: str) -> list:
     from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind
 
@@ -331,16 +347,12 @@ def find_studies(destination: PacsDestination, *, patient_id: str = "", accessio
     YYYYMMDD or a YYYYMMDD-YYYYMMDD range, open at either end), newest first, at most ``max_studies``, each with its series (one
     association). ValueError when no key narrows the search; PacsError when the PACS fails."""
     from pydicom.dataset import Dataset
-    from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind
 
     keys = {"PatientID": patient_id.strip(), "AccessionNumber": accession_number.strip(),
             "StudyDate": study_date.strip()}
     if not any(v.strip("*?") for v in keys.values()):
         raise ValueError("Give a patient ID, an accession number or a study date: a search needs at least one.")
-    ae = _application_entity(calling_ae, timeout)
-    ae.add_requested_context(StudyRootQueryRetrieveInformationModelFind)
-    assoc = _associate(destination, ae, calling_ae, timeout)
-    try:
+    with _find_association(destination, calling_ae, timeout) as assoc:
         query = Dataset()
         query.QueryRetrieveLevel = "STUDY"
         for keyword, value in keys.items():
@@ -368,9 +380,6 @@ def find_studies(destination: PacsDestination, *, patient_id: str = "", accessio
                     number=_text(a, "SeriesNumber"), description=_text(a, "SeriesDescription"),
                     instances=int(count) if count.isdigit() else None))
             study.series.sort(key=lambda s: (int(s.number) if s.number.lstrip("-").isdigit() else 1 << 30, s.series_uid))
-    finally:
-        if assoc.is_established:
-            assoc.release()
     return StudySearch(studies=listed, more=len(studies) > len(listed))
 
 
@@ -378,20 +387,13 @@ def series_held(destination: PacsDestination, *, study_uid: str, series_uid: str
                 timeout: float = 30) -> bool:
     """Whether the PACS holds the series (C-FIND at series level, by its UIDs); PacsError when the PACS fails."""
     from pydicom.dataset import Dataset
-    from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind
 
-    ae = _application_entity(calling_ae, timeout)
-    ae.add_requested_context(StudyRootQueryRetrieveInformationModelFind)
-    assoc = _associate(destination, ae, calling_ae, timeout)
-    try:
+    with _find_association(destination, calling_ae, timeout) as assoc:
         query = Dataset()
         query.QueryRetrieveLevel = "SERIES"
         query.StudyInstanceUID, query.SeriesInstanceUID = study_uid, series_uid
         return any(_text(a, "SeriesInstanceUID") == series_uid
                    for a in _c_find(assoc, query, destination, f"series {series_uid}"))
-    finally:
-        if assoc.is_established:
-            assoc.release()
 
 
 def retrieve_series(destination: PacsDestination, *, study_uid: str, series_uid: str, calling_ae: str = "TAMPERCHECK",
