@@ -49,6 +49,11 @@ OVER_LIMIT_MARK = ".over-limit"
 SENDER_FILE = ".sender.json"
 
 
+def _folder_name(ae_title: str) -> str:
+    """The spool folder of a sender: its AE title in file-name-safe characters (an AE title may hold "/" or be "..")."""
+    return "ae-" + re.sub(r"[^A-Za-z0-9_-]", lambda m: f"%{ord(m.group()):02X}", ae_title)
+
+
 @dataclass(frozen=True)
 class Peer:
     """A sender allowed to push: its AE title, the address it must call from (None: any), the receiving account."""
@@ -207,8 +212,8 @@ class Receiver:
         if not has_pixels:
             return self._status(DATASET_MISMATCH, "an image without pixel data")
         data = event.encoded_dataset(include_meta=True)
-        key = (calling_ae, series_uid)
-        folder = self.spool / calling_ae / series_uid
+        key = (_folder_name(calling_ae), series_uid)
+        folder = self.spool / key[0] / series_uid
         transfer = self._transfer(event.assoc)
         with self._lock:
             if key not in transfer.series:
@@ -270,8 +275,8 @@ class Receiver:
                 try:
                     sender = json.loads((folder / SENDER_FILE).read_text())
                 except (OSError, ValueError):
-                    sender = {"calling_ae": folder.parent.name, "address": ""}
-                ready.append(ReceivedSeries(calling_ae=sender.get("calling_ae", folder.parent.name),
+                    sender = {}
+                ready.append(ReceivedSeries(calling_ae=sender.get("calling_ae", ""),
                                             address=sender.get("address", ""), series_uid=folder.name,
                                             folder=folder, files=files, over_limit=over_limit))
         return ready

@@ -195,7 +195,8 @@ def test_what_a_stopped_receiver_had_not_stored_is_handed_over_after_a_restart(r
     first = receiver()
     push(first.port, _datasets((9, 10)))
     first.stop()
-    (tmp_path / "spool" / "ORTHANC" / str(_datasets()[0].SeriesInstanceUID) / ".1.2.3.part").write_bytes(b"half")
+    [folder] = (tmp_path / "spool").glob("*/*")
+    (folder / ".1.2.3.part").write_bytes(b"half")
     second = receiver()
     [series] = second.take_ready(now=time.time() + LATER)
     assert len(series.files) == 2 and not list((tmp_path / "spool").rglob("*.part"))
@@ -251,3 +252,11 @@ def test_the_command_receives_and_stores_until_stopped(doctor_a, settings, tmp_p
     settings.DICOM_RECEIVER_PEERS = ""
     with pytest.raises(CommandError, match="set DICOM_RECEIVER_PEERS"):
         call_command("dicom_receiver", port=port, stop_after=0)
+
+
+def test_an_ae_title_never_names_a_path_outside_the_spool(receiver, tmp_path):
+    r = receiver("../UP=doctor_a")
+    assert push(r.port, _datasets((9,)), calling_ae="../UP") == [0]
+    [series] = r.take_ready(now=time.time() + LATER)
+    assert series.calling_ae == "../UP" and series.folder.parent.parent == tmp_path / "spool"
+    assert series.folder.parent.name == "ae-%2E%2E%2FUP" and not (tmp_path / "UP").exists()
