@@ -4,7 +4,7 @@ import io
 
 from audit.csv_export import spreadsheet_safe
 from inference.ml.labels import VERDICTS
-from scans.dicom_text import header_warnings_by_slice
+from scans.dicom_text import header_warnings_by_slice, pacs_comparison_matches
 
 SLICE_COLUMNS = ("scan_id", "scan_sha256", "job_id", "model_name", "model_version", "slice", "verdict", "confidence",
                  "tamper_score", *(f"p_{v}" for v in VERDICTS), "regions", "region_labels", "max_region_score",
@@ -13,7 +13,7 @@ SLICE_COLUMNS = ("scan_id", "scan_sha256", "job_id", "model_name", "model_versio
 SCAN_COLUMNS = ("scan_id", "uploaded_at", "uploaded_by", "original_name", "kind", "n_slices", "sha256", "job_id",
                 "job_status", "verdict", "confidence", "tamper_score", "model_name", "model_version", "model_sha256",
                 "finished_at", "review_verdict", "review_agrees", "reviewed_by", "reviewed_at", "review_note",
-                "header_checks", "header_warnings", "altered_copy")
+                "header_checks", "header_warnings", "altered_copy", "pacs_copy")
 
 
 def _fmt(value) -> str:
@@ -69,9 +69,19 @@ def scans_results_csv(scans, jobs: dict, reviews: dict | None = None) -> str:
                    review.verdict if review else "", ("yes" if review.agrees else "no") if review else "",
                    review.reviewer.get_username() if review else "", review.created_at if review else None,
                    review.note if review else "", *_header_columns(scan),
-                   ("yes" if getattr(scan, "has_altered_copy", False) else "no") if scan.kind == "dicom" else "")
+                   ("yes" if getattr(scan, "has_altered_copy", False) else "no") if scan.kind == "dicom" else "",
+                   _pacs_copy(scan))
 
     return _csv(SCAN_COLUMNS, rows())
+
+
+def _pacs_copy(scan) -> str:
+    """The latest comparison with the PACS's copy of the series: "same", "differs" (images altered or missing
+    there), or "" where none was made."""
+    comparison = (scan.metadata or {}).get("pacs_comparison")
+    if not comparison:
+        return ""
+    return "same" if pacs_comparison_matches(comparison) else "differs"
 
 
 def _header_columns(scan) -> tuple[str, int | None]:

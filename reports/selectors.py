@@ -579,6 +579,15 @@ def _altered_copies(*, user, window: Window) -> int:
         altered_copy_exists()).count()
 
 
+def _pacs_copies_differ(*, user, window: Window) -> int:
+    """How many scans `user` may see, uploaded in the window, were last compared with the PACS's copy of their series
+    and found to differ from it (images altered or missing there)."""
+    from scans.selectors import pacs_copy_differs, scan_visible_to
+
+    return scan_visible_to(user=user).filter(created_at__gte=window.start_datetime).filter(
+        pacs_copy_differs()).count()
+
+
 @dataclass
 class DicomTraffic:
     """The DICOM network's work in a dashboard's window, for admins: each row (label, audit action, count) links to
@@ -702,6 +711,7 @@ class Dashboard:
     reviews: ReviewSummary = field(default_factory=ReviewSummary)
     header_warnings: int = 0  # scans whose DICOM header checks found signs of editing
     altered_copies: int = 0  # scans of which another stored copy has other pixels (scans.selectors.scan_copies)
+    pacs_copies_differ: int = 0  # scans whose latest comparison with the PACS's copy found images altered or missing
     # Admins only
     jobs_over_time: dict[str, list[int]] = field(default_factory=dict)
     latency_over_time: dict[str, list[float | None]] = field(default_factory=dict)
@@ -742,7 +752,8 @@ def dashboard_for(*, user, range_name: str | None = None, today=None) -> Dashboa
     board = Dashboard(window, periods, verdicts, totals, scans_total=len(scans),
                       reviews=_review_summary(user=user, window=window),
                       header_warnings=_header_warnings(user=user, window=window),
-                      altered_copies=_altered_copies(user=user, window=window))
+                      altered_copies=_altered_copies(user=user, window=window),
+                      pacs_copies_differ=_pacs_copies_differ(user=user, window=window))
     if not user.is_portal_admin:
         return board
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.http import Http404
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import exceptions, serializers, status
 from rest_framework.generics import GenericAPIView
 from rest_framework.pagination import PageNumberPagination
@@ -15,8 +15,8 @@ from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 
 from scans import selectors, serving, services
-from scans.forms import (HEADERS_FILTER_CHOICES, REVIEW_FILTER_CHOICES, VERDICT_FILTER_CHOICES, PacsImportForm,
-                         PacsSearchForm, ScanFilterForm)
+from scans.forms import (COPIES_FILTER_CHOICES, HEADERS_FILTER_CHOICES, REVIEW_FILTER_CHOICES, VERDICT_FILTER_CHOICES,
+                         PacsImportForm, PacsSearchForm, ScanFilterForm)
 from scans.ingest import UploadRejected
 from scans.serializers import (
     ErrorSerializer,
@@ -97,9 +97,10 @@ class ScanListCreateApi(ScansErrorsMixin, GenericAPIView):
             OpenApiParameter("headers", str, enum=[c[0] for c in HEADERS_FILTER_CHOICES if c[0]],
                              description="The DICOM header checks: `warnings` (signs of editing), `clean` (checked, "
                              "no sign), `unchecked` (DICOM uploaded before the checks)."),
-            OpenApiParameter("copies", str, enum=["altered"],
+            OpenApiParameter("copies", str, enum=[c[0] for c in COPIES_FILTER_CHOICES if c[0]],
                              description="`altered`: scans of which another stored copy (the same DICOM instances, "
-                             "by UID) has other pixels."),
+                             "by UID) has other pixels; `pacs`: scans whose latest comparison with the PACS found "
+                             "images altered or missing in the PACS's copy of the series."),
             OpenApiParameter("date_from", OpenApiTypes.DATE, description="Uploaded on or after (inclusive)."),
             OpenApiParameter("date_to", OpenApiTypes.DATE, description="Uploaded on or before (inclusive)."),
         ],
@@ -306,19 +307,55 @@ class PacsComparisonSerializer(serializers.Serializer):
     missing_slices = serializers.ListField(child=serializers.IntegerField(), help_text=(
         "the scan's slices whose instance the PACS does not hold"))
     extra_in_pacs = serializers.IntegerField(help_text="instances of the series the PACS holds and the scan lacks")
+    matches = serializers.BooleanField(required=False, help_text="no slice altered or missing in the PACS's copy")
+    automatic = serializers.BooleanField(required=False, help_text="made by a worker after the upload "
+                                         "(PACS_COMPARE_UPLOADS), not asked for")
     seconds = serializers.FloatField()
     text = serializers.CharField(help_text="the outcome in words, as on the scan page")
+
+
+class PacsCompareStatusSerializer(serializers.Serializer):
+    state = serializers.ChoiceField(choices=["none", "queued", "done", "failed"], help_text=(
+        "none: never compared; queued: after the upload, waiting for a worker; done or failed: the latest attempt"))
+    at = serializers.DateTimeField(allow_null=True, help_text="when the latest attempt was queued or made")
+    by = serializers.CharField(allow_blank=True)
+    automatic = serializers.BooleanField(help_text="the latest attempt was the worker's after the upload")
+    error = serializers.CharField(allow_blank=True, help_text="why the latest attempt failed")
+    waiting_long = serializers.BooleanField(help_text="queued for more than 10 minutes: no worker has taken it")
+    text = serializers.CharField(allow_blank=True, help_text="the state in words, as on the scan page")
+    differs = serializers.BooleanField(help_text="the latest comparison made found slices altered or missing")
+    comparison = serializers.SerializerMethodField(help_text="the latest comparison made (kept when a later "
+                                                   "attempt failed), or null")
+    comparison_when = serializers.CharField(allow_blank=True)
+
+    @extend_schema_field(PacsComparisonSerializer(allow_null=True))
+    def get_comparison(self, status) -> dict | None:
+        if not status.comparison:
+            return None
+        return PacsComparisonSerializer({**status.comparison, "text": status.comparison_text}).data
 
 
 class ScanPacsComparisonApi(ScansErrorsMixin, GenericAPIView):
     serializer_class = PacsComparisonSerializer
 
     @extend_schema(
+        summary="Where the scan stands with the PACS's copy of its series",
+        description="The latest comparison made and how the latest attempt went: queued after the upload "
+        "(PACS_COMPARE_UPLOADS), done, or failed with the reason. The scan page polls it while one is queued. "
+        "404 for a scan you may not see.",
+        responses={200: PacsCompareStatusSerializer, 403: ERRORS[403], 404: ERRORS[404]},
+    )
+    def get(self, request, pk: int):
+        scan = selectors.scan_get_for(user=request.user, pk=pk)
+        return Response(PacsCompareStatusSerializer(selectors.pacs_compare_status(scan)).data)
+
+    @extend_schema(
         summary="Compare the scan with the PACS's copy of its series",
         description="Retrieves the scan's series from the PACS (DICOM C-GET, by its Study and Series Instance UIDs) "
         "and compares every instance's pixels with the stored originals; nothing from the PACS is stored. The "
-        "outcome is kept with the scan (`metadata.pacs_comparison`) and audited. 404 for a scan you may not see, "
-        "409 without a PACS or for a scan that is not DICOM, 502 when the PACS fails or does not hold the series.",
+        "outcome is kept with the scan (`metadata.pacs_comparison`; a failure in the state `GET` gives) and "
+        "audited. 404 for a scan you may not see, 409 without a PACS or for a scan that is not DICOM, 502 when the "
+        "PACS fails or does not hold the series.",
         request=None,
         responses={200: PacsComparisonSerializer, 403: ERRORS[403], 404: ERRORS[404], 409: ERRORS[400],
                    502: ERRORS[400]},

@@ -5,6 +5,7 @@ from inference.models import VERDICT_CHOICES
 from scans.ingest import ACCEPTED_HELP
 from scans.selectors import (
     COPIES_ALTERED,
+    COPIES_PACS_DIFFERS,
     HEADERS_CLEAN,
     HEADERS_UNCHECKED,
     HEADERS_WARNINGS,
@@ -19,7 +20,8 @@ REVIEW_FILTER_CHOICES = [("", "Any review"), (REVIEW_AWAITING, "Awaiting review"
                          (REVIEW_CONFIRMED, "Confirmed by a radiologist"), (REVIEW_OVERRULED, "Overruled by a radiologist")]
 HEADERS_FILTER_CHOICES = [("", "Any"), (HEADERS_WARNINGS, "Signs of editing"), (HEADERS_CLEAN, "No sign of editing"),
                           (HEADERS_UNCHECKED, "Not checked yet")]
-COPIES_FILTER_CHOICES = [("", "Any"), (COPIES_ALTERED, "A copy with other pixels")]
+COPIES_FILTER_CHOICES = [("", "Any"), (COPIES_ALTERED, "A copy with other pixels"),
+                         (COPIES_PACS_DIFFERS, "The PACS's copy differs")]
 
 
 class ScanFilterForm(forms.Form):
@@ -44,7 +46,8 @@ class ScanFilterForm(forms.Form):
     copies = forms.ChoiceField(
         choices=COPIES_FILTER_CHOICES, required=False, label="Other copies",
         help_text="Scans of which another stored copy (the same DICOM instances, by UID) has other pixels: one of "
-        "the two copies was altered.",
+        "the two copies was altered; or whose latest comparison with the PACS found images altered or missing in "
+        "the PACS's copy.",
     )
     date_from = forms.DateField(required=False, label="From", widget=forms.DateInput(attrs={"type": "date"}))
     date_to = forms.DateField(required=False, label="To", widget=forms.DateInput(attrs={"type": "date"}))

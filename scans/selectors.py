@@ -30,6 +30,7 @@ HEADERS_UNCHECKED = "unchecked"  # DICOM uploaded before the checks (python mana
 
 # Filter value of the comparison with other stored copies of the same DICOM instances (scan_copies).
 COPIES_ALTERED = "altered"  # another stored scan holds one of its instances with other pixels
+COPIES_PACS_DIFFERS = "pacs"  # its latest comparison with the PACS's copy found slices altered or missing there
 
 
 def scan_visible_to(*, user) -> QuerySet[Scan]:
@@ -81,13 +82,16 @@ def scan_list_for(*, user, filters: dict | None = None) -> QuerySet[Scan]:
     filters: `q` (text, `scan_search`), `verdict` (a verdict, or "pending"), `review` ("awaiting": analysed, not
     reviewed; "confirmed"; "overruled"), `headers` (the DICOM header checks: "warnings", "clean", "unchecked"),
     `copies` ("altered": another stored copy of one of its DICOM instances has other pixels; every scan is
-    annotated `has_altered_copy`), `date_from`, `date_to` (dates, inclusive, in TIME_ZONE).
+    annotated `has_altered_copy`; "pacs": its latest comparison with the PACS's copy of its series found slices
+    altered or missing there), `date_from`, `date_to` (dates, inclusive, in TIME_ZONE).
     """
     filters = filters or {}
     qs = _with_latest_job(scan_visible_to(user=user).select_related("owner")).annotate(
         has_altered_copy=altered_copy_exists())
     if filters.get("copies") == COPIES_ALTERED:
         qs = qs.filter(has_altered_copy=True)
+    elif filters.get("copies") == COPIES_PACS_DIFFERS:
+        qs = qs.filter(pacs_copy_differs())
     if filters.get("q"):
         qs = qs.filter(scan_search(filters["q"], by_owner=user.is_portal_admin))
     verdict = filters.get("verdict")
@@ -208,6 +212,12 @@ def altered_copy_exists() -> Exists:
     return Exists(DicomInstance.objects.filter(scan_id=OuterRef("pk")).filter(Exists(other_version)))
 
 
+def pacs_copy_differs() -> Q:
+    """For a Scan queryset: the latest comparison with the PACS's copy found slices altered or missing there
+    (``metadata["pacs_comparison"]["matches"]``, scans.services.scan_compare_with_pacs)."""
+    return Q(metadata__pacs_comparison__matches=False)
+
+
 def scan_copies(*, scan: Scan, user) -> list[ScanCopy]:
     """Every other stored scan that shares DICOM instances (by UID) with ``scan``, newest first, with the slices
     whose pixels differ. Compared across all scans, whoever uploaded them: a copy with other pixels is evidence
@@ -235,3 +245,87 @@ def scan_copies(*, scan: Scan, user) -> list[ScanCopy]:
                                origin=f"{label.lower()} {text}".strip(), shared=len({u for u, _ in shared}),
                                altered_slices=tuple(altered), visible=other.pk in visible))
     return copies
+
+
+# A comparison with the PACS queued after an upload and not made after this long: say that no worker took it.
+PACS_COMPARE_WAITING_MINUTES = 10
+
+
+@dataclass(frozen=True)
+class PacsCompareStatus:
+    """Where a scan stands with the PACS's copy of its series (scans.services.scan_compare_with_pacs), for the scan
+    page, its live update and the API. ``state``: none (never compared), queued (after the upload, waiting for a
+    worker), done or failed (the latest attempt); ``comparison``: the latest comparison made (kept when a later
+    attempt failed); ``text``: all of it in words, as the page shows it."""
+
+    state: str
+    at: datetime | None
+    by: str
+    automatic: bool
+    error: str
+    waiting_long: bool
+    comparison: dict | None
+
+    @property
+    def differs(self) -> bool:
+        """The latest comparison made found slices altered or missing in the PACS's copy."""
+        from scans.dicom_text import pacs_comparison_matches
+
+        return self.comparison is not None and not pacs_comparison_matches(self.comparison)
+
+    @property
+    def comparison_text(self) -> str:
+        from scans.dicom_text import pacs_comparison_text
+
+        return pacs_comparison_text(self.comparison) if self.comparison else ""
+
+    @property
+    def comparison_when(self) -> str:
+        """"compared 2026-12-07 14:05 UTC by doctor_a" (after the upload: "compared ... after the upload")."""
+        if not self.comparison:
+            return ""
+        at = _local(self.comparison.get("at"))
+        if at is None:
+            return ""
+        return f"compared {at:%Y-%m-%d %H:%M} {at.tzname()} " + (
+            "after the upload" if self.comparison.get("automatic") else f"by {self.comparison.get('by', '?')}")
+
+    @property
+    def text(self) -> str:
+        """The state in words (without the comparison's outcome, which comparison_text gives)."""
+        if self.at is None:
+            return "Not compared yet."
+        when = f"{self.at:%Y-%m-%d %H:%M} {self.at.tzname()}"
+        if self.state == "queued":
+            if self.waiting_long:
+                return (f"Queued for a worker at {when}, after the upload, and not made yet: no worker has taken "
+                        "it. Compare with the PACS to make it now.")
+            return f"Being compared with the PACS (queued at {when}, after the upload)."
+        if self.state == "failed":
+            who = "after the upload" if self.automatic else f"by {self.by}"
+            earlier = " The outcome above is the latest comparison made." if self.comparison else ""
+            return f"The comparison at {when} ({who}) could not be made: {self.error}{earlier}"
+        return ""
+
+
+def _local(text) -> datetime | None:
+    try:
+        return timezone.localtime(datetime.fromisoformat(text))
+    except (TypeError, ValueError):
+        return None
+
+
+def pacs_compare_status(scan: Scan) -> PacsCompareStatus:
+    metadata = scan.metadata or {}
+    record = metadata.get("pacs_compare") or {}
+    comparison = metadata.get("pacs_comparison")
+    at = _local(record.get("at"))
+    state = record.get("state") or ("done" if comparison else "none")
+    if at is None and comparison:  # compared before the state was kept (2026-12-07)
+        at, state = _local(comparison.get("at")), "done"
+    waiting = state == "queued" and at is not None and (
+        timezone.now() - at > timedelta(minutes=PACS_COMPARE_WAITING_MINUTES))
+    return PacsCompareStatus(state=state if at else "none", at=at,
+                             by=record.get("by") or (comparison or {}).get("by", ""),
+                             automatic=bool(record.get("automatic")), error=record.get("error", ""),
+                             waiting_long=waiting, comparison=comparison)

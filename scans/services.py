@@ -13,11 +13,16 @@ from django.utils.text import get_valid_filename
 
 from inference.ml import imaging
 from inference.ml.sequence import DECLARABLE
-from scans import ingest
+from scans import dicom_text, ingest
 from scans.ingest import UploadRejected
 from scans.models import DicomInstance, Scan, ScanFile, ScanSlice
 
 logger = logging.getLogger(__name__)
+
+# States of the latest comparison with the PACS's copy (Scan.metadata["pacs_compare"]["state"]).
+COMPARE_QUEUED = "queued"  # after an upload (PACS_COMPARE_UPLOADS), waiting for a worker
+COMPARE_DONE = "done"  # made: Scan.metadata["pacs_comparison"] holds its outcome
+COMPARE_FAILED = "failed"  # the PACS failed, did not hold the series, or the task could not be queued
 
 __all__ = ["PacsImportUnavailable", "ScanUploadResult", "UploadRejected", "pacs_search", "scan_check_headers",
            "scan_import_from_pacs", "scan_receive_series", "scan_upload", "slice_pngs"]
@@ -421,15 +426,18 @@ def _fingerprints(blobs: list[bytes]) -> dict[str, str]:
     return found
 
 
-def scan_compare_with_pacs(*, scan: Scan, request=None, user=None) -> dict:
+def scan_compare_with_pacs(*, scan: Scan, request=None, user=None, automatic: bool = False) -> dict:
     """Retrieve the PACS's copy of the scan's series (C-GET, by its Study and Series Instance UIDs) and compare it,
     instance by instance (same SOP Instance UID), pixel value for pixel value, with the stored originals: which of
     the scan's slices the PACS holds the same, which it holds with other pixels (one of the two copies was altered),
     which it does not hold, and how many instances it holds that the scan lacks. Kept in
     ``scan.metadata["pacs_comparison"]`` (the page shows the latest) and audited (``pacs.compared``); nothing is
-    stored from the PACS. PacsImportUnavailable without a PACS or for a scan that is not DICOM; PacsError (audited)
-    when the PACS fails or does not hold the series. ``user``: who asked (default: the request's user; the
-    comparison after an upload, ``compare_after_upload``, runs for the uploader)."""
+    stored from the PACS. ``comparison["matches"]``: no slice altered or missing (scans.dicom_text). How the latest
+    attempt went is kept in ``scan.metadata["pacs_compare"]`` (``compare_state``: done, or failed with the reason;
+    "queued" is set by the upload). PacsImportUnavailable without a PACS or for a scan that is not DICOM; PacsError
+    (audited, and kept as the failed state) when the PACS fails or does not hold the series. ``user``: who asked
+    (default: the request's user; the comparison after an upload, ``compare_after_upload``, runs for the uploader,
+    ``automatic``)."""
     import time
 
     from django.conf import settings
@@ -467,19 +475,18 @@ def scan_compare_with_pacs(*, scan: Scan, request=None, user=None) -> dict:
         blobs = retrieve_series(destination, **uids, **network, max_instances=settings.UPLOAD_MAX_FILES,
                                 max_bytes=settings.UPLOAD_MAX_BYTES)
         theirs = _fingerprints(blobs)
-    except PacsError as exc:
-        message = exc.message
-        _audit(action="PACS_COMPARED", request=request, actor=user, obj=scan, outcome="failure",
-               details={**details, "error": message[:500]})
-        raise PacsError(message) from exc
-    except imaging.ImagingError as exc:
-        message = f"The PACS {destination} sent an instance of this series the portal cannot read: {exc}"
-        _audit(action="PACS_COMPARED", request=request, actor=user, obj=scan, outcome="failure",
-               details={**details, "error": message[:500]})
+    except (PacsError, imaging.ImagingError) as exc:
+        message = exc.message if isinstance(exc, PacsError) else (
+            f"The PACS {destination} sent an instance of this series the portal cannot read: {exc}")
+        with transaction.atomic():
+            locked = _set_compare_state(scan.pk, COMPARE_FAILED, user=user, automatic=automatic, error=message)
+            _audit(action="PACS_COMPARED", request=request, actor=user, obj=locked, outcome="failure",
+                   details={**details, "error": message[:500]})
+        scan.metadata = locked.metadata
         raise PacsError(message) from exc
     comparison = {
         **details,
-        "at": timezone.now().isoformat(), "by": user.get_username(),
+        "at": timezone.now().isoformat(), "by": user.get_username(), "automatic": automatic,
         "same": sum(1 for uid, digest in ours.items() if theirs.get(uid) == digest),
         "altered_slices": sorted(i for uid, digest in ours.items() if uid in theirs and theirs[uid] != digest
                                  for i in slice_of[uid]),
@@ -487,10 +494,9 @@ def scan_compare_with_pacs(*, scan: Scan, request=None, user=None) -> dict:
         "extra_in_pacs": sum(1 for uid in theirs if uid not in ours),
         "seconds": round(time.perf_counter() - started, 3),
     }
+    comparison["matches"] = dicom_text.pacs_comparison_matches(comparison)
     with transaction.atomic():
-        locked = Scan.objects.select_for_update().get(pk=scan.pk)
-        locked.metadata = {**(locked.metadata or {}), "pacs_comparison": comparison}
-        locked.save(update_fields=["metadata"])
+        locked = _set_compare_state(scan.pk, COMPARE_DONE, user=user, automatic=automatic, comparison=comparison)
         _audit(action="PACS_COMPARED", request=request, actor=user, obj=locked,
                details={k: v for k, v in comparison.items() if k not in ("at", "by")})
     scan.metadata = locked.metadata
@@ -501,13 +507,15 @@ def compare_after_upload(scan_id: int) -> dict | None:
     """The task's work (scans.tasks.compare_with_pacs, queued by scan_upload with PACS_COMPARE_UPLOADS): compare an
     uploaded DICOM scan with the PACS's copy of its series, for its uploader. None when there is nothing to
     compare with (no PACS any more; the PACS does not hold the series: a scan from elsewhere) or the PACS failed:
-    scan_compare_with_pacs audits the reason; the doctor can press "Compare with the PACS" later."""
+    the reason is audited and kept as the failed state, which the scan page shows; the doctor can press "Compare
+    with the PACS" later."""
     from reports.pacs import PacsError
 
     scan = Scan.objects.select_related("owner").get(pk=scan_id)
     try:
-        return scan_compare_with_pacs(scan=scan, user=scan.owner)
-    except PacsImportUnavailable:
+        return scan_compare_with_pacs(scan=scan, user=scan.owner, automatic=True)
+    except PacsImportUnavailable as exc:  # the PACS was unset since the upload, or the originals are unreadable
+        _set_compare_state(scan_id, COMPARE_FAILED, user=scan.owner, automatic=True, error=exc.message)
         return None
     except PacsError as exc:
         logger.warning("comparing scan %s with the PACS failed: %s", scan_id, exc.message)
@@ -521,6 +529,7 @@ def _queue_comparison(scan: Scan, origin: dict | None) -> None:
 
     if not (settings.PACS_COMPARE_UPLOADS and settings.PACS_DESTINATION) or scan.kind != Scan.Kind.DICOM or origin:
         return
+    scan.metadata = _set_compare_state(scan.pk, COMPARE_QUEUED, user=scan.owner, automatic=True).metadata
 
     def send():
         from scans.tasks import compare_with_pacs
@@ -528,7 +537,29 @@ def _queue_comparison(scan: Scan, origin: dict | None) -> None:
         queue = settings.PACS_QUEUE
         try:
             compare_with_pacs.apply_async((scan.pk,), **({"queue": queue} if queue else {}))
-        except Exception:  # the broker is down: the doctor can still press "Compare with the PACS"
+        except Exception as exc:  # the broker is down: the doctor can still press "Compare with the PACS"
             logger.exception("could not queue the PACS comparison of scan %s", scan.pk)
+            _set_compare_state(scan.pk, COMPARE_FAILED, user=scan.owner, automatic=True,
+                               error=f"The comparison could not be queued (the broker did not answer: {exc}).")
 
     transaction.on_commit(send)
+
+
+def _set_compare_state(scan_id: int, state: str, *, user, automatic: bool, error: str = "",
+                       comparison: dict | None = None) -> Scan:
+    """Record how the latest comparison with the PACS went (``metadata["pacs_compare"]``: state, at, by,
+    automatic, error) and, when it was made, its outcome (``metadata["pacs_comparison"]``, kept until the next
+    one is made: a failed attempt does not erase what an earlier one found). Row-locked: the worker's write and
+    the page's do not lose each other's keys."""
+    from django.utils import timezone
+
+    with transaction.atomic():
+        locked = Scan.objects.select_for_update().get(pk=scan_id)
+        record = {"state": state, "at": timezone.now().isoformat(), "by": user.get_username(),
+                  "automatic": automatic, **({"error": error[:1000]} if error else {})}
+        metadata = {**(locked.metadata or {}), "pacs_compare": record}
+        if comparison is not None:
+            metadata["pacs_comparison"] = comparison
+        locked.metadata = metadata
+        locked.save(update_fields=["metadata"])
+    return locked

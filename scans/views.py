@@ -174,6 +174,7 @@ def render_scan_detail(request, scan, *, review_form=None, status: int = 200):
         "pacs_destination": pacs_destination() if scan.kind == "dicom" else None,
         "pacs_transfers": pacs_transfers_for(scan=scan, limit=5),
         "copies": selectors.scan_copies(scan=scan, user=request.user) if scan.kind == "dicom" else [],
+        "pacs_status": selectors.pacs_compare_status(scan) if scan.kind == "dicom" else None,
     }, status=status)
 
 

@@ -27,29 +27,3 @@ def origin_label(scan) -> str:
 @register.simple_tag
 def origin_text(scan) -> str:
     return dicom_text.origin_text(scan.metadata)[1]
-
-
-@register.simple_tag
-def pacs_comparison_text(scan) -> str:
-    comparison = (scan.metadata or {}).get("pacs_comparison")
-    return dicom_text.pacs_comparison_text(comparison) if comparison else ""
-
-
-@register.filter
-def pacs_comparison_matches(comparison) -> bool:
-    return dicom_text.pacs_comparison_matches(comparison or {})
-
-
-@register.simple_tag
-def pacs_comparison_when(scan) -> str:
-    """"compared 2026-12-07 14:05 UTC by doctor_a"."""
-    from datetime import datetime
-
-    from django.utils import timezone
-
-    comparison = (scan.metadata or {}).get("pacs_comparison") or {}
-    try:
-        at = timezone.localtime(datetime.fromisoformat(comparison["at"]))
-    except (KeyError, TypeError, ValueError):
-        return ""
-    return f"compared {at:%Y-%m-%d %H:%M} {at.tzname()} by {comparison.get('by', '?')}"

@@ -39,3 +39,55 @@
   }
   setTimeout(poll, 1000);
 })();
+
+/* The scan page's "PACS copy": while the comparison queued after the upload (PACS_COMPARE_UPLOADS) waits for a
+ * worker, ask the API where it stands (GET /api/scans/<id>/pacs-comparison/: every 2 s for two minutes, then every
+ * 10 s, for at most 30 minutes) and show the outcome in place, with the warning above the verdict when the PACS's
+ * copy differs. The page itself renders the same parts. */
+(function () {
+  "use strict";
+  const item = document.querySelector('[data-pacs-comparison][data-state="queued"]');
+  if (!item) return;
+  const warning = document.querySelector("[data-pacs-comparison-warning]");
+  const started = Date.now();
+
+  function show(status) {
+    item.dataset.state = status.state;
+    const outcome = item.querySelector("[data-pacs-comparison-outcome]");
+    outcome.textContent = "";
+    if (status.comparison) {
+      outcome.append(status.comparison.text + " ");
+      const when = document.createElement("span");
+      when.className = "small muted";
+      when.textContent = "(" + status.comparison_when + ")";
+      outcome.append(when);
+    }
+    const state = item.querySelector("[data-pacs-comparison-state]");
+    state.textContent = status.text;
+    state.className = status.state === "failed" || status.waiting_long ? "text-warning" : "muted";
+    if (warning) {
+      warning.classList.toggle("hidden", !status.differs);
+      if (status.differs) {
+        warning.querySelector("[data-pacs-warning-text]").textContent = status.comparison.text;
+        warning.querySelector("[data-pacs-warning-when]").textContent = status.comparison_when;
+      }
+    }
+  }
+
+  async function poll() {
+    const elapsed = Date.now() - started;
+    if (elapsed > 30 * 60 * 1000) return;
+    try {
+      const response = await fetch(item.dataset.pacsComparisonUrl, { headers: { Accept: "application/json" }, credentials: "same-origin" });
+      if (response.ok) {
+        const status = await response.json();
+        show(status);
+        if (status.state !== "queued") return;
+      }
+    } catch (e) {
+      /* the network blinked: try again at the next tick */
+    }
+    setTimeout(poll, elapsed < 2 * 60 * 1000 ? 2000 : 10000);
+  }
+  setTimeout(poll, 1000);
+})();

@@ -127,3 +127,47 @@ def test_importing_a_series_from_the_pacs_in_the_browser(page, login_as, doctor_
         assert page.url.endswith(reverse("scans:detail", args=[scan.pk]))
         assert "Imported from the PACS" in page.locator(".messages").inner_text()
         assert scan.n_slices == 2 and scan.metadata["origin"] == {"pacs": pacs["destination"]}
+
+
+def test_the_comparison_after_an_upload_appears_without_a_reload(page, login_as, doctor_a, settings, tmp_path):
+    """PACS_COMPARE_UPLOADS: the scan page opens while the comparison waits for a worker ("Being compared"); when
+    the worker has made it, the outcome and the warning above the verdict appear in place."""
+    import uuid
+
+    import pydicom
+    import redis
+    from django.conf import settings as django_settings
+
+    from scans.services import compare_after_upload, scan_upload
+    from tests.reports.conftest import brainix_paths
+    from tests.reports.orthanc import post_instance, running_orthanc
+    from tests.scans.scanfiles import brainix_flair_upload
+
+    with running_orthanc(tmp_path, dicom=True) as pacs:
+        for path in brainix_paths((9, 10)):
+            post_instance(pacs["http"], path.read_bytes())
+        settings.PACS_DESTINATION, settings.PACS_COMPARE_UPLOADS = pacs["destination"], True
+        settings.PACS_QUEUE = f"test-compare-{uuid.uuid4().hex}"  # no worker takes it: this test does its work
+        broker = redis.Redis.from_url(django_settings.CELERY_BROKER_URL)
+        try:
+            scan = scan_upload(user=doctor_a, files=brainix_flair_upload((9, 10), paint=1)).scan
+            assert broker.llen(settings.PACS_QUEUE) == 1
+        finally:
+            broker.delete(settings.PACS_QUEUE)
+        login_as(doctor_a)
+        page.goto(reverse("scans:detail", args=[scan.pk]))
+        item = page.locator("[data-pacs-comparison]")
+        assert item.get_attribute("data-state") == "queued"
+        assert "Being compared with the PACS (queued at " in item.inner_text()
+        warning = page.locator("[data-pacs-comparison-warning]")
+        assert not warning.is_visible()
+
+        compare_after_upload(scan.pk)  # the worker's work
+        page.wait_for_selector('[data-pacs-comparison][data-state="done"]', timeout=10_000)
+        assert warning.is_visible()
+        painted = pydicom.dcmread(brainix_paths((9, 10))[1], stop_before_pixels=True).SOPInstanceUID
+        index = scan.instances.get(sop_instance_uid=painted).first_slice
+        assert (f"1 of 2 images have the same pixels as in the PACS {pacs['destination']}. Slice {index + 1} has "
+                "other pixels") in warning.inner_text()
+        assert "after the upload" in warning.inner_text()
+        assert "Being compared" not in item.inner_text() and "1 of 2 images" in item.inner_text()

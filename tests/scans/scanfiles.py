@@ -196,3 +196,21 @@ BAD_INPUTS = [
 
 def bad_input_params():
     return [pytest.param(b, id=b.id) for b in BAD_INPUTS]
+
+
+def brainix_flair_upload(indices, paint: int | None = None) -> list[SimpleUploadedFile]:
+    """BRAINIX FLAIR slices at `indices` as an upload; `paint`: the position of one whose pixels get a bright square
+    (saved back with its header, same SOP Instance UID: an altered copy of that image)."""
+    from tests.reports.conftest import brainix_paths
+
+    files = []
+    for position, path in enumerate(brainix_paths(indices)):
+        ds = pydicom.dcmread(path)
+        if position == paint:
+            pixels = ds.pixel_array.copy()
+            pixels[100:120, 100:120] = pixels.max()
+            ds.PixelData = pixels.tobytes()
+        buffer = io.BytesIO()
+        ds.save_as(buffer, enforce_file_format=True)
+        files.append(SimpleUploadedFile(path.name, buffer.getvalue(), content_type="application/dicom"))
+    return files

@@ -2,11 +2,11 @@
 them (C-GET) and compares each instance's pixels with the stored originals. The same series matches; a copy with one
 image altered is caught at that slice; a scan of which the PACS holds only part, or nothing, is told so; the outcome
 is kept, shown and audited, and nothing from the PACS is stored."""
+import csv
 import io
 
 import pydicom
 import pytest
-from django.core.files.base import ContentFile
 from django.urls import reverse
 
 from audit import actions
@@ -15,22 +15,13 @@ from scans.models import Scan
 from scans.services import scan_upload
 from tests.reports.conftest import brainix_paths
 from tests.reports.orthanc import free_port, post_instance, running_orthanc
+from tests.scans.scanfiles import brainix_flair_upload, brainix_series, uploads_from
 
 INDICES = (9, 10, 11)
 
 
-def _files(paint: int | None = None) -> list[ContentFile]:
-    files = []
-    for position, path in enumerate(brainix_paths(INDICES)):
-        ds = pydicom.dcmread(path)
-        if position == paint:
-            pixels = ds.pixel_array.copy()
-            pixels[100:120, 100:120] = pixels.max()
-            ds.PixelData = pixels.tobytes()
-        buffer = io.BytesIO()
-        ds.save_as(buffer, enforce_file_format=True)
-        files.append(ContentFile(buffer.getvalue(), name=path.name))
-    return files
+def _files(paint: int | None = None):
+    return brainix_flair_upload(INDICES, paint=paint)
 
 
 @pytest.fixture
@@ -56,6 +47,9 @@ def test_a_scan_is_compared_with_the_pacs_copy_slice_by_slice(client_a, doctor_a
     assert f"The PACS does not hold slice {missing[0] + 1} (no instance with that UID in the series)." in page
     assert "data-pacs-comparison-warning" in page and "compared " in page and " by doctor_a" in page
     assert Scan.objects.count() == 1  # nothing from the PACS was stored
+    assert comparison["matches"] is False and scan.metadata["pacs_compare"]["state"] == "done"
+    listed = client_a.get(reverse("scans:list"), {"copies": "pacs"}).content.decode()
+    assert f'href="{reverse("scans:detail", args=[scan.pk])}"' in listed and "data-pacs-flag" in listed
 
     post_instance(pacs["http"], brainix_paths(INDICES)[2].read_bytes())  # now it holds the whole series
     api = client_a.post(reverse("api-scan-pacs-comparison", args=[scan.pk])).json()
@@ -63,6 +57,7 @@ def test_a_scan_is_compared_with_the_pacs_copy_slice_by_slice(client_a, doctor_a
     assert api["text"] == f"All 3 images have the same pixels as in the PACS {pacs['destination']}."
     page = client_a.get(reverse("scans:detail", args=[scan.pk])).content.decode()
     assert "data-pacs-comparison-warning" not in page and "All 3 images have the same pixels" in page
+    assert client_a.get(reverse("api-scan-list"), {"copies": "pacs"}).json()["count"] == 0  # it matches now
 
     altered = scan_upload(user=doctor_a, files=_files(paint=1)).scan
     api = client_a.post(reverse("api-scan-pacs-comparison", args=[altered.pk])).json()
@@ -74,11 +69,17 @@ def test_a_scan_is_compared_with_the_pacs_copy_slice_by_slice(client_a, doctor_a
     events = AuditEvent.objects.filter(action=actions.PACS_COMPARED).order_by("seq")
     assert [e.details["same"] for e in events] == [2, 3, 2] and {e.outcome for e in events} == {"success"}
     assert "PatientID" not in str(events.last().details) and events.last().object_id == str(altered.pk)
+    assert [r["id"] for r in client_a.get(reverse("api-scan-list"), {"copies": "pacs"}).json()["results"]] == [altered.pk]
+    rows = {r["scan_id"]: r for r in csv.DictReader(io.StringIO(
+        client_a.get(reverse("reports:results_csv")).content.decode()))}
+    assert (rows[str(scan.pk)]["pacs_copy"], rows[str(altered.pk)]["pacs_copy"]) == ("same", "differs")
+    board = client_a.get(reverse("reports:dashboard")).content.decode()
+    assert f'href="{reverse("scans:list")}?copies=pacs">1</a>' in board
 
 
 def test_no_copy_no_pacs_or_another_users_scan_is_refused_with_the_reason(client_a, client_b, doctor_a, settings,
                                                                           tmp_path):
-    from tests.scans.scanfiles import SAMPLE_TIFF, uploads_from
+    from tests.scans.scanfiles import SAMPLE_TIFF
 
     scan = scan_upload(user=doctor_a, files=_files()).scan
     image = scan_upload(user=doctor_a, files=uploads_from([SAMPLE_TIFF])).scan
@@ -98,6 +99,14 @@ def test_no_copy_no_pacs_or_another_users_scan_is_refused_with_the_reason(client
     assert failures.count() == 2
     scan.refresh_from_db()
     assert "pacs_comparison" not in scan.metadata
+    state = scan.metadata["pacs_compare"]
+    assert (state["state"], state["by"], state["automatic"]) == ("failed", "doctor_a", False)
+    assert state["error"].startswith("Could not connect to the PACS")
+    page = client_a.get(reverse("scans:detail", args=[scan.pk])).content.decode()
+    assert "(by doctor_a) could not be made: Could not connect to the PACS" in page
+    api = client_a.get(url).json()
+    assert (api["state"], api["comparison"], api["differs"]) == ("failed", None, False)
+    assert client_b.get(url).status_code == 404
     assert client_a.get(reverse("scans:compare_pacs", args=[scan.pk])).status_code == 405
 
 
@@ -136,3 +145,86 @@ def test_with_pacs_compare_uploads_an_upload_is_compared_by_a_worker(doctor_a, p
     with django_capture_on_commit_callbacks(execute=False) as callbacks:  # came from the PACS: not compared
         scan_upload(user=doctor_a, files=_files(paint=2), origin={"pacs": pacs["destination"]})
     assert len(callbacks) == 1
+
+
+def test_a_failed_attempt_keeps_what_the_earlier_comparison_found(client_a, doctor_a, pacs, settings):
+    scan = scan_upload(user=doctor_a, files=_files(paint=0)).scan
+    client_a.post(reverse("api-scan-pacs-comparison", args=[scan.pk]))
+    settings.PACS_DESTINATION, settings.PACS_TIMEOUT_SECONDS = f"ORTHANC@127.0.0.1:{free_port()}", 3
+    assert client_a.post(reverse("api-scan-pacs-comparison", args=[scan.pk])).status_code == 502
+    api = client_a.get(reverse("api-scan-pacs-comparison", args=[scan.pk])).json()
+    assert api["state"] == "failed" and api["differs"] is True
+    assert (api["comparison"]["same"], api["comparison"]["matches"]) == (1, False)
+    assert api["text"].endswith("The outcome above is the latest comparison made.")
+    page = client_a.get(reverse("scans:detail", args=[scan.pk])).content.decode()
+    assert "data-pacs-comparison-warning" in page and "1 of 3 images have the same pixels" in page
+    assert "could not be made: Could not connect to the PACS" in page
+
+
+def test_the_comparison_after_an_upload_is_queued_then_done_or_failed_and_said_so(client_a, doctor_a, pacs,
+                                                                                  settings):
+    import uuid
+    from datetime import timedelta
+
+    import redis
+    from django.conf import settings as django_settings
+    from django.utils import timezone
+
+    from scans.services import compare_after_upload
+
+    settings.PACS_COMPARE_UPLOADS, settings.PACS_QUEUE = True, f"test-compare-{uuid.uuid4().hex}"
+    broker = redis.Redis.from_url(django_settings.CELERY_BROKER_URL)
+    try:
+        scan = scan_upload(user=doctor_a, files=_files(paint=1)).scan
+        # and a series the PACS does not hold
+        elsewhere = scan_upload(user=doctor_a, files=uploads_from(brainix_series("T1")[:2])).scan
+    finally:
+        broker.delete(settings.PACS_QUEUE)
+    url = reverse("api-scan-pacs-comparison", args=[scan.pk])
+    api = client_a.get(url).json()
+    assert (api["state"], api["by"], api["automatic"], api["comparison"]) == ("queued", "doctor_a", True, None)
+    assert api["text"].startswith("Being compared with the PACS (queued at ")
+    page = client_a.get(reverse("scans:detail", args=[scan.pk])).content.decode()
+    assert 'data-state="queued"' in page and "Being compared with the PACS" in page
+    assert 'class="alert alert-warning hidden" role="note" data-pacs-comparison-warning' in page
+
+    compare_after_upload(scan.pk)  # the worker's work
+    api = client_a.get(url).json()
+    assert (api["state"], api["differs"], api["comparison"]["automatic"]) == ("done", True, True)
+    assert api["text"] == "" and " after the upload" in api["comparison_when"]
+    assert "has other pixels than the PACS's copy" in api["comparison"]["text"]
+    page = client_a.get(reverse("scans:detail", args=[scan.pk])).content.decode()
+    assert 'class="alert alert-warning" role="note" data-pacs-comparison-warning' in page
+
+    assert compare_after_upload(elsewhere.pk) is None
+    api = client_a.get(reverse("api-scan-pacs-comparison", args=[elsewhere.pk])).json()
+    assert (api["state"], api["automatic"]) == ("failed", True)
+    assert "(after the upload) could not be made: The PACS" in api["text"]
+    assert "does not hold this series" in api["error"]
+
+    stale = (timezone.now() - timedelta(minutes=11)).isoformat()  # queued, and no worker took it
+    Scan.objects.filter(pk=elsewhere.pk).update(metadata={**Scan.objects.get(pk=elsewhere.pk).metadata,
+                                                          "pacs_compare": {"state": "queued", "at": stale,
+                                                                           "by": "doctor_a", "automatic": True}})
+    api = client_a.get(reverse("api-scan-pacs-comparison", args=[elsewhere.pk])).json()
+    assert api["waiting_long"] is True and "no worker has taken it" in api["text"]
+
+
+def test_comparisons_kept_before_matches_was_recorded_get_it(doctor_a):
+    import importlib
+
+    from django.apps import apps
+
+    from scans.selectors import pacs_copy_differs
+
+    migration = importlib.import_module("scans.migrations.0003_pacs_comparison_matches")
+    old = {"instances": 3, "same": 2, "altered_slices": [], "missing_slices": [1], "extra_in_pacs": 0}
+    differs = scan_upload(user=doctor_a, files=_files()).scan
+    same = scan_upload(user=doctor_a, files=_files(paint=2)).scan
+    Scan.objects.filter(pk=differs.pk).update(metadata={**differs.metadata, "pacs_comparison": old})
+    Scan.objects.filter(pk=same.pk).update(metadata={**same.metadata, "pacs_comparison": {
+        **old, "same": 3, "missing_slices": [], "extra_in_pacs": 2}})
+    migration.add_matches(apps, None)
+    assert Scan.objects.get(pk=differs.pk).metadata["pacs_comparison"]["matches"] is False
+    assert Scan.objects.get(pk=same.pk).metadata["pacs_comparison"]["matches"] is True
+    assert list(Scan.objects.filter(pacs_copy_differs()).values_list("pk", flat=True)) == [differs.pk]
