@@ -23,7 +23,7 @@ from reports.charts import VERDICT_COLOURS
 from reports.overlay import overlay, read_png
 from reports.selectors import slices_by_verdict_text
 from scans.dicom_text import HEADER_LIMITS, header_checks_text, origin_text, series_text
-from scans.selectors import scan_copies
+from scans.selectors import pacs_compare_status, scan_copies
 
 VERDICT_TEXT = {
     "real_tumor": ("Real tumor", "An authentic tumor; the outline shows the tumor."),
@@ -141,6 +141,10 @@ def scan_report_pdf(report, *, generated_by, confidence_guide: str = "",
         if not copy.identical:
             story += [Paragraph(f"<b>Another stored copy of these images has other pixels:</b> "
                                 f"{escape(copy.warning_text)}", styles["BodyText"]), Spacer(1, 3 * mm)]
+    pacs = pacs_compare_status(scan) if scan.kind == "dicom" else None
+    if pacs and pacs.differs:
+        story += [Paragraph(f"<b>The PACS's copy of this series differs:</b> {escape(pacs.comparison_text)} "
+                            f"({escape(pacs.comparison_when)})", styles["BodyText"]), Spacer(1, 3 * mm)]
 
     originals = [[_p(f.original_name, small), Paragraph(escape(f.sha256), mono)] for f in report.files]
     provenance = [
@@ -156,6 +160,9 @@ def scan_report_pdf(report, *, generated_by, confidence_guide: str = "",
         ["Sequence", _p(check.get("label", "not recorded (uploaded before sequence checks)"), small)],
         *([["DICOM headers", _p(f"{header_text}. {HEADER_LIMITS}", small)]]
           if (header_text := header_checks_text(scan.kind, scan.metadata or {})) else []),
+        *([["PACS copy", _p(" ".join(t for t in (
+            f"{pacs.comparison_text} ({pacs.comparison_when})" if pacs.comparison else "", pacs.text) if t), small)]]
+          if pacs and pacs.state != "none" else []),
         ["Model", _p(f"{job.model_name} {job.model_version}", small)],
         ["Model SHA-256", Paragraph(escape(job.model_sha256 or "unknown"), mono)],
         ["Report", _p(f"generated {now:%Y-%m-%d %H:%M %Z} for {generated_by.get_username()}", small)],
