@@ -59,6 +59,7 @@ PACS_RETRIEVED = "pacs.retrieved"
 PACS_RETRIEVE_FAILED = "pacs.retrieve_failed"
 DICOM_RECEIVED = "dicom.received"
 PACS_COMPARED = "pacs.compared"
+PACS_COPY_CHANGED = "pacs.copy_changed"  # a comparison found the PACS's copy otherwise than the one before
 DICOM_RECEIVE_FAILED = "dicom.receive_failed"
 RESULTS_CSV_EXPORTED = "report.results_csv_exported"
 
@@ -118,6 +119,7 @@ LABELS = {
     PACS_RETRIEVE_FAILED: "Importing from the PACS failed",
     DICOM_RECEIVED: "Series received over DICOM",
     PACS_COMPARED: "Scan compared with the PACS's copy",
+    PACS_COPY_CHANGED: "The PACS's copy changed since the last comparison",
     DICOM_RECEIVE_FAILED: "A series received over DICOM was refused",
     RESULTS_CSV_EXPORTED: "Results CSV exported",
     AUDIT_LOG_VIEWED: "Audit log viewed",

@@ -242,6 +242,8 @@ INFERENCE_QUEUE = env.str("INFERENCE_QUEUE", default="") or None
 CELERY_BEAT_SCHEDULE = {
     "reap-stale-inference-jobs": {"task": "inference.reap_stale_jobs", "schedule": 60.0},
     "retry-pacs-sends": {"task": "reports.retry_pacs_sends", "schedule": 60.0},
+    # does nothing unless PACS_RECHECK_HOURS is set
+    "recheck-pacs-copies": {"task": "scans.recheck_pacs_copies", "schedule": 300.0},
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
@@ -264,6 +266,14 @@ PACS_QUEUE = env.str("PACS_QUEUE", default="") or None  # the Celery queue of th
 # PACS_COMPARE_UPLOADS=1: every uploaded DICOM scan is compared with the PACS's copy of its series by a worker, after
 # the upload (C-FIND + C-GET of the series: the PACS's load grows with the uploads); off: only on request.
 PACS_COMPARE_UPLOADS = env.bool("PACS_COMPARE_UPLOADS", default=False)
+# PACS_RECHECK_HOURS=24: every DICOM scan whose series the PACS has held (compared before, imported from it, pushed
+# by it) is compared with the PACS's copy again once its latest comparison is this old, so that an image altered in
+# the archive after it reached the portal is found; at most PACS_RECHECK_BATCH are queued every 5 minutes (beat).
+# 0 (the default): never on a schedule.
+PACS_RECHECK_HOURS = env.float("PACS_RECHECK_HOURS", default=0)
+PACS_RECHECK_BATCH = env.int("PACS_RECHECK_BATCH", default=20)
+if PACS_RECHECK_HOURS < 0 or PACS_RECHECK_BATCH < 1:
+    raise ImproperlyConfigured("PACS_RECHECK_HOURS must be 0 (off) or more hours, and PACS_RECHECK_BATCH at least 1.")
 # A send that failed for a reason that may pass (the PACS could not be reached, stopped answering, was out of
 # resources) is tried again after each of these delays in minutes, then given up; "" never tries again. A send with
 # no outcome PACS_SENDING_STALE_MINUTES after it began (its worker died) counts as such a failure.

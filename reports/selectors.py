@@ -580,11 +580,12 @@ def _altered_copies(*, user, window: Window) -> int:
 
 
 def _pacs_copies_differ(*, user, window: Window) -> int:
-    """How many scans `user` may see, uploaded in the window, were last compared with the PACS's copy of their series
-    and found to differ from it (images altered or missing there)."""
+    """How many scans `user` may see, compared with the PACS's copy of their series in the window (after the upload,
+    on request or on the periodic recheck, whenever they were uploaded), differ from it at their latest comparison
+    (images altered or missing there)."""
     from scans.selectors import pacs_copy_differs, scan_visible_to
 
-    return scan_visible_to(user=user).filter(created_at__gte=window.start_datetime).filter(
+    return scan_visible_to(user=user).filter(pacs_checked_at__gte=window.start_datetime).filter(
         pacs_copy_differs()).count()
 
 
@@ -614,7 +615,9 @@ def _dicom_traffic(window: Window) -> DicomTraffic:
              ("Series imported from the PACS", actions.PACS_RETRIEVED),
              ("Imports from the PACS that failed", actions.PACS_RETRIEVE_FAILED),
              ("Analyses sent to the PACS", actions.PACS_SENT),
-             ("Sends to the PACS that failed (each try)", actions.PACS_SEND_FAILED)]
+             ("Sends to the PACS that failed (each try)", actions.PACS_SEND_FAILED),
+             ("Scans compared with the PACS's copy", actions.PACS_COMPARED),
+             ("PACS copies changed since their last comparison", actions.PACS_COPY_CHANGED)]
     counts = dict(AuditEvent.objects.filter(created_at__gte=window.start_datetime,
                                             action__in=[action for _, action in shown])
                   .values("action").annotate(n=Count("id")).values_list("action", "n"))

@@ -18,6 +18,7 @@ from scans import selectors, serving, services
 from scans.forms import (COPIES_FILTER_CHOICES, HEADERS_FILTER_CHOICES, REVIEW_FILTER_CHOICES, VERDICT_FILTER_CHOICES,
                          PacsImportForm, PacsSearchForm, ScanFilterForm)
 from scans.ingest import UploadRejected
+from scans.services import TRIGGERS
 from scans.serializers import (
     ErrorSerializer,
     ScanDetailSerializer,
@@ -308,18 +309,20 @@ class PacsComparisonSerializer(serializers.Serializer):
         "the scan's slices whose instance the PACS does not hold"))
     extra_in_pacs = serializers.IntegerField(help_text="instances of the series the PACS holds and the scan lacks")
     matches = serializers.BooleanField(required=False, help_text="no slice altered or missing in the PACS's copy")
-    automatic = serializers.BooleanField(required=False, help_text="made by a worker after the upload "
-                                         "(PACS_COMPARE_UPLOADS), not asked for")
+    trigger = serializers.ChoiceField(choices=TRIGGERS, required=False, help_text=(
+        "what made it: request (a user), upload (PACS_COMPARE_UPLOADS), schedule (PACS_RECHECK_HOURS), command "
+        "(manage.py compare_with_pacs)"))
     seconds = serializers.FloatField()
     text = serializers.CharField(help_text="the outcome in words, as on the scan page")
 
 
 class PacsCompareStatusSerializer(serializers.Serializer):
     state = serializers.ChoiceField(choices=["none", "queued", "done", "failed"], help_text=(
-        "none: never compared; queued: after the upload, waiting for a worker; done or failed: the latest attempt"))
+        "none: never compared; queued: waiting for a worker (after the upload, or the periodic recheck); done or "
+        "failed: the latest attempt"))
     at = serializers.DateTimeField(allow_null=True, help_text="when the latest attempt was queued or made")
     by = serializers.CharField(allow_blank=True)
-    automatic = serializers.BooleanField(help_text="the latest attempt was the worker's after the upload")
+    trigger = serializers.ChoiceField(choices=TRIGGERS, help_text="what started the latest attempt")
     error = serializers.CharField(allow_blank=True, help_text="why the latest attempt failed")
     waiting_long = serializers.BooleanField(help_text="queued for more than 10 minutes: no worker has taken it")
     text = serializers.CharField(allow_blank=True, help_text="the state in words, as on the scan page")

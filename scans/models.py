@@ -56,6 +56,9 @@ class Scan(models.Model):
     pixel_offset = models.FloatField(null=True, blank=True)
     window_low = models.FloatField(null=True, blank=True)
     window_high = models.FloatField(null=True, blank=True)
+    # When the latest comparison with the PACS's copy of the series was queued or attempted (metadata
+    # "pacs_compare" says how it went); the periodic recheck (PACS_RECHECK_HOURS) schedules by it.
+    pacs_checked_at = models.DateTimeField(null=True, blank=True, db_index=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]

@@ -251,17 +251,24 @@ def scan_copies(*, scan: Scan, user) -> list[ScanCopy]:
 PACS_COMPARE_WAITING_MINUTES = 10
 
 
+def _trigger_text(trigger: str | None, by: str) -> str:
+    """Who or what made (or queued) a comparison, as the page says it (scans.services.TRIGGERS)."""
+    return {"upload": "after the upload", "schedule": "on the periodic recheck",
+            "command": "by the compare_with_pacs command"}.get(trigger or "", f"by {by or '?'}")
+
+
 @dataclass(frozen=True)
 class PacsCompareStatus:
     """Where a scan stands with the PACS's copy of its series (scans.services.scan_compare_with_pacs), for the scan
-    page, its live update and the API. ``state``: none (never compared), queued (after the upload, waiting for a
-    worker), done or failed (the latest attempt); ``comparison``: the latest comparison made (kept when a later
-    attempt failed); ``text``: all of it in words, as the page shows it."""
+    page, its live update, the PDF report and the API. ``state``: none (never compared), queued (waiting for a
+    worker: after the upload, or the periodic recheck), done or failed (the latest attempt); ``trigger``: what
+    started it; ``comparison``: the latest comparison made (kept when a later attempt failed); ``text``: the state
+    in words, as the page shows it."""
 
     state: str
     at: datetime | None
     by: str
-    automatic: bool
+    trigger: str
     error: str
     waiting_long: bool
     comparison: dict | None
@@ -281,14 +288,14 @@ class PacsCompareStatus:
 
     @property
     def comparison_when(self) -> str:
-        """"compared 2026-12-07 14:05 UTC by doctor_a" (after the upload: "compared ... after the upload")."""
+        """"compared 2026-12-07 14:05 UTC by doctor_a" ("... after the upload", "... on the periodic recheck")."""
         if not self.comparison:
             return ""
         at = _local(self.comparison.get("at"))
         if at is None:
             return ""
-        return f"compared {at:%Y-%m-%d %H:%M} {at.tzname()} " + (
-            "after the upload" if self.comparison.get("automatic") else f"by {self.comparison.get('by', '?')}")
+        trigger = self.comparison.get("trigger")  # none before 2026-12-07: "by" whoever it was
+        return f"compared {at:%Y-%m-%d %H:%M} {at.tzname()} {_trigger_text(trigger, self.comparison.get('by', ''))}"
 
     @property
     def text(self) -> str:
@@ -296,13 +303,14 @@ class PacsCompareStatus:
         if self.at is None:
             return "Not compared yet."
         when = f"{self.at:%Y-%m-%d %H:%M} {self.at.tzname()}"
+        who = _trigger_text(self.trigger, self.by)
         if self.state == "queued":
             if self.waiting_long:
-                return (f"Queued for a worker at {when}, after the upload, and not made yet: no worker has taken "
-                        "it. Compare with the PACS to make it now.")
-            return f"Being compared with the PACS (queued at {when}, after the upload)."
+                return (f"Queued for a worker at {when} ({who}) and not made yet: no worker has taken it. Compare "
+                        "with the PACS to make it now.")
+            again = " again" if self.comparison else ""
+            return f"Being compared with the PACS{again} (queued at {when}, {who})."
         if self.state == "failed":
-            who = "after the upload" if self.automatic else f"by {self.by}"
             earlier = " The outcome above is the latest comparison made." if self.comparison else ""
             return f"The comparison at {when} ({who}) could not be made: {self.error}{earlier}"
         return ""
@@ -327,5 +335,5 @@ def pacs_compare_status(scan: Scan) -> PacsCompareStatus:
         timezone.now() - at > timedelta(minutes=PACS_COMPARE_WAITING_MINUTES))
     return PacsCompareStatus(state=state if at else "none", at=at,
                              by=record.get("by") or (comparison or {}).get("by", ""),
-                             automatic=bool(record.get("automatic")), error=record.get("error", ""),
-                             waiting_long=waiting, comparison=comparison)
+                             trigger=record.get("trigger") or "request",
+                             error=record.get("error", ""), waiting_long=waiting, comparison=comparison)

@@ -23,6 +23,12 @@ logger = logging.getLogger(__name__)
 COMPARE_QUEUED = "queued"  # after an upload (PACS_COMPARE_UPLOADS), waiting for a worker
 COMPARE_DONE = "done"  # made: Scan.metadata["pacs_comparison"] holds its outcome
 COMPARE_FAILED = "failed"  # the PACS failed, did not hold the series, or the task could not be queued
+# What started it (metadata["pacs_compare"]["trigger"], and the comparison's own "trigger").
+TRIGGER_REQUEST = "request"  # a user pressed "Compare with the PACS" (or POSTed to the API)
+TRIGGER_UPLOAD = "upload"  # PACS_COMPARE_UPLOADS, right after the upload
+TRIGGER_SCHEDULE = "schedule"  # the periodic recheck (PACS_RECHECK_HOURS)
+TRIGGER_COMMAND = "command"  # python manage.py compare_with_pacs
+TRIGGERS = (TRIGGER_REQUEST, TRIGGER_UPLOAD, TRIGGER_SCHEDULE, TRIGGER_COMMAND)
 
 __all__ = ["PacsImportUnavailable", "ScanUploadResult", "UploadRejected", "pacs_search", "scan_check_headers",
            "scan_import_from_pacs", "scan_receive_series", "scan_upload", "slice_pngs"]
@@ -426,7 +432,7 @@ def _fingerprints(blobs: list[bytes]) -> dict[str, str]:
     return found
 
 
-def scan_compare_with_pacs(*, scan: Scan, request=None, user=None, automatic: bool = False) -> dict:
+def scan_compare_with_pacs(*, scan: Scan, request=None, user=None, trigger: str = TRIGGER_REQUEST) -> dict:
     """Retrieve the PACS's copy of the scan's series (C-GET, by its Study and Series Instance UIDs) and compare it,
     instance by instance (same SOP Instance UID), pixel value for pixel value, with the stored originals: which of
     the scan's slices the PACS holds the same, which it holds with other pixels (one of the two copies was altered),
@@ -436,8 +442,8 @@ def scan_compare_with_pacs(*, scan: Scan, request=None, user=None, automatic: bo
     attempt went is kept in ``scan.metadata["pacs_compare"]`` (``compare_state``: done, or failed with the reason;
     "queued" is set by the upload). PacsImportUnavailable without a PACS or for a scan that is not DICOM; PacsError
     (audited, and kept as the failed state) when the PACS fails or does not hold the series. ``user``: who asked
-    (default: the request's user; the comparison after an upload, ``compare_after_upload``, runs for the uploader,
-    ``automatic``)."""
+    (default: the request's user; the comparisons a worker makes, ``compare_queued``, run for the scan's owner);
+    ``trigger``: what started it (TRIGGERS)."""
     import time
 
     from django.conf import settings
@@ -479,14 +485,14 @@ def scan_compare_with_pacs(*, scan: Scan, request=None, user=None, automatic: bo
         message = exc.message if isinstance(exc, PacsError) else (
             f"The PACS {destination} sent an instance of this series the portal cannot read: {exc}")
         with transaction.atomic():
-            locked = _set_compare_state(scan.pk, COMPARE_FAILED, user=user, automatic=automatic, error=message)
+            locked = _set_compare_state(scan.pk, COMPARE_FAILED, user=user, trigger=trigger, error=message)
             _audit(action="PACS_COMPARED", request=request, actor=user, obj=locked, outcome="failure",
                    details={**details, "error": message[:500]})
         scan.metadata = locked.metadata
         raise PacsError(message) from exc
     comparison = {
         **details,
-        "at": timezone.now().isoformat(), "by": user.get_username(), "automatic": automatic,
+        "at": timezone.now().isoformat(), "by": user.get_username(), "trigger": trigger,
         "same": sum(1 for uid, digest in ours.items() if theirs.get(uid) == digest),
         "altered_slices": sorted(i for uid, digest in ours.items() if uid in theirs and theirs[uid] != digest
                                  for i in slice_of[uid]),
@@ -495,27 +501,41 @@ def scan_compare_with_pacs(*, scan: Scan, request=None, user=None, automatic: bo
         "seconds": round(time.perf_counter() - started, 3),
     }
     comparison["matches"] = dicom_text.pacs_comparison_matches(comparison)
+    before = (scan.metadata or {}).get("pacs_comparison")
     with transaction.atomic():
-        locked = _set_compare_state(scan.pk, COMPARE_DONE, user=user, automatic=automatic, comparison=comparison)
+        locked = _set_compare_state(scan.pk, COMPARE_DONE, user=user, trigger=trigger, comparison=comparison)
         _audit(action="PACS_COMPARED", request=request, actor=user, obj=locked,
                details={k: v for k, v in comparison.items() if k not in ("at", "by")})
+        if before and _differences(before) != _differences(comparison):
+            # The PACS's copy is not what it was at the last comparison: an image altered, restored or deleted
+            # in the archive since (the portal's copy does not change). Its own event, for whoever watches the log.
+            logger.warning("the PACS's copy of scan %s changed since %s: %s -> %s", scan.pk, before.get("at"),
+                           _differences(before), _differences(comparison))
+            _audit(action="PACS_COPY_CHANGED", request=request, actor=user, obj=locked, details={
+                "destination": comparison["destination"], "previous_at": before.get("at"),
+                **{f"previous_{k}": v for k, v in zip(("altered_slices", "missing_slices"), _differences(before))},
+                "altered_slices": comparison["altered_slices"], "missing_slices": comparison["missing_slices"]})
     scan.metadata = locked.metadata
     return comparison
 
 
-def compare_after_upload(scan_id: int) -> dict | None:
-    """The task's work (scans.tasks.compare_with_pacs, queued by scan_upload with PACS_COMPARE_UPLOADS): compare an
-    uploaded DICOM scan with the PACS's copy of its series, for its uploader. None when there is nothing to
-    compare with (no PACS any more; the PACS does not hold the series: a scan from elsewhere) or the PACS failed:
-    the reason is audited and kept as the failed state, which the scan page shows; the doctor can press "Compare
-    with the PACS" later."""
+def _differences(comparison: dict) -> tuple[list[int], list[int]]:
+    return list(comparison.get("altered_slices") or []), list(comparison.get("missing_slices") or [])
+
+
+def compare_queued(scan_id: int, trigger: str = TRIGGER_UPLOAD) -> dict | None:
+    """The task's work (scans.tasks.compare_with_pacs: queued by scan_upload with PACS_COMPARE_UPLOADS, or by the
+    periodic recheck): compare a DICOM scan with the PACS's copy of its series, for its owner. None when there is
+    nothing to compare with (no PACS any more; the PACS does not hold the series: a scan from elsewhere, or one
+    deleted there) or the PACS failed: the reason is audited and kept as the failed state, which the scan page
+    shows; the doctor can press "Compare with the PACS" later."""
     from reports.pacs import PacsError
 
     scan = Scan.objects.select_related("owner").get(pk=scan_id)
     try:
-        return scan_compare_with_pacs(scan=scan, user=scan.owner, automatic=True)
-    except PacsImportUnavailable as exc:  # the PACS was unset since the upload, or the originals are unreadable
-        _set_compare_state(scan_id, COMPARE_FAILED, user=scan.owner, automatic=True, error=exc.message)
+        return scan_compare_with_pacs(scan=scan, user=scan.owner, trigger=trigger)
+    except PacsImportUnavailable as exc:  # the PACS was unset since, or the originals are unreadable
+        _set_compare_state(scan_id, COMPARE_FAILED, user=scan.owner, trigger=trigger, error=exc.message)
         return None
     except PacsError as exc:
         logger.warning("comparing scan %s with the PACS failed: %s", scan_id, exc.message)
@@ -529,37 +549,81 @@ def _queue_comparison(scan: Scan, origin: dict | None) -> None:
 
     if not (settings.PACS_COMPARE_UPLOADS and settings.PACS_DESTINATION) or scan.kind != Scan.Kind.DICOM or origin:
         return
-    scan.metadata = _set_compare_state(scan.pk, COMPARE_QUEUED, user=scan.owner, automatic=True).metadata
-
-    def send():
-        from scans.tasks import compare_with_pacs
-
-        queue = settings.PACS_QUEUE
-        try:
-            compare_with_pacs.apply_async((scan.pk,), **({"queue": queue} if queue else {}))
-        except Exception as exc:  # the broker is down: the doctor can still press "Compare with the PACS"
-            logger.exception("could not queue the PACS comparison of scan %s", scan.pk)
-            _set_compare_state(scan.pk, COMPARE_FAILED, user=scan.owner, automatic=True,
-                               error=f"The comparison could not be queued (the broker did not answer: {exc}).")
-
-    transaction.on_commit(send)
+    scan.metadata = _set_compare_state(scan.pk, COMPARE_QUEUED, user=scan.owner, trigger=TRIGGER_UPLOAD).metadata
+    transaction.on_commit(lambda: _dispatch_comparison(scan.pk, scan.owner, TRIGGER_UPLOAD))
 
 
-def _set_compare_state(scan_id: int, state: str, *, user, automatic: bool, error: str = "",
-                       comparison: dict | None = None) -> Scan:
-    """Record how the latest comparison with the PACS went (``metadata["pacs_compare"]``: state, at, by,
-    automatic, error) and, when it was made, its outcome (``metadata["pacs_comparison"]``, kept until the next
-    one is made: a failed attempt does not erase what an earlier one found). Row-locked: the worker's write and
-    the page's do not lose each other's keys."""
+def _dispatch_comparison(scan_id: int, owner, trigger: str) -> bool:
+    """Send the comparison's task to a worker (PACS_QUEUE); a broker that does not answer is the failed state."""
+    from django.conf import settings
+
+    from scans.tasks import compare_with_pacs
+
+    queue = settings.PACS_QUEUE
+    try:
+        compare_with_pacs.apply_async((scan_id, trigger), **({"queue": queue} if queue else {}))
+    except Exception as exc:  # the broker is down: the doctor can still press "Compare with the PACS"
+        logger.exception("could not queue the PACS comparison of scan %s", scan_id)
+        _set_compare_state(scan_id, COMPARE_FAILED, user=owner, trigger=trigger,
+                           error=f"The comparison could not be queued (the broker did not answer: {exc}).")
+        return False
+    return True
+
+
+def pacs_recheck_due(*, hours: float | None = None, limit: int | None = None):
+    """DICOM scans due for another comparison with the PACS's copy (PACS_RECHECK_HOURS; empty when it is 0 or there
+    is no PACS): those whose copy the PACS has held (compared before, or imported from it or pushed by it: the
+    portal's copy is the witness of what the PACS held then), whose latest comparison was queued or attempted
+    (else: whose upload was) more than ``hours`` (default PACS_RECHECK_HOURS) ago; the longest waiting first. Scans never found in the
+    PACS (uploads from another hospital) are not asked for again and again."""
+    from datetime import timedelta
+
+    from django.conf import settings
+    from django.db.models import Q
+    from django.db.models.functions import Coalesce
     from django.utils import timezone
 
+    hours = settings.PACS_RECHECK_HOURS if hours is None else hours
+    if not hours or not settings.PACS_DESTINATION:
+        return Scan.objects.none()
+    cutoff = timezone.now() - timedelta(hours=hours)
+    held = (Q(metadata__has_key="pacs_comparison") | Q(metadata__origin__has_key="pacs")
+            | Q(metadata__origin__has_key="received"))
+    due = (Scan.objects.filter(kind=Scan.Kind.DICOM).filter(held)
+           .annotate(last_checked=Coalesce("pacs_checked_at", "created_at")).filter(last_checked__lt=cutoff)
+           .select_related("owner").order_by("last_checked", "pk"))
+    return due[:limit] if limit else due
+
+
+def pacs_recheck_queue() -> int:
+    """The periodic task's work (scans.tasks.recheck_pacs_copies, from beat): queue the comparison of at most
+    PACS_RECHECK_BATCH due scans (pacs_recheck_due), each marked queued at once so that the next run does not queue
+    it again; how many were queued."""
+    from django.conf import settings
+
+    queued = 0
+    for scan in list(pacs_recheck_due(limit=settings.PACS_RECHECK_BATCH)):
+        _set_compare_state(scan.pk, COMPARE_QUEUED, user=scan.owner, trigger=TRIGGER_SCHEDULE)
+        queued += _dispatch_comparison(scan.pk, scan.owner, TRIGGER_SCHEDULE)
+    return queued
+
+
+def _set_compare_state(scan_id: int, state: str, *, user, trigger: str, error: str = "",
+                       comparison: dict | None = None) -> Scan:
+    """Record how the latest comparison with the PACS went (``metadata["pacs_compare"]``: state, at, by,
+    trigger, error; ``pacs_checked_at``, which the periodic recheck schedules by) and, when it was made, its outcome
+    (``metadata["pacs_comparison"]``, kept until the next one is made: a failed attempt does not erase what an
+    earlier one found). Row-locked: the worker's write and the page's do not lose each other's keys."""
+    from django.utils import timezone
+
+    now = timezone.now()
     with transaction.atomic():
         locked = Scan.objects.select_for_update().get(pk=scan_id)
-        record = {"state": state, "at": timezone.now().isoformat(), "by": user.get_username(),
-                  "automatic": automatic, **({"error": error[:1000]} if error else {})}
+        record = {"state": state, "at": now.isoformat(), "by": user.get_username(), "trigger": trigger,
+                  **({"error": error[:1000]} if error else {})}
         metadata = {**(locked.metadata or {}), "pacs_compare": record}
         if comparison is not None:
             metadata["pacs_comparison"] = comparison
-        locked.metadata = metadata
-        locked.save(update_fields=["metadata"])
+        locked.metadata, locked.pacs_checked_at = metadata, now
+        locked.save(update_fields=["metadata", "pacs_checked_at"])
     return locked

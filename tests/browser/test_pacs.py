@@ -138,7 +138,7 @@ def test_the_comparison_after_an_upload_appears_without_a_reload(page, login_as,
     import redis
     from django.conf import settings as django_settings
 
-    from scans.services import compare_after_upload, scan_upload
+    from scans.services import compare_queued, scan_upload
     from tests.reports.conftest import brainix_paths
     from tests.reports.orthanc import post_instance, running_orthanc
     from tests.scans.scanfiles import brainix_flair_upload
@@ -162,7 +162,7 @@ def test_the_comparison_after_an_upload_appears_without_a_reload(page, login_as,
         warning = page.locator("[data-pacs-comparison-warning]")
         assert not warning.is_visible()
 
-        compare_after_upload(scan.pk)  # the worker's work
+        compare_queued(scan.pk)  # the worker's work
         page.wait_for_selector('[data-pacs-comparison][data-state="done"]', timeout=10_000)
         assert warning.is_visible()
         painted = pydicom.dcmread(brainix_paths((9, 10))[1], stop_before_pixels=True).SOPInstanceUID

@@ -100,7 +100,7 @@ def test_no_copy_no_pacs_or_another_users_scan_is_refused_with_the_reason(client
     scan.refresh_from_db()
     assert "pacs_comparison" not in scan.metadata
     state = scan.metadata["pacs_compare"]
-    assert (state["state"], state["by"], state["automatic"]) == ("failed", "doctor_a", False)
+    assert (state["state"], state["by"], state["trigger"]) == ("failed", "doctor_a", "request")
     assert state["error"].startswith("Could not connect to the PACS")
     page = client_a.get(reverse("scans:detail", args=[scan.pk])).content.decode()
     assert "(by doctor_a) could not be made: Could not connect to the PACS" in page
@@ -117,7 +117,7 @@ def test_with_pacs_compare_uploads_an_upload_is_compared_by_a_worker(doctor_a, p
     import redis
     from django.conf import settings as django_settings
 
-    from scans.services import compare_after_upload
+    from scans.services import compare_queued
 
     post_instance(pacs["http"], brainix_paths(INDICES)[2].read_bytes())
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
@@ -135,7 +135,7 @@ def test_with_pacs_compare_uploads_an_upload_is_compared_by_a_worker(doctor_a, p
         assert "scans.compare_with_pacs" in broker.lindex(settings.PACS_QUEUE, 0).decode()
     finally:
         broker.delete(settings.PACS_QUEUE)
-    comparison = compare_after_upload(altered.pk)  # the worker's work
+    comparison = compare_queued(altered.pk)  # the worker's work
     assert (comparison["by"], comparison["same"], len(comparison["altered_slices"])) == ("doctor_a", 2, 1)
     altered.refresh_from_db()
     assert altered.metadata["pacs_comparison"] == comparison
@@ -180,7 +180,7 @@ def test_the_comparison_after_an_upload_is_queued_then_done_or_failed_and_said_s
     from django.conf import settings as django_settings
     from django.utils import timezone
 
-    from scans.services import compare_after_upload
+    from scans.services import compare_queued
 
     settings.PACS_COMPARE_UPLOADS, settings.PACS_QUEUE = True, f"test-compare-{uuid.uuid4().hex}"
     broker = redis.Redis.from_url(django_settings.CELERY_BROKER_URL)
@@ -192,30 +192,30 @@ def test_the_comparison_after_an_upload_is_queued_then_done_or_failed_and_said_s
         broker.delete(settings.PACS_QUEUE)
     url = reverse("api-scan-pacs-comparison", args=[scan.pk])
     api = client_a.get(url).json()
-    assert (api["state"], api["by"], api["automatic"], api["comparison"]) == ("queued", "doctor_a", True, None)
+    assert (api["state"], api["by"], api["trigger"], api["comparison"]) == ("queued", "doctor_a", "upload", None)
     assert api["text"].startswith("Being compared with the PACS (queued at ")
     page = client_a.get(reverse("scans:detail", args=[scan.pk])).content.decode()
     assert 'data-state="queued"' in page and "Being compared with the PACS" in page
     assert 'class="alert alert-warning hidden" role="note" data-pacs-comparison-warning' in page
 
-    compare_after_upload(scan.pk)  # the worker's work
+    compare_queued(scan.pk)  # the worker's work
     api = client_a.get(url).json()
-    assert (api["state"], api["differs"], api["comparison"]["automatic"]) == ("done", True, True)
+    assert (api["state"], api["differs"], api["comparison"]["trigger"]) == ("done", True, "upload")
     assert api["text"] == "" and " after the upload" in api["comparison_when"]
     assert "has other pixels than the PACS's copy" in api["comparison"]["text"]
     page = client_a.get(reverse("scans:detail", args=[scan.pk])).content.decode()
     assert 'class="alert alert-warning" role="note" data-pacs-comparison-warning' in page
 
-    assert compare_after_upload(elsewhere.pk) is None
+    assert compare_queued(elsewhere.pk) is None
     api = client_a.get(reverse("api-scan-pacs-comparison", args=[elsewhere.pk])).json()
-    assert (api["state"], api["automatic"]) == ("failed", True)
+    assert (api["state"], api["trigger"]) == ("failed", "upload")
     assert "(after the upload) could not be made: The PACS" in api["text"]
     assert "does not hold this series" in api["error"]
 
     stale = (timezone.now() - timedelta(minutes=11)).isoformat()  # queued, and no worker took it
     Scan.objects.filter(pk=elsewhere.pk).update(metadata={**Scan.objects.get(pk=elsewhere.pk).metadata,
                                                           "pacs_compare": {"state": "queued", "at": stale,
-                                                                           "by": "doctor_a", "automatic": True}})
+                                                                           "by": "doctor_a", "trigger": "upload"}})
     api = client_a.get(reverse("api-scan-pacs-comparison", args=[elsewhere.pk])).json()
     assert api["waiting_long"] is True and "no worker has taken it" in api["text"]
 
@@ -227,14 +227,122 @@ def test_comparisons_kept_before_matches_was_recorded_get_it(doctor_a):
 
     from scans.selectors import pacs_copy_differs
 
-    migration = importlib.import_module("scans.migrations.0003_pacs_comparison_matches")
+    migration = importlib.import_module("scans.migrations.0003_pacs_comparison_state")
     old = {"instances": 3, "same": 2, "altered_slices": [], "missing_slices": [1], "extra_in_pacs": 0}
     differs = scan_upload(user=doctor_a, files=_files()).scan
     same = scan_upload(user=doctor_a, files=_files(paint=2)).scan
     Scan.objects.filter(pk=differs.pk).update(metadata={**differs.metadata, "pacs_comparison": old})
     Scan.objects.filter(pk=same.pk).update(metadata={**same.metadata, "pacs_comparison": {
         **old, "same": 3, "missing_slices": [], "extra_in_pacs": 2}})
-    migration.add_matches(apps, None)
+    migration.fill(apps, None)
     assert Scan.objects.get(pk=differs.pk).metadata["pacs_comparison"]["matches"] is False
     assert Scan.objects.get(pk=same.pk).metadata["pacs_comparison"]["matches"] is True
     assert list(Scan.objects.filter(pacs_copy_differs()).values_list("pk", flat=True)) == [differs.pk]
+    assert Scan.objects.get(pk=differs.pk).pacs_checked_at is None  # the old record had no time: left unset
+
+
+def _replace_in_orthanc(server, path, data: bytes) -> None:
+    """Alter an image in the archive: delete the instance, store the new bytes under the same SOP Instance UID."""
+    import urllib.request
+
+    instance = post_instance(server["http"], path.read_bytes())["ID"]  # already stored: Orthanc names it
+    urllib.request.urlopen(urllib.request.Request(f"{server['http']}/instances/{instance}", method="DELETE"),
+                           timeout=30).read()
+    assert post_instance(server["http"], data)["Status"] == "Success"
+
+
+def test_the_periodic_recheck_finds_an_image_altered_in_the_pacs_after_the_comparison(
+        client_a, doctor_a, doctor_b, pacs, settings):
+    import uuid
+    from datetime import timedelta
+
+    import redis
+    from django.conf import settings as django_settings
+    from django.utils import timezone
+
+    from scans.services import compare_queued, pacs_recheck_due, pacs_recheck_queue
+
+    post_instance(pacs["http"], brainix_paths(INDICES)[2].read_bytes())  # the PACS holds the whole series
+    compared = scan_upload(user=doctor_a, files=_files()).scan
+    client_a.post(reverse("api-scan-pacs-comparison", args=[compared.pk]))
+    imported = scan_upload(user=doctor_b, files=_files(), origin={"pacs": pacs["destination"]}).scan
+    never = scan_upload(user=doctor_a, files=_files(paint=2)).scan  # uploaded, never compared: not rechecked
+    settings.PACS_RECHECK_HOURS, settings.PACS_QUEUE = 24, f"test-recheck-{uuid.uuid4().hex}"
+    assert list(pacs_recheck_due()) == []  # compared or received just now
+    two_days_ago = timezone.now() - timedelta(days=2)
+    Scan.objects.filter(pk=compared.pk).update(pacs_checked_at=two_days_ago)
+    Scan.objects.update(created_at=two_days_ago - timedelta(hours=1))
+    assert [s.pk for s in pacs_recheck_due()] == [imported.pk, compared.pk]  # the longest waiting first
+    settings.PACS_RECHECK_HOURS = 0
+    assert list(pacs_recheck_due()) == []  # off
+    settings.PACS_RECHECK_HOURS = 24
+
+    # Someone alters slice 2 of the series in the archive, keeping its UIDs.
+    path = brainix_paths(INDICES)[1]
+    altered = next(f for f in _files(paint=1) if f.name == path.name).read()
+    _replace_in_orthanc(pacs, path, altered)
+
+    broker = redis.Redis.from_url(django_settings.CELERY_BROKER_URL)
+    try:
+        settings.PACS_RECHECK_BATCH = 1
+        assert pacs_recheck_queue() == 1 and pacs_recheck_queue() == 1 and pacs_recheck_queue() == 0
+        assert broker.llen(settings.PACS_QUEUE) == 2
+    finally:
+        broker.delete(settings.PACS_QUEUE)
+    api = client_a.get(reverse("api-scan-pacs-comparison", args=[compared.pk])).json()
+    assert (api["state"], api["trigger"], api["differs"]) == ("queued", "schedule", False)
+    assert api["text"].startswith("Being compared with the PACS again (queued at ")
+    assert api["text"].endswith(", on the periodic recheck).")
+
+    for scan in (compared, imported):
+        compare_queued(scan.pk, "schedule")  # the worker's work
+    index = compared.instances.get(sop_instance_uid=pydicom.dcmread(path, stop_before_pixels=True).SOPInstanceUID
+                                   ).first_slice
+    api = client_a.get(reverse("api-scan-pacs-comparison", args=[compared.pk])).json()
+    assert (api["state"], api["differs"], api["comparison"]["altered_slices"]) == ("done", True, [index])
+    assert " on the periodic recheck" in api["comparison_when"]
+    changed = AuditEvent.objects.filter(action=actions.PACS_COPY_CHANGED)
+    assert [(e.object_id, e.details["previous_altered_slices"], e.details["altered_slices"]) for e in changed] == [
+        (str(compared.pk), [], [index])]  # the imported scan had no earlier comparison to change from
+    imported.refresh_from_db()
+    assert imported.metadata["pacs_comparison"]["altered_slices"] == [index]
+    never.refresh_from_db()
+    assert "pacs_compare" not in never.metadata and never.pacs_checked_at is None
+    board = client_a.get(reverse("reports:dashboard")).content.decode()
+    assert f'href="{reverse("scans:list")}?copies=pacs">1</a>' in board  # found today, whenever it was uploaded
+
+
+def test_the_compare_with_pacs_command(doctor_a, pacs, settings):
+    import io as _io
+
+    from django.core.management import CommandError, call_command
+
+    from tests.scans.scanfiles import SAMPLE_TIFF, uploads_from
+
+    post_instance(pacs["http"], brainix_paths(INDICES)[2].read_bytes())
+    same = scan_upload(user=doctor_a, files=_files()).scan
+    out = _io.StringIO()
+    call_command("compare_with_pacs", "--scan", str(same.pk), stdout=out)
+    assert f"scan {same.pk} ({same.original_name}): same: All 3 images have the same pixels" in out.getvalue()
+    assert "1 scan: 1 the same as in the PACS, 0 differing, 0 not compared." in out.getvalue()
+    same.refresh_from_db()
+    assert same.metadata["pacs_compare"]["trigger"] == "command"
+
+    painted = scan_upload(user=doctor_a, files=_files(paint=0)).scan
+    with pytest.raises(CommandError) as caught:
+        call_command("compare_with_pacs", "--scan", str(painted.pk), "--scan", str(same.pk), stdout=_io.StringIO())
+    assert caught.value.returncode == 2 and "1 scan(s) differ from the PACS's copy" in str(caught.value)
+
+    out = _io.StringIO()
+    call_command("compare_with_pacs", "--due", "--older-than", "1", stdout=out)  # all compared just now
+    assert out.getvalue().strip() == "0 scans: 0 the same as in the PACS, 0 differing, 0 not compared."
+
+    image = scan_upload(user=doctor_a, files=uploads_from([SAMPLE_TIFF])).scan
+    for args, message in [((), "Say which scans"), (("--due",), "--due needs --older-than HOURS"),
+                          (("--scan", "999999"), "No scan with ID 999999."),
+                          (("--scan", str(image.pk)), "is not DICOM")]:
+        with pytest.raises(CommandError, match=message):
+            call_command("compare_with_pacs", *args, stdout=_io.StringIO())
+    settings.PACS_DESTINATION = ""
+    with pytest.raises(CommandError, match="No PACS is configured"):
+        call_command("compare_with_pacs", "--scan", str(same.pk), stdout=_io.StringIO())
