@@ -63,6 +63,10 @@ PACS_COPY_CHANGED = "pacs.copy_changed"  # a comparison found the PACS's copy ot
 DICOM_RECEIVE_FAILED = "dicom.receive_failed"
 RESULTS_CSV_EXPORTED = "report.results_csv_exported"
 
+# Alerts (alerts app)
+ALERT_SENT = "alert.sent"
+ALERT_FAILED = "alert.failed"
+
 # Audit log itself
 AUDIT_LOG_VIEWED = "audit.log_viewed"
 AUDIT_LOG_EXPORTED = "audit.log_exported"
@@ -122,6 +126,8 @@ LABELS = {
     PACS_COPY_CHANGED: "The PACS's copy changed since the last comparison",
     DICOM_RECEIVE_FAILED: "A series received over DICOM was refused",
     RESULTS_CSV_EXPORTED: "Results CSV exported",
+    ALERT_SENT: "Alert e-mailed",
+    ALERT_FAILED: "Alert e-mail could not be sent",
     AUDIT_LOG_VIEWED: "Audit log viewed",
     AUDIT_LOG_EXPORTED: "Audit log exported",
     SCAN_HISTORY_VIEWED: "Scan access history viewed",

@@ -3,6 +3,7 @@
 With no environment at all this runs on one machine with no servers: SQLite, a filesystem
 Celery broker, local media. Production switches by environment variables only.
 """
+import re
 from pathlib import Path
 
 import environ
@@ -64,6 +65,7 @@ INSTALLED_APPS = [
     "inference",
     "reports",
     "reviews",
+    "alerts",
 ]
 
 MIDDLEWARE = [
@@ -274,6 +276,37 @@ PACS_RECHECK_HOURS = env.float("PACS_RECHECK_HOURS", default=0)
 PACS_RECHECK_BATCH = env.int("PACS_RECHECK_BATCH", default=20)
 if PACS_RECHECK_HOURS < 0 or PACS_RECHECK_BATCH < 1:
     raise ImproperlyConfigured("PACS_RECHECK_HOURS must be 0 (off) or more hours, and PACS_RECHECK_BATCH at least 1.")
+
+# --- Alerts (alerts app): an e-mail to ALERT_EMAILS, from a worker, on each event that is evidence of tampering.
+# ALERT_ON: which kinds (alerts.rules): pacs_changed (the PACS's copy changed since its last comparison),
+# pacs_differs (a comparison found images altered or missing in the PACS's copy), altered_copy (another stored copy
+# of a scan's images has other pixels), tampered_verdict (the detector read a scan as fake_added / fake_removed).
+# The mail server: EMAIL_URL (smtp://host:25, smtp+tls://user:password@host:587, consolemail:// to try it out).
+ALERT_EMAILS = [a.strip() for a in env.list("ALERT_EMAILS", default=[]) if a.strip()]
+ALERT_KINDS = ("pacs_changed", "pacs_differs", "altered_copy", "tampered_verdict")
+ALERT_ON = [k.strip() for k in env.list("ALERT_ON", default=list(ALERT_KINDS)) if k.strip()]
+ALERT_FROM = env.str("ALERT_FROM", default="tampercheck@localhost")
+ALERT_SUBJECT_PREFIX = env.str("ALERT_SUBJECT_PREFIX", default="[MRI tamper check] ")
+ALERT_QUEUE = env.str("ALERT_QUEUE", default="") or None  # the Celery queue of the e-mails; default: the default queue
+# The portal's address as users reach it (https://tampercheck.hospital.org), for links in e-mails; unset: paths only.
+PORTAL_URL = env.str("PORTAL_URL", default="")
+if unknown := [k for k in ALERT_ON if k not in ALERT_KINDS]:
+    raise ImproperlyConfigured(f"ALERT_ON: unknown kind {', '.join(unknown)}; the kinds are {', '.join(ALERT_KINDS)}.")
+try:
+    from django.core.validators import validate_email as _validate_email
+
+    for _address in (*ALERT_EMAILS, ALERT_FROM):
+        _validate_email(_address)
+except Exception as exc:
+    raise ImproperlyConfigured(f"ALERT_EMAILS and ALERT_FROM must be e-mail addresses: {_address!r} is not.") from exc
+if PORTAL_URL and not re.match(r"^https?://[^/\s]+", PORTAL_URL):
+    raise ImproperlyConfigured(f"PORTAL_URL must be the portal's address, http(s)://host[:port][/path], not {PORTAL_URL!r}.")
+_email = env.email_url_config(env.str("EMAIL_URL", default="smtp://localhost:25"))
+EMAIL_BACKEND = _email["EMAIL_BACKEND"]
+EMAIL_HOST, EMAIL_PORT = _email.get("EMAIL_HOST") or "localhost", _email.get("EMAIL_PORT") or 25
+EMAIL_HOST_USER, EMAIL_HOST_PASSWORD = _email.get("EMAIL_HOST_USER") or "", _email.get("EMAIL_HOST_PASSWORD") or ""
+EMAIL_USE_TLS, EMAIL_USE_SSL = bool(_email.get("EMAIL_USE_TLS")), bool(_email.get("EMAIL_USE_SSL"))
+EMAIL_TIMEOUT = env.float("EMAIL_TIMEOUT", default=30)
 # A send that failed for a reason that may pass (the PACS could not be reached, stopped answering, was out of
 # resources) is tried again after each of these delays in minutes, then given up; "" never tries again. A send with
 # no outcome PACS_SENDING_STALE_MINUTES after it began (its worker died) counts as such a failure.

@@ -502,11 +502,13 @@ def scan_compare_with_pacs(*, scan: Scan, request=None, user=None, trigger: str 
     }
     comparison["matches"] = dicom_text.pacs_comparison_matches(comparison)
     before = (scan.metadata or {}).get("pacs_comparison")
+    changed = bool(before) and _differences(before) != _differences(comparison)
     with transaction.atomic():
         locked = _set_compare_state(scan.pk, COMPARE_DONE, user=user, trigger=trigger, comparison=comparison)
         _audit(action="PACS_COMPARED", request=request, actor=user, obj=locked,
-               details={k: v for k, v in comparison.items() if k not in ("at", "by")})
-        if before and _differences(before) != _differences(comparison):
+               details={**{k: v for k, v in comparison.items() if k not in ("at", "by")},
+                        "first": not before, "changed": changed})
+        if changed:
             # The PACS's copy is not what it was at the last comparison: an image altered, restored or deleted
             # in the archive since (the portal's copy does not change). Its own event, for whoever watches the log.
             logger.warning("the PACS's copy of scan %s changed since %s: %s -> %s", scan.pk, before.get("at"),

@@ -181,3 +181,30 @@ def test_dicom_tls_without_its_files_stops_start_up_naming_them(tmp_path):
     result = probe(tmp_path, SECRET_KEY="k" * 50, PACS_TLS="1", DICOM_TLS_CERTIFICATE="/etc/portal/dicom.crt")
     assert result.returncode != 0 and "ImproperlyConfigured" in result.stderr
     assert "PACS_TLS is on but DICOM_TLS_PRIVATE_KEY, DICOM_TLS_TRUSTED are not set" in result.stderr
+
+
+@pytest.mark.parametrize("env, message", [
+    ({"ALERT_EMAILS": "security@hospital.example, pacs admin"}, "ALERT_EMAILS and ALERT_FROM must be e-mail addresses: "
+                                                                "'pacs admin' is not."),
+    ({"ALERT_ON": "pacs_changed,everything"}, "ALERT_ON: unknown kind everything; the kinds are pacs_changed, "),
+    ({"PORTAL_URL": "tampercheck.hospital.org"}, "PORTAL_URL must be the portal's address"),
+    ({"PACS_RECHECK_HOURS": "-1"}, "PACS_RECHECK_HOURS must be 0 (off) or more hours"),
+])
+def test_bad_alert_and_recheck_settings_stop_start_up_saying_what_is_wrong(tmp_path, env, message):
+    result = probe(tmp_path, SECRET_KEY="k" * 50, **env)
+    assert result.returncode != 0 and "ImproperlyConfigured" in result.stderr
+    assert message in result.stderr, result.stderr
+
+
+def test_the_mail_server_comes_from_email_url(tmp_path):
+    script = ("import django, json; from django.conf import settings; django.setup(); print(json.dumps([settings."
+              "EMAIL_HOST, settings.EMAIL_PORT, settings.EMAIL_HOST_USER, settings.EMAIL_USE_TLS, settings.ALERT_EMAILS]))")
+    clean = {k: v for k, v in os.environ.items() if k not in CLEARED}
+    clean.update(PORTAL_VAR_DIR=str(tmp_path / "var"), DJANGO_SETTINGS_MODULE="portal.settings", SECRET_KEY="k" * 50,
+                 EMAIL_URL="smtp+tls://alerts:p%40ss@mail.hospital.example:587",
+                 ALERT_EMAILS="security@hospital.example,pacs@hospital.example")
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=clean, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == [
+        "mail.hospital.example", 587, "alerts", True, ["security@hospital.example", "pacs@hospital.example"]]

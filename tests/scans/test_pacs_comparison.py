@@ -304,6 +304,9 @@ def test_the_periodic_recheck_finds_an_image_altered_in_the_pacs_after_the_compa
     changed = AuditEvent.objects.filter(action=actions.PACS_COPY_CHANGED)
     assert [(e.object_id, e.details["previous_altered_slices"], e.details["altered_slices"]) for e in changed] == [
         (str(compared.pk), [], [index])]  # the imported scan had no earlier comparison to change from
+    recheck = {e.object_id: (e.details["first"], e.details["changed"], e.details["trigger"]) for e in
+               AuditEvent.objects.filter(action=actions.PACS_COMPARED).order_by("seq")}
+    assert recheck == {str(compared.pk): (False, True, "schedule"), str(imported.pk): (True, False, "schedule")}
     imported.refresh_from_db()
     assert imported.metadata["pacs_comparison"]["altered_slices"] == [index]
     never.refresh_from_db()

@@ -1,0 +1,120 @@
+"""E-mail alerts through a real SMTP server (aiosmtpd, on this machine): an event that is evidence of tampering
+reaches ALERT_EMAILS with a link to the scan and no patient's name; the audit log records the e-mail; alerts that
+are off send nothing; an SMTP server that cannot be reached is tried again, then the failure is audited."""
+import email
+import uuid
+from email.policy import default as default_policy
+
+import pytest
+import redis
+from aiosmtpd.controller import Controller
+from django.conf import settings as django_settings
+
+from alerts import services
+from alerts.tasks import send_alert
+from audit import actions
+from audit.models import AuditEvent
+from audit.services import audit_record
+from scans.services import scan_upload
+from tests.reports.orthanc import free_port
+from tests.scans.scanfiles import brainix_flair_upload
+
+
+class _Inbox:
+    def __init__(self):
+        self.envelopes = []
+
+    async def handle_DATA(self, server, session, envelope):
+        self.envelopes.append(envelope)
+        return "250 Message accepted for delivery"
+
+    def messages(self):
+        return [email.message_from_bytes(e.content, policy=default_policy) for e in self.envelopes]
+
+
+@pytest.fixture
+def queues(settings):
+    """The tasks an upload queues go to queues of this test's own, emptied afterwards (no worker takes them)."""
+    broker = redis.Redis.from_url(django_settings.CELERY_BROKER_URL)
+    settings.ALERT_QUEUE, settings.INFERENCE_QUEUE = (f"test-{name}-{uuid.uuid4().hex}" for name in ("alerts", "jobs"))
+    yield broker
+    broker.delete(settings.ALERT_QUEUE, settings.INFERENCE_QUEUE)
+
+
+@pytest.fixture
+def smtp(settings, queues):
+    inbox, port = _Inbox(), free_port()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT, settings.EMAIL_USE_TLS, settings.EMAIL_USE_SSL = "127.0.0.1", port, False, False
+    settings.EMAIL_HOST_USER = settings.EMAIL_HOST_PASSWORD = ""
+    settings.ALERT_EMAILS = ["security@hospital.example", "pacs-admin@hospital.example"]
+    settings.ALERT_FROM = "tampercheck@hospital.example"
+    settings.PORTAL_URL = "https://tampercheck.hospital.example/"
+    yield inbox
+    controller.stop()
+
+
+def _upload_copies(user):
+    original = scan_upload(user=user, files=brainix_flair_upload((9, 10, 11))).scan
+    altered = scan_upload(user=user, files=brainix_flair_upload((9, 10, 11), paint=1)).scan
+    return original, altered
+
+
+def test_an_altered_copy_is_e_mailed_to_the_alert_addresses(doctor_a, smtp, queues, settings,
+                                                            django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        original, altered = _upload_copies(doctor_a)
+    assert queues.llen(settings.ALERT_QUEUE) == 1  # one alert queued, after the upload committed
+    assert b"alerts.send" in queues.lindex(settings.ALERT_QUEUE, 0)
+    event = AuditEvent.objects.get(action=actions.SCAN_ALTERED_COPY_FOUND)
+
+    assert services.send_alert(event.pk) is True  # the worker's work
+    (envelope,), (message,) = smtp.envelopes, smtp.messages()
+    assert envelope.rcpt_tos == ["security@hospital.example", "pacs-admin@hospital.example"]
+    assert message["From"] == "tampercheck@hospital.example"
+    assert message["Subject"] == f"[MRI tamper check] Another stored copy of scan #{altered.pk}'s images has other pixels"
+    body = message.get_content()
+    assert f"Scan #{original.pk} holds 3 of the same DICOM instances; slice " in body
+    assert f" of scan #{altered.pk} differs from it." in body
+    assert f"Scan: https://tampercheck.hospital.example/scans/{altered.pk}/" in body
+    assert f"Audit event #{event.seq} (scan.altered_copy_found)" in body
+    assert "IM-0001" not in body and "BRAINIX" not in body  # no file name, no patient
+    sent = AuditEvent.objects.get(action=actions.ALERT_SENT)
+    assert (sent.details["event_seq"], sent.details["kind"], sent.details["recipients"], sent.details["scan_id"]) == (
+        event.seq, "altered_copy", 2, altered.pk)
+    assert services.send_alert(sent.pk) is False  # an alert.sent event calls for no alert
+
+
+def test_alerts_that_are_off_or_not_asked_for_send_nothing(doctor_a, smtp, queues, settings,
+                                                           django_capture_on_commit_callbacks):
+    settings.ALERT_ON = ["pacs_changed", "pacs_differs"]
+    with django_capture_on_commit_callbacks(execute=True):
+        _upload_copies(doctor_a)
+    settings.ALERT_EMAILS = []
+    with django_capture_on_commit_callbacks(execute=True):
+        scan_upload(user=doctor_a, files=brainix_flair_upload((9, 10, 11), paint=2))
+    assert queues.llen(settings.ALERT_QUEUE) == 0
+    event = AuditEvent.objects.filter(action=actions.SCAN_ALTERED_COPY_FOUND).first()
+    assert services.send_alert(event.pk) is False and smtp.envelopes == []
+
+
+def test_an_smtp_server_that_cannot_be_reached_is_tried_again_then_the_failure_is_audited(doctor_a, queues,
+                                                                                         settings):
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT, settings.EMAIL_TIMEOUT = "127.0.0.1", free_port(), 3
+    settings.ALERT_EMAILS, settings.PORTAL_URL = ["security@hospital.example"], ""
+    scan = scan_upload(user=doctor_a, files=brainix_flair_upload((9, 10))).scan
+    event = audit_record(action=actions.PACS_COPY_CHANGED, obj=scan, details={
+        "destination": "ORTHANC@pacs:4242", "altered_slices": [1], "missing_slices": [],
+        "previous_altered_slices": [], "previous_missing_slices": [], "previous_at": "2026-12-06T23:00:00+00:00"})
+    subject, body = services.alert_message(event, services.alert_for(event))
+    assert f"Scan: /scans/{scan.pk}/ on the portal" in body  # without PORTAL_URL, the path
+
+    assert send_alert.apply(args=(event.pk,)).get() is False  # every try refused (tries run at once here)
+    failed = AuditEvent.objects.get(action=actions.ALERT_FAILED)
+    assert (failed.outcome, failed.details["event_seq"], failed.details["kind"]) == ("failure", event.seq,
+                                                                                     "pacs_changed")
+    assert failed.details["error"].startswith("The alert e-mail could not be sent after 4 tries: ")
+    assert not AuditEvent.objects.filter(action=actions.ALERT_SENT).exists()
