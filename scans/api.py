@@ -305,6 +305,9 @@ class PacsComparisonSerializer(serializers.Serializer):
     same = serializers.IntegerField(help_text="of them, held by the PACS with the same pixels")
     altered_slices = serializers.ListField(child=serializers.IntegerField(), help_text=(
         "the scan's slices (0-based) whose instance the PACS holds with other pixels: one copy was altered"))
+    lossy_slices = serializers.ListField(child=serializers.IntegerField(), required=False, help_text=(
+        "the scan's slices whose pixels differ where one of the two copies was lossily compressed: no evidence "
+        "either way"))
     missing_slices = serializers.ListField(child=serializers.IntegerField(), help_text=(
         "the scan's slices whose instance the PACS does not hold"))
     extra_in_pacs = serializers.IntegerField(help_text="instances of the series the PACS holds and the scan lacks")

@@ -120,13 +120,18 @@ def pacs_comparison_text(comparison: dict) -> str:
     n, same = comparison.get("instances", 0), comparison.get("same", 0)
     where = f"the PACS {comparison.get('destination', '')}"
     parts = []
-    if pacs_comparison_matches(comparison):
+    lossy = comparison.get("lossy_slices")
+    if pacs_comparison_matches(comparison) and not lossy:
         parts.append(f"All {n} image{'s' if n != 1 else ''} have the same pixels as in {where}.")
     else:
         parts.append(f"{same} of {n} image{'s' if n != 1 else ''} have the same pixels as in {where}.")
         if altered := comparison.get("altered_slices"):
             parts.append(f"{slices_text(altered).capitalize()} {'has' if len(altered) == 1 else 'have'} other pixels "
                          "than the PACS's copy of the same instance: one of the two was altered.")
+        if lossy:
+            parts.append(f"{slices_text(lossy).capitalize()} {'differs' if len(lossy) == 1 else 'differ'} from the "
+                         "PACS's copy, but one of the two copies was lossily compressed (JPEG), which changes pixels: "
+                         "there the comparison can neither show nor rule out an edit.")
         if comparison.get("missing_slices"):
             parts.append(f"The PACS does not hold {slices_text(comparison['missing_slices'])} (no instance with "
                          "that UID in the series).")

@@ -421,14 +421,27 @@ def scan_receive_series(series, peers: dict) -> ScanUploadResult | None:
 # --- Comparing a scan with the PACS's copy of its series (C-GET, pixel digests) -------------------------------
 
 
-def _fingerprints(blobs: list[bytes]) -> dict[str, str]:
-    """SOP Instance UID -> digest of the pixels (inference.ml.imaging.pixels_sha256), for DICOM files."""
+# Transfer syntaxes that lose pixel values (JPEG baseline and extended, JPEG-LS near-lossless). Others that may (JPEG
+# 2000, HTJ2K) say so in Lossy Image Compression, which must stay "01" once an image was compressed lossily (also
+# after a PACS decompresses it for a retrieval).
+LOSSY_SYNTAXES = {"1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51", "1.2.840.10008.1.2.4.81"}
+
+
+def _lossy(ds) -> bool:
+    """Whether a DICOM image was lossily compressed at some point: its pixels cannot match the original exactly."""
+    syntax = str(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "") or "")
+    return str(ds.get("LossyImageCompression", "") or "").strip() == "01" or syntax in LOSSY_SYNTAXES
+
+
+def _fingerprints(blobs: list[bytes]) -> dict[str, tuple[str, bool]]:
+    """SOP Instance UID -> (digest of the pixels, inference.ml.imaging.pixels_sha256; lossily compressed), for DICOM
+    files."""
     import io
 
     found = {}
     for data in blobs:
         ds = imaging.read_dicom_dataset(io.BytesIO(data))
-        found[str(ds.get("SOPInstanceUID", "") or "")] = imaging.pixels_sha256(imaging.dicom_pixels(ds))
+        found[str(ds.get("SOPInstanceUID", "") or "")] = (imaging.pixels_sha256(imaging.dicom_pixels(ds)), _lossy(ds))
     return found
 
 
@@ -436,7 +449,8 @@ def scan_compare_with_pacs(*, scan: Scan, request=None, user=None, trigger: str 
     """Retrieve the PACS's copy of the scan's series (C-GET, by its Study and Series Instance UIDs) and compare it,
     instance by instance (same SOP Instance UID), pixel value for pixel value, with the stored originals: which of
     the scan's slices the PACS holds the same, which it holds with other pixels (one of the two copies was altered),
-    which it does not hold, and how many instances it holds that the scan lacks. Kept in
+    which it does not hold, and how many instances it holds that the scan lacks; where either copy of an image was
+    lossily compressed (JPEG in the archive), other pixels are no evidence either way (``lossy_slices``). Kept in
     ``scan.metadata["pacs_comparison"]`` (the page shows the latest) and audited (``pacs.compared``); nothing is
     stored from the PACS. ``comparison["matches"]``: no slice altered or missing (scans.dicom_text). How the latest
     attempt went is kept in ``scan.metadata["pacs_compare"]`` (``compare_state``: done, or failed with the reason;
@@ -468,7 +482,7 @@ def scan_compare_with_pacs(*, scan: Scan, request=None, user=None, trigger: str 
     for ds in sources:
         pixels = imaging.dicom_pixels(ds)
         uid = str(ds.get("SOPInstanceUID", "") or "")
-        ours[uid] = imaging.pixels_sha256(pixels)
+        ours[uid] = (imaging.pixels_sha256(pixels), _lossy(ds))
         slice_of[uid] = list(range(position, position + pixels.shape[0]))
         position += pixels.shape[0]
     details = {"destination": str(destination), "instances": len(ours)}
@@ -493,9 +507,13 @@ def scan_compare_with_pacs(*, scan: Scan, request=None, user=None, trigger: str 
     comparison = {
         **details,
         "at": timezone.now().isoformat(), "by": user.get_username(), "trigger": trigger,
-        "same": sum(1 for uid, digest in ours.items() if theirs.get(uid) == digest),
-        "altered_slices": sorted(i for uid, digest in ours.items() if uid in theirs and theirs[uid] != digest
-                                 for i in slice_of[uid]),
+        "same": sum(1 for uid, (digest, _) in ours.items() if uid in theirs and theirs[uid][0] == digest),
+        # other pixels in two lossless copies: one was altered
+        "altered_slices": sorted(i for uid, (digest, lossy) in ours.items() if uid in theirs
+                                 and theirs[uid][0] != digest and not (lossy or theirs[uid][1]) for i in slice_of[uid]),
+        # other pixels where either copy was lossily compressed: compression changes pixels, so no evidence either way
+        "lossy_slices": sorted(i for uid, (digest, lossy) in ours.items() if uid in theirs
+                               and theirs[uid][0] != digest and (lossy or theirs[uid][1]) for i in slice_of[uid]),
         "missing_slices": sorted(i for uid in ours if uid not in theirs for i in slice_of[uid]),
         "extra_in_pacs": sum(1 for uid in theirs if uid not in ours),
         "seconds": round(time.perf_counter() - started, 3),

@@ -349,3 +349,32 @@ def test_the_compare_with_pacs_command(doctor_a, pacs, settings):
     settings.PACS_DESTINATION = ""
     with pytest.raises(CommandError, match="No PACS is configured"):
         call_command("compare_with_pacs", "--scan", str(same.pk), stdout=_io.StringIO())
+
+
+def test_an_image_the_pacs_keeps_lossily_compressed_is_neither_same_nor_altered(client_a, doctor_a, pacs):
+    """A PACS that archives images with lossy compression (here JPEG-LS near-lossless, flagged Lossy Image
+    Compression 01 as the standard asks) changes their pixels: the comparison says so instead of calling it an
+    edit."""
+    import io as _io
+
+    from pydicom.uid import JPEGLSNearLossless
+
+    path = brainix_paths(INDICES)[2]
+    ds = pydicom.dcmread(path)
+    original = ds.pixel_array.copy()
+    ds.compress(JPEGLSNearLossless, jls_error=3, generate_instance_uid=False)
+    ds.LossyImageCompression, ds.LossyImageCompressionMethod = "01", "ISO_14495_1"
+    assert (ds.pixel_array != original).any()  # the compression changed pixels
+    buffer = _io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    post_instance(pacs["http"], buffer.getvalue())
+
+    scan = scan_upload(user=doctor_a, files=_files()).scan
+    api = client_a.post(reverse("api-scan-pacs-comparison", args=[scan.pk])).json()
+    index = scan.instances.get(sop_instance_uid=ds.SOPInstanceUID).first_slice
+    assert (api["same"], api["altered_slices"], api["lossy_slices"], api["matches"]) == (2, [], [index], True)
+    assert (f"Slice {index + 1} differs from the PACS's copy, but one of the two copies was lossily compressed "
+            "(JPEG), which changes pixels: there the comparison can neither show nor rule out an edit.") in api["text"]
+    assert api["text"].startswith("2 of 3 images have the same pixels")
+    page = client_a.get(reverse("scans:detail", args=[scan.pk])).content.decode()
+    assert "data-pacs-comparison-warning" not in page  # no evidence of an edit: no warning
