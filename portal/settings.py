@@ -280,11 +280,13 @@ if PACS_RECHECK_HOURS < 0 or PACS_RECHECK_BATCH < 1:
 # --- Alerts (alerts app): an e-mail to ALERT_EMAILS, from a worker, on each event that is evidence of tampering.
 # ALERT_ON: which kinds (alerts.rules): pacs_changed (the PACS's copy changed since its last comparison),
 # pacs_differs (a comparison found images altered or missing in the PACS's copy), altered_copy (another stored copy
-# of a scan's images has other pixels), tampered_verdict (the detector read a scan as fake_added / fake_removed).
+# of a scan's images has other pixels): the default, pixel evidence that does not depend on the detector; and,
+# on request only, tampered_verdict (the detector read a scan as fake_added / fake_removed: it has false alarms, and a
+# series is read as tampered when any of its slices is).
 # The mail server: EMAIL_URL (smtp://host:25, smtp+tls://user:password@host:587, consolemail:// to try it out).
 ALERT_EMAILS = [a.strip() for a in env.list("ALERT_EMAILS", default=[]) if a.strip()]
 ALERT_KINDS = ("pacs_changed", "pacs_differs", "altered_copy", "tampered_verdict")
-ALERT_ON = [k.strip() for k in env.list("ALERT_ON", default=list(ALERT_KINDS)) if k.strip()]
+ALERT_ON = [k.strip() for k in env.list("ALERT_ON", default=list(ALERT_KINDS[:3])) if k.strip()]
 ALERT_FROM = env.str("ALERT_FROM", default="tampercheck@localhost")
 ALERT_SUBJECT_PREFIX = env.str("ALERT_SUBJECT_PREFIX", default="[MRI tamper check] ")
 ALERT_QUEUE = env.str("ALERT_QUEUE", default="") or None  # the Celery queue of the e-mails; default: the default queue

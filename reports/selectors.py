@@ -630,6 +630,28 @@ def _dicom_traffic(window: Window) -> DicomTraffic:
 
 
 @dataclass
+class AlertSummary:
+    """The e-mail alerts (alerts app) in a dashboard's window, for admins: where they go, which kinds, how many
+    were sent and how many could not be (each count links to its audit events)."""
+
+    recipients: int
+    kinds: list[str]
+    sent: int
+    failed: int
+
+
+def _alert_summary(window: Window) -> AlertSummary:
+    from audit import actions
+    from audit.models import AuditEvent
+
+    counts = dict(AuditEvent.objects.filter(created_at__gte=window.start_datetime,
+                                            action__in=[actions.ALERT_SENT, actions.ALERT_FAILED])
+                  .values("action").annotate(n=Count("id")).values_list("action", "n"))
+    return AlertSummary(recipients=len(settings.ALERT_EMAILS), kinds=list(settings.ALERT_ON),
+                        sent=counts.get(actions.ALERT_SENT, 0), failed=counts.get(actions.ALERT_FAILED, 0))
+
+
+@dataclass
 class ReviewSummary:
     """Radiologists' reviews of the scans a dashboard counts: of those whose latest analysis succeeded, how many
     were reviewed, how many reviews confirmed the detector, and (detector verdict, radiologist verdict) counts."""
@@ -722,6 +744,7 @@ class Dashboard:
     failure_rate: float | None = None
     jobs_total: int = 0
     dicom: "DicomTraffic | None" = None
+    alerts: AlertSummary | None = None
 
     @property
     def period_rows(self):
@@ -771,6 +794,7 @@ def dashboard_for(*, user, range_name: str | None = None, today=None) -> Dashboa
     failed = sum(1 for *_, s in finished if s == InferenceJob.Status.FAILED)
     board.failure_rate = failed / len(finished) if finished else None
     board.dicom = _dicom_traffic(window)
+    board.alerts = _alert_summary(window)
 
     buckets = window.buckets()
     position = {b: i for i, b in enumerate(buckets)}

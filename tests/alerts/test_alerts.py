@@ -87,6 +87,21 @@ def test_an_altered_copy_is_e_mailed_to_the_alert_addresses(doctor_a, smtp, queu
     assert services.send_alert(sent.pk) is False  # an alert.sent event calls for no alert
 
 
+def test_the_admin_dashboard_says_where_alerts_go_and_counts_them(client_admin, client_a, doctor_a, smtp, settings):
+    from django.urls import reverse
+
+    scan = scan_upload(user=doctor_a, files=brainix_flair_upload((9, 10))).scan
+    event = audit_record(action=actions.PACS_COPY_CHANGED, obj=scan, details={"altered_slices": [1]})
+    services.send_alert(event.pk)
+    services.alert_failed(event.pk, "The alert e-mail could not be sent after 4 tries: Connection refused")
+    html = client_admin.get(reverse("reports:dashboard")).content.decode()
+    assert "To 2 addresses (ALERT_EMAILS), on: pacs_changed, pacs_differs, altered_copy." in html
+    assert ">1 sent</a>" in html and ">1 could not be sent</a>" in html
+    assert "data-alerts" not in client_a.get(reverse("reports:dashboard")).content.decode()  # admins only
+    settings.ALERT_EMAILS = []
+    assert "Off: no address to send them to" in client_admin.get(reverse("reports:dashboard")).content.decode()
+
+
 def test_alerts_that_are_off_or_not_asked_for_send_nothing(doctor_a, smtp, queues, settings,
                                                            django_capture_on_commit_callbacks):
     settings.ALERT_ON = ["pacs_changed", "pacs_differs"]
@@ -118,3 +133,25 @@ def test_an_smtp_server_that_cannot_be_reached_is_tried_again_then_the_failure_i
                                                                                      "pacs_changed")
     assert failed.details["error"].startswith("The alert e-mail could not be sent after 4 tries: ")
     assert not AuditEvent.objects.filter(action=actions.ALERT_SENT).exists()
+
+
+def test_a_tampering_verdict_alerts_only_when_asked_for(doctor_a, smtp, queues, settings,
+                                                        django_capture_on_commit_callbacks):
+    scan = scan_upload(user=doctor_a, files=brainix_flair_upload((9, 10))).scan
+    job = scan.jobs.get()
+
+    def finished():  # as inference.services records a finished job
+        with django_capture_on_commit_callbacks(execute=True):
+            return audit_record(action=actions.JOB_SUCCEEDED, obj=job, details={
+                "scan_id": scan.pk, "job_id": job.pk, "verdict": "fake_added", "confidence": 0.91,
+                "model": "mri-tamper-maskrcnn-r18 0.9.0"})
+
+    finished()
+    assert queues.llen(settings.ALERT_QUEUE) == 0  # off by default: the detector has false alarms
+    settings.ALERT_ON = [*settings.ALERT_ON, "tampered_verdict"]
+    event = finished()
+    assert queues.llen(settings.ALERT_QUEUE) == 1
+    assert services.send_alert(event.pk) is True
+    (message,) = smtp.messages()
+    assert message["Subject"] == f"[MRI tamper check] The detector read scan #{scan.pk} as tampered"
+    assert "Verdict: Fake: tumor added (confidence 91 %), by mri-tamper-maskrcnn-r18 0.9.0." in message.get_content()

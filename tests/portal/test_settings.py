@@ -198,7 +198,8 @@ def test_bad_alert_and_recheck_settings_stop_start_up_saying_what_is_wrong(tmp_p
 
 def test_the_mail_server_comes_from_email_url(tmp_path):
     script = ("import django, json; from django.conf import settings; django.setup(); print(json.dumps([settings."
-              "EMAIL_HOST, settings.EMAIL_PORT, settings.EMAIL_HOST_USER, settings.EMAIL_USE_TLS, settings.ALERT_EMAILS]))")
+              "EMAIL_HOST, settings.EMAIL_PORT, settings.EMAIL_HOST_USER, settings.EMAIL_USE_TLS, settings.ALERT_EMAILS, "
+              "settings.ALERT_ON]))")
     clean = {k: v for k, v in os.environ.items() if k not in CLEARED}
     clean.update(PORTAL_VAR_DIR=str(tmp_path / "var"), DJANGO_SETTINGS_MODULE="portal.settings", SECRET_KEY="k" * 50,
                  EMAIL_URL="smtp+tls://alerts:p%40ss@mail.hospital.example:587",
@@ -207,4 +208,5 @@ def test_the_mail_server_comes_from_email_url(tmp_path):
                             timeout=120)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout.strip().splitlines()[-1]) == [
-        "mail.hospital.example", 587, "alerts", True, ["security@hospital.example", "pacs@hospital.example"]]
+        "mail.hospital.example", 587, "alerts", True, ["security@hospital.example", "pacs@hospital.example"],
+        ["pacs_changed", "pacs_differs", "altered_copy"]]  # not the detector's verdicts unless asked for
