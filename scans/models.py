@@ -119,6 +119,8 @@ class DicomInstance(models.Model):
     pixels_sha256 = models.CharField(max_length=64)
     first_slice = models.PositiveIntegerField(help_text="the scan's 0-based slice index of its first frame")
     n_frames = models.PositiveIntegerField(default=1)
+    lossy = models.BooleanField(default=False, help_text="lossily compressed at some point (imaging.is_lossy): other "
+                                "pixels in another copy are then no evidence of an edit")
 
     class Meta:
         ordering = ["scan", "first_slice"]

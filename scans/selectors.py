@@ -167,7 +167,9 @@ def scan_slice_get(*, scan: Scan, index: int) -> ScanSlice:
 class ScanCopy:
     """Another stored scan holding instances with the same SOP Instance UIDs as this one. ``altered_slices``: this
     scan's slices (0-based) whose instance has other pixels there: two versions of one image, so one was altered
-    (or the other scan's). ``visible``: whether the viewer may open that scan (else it is named by date only)."""
+    (or the other scan's). ``lossy_slices``: other pixels where one of the two was lossily compressed, which changes
+    pixels: no evidence either way. ``visible``: whether the viewer may open that scan (else it is named by date
+    only)."""
 
     scan_id: int
     created_at: object
@@ -175,6 +177,7 @@ class ScanCopy:
     shared: int
     altered_slices: tuple[int, ...]
     visible: bool
+    lossy_slices: tuple[int, ...] = ()
 
     @property
     def identical(self) -> bool:
@@ -201,15 +204,21 @@ class ScanCopy:
 
         return slices_text(list(self.altered_slices))
 
+    @property
+    def lossy_text(self) -> str:
+        from scans.dicom_text import slices_text
+
+        return slices_text(list(self.lossy_slices)) if self.lossy_slices else ""
+
 
 def altered_copy_exists() -> Exists:
     """For a Scan queryset: whether another stored scan holds one of its DICOM instances (same SOP Instance UID) with
-    other pixels."""
+    other pixels, neither of the two lossily compressed."""
     from scans.models import DicomInstance
 
-    other_version = (DicomInstance.objects.filter(sop_instance_uid=OuterRef("sop_instance_uid"))
+    other_version = (DicomInstance.objects.filter(sop_instance_uid=OuterRef("sop_instance_uid"), lossy=False)
                      .exclude(scan_id=OuterRef("scan_id")).exclude(pixels_sha256=OuterRef("pixels_sha256")))
-    return Exists(DicomInstance.objects.filter(scan_id=OuterRef("pk")).filter(Exists(other_version)))
+    return Exists(DicomInstance.objects.filter(scan_id=OuterRef("pk"), lossy=False).filter(Exists(other_version)))
 
 
 def pacs_copy_differs() -> Q:
@@ -225,25 +234,30 @@ def scan_copies(*, scan: Scan, user) -> list[ScanCopy]:
     from scans.dicom_text import origin_text
     from scans.models import DicomInstance
 
-    mine = {uid: (pixels, first, n) for uid, pixels, first, n in
+    mine = {uid: (pixels, first, n, lossy) for uid, pixels, first, n, lossy in
             DicomInstance.objects.filter(scan=scan).values_list("sop_instance_uid", "pixels_sha256", "first_slice",
-                                                                "n_frames")}
+                                                                "n_frames", "lossy")}
     if not mine:
         return []
-    by_scan: dict[int, list[tuple[str, str]]] = {}
-    for scan_id, uid, pixels in (DicomInstance.objects.filter(sop_instance_uid__in=list(mine)).exclude(scan=scan)
-                                 .values_list("scan_id", "sop_instance_uid", "pixels_sha256")):
-        by_scan.setdefault(scan_id, []).append((uid, pixels))
+    by_scan: dict[int, list[tuple[str, str, bool]]] = {}
+    for scan_id, uid, pixels, lossy in (DicomInstance.objects.filter(sop_instance_uid__in=list(mine))
+                                        .exclude(scan=scan)
+                                        .values_list("scan_id", "sop_instance_uid", "pixels_sha256", "lossy")):
+        by_scan.setdefault(scan_id, []).append((uid, pixels, lossy))
     visible = set(scan_visible_to(user=user).filter(pk__in=list(by_scan)).values_list("pk", flat=True))
     copies = []
     for other in Scan.objects.filter(pk__in=list(by_scan)).order_by("-created_at", "-pk"):
         shared = by_scan[other.pk]
-        altered = sorted({mine[uid][1] + k for uid, pixels in shared if pixels != mine[uid][0]
-                          for k in range(mine[uid][2])})
+
+        def differing(lossy_either: bool) -> tuple[int, ...]:
+            return tuple(sorted({mine[uid][1] + k for uid, pixels, lossy in shared if pixels != mine[uid][0]
+                                 and (lossy or mine[uid][3]) == lossy_either for k in range(mine[uid][2])}))
+
         label, text = origin_text(other.metadata)
         copies.append(ScanCopy(scan_id=other.pk, created_at=other.created_at,
-                               origin=f"{label.lower()} {text}".strip(), shared=len({u for u, _ in shared}),
-                               altered_slices=tuple(altered), visible=other.pk in visible))
+                               origin=f"{label.lower()} {text}".strip(), shared=len({u for u, *_ in shared}),
+                               altered_slices=differing(False), visible=other.pk in visible,
+                               lossy_slices=differing(True)))
     return copies
 
 

@@ -99,6 +99,9 @@ class ScanCopySerializer(serializers.Serializer):
     altered_slices = serializers.ListField(child=serializers.IntegerField(), help_text=(
         "this scan's slices (0-based) whose instance has other pixels in the other scan: one of the copies was "
         "altered"))
+    lossy_slices = serializers.ListField(child=serializers.IntegerField(), help_text=(
+        "this scan's slices whose pixels differ where one of the two copies was lossily compressed: no evidence "
+        "either way"))
 
 
 class ScanDetailSerializer(ScanSerializer):
@@ -118,7 +121,8 @@ class ScanDetailSerializer(ScanSerializer):
         if request is None or obj.kind != Scan.Kind.DICOM:
             return []
         return [{"scan": c.scan_id if c.visible else None, "created_at": c.created_at, "shared_instances": c.shared,
-                 "altered_slices": list(c.altered_slices)} for c in scan_copies(scan=obj, user=request.user)]
+                 "altered_slices": list(c.altered_slices), "lossy_slices": list(c.lossy_slices)}
+                for c in scan_copies(scan=obj, user=request.user)]
 
 
 class ScanSliceSerializer(serializers.ModelSerializer):

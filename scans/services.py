@@ -421,18 +421,6 @@ def scan_receive_series(series, peers: dict) -> ScanUploadResult | None:
 # --- Comparing a scan with the PACS's copy of its series (C-GET, pixel digests) -------------------------------
 
 
-# Transfer syntaxes that lose pixel values (JPEG baseline and extended, JPEG-LS near-lossless). Others that may (JPEG
-# 2000, HTJ2K) say so in Lossy Image Compression, which must stay "01" once an image was compressed lossily (also
-# after a PACS decompresses it for a retrieval).
-LOSSY_SYNTAXES = {"1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51", "1.2.840.10008.1.2.4.81"}
-
-
-def _lossy(ds) -> bool:
-    """Whether a DICOM image was lossily compressed at some point: its pixels cannot match the original exactly."""
-    syntax = str(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "") or "")
-    return str(ds.get("LossyImageCompression", "") or "").strip() == "01" or syntax in LOSSY_SYNTAXES
-
-
 def _fingerprints(blobs: list[bytes]) -> dict[str, tuple[str, bool]]:
     """SOP Instance UID -> (digest of the pixels, inference.ml.imaging.pixels_sha256; lossily compressed), for DICOM
     files."""
@@ -441,7 +429,8 @@ def _fingerprints(blobs: list[bytes]) -> dict[str, tuple[str, bool]]:
     found = {}
     for data in blobs:
         ds = imaging.read_dicom_dataset(io.BytesIO(data))
-        found[str(ds.get("SOPInstanceUID", "") or "")] = (imaging.pixels_sha256(imaging.dicom_pixels(ds)), _lossy(ds))
+        found[str(ds.get("SOPInstanceUID", "") or "")] = (imaging.pixels_sha256(imaging.dicom_pixels(ds)),
+                                                          imaging.is_lossy(ds))
     return found
 
 
@@ -482,7 +471,7 @@ def scan_compare_with_pacs(*, scan: Scan, request=None, user=None, trigger: str 
     for ds in sources:
         pixels = imaging.dicom_pixels(ds)
         uid = str(ds.get("SOPInstanceUID", "") or "")
-        ours[uid] = (imaging.pixels_sha256(pixels), _lossy(ds))
+        ours[uid] = (imaging.pixels_sha256(pixels), imaging.is_lossy(ds))
         slice_of[uid] = list(range(position, position + pixels.shape[0]))
         position += pixels.shape[0]
     details = {"destination": str(destination), "instances": len(ours)}

@@ -367,14 +367,28 @@ def pixels_sha256(frames: np.ndarray) -> str:
     return digest.hexdigest()
 
 
+# Transfer syntaxes that lose pixel values (JPEG baseline and extended, JPEG-LS near-lossless). Others that may (JPEG
+# 2000, HTJ2K) say so in Lossy Image Compression, which must stay "01" once an image was compressed lossily (also
+# after a PACS or viewer decompresses it).
+LOSSY_SYNTAXES = {"1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51", "1.2.840.10008.1.2.4.81"}
+
+
+def is_lossy(ds) -> bool:
+    """Whether a DICOM image was lossily compressed at some point: its pixels cannot match the original exactly."""
+    syntax = str(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "") or "")
+    return str(ds.get("LossyImageCompression", "") or "").strip() == "01" or syntax in LOSSY_SYNTAXES
+
+
 def instance_fingerprints(datasets: list, frames: list[np.ndarray]) -> list[dict]:
     """Per DICOM instance of a series, in slice order: its SOP Instance UID, the digest of its pixels
-    (``pixels_sha256``) and the slices it fills (``first_slice``, ``n_frames``). Two stored series holding an
-    instance with the same UID but another pixel digest hold two versions of one image: one was altered."""
+    (``pixels_sha256``), the slices it fills (``first_slice``, ``n_frames``) and whether it was lossily compressed
+    (``lossy``). Two stored series holding an instance with the same UID but another pixel digest hold two versions
+    of one image: one was altered, unless one of them was lossily compressed (then no evidence either way)."""
     out, first = [], 0
     for ds, pixels in zip(datasets, frames):
         out.append({"sop_instance_uid": str(ds.get("SOPInstanceUID", "") or "")[:64],
-                    "pixels_sha256": pixels_sha256(pixels), "first_slice": first, "n_frames": int(pixels.shape[0])})
+                    "pixels_sha256": pixels_sha256(pixels), "first_slice": first, "n_frames": int(pixels.shape[0]),
+                    "lossy": is_lossy(ds)})
         first += int(pixels.shape[0])
     return out
 

@@ -174,3 +174,33 @@ def test_the_scan_list_the_csv_and_the_dashboard_flag_scans_with_an_altered_copy
     assert dashboard_for(user=doctor_a).altered_copies == 2
     page = client_a.get(reverse("reports:dashboard")).content.decode()
     assert f'<a href="{reverse("scans:list")}?copies=altered">2</a>' in page
+
+
+def test_a_copy_kept_lossily_compressed_is_no_evidence_of_an_edit(client_a, doctor_a):
+    """The same images, one of them saved with JPEG-LS near-lossless compression (flagged Lossy Image Compression 01,
+    same UID): its pixels differ, but compression changes pixels, so it is named as such and not called an edit."""
+    from pydicom.uid import JPEGLSNearLossless
+
+    from scans.models import Scan
+    from scans.selectors import altered_copy_exists
+
+    def compress(position: int, ds) -> None:
+        if position == 1:
+            ds.compress(JPEGLSNearLossless, jls_error=3, generate_instance_uid=False)
+            ds.LossyImageCompression, ds.LossyImageCompressionMethod = "01", "ISO_14495_1"
+
+    original = scan_upload(user=doctor_a, files=_files()).scan
+    lossy = scan_upload(user=doctor_a, files=_files(change=compress)).scan
+    compressed = pydicom.dcmread(brainix_paths(INDICES)[1], stop_before_pixels=True).SOPInstanceUID
+    assert DicomInstance.objects.get(scan=lossy, sop_instance_uid=compressed).lossy is True
+    index = DicomInstance.objects.get(scan=lossy, sop_instance_uid=compressed).first_slice
+    (copy,) = scan_copies(scan=lossy, user=doctor_a)
+    assert (copy.scan_id, copy.altered_slices, copy.lossy_slices, copy.identical) == (original.pk, (), (index,), True)
+    assert not Scan.objects.filter(altered_copy_exists()).exists()
+    assert not AuditEvent.objects.filter(action=actions.SCAN_ALTERED_COPY_FOUND).exists()
+    page = client_a.get(reverse("scans:detail", args=[lossy.pk])).content.decode()
+    assert "data-copy-warning" not in page
+    assert (f"the same pixels except slice {index + 1}, where one of the two was lossily compressed (no evidence "
+            "either way)") in page
+    api = client_a.get(reverse("api-scan-detail", args=[original.pk])).json()["copies"]
+    assert [(c["scan"], c["altered_slices"], c["lossy_slices"]) for c in api] == [(lossy.pk, [], [index])]
