@@ -290,6 +290,12 @@ ALERT_ON = [k.strip() for k in env.list("ALERT_ON", default=list(ALERT_KINDS[:3]
 ALERT_FROM = env.str("ALERT_FROM", default="tampercheck@localhost")
 ALERT_SUBJECT_PREFIX = env.str("ALERT_SUBJECT_PREFIX", default="[MRI tamper check] ")
 ALERT_QUEUE = env.str("ALERT_QUEUE", default="") or None  # the Celery queue of the e-mails; default: the default queue
+# ALERT_WEBHOOK_URL: also POST each alert as JSON there (a chat channel's incoming webhook, an incident system, a
+# SIEM); its `text` field holds the whole message.
+ALERT_WEBHOOK_URL = env.str("ALERT_WEBHOOK_URL", default="")
+ALERT_WEBHOOK_TIMEOUT = env.float("ALERT_WEBHOOK_TIMEOUT", default=10)
+if ALERT_WEBHOOK_URL and not re.match(r"^https?://[^/\s]+", ALERT_WEBHOOK_URL):
+    raise ImproperlyConfigured("ALERT_WEBHOOK_URL must be an http(s):// address.")
 # The portal's address as users reach it (https://tampercheck.hospital.org), for links in e-mails; unset: paths only.
 PORTAL_URL = env.str("PORTAL_URL", default="")
 if unknown := [k for k in ALERT_ON if k not in ALERT_KINDS]:

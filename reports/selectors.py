@@ -635,6 +635,7 @@ class AlertSummary:
     were sent and how many could not be (each count links to its audit events)."""
 
     recipients: int
+    webhook: bool
     kinds: list[str]
     sent: int
     failed: int
@@ -647,7 +648,8 @@ def _alert_summary(window: Window) -> AlertSummary:
     counts = dict(AuditEvent.objects.filter(created_at__gte=window.start_datetime,
                                             action__in=[actions.ALERT_SENT, actions.ALERT_FAILED])
                   .values("action").annotate(n=Count("id")).values_list("action", "n"))
-    return AlertSummary(recipients=len(settings.ALERT_EMAILS), kinds=list(settings.ALERT_ON),
+    return AlertSummary(recipients=len(settings.ALERT_EMAILS), webhook=bool(settings.ALERT_WEBHOOK_URL),
+                        kinds=list(settings.ALERT_ON),
                         sent=counts.get(actions.ALERT_SENT, 0), failed=counts.get(actions.ALERT_FAILED, 0))
 
 

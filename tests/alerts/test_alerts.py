@@ -82,8 +82,8 @@ def test_an_altered_copy_is_e_mailed_to_the_alert_addresses(doctor_a, smtp, queu
     assert f"Audit event #{event.seq} (scan.altered_copy_found)" in body
     assert "IM-0001" not in body and "BRAINIX" not in body  # no file name, no patient
     sent = AuditEvent.objects.get(action=actions.ALERT_SENT)
-    assert (sent.details["event_seq"], sent.details["kind"], sent.details["recipients"], sent.details["scan_id"]) == (
-        event.seq, "altered_copy", 2, altered.pk)
+    assert (sent.details["event_seq"], sent.details["kind"], sent.details["channel"], sent.details["recipients"],
+            sent.details["scan_id"]) == (event.seq, "altered_copy", "email", 2, altered.pk)
     assert services.send_alert(sent.pk) is False  # an alert.sent event calls for no alert
 
 
@@ -99,7 +99,7 @@ def test_the_admin_dashboard_says_where_alerts_go_and_counts_them(client_admin, 
     assert ">1 sent</a>" in html and ">1 could not be sent</a>" in html
     assert "data-alerts" not in client_a.get(reverse("reports:dashboard")).content.decode()  # admins only
     settings.ALERT_EMAILS = []
-    assert "Off: no address to send them to" in client_admin.get(reverse("reports:dashboard")).content.decode()
+    assert "Off: nowhere to send them" in client_admin.get(reverse("reports:dashboard")).content.decode()
 
 
 def test_alerts_that_are_off_or_not_asked_for_send_nothing(doctor_a, smtp, queues, settings,
@@ -155,3 +155,66 @@ def test_a_tampering_verdict_alerts_only_when_asked_for(doctor_a, smtp, queues, 
     (message,) = smtp.messages()
     assert message["Subject"] == f"[MRI tamper check] The detector read scan #{scan.pk} as tampered"
     assert "Verdict: Fake: tumor added (confidence 91 %), by mri-tamper-maskrcnn-r18 0.9.0." in message.get_content()
+
+
+
+class _Hook:
+    """A real HTTP server on this machine that takes webhook POSTs (answering `status`)."""
+
+    def __init__(self, status=204):
+        import http.server
+        import threading
+
+        hook = self
+        self.bodies, self.status = [], status
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                hook.bodies.append((self.headers["Content-Type"],
+                                    self.rfile.read(int(self.headers["Content-Length"]))))
+                self.send_response(hook.status)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/tamper"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_alerts_also_go_to_a_webhook_as_json(doctor_a, smtp, queues, settings, django_capture_on_commit_callbacks):
+    import json
+
+    hook = _Hook()
+    settings.ALERT_WEBHOOK_URL = hook.url
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            original, altered = _upload_copies(doctor_a)
+        assert queues.llen(settings.ALERT_QUEUE) == 2  # one task per channel
+        event = AuditEvent.objects.get(action=actions.SCAN_ALTERED_COPY_FOUND)
+        assert services.send_alert(event.pk, "webhook") is True
+        ((content_type, raw),) = hook.bodies
+        payload = json.loads(raw)
+        assert content_type == "application/json" and smtp.envelopes == []  # the e-mail is the other task's
+        assert (payload["kind"], payload["scan_id"], payload["event"]["seq"], payload["event"]["action"]) == (
+            "altered_copy", altered.pk, event.seq, "scan.altered_copy_found")
+        assert payload["scan_url"] == f"https://tampercheck.hospital.example/scans/{altered.pk}/"
+        assert payload["text"].startswith(f"[MRI tamper check] Another stored copy of scan #{altered.pk}'s images")
+        assert "IM-0001" not in raw.decode() and "BRAINIX" not in raw.decode()
+        sent = AuditEvent.objects.get(action=actions.ALERT_SENT)
+        assert (sent.details["channel"], sent.details["recipients"]) == ("webhook", 1)
+
+        hook.status = 500  # the receiving end fails: tried again, then the failure is audited
+        assert send_alert.apply(args=(event.pk, "webhook")).get() is False
+        failed = AuditEvent.objects.get(action=actions.ALERT_FAILED)
+        assert failed.details["channel"] == "webhook"
+        assert failed.details["error"].startswith("The alert webhook call could not be sent after 4 tries: HTTP Error "
+                                                  "500")
+        assert len(hook.bodies) == 5
+    finally:
+        hook.close()

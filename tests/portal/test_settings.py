@@ -188,6 +188,7 @@ def test_dicom_tls_without_its_files_stops_start_up_naming_them(tmp_path):
                                                                 "'pacs admin' is not."),
     ({"ALERT_ON": "pacs_changed,everything"}, "ALERT_ON: unknown kind everything; the kinds are pacs_changed, "),
     ({"PORTAL_URL": "tampercheck.hospital.org"}, "PORTAL_URL must be the portal's address"),
+    ({"ALERT_WEBHOOK_URL": "hooks.hospital.org/tamper"}, "ALERT_WEBHOOK_URL must be an http(s):// address."),
     ({"PACS_RECHECK_HOURS": "-1"}, "PACS_RECHECK_HOURS must be 0 (off) or more hours"),
 ])
 def test_bad_alert_and_recheck_settings_stop_start_up_saying_what_is_wrong(tmp_path, env, message):
