@@ -70,7 +70,7 @@ def alert_message(event, alert: Alert) -> tuple[str, str]:
     if alert.scan_id is not None:
         body.append(f"Scan: {scan_link(alert.scan_id)}")
     body += [f"Audit event #{event.seq} ({event.action}), {at:%Y-%m-%d %H:%M:%S} UTC.", "",
-             "Sent by the MRI tamper check portal to ALERT_EMAILS. It names no patient: open the scan on the portal "
+             "An alert of the MRI tamper check portal (ALERT_ON). It names no patient: open the scan on the portal "
              "(its access is audited)."]
     return f"{settings.ALERT_SUBJECT_PREFIX}{alert.subject}", "\n".join(body)
 
