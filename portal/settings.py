@@ -308,7 +308,8 @@ try:
 except Exception as exc:
     raise ImproperlyConfigured(f"ALERT_EMAILS and ALERT_FROM must be e-mail addresses: {_address!r} is not.") from exc
 if PORTAL_URL and not re.match(r"^https?://[^/\s]+", PORTAL_URL):
-    raise ImproperlyConfigured(f"PORTAL_URL must be the portal's address, http(s)://host[:port][/path], not {PORTAL_URL!r}.")
+    raise ImproperlyConfigured(f"PORTAL_URL must be the portal's address, http(s)://host[:port][/path], "
+                               f"not {PORTAL_URL!r}.")
 _email = env.email_url_config(env.str("EMAIL_URL", default="smtp://localhost:25"))
 EMAIL_BACKEND = _email["EMAIL_BACKEND"]
 EMAIL_HOST, EMAIL_PORT = _email.get("EMAIL_HOST") or "localhost", _email.get("EMAIL_PORT") or 25

@@ -442,9 +442,10 @@ def scan_compare_with_pacs(*, scan: Scan, request=None, user=None, trigger: str 
     lossily compressed (JPEG in the archive), other pixels are no evidence either way (``lossy_slices``). Kept in
     ``scan.metadata["pacs_comparison"]`` (the page shows the latest) and audited (``pacs.compared``); nothing is
     stored from the PACS. ``comparison["matches"]``: no slice altered or missing (scans.dicom_text). How the latest
-    attempt went is kept in ``scan.metadata["pacs_compare"]`` (``compare_state``: done, or failed with the reason;
-    "queued" is set by the upload). PacsImportUnavailable without a PACS or for a scan that is not DICOM; PacsError
-    (audited, and kept as the failed state) when the PACS fails or does not hold the series. ``user``: who asked
+    attempt went is kept in ``scan.metadata["pacs_compare"]`` (``_set_compare_state``: done, or failed with the
+    reason; "queued" is set by the upload or the recheck). PacsImportUnavailable without a PACS or for a scan that
+    is not DICOM; PacsError (audited, and kept as the failed state) when the PACS fails or does not hold the
+    series. ``user``: who asked
     (default: the request's user; the comparisons a worker makes, ``compare_queued``, run for the scan's owner);
     ``trigger``: what started it (TRIGGERS)."""
     import time
@@ -583,8 +584,8 @@ def pacs_recheck_due(*, hours: float | None = None, limit: int | None = None):
     """DICOM scans due for another comparison with the PACS's copy (PACS_RECHECK_HOURS; empty when it is 0 or there
     is no PACS): those whose copy the PACS has held (compared before, or imported from it or pushed by it: the
     portal's copy is the witness of what the PACS held then), whose latest comparison was queued or attempted
-    (else: whose upload was) more than ``hours`` (default PACS_RECHECK_HOURS) ago; the longest waiting first. Scans never found in the
-    PACS (uploads from another hospital) are not asked for again and again."""
+    (else: whose upload was) more than ``hours`` (default PACS_RECHECK_HOURS) ago; the longest waiting first. Scans
+    never found in the PACS (uploads from another hospital) are not asked for again and again."""
     from datetime import timedelta
 
     from django.conf import settings
