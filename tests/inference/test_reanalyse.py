@@ -1,10 +1,8 @@
 """Analysing a scan again when a newer model is installed: offered only then, queues a new job that the real
 service runs, keeps the earlier job, its results and its review; refused (nothing queued) otherwise."""
-import io
 
 import pytest
 from django.urls import reverse
-from pypdf import PdfReader
 from rest_framework.test import APIClient
 
 from audit import actions
@@ -13,6 +11,7 @@ from inference import services
 from inference.ml.predictor import file_sha256
 from inference.models import InferenceJob
 from reviews.services import review_record
+from tests.reports.conftest import report_pdf_text
 
 pytestmark = pytest.mark.django_db
 
@@ -118,7 +117,6 @@ def test_the_scan_page_says_when_the_new_analysis_reads_the_scan_differently(cli
     assert f"job #{old.pk} (m\n        0.8.0) said Fake added (83%);" in html and "this one (0.9.0) says Real tumor" in html
     assert new.pk != old.pk
     # the PDF report says it too
-    pdf = client_a.get(reverse("reports:scan_pdf", args=[scan.pk])).content
-    text = " ".join(p.extract_text() for p in PdfReader(io.BytesIO(pdf)).pages).replace("\n", " ")
+    text = report_pdf_text(client_a, scan.pk)
     assert (f"The earlier analysis read this scan differently: job #{old.pk} (m 0.8.0) said Fake added; this one "
             "(0.9.0) says Real tumor.") in text

@@ -176,3 +176,14 @@ def dicom_download(client, url_name: str, scan_pk: int, filename: str | None = N
     if filename is not None:
         assert response["Content-Disposition"] == f'attachment; filename="{filename}"'
     return response.content
+
+
+def report_pdf_text(client, scan_pk: int) -> str:
+    """The text of a scan's PDF report as `client` downloads it, its pages joined and its line breaks spaces."""
+    import io
+
+    from django.urls import reverse
+    from pypdf import PdfReader
+
+    content = client.get(reverse("reports:scan_pdf", args=[scan_pk])).content
+    return " ".join(page.extract_text() for page in PdfReader(io.BytesIO(content)).pages).replace("\n", " ")

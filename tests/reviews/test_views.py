@@ -6,11 +6,11 @@ import re
 
 import pytest
 from django.urls import reverse
-from pypdf import PdfReader
 
 from inference.models import InferenceJob
 from reviews.models import Review
 from reviews.services import review_record
+from tests.reports.conftest import report_pdf_text
 
 pytestmark = pytest.mark.django_db
 
@@ -123,8 +123,7 @@ def test_every_page_counts_the_scans_awaiting_review_beside_scans(client_a, clie
 
 def test_the_pdf_and_the_results_csv_carry_the_review(client_a, analysed, doctor_a):
     def pdf_text():
-        content = client_a.get(reverse("reports:scan_pdf", args=[analysed.scan.pk])).content
-        return " ".join(page.extract_text() for page in PdfReader(io.BytesIO(content)).pages).replace("\n", " ")
+        return report_pdf_text(client_a, analysed.scan.pk)
 
     assert "Radiologist's review: None recorded when this report was generated" in pdf_text()
     review_record(scan=analysed.scan, job_id=analysed.job.pk, verdict="no_tumor", reviewer=doctor_a,

@@ -124,9 +124,7 @@ def test_scans_without_dicom_instances_have_no_copies(client_a, doctor_a):
 
 
 def test_the_api_and_the_pdf_report_carry_the_comparison(client_a, doctor_a, doctor_b):
-    from pypdf import PdfReader
-
-    from tests.reports.conftest import store_analysis
+    from tests.reports.conftest import report_pdf_text, store_analysis
 
     original = scan_upload(user=doctor_a, files=_files()).scan
     other_users = scan_upload(user=doctor_b, files=_files(syntax=ImplicitVRLittleEndian)).scan
@@ -141,8 +139,7 @@ def test_the_api_and_the_pdf_report_carry_the_comparison(client_a, doctor_a, doc
 
     store_analysis(altered, verdicts={0: "no_tumor", 1: "no_tumor", 2: "no_tumor"}, regions={},
                    scan_verdict="no_tumor")
-    pdf = client_a.get(reverse("reports:scan_pdf", args=[altered.pk])).content
-    text = " ".join(p.extract_text() for p in PdfReader(io.BytesIO(pdf)).pages).replace("\n", " ")
+    text = report_pdf_text(client_a, altered.pk)
     assert "Another stored copy of these images has other pixels:" in text, text
     assert (f"Slice {index + 1} here shows other pixels than the same DICOM instance (same SOP Instance UID) in scan "
             f"#{original.pk}") in text

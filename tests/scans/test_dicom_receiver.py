@@ -14,7 +14,6 @@ from django.urls import reverse
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from pynetdicom import AE
-from pypdf import PdfReader
 
 from audit import actions
 from audit.models import AuditEvent
@@ -22,7 +21,7 @@ from inference.models import InferenceJob
 from scans.dicom_receiver import Receiver, parse_peers
 from scans.models import Scan
 from scans.services import scan_receive_series
-from tests.reports.conftest import brainix_paths, store_analysis
+from tests.reports.conftest import brainix_paths, report_pdf_text, store_analysis
 from tests.reports.orthanc import free_port, get_json, post_instance, post_json, running_orthanc
 
 INDICES = (9, 10, 11)
@@ -117,8 +116,7 @@ def test_a_pushed_series_becomes_a_scan_of_the_mapped_account_and_is_analysed(cl
     assert "<dt>Received</dt><dd data-origin>" in page and "for doctor_a over DICOM from ORTHANC at 127.0.0.1" in page
     assert "one program: this portal, on receipt over DICOM" in page
     store_analysis(scan, verdicts={0: "no_tumor", 1: "no_tumor", 2: "no_tumor"}, regions={}, scan_verdict="no_tumor")
-    pdf = client_a.get(reverse("reports:scan_pdf", args=[scan.pk])).content
-    text = " ".join(p.extract_text() for p in PdfReader(io.BytesIO(pdf)).pages).replace("\n", " ")
+    text = report_pdf_text(client_a, scan.pk)
     assert "Received for" in text and "over DICOM from ORTHANC at 127.0.0.1" in text, text
 
     # Pushed again (a PACS re-sends a study): the scan already made, no second job.

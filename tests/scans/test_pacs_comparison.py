@@ -160,13 +160,10 @@ def test_a_failed_attempt_keeps_what_the_earlier_comparison_found(client_a, doct
     assert "data-pacs-comparison-warning" in page and "1 of 3 images have the same pixels" in page
     assert "could not be made: Could not connect to the PACS" in page
 
-    from pypdf import PdfReader  # the PDF report says both
-
-    from tests.reports.conftest import store_analysis
+    from tests.reports.conftest import report_pdf_text, store_analysis  # the PDF report says both
 
     store_analysis(scan, verdicts={0: "no_tumor", 1: "no_tumor", 2: "no_tumor"}, regions={}, scan_verdict="no_tumor")
-    pdf = client_a.get(reverse("reports:scan_pdf", args=[scan.pk])).content
-    text = " ".join(page.extract_text() for page in PdfReader(io.BytesIO(pdf)).pages).replace("\n", " ")
+    text = report_pdf_text(client_a, scan.pk)
     assert "The PACS's copy of this series differs: 1 of 3 images have the same pixels" in text, text
     assert "(by doctor_a) could not be made: Could not connect to the PACS" in " ".join(text.split())
 

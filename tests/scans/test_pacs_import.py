@@ -1,20 +1,18 @@
 """Import from the PACS: search a real Orthanc (DICOM C-FIND) by patient ID, accession number or date, retrieve one
 series (C-GET) and store it as a scan through the upload's own path; audited without the searched values; a PACS
 that is down, a series over the limits and bad input are refused with the reason and leave nothing behind."""
-import io
 import re
 
 import pydicom
 import pytest
 from django.urls import reverse
-from pypdf import PdfReader
 
 from audit import actions
 from audit.models import AuditEvent
 from inference.models import InferenceJob
 from reports.pacs import PacsSeries, parse_destination, retrieve_series
 from scans.models import Scan
-from tests.reports.conftest import brainix_paths, store_analysis
+from tests.reports.conftest import brainix_paths, report_pdf_text, store_analysis
 from tests.reports.orthanc import free_port, post_instance, running_orthanc
 
 SOURCE_INDICES = (9, 10, 11)
@@ -80,8 +78,7 @@ def test_importing_a_series_makes_a_scan_through_the_upload_path(client_a, docto
     assert ("consistent (3 files, one program: this portal, on receipt from the PACS: which program saved the files "
             "before cannot be seen)") in page
     store_analysis(scan, verdicts={0: "no_tumor", 1: "no_tumor", 2: "no_tumor"}, regions={}, scan_verdict="no_tumor")
-    pdf = client_a.get(reverse("reports:scan_pdf", args=[scan.pk])).content
-    text = " ".join(p.extract_text() for p in PdfReader(io.BytesIO(pdf)).pages).replace("\n", " ")
+    text = report_pdf_text(client_a, scan.pk)
     assert "Imported by" in text and f"from the PACS {pacs['destination']}" in text, text
     # The pixels are the PACS's: the stored originals hold the same data sets as the files sent to it.
     stored = {pydicom.dcmread(f.file.open("rb")).SOPInstanceUID: pydicom.dcmread(f.file.open("rb")).PixelData
