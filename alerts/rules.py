@@ -35,6 +35,19 @@ def _differences(altered, missing) -> str:
     return "; ".join(parts) if parts else "every image the same as the portal's copy"
 
 
+def _where(changes) -> tuple[str, ...]:
+    """Where each altered slice differs (the audited scans.services.slice_changes), one line per slice."""
+    from scans.dicom_text import change_text
+
+    lines = []
+    for index, region in sorted((changes or {}).items(), key=lambda item: int(item[0])):
+        try:
+            lines.append(f"Slice {int(index) + 1}: {change_text(region)}.")
+        except (KeyError, TypeError, ValueError):  # an event written before its fields were
+            continue
+    return tuple(lines)
+
+
 def _when(text) -> str:
     """An ISO time as "2026-12-07 12:14 UTC"."""
     try:
@@ -65,6 +78,7 @@ def alert_for(event) -> Alert | None:
             f"{_differences(details.get('altered_slices'), details.get('missing_slices'))}.",
             f"At the previous comparison ({_when(details.get('previous_at'))}) it held: "
             f"{_differences(details.get('previous_altered_slices'), details.get('previous_missing_slices'))}.",
+            *_where(details.get("changes")),
             "The portal's copy is what the portal received; an image that changed in the archive since was altered, "
             "restored or deleted there.",
         ), scan)
@@ -75,15 +89,19 @@ def alert_for(event) -> Alert | None:
             f"The PACS {details.get('destination', '')} holds "
             f"{_differences(details.get('altered_slices'), details.get('missing_slices'))}"
             f" ({details.get('same', '?')} of {details.get('instances', '?')} images the same).",
+            *_where(details.get("changes")),
             "One of the two copies was altered after the images were made, whatever the detector reads.",
         ), scan)
     if event.action == "scan.altered_copy_found":
         copies = details.get("copies") or []
+        lines = []
+        for c in copies:
+            lines.append(f"Scan #{c.get('scan_id')} holds {c.get('shared_instances', '?')} of the same DICOM "
+                         f"instances; {_slices(c.get('altered_slices'))} of scan #{scan} "
+                         f"{'differs' if len(c.get('altered_slices') or []) == 1 else 'differ'} from it.")
+            lines.extend(_where(c.get("changes")))
         return Alert("altered_copy", f"Another stored copy of scan #{scan}'s images has other pixels", tuple(
-            f"Scan #{c.get('scan_id')} holds {c.get('shared_instances', '?')} of the same DICOM instances; "
-            f"{_slices(c.get('altered_slices'))} of scan #{scan} "
-            f"{'differs' if len(c.get('altered_slices') or []) == 1 else 'differ'} from it." for c in copies
-        ) + ("One image cannot have two versions: one of the copies was altered after it was made.",), scan)
+            lines) + ("One image cannot have two versions: one of the copies was altered after it was made.",), scan)
     if event.action == "job.succeeded" and details.get("verdict") in TAMPERED_VERDICTS:
         confidence = details.get("confidence")
         share = f" (confidence {confidence * 100:.0f} %)" if isinstance(confidence, (int, float)) else ""

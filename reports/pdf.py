@@ -23,7 +23,7 @@ from reports.charts import VERDICT_COLOURS
 from reports.overlay import overlay, read_png
 from reports.selectors import slices_by_verdict_text
 from scans.dicom_text import HEADER_LIMITS, header_checks_text, origin_text, series_text
-from scans.selectors import pacs_compare_status, scan_copies
+from scans.selectors import pacs_compare_status, scan_copies, scan_slice_changes
 
 VERDICT_TEXT = {
     "real_tumor": ("Real tumor", "An authentic tumor; the outline shows the tumor."),
@@ -137,14 +137,22 @@ def scan_report_pdf(report, *, generated_by, confidence_guide: str = "",
         signs = " ".join(f["message"] for f in headers.get("findings", []) if f.get("severity") == "warning")
         story += [Paragraph(f"<b>The DICOM headers show signs of editing:</b> {escape(headers['message'])} "
                             f"{escape(signs)}", styles["BodyText"]), Spacer(1, 3 * mm)]
-    for copy in (scan_copies(scan=scan, user=generated_by) if scan.kind == "dicom" else []):
+    copies = scan_copies(scan=scan, user=generated_by) if scan.kind == "dicom" else []
+    pacs = pacs_compare_status(scan) if scan.kind == "dicom" else None
+    changes = scan_slice_changes(scan=scan, user=generated_by, copies=copies, pacs_status=pacs) if pacs else []
+
+    def where(copy_id) -> str:  # where the altered slices differ, and what the detector showed there
+        lines = [c.line for c in changes if c.copy_id == copy_id]
+        return (" " + " ".join(escape(line) for line in lines)) if lines else ""
+
+    for copy in copies:
         if not copy.identical:
             story += [Paragraph(f"<b>Another stored copy of these images has other pixels:</b> "
-                                f"{escape(copy.warning_text)}", styles["BodyText"]), Spacer(1, 3 * mm)]
-    pacs = pacs_compare_status(scan) if scan.kind == "dicom" else None
+                                f"{escape(copy.warning_text)}{where(copy.scan_id)}", styles["BodyText"]),
+                      Spacer(1, 3 * mm)]
     if pacs and pacs.differs:
         story += [Paragraph(f"<b>The PACS's copy of this series differs:</b> {escape(pacs.comparison_text)} "
-                            f"({escape(pacs.comparison_when)})", styles["BodyText"]), Spacer(1, 3 * mm)]
+                            f"({escape(pacs.comparison_when)}){where(None)}", styles["BodyText"]), Spacer(1, 3 * mm)]
 
     originals = [[_p(f.original_name, small), Paragraph(escape(f.sha256), mono)] for f in report.files]
     provenance = [

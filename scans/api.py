@@ -26,6 +26,7 @@ from scans.serializers import (
     ScanSliceSerializer,
     ScanUploadRequestSerializer,
     ScanUploadResponseSerializer,
+    SliceChangeSerializer,
 )
 from scans.views import request_refused_message
 
@@ -311,6 +312,9 @@ class PacsComparisonSerializer(serializers.Serializer):
     missing_slices = serializers.ListField(child=serializers.IntegerField(), help_text=(
         "the scan's slices whose instance the PACS does not hold"))
     extra_in_pacs = serializers.IntegerField(help_text="instances of the series the PACS holds and the scan lacks")
+    changes = SliceChangeSerializer(many=True, required=False, help_text=(
+        "where each altered slice differs from the PACS's copy, pixel for pixel (comparisons before 2026-12-07 "
+        "lack it)"))
     matches = serializers.BooleanField(required=False, help_text="no slice altered or missing in the PACS's copy")
     trigger = serializers.ChoiceField(choices=TRIGGERS, required=False, help_text=(
         "what made it: request (a user), upload (PACS_COMPARE_UPLOADS), schedule (PACS_RECHECK_HOURS), command "
@@ -333,12 +337,28 @@ class PacsCompareStatusSerializer(serializers.Serializer):
     comparison = serializers.SerializerMethodField(help_text="the latest comparison made (kept when a later "
                                                    "attempt failed), or null")
     comparison_when = serializers.CharField(allow_blank=True)
+    slice_changes = serializers.SerializerMethodField(help_text=(
+        "0-based slice -> where another copy of its image (the PACS's, another stored scan's) has other pixels: "
+        "[{source, text, box, mask_rle}], what the scan page's viewer outlines"))
 
     @extend_schema_field(PacsComparisonSerializer(allow_null=True))
     def get_comparison(self, status) -> dict | None:
         if not status.comparison:
             return None
-        return PacsComparisonSerializer({**status.comparison, "text": status.comparison_text}).data
+        return PacsComparisonSerializer(_comparison_body(status.comparison, self.context.get("changes", []))).data
+
+    @extend_schema_field(OpenApiTypes.OBJECT)
+    def get_slice_changes(self, status) -> dict:
+        return selectors.changes_by_slice(self.context.get("changes", []))
+
+
+def _comparison_body(comparison: dict, changes: list) -> dict:
+    """A comparison as PacsComparisonSerializer gives it: in words, and its changes with what the detector covers
+    (``changes``: scans.selectors.scan_slice_changes)."""
+    from scans.dicom_text import pacs_comparison_text
+
+    return {**comparison, "text": pacs_comparison_text(comparison),
+            "changes": [c.as_api() for c in changes if c.copy_id is None]}
 
 
 class ScanPacsComparisonApi(ScansErrorsMixin, GenericAPIView):
@@ -353,7 +373,9 @@ class ScanPacsComparisonApi(ScansErrorsMixin, GenericAPIView):
     )
     def get(self, request, pk: int):
         scan = selectors.scan_get_for(user=request.user, pk=pk)
-        return Response(PacsCompareStatusSerializer(selectors.pacs_compare_status(scan)).data)
+        status_ = selectors.pacs_compare_status(scan)
+        changes = selectors.scan_slice_changes(scan=scan, user=request.user, pacs_status=status_)
+        return Response(PacsCompareStatusSerializer(status_, context={"changes": changes}).data)
 
     @extend_schema(
         summary="Compare the scan with the PACS's copy of its series",
@@ -368,11 +390,11 @@ class ScanPacsComparisonApi(ScansErrorsMixin, GenericAPIView):
     )
     def post(self, request, pk: int):
         from reports.pacs import PacsError
-        from scans.dicom_text import pacs_comparison_text
 
         scan = selectors.scan_get_for(user=request.user, pk=pk)
         try:
             comparison = services.scan_compare_with_pacs(scan=scan, request=request)
         except (PacsError, services.PacsImportUnavailable) as exc:
             return _pacs_failure(exc)
-        return Response(PacsComparisonSerializer({**comparison, "text": pacs_comparison_text(comparison)}).data)
+        changes = selectors.scan_slice_changes(scan=scan, user=request.user)
+        return Response(PacsComparisonSerializer(_comparison_body(comparison, changes)).data)

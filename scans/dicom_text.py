@@ -139,3 +139,36 @@ def pacs_comparison_text(comparison: dict) -> str:
         extra = comparison["extra_in_pacs"]
         parts.append(f"The PACS holds {extra} more instance{'s' if extra != 1 else ''} of the series than the scan.")
     return " ".join(parts)
+
+
+# The label map's values (inference: 1 real_tumor, 2 fake_added, 3 fake_removed) in the words of the change texts.
+REGION_WORDS = {1: "real tumour", 2: "added tumour", 3: "removed tumour"}
+
+
+def change_text(region: dict, coverage: tuple[float, int | None] | None = None) -> str:
+    """Where two versions of one image differ (inference.ml.imaging.changed_regions' entry) in words, and, for a
+    local change with a finished analysis, how much of it the detector's regions cover (``coverage``: the share of
+    the changed pixels inside them and the label value covering most, scans.selectors.slice_changes_for)."""
+    if region.get("pixels") is None:
+        a, b = region.get("sizes") or [[0, 0], [0, 0]]
+        return (f"the two copies have other sizes ({a[1]} × {a[0]} px here, {b[1]} × {b[0]} px there): compared by "
+                "their digests only")
+    n = region["pixels"]
+    if not n:
+        return "no pixel value differs: the same values, stored in another data type"
+    share = f"{region['fraction'] * 100:.1f} %" if region["fraction"] >= 0.001 else "under 0.1 %"
+    if region.get("spread"):
+        return (f"{share} of the pixels differ, across the image (by up to {region['max_difference']}): a change "
+                "of the whole image (contrast, scaling, re-encoding), not of one place")
+    x, y, w, h = region["box"]
+    text = (f"{n} pixel{'s' if n != 1 else ''} differ{'s' if n == 1 else ''} ({share} of the image) within x {x}-"
+            f"{x + w - 1}, y {y}-{y + h - 1} (a {w} × {h} px box, counted from the top left corner), by up to "
+            f"{region['max_difference']}")
+    if coverage is not None:
+        covered, label = coverage
+        if covered <= 0:
+            text += "; the detector shows no region there"
+        else:
+            text += (f"; the detector's {REGION_WORDS.get(label, 'region')} region covers "
+                     f"{covered * 100:.0f} % of them")
+    return text

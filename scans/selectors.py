@@ -3,7 +3,7 @@ Another doctor's scan is simply not in the queryset, so views answer 404."""
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 
 from django.db.models import BooleanField, Count, Exists, ExpressionWrapper, F, OuterRef, Q, QuerySet, Subquery
@@ -178,6 +178,13 @@ class ScanCopy:
     altered_slices: tuple[int, ...]
     visible: bool
     lossy_slices: tuple[int, ...] = ()
+    # where the altered slices differ ({"<slice>": region}, scans.services.record_copy_changes); empty for copies
+    # found before 2026-12-07 or whose originals could not be read
+    changes: dict = field(default_factory=dict, compare=False)
+
+    @property
+    def source_text(self) -> str:
+        return f"scan #{self.scan_id}" if self.visible else "a scan of another user"
 
     @property
     def identical(self) -> bool:
@@ -257,8 +264,116 @@ def scan_copies(*, scan: Scan, user) -> list[ScanCopy]:
         copies.append(ScanCopy(scan_id=other.pk, created_at=other.created_at,
                                origin=f"{label.lower()} {text}".strip(), shared=len({u for u, *_ in shared}),
                                altered_slices=differing(False), visible=other.pk in visible,
-                               lossy_slices=differing(True)))
+                               lossy_slices=differing(True),
+                               changes=(scan.metadata or {}).get("copy_changes", {}).get(str(other.pk), {})))
     return copies
+
+
+@dataclass(frozen=True)
+class SliceChange:
+    """One slice whose image another copy holds with other pixels (the PACS's, or another stored scan's), where they
+    differ (``region``: inference.ml.imaging.changed_regions' entry) and how much of it the detector's regions of the
+    latest analysis cover (``coverage``: share of the changed pixels, label value covering most; None when not
+    measured: no finished analysis, or a change that is not local)."""
+
+    index: int
+    source: str
+    region: dict
+    coverage: tuple[float, int | None] | None
+    copy_id: int | None = None  # the other stored scan's id; None for the PACS's copy
+
+    @property
+    def text(self) -> str:
+        from scans.dicom_text import change_text
+
+        return change_text(self.region, self.coverage)
+
+    @property
+    def line(self) -> str:
+        """"Slice 12, against the PACS's copy: 612 pixels differ ...", for lists (the page, the PDF report)."""
+        return f"Slice {self.index + 1}, against {self.source}: {self.text}."
+
+    def as_json(self) -> dict:
+        """What the viewer draws and says on the slice (static/js/viewer.js)."""
+        return {"source": self.source, "text": self.text, "box": self.region.get("box"),
+                "mask_rle": self.region.get("mask_rle")}
+
+    def as_api(self) -> dict:
+        """The API's entry (scans.serializers.SliceChangeSerializer)."""
+        return {"slice": self.index, **{k: self.region.get(k) for k in CHANGE_FIELDS}, "text": self.text}
+
+
+CHANGE_FIELDS = ("pixels", "fraction", "box", "max_difference", "spread", "mask_rle", "sizes")
+
+
+PACS_SOURCE = "the PACS's copy"
+
+
+def slice_changes_for(*, scan: Scan, copies: list[ScanCopy], comparison: dict | None, job=None) -> list[SliceChange]:
+    """Every slice of ``scan`` another copy holds with other pixels, where they differ, in slice order: from the
+    latest comparison with the PACS (``comparison``) and from the other stored copies (``copies``, scan_copies).
+    With ``job`` (the latest analysis, when it succeeded) each local change says how much of it the detector's
+    regions cover: a pixel-exact account of an edit beside what the detector showed."""
+    found = [(int(i), None, PACS_SOURCE, region) for i, region in ((comparison or {}).get("changes") or {}).items()]
+    for copy in copies:
+        found += [(int(i), copy.scan_id, copy.source_text, region) for i, region in copy.changes.items()
+                  if int(i) in copy.altered_slices]
+    labels = _label_maps(job, {i for i, _, _, region in found if region.get("mask_rle")})
+    out = []
+    for index, copy_id, source, region in sorted(found, key=lambda f: (f[0], f[1] is not None, f[1] or 0)):
+        coverage = None
+        if job is not None and region.get("mask_rle"):
+            coverage = _coverage(region["mask_rle"], labels.get(index))
+        out.append(SliceChange(index=index, source=source, region=region, coverage=coverage, copy_id=copy_id))
+    return out
+
+
+def scan_slice_changes(*, scan: Scan, user, copies: list[ScanCopy] | None = None,
+                       pacs_status: PacsCompareStatus | None = None) -> list[SliceChange]:
+    """``slice_changes_for`` with what it needs looked up: the scan's other copies as ``user`` may see them, its
+    latest comparison with the PACS, and its latest analysis when that succeeded (the scan page, the API)."""
+    if scan.kind != Scan.Kind.DICOM:
+        return []
+    if copies is None:
+        copies = scan_copies(scan=scan, user=user)
+    if pacs_status is None:
+        pacs_status = pacs_compare_status(scan)
+    job = scan.jobs.order_by("-created_at", "-id").first()
+    return slice_changes_for(scan=scan, copies=copies, comparison=pacs_status.comparison,
+                             job=job if job is not None and job.status == InferenceJob.Status.SUCCEEDED else None)
+
+
+def changes_by_slice(changes: list[SliceChange]) -> dict[int, list[dict]]:
+    """0-based slice -> what the viewer draws and says there (SliceChange.as_json)."""
+    out: dict[int, list[dict]] = {}
+    for change in changes:
+        out.setdefault(change.index, []).append(change.as_json())
+    return out
+
+
+def _label_maps(job, indices: set[int]) -> dict:
+    """0-based slice -> the label map the analysis stored (None where it showed no region)."""
+    from reports.overlay import read_png
+
+    if job is None or not indices:
+        return {}
+    return {r.index: (read_png(r.mask) if r.mask else None)
+            for r in SliceResult.objects.filter(job=job, index__in=sorted(indices))}
+
+
+def _coverage(mask_rle: dict, labels) -> tuple[float, int | None]:
+    import numpy as np
+
+    from inference.ml.coco import rle_to_mask
+
+    changed = rle_to_mask(mask_rle)
+    if labels is None or labels.shape != changed.shape or not changed.any():
+        return 0.0, None
+    inside = labels[changed]
+    values = inside[inside > 0]
+    if not values.size:
+        return 0.0, None
+    return values.size / inside.size, int(np.bincount(values).argmax())
 
 
 # A comparison with the PACS queued after an upload and not made after this long: say that no worker took it.

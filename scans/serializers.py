@@ -91,6 +91,26 @@ class ScanSerializer(serializers.ModelSerializer):
         return _absolute(self.context.get("request"), reverse("api-scan-original", args=[obj.pk]))
 
 
+class SliceChangeSerializer(serializers.Serializer):
+    """Where another copy of one of the scan's images has other pixels (scans.selectors.SliceChange.as_api)."""
+
+    slice = serializers.IntegerField(help_text="the scan's slice (0-based)")
+    pixels = serializers.IntegerField(allow_null=True, help_text="how many pixels differ; null when the two copies "
+                                      "have other sizes (``sizes``)")
+    fraction = serializers.FloatField(allow_null=True, help_text="of the image's pixels")
+    box = serializers.ListField(child=serializers.IntegerField(), allow_null=True, help_text=(
+        "[x, y, width, height] of the changed pixels, 0-based, from the top left corner"))
+    max_difference = serializers.FloatField(allow_null=True, help_text="the largest change of a pixel value")
+    spread = serializers.BooleanField(help_text="over a quarter of the image changed: a change of the whole image "
+                                      "(contrast, scaling, re-encoding) rather than a local edit")
+    mask_rle = serializers.JSONField(allow_null=True, help_text=(
+        "COCO RLE ({size: [h, w], counts}) of the changed pixels, for a local change; null otherwise"))
+    sizes = serializers.JSONField(required=False, allow_null=True, help_text="[[h, w] here, [h, w] there] when "
+                                  "the two copies have other sizes")
+    text = serializers.CharField(help_text="in words, with how much of it the detector's regions of the latest "
+                                 "analysis cover")
+
+
 class ScanCopySerializer(serializers.Serializer):
     scan = serializers.IntegerField(allow_null=True, help_text="the other scan's id; null when the caller may not "
                                                                "open it (another user's)")
@@ -102,6 +122,8 @@ class ScanCopySerializer(serializers.Serializer):
     lossy_slices = serializers.ListField(child=serializers.IntegerField(), help_text=(
         "this scan's slices whose pixels differ where one of the two copies was lossily compressed: no evidence "
         "either way"))
+    changes = SliceChangeSerializer(many=True, help_text="where the altered slices differ, pixel for pixel (empty "
+                                    "for copies found before 2026-12-07)")
 
 
 class ScanDetailSerializer(ScanSerializer):
@@ -115,14 +137,17 @@ class ScanDetailSerializer(ScanSerializer):
 
     @extend_schema_field(ScanCopySerializer(many=True))
     def get_copies(self, obj) -> list[dict]:
-        from scans.selectors import scan_copies
+        from scans.selectors import scan_copies, scan_slice_changes
 
         request = self.context.get("request")
         if request is None or obj.kind != Scan.Kind.DICOM:
             return []
+        copies = scan_copies(scan=obj, user=request.user)
+        changes = scan_slice_changes(scan=obj, user=request.user, copies=copies) if copies else []
         return [{"scan": c.scan_id if c.visible else None, "created_at": c.created_at, "shared_instances": c.shared,
-                 "altered_slices": list(c.altered_slices), "lossy_slices": list(c.lossy_slices)}
-                for c in scan_copies(scan=obj, user=request.user)]
+                 "altered_slices": list(c.altered_slices), "lossy_slices": list(c.lossy_slices),
+                 "changes": [change.as_api() for change in changes if change.copy_id == c.scan_id]}
+                for c in copies]
 
 
 class ScanSliceSerializer(serializers.ModelSerializer):

@@ -228,9 +228,72 @@ def _audit_altered_copies(*, scan: Scan, user, request=None) -> None:
 
     altered = [c for c in scan_copies(scan=scan, user=user) if not c.identical]
     if altered:
+        changes = record_copy_changes(scan, [c.scan_id for c in altered])
         _audit(action="SCAN_ALTERED_COPY_FOUND", request=request, actor=user, obj=scan, details={
             "scan_id": scan.pk, "copies": [{"scan_id": c.scan_id, "shared_instances": c.shared,
-                                            "altered_slices": list(c.altered_slices)} for c in altered]})
+                                            "altered_slices": list(c.altered_slices),
+                                            "changes": audited_changes(changes.get(c.scan_id, {}))}
+                                           for c in altered]})
+
+
+def record_copy_changes(scan: Scan, other_ids: list[int]) -> dict[int, dict[str, dict]]:
+    """Where this scan's images differ from the other stored copies of the same instances (``other_ids``: the scans
+    scans.selectors.scan_copies found altered), read from both scans' originals: per other scan, ``slice_changes``
+    in this scan's slices. Kept in both scans' metadata (``copy_changes``, keyed by the other scan's id, in each
+    one's own slice numbers), so either page can outline the changed pixels. Only instances both copies hold
+    lossless are compared. Originals that cannot be read leave the finding without its regions (logged): the
+    evidence is the other digest, not this description."""
+    from reports.seg import DicomExportUnavailable, source_datasets
+
+    rows = (DicomInstance.objects.filter(scan_id__in=[scan.pk, *other_ids], lossy=False)
+            .values_list("scan_id", "sop_instance_uid", "pixels_sha256", "first_slice"))
+    by_scan: dict[int, dict[str, tuple[str, int]]] = {}
+    for scan_id, uid, digest, first in rows:
+        by_scan.setdefault(scan_id, {})[uid] = (digest, first)
+    mine = by_scan.get(scan.pk, {})
+    found: dict[int, dict[str, dict]] = {}
+    try:
+        ours = {str(ds.get("SOPInstanceUID", "") or ""): ds for ds in source_datasets(scan)}
+        for other in Scan.objects.filter(pk__in=other_ids).order_by("pk"):
+            theirs_rows = by_scan.get(other.pk, {})
+            uids = [uid for uid, (digest, _) in theirs_rows.items() if uid in mine and mine[uid][0] != digest]
+            if not uids:
+                continue
+            theirs = {str(ds.get("SOPInstanceUID", "") or ""): ds for ds in source_datasets(other)}
+            here, there = {}, {}
+            for uid in uids:
+                if uid not in ours or uid not in theirs:
+                    continue
+                regions = imaging.changed_regions(imaging.dicom_pixels(ours[uid]), imaging.dicom_pixels(theirs[uid]))
+                for k, region in enumerate(regions):
+                    here[str(mine[uid][1] + k)] = region
+                    there[str(theirs_rows[uid][1] + k)] = region
+            found[other.pk] = here
+            _keep_copy_changes(other.pk, scan.pk, there)
+    except (DicomExportUnavailable, imaging.ImagingError) as exc:
+        logger.warning("could not describe where scan %s differs from its other copies: %s", scan.pk, exc)
+    for other_id, here in found.items():
+        _keep_copy_changes(scan.pk, other_id, here)
+    scan.refresh_from_db(fields=["metadata"])
+    return found
+
+
+def describe_altered_copies(scan: Scan) -> int:
+    """``record_copy_changes`` for the altered copies of ``scan`` whose changes are not recorded yet (found before
+    2026-12-07, when the portal began to record them; check_dicom_headers runs it). How many copies it described."""
+    from scans.selectors import scan_copies
+
+    pending = [c.scan_id for c in scan_copies(scan=scan, user=scan.owner) if not c.identical and not c.changes]
+    return len(record_copy_changes(scan, pending)) if pending else 0
+
+
+def _keep_copy_changes(scan_id: int, other_id: int, changes: dict[str, dict]) -> None:
+    with transaction.atomic():
+        locked = Scan.objects.select_for_update().get(pk=scan_id)
+        metadata = dict(locked.metadata or {})
+        metadata["copy_changes"] = {**metadata.get("copy_changes", {}), str(other_id): changes}
+        locked.metadata = metadata
+        locked.save(update_fields=["metadata"])
 
 
 def _audit_rejected(*, user, request, exc: UploadRejected) -> None:
@@ -421,17 +484,35 @@ def scan_receive_series(series, peers: dict) -> ScanUploadResult | None:
 # --- Comparing a scan with the PACS's copy of its series (C-GET, pixel digests) -------------------------------
 
 
-def _fingerprints(blobs: list[bytes]) -> dict[str, tuple[str, bool]]:
-    """SOP Instance UID -> (digest of the pixels, inference.ml.imaging.pixels_sha256; lossily compressed), for DICOM
-    files."""
+def _fingerprints(blobs: list[bytes]) -> dict[str, tuple[str, bool, int]]:
+    """SOP Instance UID -> (digest of the pixels, inference.ml.imaging.pixels_sha256; lossily compressed; its
+    position in ``blobs``), for DICOM files."""
     import io
 
     found = {}
-    for data in blobs:
+    for position, data in enumerate(blobs):
         ds = imaging.read_dicom_dataset(io.BytesIO(data))
         found[str(ds.get("SOPInstanceUID", "") or "")] = (imaging.pixels_sha256(imaging.dicom_pixels(ds)),
-                                                          imaging.is_lossy(ds))
+                                                          imaging.is_lossy(ds), position)
     return found
+
+
+def _blob_pixels(data: bytes) -> np.ndarray:
+    import io
+
+    return imaging.dicom_pixels(imaging.read_dicom_dataset(io.BytesIO(data)))
+
+
+def slice_changes(pairs) -> dict[str, dict]:
+    """Where two versions of the same DICOM instances differ, per slice of the scan: ``pairs`` of (the scan's
+    first slice of the instance, its pixels here, a function giving the other copy's pixels) ->
+    {"<0-based slice>": inference.ml.imaging.changed_regions' entry}. What the page outlines on the slice, and the
+    PDF report and the API describe (scans.dicom_text.change_text)."""
+    changes = {}
+    for first, ours, theirs in pairs:
+        for k, region in enumerate(imaging.changed_regions(ours, theirs())):
+            changes[str(first + k)] = region
+    return changes
 
 
 def scan_compare_with_pacs(*, scan: Scan, request=None, user=None, trigger: str = TRIGGER_REQUEST) -> dict:
@@ -468,12 +549,13 @@ def scan_compare_with_pacs(*, scan: Scan, request=None, user=None, trigger: str 
         raise PacsImportUnavailable(str(exc)) from exc
     first = sources[0]
     started = time.perf_counter()
-    ours, slice_of, position = {}, {}, 0
+    ours, slice_of, source_of, position = {}, {}, {}, 0
     for ds in sources:
         pixels = imaging.dicom_pixels(ds)
         uid = str(ds.get("SOPInstanceUID", "") or "")
         ours[uid] = (imaging.pixels_sha256(pixels), imaging.is_lossy(ds))
         slice_of[uid] = list(range(position, position + pixels.shape[0]))
+        source_of[uid] = ds
         position += pixels.shape[0]
     details = {"destination": str(destination), "instances": len(ours)}
     uids = {"study_uid": str(first.StudyInstanceUID), "series_uid": str(first.SeriesInstanceUID)}
@@ -485,6 +567,11 @@ def scan_compare_with_pacs(*, scan: Scan, request=None, user=None, trigger: str 
         blobs = retrieve_series(destination, **uids, **network, max_instances=settings.UPLOAD_MAX_FILES,
                                 max_bytes=settings.UPLOAD_MAX_BYTES)
         theirs = _fingerprints(blobs)
+        # where each altered image differs (both copies lossless: the same UID with other pixels)
+        changes = slice_changes(
+            (slice_of[uid][0], imaging.dicom_pixels(source_of[uid]), lambda p=theirs[uid][2]: _blob_pixels(blobs[p]))
+            for uid, (digest, lossy) in ours.items()
+            if uid in theirs and theirs[uid][0] != digest and not (lossy or theirs[uid][1]))
     except (PacsError, imaging.ImagingError) as exc:
         message = exc.message if isinstance(exc, PacsError) else (
             f"The PACS {destination} sent an instance of this series the portal cannot read: {exc}")
@@ -506,6 +593,7 @@ def scan_compare_with_pacs(*, scan: Scan, request=None, user=None, trigger: str 
                                and theirs[uid][0] != digest and (lossy or theirs[uid][1]) for i in slice_of[uid]),
         "missing_slices": sorted(i for uid in ours if uid not in theirs for i in slice_of[uid]),
         "extra_in_pacs": sum(1 for uid in theirs if uid not in ours),
+        "changes": changes,
         "seconds": round(time.perf_counter() - started, 3),
     }
     comparison["matches"] = dicom_text.pacs_comparison_matches(comparison)
@@ -514,8 +602,8 @@ def scan_compare_with_pacs(*, scan: Scan, request=None, user=None, trigger: str 
     with transaction.atomic():
         locked = _set_compare_state(scan.pk, COMPARE_DONE, user=user, trigger=trigger, comparison=comparison)
         _audit(action="PACS_COMPARED", request=request, actor=user, obj=locked,
-               details={**{k: v for k, v in comparison.items() if k not in ("at", "by")},
-                        "first": not before, "changed": changed})
+               details={**{k: v for k, v in comparison.items() if k not in ("at", "by", "changes")},
+                        "changes": audited_changes(changes), "first": not before, "changed": changed})
         if changed:
             # The PACS's copy is not what it was at the last comparison: an image altered, restored or deleted
             # in the archive since (the portal's copy does not change). Its own event, for whoever watches the log.
@@ -524,9 +612,16 @@ def scan_compare_with_pacs(*, scan: Scan, request=None, user=None, trigger: str 
             _audit(action="PACS_COPY_CHANGED", request=request, actor=user, obj=locked, details={
                 "destination": comparison["destination"], "previous_at": before.get("at"),
                 **{f"previous_{k}": v for k, v in zip(("altered_slices", "missing_slices"), _differences(before))},
-                "altered_slices": comparison["altered_slices"], "missing_slices": comparison["missing_slices"]})
+                "altered_slices": comparison["altered_slices"], "missing_slices": comparison["missing_slices"],
+                "changes": audited_changes(changes)})
     scan.metadata = locked.metadata
     return comparison
+
+
+def audited_changes(changes: dict[str, dict]) -> dict[str, dict]:
+    """``slice_changes`` as the audit log keeps it: how many pixels, where, by how much; not the mask."""
+    return {index: {k: region[k] for k in ("pixels", "fraction", "box", "max_difference", "spread", "sizes")
+                    if k in region} for index, region in changes.items()}
 
 
 def _differences(comparison: dict) -> tuple[list[int], list[int]]:

@@ -158,6 +158,9 @@ def render_scan_detail(request, scan, *, review_form=None, status: int = 200):
     if review_form is None:
         review_form = ReviewForm(initial={"job": latest.pk if latest else None,
                                           "verdict": latest.verdict if latest else None})
+    copies = selectors.scan_copies(scan=scan, user=request.user) if scan.kind == "dicom" else []
+    pacs_status = selectors.pacs_compare_status(scan) if scan.kind == "dicom" else None
+    changes = selectors.scan_slice_changes(scan=scan, user=request.user, copies=copies, pacs_status=pacs_status)
     return render(request, "scans/detail.html", {
         "scan": scan,
         "files": list(selectors.scan_files(scan=scan)),
@@ -173,8 +176,11 @@ def render_scan_detail(request, scan, *, review_form=None, status: int = 200):
         "review_form": review_form,
         "pacs_destination": pacs_destination() if scan.kind == "dicom" else None,
         "pacs_transfers": pacs_transfers_for(scan=scan, limit=5),
-        "copies": selectors.scan_copies(scan=scan, user=request.user) if scan.kind == "dicom" else [],
-        "pacs_status": selectors.pacs_compare_status(scan) if scan.kind == "dicom" else None,
+        "copies": copies,
+        "pacs_status": pacs_status,
+        "slice_changes": changes,
+        "pacs_source": selectors.PACS_SOURCE,
+        "changes_by_slice": selectors.changes_by_slice(changes),
     }, status=status)
 
 

@@ -367,6 +367,56 @@ def pixels_sha256(frames: np.ndarray) -> str:
     return digest.hexdigest()
 
 
+# Where two versions of one image differ (changed_regions): above this share of the image the change is spread over
+# it (contrast, scaling, re-encoding), below it a local edit, whose pixels are kept as a mask; a mask whose COCO RLE
+# string is longer than CHANGE_MASK_MAX_CHARS (scattered pixels) is not kept, its box is.
+CHANGE_SPREAD_FRACTION = 0.25
+CHANGE_MASK_MAX_CHARS = 4000
+
+
+def changed_regions(ours: np.ndarray, theirs: np.ndarray) -> list[dict]:
+    """Per frame of two versions of one DICOM image ((frames, h, w) each, as ``dicom_pixels`` gives them), where
+    their pixel values differ: ``pixels`` (how many), ``fraction`` (of the frame), ``box`` ([x, y, width, height] of
+    the changed pixels, 0-based columns and rows; None when none changed), ``max_difference`` (the largest change of
+    a value), ``spread`` (over CHANGE_SPREAD_FRACTION of the frame changed: a change of the whole image, such as
+    contrast, scaling or re-encoding, rather than a local edit) and ``mask_rle`` (COCO RLE of the changed pixels,
+    for a local change; None otherwise). Versions of other sizes or frame counts cannot be compared pixel by pixel:
+    one entry per frame of ``ours`` with ``pixels`` None and ``sizes`` ([h, w] of each). No Django: the portal keeps
+    these beside the comparisons of its copies (scans.services)."""
+    from .coco import mask_to_rle
+
+    ours, theirs = np.asarray(ours), np.asarray(theirs)
+    if ours.ndim == 2:
+        ours = ours[None]
+    if theirs.ndim == 2:
+        theirs = theirs[None]
+    if ours.shape != theirs.shape:
+        sizes = [list(ours.shape[1:]), list(theirs.shape[1:])]
+        return [{"pixels": None, "fraction": None, "box": None, "max_difference": None, "spread": True,
+                 "mask_rle": None, "sizes": sizes} for _ in range(ours.shape[0])]
+    wide = np.int64 if (np.issubdtype(ours.dtype, np.integer) and np.issubdtype(theirs.dtype, np.integer)) \
+        else np.float64
+    out = []
+    for a, b in zip(ours, theirs):
+        delta = np.abs(a.astype(wide) - b.astype(wide))
+        changed = delta != 0
+        n = int(changed.sum())
+        fraction = n / changed.size if changed.size else 0.0
+        region = {"pixels": n, "fraction": round(fraction, 6), "box": None, "max_difference": 0,
+                  "spread": fraction > CHANGE_SPREAD_FRACTION, "mask_rle": None}
+        if n:
+            rows, cols = np.nonzero(changed)
+            region["box"] = [int(cols.min()), int(rows.min()), int(cols.max() - cols.min() + 1),
+                             int(rows.max() - rows.min() + 1)]
+            largest = delta.max()
+            region["max_difference"] = int(largest) if wide is np.int64 else round(float(largest), 6)
+            if not region["spread"]:
+                rle = mask_to_rle(changed)
+                region["mask_rle"] = rle if len(rle["counts"]) <= CHANGE_MASK_MAX_CHARS else None
+        out.append(region)
+    return out
+
+
 # Transfer syntaxes that lose pixel values (JPEG baseline and extended, JPEG-LS near-lossless). Others that may (JPEG
 # 2000, HTJ2K) say so in Lossy Image Compression, which must stay "01" once an image was compressed lossily (also
 # after a PACS or viewer decompresses it).

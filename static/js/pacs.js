@@ -70,8 +70,18 @@
       if (status.differs) {
         warning.querySelector("[data-pacs-warning-text]").textContent = status.comparison.text;
         warning.querySelector("[data-pacs-warning-when]").textContent = status.comparison_when;
+        // where each altered slice differs (as scans.selectors.SliceChange.line)
+        const list = warning.querySelector("[data-pacs-changes]");
+        list.textContent = "";
+        for (const change of status.comparison.changes || []) {
+          const li = document.createElement("li");
+          li.textContent = "Slice " + (change.slice + 1) + ", against the PACS's copy: " + change.text + ".";
+          list.appendChild(li);
+        }
       }
     }
+    // the viewer outlines the changed pixels (static/js/viewer.js)
+    if (status.state !== "queued") document.dispatchEvent(new CustomEvent("slice-changes", { detail: status.slice_changes || {} }));
   }
 
   async function poll() {

@@ -43,6 +43,12 @@
   // 0-based slice index -> the DICOM header checks' warnings that name its file (scans.dicom_text)
   const HEADER_WARNINGS = pageJson("header-warnings");
   const headerWarnings = (index) => HEADER_WARNINGS[String(index)] || [];
+  // 0-based slice index -> where another copy of its image (the PACS's, another stored scan's) has other pixels:
+  // [{source, text, box, mask_rle}] (scans.selectors.SliceChange.as_json); replaced live by pacs.js's
+  // "slice-changes" event when a comparison with the PACS finishes while the page is open
+  let SLICE_CHANGES = pageJson("slice-changes");
+  const sliceChanges = (index) => SLICE_CHANGES[String(index)] || [];
+  const CHANGE_RGB = [255, 200, 0]; // the outline of changed pixels: no class colour is yellow
 
   const $ = (root, name) => root.querySelector("[" + name + "]");
   const pct = (x) => Math.round(x * 1000) / 10 + "%";
@@ -157,6 +163,8 @@
     results: new Map(), // slice index -> result
     labelMaps: new Map(), // slice index -> Uint8Array label map (lazy)
     showOverlay: true,
+    showChanges: true,
+    changeMasks: new Map(), // "slice:n" -> Uint8Array of changed pixels (lazy)
   };
 
   async function loadResults(data) {
@@ -185,11 +193,18 @@
       cell.className = "badge badge-" + (result ? result.verdict : "queued");
       cell.style.cssText = "flex: 1; min-width: 2px; height: 1.1rem; padding: 0; border-radius: 2px;";
       cell.title = "Slice " + (i + 1) + (result ? ": " + LABELS[result.verdict] + " " + pct(result.confidence) : "");
+      const shadows = [];
       if (headerWarnings(i).length) {
         cell.title += "; its DICOM header shows signs of editing";
-        cell.style.boxShadow = "inset 0 -4px 0 #8a5900";
+        shadows.push("inset 0 -4px 0 #8a5900");
         cell.dataset.headerWarning = "";
       }
+      if (sliceChanges(i).length) {
+        cell.title += "; another copy of its image has other pixels";
+        shadows.push("inset 0 4px 0 rgb(" + CHANGE_RGB.join(",") + ")");
+        cell.dataset.changed = "";
+      }
+      if (shadows.length) cell.style.boxShadow = shadows.join(", ");
       cell.setAttribute("aria-label", cell.title);
       cell.dataset.index = String(i);
       cell.addEventListener("click", () => showSlice(i));
@@ -246,6 +261,25 @@
       }
       box.appendChild(row);
     }
+    const changed = Object.keys(SLICE_CHANGES).map(Number).filter((i) => i < state.n).sort((a, b) => a - b);
+    if (changed.length) {
+      const row = document.createElement("li");
+      row.dataset.summaryChanged = "";
+      const tag = document.createElement("span");
+      tag.className = "badge badge-warning";
+      tag.textContent = "Other copy";
+      row.append(tag, " other pixels at " + changed.length + " slice" + (changed.length === 1 ? "" : "s") + ": ");
+      runsOf(changed).slice(0, MAX_LISTED_RUNS).forEach(([first, last]) => {
+        const button = document.createElement("button");
+        button.type = "button";
+        button.className = "button button-small";
+        button.textContent = first === last ? String(first + 1) : first + 1 + "\u2013" + (last + 1);
+        button.setAttribute("aria-label", "Show slice " + (first + 1) + " (another copy has other pixels)");
+        button.addEventListener("click", () => showSlice(first));
+        row.append(button, " ");
+      });
+      box.appendChild(row);
+    }
     const flagged = Object.keys(HEADER_WARNINGS).map(Number).filter((i) => i < state.n).sort((a, b) => a - b);
     if (flagged.length) {
       const row = document.createElement("li");
@@ -286,6 +320,60 @@
     return counts;
   }
 
+  /** A COCO RLE mask of the slice's size -> Uint8Array (row-major, 1 inside); null for another size. */
+  function rleMask(rle) {
+    const h = state.height, w = state.width;
+    if (!rle || rle.size[0] !== h || rle.size[1] !== w) return null;
+    const mask = new Uint8Array(w * h);
+    let pos = 0, on = false;
+    for (const run of rleCounts(rle.counts)) {
+      if (on) {
+        for (let j = pos; j < pos + run; j++) {
+          const row = j % h, col = (j - row) / h; // column-major
+          mask[row * w + col] = 1;
+        }
+      }
+      pos += run;
+      on = !on;
+    }
+    return mask;
+  }
+
+  /** The changed pixels of the shown slice, outlined (a pixel whose 4-neighbours are not all changed), or their
+   * box dashed where no mask was kept (a scattered change). */
+  function drawChanges(ctx) {
+    const changes = sliceChanges(state.index);
+    if (!state.showChanges || !changes.length) return;
+    const w = state.width, h = state.height;
+    const image = ctx.getImageData(0, 0, w, h);
+    let painted = false;
+    changes.forEach((change, n) => {
+      const key = state.index + ":" + n;
+      if (!state.changeMasks.has(key)) state.changeMasks.set(key, rleMask(change.mask_rle));
+      const mask = state.changeMasks.get(key);
+      if (!mask) return;
+      for (let y = 0; y < h; y++) {
+        for (let x = 0; x < w; x++) {
+          const i = y * w + x;
+          if (!mask[i]) continue;
+          const edge = x === 0 || y === 0 || x === w - 1 || y === h - 1 || !mask[i - 1] || !mask[i + 1] || !mask[i - w] || !mask[i + w];
+          if (!edge) continue;
+          image.data.set([...CHANGE_RGB, 255], 4 * i);
+          painted = true;
+        }
+      }
+    });
+    if (painted) ctx.putImageData(image, 0, 0);
+    for (const [n, change] of changes.entries()) {
+      if (state.changeMasks.get(state.index + ":" + n) || !change.box) continue;
+      ctx.save();
+      ctx.strokeStyle = "rgb(" + CHANGE_RGB.join(",") + ")";
+      ctx.setLineDash([4, 3]);
+      ctx.strokeRect(change.box[0] + 0.5, change.box[1] + 0.5, change.box[2] - 1, change.box[3] - 1);
+      ctx.restore();
+    }
+  }
+
   /** The label map of one slice: its instances painted in ascending score, as the server does. */
   function labelMap(result) {
     const h = state.height, w = state.width;
@@ -315,19 +403,21 @@
     const ctx = canvas.getContext("2d");
     ctx.clearRect(0, 0, canvas.width, canvas.height);
     const result = state.results.get(state.index);
-    if (!state.showOverlay || !result || !result.instances.length) return;
-    if (!state.labelMaps.has(state.index)) state.labelMaps.set(state.index, labelMap(result));
-    const map = state.labelMaps.get(state.index);
-    const image = ctx.createImageData(state.width, state.height);
-    for (let i = 0; i < map.length; i++) {
-      const rgb = CLASS_RGB[map[i]];
-      if (!rgb) continue;
-      image.data[4 * i] = rgb[0];
-      image.data[4 * i + 1] = rgb[1];
-      image.data[4 * i + 2] = rgb[2];
-      image.data[4 * i + 3] = OVERLAY_ALPHA;
+    if (state.showOverlay && result && result.instances.length) {
+      if (!state.labelMaps.has(state.index)) state.labelMaps.set(state.index, labelMap(result));
+      const map = state.labelMaps.get(state.index);
+      const image = ctx.createImageData(state.width, state.height);
+      for (let i = 0; i < map.length; i++) {
+        const rgb = CLASS_RGB[map[i]];
+        if (!rgb) continue;
+        image.data[4 * i] = rgb[0];
+        image.data[4 * i + 1] = rgb[1];
+        image.data[4 * i + 2] = rgb[2];
+        image.data[4 * i + 3] = OVERLAY_ALPHA;
+      }
+      ctx.putImageData(image, 0, 0);
     }
-    ctx.putImageData(image, 0, 0);
+    drawChanges(ctx);
   }
 
   function renderSliceResult() {
@@ -383,6 +473,15 @@
     const warnings = headerWarnings(state.index);
     header.textContent = warnings.length ? "DICOM header of this slice's file: " + warnings.join(" ") : "";
     header.classList.toggle("hidden", !warnings.length);
+    const changes = sliceChanges(state.index);
+    const changeBox = $(viewer, "data-slice-changes");
+    changeBox.textContent = changes.map((c) => "Against " + c.source + ": " + c.text + ".").join(" ");
+    changeBox.classList.toggle("hidden", !changes.length);
+  }
+
+  /** Show the change controls when some slice has changes (at load, or when a comparison arrives live). */
+  function renderChangeControls() {
+    $(viewer, "data-change-controls").classList.toggle("hidden", !Object.keys(SLICE_CHANGES).length);
   }
 
   /** A 16-bit greyscale PNG (as cv2 writes it) -> Uint16Array, with the browser's own zlib (DecompressionStream). */
@@ -517,6 +616,19 @@
     state.showOverlay = event.target.checked;
     drawOverlay();
   });
+  $(viewer, "data-change-toggle").addEventListener("change", (event) => {
+    state.showChanges = event.target.checked;
+    drawOverlay();
+  });
+  document.addEventListener("slice-changes", (event) => {
+    SLICE_CHANGES = event.detail || {};
+    state.changeMasks.clear();
+    renderChangeControls();
+    if (state.results.size) renderStrip();
+    showSlice(state.index);
+  });
+  renderChangeControls();
+  if (Object.keys(SLICE_CHANGES).length) showSlice(state.index); // the shown slice's changes before any result
   setupWindowControls();
   poll();
 })();

@@ -78,6 +78,7 @@ def test_an_altered_copy_is_e_mailed_to_the_alert_addresses(doctor_a, smtp, queu
     body = message.get_content()
     assert f"Scan #{original.pk} holds 3 of the same DICOM instances; slice " in body
     assert f" of scan #{altered.pk} differs from it." in body
+    assert ": 400 pixels differ (" in body and "within x 100-119, y 100-119" in body  # where
     assert f"Scan: https://tampercheck.hospital.example/scans/{altered.pk}/" in body
     assert f"Audit event #{event.seq} (scan.altered_copy_found)" in body
     assert "IM-0001" not in body and "BRAINIX" not in body  # no file name, no patient

@@ -38,6 +38,18 @@ def test_an_altered_copy_and_a_tampered_verdict_alert_and_other_events_do_not():
         {"scan_id": 7, "shared_instances": 22, "altered_slices": [4, 5]}]}))
     assert (alert.kind, alert.lines[0]) == ("altered_copy", "Scan #7 holds 22 of the same DICOM instances; slices 5, "
                                                             "6 of scan #12 differ from it.")
+    # where, when the event says (recorded since 2026-12-07): one line per slice, in slice order
+    changes = {"5": {"pixels": 90, "fraction": 90 / 65536, "box": [30, 40, 10, 9], "max_difference": 120,
+                     "spread": False},
+               "4": {"pixels": 60000, "fraction": 0.92, "box": [0, 0, 256, 256], "max_difference": 3, "spread": True}}
+    alert = alert_for(_event("scan.altered_copy_found", {"scan_id": 12, "copies": [
+        {"scan_id": 7, "shared_instances": 22, "altered_slices": [4, 5], "changes": changes}]}))
+    assert alert.lines[1:3] == (
+        "Slice 5: 92.0 % of the pixels differ, across the image (by up to 3): a change of the whole image (contrast, "
+        "scaling, re-encoding), not of one place.",
+        "Slice 6: 90 pixels differ (0.1 % of the image) within x 30-39, y 40-48 (a 10 × 9 px box, counted from the "
+        "top left corner), by up to 120.")
+    assert alert.lines[-1].startswith("One image cannot have two versions")
     job = {"scan_id": 12, "job_id": 40, "verdict": "fake_removed", "confidence": 0.934, "model": "r18 0.9.0"}
     alert = alert_for(_event("job.succeeded", job, object_type="inference.inferencejob", object_id="40"))
     assert (alert.kind, alert.scan_id, alert.subject) == ("tampered_verdict", 12,

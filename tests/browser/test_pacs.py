@@ -171,3 +171,16 @@ def test_the_comparison_after_an_upload_appears_without_a_reload(page, login_as,
                 "other pixels") in warning.inner_text()
         assert "after the upload" in warning.inner_text()
         assert "Being compared" not in item.inner_text() and "1 of 2 images" in item.inner_text()
+        # Where: the warning lists the changed pixels, and the viewer outlines them on that slice (no reload).
+        assert f"Slice {index + 1}, against the PACS's copy: 400 pixels differ" in warning.inner_text()
+        assert page.locator("[data-change-controls]").is_visible()
+        page.locator("[data-slice-slider]").fill(str(index))
+        said = page.locator("[data-slice-changes]")
+        said.wait_for(state="visible", timeout=5_000)
+        assert said.inner_text().startswith("Against the PACS's copy: 400 pixels differ")
+        pixel = "([x, y]) => Array.from(document.querySelector('[data-overlay]').getContext('2d')" \
+                ".getImageData(x, y, 1, 1).data)"
+        assert page.evaluate(pixel, [100, 110]) == [255, 200, 0, 255]  # the square's edge
+        assert page.evaluate(pixel, [110, 110])[3] == 0  # its inside is left to see
+        page.locator("[data-change-toggle]").uncheck()
+        assert page.evaluate(pixel, [100, 110])[3] == 0

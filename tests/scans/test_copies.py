@@ -65,7 +65,10 @@ def test_a_copy_with_other_pixels_is_flagged_on_both_scans_naming_the_slices(cli
     assert (copy.scan_id, copy.shared, copy.altered_slices, copy.visible) == (original.pk, 3, (slice_index,), True)
     [found] = AuditEvent.objects.filter(action=actions.SCAN_ALTERED_COPY_FOUND)  # when the second copy arrived
     assert (found.object_id, found.outcome, found.details["copies"]) == (
-        str(altered.pk), "success", [{"scan_id": original.pk, "shared_instances": 3, "altered_slices": [slice_index]}])
+        str(altered.pk), "success", [{"scan_id": original.pk, "shared_instances": 3, "altered_slices": [slice_index],
+                                      "changes": {str(slice_index): found.details["copies"][0]["changes"][
+                                          str(slice_index)]}}])
+    assert found.details["copies"][0]["changes"][str(slice_index)]["box"] == [100, 100, 20, 20]  # where it was painted
     assert copy.altered_text == f"slice {slice_index + 1}"
     for scan, other in ((altered, original), (original, altered)):
         page = client_a.get(reverse("scans:detail", args=[scan.pk])).content.decode()

@@ -66,9 +66,22 @@ def test_a_scan_is_compared_with_the_pacs_copy_slice_by_slice(client_a, doctor_a
     assert (api["same"], api["altered_slices"]) == (2, [index])
     assert (f"Slice {index + 1} has other pixels than the PACS's copy of the same instance: one of the two was "
             "altered.") in api["text"]
+    [change] = api["changes"]  # where: the painted square, pixel for pixel
+    assert (change["slice"], change["pixels"], change["box"], change["spread"]) == (index, 400, [100, 100, 20, 20],
+                                                                                 False)
+    assert change["mask_rle"]["size"] == [altered.height, altered.width]
+    status = client_a.get(reverse("api-scan-pacs-comparison", args=[altered.pk])).json()
+    assert status["comparison"]["changes"] == api["changes"]
+    assert [(c["source"], c["box"]) for c in status["slice_changes"][str(index)]] == [
+        ("the PACS's copy", [100, 100, 20, 20]), (f"scan #{scan.pk}", [100, 100, 20, 20])]  # and the stored copy
+    page = client_a.get(reverse("scans:detail", args=[altered.pk])).content.decode()
+    assert f"Slice {index + 1}, against the PACS&#x27;s copy: 400 pixels differ" in page
     events = AuditEvent.objects.filter(action=actions.PACS_COMPARED).order_by("seq")
     assert [e.details["same"] for e in events] == [2, 3, 2] and {e.outcome for e in events} == {"success"}
     assert "PatientID" not in str(events.last().details) and events.last().object_id == str(altered.pk)
+    assert events.last().details["changes"] == {str(index): {
+        "pixels": 400, "fraction": change["fraction"], "box": [100, 100, 20, 20],
+        "max_difference": change["max_difference"], "spread": False}}  # no mask in the log
     assert [r["id"] for r in client_a.get(reverse("api-scan-list"), {"copies": "pacs"}).json()["results"]] == [altered.pk]
     rows = {r["scan_id"]: r for r in csv.DictReader(io.StringIO(
         client_a.get(reverse("reports:results_csv")).content.decode()))}
@@ -301,6 +314,7 @@ def test_the_periodic_recheck_finds_an_image_altered_in_the_pacs_after_the_compa
     changed = AuditEvent.objects.filter(action=actions.PACS_COPY_CHANGED)
     assert [(e.object_id, e.details["previous_altered_slices"], e.details["altered_slices"]) for e in changed] == [
         (str(compared.pk), [], [index])]  # the imported scan had no earlier comparison to change from
+    assert changed.get().details["changes"][str(index)]["box"] == [100, 100, 20, 20]  # where the archive's changed
     recheck = {e.object_id: (e.details["first"], e.details["changed"], e.details["trigger"]) for e in
                AuditEvent.objects.filter(action=actions.PACS_COMPARED).order_by("seq")}
     assert recheck == {str(compared.pk): (False, True, "schedule"), str(imported.pk): (True, False, "schedule")}

@@ -2,9 +2,10 @@
 
 Runs the DICOM header checks (inference.ml.provenance) again on stored DICOM scans, from their originals, and
 records the result with each scan (shown on its page and in its report), with the scan's instances (their UIDs and
-pixel digests, which find other stored copies of the same images). ``--missing``: only scans that have no result
-or no instances yet (uploaded before the portal made the checks or kept the instances). Prints one line per scan
-and a summary.
+pixel digests, which find other stored copies of the same images), and where an altered copy's pixels differ when
+that was not recorded yet (copies found before 2026-12-07). ``--missing``: only scans that have no result or no
+instances yet (uploaded before the portal made the checks or kept the instances). Prints one line per scan and a
+summary.
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from django.db.models import Q
 from inference.ml.imaging import ImagingError
 from scans.ingest import UploadRejected
 from scans.models import Scan
-from scans.services import scan_check_headers
+from scans.services import describe_altered_copies, scan_check_headers
 
 
 class Command(BaseCommand):
@@ -48,7 +49,10 @@ class Command(BaseCommand):
                 continue
             counts["checked"] += 1
             counts["warnings"] += checks["status"] == "warnings"
-            self.stdout.write(f"scan {scan.pk} ({scan.original_name}): {checks['status']}: {checks['message']}")
+            described = describe_altered_copies(scan)
+            where = (f" Recorded where {described} altered cop{'y differs' if described == 1 else 'ies differ'}."
+                     if described else "")
+            self.stdout.write(f"scan {scan.pk} ({scan.original_name}): {checks['status']}: {checks['message']}{where}")
         self.stdout.write(f"{counts['checked']} scan{'s' if counts['checked'] != 1 else ''} checked, "
                           f"{counts['warnings']} with signs of editing, {counts['failed']} could not be read.")
         if counts["failed"]:
