@@ -8,7 +8,7 @@ from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from . import selectors, services
+from . import selectors, services, two_factor
 from .models import User
 from .permissions import IsPortalAdmin
 
@@ -26,8 +26,14 @@ class UserSerializer(serializers.ModelSerializer):
 TokenSerializer = inline_serializer("Token", {"token": serializers.CharField()})
 
 
+class TokenRequestSerializer(AuthTokenSerializer):
+    otp_token = serializers.CharField(required=False, write_only=True, label="Two-factor code", help_text=(
+        "the 6-digit code from the authenticator app, for an account with two-factor authentication on"))
+
+
 class TokenView(APIView):
-    """POST: exchange a username and password for the user's API token (the lockout applies).
+    """POST: exchange a username and password (and the two-factor code, for an account that uses one) for the user's
+    API token (the lockout applies).
     DELETE: revoke the token of the authenticated user."""
 
     throttle_classes = ()
@@ -36,19 +42,26 @@ class TokenView(APIView):
         return [AllowAny()] if self.request.method == "POST" else [IsAuthenticated()]
 
     @extend_schema(
-        request=AuthTokenSerializer, auth=[],
-        responses={200: TokenSerializer, 400: OpenApiResponse(description="Wrong username or password"),
+        request=TokenRequestSerializer, auth=[],
+        responses={200: TokenSerializer,
+                   400: OpenApiResponse(description="Wrong username or password, or a missing or wrong two-factor "
+                                                    "code (otp_token)"),
                    429: OpenApiResponse(description="Locked out after repeated failures")},
     )
     def post(self, request):
-        serializer = AuthTokenSerializer(data=request.data, context={"request": request})
+        serializer = TokenRequestSerializer(data=request.data, context={"request": request})
         valid = serializer.is_valid()
         # axes refused the attempt (it marks the request it was given, this DRF request): say so, as JSON.
         if getattr(request, "axes_locked_out", False):
             return Response({"detail": get_lockout_message()}, status=status.HTTP_429_TOO_MANY_REQUESTS)
         if not valid:
             raise ValidationError(serializer.errors)
-        token = services.token_issue(user=serializer.validated_data["user"], request=request)
+        user = serializer.validated_data["user"]
+        try:
+            two_factor.check_for_token(user=user, token=request.data.get("otp_token"), request=request)
+        except two_factor.TwoFactorError as exc:
+            raise ValidationError({"otp_token": [exc.message]}) from None
+        token = services.token_issue(user=user, request=request)
         return Response({"token": token.key})
 
     @extend_schema(request=None, responses={204: OpenApiResponse(description="Token revoked")})

@@ -8,10 +8,11 @@ from django.contrib.auth.mixins import LoginRequiredMixin
 from django.core.exceptions import ValidationError
 from django.shortcuts import redirect, resolve_url
 from django.urls import NoReverseMatch, reverse
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.generic import FormView, ListView, TemplateView, View
 
-from . import selectors, services
-from .forms import LoginForm, UserCreateForm, UserEditForm
+from . import selectors, services, two_factor
+from .forms import LoginForm, TwoFactorCodeForm, UserCreateForm, UserEditForm
 from .models import User
 from .permissions import PortalAdminRequiredMixin
 
@@ -44,6 +45,79 @@ class LogoutView(auth_views.LogoutView):
 
 class AccountView(LoginRequiredMixin, TemplateView):
     template_name = "accounts/me.html"
+
+    def get_context_data(self, **kwargs):
+        user = self.request.user
+        return super().get_context_data(**kwargs, two_factor=two_factor.device_for(user),
+                                        two_factor_required=two_factor.required_for(user))
+
+
+def next_url(request, default: str | None = None) -> str:
+    """Where to go after a log-in step: ``next`` (GET or POST) when it is on this site, else ``default`` (the
+    landing page)."""
+    target = request.POST.get("next") or request.GET.get("next") or ""
+    safe = url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()},
+                                           require_https=request.is_secure())
+    return target if target and safe else (landing_url() if default is None else default)
+
+
+class TwoFactorVerifyView(LoginRequiredMixin, FormView):
+    """The log-in's second step (accounts.middleware.TwoFactorMiddleware sends every page here until it is done)."""
+
+    template_name = "accounts/two_factor_verify.html"
+    form_class = TwoFactorCodeForm
+
+    def dispatch(self, request, *args, **kwargs):
+        user = request.user
+        if user.is_authenticated and (user.is_verified() or not two_factor.enabled_for(user)):
+            return redirect(self._next())
+        return super().dispatch(request, *args, **kwargs)
+
+    def _next(self) -> str:
+        return next_url(self.request)
+
+    def get_context_data(self, **kwargs):
+        return super().get_context_data(**kwargs, next=self._next())
+
+    def form_valid(self, form):
+        try:
+            two_factor.verify(request=self.request, token=form.cleaned_data["code"])
+        except two_factor.TwoFactorError as exc:
+            form.add_error("code", exc.message)
+            return self.form_invalid(form)
+        return redirect(self._next())
+
+
+class TwoFactorView(LoginRequiredMixin, FormView):
+    """The user's own two-factor authentication: set it up (a QR code, then a code from the app to confirm), turn it
+    off (with a code, unless MFA_REQUIRED requires it), or move it to a new phone (set it up again)."""
+
+    template_name = "accounts/two_factor.html"
+    form_class = TwoFactorCodeForm
+
+    def get_context_data(self, **kwargs):
+        user = self.request.user
+        device = two_factor.device_for(user)
+        setting_up = (device is None or self.request.GET.get("new") == "1"
+                      or self.request.POST.get("action") == "confirm")
+        return super().get_context_data(
+            **kwargs, device=device, required=two_factor.required_for(user), next=next_url(self.request, ""),
+            setup=two_factor.start_setup(user) if setting_up else None)
+
+    def form_valid(self, form):
+        action = self.request.POST.get("action")
+        try:
+            if action == "disable":
+                two_factor.disable(request=self.request, token=form.cleaned_data["code"])
+                messages.success(self.request, "Two-factor authentication is off: your password alone signs you in.")
+                return redirect("accounts:me")
+            two_factor.confirm(request=self.request, token=form.cleaned_data["code"])
+        except two_factor.TwoFactorError as exc:
+            form.add_error("code", exc.message)
+            return self.form_invalid(form)
+        messages.success(self.request, "Two-factor authentication is on: each log-in will ask for a code from your "
+                                       "authenticator app.")
+        return redirect(next_url(self.request, reverse("accounts:me")))
 
 
 class PasswordChangeView(LoginRequiredMixin, FormView):
@@ -85,7 +159,8 @@ class UserListView(PortalAdminRequiredMixin, ListView):
         query = self.request.GET.copy()
         query.pop("page", None)
         return super().get_context_data(
-            **kwargs, roles=User.Role.choices, filters=self.request.GET, query_string=query.urlencode()
+            **kwargs, roles=User.Role.choices, filters=self.request.GET, query_string=query.urlencode(),
+            two_factor_users=two_factor.users_with_two_factor(), mfa_required=settings.MFA_REQUIRED,
         )
 
 
@@ -117,7 +192,8 @@ class UserObjectMixin(PortalAdminRequiredMixin):
         return super().dispatch(request, *args, **kwargs)
 
     def get_context_data(self, **kwargs):
-        return super().get_context_data(**kwargs, subject=self.subject)
+        return super().get_context_data(**kwargs, subject=self.subject,
+                                        subject_two_factor=two_factor.device_for(self.subject))
 
 
 class UserUpdateView(UserObjectMixin, FormView):
@@ -152,6 +228,21 @@ class UserPasswordResetView(UserObjectMixin, FormView):
             update_session_auth_hash(self.request, self.subject)
         messages.success(self.request, f"New password set for “{self.subject.username}”; any lockout is lifted.")
         return redirect("accounts:user_list")
+
+
+class UserTwoFactorResetView(UserObjectMixin, View):
+    """POST only: remove a user's authenticator app (a lost phone)."""
+
+    http_method_names = ["post"]
+
+    def post(self, request, *args, **kwargs):
+        if two_factor.reset(actor=request.user, user=self.subject, request=request):
+            again = " They will set it up again at their next log-in." if two_factor.required_for(self.subject) else ""
+            messages.success(request, f"Two-factor authentication of “{self.subject.username}” reset: their "
+                                      f"authenticator app no longer signs them in.{again}")
+        else:
+            messages.info(request, f"“{self.subject.username}” has no two-factor authentication to reset.")
+        return redirect("accounts:user_edit", pk=self.subject.pk)
 
 
 class UserActiveView(UserObjectMixin, View):

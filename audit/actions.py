@@ -12,6 +12,10 @@ LOCKED_OUT = "auth.locked_out"
 PASSWORD_CHANGED = "auth.password_changed"
 API_TOKEN_CREATED = "auth.api_token_created"
 API_TOKEN_REVOKED = "auth.api_token_revoked"
+MFA_ENABLED = "auth.mfa_enabled"
+MFA_DISABLED = "auth.mfa_disabled"
+MFA_VERIFIED = "auth.mfa_verified"
+MFA_FAILED = "auth.mfa_failed"
 
 # User management (admins)
 USER_CREATED = "user.created"
@@ -20,6 +24,7 @@ USER_ROLE_CHANGED = "user.role_changed"
 USER_DISABLED = "user.disabled"
 USER_ENABLED = "user.enabled"
 USER_PASSWORD_RESET = "user.password_reset"
+USER_MFA_RESET = "user.mfa_reset"
 USER_DELETED = "user.deleted"
 
 # Scans
@@ -86,12 +91,17 @@ LABELS = {
     PASSWORD_CHANGED: "Password changed",
     API_TOKEN_CREATED: "API token created",
     API_TOKEN_REVOKED: "API token revoked",
+    MFA_ENABLED: "Two-factor authentication turned on",
+    MFA_DISABLED: "Two-factor authentication turned off",
+    MFA_VERIFIED: "Two-factor code accepted",
+    MFA_FAILED: "Wrong two-factor code",
     USER_CREATED: "User created",
     USER_UPDATED: "User updated",
     USER_ROLE_CHANGED: "User role changed",
     USER_DISABLED: "User disabled",
     USER_ENABLED: "User enabled",
     USER_PASSWORD_RESET: "User password reset",
+    USER_MFA_RESET: "User's two-factor authentication reset",
     USER_DELETED: "User deleted",
     SCAN_UPLOADED: "Scan uploaded",
     SCAN_UPLOAD_REJECTED: "Scan upload rejected",

@@ -59,6 +59,8 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "axes",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
     "accounts",
     "audit",
     "scans",
@@ -76,7 +78,9 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",  # request.user.is_verified(): the second factor given this session
     "django.contrib.messages.middleware.MessageMiddleware",
+    "accounts.middleware.TwoFactorMiddleware",  # asks for the code, or its set-up, before any other page
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "axes.middleware.AxesMiddleware",
     "scans.middleware.UploadSizeLimitMiddleware",  # refuses an oversized upload before the body is read
@@ -142,6 +146,16 @@ AXES_COOLOFF_TIME = env.float("AXES_COOLOFF_HOURS", default=0.5)  # hours
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "accounts/locked_out.html"
+
+# Two-factor authentication: a code from an authenticator app (TOTP, RFC 6238) after the password. A user who set it
+# up is asked for it at every log-in (and for the API token); MFA_REQUIRED=admins makes portal admins set it up
+# before anything else, all makes everyone; off (the default) leaves it to each user. MFA_ISSUER names the portal in
+# the app. Wrong codes wait 1, 2, 4, 8 ... seconds before the next try (django-otp's throttling).
+MFA_REQUIRED = env.str("MFA_REQUIRED", default="off").strip().lower()
+if MFA_REQUIRED not in ("off", "admins", "all"):
+    raise ImproperlyConfigured(f"MFA_REQUIRED must be off, admins or all, not {MFA_REQUIRED!r}.")
+OTP_TOTP_ISSUER = env.str("MFA_ISSUER", default="MRI tamper check")
+OTP_TOTP_THROTTLE_FACTOR = 1
 
 # Sessions expire after SESSION_AGE_SECONDS of inactivity and when the browser closes.
 SESSION_COOKIE_AGE = env.int("SESSION_AGE_SECONDS", default=8 * 3600)
