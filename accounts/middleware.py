@@ -24,6 +24,7 @@ class TwoFactorMiddleware:
         user = getattr(request, "user", None)
         if user is not None and user.is_authenticated and not user.is_verified():
             step = self._step(user)
+            request.two_factor_step = step  # the navigation bar stays empty until it is done
             if step is not None and not self._open(request.path, step):
                 if request.path.startswith("/api/"):
                     words = ("give the code from your authenticator app" if step == "accounts:two_factor_verify"

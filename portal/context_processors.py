@@ -37,8 +37,8 @@ def _matches(path: str, prefix: str) -> bool:
 
 def navigation(request):
     user = getattr(request, "user", None)
-    if user is None or not user.is_authenticated:
-        return {"nav_items": []}
+    if user is None or not user.is_authenticated or getattr(request, "two_factor_step", None):
+        return {"nav_items": []}  # (nothing before the log-in's second step: accounts.middleware)
     entries = []
     for label, name, admin_only, prefixes in NAV:
         if admin_only and not user.is_portal_admin:

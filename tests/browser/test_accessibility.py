@@ -68,6 +68,7 @@ def test_the_pages_meet_wcag_2_1_aa(page, login_as, doctor_a, admin_user, upload
         ("edit user", reverse("accounts:user_edit", args=[doctor_a.pk])),
         ("password change", reverse("accounts:password_change")),
         ("my account", reverse("accounts:me")),
+        ("two-factor set-up", reverse("accounts:two_factor")),
     ]:
         page.goto(url)
         found[name] = _violations(page)

@@ -58,3 +58,38 @@ def test_admin_creates_a_doctor_who_then_logs_in(page, login_as, admin_user, bro
         expect(doctor_page).to_have_url(re.compile(re.escape(reverse("scans:list")) + "$"))
     finally:
         other.close()
+
+
+def test_a_doctor_sets_up_two_factor_authentication_and_logs_in_with_a_code(page, login_as, doctor_a):
+    """The whole flow a doctor goes through, with codes computed from the key the page shows, as an app would."""
+    import time
+
+    from tests.accounts.test_two_factor import code_for
+    from tests.browser.test_accessibility import _violations
+
+    login_as(doctor_a)
+    page.goto(reverse("accounts:me"))
+    page.get_by_role("link", name="Set it up").click()
+    expect(page.locator("[data-two-factor-qr] svg")).to_be_visible()
+    secret = page.locator("[data-two-factor-secret]").inner_text()
+    page.get_by_label("Code from your authenticator app").fill(code_for(secret))
+    page.get_by_role("button", name="Turn on").click()
+    expect(page.get_by_text("Two-factor authentication is on")).to_be_visible()
+
+    page.get_by_role("button", name="Log out").click()
+    page.get_by_label("Username").fill("doctor_a")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    expect(page).to_have_url(re.compile(re.escape(reverse("accounts:two_factor_verify"))))
+    assert _violations(page) == []
+    expect(page.get_by_role("navigation", name="Main").get_by_role("link")).to_have_count(0)  # no menu before it
+    page.goto(reverse("scans:list"))  # nothing else opens before the code
+    expect(page).to_have_url(re.compile(re.escape(reverse("accounts:two_factor_verify")) + r"\?next=%2F$"))
+    page.get_by_label("Code from your authenticator app").fill("000000")
+    page.get_by_role("button", name="Continue").click()
+    expect(page.get_by_text("That code is not the one your authenticator app shows now")).to_be_visible()
+    time.sleep(1.1)  # the wait after a wrong code
+    page.get_by_label("Code from your authenticator app").fill(code_for(secret, time.time() + 30))
+    page.get_by_role("button", name="Continue").click()
+    expect(page).to_have_url(re.compile(re.escape(reverse("scans:list")) + "$"))
+    expect(page.get_by_role("navigation", name="Main").get_by_role("link", name="Scans")).to_be_visible()
