@@ -65,5 +65,4 @@ class TwoFactorCodeForm(forms.Form):
     """A six-digit code from the user's authenticator app (accounts.two_factor checks it)."""
 
     code = forms.CharField(label="Code from your authenticator app", max_length=12, strip=True, widget=forms.TextInput(
-        attrs={"autocomplete": "one-time-code", "inputmode": "numeric", "pattern": "[0-9 ]*", "autofocus": True,
-               "size": 8}))
+        attrs={"autocomplete": "one-time-code", "autocapitalize": "none", "autofocus": True, "size": 10}))

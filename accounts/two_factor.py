@@ -7,6 +7,8 @@ after the password.
   ``verify``), and the API token is given only with one (``check_for_token``).
 - ``MFA_REQUIRED``: admins (portal admins) or all (everyone) must set it up before any other page; they cannot turn
   it off, only set up a new phone.
+- Recovery codes: turning it on makes ten one-time codes, shown once, each of which stands in for the app once (a
+  phone left at home); the user can make a new set (``new_recovery_codes``), which voids the old one.
 - A lost phone: a portal admin resets it (``reset``); the user sets it up again at the next log-in where required.
 - Wrong codes wait 1, 2, 4, 8 ... seconds before the next try is even checked (django-otp's throttling), and a code
   is accepted once (a replayed code is refused).
@@ -24,6 +26,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 from django_otp import login as otp_login
+from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from audit import actions
@@ -32,6 +35,8 @@ from audit.services import audit_record
 from .models import User
 
 DEVICE_NAME = "authenticator app"
+RECOVERY_NAME = "recovery codes"
+RECOVERY_CODES = 10
 
 
 class TwoFactorError(Exception):
@@ -104,9 +109,48 @@ def _check(device: TOTPDevice, token: str) -> None:
                              "enter the current one.")
 
 
+def recovery_codes_left(user: User) -> int:
+    return StaticToken.objects.filter(device__user=user, device__name=RECOVERY_NAME).count()
+
+
+def new_recovery_codes(*, request) -> list[str]:
+    """Ten new one-time recovery codes for the user ("abcd-efgh"), replacing any earlier ones; shown once."""
+    user = request.user
+    with transaction.atomic():
+        StaticDevice.objects.filter(user=user).delete()
+        device = StaticDevice.objects.create(user=user, name=RECOVERY_NAME, confirmed=True)
+        codes = [StaticToken.random_token() for _ in range(RECOVERY_CODES)]
+        StaticToken.objects.bulk_create(StaticToken(device=device, token=code) for code in codes)
+        audit_record(action=actions.MFA_RECOVERY_CODES, request=request, actor=user, obj=user,
+                     details={"username": user.username, "codes": len(codes)})
+    return [f"{code[:4]}-{code[4:]}" for code in codes]
+
+
+def _is_recovery_code(token: str) -> bool:
+    """A recovery code is 8 letters and digits ("abcd-efgh"); an app's code is 6 digits."""
+    plain = token.replace("-", "").replace(" ", "")
+    return len(plain) == 8 and not plain.isdigit()
+
+
+def _use_recovery_code(user: User, token: str) -> int:
+    """Use up one recovery code (raise TwoFactorError if it is not one of the user's); how many are left."""
+    device = StaticDevice.objects.filter(user=user, name=RECOVERY_NAME).first()
+    if device is None:
+        raise TwoFactorError("This account has no recovery codes: use the code from your authenticator app.")
+    allowed, data = device.verify_is_allowed()
+    if not allowed:
+        until = (data or {}).get("locked_until")
+        when = f" after {timezone.localtime(until):%H:%M:%S}" if isinstance(until, datetime) else " in a moment"
+        raise TwoFactorError(f"Too many wrong codes: try again{when}.")
+    if not device.verify_token(token.replace("-", "").replace(" ", "").lower()):
+        raise TwoFactorError("That is not one of your recovery codes, or it was used already.")
+    return recovery_codes_left(user)
+
+
 def confirm(*, request, token: str) -> TOTPDevice:
     """Turn two-factor authentication on: ``token`` must come from the secret ``start_setup`` showed. The session
-    counts as verified; an earlier authenticator of the user is replaced."""
+    counts as verified; an earlier authenticator of the user is replaced. New recovery codes come with it
+    (``new_recovery_codes``: the view shows them once)."""
     user = request.user
     device = TOTPDevice.objects.filter(user=user, confirmed=False).order_by("-id").first()
     if device is None:
@@ -122,24 +166,34 @@ def confirm(*, request, token: str) -> TOTPDevice:
     return device
 
 
-def verify(*, request, token: str) -> TOTPDevice:
-    """The log-in's second step: ``token`` from the user's authenticator; the session counts as verified."""
+def verify(*, request, token: str) -> int | None:
+    """The log-in's second step: ``token`` from the user's authenticator, or one of their recovery codes (used up);
+    the session counts as verified. How many recovery codes are left when one was used, else None."""
     user = request.user
     device = device_for(user)
     if device is None:
         raise TwoFactorError("This account has no authenticator app set up.")
+    token = (token or "").strip()
+    recovery = _is_recovery_code(token)
     try:
-        _check(device, token)
+        left = _use_recovery_code(user, token) if recovery else None
+        if not recovery:
+            _check(device, token)
     except TwoFactorError as exc:
-        device.refresh_from_db()
         audit_record(action=actions.MFA_FAILED, request=request, actor=user, obj=user, outcome="failure",
-                     details={"username": user.username, "failures": device.throttling_failure_count,
-                              "where": "log-in"})
+                     details={"username": user.username, "where": "log-in", "failures": _failures(user),
+                              **({"with": "recovery code"} if recovery else {})})
         raise TwoFactorError(exc.message) from None
     otp_login(request, device)
-    audit_record(action=actions.MFA_VERIFIED, request=request, actor=user, obj=user,
-                 details={"username": user.username})
-    return device
+    audit_record(action=actions.MFA_VERIFIED, request=request, actor=user, obj=user, details={
+        "username": user.username, **({"with": "recovery code", "recovery_codes_left": left} if recovery else {})})
+    return left
+
+
+def _failures(user: User) -> int:
+    """Wrong codes in a row (the app's and the recovery codes')."""
+    return sum(d.throttling_failure_count for model in (TOTPDevice, StaticDevice)
+               for d in model.objects.filter(user=user))
 
 
 def check_for_token(*, user: User, token: str | None, request=None) -> None:
@@ -153,10 +207,8 @@ def check_for_token(*, user: User, token: str | None, request=None) -> None:
     try:
         _check(device, token)
     except TwoFactorError as exc:
-        device.refresh_from_db()
         audit_record(action=actions.MFA_FAILED, request=request, actor=user, obj=user, outcome="failure",
-                     details={"username": user.username, "failures": device.throttling_failure_count,
-                              "where": "api token"})
+                     details={"username": user.username, "failures": _failures(user), "where": "api token"})
         raise TwoFactorError(exc.message) from None
 
 
@@ -171,6 +223,7 @@ def disable(*, request, token: str) -> None:
         raise TwoFactorError("Two-factor authentication is not on for your account.")
     _check(device, token)
     TOTPDevice.objects.filter(user=user).delete()
+    StaticDevice.objects.filter(user=user).delete()
     audit_record(action=actions.MFA_DISABLED, request=request, actor=user, obj=user,
                  details={"username": user.username})
 
@@ -179,6 +232,7 @@ def reset(*, actor: User, user: User, request=None) -> bool:
     """A portal admin removes a user's authenticator (a lost phone); the user signs in with the password alone,
     and sets one up again where MFA_REQUIRED requires it. Whether there was one."""
     removed = TOTPDevice.objects.filter(user=user).delete()[0]
+    StaticDevice.objects.filter(user=user).delete()
     if removed:
         audit_record(action=actions.USER_MFA_RESET, request=request, actor=actor, obj=user,
                      details={"username": user.username})

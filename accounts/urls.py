@@ -9,6 +9,7 @@ urlpatterns = [
     path("me/", views.AccountView.as_view(), name="me"),
     path("me/password/", views.PasswordChangeView.as_view(), name="password_change"),
     path("me/two-factor/", views.TwoFactorView.as_view(), name="two_factor"),
+    path("me/two-factor/recovery-codes/", views.TwoFactorCodesView.as_view(), name="two_factor_codes"),
     path("two-factor/", views.TwoFactorVerifyView.as_view(), name="two_factor_verify"),
     path("users/", views.UserListView.as_view(), name="user_list"),
     path("users/new/", views.UserCreateView.as_view(), name="user_create"),

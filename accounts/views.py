@@ -1,4 +1,6 @@
 """Browser pages: log-in, log-out, the user's own account page, and user management for portal admins."""
+from urllib.parse import urlencode
+
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import update_session_auth_hash
@@ -81,10 +83,13 @@ class TwoFactorVerifyView(LoginRequiredMixin, FormView):
 
     def form_valid(self, form):
         try:
-            two_factor.verify(request=self.request, token=form.cleaned_data["code"])
+            left = two_factor.verify(request=self.request, token=form.cleaned_data["code"])
         except two_factor.TwoFactorError as exc:
             form.add_error("code", exc.message)
             return self.form_invalid(form)
+        if left is not None:
+            more = " Make new ones on your account page." if left <= 3 else ""
+            messages.warning(self.request, f"You used a recovery code: {left} left.{more}")
         return redirect(self._next())
 
 
@@ -102,7 +107,8 @@ class TwoFactorView(LoginRequiredMixin, FormView):
                       or self.request.POST.get("action") == "confirm")
         return super().get_context_data(
             **kwargs, device=device, required=two_factor.required_for(user), next=next_url(self.request, ""),
-            setup=two_factor.start_setup(user) if setting_up else None)
+            setup=two_factor.start_setup(user) if setting_up else None,
+            recovery_left=two_factor.recovery_codes_left(user), recovery_total=two_factor.RECOVERY_CODES)
 
     def form_valid(self, form):
         action = self.request.POST.get("action")
@@ -117,7 +123,32 @@ class TwoFactorView(LoginRequiredMixin, FormView):
             return self.form_invalid(form)
         messages.success(self.request, "Two-factor authentication is on: each log-in will ask for a code from your "
                                        "authenticator app.")
-        return redirect(next_url(self.request, reverse("accounts:me")))
+        self.request.session[RECOVERY_SESSION_KEY] = two_factor.new_recovery_codes(request=self.request)
+        target = next_url(self.request, "")
+        return redirect(reverse("accounts:two_factor_codes") + (f"?{urlencode({'next': target})}" if target else ""))
+
+
+RECOVERY_SESSION_KEY = "two_factor_recovery_codes"  # new codes, until the page that shows them once
+
+
+class TwoFactorCodesView(LoginRequiredMixin, TemplateView):
+    """The recovery codes, shown once after they were made (set-up, or POST here for a new set)."""
+
+    template_name = "accounts/two_factor_codes.html"
+
+    def get_context_data(self, **kwargs):
+        user = self.request.user
+        return super().get_context_data(
+            **kwargs, codes=self.request.session.pop(RECOVERY_SESSION_KEY, None), enabled=two_factor.enabled_for(user),
+            left=two_factor.recovery_codes_left(user), total=two_factor.RECOVERY_CODES,
+            next=next_url(self.request, reverse("accounts:me")))
+
+    def post(self, request, *args, **kwargs):
+        if not two_factor.enabled_for(request.user):
+            messages.error(request, "Turn two-factor authentication on first: recovery codes stand in for its app.")
+            return redirect("accounts:two_factor")
+        request.session[RECOVERY_SESSION_KEY] = two_factor.new_recovery_codes(request=request)
+        return redirect("accounts:two_factor_codes")
 
 
 class PasswordChangeView(LoginRequiredMixin, FormView):

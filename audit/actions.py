@@ -16,6 +16,7 @@ MFA_ENABLED = "auth.mfa_enabled"
 MFA_DISABLED = "auth.mfa_disabled"
 MFA_VERIFIED = "auth.mfa_verified"
 MFA_FAILED = "auth.mfa_failed"
+MFA_RECOVERY_CODES = "auth.mfa_recovery_codes"
 
 # User management (admins)
 USER_CREATED = "user.created"
@@ -95,6 +96,7 @@ LABELS = {
     MFA_DISABLED: "Two-factor authentication turned off",
     MFA_VERIFIED: "Two-factor code accepted",
     MFA_FAILED: "Wrong two-factor code",
+    MFA_RECOVERY_CODES: "New two-factor recovery codes",
     USER_CREATED: "User created",
     USER_UPDATED: "User updated",
     USER_ROLE_CHANGED: "User role changed",

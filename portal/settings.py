@@ -61,6 +61,7 @@ INSTALLED_APPS = [
     "axes",
     "django_otp",
     "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",  # recovery codes
     "accounts",
     "audit",
     "scans",
@@ -156,6 +157,7 @@ if MFA_REQUIRED not in ("off", "admins", "all"):
     raise ImproperlyConfigured(f"MFA_REQUIRED must be off, admins or all, not {MFA_REQUIRED!r}.")
 OTP_TOTP_ISSUER = env.str("MFA_ISSUER", default="MRI tamper check")
 OTP_TOTP_THROTTLE_FACTOR = 1
+OTP_STATIC_THROTTLE_FACTOR = 1
 
 # Sessions expire after SESSION_AGE_SECONDS of inactivity and when the browser closes.
 SESSION_COOKIE_AGE = env.int("SESSION_AGE_SECONDS", default=8 * 3600)

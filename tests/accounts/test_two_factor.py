@@ -131,7 +131,10 @@ def test_mfa_required_for_admins_sends_them_to_the_set_up_first(client_admin, cl
     assert "Your account must use two-factor" in page and "Log out" in page
     secret = secret_on(page)
     done = client_admin.post(SETUP, {"action": "confirm", "code": code_for(secret), "next": "/accounts/users/"})
-    assert done.status_code == 302 and done["Location"] == "/accounts/users/"
+    assert done.status_code == 302 and done["Location"] == (reverse("accounts:two_factor_codes")
+                                                            + "?next=%2Faccounts%2Fusers%2F")  # the codes, then on
+    codes = client_admin.get(done["Location"]).content.decode()
+    assert 'href="/accounts/users/">I have saved them</a>' in codes
     assert client_admin.get(reverse("accounts:user_list")).status_code == 200
     manage = client_admin.get(SETUP).content.decode()
     assert "it cannot be turned off" in manage and 'value="disable"' not in manage
@@ -187,3 +190,44 @@ def test_the_setting_is_checked_at_start_up():
                                                                        "MFA_REQUIRED": "sometimes"},
                             capture_output=True, text=True)
     assert result.returncode != 0 and "MFA_REQUIRED must be off, admins or all, not 'sometimes'." in result.stderr
+
+
+def test_recovery_codes_are_shown_once_and_each_signs_in_once(client_a, doctor_a):
+    secret = set_up(client_a)
+    page = client_a.get(reverse("accounts:two_factor_codes")).content.decode()
+    codes = re.findall(r"<li>([a-z2-7]{4}-[a-z2-7]{4})</li>", page)
+    assert len(codes) == 10 and len(set(codes)) == 10 and "They are shown only now." in page
+    again = client_a.get(reverse("accounts:two_factor_codes")).content.decode()
+    assert not re.findall(r"<li>([a-z2-7]{4}-[a-z2-7]{4})</li>", again) and "10 of 10 recovery codes left" in again
+    made = AuditEvent.objects.get(action=actions.MFA_RECOVERY_CODES)
+    assert made.details["codes"] == 10 and codes[0] not in str(made.details)
+
+    browser = Client()
+    browser.post(LOGIN, {"username": "doctor_a", "password": PASSWORD})
+    used = browser.post(VERIFY, {"code": codes[3].upper()}, follow=True)  # as typed from paper
+    assert used.redirect_chain[-1][0] == reverse("scans:list")
+    assert "You used a recovery code: 9 left." in used.content.decode()
+    verified = AuditEvent.objects.filter(action=actions.MFA_VERIFIED).get()
+    assert (verified.details["with"], verified.details["recovery_codes_left"]) == ("recovery code", 9)
+    other = Client()
+    other.post(LOGIN, {"username": "doctor_a", "password": PASSWORD})
+    refused = other.post(VERIFY, {"code": codes[3]})  # used up
+    assert "not one of your recovery codes, or it was used already" in refused.content.decode()
+    failed = AuditEvent.objects.get(action=actions.MFA_FAILED)
+    assert (failed.details["with"], failed.details["failures"]) == ("recovery code", 1)
+
+    # A new set voids the old one.
+    time.sleep(1.1)
+    client_a.post(reverse("accounts:two_factor_codes"))
+    fresh = re.findall(r"<li>([a-z2-7]{4}-[a-z2-7]{4})</li>",
+                       client_a.get(reverse("accounts:two_factor_codes")).content.decode())
+    assert len(fresh) == 10 and not set(fresh) & set(codes)
+    assert "not one of your recovery codes" in other.post(VERIFY, {"code": codes[4]}).content.decode()
+    time.sleep(2.1)
+    assert other.post(VERIFY, {"code": fresh[0]}).status_code == 302
+
+    # Turning it off removes them too.
+    time.sleep(1.1)
+    client_a.post(SETUP, {"action": "disable", "code": code_for(secret, time.time() + 30)})
+    from django_otp.plugins.otp_static.models import StaticToken
+    assert not StaticToken.objects.filter(device__user=doctor_a).exists()

@@ -75,6 +75,10 @@ def test_a_doctor_sets_up_two_factor_authentication_and_logs_in_with_a_code(page
     page.get_by_label("Code from your authenticator app").fill(code_for(secret))
     page.get_by_role("button", name="Turn on").click()
     expect(page.get_by_text("Two-factor authentication is on")).to_be_visible()
+    expect(page.locator("[data-recovery-codes] li")).to_have_count(10)  # shown once, now
+    assert _violations(page) == []
+    page.get_by_role("link", name="I have saved them").click()
+    expect(page).to_have_url(re.compile(re.escape(reverse("accounts:me")) + "$"))
 
     page.get_by_role("button", name="Log out").click()
     page.get_by_label("Username").fill("doctor_a")
