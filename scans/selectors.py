@@ -281,6 +281,9 @@ class SliceChange:
     region: dict
     coverage: tuple[float, int | None] | None
     copy_id: int | None = None  # the other stored scan's id; None for the PACS's copy
+    # the other copy's version of this slice, for the viewer to show in place (a stored copy the viewer may open):
+    # {scan, slice, image_url, image16_url (or None), scale, offset}
+    other: dict | None = None
 
     @property
     def text(self) -> str:
@@ -296,14 +299,14 @@ class SliceChange:
     def as_json(self) -> dict:
         """What the viewer draws and says on the slice (static/js/viewer.js)."""
         return {"source": self.source, "text": self.text, "box": self.region.get("box"),
-                "mask_rle": self.region.get("mask_rle")}
+                "mask_rle": self.region.get("mask_rle"), "other": self.other}
 
     def as_api(self) -> dict:
         """The API's entry (scans.serializers.SliceChangeSerializer)."""
         return {"slice": self.index, **{k: self.region.get(k) for k in CHANGE_FIELDS}, "text": self.text}
 
 
-CHANGE_FIELDS = ("pixels", "fraction", "box", "max_difference", "spread", "mask_rle", "sizes")
+CHANGE_FIELDS = ("pixels", "fraction", "box", "max_difference", "spread", "mask_rle", "sizes", "other_slice")
 
 
 PACS_SOURCE = "the PACS's copy"
@@ -319,12 +322,36 @@ def slice_changes_for(*, scan: Scan, copies: list[ScanCopy], comparison: dict | 
         found += [(int(i), copy.scan_id, copy.source_text, region) for i, region in copy.changes.items()
                   if int(i) in copy.altered_slices]
     labels = _label_maps(job, {i for i, _, _, region in found if region.get("mask_rle")})
+    versions = _other_versions(scan, {c.scan_id for c in copies if c.visible})
     out = []
     for index, copy_id, source, region in sorted(found, key=lambda f: (f[0], f[1] is not None, f[1] or 0)):
         coverage = None
         if job is not None and region.get("mask_rle"):
             coverage = _coverage(region["mask_rle"], labels.get(index))
-        out.append(SliceChange(index=index, source=source, region=region, coverage=coverage, copy_id=copy_id))
+        other = None
+        if copy_id in versions and region.get("other_slice") is not None:
+            other = versions[copy_id](int(region["other_slice"]))
+        out.append(SliceChange(index=index, source=source, region=region, coverage=coverage, copy_id=copy_id,
+                               other=other))
+    return out
+
+
+def _other_versions(scan: Scan, visible_ids: set[int]) -> dict:
+    """Per other stored scan the viewer may open: slice -> where its version of that slice is (the 8-bit PNG; and
+    the 16-bit one with its scale and offset when both scans have native pixels, so the viewer shows it in this
+    scan's window rather than the other's)."""
+    from django.urls import reverse
+
+    out = {}
+    for pk, scale, offset in Scan.objects.filter(pk__in=visible_ids).values_list("pk", "pixel_scale",
+                                                                                  "pixel_offset"):
+        native = scale is not None and scan.has_native_pixels
+
+        def version(index: int, pk=pk, scale=scale, offset=offset, native=native) -> dict:
+            return {"scan": pk, "slice": index, "image_url": reverse("scans:slice_image", args=[pk, index]),
+                    "image16_url": reverse("scans:slice_image16", args=[pk, index]) if native else None,
+                    "scale": scale, "offset": offset}
+        out[pk] = version
     return out
 
 

@@ -107,6 +107,8 @@ class SliceChangeSerializer(serializers.Serializer):
         "COCO RLE ({size: [h, w], counts}) of the changed pixels, for a local change; null otherwise"))
     sizes = serializers.JSONField(required=False, allow_null=True, help_text="[[h, w] here, [h, w] there] when "
                                   "the two copies have other sizes")
+    other_slice = serializers.IntegerField(required=False, allow_null=True, help_text=(
+        "the other stored scan's slice (0-based) holding the same image; absent for the PACS's copy"))
     text = serializers.CharField(help_text="in words, with how much of it the detector's regions of the latest "
                                  "analysis cover")
 

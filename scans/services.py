@@ -265,9 +265,9 @@ def record_copy_changes(scan: Scan, other_ids: list[int]) -> dict[int, dict[str,
                 if uid not in ours or uid not in theirs:
                     continue
                 regions = imaging.changed_regions(imaging.dicom_pixels(ours[uid]), imaging.dicom_pixels(theirs[uid]))
-                for k, region in enumerate(regions):
-                    here[str(mine[uid][1] + k)] = region
-                    there[str(theirs_rows[uid][1] + k)] = region
+                for k, region in enumerate(regions):  # each with the other scan's slice of the same frame
+                    here[str(mine[uid][1] + k)] = {**region, "other_slice": theirs_rows[uid][1] + k}
+                    there[str(theirs_rows[uid][1] + k)] = {**region, "other_slice": mine[uid][1] + k}
             found[other.pk] = here
             _keep_copy_changes(other.pk, scan.pk, there)
     except (DicomExportUnavailable, imaging.ImagingError) as exc:

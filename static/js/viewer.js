@@ -462,21 +462,101 @@
 
   function showSlice(index) {
     state.index = Math.max(0, Math.min(state.n - 1, index));
+    compare.index = null; // the slice is drawn as this scan's version again
     if (slider) slider.value = String(state.index);
     if (label) label.textContent = String(state.index + 1);
     img.alt = "Slice " + (state.index + 1) + " of " + state.n;
     if (native && native.window) drawWindowed();
-    else img.src = fromTemplate(viewer.dataset.sliceUrlTemplate, state.index);
+    else {
+      img.src = fromTemplate(viewer.dataset.sliceUrlTemplate, state.index);
+      sliceCanvas.classList.add("hidden"); // (it may hold another copy's version)
+      img.classList.remove("hidden");
+    }
     drawOverlay();
     renderSliceResult();
     const header = $(viewer, "data-slice-header");
     const warnings = headerWarnings(state.index);
     header.textContent = warnings.length ? "DICOM header of this slice's file: " + warnings.join(" ") : "";
     header.classList.toggle("hidden", !warnings.length);
+    renderSliceChanges();
+  }
+
+  // --- The other copy's version of a changed slice, shown in place -------------------------------------------
+  // (a stored copy the viewer may open; in this scan's window, from its 16-bit pixels, so that only the edit
+  // changes when the doctor switches between the two)
+
+  const compare = { index: null, other: null, showingOther: false, token: 0 };
+
+  function renderSliceChanges() {
     const changes = sliceChanges(state.index);
     const changeBox = $(viewer, "data-slice-changes");
-    changeBox.textContent = changes.map((c) => "Against " + c.source + ": " + c.text + ".").join(" ");
+    changeBox.textContent = "";
     changeBox.classList.toggle("hidden", !changes.length);
+    if (compare.index !== state.index) Object.assign(compare, { index: state.index, other: null, showingOther: false });
+    for (const change of changes) {
+      const line = document.createElement("p");
+      line.style.margin = "0 0 .25rem";
+      line.textContent = "Against " + change.source + ": " + change.text + ". ";
+      if (change.other) {
+        const button = document.createElement("button");
+        button.type = "button";
+        button.className = "button button-small";
+        button.dataset.showOther = String(change.other.scan);
+        const shown = compare.other === change.other && compare.showingOther;
+        button.setAttribute("aria-pressed", shown ? "true" : "false");
+        button.textContent = shown ? "Show this scan's version" : "Show scan #" + change.other.scan + "'s version";
+        button.addEventListener("click", () => showVersion(change.other, !shown));
+        line.append(button);
+      }
+      changeBox.append(line);
+    }
+    const note = document.createElement("p");
+    note.className = "small";
+    note.dataset.versionShown = "";
+    note.style.margin = "0";
+    note.textContent = compare.showingOther ? "Showing scan #" + compare.other.scan + "'s version of this slice (slice " + (compare.other.slice + 1) + " there), in this scan's window." : "";
+    if (changes.length) changeBox.append(note);
+  }
+
+  /** Native values of a 16-bit slice PNG (any scan's). */
+  async function fetch16(url) {
+    const response = await fetch(url, { credentials: "same-origin" });
+    if (!response.ok) throw new Error("HTTP " + response.status);
+    return decodePng16(await response.arrayBuffer());
+  }
+
+  async function showVersion(other, showOther) {
+    const token = ++compare.token;
+    Object.assign(compare, { index: state.index, other: other, showingOther: showOther });
+    if (other.image16_url && native) {
+      // both versions through the same mapping: this scan's window (the one set, or the default)
+      const window = native.window || { level: (native.low + native.high) / 2, width: Math.max(native.high - native.low, native.scale) };
+      let values, scale, offset;
+      try {
+        if (showOther) [values, scale, offset] = [await fetch16(other.image16_url), other.scale, other.offset];
+        else [values, scale, offset] = [await native16(state.index), native.scale, native.offset];
+      } catch (e) {
+        return;
+      }
+      if (token !== compare.token || compare.index !== state.index) return;
+      const low = window.level - window.width / 2, span = Math.max(window.width, 1e-9);
+      const ctx = sliceCanvas.getContext("2d");
+      const image = ctx.createImageData(state.width, state.height);
+      for (let i = 0; i < values.length; i++) {
+        const grey = Math.max(0, Math.min(255, Math.round(((values[i] * scale + offset - low) / span) * 255)));
+        image.data[4 * i] = image.data[4 * i + 1] = image.data[4 * i + 2] = grey;
+        image.data[4 * i + 3] = 255;
+      }
+      ctx.putImageData(image, 0, 0);
+      img.classList.add("hidden");
+      sliceCanvas.classList.remove("hidden");
+    } else {
+      // 8-bit sources are shown byte for byte: the two PNGs are the two versions
+      sliceCanvas.classList.add("hidden");
+      img.classList.remove("hidden");
+      img.src = showOther ? other.image_url : fromTemplate(viewer.dataset.sliceUrlTemplate, state.index);
+    }
+    renderSliceChanges();
   }
 
   /** Show the change controls when some slice has changes (at load, or when a comparison arrives live). */

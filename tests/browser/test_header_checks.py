@@ -49,3 +49,49 @@ def test_the_viewer_marks_the_slice_whose_header_shows_editing(page, login_as, d
                                         "different program (EDITOR 1.0) from the rest (OSIRIX, 2 files), at slice 2")
     page.locator("[data-slice-strip] button").nth(2).click()
     assert note.is_hidden()
+
+
+def test_the_viewer_outlines_an_altered_copy_and_shows_the_other_version_in_place(page, login_as, doctor_a):
+    """Another stored copy of the scan with a painted square: the strip marks the slice, the summary leads to it, the
+    outline is drawn, and "Show scan #N's version" puts the other copy's pixels in place (in this scan's window)
+    and back."""
+    from scans.models import DicomInstance
+    from scans.services import scan_upload
+    from tests.reports.conftest import brainix_paths
+    from tests.scans.scanfiles import brainix_flair_upload
+
+    original = scan_upload(user=doctor_a, files=brainix_flair_upload((9, 10, 11))).scan
+    altered = scan_upload(user=doctor_a, files=brainix_flair_upload((9, 10, 11), paint=1)).scan
+    store_analysis(altered, verdicts={0: "no_tumor", 1: "no_tumor", 2: "no_tumor"}, regions={},
+                   scan_verdict="no_tumor")
+    painted = pydicom.dcmread(brainix_paths((9, 10, 11))[1], stop_before_pixels=True).SOPInstanceUID
+    index = DicomInstance.objects.get(scan=altered, sop_instance_uid=painted).first_slice
+
+    login_as(doctor_a)
+    page.goto(reverse("scans:detail", args=[altered.pk]))
+    page.wait_for_selector("[data-slice-result]:not(.hidden)")
+    marked = page.locator("[data-slice-strip] [data-changed]")
+    assert marked.count() == 1 and marked.get_attribute("data-index") == str(index)
+    page.locator("[data-summary-changed] button").click()
+    said = page.locator("[data-slice-changes]")
+    assert f"Against scan #{original.pk}: 400 pixels differ" in said.inner_text()
+    overlay = "([x, y]) => Array.from(document.querySelector('[data-overlay]').getContext('2d')" \
+              ".getImageData(x, y, 1, 1).data)"
+    assert page.evaluate(overlay, [100, 110]) == [255, 200, 0, 255]  # the outline
+
+    canvas = "([x, y]) => Array.from(document.querySelector('[data-slice-canvas]').getContext('2d')" \
+             ".getImageData(x, y, 1, 1).data)"
+    button = page.locator(f'[data-show-other="{original.pk}"]')
+    assert button.get_attribute("aria-pressed") == "false"
+    button.click()
+    page.wait_for_selector(f'[data-show-other="{original.pk}"][aria-pressed="true"]')
+    assert page.locator("[data-slice-canvas]").is_visible() and not page.locator("[data-slice-img]").is_visible()
+    assert f"Showing scan #{original.pk}'s version of this slice" in said.inner_text()
+    theirs_inside, theirs_outside = page.evaluate(canvas, [110, 110]), page.evaluate(canvas, [60, 200])
+    page.locator(f'[data-show-other="{original.pk}"]').click()  # back to this scan's version, the same mapping
+    page.wait_for_selector(f'[data-show-other="{original.pk}"][aria-pressed="false"]')
+    ours_inside, ours_outside = page.evaluate(canvas, [110, 110]), page.evaluate(canvas, [60, 200])
+    assert ours_inside[0] == 255 and theirs_inside[0] < 200  # the painted square, and the tissue it hides
+    assert ours_outside == theirs_outside  # elsewhere the two versions look the same
+    page.locator("[data-slice-slider]").fill(str((index + 1) % 3))  # another slice: this scan's image again
+    assert page.locator("[data-slice-img]").is_visible()

@@ -106,6 +106,7 @@ def test_another_stored_copy_is_compared_pixel_for_pixel_on_both_scans(client_a,
     [shown] = data[str(index)]
     assert (shown["source"], shown["box"]) == ("a scan of another user", [100, 100, 20, 20])
     assert shown["mask_rle"] == region["mask_rle"]
+    assert shown["other"] is None  # another user's scan: its version is not offered
     assert "data-change-toggle" in page
 
     # Once analysed: how much of the change the detector's regions cover (here half of it, as an added tumour).
@@ -130,8 +131,20 @@ def test_a_copy_whose_change_the_detector_missed_says_so(client_a, doctor_a):
     store_analysis(altered, verdicts={0: "no_tumor", 1: "no_tumor", 2: "no_tumor"}, regions={},
                    scan_verdict="no_tumor")
     page = client_a.get(reverse("scans:detail", args=[altered.pk])).content.decode()
-    assert (f"Slice {_painted_index(altered) + 1}, against scan #{original.pk}: 400 pixels differ") in page
+    index = _painted_index(altered)
+    assert (f"Slice {index + 1}, against scan #{original.pk}: 400 pixels differ") in page
     assert "; the detector shows no region there." in page
+    # The viewer may show the other copy's version of that slice in place, in this scan's window (16-bit BRAINIX).
+    data = json.loads(page.split('<script id="slice-changes" type="application/json">')[1].split("</script>")[0])
+    other_index = _painted_index(original)
+    original.refresh_from_db()
+    assert data[str(index)][0]["other"] == {
+        "scan": original.pk, "slice": other_index,
+        "image_url": reverse("scans:slice_image", args=[original.pk, other_index]),
+        "image16_url": reverse("scans:slice_image16", args=[original.pk, other_index]),
+        "scale": original.pixel_scale, "offset": original.pixel_offset}
+    [entry] = client_a.get(reverse("api-scan-detail", args=[altered.pk])).json()["copies"][0]["changes"]
+    assert (entry["slice"], entry["other_slice"]) == (index, other_index)
 
 
 def test_copies_found_before_the_changes_were_recorded_get_them_from_check_dicom_headers(doctor_a):
