@@ -247,58 +247,45 @@
       row.append(badge, " " + indices.length + " slice" + (indices.length === 1 ? "" : "s"));
       if (verdict !== "no_tumor") {
         row.append(": ");
-        const runs = runsOf(indices);
-        runs.slice(0, MAX_LISTED_RUNS).forEach(([first, last]) => {
-          const button = document.createElement("button");
-          button.type = "button";
-          button.className = "button button-small";
-          button.textContent = first === last ? String(first + 1) : first + 1 + "\u2013" + (last + 1);
-          button.setAttribute("aria-label", "Show slice " + (first + 1) + " (" + LABELS[verdict] + ")");
-          button.addEventListener("click", () => showSlice(first));
-          row.append(button, " ");
-        });
-        if (runs.length > MAX_LISTED_RUNS) row.append("and " + (runs.length - MAX_LISTED_RUNS) + " more runs");
+        runButtons(row, indices, LABELS[verdict]);
       }
       box.appendChild(row);
     }
-    const changed = Object.keys(SLICE_CHANGES).map(Number).filter((i) => i < state.n).sort((a, b) => a - b);
-    if (changed.length) {
-      const row = document.createElement("li");
-      row.dataset.summaryChanged = "";
-      const tag = document.createElement("span");
-      tag.className = "badge badge-warning";
-      tag.textContent = "Other copy";
-      row.append(tag, " other pixels at " + changed.length + " slice" + (changed.length === 1 ? "" : "s") + ": ");
-      runsOf(changed).slice(0, MAX_LISTED_RUNS).forEach(([first, last]) => {
-        const button = document.createElement("button");
-        button.type = "button";
-        button.className = "button button-small";
-        button.textContent = first === last ? String(first + 1) : first + 1 + "\u2013" + (last + 1);
-        button.setAttribute("aria-label", "Show slice " + (first + 1) + " (another copy has other pixels)");
-        button.addEventListener("click", () => showSlice(first));
-        row.append(button, " ");
-      });
-      box.appendChild(row);
-    }
-    const flagged = Object.keys(HEADER_WARNINGS).map(Number).filter((i) => i < state.n).sort((a, b) => a - b);
-    if (flagged.length) {
-      const row = document.createElement("li");
-      row.dataset.summaryHeader = "";
-      const tag = document.createElement("span");
-      tag.className = "badge badge-warning";
-      tag.textContent = "DICOM header";
-      row.append(tag, " signs of editing at " + flagged.length + " slice" + (flagged.length === 1 ? "" : "s") + ": ");
-      runsOf(flagged).slice(0, MAX_LISTED_RUNS).forEach(([first, last]) => {
-        const button = document.createElement("button");
-        button.type = "button";
-        button.className = "button button-small";
-        button.textContent = first === last ? String(first + 1) : first + 1 + "\u2013" + (last + 1);
-        button.setAttribute("aria-label", "Show slice " + (first + 1) + " (DICOM header shows signs of editing)");
-        button.addEventListener("click", () => showSlice(first));
-        row.append(button, " ");
-      });
-      box.appendChild(row);
-    }
+    // evidence beside the detector's: other pixels in another copy, and headers that show editing
+    flagRow(box, "summaryChanged", "Other copy", "other pixels", Object.keys(SLICE_CHANGES),
+            "another copy has other pixels");
+    flagRow(box, "summaryHeader", "DICOM header", "signs of editing", Object.keys(HEADER_WARNINGS),
+            "DICOM header shows signs of editing");
+  }
+
+  /** A summary row for slices flagged by something other than the detector: a tag, how many, and a button per run
+   * of slices that shows its first one. */
+  function flagRow(box, dataName, tagText, what, keys, why) {
+    const indices = keys.map(Number).filter((i) => i < state.n).sort((a, b) => a - b);
+    if (!indices.length) return;
+    const row = document.createElement("li");
+    row.dataset[dataName] = "";
+    const tag = document.createElement("span");
+    tag.className = "badge badge-warning";
+    tag.textContent = tagText;
+    row.append(tag, " " + what + " at " + indices.length + " slice" + (indices.length === 1 ? "" : "s") + ": ");
+    runButtons(row, indices, why);
+    box.appendChild(row);
+  }
+
+  /** One button per run of the sorted slice indices (at most MAX_LISTED_RUNS), each showing its first slice. */
+  function runButtons(row, indices, why) {
+    const runs = runsOf(indices);
+    runs.slice(0, MAX_LISTED_RUNS).forEach(([first, last]) => {
+      const button = document.createElement("button");
+      button.type = "button";
+      button.className = "button button-small";
+      button.textContent = first === last ? String(first + 1) : first + 1 + "\u2013" + (last + 1);
+      button.setAttribute("aria-label", "Show slice " + (first + 1) + " (" + why + ")");
+      button.addEventListener("click", () => showSlice(first));
+      row.append(button, " ");
+    });
+    if (runs.length > MAX_LISTED_RUNS) row.append("and " + (runs.length - MAX_LISTED_RUNS) + " more runs");
   }
 
   /** COCO compressed RLE string -> run lengths (pycocotools maskApi.c rleFrString). */
