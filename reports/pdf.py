@@ -43,18 +43,31 @@ def _p(text, style):
     return Paragraph(escape(str(text)), style)
 
 
-def _slice_picture(report, result):
+def _slice_picture(report, result, changed=None):
     scan_slice = result.scan_slice or report.slices.get(result.index)
     if scan_slice is None or not scan_slice.image:
         return None
     labels = read_png(result.mask) if result.mask else None
-    picture = overlay(read_png(scan_slice.image), labels)
+    picture = overlay(read_png(scan_slice.image), labels, changed=changed)
     buf = io.BytesIO()
     picture.save(buf, format="PNG")
     buf.seek(0)
     w, h = picture.size
     scale = PICTURE_SIZE / max(w, h)
     return RLImage(buf, width=w * scale, height=h * scale)
+
+
+def _changed_masks(changes) -> dict:
+    """0-based slice -> the pixels any other copy holds otherwise (the union of the local changes' masks)."""
+    from inference.ml.coco import rle_to_mask
+
+    masks = {}
+    for change in changes:
+        rle = change.region.get("mask_rle")
+        if rle:
+            mask = rle_to_mask(rle)
+            masks[change.index] = masks[change.index] | mask if change.index in masks else mask
+    return masks
 
 
 def review_text(review) -> str:
@@ -184,21 +197,31 @@ def scan_report_pdf(report, *, generated_by, confidence_guide: str = "",
                   Table(originals, colWidths=[60 * mm, 110 * mm], style=table_style)]
 
     pictures = []
-    for result in report.flagged_results[:MAX_PICTURES]:
-        image = _slice_picture(report, result)
+    changed = _changed_masks(changes)
+    # the slices another copy holds otherwise first (pixel evidence), then the detector's findings
+    by_index = {r.index: r for r in report.results}
+    chosen = [by_index[i] for i in sorted(changed) if i in by_index]
+    chosen += [r for r in report.flagged_results if r.index not in changed]
+    for result in chosen[:MAX_PICTURES]:
+        image = _slice_picture(report, result, changed.get(result.index))
         if image is not None:
             regions = len(result.instances.all())
+            other = "; other pixels in another copy (yellow)" if result.index in changed else ""
             caption = _p(f"Slice {result.index + 1}: {verdict_label(result.verdict)} ({result.confidence:.0%}), "
-                         f"{regions} region{'s' if regions != 1 else ''}", small)
+                         f"{regions} region{'s' if regions != 1 else ''}{other}", small)
             pictures.append([image, caption])
     if pictures:
         cells = [[pictures[i], pictures[i + 1] if i + 1 < len(pictures) else ""] for i in range(0, len(pictures), 2)]
         grid = Table(cells, colWidths=[85 * mm, 85 * mm],
                      style=TableStyle([("VALIGN", (0, 0), (-1, -1), "TOP"), ("ALIGN", (0, 0), (-1, -1), "CENTER")]))
         shown = "with a region or the most suspicious" if len(report.results) > len(pictures) else "all"
+        if changed and len(report.results) > len(pictures):
+            shown = "with other pixels in another copy, then " + shown
         story += [Spacer(1, 5 * mm), KeepTogether([Paragraph("Slices", styles["Heading2"]),
                   _p(f"{len(pictures)} of {len(report.results)} slices ({shown}); coloured outlines: "
-                     "blue real tumor, red added, purple removed.", small)]), grid]
+                     "blue real tumor, red added, purple removed"
+                     f"{'; yellow: pixels another copy of the image holds with other values' if changed else ''}.",
+                     small)]), grid]
 
     rows = [["Slice", "Verdict", "Confidence", "Tamper score", "Regions", "Region classes (score)"]]
     for r in report.results:

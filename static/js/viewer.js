@@ -179,8 +179,37 @@
       url = page.next;
     }
     $(viewer, "data-overlay-controls").classList.remove("hidden");
+    renderTamperedSlices();
     renderStrip();
     showSlice(state.index);
+  }
+
+  /** Beside the scan's verdict, when it is not itself a tampering verdict: the slices read as tampered, most
+   * confident first (a scan whose real tumour outweighs one injected slice still says so at the top), each a
+   * button that shows it. */
+  function renderTamperedSlices() {
+    const box = $(panel, "data-scan-tampered-slices");
+    const tampered = [...state.results.values()].filter((r) => r.verdict === "fake_added" || r.verdict === "fake_removed")
+      .sort((a, b) => b.confidence - a.confidence);
+    const scanVerdict = job.current && job.current.verdict;
+    box.textContent = "";
+    const show = tampered.length > 0 && scanVerdict !== "fake_added" && scanVerdict !== "fake_removed";
+    box.classList.toggle("hidden", !show);
+    if (!show) return;
+    const strong = document.createElement("strong");
+    strong.textContent = "Read as tampered on " + tampered.length + " of " + state.n + " slice" + (state.n === 1 ? "" : "s") + ":";
+    box.append(strong, " ");
+    for (const r of tampered.slice(0, MAX_LISTED_RUNS)) {
+      const button = document.createElement("button");
+      button.type = "button";
+      button.className = "button button-small";
+      button.textContent = (r.index + 1) + " (" + LABELS[r.verdict] + " " + pct(r.confidence) + ")";
+      button.setAttribute("aria-label", "Show slice " + (r.index + 1) + " (" + LABELS[r.verdict] + ")");
+      button.addEventListener("click", () => { showSlice(r.index); viewer.scrollIntoView({ block: "start" }); });
+      box.append(button, " ");
+    }
+    if (tampered.length > MAX_LISTED_RUNS) box.append("and " + (tampered.length - MAX_LISTED_RUNS) + " more. ");
+    box.append("The scan's verdict weighs every slice; look at these before reading it as authentic.");
   }
 
   function renderStrip() {

@@ -95,3 +95,24 @@ def test_the_viewer_outlines_an_altered_copy_and_shows_the_other_version_in_plac
     assert ours_outside == theirs_outside  # elsewhere the two versions look the same
     page.locator("[data-slice-slider]").fill(str((index + 1) % 3))  # another slice: this scan's image again
     assert page.locator("[data-slice-img]").is_visible()
+
+
+def test_slices_read_as_tampered_are_named_beside_an_authentic_scan_verdict(page, login_as, doctor_a, upload_dicom):
+    """A series whose real tumour outweighs one injected slice in the scan's verdict: the verdict says Real tumor,
+    and the line under it names the tampered slice, a button that shows it."""
+    scan = upload_dicom(doctor_a)
+    store_analysis(scan, verdicts={0: "real_tumor", 1: "fake_added", 2: "real_tumor"}, regions={},
+                   scan_verdict="real_tumor")
+    login_as(doctor_a)
+    page.goto(reverse("scans:detail", args=[scan.pk]))
+    line = page.locator("[data-scan-tampered-slices]")
+    line.wait_for(state="visible", timeout=10_000)
+    assert line.inner_text().startswith("Read as tampered on 1 of 3 slices: 2 (Fake added 70%)")
+    page.locator("[data-scan-tampered-slices] button").click()
+    assert page.locator("[data-slice-label]").inner_text() == "2"
+
+    from inference.models import InferenceJob
+    InferenceJob.objects.filter(scan=scan).update(verdict="fake_added")  # the scan's verdict says it already
+    page.reload()
+    page.wait_for_selector("[data-slice-result]:not(.hidden)")
+    assert not line.is_visible()

@@ -123,6 +123,9 @@ def test_another_stored_copy_is_compared_pixel_for_pixel_on_both_scans(client_a,
     assert entry["text"].endswith("; the detector's added tumour region covers 50 % of them")
     text = " ".join(report_pdf_text(client_a, original.pk).split())
     assert "the detector's added tumour region covers 50 % of them" in text, text
+    # its pictures: that slice first, the changed pixels outlined in yellow
+    assert f"Slice {index + 1}: Fake added (70%), 1 region; other pixels in another copy (yellow)" in text
+    assert "yellow: pixels another copy of the image holds with other values." in text
 
 
 def test_a_copy_whose_change_the_detector_missed_says_so(client_a, doctor_a):
@@ -169,3 +172,16 @@ def test_copies_found_before_the_changes_were_recorded_get_them_from_check_dicom
     out = io.StringIO()
     call_command("check_dicom_headers", "--scan", str(original.pk), stdout=out)
     assert "Recorded where" not in out.getvalue()  # nothing left to describe
+
+
+def test_the_report_picture_outlines_the_changed_pixels_without_tinting_them():
+    from reports.overlay import CHANGED_RGB, overlay
+
+    grey = np.full((12, 12), 80, dtype=np.uint8)
+    changed = np.zeros((12, 12), dtype=bool)
+    changed[3:8, 4:9] = True
+    picture = np.asarray(overlay(grey, None, changed=changed))
+    assert picture[3, 4].tolist() == CHANGED_RGB.astype(int).tolist()  # the edge
+    assert picture[5, 6].tolist() == [80, 80, 80]  # the inside, as it is
+    assert picture[0, 0].tolist() == [80, 80, 80]
+    assert np.array_equal(np.asarray(overlay(grey, None)), np.asarray(overlay(grey, None, changed=None)))
