@@ -243,7 +243,7 @@ def record_copy_changes(scan: Scan, other_ids: list[int]) -> dict[int, dict[str,
     one's own slice numbers), so either page can outline the changed pixels. Only instances both copies hold
     lossless are compared. Originals that cannot be read leave the finding without its regions (logged): the
     evidence is the other digest, not this description."""
-    from reports.seg import DicomExportUnavailable, source_datasets
+    from reports.seg import DicomExportUnavailable
 
     rows = (DicomInstance.objects.filter(scan_id__in=[scan.pk, *other_ids], lossy=False)
             .values_list("scan_id", "sop_instance_uid", "pixels_sha256", "first_slice"))
@@ -251,15 +251,16 @@ def record_copy_changes(scan: Scan, other_ids: list[int]) -> dict[int, dict[str,
     for scan_id, uid, digest, first in rows:
         by_scan.setdefault(scan_id, {})[uid] = (digest, first)
     mine = by_scan.get(scan.pk, {})
+    altered = {other_id: [uid for uid, (digest, _) in by_scan.get(other_id, {}).items()
+                          if uid in mine and mine[uid][0] != digest] for other_id in other_ids}
     found: dict[int, dict[str, dict]] = {}
     try:
-        ours = {str(ds.get("SOPInstanceUID", "") or ""): ds for ds in source_datasets(scan)}
+        ours = _instance_datasets(scan, {uid for uids in altered.values() for uid in uids})
         for other in Scan.objects.filter(pk__in=other_ids).order_by("pk"):
-            theirs_rows = by_scan.get(other.pk, {})
-            uids = [uid for uid, (digest, _) in theirs_rows.items() if uid in mine and mine[uid][0] != digest]
+            theirs_rows, uids = by_scan.get(other.pk, {}), altered[other.pk]
             if not uids:
                 continue
-            theirs = {str(ds.get("SOPInstanceUID", "") or ""): ds for ds in source_datasets(other)}
+            theirs = _instance_datasets(other, set(uids))
             here, there = {}, {}
             for uid in uids:
                 if uid not in ours or uid not in theirs:
@@ -275,6 +276,36 @@ def record_copy_changes(scan: Scan, other_ids: list[int]) -> dict[int, dict[str,
     for other_id, here in found.items():
         _keep_copy_changes(scan.pk, other_id, here)
     scan.refresh_from_db(fields=["metadata"])
+    return found
+
+
+def _instance_datasets(scan: Scan, uids: set[str]) -> dict:
+    """SOP Instance UID -> the stored original's full dataset, for the instances ``uids`` names only: each file's
+    header is read up to its UID first (a large series with one altered image is not parsed whole)."""
+    import io
+
+    import pydicom
+
+    from reports.seg import DicomExportUnavailable
+
+    found = {}
+    for scan_file in scan.files.order_by("position"):
+        with scan_file.file.open("rb") as fh:
+            data = fh.read()
+        if scan_file.original_name.lower().endswith(".zip"):
+            original = ingest.Original(name=scan_file.original_name, data=data, sha256=scan_file.sha256, kind="zip")
+            blobs = [member for _, member in ingest.expand_zip(original)]
+        else:
+            blobs = [data]
+        for blob in blobs:
+            try:
+                head = pydicom.dcmread(io.BytesIO(blob), stop_before_pixels=True, specific_tags=["SOPInstanceUID"])
+            except Exception as exc:  # the upload read it; a stored original that no longer reads is named
+                raise DicomExportUnavailable(f"The stored original {scan_file.original_name} cannot be read as "
+                                             f"DICOM: {exc}") from exc
+            uid = str(head.get("SOPInstanceUID", "") or "")
+            if uid in uids:
+                found[uid] = imaging.read_dicom_dataset(io.BytesIO(blob))
     return found
 
 
