@@ -1,12 +1,13 @@
 """Reads about users."""
-from django.db.models import Q, QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.shortcuts import get_object_or_404
 
 from .models import User
 
 
 def user_list(*, filters: dict | None = None) -> QuerySet[User]:
-    """All users, for admins. filters: q (username, name or e-mail contains), role, status (active|inactive)."""
+    """All users, for admins. filters: q (username, name or e-mail contains), role, status (active|inactive),
+    two_factor (on|off: whether they have an authenticator app set up)."""
     filters = filters or {}
     users = User.objects.all()
     if q := (filters.get("q") or "").strip():
@@ -20,7 +21,24 @@ def user_list(*, filters: dict | None = None) -> QuerySet[User]:
         users = users.filter(is_active=True)
     elif status == "inactive":
         users = users.filter(is_active=False)
+    two_factor = filters.get("two_factor")
+    if two_factor in ("on", "off"):
+        from django_otp.plugins.otp_totp.models import TOTPDevice
+
+        with_app = Exists(TOTPDevice.objects.filter(user=OuterRef("pk"), confirmed=True))
+        users = users.filter(with_app if two_factor == "on" else ~with_app)
     return users.order_by("username")
+
+
+def two_factor_summary() -> dict:
+    """For the Users page: how many active users, and active admins, have two-factor authentication on."""
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    active = User.objects.filter(is_active=True)
+    with_app = Exists(TOTPDevice.objects.filter(user=OuterRef("pk"), confirmed=True))
+    admins = active.filter(Q(role=User.Role.ADMIN) | Q(is_superuser=True))
+    return {"users": active.count(), "users_on": active.filter(with_app).count(),
+            "admins": admins.count(), "admins_on": admins.filter(with_app).count()}
 
 
 def user_get(*, user_id: int) -> User:

@@ -192,6 +192,7 @@ class UserListView(PortalAdminRequiredMixin, ListView):
         return super().get_context_data(
             **kwargs, roles=User.Role.choices, filters=self.request.GET, query_string=query.urlencode(),
             two_factor_users=two_factor.users_with_two_factor(), mfa_required=settings.MFA_REQUIRED,
+            two_factor_summary=selectors.two_factor_summary(),
         )
 
 

@@ -148,6 +148,12 @@ def test_an_admin_resets_a_lost_phone_and_the_user_turns_it_off_with_a_code(clie
     secret = set_up(client_a)
     users = client_admin.get(reverse("accounts:user_list")).content.decode()
     assert re.search(rf'data-two-factor="{doctor_a.pk}"><span class="badge badge-done">On', users)
+    summary = re.search(r"data-two-factor-summary>(.*?)</p>", users, re.S).group(1)
+    assert " ".join(summary.split()).startswith("Two-factor authentication is on for 1 of 2 active users (0 of 1 admin)")
+    listed = client_admin.get(reverse("accounts:user_list"), {"two_factor": "on"}).content.decode()
+    assert f'data-two-factor="{doctor_a.pk}"' in listed and f'data-two-factor="{admin_user.pk}"' not in listed
+    listed = client_admin.get(reverse("accounts:user_list"), {"two_factor": "off"}).content.decode()
+    assert f'data-two-factor="{doctor_a.pk}"' not in listed and f'data-two-factor="{admin_user.pk}"' in listed
     edit = client_admin.get(reverse("accounts:user_edit", args=[doctor_a.pk])).content.decode()
     assert "data-two-factor-reset" in edit and "Two-factor authentication: on since" in edit
     assert client_a.post(reverse("accounts:user_two_factor_reset", args=[doctor_a.pk])).status_code == 403
