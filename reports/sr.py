@@ -10,7 +10,12 @@ What it holds, in the source study and for the source patient (copied from the u
   tamper score, the radiologist's verdict when there is one, and the DICOM header checks' outcome;
 - one group per kind of region the detector marked (real tumor, injected tumor, erased tumor), referencing that
   segment of the analysis' DICOM SEG, with the number of slices it spans, its volume in mm³ (when the source gives
-  the pixel and slice spacing) and the detector's highest score for such a region.
+  the pixel and slice spacing) and the detector's highest score for such a region;
+- one planar group per slice whose image another copy holds with other pixels (the PACS's, at its latest
+  comparison, or another stored scan's; scans.selectors.SliceChange): the box of the changed pixels on that source
+  image (a closed polyline), how many differ and by how much, local or spread, and which copy. That evidence can
+  come after the analysis: an SR with it has its own UID (evidence_key), which names the SR of the same analysis
+  and review without it as its predecessor.
 
 Its UIDs derive from the analysis and its review (reports.dicom_ids): it references the very SEG the portal makes
 for the same analysis (reports.seg), and a new review makes a new SR instance in the same series, which names the
@@ -20,6 +25,7 @@ Checked by dciodvfy and by a real Orthanc in tests/reports/test_sr.py.
 from __future__ import annotations
 
 import highdicom as hd
+import numpy as np
 import pydicom
 from django.utils import timezone
 from pydicom.sr.codedict import codes
@@ -55,6 +61,16 @@ HEADER_STATUS_CODES = {
     "error": _code("HDR_ERROR", "Headers could not be checked"),
 }
 SLICES_UNIT = hd.sr.CodedConcept(value="{slices}", scheme_designator="UCUM", meaning="slices")
+# Where another copy of an image holds other pixel values (scans.selectors.SliceChange): pixel evidence of an edit
+# that does not come from the detector.
+CHANGED_PIXELS = _code("CHANGED_PIXELS", "Pixels that differ from another copy of the image")
+CHANGED_PIXEL_COUNT = _code("CHANGED_COUNT", "Number of pixels that differ")
+MAX_DIFFERENCE = _code("MAX_DIFFERENCE", "Largest difference of a pixel value")
+CHANGE_EXTENT = _code("CHANGE_EXTENT", "Extent of the change")
+CHANGE_EXTENTS = {False: _code("CHANGE_LOCAL", "Local: an edit in one place"),
+                  True: _code("CHANGE_SPREAD", "Spread over the image")}
+OTHER_COPY = _code("OTHER_COPY", "Copy compared with")
+PIXELS_UNIT = hd.sr.CodedConcept(value="{pixels}", scheme_designator="UCUM", meaning="pixels")
 
 
 def probability_code(verdict: str) -> hd.sr.CodedConcept:
@@ -143,6 +159,67 @@ def _region_groups(report, seg: hd.seg.Segmentation, sources, algorithm) -> list
     return groups
 
 
+def _evidence(report) -> list:
+    """The slices another copy of the scan's images holds with other pixels (its latest comparison with the PACS,
+    the other stored copies): scans.selectors.SliceChange, with a box."""
+    from scans.selectors import scan_slice_changes
+
+    return [c for c in scan_slice_changes(scan=report.scan, user=report.scan.owner) if c.region.get("box")]
+
+
+def evidence_key(changes: list) -> str | None:
+    """What tells apart the states of that evidence, for the SR's UID (None: no evidence, the UID as before)."""
+    if not changes:
+        return None
+    import hashlib
+    import json
+
+    facts = sorted([c.copy_id or 0, c.index, c.region.get("box"), c.region.get("pixels")] for c in changes)
+    return "evidence-" + hashlib.sha256(json.dumps(facts).encode()).hexdigest()[:16]
+
+
+def _evidence_groups(report, changes: list, sources: list[pydicom.Dataset], series_uid: str) -> list:
+    """One planar group per changed slice: its box on the source image (a closed polyline, in pixel columns and rows),
+    how many pixels differ and by how much, local or spread, and which copy it was compared with."""
+    frames = []  # slice index -> (dataset, frame number or None)
+    for ds in sources:
+        n = int(ds.get("NumberOfFrames") or 1)
+        frames += [(ds, k + 1 if n > 1 else None) for k in range(n)]
+    groups = []
+    for change in changes:
+        if change.index >= len(frames):
+            continue
+        ds, frame = frames[change.index]
+        x, y, w, h = change.region["box"]
+        corners = [[x, y], [x + w, y], [x + w, y + h], [x, y + h], [x, y]]
+        measurements = []
+        if change.region.get("pixels") is not None:
+            measurements.append(hd.sr.Measurement(name=CHANGED_PIXEL_COUNT, value=int(change.region["pixels"]),
+                                                  unit=PIXELS_UNIT))
+        if change.region.get("max_difference") is not None:
+            measurements.append(hd.sr.Measurement(name=MAX_DIFFERENCE, value=float(change.region["max_difference"]),
+                                                  unit=codes.UCUM.NoUnits))
+        source = "the PACS's copy" if change.copy_id is None else f"stored scan #{change.copy_id}"
+        groups.append(hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
+            tracking_identifier=hd.sr.TrackingIdentifier(
+                uid=analysis_uid(report.job, series_uid, "sr", "change", change.copy_id or 0, change.index),
+                identifier=f"Slice {change.index + 1}: other pixels than {source}"[:64]),
+            referenced_region=hd.sr.ImageRegion(
+                graphic_type=hd.sr.GraphicTypeValues.POLYLINE, graphic_data=np.array(corners, dtype=float),
+                source_image=hd.sr.SourceImageForRegion(
+                    referenced_sop_class_uid=ds.SOPClassUID, referenced_sop_instance_uid=ds.SOPInstanceUID,
+                    referenced_frame_numbers=[frame] if frame else None)),
+            finding_type=CHANGED_PIXELS,
+            finding_sites=[hd.sr.FindingSite(codes.SCT.Brain)],
+            measurements=measurements,
+            qualitative_evaluations=[
+                hd.sr.QualitativeEvaluation(CHANGE_EXTENT, CHANGE_EXTENTS[bool(change.region.get("spread"))]),
+                hd.sr.QualitativeEvaluation(OTHER_COPY, _code("PACS" if change.copy_id is None else "STORED_COPY",
+                                                             source))],
+        ))
+    return groups
+
+
 POSITION = "Image Position (Patient)"
 
 
@@ -167,17 +244,23 @@ def _image_library(sources: list[pydicom.Dataset]) -> hd.sr.ContainerContentItem
     return library
 
 
-def _predecessor(report, study_uid: str, series_uid: str, sr_series_uid: str) -> list[pydicom.Dataset] | None:
-    """The SR this one replaces (Predecessor Documents Sequence): for a reviewed analysis, the SR of the state
-    before this review (the superseded review's, or the unreviewed one); None for an unreviewed analysis."""
+def _predecessor(report, study_uid: str, series_uid: str, sr_series_uid: str,
+                 evidence: str | None = None) -> list[pydicom.Dataset] | None:
+    """The SR this one replaces (Predecessor Documents Sequence): with evidence from other copies (``evidence``:
+    evidence_key), the SR of the same analysis and review without it; else, for a reviewed analysis, the SR of the
+    state before this review (the superseded review's, or the unreviewed one); None for an unreviewed analysis
+    without such evidence."""
     from reviews.selectors import review_superseded_by
 
-    if report.review is None:
+    if evidence is not None:
+        state = review_key(report.review)
+    elif report.review is not None:
+        state = review_key(review_superseded_by(report.review))
+    else:
         return None
     earlier = pydicom.Dataset()
     earlier.SOPClassUID = pydicom.uid.Comprehensive3DSRStorage
-    earlier.SOPInstanceUID = analysis_uid(report.job, series_uid, "sr", "instance",
-                                          review_key(review_superseded_by(report.review)))
+    earlier.SOPInstanceUID = analysis_uid(report.job, series_uid, "sr", "instance", state)
     earlier.StudyInstanceUID, earlier.SeriesInstanceUID = study_uid, sr_series_uid
     return [earlier]
 
@@ -190,6 +273,8 @@ def scan_sr(report, sources: list[pydicom.Dataset] | None = None,
     job, review = report.job, report.review
     sources = sources if sources is not None else source_datasets(report.scan)
     seg = seg if seg is not None else scan_seg(report, sources)
+    changes = _evidence(report)
+    evidence = evidence_key(changes)
     series_uid = sources[0].SeriesInstanceUID
     version = (job.model_version or "unknown")[:64]
     algorithm = hd.sr.AlgorithmIdentification(name=(job.model_name or "tamper detector")[:64], version=version,
@@ -210,7 +295,8 @@ def scan_sr(report, sources: list[pydicom.Dataset] | None = None,
         observation_context=hd.sr.ObservationContext(observer_person_context=person, observer_device_context=device),
         procedure_reported=[codes.cid100.MRIUnspecifiedBodyRegion, TAMPER_CHECK],
         imaging_measurements=[_verdict_group(report, algorithm, analysis_uid(job, series_uid, "sr", "verdict")),
-                              *_region_groups(report, seg, sources, algorithm)],
+                              *_region_groups(report, seg, sources, algorithm),
+                              *_evidence_groups(report, changes, sources, series_uid)],
     )
     # The image library (TID 1600) before the measurements: one group whose shared descriptors say what the
     # series is, and a bare entry per image (highdicom's own library describes every image at length, which costs
@@ -227,11 +313,13 @@ def scan_sr(report, sources: list[pydicom.Dataset] | None = None,
         content=content[0],
         series_instance_uid=sr_series_uid,
         series_number=int(sources[0].get("SeriesNumber") or 0) + SERIES_NUMBER_OFFSET,
-        sop_instance_uid=analysis_uid(job, series_uid, "sr", "instance", review_key(review)),
+        sop_instance_uid=analysis_uid(job, series_uid, "sr", "instance", review_key(review),
+                                      *([evidence] if evidence else [])),
         instance_number=1 + (review.pk if verified else 0),
         manufacturer=MANUFACTURER,
         is_complete=True,
-        previous_versions=_predecessor(report, str(sources[0].StudyInstanceUID), series_uid, sr_series_uid),
+        previous_versions=_predecessor(report, str(sources[0].StudyInstanceUID), series_uid, sr_series_uid,
+                                       evidence),
         is_final=verified,
         is_verified=verified,
         verifying_observer_name=_person_name(review.reviewer) if verified else None,

@@ -195,3 +195,39 @@ def test_no_sr_for_a_non_dicom_scan_and_none_of_another_doctors(client_a, client
     page = client_a.get(reverse("scans:detail", args=[scored_scan.scan.pk])).content.decode()
     assert f'href="{reverse("reports:scan_sr", args=[scored_scan.scan.pk])}"' in page
     assert "Structured report" not in client_a.get(reverse("scans:detail", args=[png.pk])).content.decode()
+
+def test_pixels_another_copy_holds_otherwise_are_in_a_new_sr_that_replaces_the_plain_one(client_a, scored_scan,
+                                                                                         doctor_a, tmp_path):
+    """Another stored copy of the scan with a square painted into one image: the SR gains a planar group for that
+    slice (its box on the source image, how many pixels differ, local), under a new UID that names the SR without
+    it as its predecessor; dciodvfy still finds no error."""
+    from scans.models import DicomInstance
+    from scans.services import scan_upload
+    from tests.scans.scanfiles import brainix_flair_upload
+
+    scan = scored_scan.scan
+    plain = pydicom.dcmread(io.BytesIO(_download(client_a, scan.pk)))
+    assert not [g for g in _groups(plain) if g.startswith("Slice ")]
+    copy = scan_upload(user=doctor_a, files=brainix_flair_upload(SOURCE_INDICES, paint=1)).scan
+    painted = pydicom.dcmread(brainix_paths(SOURCE_INDICES)[1], stop_before_pixels=True).SOPInstanceUID
+    index = DicomInstance.objects.get(scan=scan, sop_instance_uid=painted).first_slice
+
+    data = _download(client_a, scan.pk)
+    sr = pydicom.dcmread(io.BytesIO(data))
+    group = _groups(sr)[f"Slice {index + 1}: other pixels than stored scan #{copy.pk}"]
+    assert (group["Finding"], group["Number of pixels that differ"], group["Extent of the change"],
+            group["Copy compared with"]) == ("CHANGED_PIXELS", 400.0, "CHANGE_LOCAL", "STORED_COPY")
+    region = next(item for path, item in _items(sr) if path[-1] == "Image Region")
+    assert region.GraphicType == "POLYLINE"
+    assert [float(v) for v in region.GraphicData] == [100, 100, 120, 100, 120, 120, 100, 120, 100, 100]
+    assert region.ContentSequence[0].ReferencedSOPSequence[0].ReferencedSOPInstanceUID == painted
+    assert sr.SOPInstanceUID != plain.SOPInstanceUID and sr.SeriesInstanceUID == plain.SeriesInstanceUID
+    (study,) = sr.PredecessorDocumentsSequence
+    assert study.ReferencedSeriesSequence[0].ReferencedSOPSequence[0].ReferencedSOPInstanceUID == plain.SOPInstanceUID
+    assert pydicom.dcmread(io.BytesIO(_download(client_a, scan.pk))).SOPInstanceUID == sr.SOPInstanceUID  # stable
+    if shutil.which("dciodvfy"):
+        path = tmp_path / "sr.dcm"
+        path.write_bytes(data)
+        run = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True, timeout=120)
+        errors = [line for line in (run.stdout + run.stderr).splitlines() if line.startswith("Error")]
+        assert errors == [], run.stdout + run.stderr
