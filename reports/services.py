@@ -369,6 +369,25 @@ def pacs_send_after_review(*, review, request=None):
                        request=request, extra={"reason": "review", "review_id": review.pk})
 
 
+def pacs_send_after_evidence(*, scan, reason: str, details: dict | None = None):
+    """Keep the PACS up to date with pixel evidence found after the analysis was sent (another stored copy, or the
+    PACS's own, holds one of the scan's images with other pixels): when the scan's newest finished analysis has been
+    sent, send it again, for the scan's owner, so that the PACS gets the structured report that carries the
+    evidence (its own UID, naming the one without it). None (nothing sent) without a PACS, for a scan that is not
+    DICOM, or when that analysis was never sent."""
+    from inference.models import InferenceJob
+    from reports.models import PacsTransfer
+
+    destination = pacs_destination()
+    if destination is None or scan.kind != "dicom":
+        return None
+    job = scan.jobs.filter(status=InferenceJob.Status.SUCCEEDED).order_by("-created_at", "-id").first()
+    if job is None or not PacsTransfer.objects.filter(job=job, status=PacsTransfer.Status.SENT).exists():
+        return None
+    return _pacs_queue(scan=scan, job=job, user=scan.owner, destination=destination,
+                       extra={"reason": reason, **(details or {})})
+
+
 def _dispatch_pacs(transfer_id: int) -> None:
     from reports.tasks import send_to_pacs
 

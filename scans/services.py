@@ -276,7 +276,17 @@ def record_copy_changes(scan: Scan, other_ids: list[int]) -> dict[int, dict[str,
     for other_id, here in found.items():
         _keep_copy_changes(scan.pk, other_id, here)
     scan.refresh_from_db(fields=["metadata"])
+    _resend_with_evidence([scan.pk, *found], reason="altered copy")
     return found
+
+
+def _resend_with_evidence(scan_ids, *, reason: str) -> None:
+    """Scans whose analysis went to the PACS get it again with the new evidence in its structured report
+    (reports.services.pacs_send_after_evidence)."""
+    from reports.services import pacs_send_after_evidence  # reports builds on scans: imported when used
+
+    for scan in Scan.objects.filter(pk__in=list(scan_ids)).select_related("owner"):
+        pacs_send_after_evidence(scan=scan, reason=reason)
 
 
 def _instance_datasets(scan: Scan, uids: set[str]) -> dict:
@@ -630,6 +640,7 @@ def scan_compare_with_pacs(*, scan: Scan, request=None, user=None, trigger: str 
     comparison["matches"] = dicom_text.pacs_comparison_matches(comparison)
     before = (scan.metadata or {}).get("pacs_comparison")
     changed = bool(before) and _differences(before) != _differences(comparison)
+    new_evidence = bool(changes) and audited_changes(changes) != audited_changes((before or {}).get("changes") or {})
     with transaction.atomic():
         locked = _set_compare_state(scan.pk, COMPARE_DONE, user=user, trigger=trigger, comparison=comparison)
         _audit(action="PACS_COMPARED", request=request, actor=user, obj=locked,
@@ -645,6 +656,8 @@ def scan_compare_with_pacs(*, scan: Scan, request=None, user=None, trigger: str 
                 **{f"previous_{k}": v for k, v in zip(("altered_slices", "missing_slices"), _differences(before))},
                 "altered_slices": comparison["altered_slices"], "missing_slices": comparison["missing_slices"],
                 "changes": audited_changes(changes)})
+        if new_evidence:  # the PACS gets the analysis again, its SR with where the copies differ
+            _resend_with_evidence([scan.pk], reason="pacs comparison")
     scan.metadata = locked.metadata
     return comparison
 

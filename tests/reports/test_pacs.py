@@ -366,3 +366,39 @@ def test_the_django_admin_lists_transfers_read_only(client, django_user_model, a
     assert client.get(reverse("admin:reports_pacstransfer_add")).status_code == 403
     assert client.post(reverse("admin:reports_pacstransfer_delete", args=[transfer.pk]), {"post": "yes"}).status_code == 403
     assert PacsTransfer.objects.filter(pk=transfer.pk).exists()
+
+
+def test_pixel_evidence_found_after_a_send_sends_the_analysis_again(client_a, doctor_a, analysed_scan, pacs, settings,
+                                                                    django_capture_on_commit_callbacks):
+    """Another stored copy of a sent scan arrives with one image painted: the analysis goes to the PACS again, for
+    the scan's owner, and the PACS then holds the SR that outlines the changed pixels, naming the one sent before."""
+    from scans.services import scan_upload
+    from tests.scans.scanfiles import brainix_flair_upload
+
+    settings.PACS_DESTINATION = pacs["destination"]
+    scan = analysed_scan.scan
+    first = services.pacs_transfer_run(transfer_id=_send(client_a, scan, django_capture_on_commit_callbacks).pk)
+    assert first.status == "sent", first.detail
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        copy = scan_upload(user=doctor_a, files=brainix_flair_upload(SOURCE_INDICES, paint=1)).scan
+    resend = PacsTransfer.objects.exclude(pk=first.pk).get()  # the copy itself was never analysed nor sent
+    assert (resend.scan, resend.job, resend.requested_by) == (scan, analysed_scan.job, doctor_a)
+    assert callbacks  # the task (and the copy's detector job) once the upload is committed
+    event = AuditEvent.objects.filter(action=actions.PACS_SEND_REQUESTED).latest("id")
+    assert (event.details["reason"], event.details["transfer_id"]) == ("altered copy", resend.pk)
+
+    resend = services.pacs_transfer_run(transfer_id=resend.pk)
+    assert resend.status == "sent", resend.detail
+    new = {i["what"]: i["sop_instance_uid"] for i in resend.instances}
+    old = {i["what"]: i["sop_instance_uid"] for i in first.instances}
+    assert new["seg"] == old["seg"] and new["sr"] != old["sr"]
+    stored = pydicom.dcmread(io.BytesIO(_instance_bytes(pacs["http"], new["sr"])))
+    assert (stored.PredecessorDocumentsSequence[0].ReferencedSeriesSequence[0].ReferencedSOPSequence[0]
+            .ReferencedSOPInstanceUID) == old["sr"]
+    texts = {str(e.value) for e in stored.iterall() if e.keyword == "TextValue"}
+    assert any(t.endswith(f": other pixels than stored scan #{copy.pk}") for t in texts), texts
+
+    # Evidence does not send an analysis nobody sent.
+    PacsTransfer.objects.all().delete()
+    scan_upload(user=doctor_a, files=brainix_flair_upload(SOURCE_INDICES[:2], paint=1))
+    assert not PacsTransfer.objects.exists()

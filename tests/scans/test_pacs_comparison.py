@@ -389,3 +389,29 @@ def test_an_image_the_pacs_keeps_lossily_compressed_is_neither_same_nor_altered(
     assert api["text"].startswith("2 of 3 images have the same pixels")
     page = client_a.get(reverse("scans:detail", args=[scan.pk])).content.decode()
     assert "data-pacs-comparison-warning" not in page  # no evidence of an edit: no warning
+
+
+def test_a_comparison_that_finds_new_pixel_evidence_sends_a_sent_analysis_again(client_a, doctor_a, pacs,
+                                                                                django_capture_on_commit_callbacks):
+    from reports.models import PacsTransfer
+    from tests.reports.conftest import store_analysis
+
+    scan = scan_upload(user=doctor_a, files=_files(paint=1)).scan
+    job = store_analysis(scan, verdicts={0: "no_tumor", 1: "fake_added", 2: "no_tumor"}, regions={},
+                         scan_verdict="fake_added").job
+    client_a.post(reverse("api-scan-pacs-comparison", args=[scan.pk]))
+    assert not PacsTransfer.objects.exists()  # never sent: the evidence does not send it
+    sent = PacsTransfer.objects.create(scan=scan, job=job, requested_by=doctor_a, destination=pacs["destination"],
+                                       status=PacsTransfer.Status.SENT)  # as if it had gone before the comparison
+    scan.refresh_from_db()
+    scan.metadata.pop("pacs_comparison")
+    scan.save(update_fields=["metadata"])
+    with django_capture_on_commit_callbacks(execute=False):
+        client_a.post(reverse("api-scan-pacs-comparison", args=[scan.pk]))
+    resend = PacsTransfer.objects.exclude(pk=sent.pk).get()
+    assert (resend.job, resend.requested_by, resend.status) == (job, doctor_a, "queued")
+    event = AuditEvent.objects.filter(action=actions.PACS_SEND_REQUESTED).latest("id")
+    assert event.details["reason"] == "pacs comparison"
+    with django_capture_on_commit_callbacks(execute=False):
+        client_a.post(reverse("api-scan-pacs-comparison", args=[scan.pk]))  # the same evidence: nothing new to send
+    assert PacsTransfer.objects.count() == 2
