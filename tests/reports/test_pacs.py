@@ -107,16 +107,24 @@ def test_a_review_of_a_sent_analysis_sends_the_verified_report_too(client_a, doc
     event = AuditEvent.objects.filter(action=actions.PACS_SEND_REQUESTED).latest("id")
     assert (event.details["reason"], event.details["transfer_id"]) == ("review", resend.pk)
 
+    stored, new, old = _resent_sr(pacs, first, resend)
+    assert new["report"] != old["report"]
+    assert get_json(pacs["http"], "/statistics")["CountInstances"] == 5  # the SEG once; report and SR, before and after
+    assert stored.VerificationFlag == "VERIFIED"
+
+
+def _resent_sr(pacs, first, resend):
+    """Run the second transfer; the SR the PACS then holds (the SEG the same, a new SR naming the first one), and the
+    UIDs of what each transfer sent."""
     resend = services.pacs_transfer_run(transfer_id=resend.pk)
     assert resend.status == "sent", resend.detail
     new = {i["what"]: i["sop_instance_uid"] for i in resend.instances}
     old = {i["what"]: i["sop_instance_uid"] for i in first.instances}
-    assert new["seg"] == old["seg"] and new["sr"] != old["sr"] and new["report"] != old["report"]
-    assert get_json(pacs["http"], "/statistics")["CountInstances"] == 5  # the SEG once; report and SR, before and after
+    assert new["seg"] == old["seg"] and new["sr"] != old["sr"]
     stored = pydicom.dcmread(io.BytesIO(_instance_bytes(pacs["http"], new["sr"])))
-    assert stored.VerificationFlag == "VERIFIED"
     assert (stored.PredecessorDocumentsSequence[0].ReferencedSeriesSequence[0].ReferencedSOPSequence[0]
             .ReferencedSOPInstanceUID) == old["sr"]
+    return stored, new, old
 
 
 def _instance_bytes(base: str, sop_instance_uid: str) -> bytes:
@@ -387,14 +395,7 @@ def test_pixel_evidence_found_after_a_send_sends_the_analysis_again(client_a, do
     event = AuditEvent.objects.filter(action=actions.PACS_SEND_REQUESTED).latest("id")
     assert (event.details["reason"], event.details["transfer_id"]) == ("altered copy", resend.pk)
 
-    resend = services.pacs_transfer_run(transfer_id=resend.pk)
-    assert resend.status == "sent", resend.detail
-    new = {i["what"]: i["sop_instance_uid"] for i in resend.instances}
-    old = {i["what"]: i["sop_instance_uid"] for i in first.instances}
-    assert new["seg"] == old["seg"] and new["sr"] != old["sr"]
-    stored = pydicom.dcmread(io.BytesIO(_instance_bytes(pacs["http"], new["sr"])))
-    assert (stored.PredecessorDocumentsSequence[0].ReferencedSeriesSequence[0].ReferencedSOPSequence[0]
-            .ReferencedSOPInstanceUID) == old["sr"]
+    stored, _, _ = _resent_sr(pacs, first, resend)
     texts = {str(e.value) for e in stored.iterall() if e.keyword == "TextValue"}
     assert any(t.endswith(f": other pixels than stored scan #{copy.pk}") for t in texts), texts
 
