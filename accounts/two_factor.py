@@ -93,14 +93,19 @@ def start_setup(user: User) -> Setup:
                  url=device.config_url, qr_svg=buffer.getvalue().decode("utf-8"))
 
 
-def _check(device: TOTPDevice, token: str) -> None:
-    """Raise TwoFactorError unless ``token`` is the device's current code (throttled after wrong ones)."""
-    token = (token or "").replace(" ", "").strip()
+def _refuse_if_throttled(device) -> None:
+    """TwoFactorError while the wait after wrong codes runs (django-otp's throttling), saying until when."""
     allowed, data = device.verify_is_allowed()
     if not allowed:
         until = (data or {}).get("locked_until")
         when = f" after {timezone.localtime(until):%H:%M:%S}" if isinstance(until, datetime) else " in a moment"
         raise TwoFactorError(f"Too many wrong codes: try again{when}.")
+
+
+def _check(device: TOTPDevice, token: str) -> None:
+    """Raise TwoFactorError unless ``token`` is the device's current code (throttled after wrong ones)."""
+    token = (token or "").replace(" ", "").strip()
+    _refuse_if_throttled(device)
     if not (token.isdigit() and len(token) == device.digits):
         device.throttle_increment()
         raise TwoFactorError(f"Enter the {device.digits}-digit code your authenticator app shows now.")
@@ -127,9 +132,8 @@ def new_recovery_codes(*, request) -> list[str]:
 
 
 def _is_recovery_code(token: str) -> bool:
-    """A recovery code is 8 letters and digits ("abcd-efgh"); an app's code is 6 digits."""
-    plain = token.replace("-", "").replace(" ", "")
-    return len(plain) == 8 and not plain.isdigit()
+    """A recovery code has 8 characters ("abcd-efgh"); an app's code has 6 digits."""
+    return len(token.replace("-", "").replace(" ", "")) == 8
 
 
 def _use_recovery_code(user: User, token: str) -> int:
@@ -137,11 +141,7 @@ def _use_recovery_code(user: User, token: str) -> int:
     device = StaticDevice.objects.filter(user=user, name=RECOVERY_NAME).first()
     if device is None:
         raise TwoFactorError("This account has no recovery codes: use the code from your authenticator app.")
-    allowed, data = device.verify_is_allowed()
-    if not allowed:
-        until = (data or {}).get("locked_until")
-        when = f" after {timezone.localtime(until):%H:%M:%S}" if isinstance(until, datetime) else " in a moment"
-        raise TwoFactorError(f"Too many wrong codes: try again{when}.")
+    _refuse_if_throttled(device)
     if not device.verify_token(token.replace("-", "").replace(" ", "").lower()):
         raise TwoFactorError("That is not one of your recovery codes, or it was used already.")
     return recovery_codes_left(user)
