@@ -42,6 +42,20 @@ def scores_text(scores: dict) -> str:
     return " · ".join(f"{verdict_label(name)} {percent(value)}" for name, value in ranked)
 
 
+def scan_rule_text(rule: dict | None) -> str:
+    """How a job's slices became its scan verdict, in a doctor's words (viewer.js gets it from the job's API)."""
+    if not rule:
+        return ("each verdict's highest probability on any slice (a tumour-free scan: its lowest), the most probable "
+                "verdict wins")
+    n = int(rule["min_slices"])
+    text = (f"tampered when {'a slice reads' if n == 1 else f'at least {n} slices read'} as tampered at "
+            f"{percent(rule['threshold'])} or more (the deciding slice's probabilities are the scan's); otherwise "
+            "real tumor or no tumor as the slices show")
+    if rule.get("chosen_on"):
+        text += f"; chosen on {rule['chosen_on']}"
+    return text
+
+
 VERDICT_CHOICES = [(v, VERDICT_LABELS[v]) for v in VERDICTS]
 INSTANCE_LABEL_CHOICES = [(name, VERDICT_LABELS[name]) for name in CATEGORIES.values()]
 
@@ -99,6 +113,9 @@ class InferenceJob(models.Model):
     confidence = models.FloatField(null=True, blank=True, help_text="The probability of the verdict.")
     tamper_score = models.FloatField(null=True, blank=True)
     scores = models.JSONField(default=dict, blank=True)
+    # How the slices became the scan verdict: {} the max rule, else the model's scan rule (threshold, min_slices,
+    # chosen_on), as Predictor.scan_rule held it when the job ran.
+    scan_rule = models.JSONField(default=dict, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]

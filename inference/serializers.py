@@ -45,8 +45,19 @@ class VerdictReadingSerializer(serializers.Serializer):
     text = serializers.CharField(help_text="The same in one sentence, as the scan page and the PDF report say it.")
 
 
+class ScanRuleSerializer(serializers.Serializer):
+    threshold = serializers.FloatField(allow_null=True, help_text="A slice tamper score at least this counts "
+                                       "(null: the max rule).")
+    min_slices = serializers.IntegerField(allow_null=True, help_text="Slices that must reach it for a tampered scan.")
+    chosen_on = serializers.CharField(help_text="The series the rule was chosen on.")
+    text = serializers.CharField(help_text="The rule in one sentence, as the scan page and the PDF report say it.")
+
+
 class JobSerializer(serializers.ModelSerializer):
     scan = serializers.IntegerField(source="scan_id", read_only=True)
+    scan_rule = serializers.SerializerMethodField(
+        help_text="How the slices' verdicts became the scan verdict: the model's scan rule (chosen on the "
+                  "validation split's whole series by evaluate_series), or the max rule where it has none.")
     progress = serializers.SerializerMethodField()
     timings = serializers.SerializerMethodField()
     model = serializers.SerializerMethodField()
@@ -74,6 +85,7 @@ class JobSerializer(serializers.ModelSerializer):
             "confidence",
             "tamper_score",
             "scores",
+            "scan_rule",
             "timings",
             "model",
             "verdict_readings",
@@ -93,6 +105,14 @@ class JobSerializer(serializers.ModelSerializer):
              "precision": round(guide.precision, 4), "others": dict(guide.others), "text": verdict_guide_text(guide)}
             for verdict, guide in verdict_guides_for(job).items()
         ]
+
+    @extend_schema_field(ScanRuleSerializer)
+    def get_scan_rule(self, job):
+        from inference.models import scan_rule_text
+
+        rule = job.scan_rule or {}
+        return {"threshold": rule.get("threshold"), "min_slices": rule.get("min_slices"),
+                "chosen_on": rule.get("chosen_on", ""), "text": scan_rule_text(rule)}
 
     @extend_schema_field(JobProgressSerializer)
     def get_progress(self, job):

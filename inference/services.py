@@ -211,16 +211,19 @@ _predictor_lock = threading.Lock()
 def predictor_get():
     """The Predictor for the configured weights and device, loaded once per worker process.
 
-    Reloaded when DETECTOR_WEIGHTS points elsewhere or the file changes (a new model installed).
-    Raises inference.ml.predictor.ModelNotInstalled when no weights are installed.
+    Reloaded when DETECTOR_WEIGHTS points elsewhere or the file changes (a new model installed), or its scan
+    rule beside it changes. Raises inference.ml.predictor.ModelNotInstalled when no weights are installed.
     """
     started = time.perf_counter()
-    from inference.ml.predictor import Predictor  # torch: seconds on the first call in a process
+    from inference.ml.predictor import Predictor, scan_rule_path  # torch: seconds on the first call in a process
 
     weights = Path(settings.DETECTOR_WEIGHTS)
     try:
         stat = weights.stat()
-        key = (str(weights), settings.DETECTOR_DEVICE, stat.st_mtime_ns, stat.st_size)
+        rule = scan_rule_path(weights)
+        rule_stat = rule.stat() if rule.is_file() else None
+        key = (str(weights), settings.DETECTOR_DEVICE, stat.st_mtime_ns, stat.st_size,
+               rule_stat and (rule_stat.st_mtime_ns, rule_stat.st_size))
     except OSError:
         key = None  # let Predictor.load raise its own message
     with _predictor_lock:
@@ -265,6 +268,7 @@ def _claim(job_id: int) -> _Claim | None:
         job.verdict = ""
         job.confidence = job.tamper_score = None
         job.scores = {}
+        job.scan_rule = {}
         job.seconds_per_slice = job.seconds_total = job.model_load_seconds = None
         job.save()
     _audit(actions.JOB_STARTED, job=job, details={"attempt": job.attempts})
@@ -400,8 +404,6 @@ def _user_message(exc: Exception) -> str:
 
 
 def _run_claimed(claim: _Claim) -> None:
-    from inference.ml.predictor import volume_verdict
-
     job = claim.job
     predictor, load_seconds = predictor_get()
     slices = scan_slices(job.scan)
@@ -435,7 +437,7 @@ def _run_claimed(claim: _Claim) -> None:
         # Keep what volume_verdict needs, not the masks.
         summaries.extend(_without_masks(p) for p in preds)
 
-    scan_pred = volume_verdict(summaries)
+    scan_pred = predictor.volume_verdict(summaries)  # under the model's scan rule, if it has one
     now = timezone.now()
     with transaction.atomic():
         current = _fenced(claim).select_for_update().first()
@@ -448,6 +450,7 @@ def _run_claimed(claim: _Claim) -> None:
         current.scores = {k: float(v) for k, v in scan_pred.scores.items()}
         current.confidence = float(scan_pred.scores[scan_pred.verdict])
         current.tamper_score = float(scan_pred.tamper_score)
+        current.scan_rule = dict(predictor.scan_rule or {})
         current.seconds_per_slice = model_seconds / total if total else None
         current.seconds_total = (now - current.started_at).total_seconds()
         current.save()

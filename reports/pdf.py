@@ -18,7 +18,7 @@ from reportlab.platypus import (
 )
 from xml.sax.saxutils import escape
 
-from inference.models import verdict_label
+from inference.models import scan_rule_text, verdict_label
 from reports.charts import VERDICT_COLOURS
 from reports.overlay import overlay, read_png
 from reports.selectors import slices_by_verdict_text
@@ -122,6 +122,7 @@ def scan_report_pdf(report, *, generated_by, confidence_guide: str = "",
         Spacer(1, 3 * mm),
     ]
     if len(report.results) > 1:
+        story += [_p(f"Scan verdict rule: {scan_rule_text(job.scan_rule)}.", small)]
         story += [_p(f"Slices by verdict: {slices_by_verdict_text(report.results)}.", styles["BodyText"]),
                   Spacer(1, 3 * mm)]
     if report.earlier is not None:

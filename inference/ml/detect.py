@@ -5,7 +5,7 @@ from pathlib import Path
 
 from .imaging import ImagingError, iter_uint8_slices, read_path
 from .input_check import check_slices
-from .predictor import Predictor, SlicePrediction, volume_verdict
+from .predictor import Predictor, SlicePrediction
 from .sequence import identify_sequence
 
 
@@ -51,6 +51,9 @@ def detect_files(predictor: Predictor, paths: list[str | Path], *, masks_dir: st
                     region["mask_png"] = str(target)
                 item["instances"].append(region)
             entry["slices"].append(item)
-        entry["file_verdict"] = _prediction_dict(volume_verdict(preds))
+        entry["file_verdict"] = {**_prediction_dict(predictor.volume_verdict(preds)),
+                                 # how the slices became it: the model's scan rule, or the max rule
+                                 "scan_rule": ({"rule": "count", **predictor.scan_rule} if predictor.scan_rule
+                                               else {"rule": "max"})}
         out_files.append(entry)
     return {"model": predictor.info, "files": out_files}

@@ -210,7 +210,8 @@ class Predictor:
     """The detector, loaded once, in eval mode."""
 
     def __init__(self, model, *, config: dict, calibration: dict, meta: dict, sha256: str, device: str,
-                 path: Path | None = None, batch_size: int = 4, refiner: MaskRefiner | None = None):
+                 path: Path | None = None, batch_size: int = 4, refiner: MaskRefiner | None = None,
+                 scan_rule: dict | None = None):
         self.model = model
         self.config = config
         self.calibration = {**DEFAULT_CALIBRATION, **(calibration or {})}
@@ -223,6 +224,10 @@ class Predictor:
         self.batch_size = max(1, int(batch_size))
         self.has_image_head = bool(config.get("image_head", True))
         self.refiner = refiner.to(device) if refiner is not None else None
+        # how slices become a scan verdict (volume_verdict); None: the max rule
+        self.scan_rule = None
+        if scan_rule:
+            self.scan_rule = {**check_scan_rule(scan_rule), "chosen_on": scan_rule.get("chosen_on", "")}
 
     @classmethod
     def load(cls, weights: str | Path | None = None, device: str = "auto", *, batch_size: int = 4) -> "Predictor":
@@ -245,22 +250,32 @@ class Predictor:
                 f"{path} is not a usable detector bundle ({exc}). Replace it with a file written by "
                 "train_detector (or inference.ml.model.save_bundle)."
             ) from exc
+        sha256 = file_sha256(path)
+        try:
+            scan_rule = load_scan_rule(path, sha256)
+        except ScanRuleError as exc:
+            raise ModelNotInstalled(str(exc)) from exc
         model.to(resolved)
         return cls(
             model,
             config=bundle["config"],
             calibration=bundle.get("calibration", {}),
             meta=bundle.get("meta", {}),
-            sha256=file_sha256(path),
+            sha256=sha256,
             device=resolved,
             path=path,
             batch_size=batch_size,
             refiner=refiner,
+            scan_rule=scan_rule,
         )
 
     @property
     def info(self) -> dict:
         return {"name": self.name, "version": self.version, "sha256": self.sha256}
+
+    def volume_verdict(self, preds: list[SlicePrediction]) -> SlicePrediction:
+        """The scan verdict under this model's scan rule (`volume_verdict`)."""
+        return volume_verdict(preds, self.scan_rule)
 
     def predict(self, image: np.ndarray) -> SlicePrediction:
         return self.predict_batch([image])[0]
@@ -383,20 +398,114 @@ class Predictor:
         return SlicePrediction(verdict=verdict, scores=scores, tamper_score=tamper, instances=instances), detections
 
 
-def volume_verdict(preds: list[SlicePrediction]) -> SlicePrediction:
-    """One verdict per scan: a finding on any slice is a finding on the scan.
+MIN_RULE_THRESHOLD = 2 / 3  # above it a tampered verdict is always its deciding slice's most probable verdict
+SCAN_RULE_SUFFIX = ".scan_rule.json"  # models/detector.pt -> models/detector.scan_rule.json
 
-    Each positive verdict scores its highest slice probability, ``no_tumor`` its lowest (a scan is tumour-free
-    only if every slice is); the scores are renormalised and the verdict is the most probable. No instances.
-    """
-    if not preds:
+
+class ScanRuleError(ValueError):
+    """A scan rule file that cannot be used; the message says what is wrong with it."""
+
+
+def check_scan_rule(rule: dict) -> dict:
+    """``rule`` as `volume_verdict` takes it ({"threshold": t, "min_slices": m}), or ScanRuleError."""
+    if not isinstance(rule, dict):
+        raise ScanRuleError(f"A scan rule is an object with threshold and min_slices, got {type(rule).__name__}.")
+    try:
+        threshold, min_slices = float(rule["threshold"]), rule["min_slices"]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ScanRuleError(f"A scan rule needs a numeric threshold and min_slices ({exc}).") from None
+    if not MIN_RULE_THRESHOLD <= threshold <= 1.0:
+        raise ScanRuleError(f"The scan rule's threshold must lie between {MIN_RULE_THRESHOLD:.3f} and 1, got "
+                            f"{threshold}.")
+    if isinstance(min_slices, bool) or not isinstance(min_slices, int) or min_slices < 1:
+        raise ScanRuleError(f"The scan rule's min_slices must be a whole number of at least 1, got {min_slices!r}.")
+    return {"threshold": threshold, "min_slices": min_slices}
+
+
+def scan_rule_path(weights: str | Path) -> Path:
+    weights = Path(weights)
+    return weights.with_name(weights.stem + SCAN_RULE_SUFFIX)
+
+
+def load_scan_rule(weights: str | Path, sha256: str) -> dict | None:
+    """The scan rule chosen for the bundle at ``weights`` (the file beside it), or None when there is none or it
+    was chosen for another model (its ``model_sha256`` differs: a retrained bundle copied over the old one).
+    A file that is not a usable rule raises ScanRuleError."""
+    import json
+    import logging
+
+    path = scan_rule_path(weights)
+    if not path.is_file():
+        return None
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ScanRuleError(f"{path} is not readable JSON ({exc}); remove it or write it again with "
+                            "`python manage.py evaluate_series --save-rule`.") from exc
+    if not isinstance(doc, dict) or "rule" not in doc:
+        raise ScanRuleError(f"{path} holds no \"rule\"; write it with `python manage.py evaluate_series --save-rule`.")
+    if doc.get("model_sha256") != sha256:
+        logging.getLogger(__name__).warning(
+            "%s was chosen for the model with sha256 %s, not this one (%s): the scan verdict uses the max rule. "
+            "Run `python manage.py evaluate_series --save-rule` for this model.", path,
+            str(doc.get("model_sha256"))[:12], sha256[:12])
+        return None
+    try:
+        rule = check_scan_rule(doc["rule"])
+    except ScanRuleError as exc:
+        raise ScanRuleError(f"{path}: {exc}") from None
+    return {**rule, "chosen_on": doc.get("chosen_on", "")}
+
+
+def _tamper(scores: dict) -> float:
+    return float(sum(scores[v] for v in TAMPERED))
+
+
+def scan_scores(slice_scores: list[dict], rule: dict | None = None) -> tuple[str, dict]:
+    """(verdict, scores) for a scan from its slices' score dicts; see `volume_verdict`."""
+    if not slice_scores:
         raise ValueError("volume_verdict needs at least one slice prediction.")
     raw = {
-        v: (min(p.scores[v] for p in preds) if v == "no_tumor" else max(p.scores[v] for p in preds)) for v in VERDICTS
+        v: (min(p[v] for p in slice_scores) if v == "no_tumor" else max(p[v] for p in slice_scores))
+        for v in VERDICTS
     }
+    if rule is None:
+        total = sum(raw.values()) or 1.0
+        scores = {v: raw[v] / total for v in VERDICTS}
+        return max(VERDICTS, key=lambda v: scores[v]), scores
+    threshold, min_slices = float(rule["threshold"]), int(rule["min_slices"])
+    flagged = [p for p in slice_scores if _tamper(p) >= threshold]
+    if len(flagged) >= min_slices:
+        verdict = max(TAMPERED, key=lambda v: max(p[v] for p in flagged))
+        deciding = max(flagged, key=lambda p: p[verdict])
+        total = sum(deciding[v] for v in VERDICTS) or 1.0
+        return verdict, {v: float(deciding[v]) / total for v in VERDICTS}
+    verdict = "real_tumor" if raw["real_tumor"] >= raw["no_tumor"] else "no_tumor"
+    evidence = sorted((_tamper(p) for p in slice_scores), reverse=True)
+    nearest = evidence[min_slices - 1] if len(evidence) >= min_slices else 0.0  # below the threshold
+    for v in TAMPERED:
+        raw[v] = min(raw[v], raw[verdict] * nearest / threshold)
     total = sum(raw.values()) or 1.0
-    scores = {v: raw[v] / total for v in VERDICTS}
-    verdict = max(VERDICTS, key=lambda v: scores[v])
+    return verdict, {v: raw[v] / total for v in VERDICTS}
+
+
+def volume_verdict(preds: list[SlicePrediction], rule: dict | None = None) -> SlicePrediction:
+    """One verdict per scan: a finding on any slice is a finding on the scan.
+
+    Without ``rule`` (the max rule): each positive verdict scores its highest slice probability, ``no_tumor``
+    its lowest (a scan is tumour-free only if every slice is); the scores are renormalised and the verdict is
+    the most probable. A series with a real tumour then reads as real_tumor unless a tampered slice beats the
+    tumour's own probability, and that is nearly a coin toss when both are near 1.
+
+    With ``rule`` ({"threshold": t, "min_slices": m}, chosen on the validation split's whole series by
+    `evaluate_series`): the scan is tampered when at least m slices have a tamper score (fake_added +
+    fake_removed) of at least t; its verdict is the tampered class with the highest slice probability among
+    them, and its scores are those of that slice (the deciding slice; with t >= 2/3 its most probable verdict).
+    Otherwise the scan is real_tumor or no_tumor as the max rule says, and a tampered class's score is capped
+    at the verdict's times (the m-th highest slice tamper score / t): below the verdict, and nearer to it the
+    nearer the slices came to the rule. No instances.
+    """
+    verdict, scores = scan_scores([p.scores for p in preds], rule)
     return SlicePrediction(
         verdict=verdict, scores=scores, tamper_score=float(sum(scores[v] for v in TAMPERED)), instances=[]
     )

@@ -1,6 +1,6 @@
 from django import template
 
-from inference.models import percent, scores_text
+from inference.models import percent, scan_rule_text, scores_text
 from scans import dicom_text
 
 register = template.Library()
@@ -8,6 +8,7 @@ register.filter("study_date", dicom_text.study_date)
 register.filter("patient_age", dicom_text.patient_age)
 register.filter("patient_sex", dicom_text.patient_sex)
 register.filter("scores_text", scores_text)
+register.filter("scan_rule_text", scan_rule_text)
 register.filter("percent", percent)
 
 

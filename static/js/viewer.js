@@ -95,6 +95,7 @@
       $(panel, "data-scan-scores").textContent = Object.entries(data.scores) // as inference.models.scores_text
         .sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1))
         .map(([name, value]) => (LABELS[name] || name) + " " + pct(value)).join(" · ");
+      if (data.scan_rule) $(panel, "data-scan-rule").textContent = data.scan_rule.text;
       const m = data.model;
       $(panel, "data-job-model").textContent = m.name + " " + m.version + " (" + m.sha256.slice(0, 12) + ")" + (m.device ? " on " + m.device : "");
       const t = data.timings;

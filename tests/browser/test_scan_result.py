@@ -79,9 +79,10 @@ def test_doctor_uploads_a_series_and_sees_the_result(page, login_as, live_server
     assert page.locator("[data-scan-verdict]").inner_text() == VERDICT_LABELS[job.verdict]
     assert _percent(page.locator("[data-scan-confidence]").inner_text()) == pytest.approx(job.confidence * 100, abs=0.051)
     # viewer.js writes the scores line as the server does on a reload (inference.models.scores_text)
-    from inference.models import scores_text
+    from inference.models import scan_rule_text, scores_text
 
     assert page.locator("[data-scan-scores]").inner_text() == scores_text(job.scores)
+    assert page.locator("[data-scan-rule]").inner_text() == scan_rule_text(job.scan_rule)  # and how it was reached
     assert page.locator("#masks-download").is_visible()
 
     # Per-slice verdicts: the strip has one cell per slice; the slice panel shows the current slice's result.

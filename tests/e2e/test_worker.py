@@ -147,7 +147,8 @@ def _assert_complete(job, scan_id, n):
     for r in results:
         assert sum(r.scores.values()) == pytest.approx(1.0, abs=1e-6)
         assert r.verdict == max(r.scores, key=r.scores.get)
-    expected = volume_verdict([SlicePrediction(r.verdict, r.scores, r.tamper_score) for r in results])
+    expected = volume_verdict([SlicePrediction(r.verdict, r.scores, r.tamper_score) for r in results],
+                              job.scan_rule or None)
     assert job.verdict == expected.verdict and job.scores == pytest.approx(expected.scores)
 
 

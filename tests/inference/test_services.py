@@ -121,7 +121,9 @@ def test_job_run_stores_a_consistent_result_for_every_slice(doctor_a, detector, 
         if not result.instances.exists():
             assert not result.mask
 
-    # The scan-level verdict is volume_verdict over the stored slice scores.
+    # The scan-level verdict is volume_verdict over the stored slice scores, under the rule the job records
+    # (this random bundle has none beside it: the max rule)
+    assert job.scan_rule == {}
     expected = volume_verdict(
         [SlicePrediction(verdict=r.verdict, scores=r.scores, tamper_score=r.tamper_score) for r in results]
     )
@@ -333,3 +335,48 @@ def test_label_map_prefers_the_higher_score_where_instances_overlap():
         [Instance("fake_added", 0.9, (0, 1, 4, 3), high), Instance("real_tumor", 0.4, (0, 0, 4, 2), low)],
     )
     assert label_map[:, 0].tolist() == [1, 2, 2, 0]
+
+
+def test_the_job_uses_and_records_the_models_scan_rule(doctor_a, client_a, settings, tmp_path, random_bundle,
+                                                       upload_scan):
+    """A scan rule beside the weights decides the scan verdict, is recorded on the job, and is said on the page,
+    the API and the PDF report; a rule changed on disk is picked up without a new model."""
+    import json
+    import shutil
+    from html import escape
+
+    from inference.ml.predictor import scan_rule_path
+
+    weights = shutil.copy(random_bundle, tmp_path / "detector.pt")
+    settings.DETECTOR_WEIGHTS = str(weights)
+    settings.DETECTOR_DEVICE = "cpu"
+    # the lowest threshold a rule may have, so that this untrained model's slices cross it one way or the other
+    scan_rule_path(weights).write_text(json.dumps({
+        "model_sha256": file_sha256(weights), "rule": {"threshold": 0.7, "min_slices": 2},
+        "chosen_on": "3 validation series (a test rule)"}))
+    scan, job = upload_scan(doctor_a)
+    job = services.job_run(job_id=job.pk)
+    assert job.status == Status.SUCCEEDED, job.error_message
+    assert job.scan_rule == {"threshold": 0.7, "min_slices": 2, "chosen_on": "3 validation series (a test rule)"}
+    results = list(job.slice_results.order_by("index"))
+    expected = volume_verdict([SlicePrediction(r.verdict, r.scores, r.tamper_score) for r in results], job.scan_rule)
+    assert job.verdict == expected.verdict and job.scores == pytest.approx(expected.scores)
+    _assert_consistent_prediction(job)
+
+    text = ("tampered when at least 2 slices read as tampered at 70% or more (the deciding slice's probabilities "
+            "are the scan's); otherwise real tumor or no tumor as the slices show; chosen on 3 validation series "
+            "(a test rule)")
+    api = client_a.get(f"/api/jobs/{job.pk}/").json()
+    assert api["scan_rule"] == {"threshold": 0.7, "min_slices": 2, "chosen_on": "3 validation series (a test rule)",
+                                "text": text}
+    page = client_a.get(f"/scans/{scan.pk}/").content.decode()
+    assert f"<dd data-scan-rule>{escape(text)}</dd>" in page
+
+    # a new rule on disk: the next job loads it (the weights did not change)
+    scan_rule_path(weights).write_text(json.dumps({
+        "model_sha256": file_sha256(weights), "rule": {"threshold": 0.99, "min_slices": 1}}))
+    predictor, _ = services.predictor_get()
+    assert predictor.scan_rule == {"threshold": 0.99, "min_slices": 1, "chosen_on": ""}
+    scan_rule_path(weights).unlink()
+    predictor, _ = services.predictor_get()
+    assert predictor.scan_rule is None

@@ -181,6 +181,7 @@ def test_detect_dicom_and_png(random_bundle, tmp_path):
     for f in report["files"]:
         assert f["n_slices"] == 1 and f["shape"] == [256, 256]
         assert f["file_verdict"]["verdict"] in VERDICTS
+        assert f["file_verdict"]["scan_rule"] == {"rule": "max"}  # this random bundle has no scan rule beside it
         s = f["slices"][0]
         assert sum(s["scores"].values()) == pytest.approx(1.0, abs=1e-4)
         for inst in s["instances"]:

@@ -19,6 +19,11 @@ from inference.ml.predictor import (
     flip_output,
     fuse_scores,
     fuse_views,
+    DEFAULT_WEIGHTS,
+    ScanRuleError,
+    check_scan_rule,
+    load_scan_rule,
+    scan_rule_path,
     select_instances,
     volume_verdict,
 )
@@ -168,6 +173,105 @@ def test_volume_verdict_all_clean():
     assert vol.verdict == "no_tumor"
     with pytest.raises(ValueError):
         volume_verdict([])
+
+
+RULE = {"threshold": 0.97, "min_slices": 1}
+
+
+def test_the_scan_rule_calls_a_confident_tampered_slice_under_a_real_tumour():
+    tumour = [_slice(real_tumor=0.99, no_tumor=0.01)] * 4
+    injected = tumour + [_slice(real_tumor=0.004, fake_added=0.99, fake_removed=0.006)]
+    # the max rule: real 0.99 against fake added 0.99, a coin toss the tumour wins by order
+    assert volume_verdict(injected).verdict == "real_tumor"
+    vol = volume_verdict(injected, RULE)
+    assert vol.verdict == "fake_added"
+    # the scan's scores are the deciding slice's
+    assert vol.scores == pytest.approx({"real_tumor": 0.004, "no_tumor": 0.0, "fake_added": 0.99,
+                                        "fake_removed": 0.006})
+    assert vol.tamper_score == pytest.approx(0.996)
+    # the tampered class with the highest slice probability among the flagged slices; its most convincing slice
+    mixed = tumour + [_slice(fake_added=0.5, fake_removed=0.48, no_tumor=0.02), _slice(fake_removed=0.985,
+                                                                                       no_tumor=0.015)]
+    vol = volume_verdict(mixed, {"threshold": 0.97, "min_slices": 2})
+    assert vol.verdict == "fake_removed" and vol.scores["fake_removed"] == pytest.approx(0.985)
+
+
+def test_under_the_rule_a_false_alarm_below_it_stays_below_the_authentic_verdict():
+    tumour = [_slice(real_tumor=0.9, no_tumor=0.1)] * 4
+    alarm = tumour + [_slice(real_tumor=0.05, fake_added=0.95)]
+    assert volume_verdict(alarm).verdict == "fake_added"  # the max rule: 0.95 beats the tumour's 0.9
+    vol = volume_verdict(alarm, RULE)
+    assert vol.verdict == "real_tumor"
+    # raw: real 0.9 (its highest), no tumor 0 (its lowest), fake added 0.95 capped at 0.9 * 0.95 / 0.97
+    capped = 0.9 * 0.95 / 0.97
+    total = 0.9 + capped
+    assert vol.scores["fake_added"] == pytest.approx(capped / total)
+    assert vol.scores["real_tumor"] == pytest.approx(0.9 / total) and vol.scores["real_tumor"] > vol.scores["fake_added"]
+    assert max(vol.scores, key=vol.scores.get) == vol.verdict
+    # a tumour-free series with a weak false alarm: no tumor, still the most probable
+    clean = [_slice(no_tumor=0.9, real_tumor=0.1), _slice(no_tumor=0.4, fake_removed=0.6)]
+    vol = volume_verdict(clean, RULE)
+    assert vol.verdict == "no_tumor" and max(vol.scores, key=vol.scores.get) == "no_tumor"
+    # two slices needed, one given
+    assert volume_verdict(tumour + [_slice(fake_added=1.0)], {"threshold": 0.97, "min_slices": 2}).verdict == \
+        "real_tumor"
+    with pytest.raises(ValueError):
+        volume_verdict([], RULE)
+
+
+@pytest.mark.parametrize("rule, message", [
+    ({"threshold": 0.5, "min_slices": 1}, "between 0.667 and 1"),
+    ({"threshold": 1.2, "min_slices": 1}, "between 0.667 and 1"),
+    ({"threshold": 0.9, "min_slices": 0}, "at least 1"),
+    ({"threshold": 0.9, "min_slices": 1.5}, "whole number"),
+    ({"threshold": "high", "min_slices": 1}, "numeric threshold"),
+    ({"min_slices": 1}, "numeric threshold"),
+    ([0.9, 1], "an object"),
+])
+def test_a_bad_scan_rule_is_refused_with_what_is_wrong(rule, message):
+    with pytest.raises(ScanRuleError, match=message):
+        check_scan_rule(rule)
+
+
+def test_the_scan_rule_beside_the_weights_applies_only_to_its_model(bundle_path, tmp_path, caplog):
+    import json
+    import shutil
+
+    weights = shutil.copy(bundle_path, tmp_path / "detector.pt")
+    assert scan_rule_path(weights) == tmp_path / "detector.scan_rule.json"
+    assert Predictor.load(weights, device="cpu").scan_rule is None  # none beside it: the max rule
+    sha = hashlib.sha256(Path(weights).read_bytes()).hexdigest()
+    rule_file = scan_rule_path(weights)
+    rule_file.write_text(json.dumps({"model_sha256": sha, "rule": RULE, "chosen_on": "25 validation series"}))
+    loaded = Predictor.load(weights, device="cpu")
+    assert loaded.scan_rule == {**RULE, "chosen_on": "25 validation series"}
+    preds = [_slice(real_tumor=0.99, no_tumor=0.01), _slice(fake_added=0.98, no_tumor=0.02)]
+    assert loaded.volume_verdict(preds).verdict == "fake_added"
+    # chosen for another model (a retrained bundle copied over): ignored, with a warning
+    rule_file.write_text(json.dumps({"model_sha256": "0" * 64, "rule": RULE}))
+    assert load_scan_rule(weights, sha) is None
+    assert "not this one" in caplog.text
+    # unusable: the model does not load, and says why
+    rule_file.write_text("{not json")
+    with pytest.raises(ModelNotInstalled, match="not readable JSON"):
+        Predictor.load(weights, device="cpu")
+    rule_file.write_text(json.dumps({"model_sha256": sha, "rule": {"threshold": 0.3, "min_slices": 1}}))
+    with pytest.raises(ModelNotInstalled, match="detector.scan_rule.json: The scan rule's threshold"):
+        Predictor.load(weights, device="cpu")
+
+
+def test_the_shipped_model_has_its_scan_rule():
+    """models/detector.scan_rule.json was chosen for models/detector.pt: a new model needs its own
+    (`evaluate_series --save-rule`), else the worker silently falls back to the max rule."""
+    import json
+
+    doc = json.loads(scan_rule_path(DEFAULT_WEIGHTS).read_text())
+    assert doc["model_sha256"] == hashlib.sha256(DEFAULT_WEIGHTS.read_bytes()).hexdigest()
+    assert load_scan_rule(DEFAULT_WEIGHTS, doc["model_sha256"]) == {**check_scan_rule(doc["rule"]),
+                                                                    "chosen_on": doc["chosen_on"]}
+    # measured on the test split's series, and no worse there than the max rule it replaces
+    test = doc["measured"]["test"]
+    assert test["count"]["accuracy"] >= test["max"]["accuracy"]
 
 
 @pytest.mark.parametrize("backbone", ["tiny", "mobilenet_v3", "resnet18"])
