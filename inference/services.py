@@ -215,7 +215,9 @@ def predictor_get():
     rule beside it changes. Raises inference.ml.predictor.ModelNotInstalled when no weights are installed.
     """
     started = time.perf_counter()
-    from inference.ml.predictor import Predictor, scan_rule_path  # torch: seconds on the first call in a process
+    from inference.ml.predictor import Predictor  # torch: seconds on the first call in a process
+
+    from inference.ml.scan_rule import scan_rule_path
 
     weights = Path(settings.DETECTOR_WEIGHTS)
     try:

@@ -153,6 +153,70 @@ def model_card_current() -> ModelCard:
     return card
 
 
+# --- The scan rule ---------------------------------------------------------------------------------------
+
+SCAN_RULE_FIGURES = (("accuracy", "Accuracy"), ("false_alarm_rate", "Authentic series called tampered"),
+                     ("detection_rate", "Tampered series caught"))
+
+
+@dataclass
+class ScanRuleSummary:
+    """How the installed model's slices become a scan verdict, and what that measured on whole series."""
+
+    text: str  # the rule in a doctor's words (inference.models.scan_rule_text)
+    in_force: bool  # the worker applies a chosen rule (else the max rule)
+    problem: str = ""  # why no chosen rule is in force
+    written: str = ""
+    chosen_on: str = ""
+    rows: list[tuple[str, str, int, list[float | None]]] = field(default_factory=list)  # split, rule, cases, figures
+    note: str = ""  # how coarse the test figures are
+
+
+def scan_rule_summary(card: ModelCard) -> ScanRuleSummary:
+    """The rule beside the installed weights (read without torch), as the worker will apply it."""
+    import json
+
+    from inference.ml.scan_rule import ScanRuleError, load_scan_rule, scan_rule_path
+    from inference.models import scan_rule_text
+
+    max_text = scan_rule_text(None)
+    if not card.available:
+        return ScanRuleSummary(text=max_text, in_force=False, problem=card.problem)
+    path = scan_rule_path(card.weights_path)
+    if not path.is_file():
+        return ScanRuleSummary(text=max_text, in_force=False, problem=(
+            f"No scan rule was chosen for this model ({path.name} is missing): the max rule decides. "
+            "`python manage.py evaluate_series --save-rule` chooses one on the validation split's whole series."))
+    try:
+        rule = load_scan_rule(card.weights_path, card.sha256)
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (ScanRuleError, OSError, ValueError) as exc:
+        return ScanRuleSummary(text=max_text, in_force=False, problem=f"The scan rule cannot be used: {exc}")
+    if rule is None:
+        return ScanRuleSummary(text=max_text, in_force=False, problem=(
+            f"{path.name} was chosen for another model ({str(doc.get('model_sha256'))[:12]}), not this one: the "
+            "max rule decides until `python manage.py evaluate_series --save-rule` is run for this model."))
+    rows = []
+    for split in ("test", "val"):
+        for name, label in (("count", "this rule"), ("max", "max rule")):
+            figures = (doc.get("measured") or {}).get(split, {}).get(name)
+            if figures:
+                rows.append((split, label, int(figures.get("n_cases") or 0),
+                             [figures.get(key) for key, _ in SCAN_RULE_FIGURES]))
+    note = ""
+    test = (doc.get("measured") or {}).get("test", {}).get("count") or {}
+    if test.get("n_authentic") and test.get("false_alarm_rate") is not None:
+        from inference.ml.intervals import wilson
+
+        n = int(test["n_authentic"])
+        k = round(float(test["false_alarm_rate"]) * n)
+        high = wilson(k, n)[1]
+        note = (f"Few series: of {n} authentic test series this rule called {k} tampered, which is compatible "
+                f"(95 % Wilson interval) with a true false-alarm rate up to {100 * high:.0f} %.")
+    return ScanRuleSummary(text=scan_rule_text(rule), in_force=True, written=str(doc.get("written", "")),
+                           chosen_on=str(doc.get("chosen_on", "")), rows=rows, note=note)
+
+
 # --- Evaluation runs -------------------------------------------------------------------------------------
 
 def evaluation_run_list(*, limit: int = 20) -> QuerySet[EvaluationRun]:

@@ -18,6 +18,8 @@ from reports.selectors import (
     model_card_current,
     model_review_summary,
     scan_report_for,
+    scan_rule_summary,
+    SCAN_RULE_FIGURES,
     evaluation_to_show,
 )
 
@@ -32,6 +34,7 @@ def model_page(request):
         run, shipped = evaluation_to_show(card)
     context = {"card": card, "run": run, "runs": evaluation_run_list(limit=20),
                "in_use": model_review_summary(card.sha256), "verdict_choices": VERDICT_CHOICES,
+               "scan_rule": scan_rule_summary(card), "scan_rule_figures": [label for _, label in SCAN_RULE_FIGURES],
                "shipped": shipped if shipped is not None and run is not None and run is shipped.run else None,
                "shipped_problem": shipped.problem if shipped is not None else ""}
     if run is not None:

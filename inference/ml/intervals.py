@@ -131,3 +131,13 @@ def bootstrap_intervals(rows: Sequence[dict], patients: Sequence[str], *, resamp
 def accuracy_interval(rows: Sequence[dict], patients: Sequence[str], **kwargs) -> dict:
     """The accuracy interval alone (for the breakdown by group)."""
     return bootstrap_intervals(rows, patients, **kwargs)["accuracy"]
+
+
+def wilson(successes: float, n: int, z: float = 1.96) -> tuple[float, float] | None:
+    """The 95 % Wilson score interval of a proportion (None for n = 0)."""
+    if n <= 0:
+        return None
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * ((p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)

@@ -41,7 +41,8 @@ from .dataset.builder import MIN_DONOR_AREA, MIN_TUMOUR_AREA, _item_seed
 from .dataset.readers import SourceError, SourceSlice, read_source
 from .dataset.splits import DEFAULT_FRACTIONS, split_patients
 from .labels import TAMPERED, VERDICTS
-from .predictor import MIN_RULE_THRESHOLD, scan_scores
+from .intervals import wilson
+from .scan_rule import MIN_RULE_THRESHOLD, scan_scores
 from .tamper import INJECT, REMOVE, NotApplicable, TamperRequest, methods as registered_methods
 
 log = logging.getLogger(__name__)
@@ -360,6 +361,9 @@ def analyse(doc: dict, *, max_false_alarm: float = 0.1) -> dict:
         chosen = choice["chosen"]
         out["chosen_on_val"] = chosen
         out["val_grid"] = choice["grid"]
+    rules = {"max": max_rule}
+    if chosen:
+        rules["count"] = lambda s: series_rule_verdict(s, chosen["threshold"], chosen["min_slices"])
     for split, cases in sorted(by_split.items()):
         entry = {"n_series": len({c["series"] for c in cases}),
                  "n_slices": sum(len(c["scores"]) for c in cases if c["variant"] == "authentic"),
@@ -368,6 +372,12 @@ def analyse(doc: dict, *, max_false_alarm: float = 0.1) -> dict:
         if chosen:
             entry["count"] = score_rule(cases, lambda s: series_rule_verdict(s, chosen["threshold"],
                                                                               chosen["min_slices"]))
+        entry["per_method"] = {
+            f"{variant.split('_')[0]} {method}": {
+                rule: sum(decide(c["scores"]) == c["truth"] for c in members) / len(members)
+                for rule, decide in rules.items()} | {"n": len(members)}
+            for (variant, method), members in sorted(_by_method(cases).items())
+        }
         entry["per_source"] = {
             src: {"max": score_rule([c for c in cases if c["source"] == src], max_rule),
                   **({"count": score_rule([c for c in cases if c["source"] == src],
@@ -377,6 +387,14 @@ def analyse(doc: dict, *, max_false_alarm: float = 0.1) -> dict:
         }
         out["splits"][split] = entry
     return out
+
+
+def _by_method(cases: list[dict]) -> dict:
+    groups = defaultdict(list)
+    for c in cases:
+        if c["variant"] != "authentic":
+            groups[("added" if c["variant"].startswith("added") else "removed", "+".join(c["methods"]))].append(c)
+    return groups
 
 
 def _slice_flags(cases: list[dict]) -> dict:
@@ -396,8 +414,8 @@ def rule_document(result: dict, *, written: str) -> dict:
     val = result["splits"]["val"]
     measured = {}
     for split, entry in result["splits"].items():
-        measured[split] = {rule: {k: entry[rule].get(k) for k in ("n_cases", "accuracy", "false_alarm_rate",
-                                                                    "detection_rate")}
+        measured[split] = {rule: {k: entry[rule].get(k) for k in ("n_cases", "n_authentic", "n_tampered",
+                                                                    "accuracy", "false_alarm_rate", "detection_rate")}
                            for rule in ("max", "count") if rule in entry}
     return {
         "model": f"{result['model'].get('name')} {result['model'].get('version')}",
@@ -421,16 +439,6 @@ def write_report(doc: dict, result: dict, out: Path) -> None:
 
 def _pct(x) -> str:
     return "n/a" if x is None else f"{100 * x:.1f} %"
-
-
-def wilson(successes: float, n: int, z: float = 1.96) -> tuple[float, float] | None:
-    """The 95 % Wilson score interval of a proportion (None for n = 0)."""
-    if n <= 0:
-        return None
-    p = successes / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * ((p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def _rate(r: dict, key: str, n_key: str) -> str:
@@ -468,6 +476,10 @@ def report_markdown(result: dict) -> str:
             cells = [f"{_pct(pv[v]['correct'])} (n={pv[v]['n']})" if v in pv else "" for v in VARIANTS]
             lines.append(f"| {rule} | {_pct(r.get('accuracy'))} | {_rate(r, 'false_alarm_rate', 'n_authentic')} | "
                          f"{_rate(r, 'detection_rate', 'n_tampered')} | " + " | ".join(cells) + " |")
+        lines += ["", "Tampered series given their true verdict, by tampering method:", ""]
+        lines.append("- " + " · ".join(
+            f"{name} (n={m['n']}): " + ", ".join(f"{rule} {_pct(m[rule])}" for rule in ("max", "count") if rule in m)
+            for name, m in e["per_method"].items()))
         lines += ["", "Per corpus (accuracy; false alarms; caught):", ""]
         for src, rules in e["per_source"].items():
             parts = [f"{rule} {_pct(r.get('accuracy'))}; {_pct(r.get('false_alarm_rate'))}; "

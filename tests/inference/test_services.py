@@ -345,7 +345,7 @@ def test_the_job_uses_and_records_the_models_scan_rule(doctor_a, client_a, setti
     import shutil
     from html import escape
 
-    from inference.ml.predictor import scan_rule_path
+    from inference.ml.scan_rule import scan_rule_path
 
     weights = shutil.copy(random_bundle, tmp_path / "detector.pt")
     settings.DETECTOR_WEIGHTS = str(weights)

@@ -20,13 +20,10 @@ from inference.ml.predictor import (
     fuse_scores,
     fuse_views,
     DEFAULT_WEIGHTS,
-    ScanRuleError,
-    check_scan_rule,
-    load_scan_rule,
-    scan_rule_path,
     select_instances,
     volume_verdict,
 )
+from inference.ml.scan_rule import ScanRuleError, check_scan_rule, load_scan_rule, scan_rule_path
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "ml_model"
 

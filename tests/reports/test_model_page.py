@@ -321,3 +321,44 @@ def test_verdict_guides_read_each_verdict_off_the_installed_models_confusion_mat
     Job.model_sha256 = "ef" * 32  # a verdict given by other weights
     assert verdict_guides_for(Job()) == {}
     assert verdict_guides_for(None) == {}
+
+
+def test_the_model_page_says_how_slices_become_a_scan_verdict(client_a, settings, tmp_path):
+    """The scan rule beside the weights: its words and its series figures; the max rule, and why, without one."""
+    import json
+
+    from inference.ml.model import save_random_bundle
+    from inference.ml.predictor import file_sha256
+    from inference.ml.scan_rule import scan_rule_path
+
+    weights = save_random_bundle(tmp_path / "w.pt", backbone="tiny", seed=5)
+    settings.DETECTOR_WEIGHTS = str(weights)
+    html = client_a.get(reverse("reports:model")).content.decode()
+    assert "From slices to a scan verdict" in html
+    assert "each verdict&#x27;s highest probability on any slice" in html
+    assert "No scan rule was chosen for this model (w.scan_rule.json is missing)" in html
+
+    figures = {"n_cases": 104, "n_authentic": 26, "n_tampered": 78}
+    scan_rule_path(weights).write_text(json.dumps({
+        "model_sha256": file_sha256(weights), "rule": {"threshold": 0.97, "min_slices": 1},
+        "chosen_on": "25 validation series", "written": "2026-12-07",
+        "measured": {"test": {"count": {**figures, "accuracy": 0.827, "false_alarm_rate": 0.0, "detection_rate": 0.808},
+                              "max": {**figures, "accuracy": 0.721, "false_alarm_rate": 0.115,
+                                      "detection_rate": 0.718}}}}))
+    response = client_a.get(reverse("reports:model"))
+    html = response.content.decode()
+    assert "tampered when a slice reads as tampered at 97% or more" in html and "chosen on 25 validation series" in html
+    assert "data-scan-rule-problem" not in html
+    rows = re.findall(r"<tr><th scope=\"row\">test</th><td>([^<]+)</td><td class=\"num\">(\d+)</td>"
+                      r"<td class=\"num\">([\d.]+)</td><td class=\"num\">([\d.]+)</td><td class=\"num\">([\d.]+)</td>",
+                      html)
+    assert rows == [("this rule", "104", "0.827", "0.000", "0.808"), ("max rule", "104", "0.721", "0.115", "0.718")]
+    # 0 of 26: the Wilson interval's upper end
+    assert "this rule called 0 tampered, which is compatible (95 % Wilson interval) with a true false-alarm rate " \
+           "up to 13 %" in html
+
+    # a rule chosen for other weights is not in force, and the page says so
+    scan_rule_path(weights).write_text(json.dumps({"model_sha256": "f" * 64, "rule": {"threshold": 0.97,
+                                                                                      "min_slices": 1}}))
+    html = client_a.get(reverse("reports:model")).content.decode()
+    assert "was chosen for another model (ffffffffffff)" in html and "table-scan-rule" not in html

@@ -78,7 +78,8 @@ class Command(BaseCommand):
         from django.utils import timezone
 
         from inference.ml import series_eval
-        from inference.ml.predictor import file_sha256, scan_rule_path
+        from inference.ml.bundle_file import file_sha256
+        from inference.ml.scan_rule import scan_rule_path
 
         weights = Path(weights)
         if not weights.is_file():
