@@ -210,6 +210,14 @@
       box.append(button, " ");
     }
     if (tampered.length > MAX_LISTED_RUNS) box.append("and " + (tampered.length - MAX_LISTED_RUNS) + " more. ");
+    const rule = job.current && job.current.scan_rule;
+    if (rule && rule.threshold !== null && rule.threshold !== undefined) {
+      // why the scan is not called tampered: its rule (inference.ml.scan_rule) was not met
+      const reach = tampered.filter((r) => r.tamper_score >= rule.threshold).length;
+      box.append((reach ? reach + " of them reach" : "None of them reaches") + " a tamper score of " + pct(rule.threshold) +
+        (rule.min_slices > 1 ? "; the scan rule calls a scan tampered when " + rule.min_slices + " slices do. "
+                             : ", from which the scan rule calls a scan tampered. "));
+    }
     box.append("The scan's verdict weighs every slice; look at these before reading it as authentic.");
   }
 

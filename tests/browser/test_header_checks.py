@@ -108,10 +108,18 @@ def test_slices_read_as_tampered_are_named_beside_an_authentic_scan_verdict(page
     line = page.locator("[data-scan-tampered-slices]")
     line.wait_for(state="visible", timeout=10_000)
     assert line.inner_text().startswith("Read as tampered on 1 of 3 slices: 2 (Fake added 70%)")
+    assert "reaches a tamper score" not in line.inner_text()  # this analysis had no scan rule (the max rule)
     page.locator("[data-scan-tampered-slices] button").click()
     assert page.locator("[data-slice-label]").inner_text() == "2"
 
     from inference.models import InferenceJob
+    # under a scan rule, the line says why the scan is not called tampered: no slice reached the rule
+    InferenceJob.objects.filter(scan=scan).update(scan_rule={"threshold": 0.97, "min_slices": 1, "chosen_on": "val"})
+    page.reload()
+    line.wait_for(state="visible", timeout=10_000)
+    assert "None of them reaches a tamper score of 97%, from which the scan rule calls a scan tampered." in \
+        line.inner_text()
+
     InferenceJob.objects.filter(scan=scan).update(verdict="fake_added")  # the scan's verdict says it already
     page.reload()
     page.wait_for_selector("[data-slice-result]:not(.hidden)")
