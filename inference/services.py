@@ -6,8 +6,8 @@ Lifecycle of an `InferenceJob`:
                                                |   \\--> failed (model not installed, unreadable scan, error)
                                                \\--> failed by jobs_reap_stale (worker died: no heartbeat)
     failed --(job_retry by the owner or an admin)--> queued
-    succeeded, by weights other than the installed ones --(job_reanalyse)--> a new job (queued); the earlier job,
-        its results and any review of it stay
+    succeeded, by weights other than the installed ones, or by them under another scan rule than the one now
+        beside them --(job_reanalyse)--> a new job (queued); the earlier job, its results and any review of it stay
 
 Idempotency and dead workers:
 
@@ -127,21 +127,50 @@ def newest_job_for_update(scan) -> InferenceJob | None:
     return InferenceJob.objects.select_for_update().filter(scan=scan).order_by("-created_at", "-id").first()
 
 
+def installed_scan_rule(card) -> dict:
+    """The scan rule the worker applies with the installed model (``card``): {"threshold", "min_slices"}, or {}
+    for the max rule (no rule beside the weights, one chosen for other weights, or one that cannot be used)."""
+    from inference.ml.scan_rule import ScanRuleError, load_scan_rule
+
+    if not card.available:
+        return {}
+    try:
+        rule = load_scan_rule(card.weights_path, card.sha256)
+    except ScanRuleError:
+        return {}
+    return {"threshold": rule["threshold"], "min_slices": rule["min_slices"]} if rule else {}
+
+
+def _rule_of(job: InferenceJob) -> dict:
+    rule = job.scan_rule or {}
+    return {"threshold": rule["threshold"], "min_slices": rule["min_slices"]} if rule else {}
+
+
+def scan_rule_changed(job: InferenceJob | None, card) -> bool:
+    """Whether `job` (succeeded, by the installed weights) turned its slices into a scan verdict by another rule
+    than the one now installed beside those weights."""
+    return bool(job is not None and card.available and job.model_sha256 == card.sha256
+                and _rule_of(job) != installed_scan_rule(card))
+
+
 def reanalysis_model(job: InferenceJob | None):
     """The installed model (reports.selectors.ModelCard) when `job`, a scan's newest job, succeeded with other
-    weights, so that analysing the scan again would use a different model; None otherwise."""
+    weights, or with these weights under another scan rule, so that analysing the scan again could give another
+    verdict; None otherwise."""
     from reports.selectors import model_card_current
 
     if job is None or job.status != Status.SUCCEEDED:
         return None
     card = model_card_current()
-    return card if card.available and card.sha256 != job.model_sha256 else None
+    if not card.available:
+        return None
+    return card if card.sha256 != job.model_sha256 or scan_rule_changed(job, card) else None
 
 
 @transaction.atomic
 def job_reanalyse(*, scan, user, request=None) -> InferenceJob:
     """Queue a new job for `scan` with the installed model, when its newest job succeeded with other weights (a
-    model was installed since). The earlier job keeps its results and reviews; pages and reports move to the new
+    model was installed since) or under another scan rule (one was chosen since). The earlier job keeps its results and reviews; pages and reports move to the new
     one when it succeeds. Raises ReanalysisRefused, and queues nothing, otherwise."""
     from reports.selectors import model_card_current
 
@@ -153,7 +182,7 @@ def job_reanalyse(*, scan, user, request=None) -> InferenceJob:
     card = model_card_current()
     if not card.available:
         raise ReanalysisRefused(card.problem)
-    if latest is not None and latest.model_sha256 == card.sha256:
+    if latest is not None and latest.model_sha256 == card.sha256 and not scan_rule_changed(latest, card):
         raise ReanalysisRefused(f"This scan was analysed by the installed model ({card.name} {card.version}, job "
                                 f"#{latest.pk}); analysing it again would give the same result.")
     job = InferenceJob.objects.create(scan=scan, requested_by=user)
@@ -162,6 +191,8 @@ def job_reanalyse(*, scan, user, request=None) -> InferenceJob:
         "previous_model": f"{latest.model_name} {latest.model_version}" if latest else "",
         "previous_model_sha256": latest.model_sha256 if latest else "",
         "model": f"{card.name} {card.version}", "model_sha256": card.sha256,
+        **({"previous_scan_rule": _rule_of(latest), "scan_rule": installed_scan_rule(card)}
+           if latest is not None and latest.model_sha256 == card.sha256 else {}),
     })
     _dispatch(job)
     return job

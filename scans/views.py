@@ -147,7 +147,8 @@ def render_scan_detail(request, scan, *, review_form=None, status: int = 200):
     """The scan page; ``review_form``: a bound review form with its errors (reviews.views), shown in place of an
     empty one so that nothing the reviewer typed is lost."""
     from inference.selectors import earlier_differing_job
-    from inference.services import reanalysis_model
+    from inference.models import scan_rule_text
+    from inference.services import installed_scan_rule, reanalysis_model, scan_rule_changed
     from reports.selectors import pacs_transfers_for
     from reports.services import pacs_destination
     from reviews.forms import ReviewForm
@@ -161,6 +162,10 @@ def render_scan_detail(request, scan, *, review_form=None, status: int = 200):
     copies = selectors.scan_copies(scan=scan, user=request.user) if scan.kind == "dicom" else []
     pacs_status = selectors.pacs_compare_status(scan) if scan.kind == "dicom" else None
     changes = selectors.scan_slice_changes(scan=scan, user=request.user, copies=copies, pacs_status=pacs_status)
+    reanalyse_with = reanalysis_model(latest)
+    reanalyse_rule = ""  # the same weights under a new scan rule: the rule they now use, in words
+    if reanalyse_with is not None and scan_rule_changed(latest, reanalyse_with):
+        reanalyse_rule = scan_rule_text(installed_scan_rule(reanalyse_with))
     return render(request, "scans/detail.html", {
         "scan": scan,
         "files": list(selectors.scan_files(scan=scan)),
@@ -171,7 +176,8 @@ def render_scan_detail(request, scan, *, review_form=None, status: int = 200):
         "verdict_guides": _verdict_guide_texts(latest),
         "header_warnings": dicom_text.header_warnings_by_slice(scan.metadata or {}),
         "review": review_panel_for(scan=scan, job=latest),
-        "reanalyse_with": reanalysis_model(latest),
+        "reanalyse_with": reanalyse_with,
+        "reanalyse_rule": reanalyse_rule,
         "earlier_verdict": earlier_differing_job(job=latest),
         "review_form": review_form,
         "pacs_destination": pacs_destination() if scan.kind == "dicom" else None,

@@ -120,3 +120,48 @@ def test_the_scan_page_says_when_the_new_analysis_reads_the_scan_differently(cli
     text = report_pdf_text(client_a, scan.pk)
     assert (f"The earlier analysis read this scan differently: job #{old.pk} (m 0.8.0) said Fake added; this one "
             "(0.9.0) says Real tumor.") in text
+
+
+def test_a_new_scan_rule_for_the_same_weights_is_offered_and_recorded(settings, tmp_path, random_bundle, doctor_a,
+                                                                       client_a, upload_scan):
+    import json
+    import shutil
+
+    from inference.ml.scan_rule import scan_rule_path
+
+    weights = shutil.copy(random_bundle, tmp_path / "detector.pt")
+    settings.DETECTOR_WEIGHTS = str(weights)
+    settings.DETECTOR_DEVICE = "cpu"
+    scan, old = upload_scan(doctor_a, indices=(9, 10))
+    old = services.job_run(job_id=old.pk)
+    assert old.status == InferenceJob.Status.SUCCEEDED and old.scan_rule == {}  # the max rule
+    page = lambda: client_a.get(reverse("scans:detail", args=[scan.pk])).content.decode()  # noqa: E731
+    assert "data-reanalyse" not in page()
+
+    # a rule is chosen for these weights (evaluate_series --save-rule): the scan may be read again under it
+    scan_rule_path(weights).write_text(json.dumps({"model_sha256": file_sha256(weights),
+                                                   "rule": {"threshold": 0.9, "min_slices": 2}, "chosen_on": "val"}))
+    html = page()
+    assert "A new scan rule is installed." in html and "A newer model is installed" not in html
+    assert "tampered when at least 2 slices read as tampered at 90% or more" in html
+    assert "Analyse again under the new rule" in html
+    response = client_a.post(reverse("inference:scan-reanalyse", args=[scan.pk]))
+    assert response.status_code == 302
+    new = scan.jobs.order_by("-id").first()
+    event = AuditEvent.objects.filter(action=actions.JOB_QUEUED, object_id=str(new.pk)).get()
+    assert event.details["previous_scan_rule"] == {} and \
+        event.details["scan_rule"] == {"threshold": 0.9, "min_slices": 2}
+    new = services.job_run(job_id=new.pk)
+    assert new.scan_rule == {"threshold": 0.9, "min_slices": 2, "chosen_on": "val"}
+    # the same slices, read by the same weights: only the way they become a scan verdict changed
+    assert [r.scores for r in new.slice_results.order_by("index")] == \
+        [r.scores for r in old.slice_results.order_by("index")]
+    assert "data-reanalyse" not in page()
+    refused = client_a.post(reverse("inference:scan-reanalyse", args=[scan.pk]), follow=True)
+    assert "analysing it again would give the same result" in refused.content.decode()
+
+    # a rule file chosen for other weights is not in force: the worker would now use the max rule, which this
+    # scan's newest analysis did not, so reading it again is offered
+    scan_rule_path(weights).write_text(json.dumps({"model_sha256": "0" * 64, "rule": {"threshold": 0.9,
+                                                                                     "min_slices": 2}}))
+    assert "A new scan rule is installed." in page()
