@@ -3,7 +3,8 @@ beside the images it concerns (a new series, modality DOC, in the same study and
 
 The patient and study attributes are copied from the uploaded originals (the portal itself never stores them);
 the document references every source instance (Source Instance Sequence) and carries the detector's verdict in
-its title. Its UIDs derive from the analysis and its review (reports.dicom_ids): sent twice, it is filed once.
+its title. Its UIDs derive from the analysis, its review and the pixel evidence of altered copies (reports.dicom_ids,
+reports.sr.evidence_key): sent twice, it is filed once; sent again with new evidence, it is a new document.
 Checked by dciodvfy and by a real Orthanc in tests/reports/test_pdf_dicom.py.
 """
 from __future__ import annotations
@@ -19,6 +20,7 @@ from reports.dicom_ids import analysis_uid, review_key
 
 from inference.models import verdict_label
 from reports.seg import source_datasets
+from reports.sr import evidence_key, report_evidence
 
 # What the PACS files the report under: copied from the source when present (type 2: empty when absent).
 PATIENT_STUDY = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyInstanceUID", "StudyDate",
@@ -39,7 +41,11 @@ def report_pdf_dicom(report, pdf: bytes, sources: list[Dataset] | None = None) -
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = EncapsulatedPDFStorage
     series_uid = first.SeriesInstanceUID
-    meta.MediaStorageSOPInstanceUID = analysis_uid(job, series_uid, "report", "instance", review_key(report.review))
+    # like the SR: pixel evidence found after the analysis (its warnings are in the PDF) makes a new document, so
+    # that a PACS which keeps the first instance of a UID still gets the report that names it
+    evidence = evidence_key(report_evidence(report))
+    meta.MediaStorageSOPInstanceUID = analysis_uid(job, series_uid, "report", "instance", review_key(report.review),
+                                                   *([evidence] if evidence else []))
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
 
     ds = Dataset()

@@ -159,7 +159,7 @@ def _region_groups(report, seg: hd.seg.Segmentation, sources, algorithm) -> list
     return groups
 
 
-def _evidence(report) -> list:
+def report_evidence(report) -> list:
     """The slices another copy of the scan's images holds with other pixels (its latest comparison with the PACS,
     the other stored copies): scans.selectors.SliceChange, with a box."""
     from scans.selectors import scan_slice_changes
@@ -273,7 +273,7 @@ def scan_sr(report, sources: list[pydicom.Dataset] | None = None,
     job, review = report.job, report.review
     sources = sources if sources is not None else source_datasets(report.scan)
     seg = seg if seg is not None else scan_seg(report, sources)
-    changes = _evidence(report)
+    changes = report_evidence(report)
     evidence = evidence_key(changes)
     series_uid = sources[0].SeriesInstanceUID
     version = (job.model_version or "unknown")[:64]

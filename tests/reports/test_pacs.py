@@ -121,10 +121,18 @@ def _resent_sr(pacs, first, resend):
     new = {i["what"]: i["sop_instance_uid"] for i in resend.instances}
     old = {i["what"]: i["sop_instance_uid"] for i in first.instances}
     assert new["seg"] == old["seg"] and new["sr"] != old["sr"]
+    assert new["report"] != old["report"]  # the PDF report is a new document too; the earlier one stays
+    assert _instance_bytes(pacs["http"], old["report"])
     stored = pydicom.dcmread(io.BytesIO(_instance_bytes(pacs["http"], new["sr"])))
     assert (stored.PredecessorDocumentsSequence[0].ReferencedSeriesSequence[0].ReferencedSOPSequence[0]
             .ReferencedSOPInstanceUID) == old["sr"]
     return stored, new, old
+
+
+def _pdf_text(pdf: bytes) -> bytes:
+    import subprocess
+
+    return subprocess.run(["pdftotext", "-", "-"], input=pdf, capture_output=True, check=True).stdout
 
 
 def _instance_bytes(base: str, sop_instance_uid: str) -> bytes:
@@ -395,9 +403,13 @@ def test_pixel_evidence_found_after_a_send_sends_the_analysis_again(client_a, do
     event = AuditEvent.objects.filter(action=actions.PACS_SEND_REQUESTED).latest("id")
     assert (event.details["reason"], event.details["transfer_id"]) == ("altered copy", resend.pk)
 
-    stored, _, _ = _resent_sr(pacs, first, resend)
+    stored, new, _ = _resent_sr(pacs, first, resend)
     texts = {str(e.value) for e in stored.iterall() if e.keyword == "TextValue"}
     assert any(t.endswith(f": other pixels than stored scan #{copy.pk}") for t in texts), texts
+    # the new PDF report lists the changed pixels among its warnings
+    document = pydicom.dcmread(io.BytesIO(_instance_bytes(pacs["http"], new["report"])))
+    pdf = bytes(document.EncapsulatedDocument)[:int(document.EncapsulatedDocumentLength)]
+    assert b"pixels differ" in _pdf_text(pdf)
 
     # Evidence does not send an analysis nobody sent.
     PacsTransfer.objects.all().delete()
