@@ -62,7 +62,8 @@ class UserCreateForm(forms.ModelForm):
 
 
 class TwoFactorCodeForm(forms.Form):
-    """A six-digit code from the user's authenticator app (accounts.two_factor checks it)."""
+    """A six-digit code from the user's authenticator app, or a recovery code ("abcd-efgh-ijkl", typed with or
+    without its dashes and spaces); accounts.two_factor checks it."""
 
-    code = forms.CharField(label="Code from your authenticator app", max_length=12, strip=True, widget=forms.TextInput(
-        attrs={"autocomplete": "one-time-code", "autocapitalize": "none", "autofocus": True, "size": 10}))
+    code = forms.CharField(label="Code from your authenticator app", max_length=20, strip=True, widget=forms.TextInput(
+        attrs={"autocomplete": "one-time-code", "autocapitalize": "none", "autofocus": True, "size": 16}))

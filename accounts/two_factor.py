@@ -8,7 +8,9 @@ after the password.
 - ``MFA_REQUIRED``: admins (portal admins) or all (everyone) must set it up before any other page; they cannot turn
   it off, only set up a new phone.
 - Recovery codes: turning it on makes ten one-time codes, shown once, each of which stands in for the app once (a
-  phone left at home); the user can make a new set (``new_recovery_codes``), which voids the old one.
+  phone left at home); the user can make a new set (``new_recovery_codes``), which voids the old one. A code is
+  12 characters (60 random bits) and is kept only as a salted SHA-256 digest (``recovery_digest``) in django-otp's
+  StaticToken: the database never holds one that could be typed in.
 - A lost phone: a portal admin resets it (``reset``); the user sets it up again at the next log-in where required.
 - Wrong codes wait 1, 2, 4, 8 ... seconds before the next try is even checked (django-otp's throttling), and a code
   is accepted once (a replayed code is refused).
@@ -18,6 +20,8 @@ Everything is audited: auth.mfa_enabled, auth.mfa_disabled, auth.mfa_verified, a
 from __future__ import annotations
 
 import base64
+import hashlib
+import secrets
 from binascii import unhexlify
 from dataclasses import dataclass
 from datetime import datetime
@@ -37,6 +41,9 @@ from .models import User
 DEVICE_NAME = "authenticator app"
 RECOVERY_NAME = "recovery codes"
 RECOVERY_CODES = 10
+RECOVERY_ALPHABET = "abcdefghijklmnopqrstuvwxyz234567"  # base32, lower case: no 0/1 to mistake for o/l
+RECOVERY_LENGTH = 12  # 60 random bits
+DIGEST_LENGTH = 16  # StaticToken.token holds 16 characters: 64 bits of the digest
 
 
 class TwoFactorError(Exception):
@@ -118,22 +125,36 @@ def recovery_codes_left(user: User) -> int:
     return StaticToken.objects.filter(device__user=user, device__name=RECOVERY_NAME).count()
 
 
+def _normalised(code: str) -> str:
+    return code.replace("-", "").replace(" ", "").lower()
+
+
+def recovery_digest(user_id: int, code: str) -> str:
+    """What is stored for a recovery code: SHA-256 of the user's id and the code, 16 hex characters. Salted by the
+    user, so that one table of digests does not serve every account; the code's 60 random bits make guessing it
+    from the digest as hard as guessing it."""
+    return hashlib.sha256(f"mri-tamper-recovery:{user_id}:{_normalised(code)}".encode()).hexdigest()[:DIGEST_LENGTH]
+
+
 def new_recovery_codes(*, request) -> list[str]:
-    """Ten new one-time recovery codes for the user ("abcd-efgh"), replacing any earlier ones; shown once."""
+    """Ten new one-time recovery codes for the user ("abcd-efgh-ijkl"), replacing any earlier ones; shown once and
+    stored only as digests."""
     user = request.user
+    codes = ["".join(secrets.choice(RECOVERY_ALPHABET) for _ in range(RECOVERY_LENGTH)) for _ in range(RECOVERY_CODES)]
     with transaction.atomic():
         StaticDevice.objects.filter(user=user).delete()
         device = StaticDevice.objects.create(user=user, name=RECOVERY_NAME, confirmed=True)
-        codes = [StaticToken.random_token() for _ in range(RECOVERY_CODES)]
-        StaticToken.objects.bulk_create(StaticToken(device=device, token=code) for code in codes)
+        StaticToken.objects.bulk_create(StaticToken(device=device, token=recovery_digest(user.pk, code))
+                                        for code in codes)
         audit_record(action=actions.MFA_RECOVERY_CODES, request=request, actor=user, obj=user,
                      details={"username": user.username, "codes": len(codes)})
-    return [f"{code[:4]}-{code[4:]}" for code in codes]
+    return ["-".join(code[i:i + 4] for i in range(0, RECOVERY_LENGTH, 4)) for code in codes]
 
 
 def _is_recovery_code(token: str) -> bool:
-    """A recovery code has 8 characters ("abcd-efgh"); an app's code has 6 digits."""
-    return len(token.replace("-", "").replace(" ", "")) == 8
+    """A recovery code has 12 characters ("abcd-efgh-ijkl"; 8 for the sets made before codes were stored as
+    digests); an app's code has 6 digits."""
+    return len(_normalised(token)) in (RECOVERY_LENGTH, 8)
 
 
 def _use_recovery_code(user: User, token: str) -> int:
@@ -142,7 +163,7 @@ def _use_recovery_code(user: User, token: str) -> int:
     if device is None:
         raise TwoFactorError("This account has no recovery codes: use the code from your authenticator app.")
     _refuse_if_throttled(device)
-    if not device.verify_token(token.replace("-", "").replace(" ", "").lower()):
+    if not device.verify_token(recovery_digest(user.pk, token)):
         raise TwoFactorError("That is not one of your recovery codes, or it was used already.")
     return recovery_codes_left(user)
 

@@ -201,12 +201,20 @@ def test_the_setting_is_checked_at_start_up():
 def test_recovery_codes_are_shown_once_and_each_signs_in_once(client_a, doctor_a):
     secret = set_up(client_a)
     page = client_a.get(reverse("accounts:two_factor_codes")).content.decode()
-    codes = re.findall(r"<li>([a-z2-7]{4}-[a-z2-7]{4})</li>", page)
+    codes = re.findall(r"<li>([a-z2-7]{4}-[a-z2-7]{4}-[a-z2-7]{4})</li>", page)
     assert len(codes) == 10 and len(set(codes)) == 10 and "They are shown only now." in page
     again = client_a.get(reverse("accounts:two_factor_codes")).content.decode()
-    assert not re.findall(r"<li>([a-z2-7]{4}-[a-z2-7]{4})</li>", again) and "10 of 10 recovery codes left" in again
+    assert not re.findall(r"<li>([a-z2-7]{4}-[a-z2-7]{4}-[a-z2-7]{4})</li>", again) and "10 of 10 recovery codes left" in again
     made = AuditEvent.objects.get(action=actions.MFA_RECOVERY_CODES)
     assert made.details["codes"] == 10 and codes[0] not in str(made.details)
+    # stored only as digests: nothing in the database could be typed in
+    from django_otp.plugins.otp_static.models import StaticToken
+
+    from accounts.two_factor import recovery_digest
+
+    stored = set(StaticToken.objects.filter(device__user=doctor_a).values_list("token", flat=True))
+    assert stored == {recovery_digest(doctor_a.pk, c) for c in codes}
+    assert not {c.replace("-", "") for c in codes} & stored and all(len(t) == 16 for t in stored)
 
     browser = Client()
     browser.post(LOGIN, {"username": "doctor_a", "password": PASSWORD})
@@ -225,7 +233,7 @@ def test_recovery_codes_are_shown_once_and_each_signs_in_once(client_a, doctor_a
     # A new set voids the old one.
     time.sleep(1.1)
     client_a.post(reverse("accounts:two_factor_codes"))
-    fresh = re.findall(r"<li>([a-z2-7]{4}-[a-z2-7]{4})</li>",
+    fresh = re.findall(r"<li>([a-z2-7]{4}-[a-z2-7]{4}-[a-z2-7]{4})</li>",
                        client_a.get(reverse("accounts:two_factor_codes")).content.decode())
     assert len(fresh) == 10 and not set(fresh) & set(codes)
     assert "not one of your recovery codes" in other.post(VERIFY, {"code": codes[4]}).content.decode()
@@ -235,5 +243,26 @@ def test_recovery_codes_are_shown_once_and_each_signs_in_once(client_a, doctor_a
     # Turning it off removes them too.
     time.sleep(1.1)
     client_a.post(SETUP, {"action": "disable", "code": code_for(secret, time.time() + 30)})
-    from django_otp.plugins.otp_static.models import StaticToken
     assert not StaticToken.objects.filter(device__user=doctor_a).exists()
+
+
+def test_recovery_codes_kept_in_plain_text_before_are_hashed_and_still_work(doctor_a):
+    """accounts/migrations/0002: the sets made before codes were stored as digests keep working, as digests."""
+    import importlib
+
+    from django.apps import apps
+    from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
+
+    from accounts import two_factor
+
+    device = StaticDevice.objects.create(user=doctor_a, name=two_factor.RECOVERY_NAME, confirmed=True)
+    StaticToken.objects.bulk_create([StaticToken(device=device, token="abcdefgh"), StaticToken(device=device,
+                                                                                               token="ijklmnop")])
+    migration = importlib.import_module("accounts.migrations.0002_hash_recovery_codes")
+    migration.hash_plain_codes(apps, None)
+    migration.hash_plain_codes(apps, None)  # run twice (a digest is left alone)
+    assert set(StaticToken.objects.values_list("token", flat=True)) == {
+        two_factor.recovery_digest(doctor_a.pk, "abcdefgh"), two_factor.recovery_digest(doctor_a.pk, "ijklmnop")}
+    assert two_factor._use_recovery_code(doctor_a, "ABCD-EFGH") == 1  # as typed from the old sheet
+    with pytest.raises(two_factor.TwoFactorError, match="used already"):
+        two_factor._use_recovery_code(doctor_a, "abcd-efgh")
