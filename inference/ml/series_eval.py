@@ -42,6 +42,7 @@ from .dataset.readers import SourceError, SourceSlice, read_source
 from .dataset.splits import DEFAULT_FRACTIONS, split_patients
 from .labels import TAMPERED, VERDICTS
 from .intervals import wilson
+from .metrics import roc_auc
 from .scan_rule import MIN_RULE_THRESHOLD, scan_scores
 from .tamper import INJECT, REMOVE, NotApplicable, TamperRequest, methods as registered_methods
 
@@ -366,6 +367,10 @@ def analyse(doc: dict, *, max_false_alarm: float = 0.1) -> dict:
         rules["count"] = lambda s: series_rule_verdict(s, chosen["threshold"], chosen["min_slices"])
     for split, cases in sorted(by_split.items()):
         entry = {"n_series": len({c["series"] for c in cases}),
+                 # how well the highest slice tamper score alone tells tampered series from authentic ones
+                 "max_tamper_auc": roc_auc([c["variant"] != "authentic" for c in cases],
+                                           [max(p["fake_added"] + p["fake_removed"] for p in c["scores"])
+                                            for c in cases]),
                  "n_slices": sum(len(c["scores"]) for c in cases if c["variant"] == "authentic"),
                  "max": score_rule(cases, max_rule),
                  "authentic_slices_flagged": _slice_flags(cases)}
@@ -466,6 +471,8 @@ def report_markdown(result: dict) -> str:
                   f"Authentic slices the slice verdict calls tampered: {f['flagged']} of {f['slices']} "
                   f"({_pct(f['rate'])}); authentic series with at least one: {f['series_with_a_flag']} of "
                   f"{f['series']}.", "",
+                  f"Tamper AUC of the series' highest slice tamper score (tampered against authentic series): "
+                  f"{'n/a' if e.get('max_tamper_auc') is None else format(e['max_tamper_auc'], '.3f')}.", "",
                   "| rule | accuracy | false alarms (authentic series called tampered) | tampered series caught |"
                   " authentic | added_1 | added_3 | removed_all |", "|---|---|---|---|---|---|---|---|"]
         for rule in ("max", "count"):

@@ -135,6 +135,7 @@ def test_command_reanalyses_slices_and_refuses_bad_input(tmp_path):
     metrics = json.loads((out / "series_metrics.json").read_text())
     assert metrics["chosen_on_val"]["min_slices"] == 1
     assert metrics["splits"]["test"]["count"]["accuracy"] == 1.0
+    assert metrics["splits"]["test"]["max_tamper_auc"] == 1.0  # 0.99 on the injected slice, 0 on the authentic
     assert metrics["splits"]["test"]["max"]["per_variant"]["added_1"]["correct"] == 0.0
     assert "| count | 100.0 %" in (out / "series_report.md").read_text()
     with pytest.raises(CommandError, match="not a slices.json"):
