@@ -48,9 +48,10 @@ def scan_rule_text(rule: dict | None) -> str:
         return ("each verdict's highest probability on any slice (a tumour-free scan: its lowest), the most probable "
                 "verdict wins")
     n = int(rule["min_slices"])
-    text = (f"tampered when {'a slice reads' if n == 1 else f'at least {n} slices read'} as tampered at "
-            f"{percent(rule['threshold'])} or more (the deciding slice's probabilities are the scan's); otherwise "
-            "real tumor or no tumor as the slices show")
+    ordinal = {1: "", 2: "2nd-", 3: "3rd-"}.get(n, f"{n}th-")
+    which = f"{ordinal}highest slice tamper score"
+    text = (f"the scan's probability of being tampered rises with its {which}, passing 50% at "
+            f"{percent(rule['threshold'])}; the most probable of the four verdicts wins")
     if rule.get("chosen_on"):
         text += f"; chosen on {rule['chosen_on']}"
     return text

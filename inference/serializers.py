@@ -46,9 +46,12 @@ class VerdictReadingSerializer(serializers.Serializer):
 
 
 class ScanRuleSerializer(serializers.Serializer):
-    threshold = serializers.FloatField(allow_null=True, help_text="A slice tamper score at least this counts "
-                                       "(null: the max rule).")
-    min_slices = serializers.IntegerField(allow_null=True, help_text="Slices that must reach it for a tampered scan.")
+    threshold = serializers.FloatField(allow_null=True, help_text="The slice tamper score at which the scan's "
+                                       "probability of being tampered is 50% (null: the max rule).")
+    min_slices = serializers.IntegerField(allow_null=True, help_text="The rule reads the tamper score of the scan's "
+                                          "min_slices-th most suspicious slice.")
+    slope = serializers.FloatField(allow_null=True, help_text="How fast the scan's tamper probability rises with "
+                                   "that score's log-odds (fitted on validation series).")
     chosen_on = serializers.CharField(help_text="The series the rule was chosen on.")
     text = serializers.CharField(help_text="The rule in one sentence, as the scan page and the PDF report say it.")
 
@@ -112,6 +115,7 @@ class JobSerializer(serializers.ModelSerializer):
 
         rule = job.scan_rule or {}
         return {"threshold": rule.get("threshold"), "min_slices": rule.get("min_slices"),
+                "slope": rule.get("slope", 1.0) if rule else None,
                 "chosen_on": rule.get("chosen_on", ""), "text": scan_rule_text(rule)}
 
     @extend_schema_field(JobProgressSerializer)

@@ -127,9 +127,13 @@ def newest_job_for_update(scan) -> InferenceJob | None:
     return InferenceJob.objects.select_for_update().filter(scan=scan).order_by("-created_at", "-id").first()
 
 
+RULE_KEYS = ("threshold", "min_slices", "slope")
+
+
 def installed_scan_rule(card) -> dict:
-    """The scan rule the worker applies with the installed model (``card``): {"threshold", "min_slices"}, or {}
-    for the max rule (no rule beside the weights, one chosen for other weights, or one that cannot be used)."""
+    """The scan rule the worker applies with the installed model (``card``): {"threshold", "min_slices",
+    "slope"}, or {} for the max rule (no rule beside the weights, one chosen for other weights, or one that cannot
+    be used)."""
     from inference.ml.scan_rule import ScanRuleError, load_scan_rule
 
     if not card.available:
@@ -138,12 +142,12 @@ def installed_scan_rule(card) -> dict:
         rule = load_scan_rule(card.weights_path, card.sha256)
     except ScanRuleError:
         return {}
-    return {"threshold": rule["threshold"], "min_slices": rule["min_slices"]} if rule else {}
+    return {k: rule[k] for k in RULE_KEYS} if rule else {}
 
 
 def _rule_of(job: InferenceJob) -> dict:
     rule = job.scan_rule or {}
-    return {"threshold": rule["threshold"], "min_slices": rule["min_slices"]} if rule else {}
+    return {k: rule.get(k, 1.0 if k == "slope" else None) for k in RULE_KEYS} if rule else {}
 
 
 def scan_rule_changed(job: InferenceJob | None, card) -> bool:

@@ -407,13 +407,12 @@ def volume_verdict(preds: list[SlicePrediction], rule: dict | None = None) -> Sl
     the most probable. A series with a real tumour then reads as real_tumor unless a tampered slice beats the
     tumour's own probability, and that is nearly a coin toss when both are near 1.
 
-    With ``rule`` ({"threshold": t, "min_slices": m}, chosen on the validation split's whole series by
-    `evaluate_series`): the scan is tampered when at least m slices have a tamper score (fake_added +
-    fake_removed) of at least t; its verdict is the tampered class with the highest slice probability among
-    them, and its scores are those of that slice (the deciding slice; with t >= 2/3 its most probable verdict).
-    Otherwise the scan is real_tumor or no_tumor as the max rule says, and a tampered class's score is capped
-    at the verdict's times (the m-th highest slice tamper score / t): below the verdict, and nearer to it the
-    nearer the slices came to the rule. No instances.
+    With ``rule`` ({"threshold": t, "min_slices": m, "slope": a}, chosen on the validation split's whole series
+    by `evaluate_series`; `scan_rule`): the scan's probability of being tampered, q, is a logistic curve in the
+    log-odds of its m-th highest slice tamper score (fake_added + fake_removed): 0.5 at t, slope a (fitted so that
+    q means what it says at even odds, on validation series). q is shared between fake_added and fake_removed as
+    their highest slice probabilities are, 1 - q between real_tumor (its highest) and no_tumor (its lowest), and
+    the verdict is the most probable of the four. No instances.
     """
     verdict, scores = scan_scores([p.scores for p in preds], rule)
     return SlicePrediction(

@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from pathlib import Path
 
 from .labels import TAMPERED, VERDICTS
 
-MIN_RULE_THRESHOLD = 2 / 3  # above it a tampered verdict is always its deciding slice's most probable verdict
+MIN_RULE_THRESHOLD, MAX_RULE_THRESHOLD = 0.5, 0.9999  # a slice tamper score; the log-odds must stay finite
+MAX_SLOPE = 50.0
 SCAN_RULE_SUFFIX = ".scan_rule.json"  # models/detector.pt -> models/detector.scan_rule.json
+_EPS = 1e-6
 
 
 class ScanRuleError(ValueError):
@@ -19,19 +22,23 @@ class ScanRuleError(ValueError):
 
 
 def check_scan_rule(rule: dict) -> dict:
-    """``rule`` as `volume_verdict` takes it ({"threshold": t, "min_slices": m}), or ScanRuleError."""
+    """``rule`` as `volume_verdict` takes it ({"threshold": t, "min_slices": m, "slope": a}; slope 1 when not
+    given), or ScanRuleError."""
     if not isinstance(rule, dict):
         raise ScanRuleError(f"A scan rule is an object with threshold and min_slices, got {type(rule).__name__}.")
     try:
         threshold, min_slices = float(rule["threshold"]), rule["min_slices"]
+        slope = float(rule.get("slope", 1.0))
     except (KeyError, TypeError, ValueError) as exc:
         raise ScanRuleError(f"A scan rule needs a numeric threshold and min_slices ({exc}).") from None
-    if not MIN_RULE_THRESHOLD <= threshold <= 1.0:
-        raise ScanRuleError(f"The scan rule's threshold must lie between {MIN_RULE_THRESHOLD:.3f} and 1, got "
-                            f"{threshold}.")
+    if not MIN_RULE_THRESHOLD <= threshold <= MAX_RULE_THRESHOLD:
+        raise ScanRuleError(f"The scan rule's threshold must lie between {MIN_RULE_THRESHOLD} and "
+                            f"{MAX_RULE_THRESHOLD}, got {threshold}.")
     if isinstance(min_slices, bool) or not isinstance(min_slices, int) or min_slices < 1:
         raise ScanRuleError(f"The scan rule's min_slices must be a whole number of at least 1, got {min_slices!r}.")
-    return {"threshold": threshold, "min_slices": min_slices}
+    if not 0.0 < slope <= MAX_SLOPE:
+        raise ScanRuleError(f"The scan rule's slope must be above 0 and at most {MAX_SLOPE}, got {slope}.")
+    return {"threshold": threshold, "min_slices": min_slices, "slope": slope}
 
 
 def scan_rule_path(weights: str | Path) -> Path:
@@ -70,6 +77,43 @@ def _tamper(scores: dict) -> float:
     return float(sum(scores[v] for v in TAMPERED))
 
 
+def _logit(p: float) -> float:
+    p = min(max(float(p), _EPS), 1.0 - _EPS)
+    return math.log(p / (1.0 - p))
+
+
+def evidence(slice_scores: list[dict], min_slices: int) -> float:
+    """The rule's statistic: the ``min_slices``-th highest slice tamper score (0 with fewer slices)."""
+    ranked = sorted((_tamper(p) for p in slice_scores), reverse=True)
+    return ranked[min_slices - 1] if len(ranked) >= min_slices else 0.0
+
+
+def tamper_probability(e: float, threshold: float, slope: float) -> float:
+    """The scan's probability of being tampered (at even odds beforehand) from the rule's statistic ``e``: a
+    logistic curve in the log-odds of ``e``, 0.5 at ``threshold``, with ``slope`` fitted on validation series."""
+    z = slope * (_logit(e) - _logit(threshold))
+    return 1.0 / (1.0 + math.exp(-z)) if z > -700 else 0.0
+
+
+def fit_slope(cases: list[tuple[float, bool]], threshold: float) -> float:
+    """The slope that makes `tamper_probability` fit (statistic, tampered) pairs best: the maximum of the
+    log-likelihood, tampered and authentic series weighted to count half each (even odds), over a grid."""
+    n_t = sum(1 for _, y in cases if y)
+    n_a = len(cases) - n_t
+    if not n_t or not n_a:
+        return 1.0
+    best = (-math.inf, 1.0)
+    for k in range(1, 501):
+        slope = k * 0.02  # 0.02 .. 10
+        ll = 0.0
+        for e, y in cases:
+            q = min(max(tamper_probability(e, threshold, slope), 1e-9), 1 - 1e-9)
+            ll += (math.log(q) / n_t) if y else (math.log(1 - q) / n_a)
+        if ll > best[0]:
+            best = (ll, slope)
+    return best[1]
+
+
 def scan_scores(slice_scores: list[dict], rule: dict | None = None) -> tuple[str, dict]:
     """(verdict, scores) for a scan from its slices' score dicts; see `volume_verdict`."""
     if not slice_scores:
@@ -82,17 +126,11 @@ def scan_scores(slice_scores: list[dict], rule: dict | None = None) -> tuple[str
         total = sum(raw.values()) or 1.0
         scores = {v: raw[v] / total for v in VERDICTS}
         return max(VERDICTS, key=lambda v: scores[v]), scores
-    threshold, min_slices = float(rule["threshold"]), int(rule["min_slices"])
-    flagged = [p for p in slice_scores if _tamper(p) >= threshold]
-    if len(flagged) >= min_slices:
-        verdict = max(TAMPERED, key=lambda v: max(p[v] for p in flagged))
-        deciding = max(flagged, key=lambda p: p[verdict])
-        total = sum(deciding[v] for v in VERDICTS) or 1.0
-        return verdict, {v: float(deciding[v]) / total for v in VERDICTS}
-    verdict = "real_tumor" if raw["real_tumor"] >= raw["no_tumor"] else "no_tumor"
-    evidence = sorted((_tamper(p) for p in slice_scores), reverse=True)
-    nearest = evidence[min_slices - 1] if len(evidence) >= min_slices else 0.0  # below the threshold
-    for v in TAMPERED:
-        raw[v] = min(raw[v], raw[verdict] * nearest / threshold)
-    total = sum(raw.values()) or 1.0
-    return verdict, {v: raw[v] / total for v in VERDICTS}
+    q = tamper_probability(evidence(slice_scores, int(rule["min_slices"])), float(rule["threshold"]),
+                           float(rule.get("slope", 1.0)))
+    scores = {}
+    for group, mass in ((TAMPERED, q), (("real_tumor", "no_tumor"), 1.0 - q)):
+        total = sum(raw[v] for v in group)
+        for v in group:
+            scores[v] = mass * (raw[v] / total if total > 0 else 1.0 / len(group))
+    return max(VERDICTS, key=lambda v: scores[v]), scores

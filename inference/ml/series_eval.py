@@ -19,9 +19,10 @@ predicted once (a tampered series differs from its authentic one only on its tam
 scores are kept in ``slices.json`` so that scan-level rules can be compared without the model.
 
 Rules (both `predictor.volume_verdict`): ``max``, without a rule, as shipped up to model 0.9.0 (each verdict's
-highest slice probability, ``no_tumor`` its lowest, renormalised); ``count`` calls a scan tampered when at least
-``min_slices`` slices have a tamper score of at least ``threshold``. (threshold, min_slices) are chosen on the
-validation split's series only; `rule_document` is what `evaluate_series --save-rule` writes beside the weights
+highest slice probability, ``no_tumor`` its lowest, renormalised); ``count``, the scan rule: the scan's probability
+of being tampered is a logistic curve in its ``min_slices``-th highest slice tamper score, 0.5 at ``threshold``,
+with a slope fitted on the same series (`scan_rule.fit_slope`), and the verdict the most probable of the four.
+(threshold, min_slices, slope) are chosen on the validation split's series only; `rule_document` is what `evaluate_series --save-rule` writes beside the weights
 for the portal, `detect` and the worker to use.
 """
 from __future__ import annotations
@@ -43,7 +44,7 @@ from .dataset.splits import DEFAULT_FRACTIONS, split_patients
 from .labels import TAMPERED, VERDICTS
 from .intervals import wilson
 from .metrics import roc_auc
-from .scan_rule import MIN_RULE_THRESHOLD, scan_scores
+from .scan_rule import MIN_RULE_THRESHOLD, evidence, fit_slope, scan_scores, tamper_probability
 from .tamper import INJECT, REMOVE, NotApplicable, TamperRequest, methods as registered_methods
 
 log = logging.getLogger(__name__)
@@ -237,10 +238,36 @@ def max_rule(slices: list[dict]) -> str:
     return scan_scores(slices)[0]
 
 
-def series_rule_verdict(slices: list[dict], threshold: float, min_slices: int) -> str:
-    """`volume_verdict` with the rule (threshold, min_slices): tampered when at least ``min_slices`` slices have
-    a tamper score of at least ``threshold``."""
-    return scan_scores(slices, {"threshold": threshold, "min_slices": min_slices})[0]
+def series_rule_verdict(slices: list[dict], threshold: float, min_slices: int, slope: float = 1.0) -> str:
+    """`volume_verdict` with the scan rule (threshold, min_slices, slope)."""
+    return scan_scores(slices, {"threshold": threshold, "min_slices": min_slices, "slope": slope})[0]
+
+
+def _rule_decide(rule: dict) -> Callable[[list[dict]], str]:
+    return lambda s: series_rule_verdict(s, rule["threshold"], rule["min_slices"], rule["slope"])
+
+
+def slope_for(cases: list[dict], threshold: float, min_slices: int) -> float:
+    """`scan_rule.fit_slope` on ``cases`` (tampered: every variant but authentic)."""
+    return fit_slope([(evidence(c["scores"], min_slices), c["variant"] != "authentic") for c in cases], threshold)
+
+
+def probability_quality(cases: list[dict], rule: dict) -> dict:
+    """How well the scan's tamper probability fits: the Brier score with tampered and authentic series weighted to
+    count half each (the even odds it is fitted at), and per probability bin how many series were tampered."""
+    rows = [(tamper_probability(evidence(c["scores"], rule["min_slices"]), rule["threshold"], rule["slope"]),
+             c["variant"] != "authentic") for c in cases]
+    n_t = sum(y for _, y in rows)
+    n_a = len(rows) - n_t
+    if not n_t or not n_a:
+        return {}
+    brier = 0.5 * (sum((q - 1) ** 2 for q, y in rows if y) / n_t + sum(q ** 2 for q, y in rows if not y) / n_a)
+    bins = []
+    for low, high in ((0.0, 0.1), (0.1, 0.5), (0.5, 0.9), (0.9, 1.01)):
+        members = [(q, y) for q, y in rows if low <= q < high]
+        bins.append({"low": low, "high": min(high, 1.0), "series": len(members),
+                     "tampered": sum(y for _, y in members)})
+    return {"brier_balanced": brier, "bins": bins}
 
 
 def score_rule(cases: list[dict], decide: Callable[[list[dict]], str]) -> dict:
@@ -277,15 +304,16 @@ def choose_rule(cases: list[dict], *, max_false_alarm: float = 0.1) -> dict:
     grid = []
     for t in THRESHOLDS:
         for m in MIN_SLICES:
-            r = score_rule(cases, lambda s, t=t, m=m: series_rule_verdict(s, t, m))
-            grid.append({"threshold": t, "min_slices": m, **r})
+            slope = slope_for(cases, t, m)
+            r = score_rule(cases, lambda s, t=t, m=m, a=slope: series_rule_verdict(s, t, m, a))
+            grid.append({"threshold": t, "min_slices": m, "slope": slope, **r})
     ok = [g for g in grid if (g["false_alarm_rate"] or 0.0) <= max_false_alarm]
     if ok:
         best = max(ok, key=lambda g: (round(g["balanced_accuracy"], 9), round(g["accuracy"], 9), g["threshold"],
                                       -g["min_slices"]))
     else:
         best = min(grid, key=lambda g: (g["false_alarm_rate"], -g["balanced_accuracy"]))
-    return {"chosen": {"threshold": best["threshold"], "min_slices": best["min_slices"]},
+    return {"chosen": {"threshold": best["threshold"], "min_slices": best["min_slices"], "slope": best["slope"]},
             "max_false_alarm": max_false_alarm, "grid": grid}
 
 
@@ -364,7 +392,7 @@ def analyse(doc: dict, *, max_false_alarm: float = 0.1) -> dict:
         out["val_grid"] = choice["grid"]
     rules = {"max": max_rule}
     if chosen:
-        rules["count"] = lambda s: series_rule_verdict(s, chosen["threshold"], chosen["min_slices"])
+        rules["count"] = _rule_decide(chosen)
     for split, cases in sorted(by_split.items()):
         entry = {"n_series": len({c["series"] for c in cases}),
                  # how well the highest slice tamper score alone tells tampered series from authentic ones
@@ -375,8 +403,8 @@ def analyse(doc: dict, *, max_false_alarm: float = 0.1) -> dict:
                  "max": score_rule(cases, max_rule),
                  "authentic_slices_flagged": _slice_flags(cases)}
         if chosen:
-            entry["count"] = score_rule(cases, lambda s: series_rule_verdict(s, chosen["threshold"],
-                                                                              chosen["min_slices"]))
+            entry["count"] = score_rule(cases, _rule_decide(chosen))
+            entry["tamper_probability"] = probability_quality(cases, chosen)
         entry["per_method"] = {
             f"{variant.split('_')[0]} {method}": {
                 rule: sum(decide(c["scores"]) == c["truth"] for c in members) / len(members)
@@ -386,8 +414,7 @@ def analyse(doc: dict, *, max_false_alarm: float = 0.1) -> dict:
         entry["per_source"] = {
             src: {"max": score_rule([c for c in cases if c["source"] == src], max_rule),
                   **({"count": score_rule([c for c in cases if c["source"] == src],
-                                          lambda s: series_rule_verdict(s, chosen["threshold"],
-                                                                        chosen["min_slices"]))} if chosen else {})}
+                                          _rule_decide(chosen))} if chosen else {})}
             for src in sorted({c["source"] for c in cases})
         }
         out["splits"][split] = entry
@@ -442,6 +469,10 @@ def write_report(doc: dict, result: dict, out: Path) -> None:
     (out / "series_report.md").write_text(report_markdown(result), encoding="utf-8")
 
 
+def _ordinal(n: int) -> str:
+    return "highest" if n == 1 else f"{n}th-highest" if n > 3 else ("2nd-highest" if n == 2 else "3rd-highest")
+
+
 def _pct(x) -> str:
     return "n/a" if x is None else f"{100 * x:.1f} %"
 
@@ -463,8 +494,9 @@ def report_markdown(result: dict) -> str:
     chosen = result.get("chosen_on_val")
     if chosen:
         lines += [f"`count` rule chosen on the validation series (false alarms at most "
-                  f"{_pct(result['max_false_alarm'])}): a scan is tampered when at least {chosen['min_slices']} "
-                  f"slice(s) have a tamper score of at least {chosen['threshold']}.", ""]
+                  f"{_pct(result['max_false_alarm'])}): the scan's probability of being tampered is 50 % when its "
+                  f"{_ordinal(chosen['min_slices'])} slice tamper score is {chosen['threshold']} (slope "
+                  f"{chosen['slope']:.2f} in log-odds, fitted there too); its verdict is the most probable.", ""]
     for split, e in result["splits"].items():
         f = e["authentic_slices_flagged"]
         lines += [f"## {split}: {e['n_series']} series, {e['n_slices']} authentic slices", "",
@@ -483,6 +515,12 @@ def report_markdown(result: dict) -> str:
             cells = [f"{_pct(pv[v]['correct'])} (n={pv[v]['n']})" if v in pv else "" for v in VARIANTS]
             lines.append(f"| {rule} | {_pct(r.get('accuracy'))} | {_rate(r, 'false_alarm_rate', 'n_authentic')} | "
                          f"{_rate(r, 'detection_rate', 'n_tampered')} | " + " | ".join(cells) + " |")
+        tp = e.get("tamper_probability")
+        if tp:
+            lines += ["", f"The scan rule's probability of being tampered: Brier score {tp['brier_balanced']:.3f} "
+                          "(tampered and authentic series weighted half each; 0.25 is a coin toss). Series by that "
+                          "probability: " + ", ".join(f"{b['low']:.1f}-{b['high']:.1f}: {b['tampered']} of "
+                                                     f"{b['series']} tampered" for b in tp["bins"]) + "."]
         lines += ["", "Tampered series given their true verdict, by tampering method:", ""]
         lines.append("- " + " · ".join(
             f"{name} (n={m['n']}): " + ", ".join(f"{rule} {_pct(m[rule])}" for rule in ("max", "count") if rule in m)

@@ -215,8 +215,8 @@
       // why the scan is not called tampered: its rule (inference.ml.scan_rule) was not met
       const reach = tampered.filter((r) => r.tamper_score >= rule.threshold).length;
       box.append((reach ? reach + " of them reach" : "None of them reaches") + " a tamper score of " + pct(rule.threshold) +
-        (rule.min_slices > 1 ? "; the scan rule calls a scan tampered when " + rule.min_slices + " slices do. "
-                             : ", from which the scan rule calls a scan tampered. "));
+        (rule.min_slices > 1 ? "; the scan's probability of being tampered passes 50% when " + rule.min_slices + " slices do. "
+                             : ", where the scan's probability of being tampered passes 50%. "));
     }
     box.append("The scan's verdict weighs every slice; look at these before reading it as authentic.");
   }

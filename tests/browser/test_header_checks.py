@@ -117,8 +117,8 @@ def test_slices_read_as_tampered_are_named_beside_an_authentic_scan_verdict(page
     InferenceJob.objects.filter(scan=scan).update(scan_rule={"threshold": 0.97, "min_slices": 1, "chosen_on": "val"})
     page.reload()
     line.wait_for(state="visible", timeout=10_000)
-    assert "None of them reaches a tamper score of 97%, from which the scan rule calls a scan tampered." in \
-        line.inner_text()
+    assert "None of them reaches a tamper score of 97%, where the scan's probability of being tampered passes 50%." \
+        in line.inner_text()
 
     InferenceJob.objects.filter(scan=scan).update(verdict="fake_added")  # the scan's verdict says it already
     page.reload()

@@ -143,16 +143,17 @@ def test_a_new_scan_rule_for_the_same_weights_is_offered_and_recorded(settings, 
                                                    "rule": {"threshold": 0.9, "min_slices": 2}, "chosen_on": "val"}))
     html = page()
     assert "A new scan rule is installed." in html and "A newer model is installed" not in html
-    assert "tampered when at least 2 slices read as tampered at 90% or more" in html
+    assert ("rises with its 2nd-highest slice tamper score, passing 50% at 90%"
+            in html.replace("&#x27;", "'"))
     assert "Analyse again under the new rule" in html
     response = client_a.post(reverse("inference:scan-reanalyse", args=[scan.pk]))
     assert response.status_code == 302
     new = scan.jobs.order_by("-id").first()
     event = AuditEvent.objects.filter(action=actions.JOB_QUEUED, object_id=str(new.pk)).get()
     assert event.details["previous_scan_rule"] == {} and \
-        event.details["scan_rule"] == {"threshold": 0.9, "min_slices": 2}
+        event.details["scan_rule"] == {"threshold": 0.9, "min_slices": 2, "slope": 1.0}
     new = services.job_run(job_id=new.pk)
-    assert new.scan_rule == {"threshold": 0.9, "min_slices": 2, "chosen_on": "val"}
+    assert new.scan_rule == {"threshold": 0.9, "min_slices": 2, "slope": 1.0, "chosen_on": "val"}
     # the same slices, read by the same weights: only the way they become a scan verdict changed
     assert [r.scores for r in new.slice_results.order_by("index")] == \
         [r.scores for r in old.slice_results.order_by("index")]

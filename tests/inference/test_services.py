@@ -357,18 +357,18 @@ def test_the_job_uses_and_records_the_models_scan_rule(doctor_a, client_a, setti
     scan, job = upload_scan(doctor_a)
     job = services.job_run(job_id=job.pk)
     assert job.status == Status.SUCCEEDED, job.error_message
-    assert job.scan_rule == {"threshold": 0.7, "min_slices": 2, "chosen_on": "3 validation series (a test rule)"}
+    assert job.scan_rule == {"threshold": 0.7, "min_slices": 2, "slope": 1.0,
+                             "chosen_on": "3 validation series (a test rule)"}
     results = list(job.slice_results.order_by("index"))
     expected = volume_verdict([SlicePrediction(r.verdict, r.scores, r.tamper_score) for r in results], job.scan_rule)
     assert job.verdict == expected.verdict and job.scores == pytest.approx(expected.scores)
     _assert_consistent_prediction(job)
 
-    text = ("tampered when at least 2 slices read as tampered at 70% or more (the deciding slice's probabilities "
-            "are the scan's); otherwise real tumor or no tumor as the slices show; chosen on 3 validation series "
-            "(a test rule)")
+    text = ("the scan's probability of being tampered rises with its 2nd-highest slice tamper score, passing 50% at "
+            "70%; the most probable of the four verdicts wins; chosen on 3 validation series (a test rule)")
     api = client_a.get(f"/api/jobs/{job.pk}/").json()
-    assert api["scan_rule"] == {"threshold": 0.7, "min_slices": 2, "chosen_on": "3 validation series (a test rule)",
-                                "text": text}
+    assert api["scan_rule"] == {"threshold": 0.7, "min_slices": 2, "slope": 1.0,
+                                "chosen_on": "3 validation series (a test rule)", "text": text}
     page = client_a.get(f"/scans/{scan.pk}/").content.decode()
     assert f"<dd data-scan-rule>{escape(text)}</dd>" in page
 
@@ -376,7 +376,7 @@ def test_the_job_uses_and_records_the_models_scan_rule(doctor_a, client_a, setti
     scan_rule_path(weights).write_text(json.dumps({
         "model_sha256": file_sha256(weights), "rule": {"threshold": 0.99, "min_slices": 1}}))
     predictor, _ = services.predictor_get()
-    assert predictor.scan_rule == {"threshold": 0.99, "min_slices": 1, "chosen_on": ""}
+    assert predictor.scan_rule == {"threshold": 0.99, "min_slices": 1, "slope": 1.0, "chosen_on": ""}
     scan_rule_path(weights).unlink()
     predictor, _ = services.predictor_get()
     assert predictor.scan_rule is None

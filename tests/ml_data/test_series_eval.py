@@ -110,8 +110,10 @@ def test_the_rule_is_chosen_under_the_false_alarm_limit():
              case("added_1", "fake_added", clean + [_p(fake_added=0.97)]),
              case("removed_all", "fake_removed", [_p(fake_removed=0.96), _p(fake_removed=0.93), _p(no_tumor=1)])]
     result = series_eval.choose_rule(cases, max_false_alarm=0.0)
-    assert result["chosen"] == {"threshold": 0.96, "min_slices": 1}  # the highest that catches both, no false alarm
-    chosen = series_eval.score_rule(cases, lambda s: series_eval.series_rule_verdict(s, 0.96, 1))
+    # the highest threshold that catches both with no false alarm; these four series are separated perfectly, so
+    # the fitted slope is the steepest the fit tries
+    assert result["chosen"] == {"threshold": 0.96, "min_slices": 1, "slope": 10.0}
+    chosen = series_eval.score_rule(cases, lambda s: series_eval.series_rule_verdict(s, 0.96, 1, 10.0))
     assert chosen["false_alarm_rate"] == 0.0 and chosen["detection_rate"] == 1.0 and chosen["accuracy"] == 1.0
     shipped = series_eval.score_rule(cases, series_eval.max_rule)
     assert shipped["per_variant"]["added_1"]["correct"] == 0.0
@@ -170,3 +172,21 @@ def test_collect_predicts_each_distinct_slice_once(small_corpora, tmp_path):
         assert all(abs(sum(p.values()) - 1.0) < 1e-4 for p in c["scores"])
     with pytest.raises(ValueError, match="Unknown split"):
         series_eval.collect(predictor, [str(p) for p in small_corpora], splits=("holdout",), progress=False)
+
+
+def test_the_slope_is_fitted_where_the_series_overlap():
+    """fit_slope: the maximum of the even-odds likelihood; a shallow slope where tampered and authentic series
+    overlap, a steep one where they do not; the probability's Brier score says how well it fits."""
+    from inference.ml.scan_rule import fit_slope, tamper_probability
+
+    overlapping = [(0.99, True), (0.9, True), (0.5, True), (0.95, False), (0.6, False), (0.3, False)]
+    separated = [(0.999, True), (0.995, True), (0.5, False), (0.3, False)]
+    shallow, steep = fit_slope(overlapping, 0.9), fit_slope(separated, 0.9)
+    assert 0 < shallow < 1.0 and steep > 5 * shallow
+    assert fit_slope([(0.99, True)], 0.9) == 1.0  # nothing to fit against
+    assert tamper_probability(0.9, 0.9, shallow) == pytest.approx(0.5)
+    cases = [{"variant": "added_1" if y else "authentic", "scores": [_p(fake_added=e, no_tumor=1 - e)]}
+             for e, y in overlapping]
+    quality = series_eval.probability_quality(cases, {"threshold": 0.9, "min_slices": 1, "slope": shallow})
+    assert 0.1 < quality["brier_balanced"] < 0.25
+    assert sum(b["series"] for b in quality["bins"]) == 6 and sum(b["tampered"] for b in quality["bins"]) == 3

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 from pathlib import Path
 
 import numpy as np
@@ -172,7 +173,12 @@ def test_volume_verdict_all_clean():
         volume_verdict([])
 
 
-RULE = {"threshold": 0.97, "min_slices": 1}
+RULE = {"threshold": 0.97, "min_slices": 1, "slope": 1.0}
+
+
+def _logistic(e, t=0.97, slope=1.0):
+    logit = lambda p: math.log(p / (1 - p))  # noqa: E731
+    return 1 / (1 + math.exp(-slope * (logit(e) - logit(t))))
 
 
 def test_the_scan_rule_calls_a_confident_tampered_slice_under_a_real_tumour():
@@ -182,45 +188,51 @@ def test_the_scan_rule_calls_a_confident_tampered_slice_under_a_real_tumour():
     assert volume_verdict(injected).verdict == "real_tumor"
     vol = volume_verdict(injected, RULE)
     assert vol.verdict == "fake_added"
-    # the scan's scores are the deciding slice's
-    assert vol.scores == pytest.approx({"real_tumor": 0.004, "no_tumor": 0.0, "fake_added": 0.99,
-                                        "fake_removed": 0.006})
-    assert vol.tamper_score == pytest.approx(0.996)
-    # the tampered class with the highest slice probability among the flagged slices; its most convincing slice
-    mixed = tumour + [_slice(fake_added=0.5, fake_removed=0.48, no_tumor=0.02), _slice(fake_removed=0.985,
-                                                                                       no_tumor=0.015)]
-    vol = volume_verdict(mixed, {"threshold": 0.97, "min_slices": 2})
-    assert vol.verdict == "fake_removed" and vol.scores["fake_removed"] == pytest.approx(0.985)
+    # the scan's probability of being tampered: the logistic in the highest slice tamper score (0.996), 0.5 at 0.97;
+    # shared between the tampered verdicts as their highest slice probabilities (0.99, 0.006), the rest between
+    # real tumor (highest 0.99) and no tumor (lowest 0.0)
+    q = _logistic(0.996)
+    assert vol.tamper_score == pytest.approx(q)
+    assert vol.scores == pytest.approx({"fake_added": q * 0.99 / 0.996, "fake_removed": q * 0.006 / 0.996,
+                                        "real_tumor": (1 - q), "no_tumor": 0.0})
+    assert sum(vol.scores.values()) == pytest.approx(1.0)
+    # with min_slices 2 the second most suspicious slice decides: here the tumour's (tamper 0): authentic
+    assert volume_verdict(injected, {**RULE, "min_slices": 2}).verdict == "real_tumor"
+    two = tumour + [_slice(fake_removed=0.985, no_tumor=0.015)] * 2
+    vol = volume_verdict(two, {**RULE, "min_slices": 2, "slope": 2.0})
+    assert vol.verdict == "fake_removed" and vol.tamper_score == pytest.approx(_logistic(0.985, slope=2.0))
 
 
-def test_under_the_rule_a_false_alarm_below_it_stays_below_the_authentic_verdict():
+def test_under_the_rule_a_false_alarm_below_it_gives_a_small_tamper_probability():
     tumour = [_slice(real_tumor=0.9, no_tumor=0.1)] * 4
-    alarm = tumour + [_slice(real_tumor=0.05, fake_added=0.95)]
-    assert volume_verdict(alarm).verdict == "fake_added"  # the max rule: 0.95 beats the tumour's 0.9
+    alarm = tumour + [_slice(real_tumor=0.05, fake_added=0.886, no_tumor=0.064)]
+    assert volume_verdict(alarm).verdict == "real_tumor"
+    assert volume_verdict(alarm).scores["fake_added"] > 0.45  # the max rule: nearly a coin toss on the page
     vol = volume_verdict(alarm, RULE)
     assert vol.verdict == "real_tumor"
-    # raw: real 0.9 (its highest), no tumor 0 (its lowest), fake added 0.95 capped at 0.9 * 0.95 / 0.97
-    capped = 0.9 * 0.95 / 0.97
-    total = 0.9 + capped
-    assert vol.scores["fake_added"] == pytest.approx(capped / total)
-    assert vol.scores["real_tumor"] == pytest.approx(0.9 / total) and vol.scores["real_tumor"] > vol.scores["fake_added"]
+    q = _logistic(0.886)
+    assert q == pytest.approx(0.193, abs=0.001)
+    # real tumor's highest 0.9 against no tumor's lowest 0.064 share the rest
+    assert vol.scores["fake_added"] == pytest.approx(q) and vol.scores["real_tumor"] == pytest.approx((1 - q) * 0.9 / 0.964)
     assert max(vol.scores, key=vol.scores.get) == vol.verdict
-    # a tumour-free series with a weak false alarm: no tumor, still the most probable
+    # a tumour-free series with a weak false alarm: no tumor
     clean = [_slice(no_tumor=0.9, real_tumor=0.1), _slice(no_tumor=0.4, fake_removed=0.6)]
     vol = volume_verdict(clean, RULE)
-    assert vol.verdict == "no_tumor" and max(vol.scores, key=vol.scores.get) == "no_tumor"
-    # two slices needed, one given
-    assert volume_verdict(tumour + [_slice(fake_added=1.0)], {"threshold": 0.97, "min_slices": 2}).verdict == \
-        "real_tumor"
+    # authentic share: real tumor's highest 0.1 against no tumor's lowest 0.4
+    assert vol.verdict == "no_tumor" and vol.scores["no_tumor"] == pytest.approx((1 - _logistic(0.6)) * 0.8)
+    # a steeper slope: the same evidence below the threshold weighs less
+    assert volume_verdict(alarm, {**RULE, "slope": 3.0}).tamper_score < volume_verdict(alarm, RULE).tamper_score
     with pytest.raises(ValueError):
         volume_verdict([], RULE)
 
 
 @pytest.mark.parametrize("rule, message", [
-    ({"threshold": 0.5, "min_slices": 1}, "between 0.667 and 1"),
-    ({"threshold": 1.2, "min_slices": 1}, "between 0.667 and 1"),
+    ({"threshold": 0.3, "min_slices": 1}, "between 0.5 and 0.9999"),
+    ({"threshold": 1.0, "min_slices": 1}, "between 0.5 and 0.9999"),
     ({"threshold": 0.9, "min_slices": 0}, "at least 1"),
     ({"threshold": 0.9, "min_slices": 1.5}, "whole number"),
+    ({"threshold": 0.9, "min_slices": 1, "slope": 0}, "slope must be above 0"),
+    ({"threshold": 0.9, "min_slices": 1, "slope": "steep"}, "numeric threshold"),
     ({"threshold": "high", "min_slices": 1}, "numeric threshold"),
     ({"min_slices": 1}, "numeric threshold"),
     ([0.9, 1], "an object"),
@@ -228,6 +240,7 @@ def test_under_the_rule_a_false_alarm_below_it_stays_below_the_authentic_verdict
 def test_a_bad_scan_rule_is_refused_with_what_is_wrong(rule, message):
     with pytest.raises(ScanRuleError, match=message):
         check_scan_rule(rule)
+    assert check_scan_rule({"threshold": 0.9, "min_slices": 1}) == {"threshold": 0.9, "min_slices": 1, "slope": 1.0}
 
 
 def test_the_scan_rule_beside_the_weights_applies_only_to_its_model(bundle_path, tmp_path, caplog):

@@ -347,7 +347,8 @@ def test_the_model_page_says_how_slices_become_a_scan_verdict(client_a, settings
                                       "detection_rate": 0.718}}}}))
     response = client_a.get(reverse("reports:model"))
     html = response.content.decode()
-    assert "tampered when a slice reads as tampered at 97% or more" in html and "chosen on 25 validation series" in html
+    assert "the scan&#x27;s probability of being tampered rises with its highest slice tamper score, passing 50% at 97%" \
+        in html and "chosen on 25 validation series" in html
     assert "data-scan-rule-problem" not in html
     rows = re.findall(r"<tr><th scope=\"row\">test</th><td>([^<]+)</td><td class=\"num\">(\d+)</td>"
                       r"<td class=\"num\">([\d.]+)</td><td class=\"num\">([\d.]+)</td><td class=\"num\">([\d.]+)</td>",

@@ -95,5 +95,7 @@ class Command(BaseCommand):
         tmp = target.with_name(target.name + ".tmp")
         tmp.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
         tmp.replace(target)  # never a half-written rule beside the weights
-        self.stdout.write(f"Saved the scan rule to {target}: tampered when at least {doc['rule']['min_slices']} "
-                          f"slice(s) reach {doc['rule']['threshold']}.")
+        rule = doc["rule"]
+        self.stdout.write(f"Saved the scan rule to {target}: a scan's probability of being tampered passes 50 % where "
+                          f"its slice tamper score number {rule['min_slices']} (highest first) is {rule['threshold']} "
+                          f"(slope {rule['slope']:.2f}).")
