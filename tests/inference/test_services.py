@@ -371,6 +371,10 @@ def test_the_job_uses_and_records_the_models_scan_rule(doctor_a, client_a, setti
                                 "chosen_on": "3 validation series (a test rule)", "text": text}
     page = client_a.get(f"/scans/{scan.pk}/").content.decode()
     assert f"<dd data-scan-rule>{escape(text)}</dd>" in page
+    from tests.reports.conftest import report_pdf_text
+
+    pdf = " ".join(report_pdf_text(client_a, scan.pk).split())
+    assert "Scan verdict rule: the scan's probability of being tampered rises with its 2nd-highest slice tamper" in pdf
 
     # a new rule on disk: the next job loads it (the weights did not change)
     scan_rule_path(weights).write_text(json.dumps({
