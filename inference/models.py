@@ -50,7 +50,8 @@ def scan_rule_text(rule: dict | None) -> str:
     n = int(rule["min_slices"])
     ordinal = {1: "", 2: "2nd-", 3: "3rd-"}.get(n, f"{n}th-")
     which = f"{ordinal}highest slice tamper score"
-    text = (f"the scan's probability of being tampered rises with its {which}, passing 50% at "
+    text = (f"the scan's probability of being tampered (were tampered and authentic scans equally common) rises "
+            f"with its {which}, passing 50% at "
             f"{percent(rule['threshold'])}; the most probable of the four verdicts wins")
     if rule.get("chosen_on"):
         text += f"; chosen on {rule['chosen_on']}"

@@ -364,8 +364,9 @@ def test_the_job_uses_and_records_the_models_scan_rule(doctor_a, client_a, setti
     assert job.verdict == expected.verdict and job.scores == pytest.approx(expected.scores)
     _assert_consistent_prediction(job)
 
-    text = ("the scan's probability of being tampered rises with its 2nd-highest slice tamper score, passing 50% at "
-            "70%; the most probable of the four verdicts wins; chosen on 3 validation series (a test rule)")
+    text = ("the scan's probability of being tampered (were tampered and authentic scans equally common) rises with "
+            "its 2nd-highest slice tamper score, passing 50% at 70%; the most probable of the four verdicts wins; "
+            "chosen on 3 validation series (a test rule)")
     api = client_a.get(f"/api/jobs/{job.pk}/").json()
     assert api["scan_rule"] == {"threshold": 0.7, "min_slices": 2, "slope": 1.0,
                                 "chosen_on": "3 validation series (a test rule)", "text": text}
@@ -374,7 +375,8 @@ def test_the_job_uses_and_records_the_models_scan_rule(doctor_a, client_a, setti
     from tests.reports.conftest import report_pdf_text
 
     pdf = " ".join(report_pdf_text(client_a, scan.pk).split())
-    assert "Scan verdict rule: the scan's probability of being tampered rises with its 2nd-highest slice tamper" in pdf
+    assert ("Scan verdict rule: the scan's probability of being tampered (were tampered and authentic scans equally "
+            "common) rises with its 2nd-highest slice tamper score") in pdf
 
     # a new rule on disk: the next job loads it (the weights did not change)
     scan_rule_path(weights).write_text(json.dumps({

@@ -347,7 +347,7 @@ def test_the_model_page_says_how_slices_become_a_scan_verdict(client_a, settings
                                       "detection_rate": 0.718}}}}))
     response = client_a.get(reverse("reports:model"))
     html = response.content.decode()
-    assert "the scan&#x27;s probability of being tampered rises with its highest slice tamper score, passing 50% at 97%" \
+    assert "tampered and authentic scans equally common) rises with its highest slice tamper score, passing 50% at 97%" \
         in html and "chosen on 25 validation series" in html
     assert "data-scan-rule-problem" not in html
     rows = re.findall(r"<tr><th scope=\"row\">test</th><td>([^<]+)</td><td class=\"num\">(\d+)</td>"
