@@ -13,7 +13,7 @@ SLICE_COLUMNS = ("scan_id", "scan_sha256", "job_id", "model_name", "model_versio
 SCAN_COLUMNS = ("scan_id", "uploaded_at", "uploaded_by", "original_name", "kind", "n_slices", "sha256", "job_id",
                 "job_status", "verdict", "confidence", "tamper_score", "model_name", "model_version", "model_sha256",
                 "finished_at", "review_verdict", "review_agrees", "reviewed_by", "reviewed_at", "review_note",
-                "header_checks", "header_warnings", "altered_copy", "pacs_copy")
+                "header_checks", "header_warnings", "altered_copy", "pacs_copy", "scan_rule")
 
 
 def _fmt(value) -> str:
@@ -70,9 +70,20 @@ def scans_results_csv(scans, jobs: dict, reviews: dict | None = None) -> str:
                    review.reviewer.get_username() if review else "", review.created_at if review else None,
                    review.note if review else "", *_header_columns(scan),
                    ("yes" if getattr(scan, "has_altered_copy", False) else "no") if scan.kind == "dicom" else "",
-                   _pacs_copy(scan))
+                   _pacs_copy(scan), scan_rule_cell(job))
 
     return _csv(SCAN_COLUMNS, rows())
+
+
+def scan_rule_cell(job) -> str:
+    """How the job's slices became its scan verdict: "max" (the max rule), "threshold 0.96; slice 1; slope 1.04"
+    (inference.ml.scan_rule), or "" before a verdict."""
+    if job is None or job.status != "succeeded":
+        return ""
+    rule = job.scan_rule or {}
+    if not rule:
+        return "max"
+    return f"threshold {rule['threshold']:g}; slice {rule['min_slices']}; slope {rule.get('slope', 1.0):g}"
 
 
 def _pacs_copy(scan) -> str:
