@@ -58,6 +58,17 @@ def scan_rule_text(rule: dict | None) -> str:
     return text
 
 
+def scan_rule_brief(job) -> str:
+    """A job's scan rule in a few characters, for tables and DICOM (CSV ``scan_rule``, the SR's algorithm
+    parameters): "max" (the max rule), "threshold 0.96; slice 1; slope 1.04", or "" before a verdict."""
+    if job is None or job.status != "succeeded":
+        return ""
+    rule = job.scan_rule or {}
+    if not rule:
+        return "max"
+    return f"threshold {rule['threshold']:g}; slice {rule['min_slices']}; slope {rule.get('slope', 1.0):g}"
+
+
 VERDICT_CHOICES = [(v, VERDICT_LABELS[v]) for v in VERDICTS]
 INSTANCE_LABEL_CHOICES = [(name, VERDICT_LABELS[name]) for name in CATEGORIES.values()]
 

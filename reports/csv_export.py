@@ -4,6 +4,7 @@ import io
 
 from audit.csv_export import spreadsheet_safe
 from inference.ml.labels import VERDICTS
+from inference.models import scan_rule_brief
 from scans.dicom_text import header_warnings_by_slice, pacs_comparison_matches
 
 SLICE_COLUMNS = ("scan_id", "scan_sha256", "job_id", "model_name", "model_version", "slice", "verdict", "confidence",
@@ -70,20 +71,9 @@ def scans_results_csv(scans, jobs: dict, reviews: dict | None = None) -> str:
                    review.reviewer.get_username() if review else "", review.created_at if review else None,
                    review.note if review else "", *_header_columns(scan),
                    ("yes" if getattr(scan, "has_altered_copy", False) else "no") if scan.kind == "dicom" else "",
-                   _pacs_copy(scan), scan_rule_cell(job))
+                   _pacs_copy(scan), scan_rule_brief(job))
 
     return _csv(SCAN_COLUMNS, rows())
-
-
-def scan_rule_cell(job) -> str:
-    """How the job's slices became its scan verdict: "max" (the max rule), "threshold 0.96; slice 1; slope 1.04"
-    (inference.ml.scan_rule), or "" before a verdict."""
-    if job is None or job.status != "succeeded":
-        return ""
-    rule = job.scan_rule or {}
-    if not rule:
-        return "max"
-    return f"threshold {rule['threshold']:g}; slice {rule['min_slices']}; slope {rule.get('slope', 1.0):g}"
 
 
 def _pacs_copy(scan) -> str:

@@ -31,7 +31,7 @@ from django.utils import timezone
 from pydicom.sr.codedict import codes
 
 from inference.ml.labels import CATEGORIES, VERDICTS
-from inference.models import verdict_label
+from inference.models import scan_rule_brief, verdict_label
 from reports.dicom_ids import analysis_uid, review_key
 from reports.seg import (CODING_SCHEMES, PRIVATE_SCHEME, SEGMENT_TEXT, dataset_bytes, label_volume, scan_seg,
                          segment_tracking_uid, source_datasets)
@@ -277,8 +277,10 @@ def scan_sr(report, sources: list[pydicom.Dataset] | None = None,
     evidence = evidence_key(changes)
     series_uid = sources[0].SeriesInstanceUID
     version = (job.model_version or "unknown")[:64]
+    # the scan rule that turned the slices into the scan's verdict (Algorithm Parameters, LO: 64 characters each)
     algorithm = hd.sr.AlgorithmIdentification(name=(job.model_name or "tamper detector")[:64], version=version,
-                                              family=codes.cid7162.ArtificialIntelligence)
+                                              family=codes.cid7162.ArtificialIntelligence,
+                                              parameters=[f"scan rule: {scan_rule_brief(job) or 'max'}"[:64]])
     device = hd.sr.ObserverContext(
         observer_type=codes.cid270.Device,
         observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(

@@ -379,12 +379,12 @@ def test_the_job_uses_and_records_the_models_scan_rule(doctor_a, client_a, setti
 
     from django.urls import reverse
 
-    from reports.csv_export import scan_rule_cell
+    from inference.models import scan_rule_brief
 
     rows = list(csv.DictReader(io.StringIO(client_a.get(reverse("reports:results_csv")).content.decode())))
     assert [r["scan_rule"] for r in rows] == ["threshold 0.7; slice 2; slope 1"]
-    assert scan_rule_cell(InferenceJob(status="succeeded", scan_rule={})) == "max"
-    assert scan_rule_cell(InferenceJob(status="queued")) == "" and scan_rule_cell(None) == ""
+    assert scan_rule_brief(InferenceJob(status="succeeded", scan_rule={})) == "max"
+    assert scan_rule_brief(InferenceJob(status="queued")) == "" and scan_rule_brief(None) == ""
     pdf = " ".join(report_pdf_text(client_a, scan.pk).split())
     assert ("Scan verdict rule: the scan's probability of being tampered (were tampered and authentic scans equally "
             "common) rises with its 2nd-highest slice tamper score") in pdf

@@ -99,6 +99,9 @@ def test_the_sr_codes_the_verdict_probabilities_and_regions_of_the_seg(client_a,
         "Probability of Real tumor": 0.05, "Probability of No tumor": 0.12, "Probability of Fake added": 0.71,
         "Probability of Fake removed": 0.12}
     assert verdict["Tamper score"] == pytest.approx(job.tamper_score)
+    # the scan rule that turned the slices into this verdict (this stored analysis had none: the max rule)
+    items = [i for path, i in _items(ds) if path[-1] == "Algorithm Parameters"]
+    assert items and {i.TextValue for i in items} == {"scan rule: max"}
 
     # One group per kind of region, each pointing at its segment of the SEG; the volume from the stored masks.
     labels = {r.index: read_png(r.mask) for r in job.slice_results.all() if r.mask}
@@ -121,6 +124,13 @@ def test_the_sr_codes_the_verdict_probabilities_and_regions_of_the_seg(client_a,
     assert (event.actor_username, event.object_id) == ("doctor_a", str(scan.pk))
     assert event.details["sha256"] == hashlib.sha256(content).hexdigest()
     assert event.details["seg_sop_instance_uid"] == seg.SOPInstanceUID and event.details["review_id"] is None
+
+    # an analysis under a scan rule names it
+    job.scan_rule = {"threshold": 0.96, "min_slices": 1, "slope": 1.04, "chosen_on": "val"}
+    job.save(update_fields=["scan_rule"])
+    ruled = pydicom.dcmread(io.BytesIO(_download(client_a, scan.pk)))
+    assert {i.TextValue for path, i in _items(ruled) if path[-1] == "Algorithm Parameters"} == {
+        "scan rule: threshold 0.96; slice 1; slope 1.04"}
 
 
 def test_the_same_analysis_gives_the_same_uids_and_a_review_a_new_verified_sr(client_a, scored_scan, doctor_a):
