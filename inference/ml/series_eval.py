@@ -14,9 +14,10 @@ ones. This module measures it on the patients of one split of the default build 
 - ``removed_all``: the tumour erased from every slice that shows it, as an attacker must (truth
   ``fake_removed``).
 
-Tampering uses the registered methods in turn (seeded), with the same touch-ups as the dataset. Each slice is
-predicted once (a tampered series differs from its authentic one only on its tampered slices), and the per-slice
-scores are kept in ``slices.json`` so that scan-level rules can be compared without the model.
+Tampering uses one registered method per series (drawn from its name and the seed; the others are fallbacks),
+with the same touch-ups as the dataset. Each slice is predicted once (a tampered series differs from its authentic
+one only on its tampered slices), and the per-slice scores are kept in ``slices.json`` so that scan-level rules
+can be compared without the model.
 
 Rules (both `predictor.volume_verdict`): ``max``, without a rule, as shipped up to model 0.9.0 (each verdict's
 highest slice probability, ``no_tumor`` its lowest, renormalised); ``count``, the scan rule: the scan's probability
