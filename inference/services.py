@@ -146,8 +146,9 @@ def installed_scan_rule(card) -> dict:
 
 
 def _rule_of(job: InferenceJob) -> dict:
-    rule = job.scan_rule or {}
-    return {k: rule.get(k, 1.0 if k == "slope" else None) for k in RULE_KEYS} if rule else {}
+    from inference.ml.scan_rule import check_scan_rule
+
+    return check_scan_rule(job.scan_rule) if job.scan_rule else {}  # {threshold, min_slices, slope}
 
 
 def scan_rule_changed(job: InferenceJob | None, card) -> bool:
@@ -174,8 +175,8 @@ def reanalysis_model(job: InferenceJob | None):
 @transaction.atomic
 def job_reanalyse(*, scan, user, request=None) -> InferenceJob:
     """Queue a new job for `scan` with the installed model, when its newest job succeeded with other weights (a
-    model was installed since) or under another scan rule (one was chosen since). The earlier job keeps its results and reviews; pages and reports move to the new
-    one when it succeeds. Raises ReanalysisRefused, and queues nothing, otherwise."""
+    model was installed since) or under another scan rule (one was chosen since). The earlier job keeps its results
+    and reviews; pages and reports move to the new one when it succeeds. Raises ReanalysisRefused, and queues nothing, otherwise."""
     from reports.selectors import model_card_current
 
     latest = newest_job_for_update(scan)

@@ -148,7 +148,7 @@ def render_scan_detail(request, scan, *, review_form=None, status: int = 200):
     empty one so that nothing the reviewer typed is lost."""
     from inference.selectors import earlier_differing_job
     from inference.models import scan_rule_text
-    from inference.services import installed_scan_rule, reanalysis_model, scan_rule_changed
+    from inference.services import installed_scan_rule, reanalysis_model
     from reports.selectors import pacs_transfers_for
     from reports.services import pacs_destination
     from reviews.forms import ReviewForm
@@ -163,8 +163,8 @@ def render_scan_detail(request, scan, *, review_form=None, status: int = 200):
     pacs_status = selectors.pacs_compare_status(scan) if scan.kind == "dicom" else None
     changes = selectors.scan_slice_changes(scan=scan, user=request.user, copies=copies, pacs_status=pacs_status)
     reanalyse_with = reanalysis_model(latest)
-    reanalyse_rule = ""  # the same weights under a new scan rule: the rule they now use, in words
-    if reanalyse_with is not None and scan_rule_changed(latest, reanalyse_with):
+    reanalyse_rule = ""  # offered for the same weights: a new scan rule, the one they now use, in words
+    if reanalyse_with is not None and reanalyse_with.sha256 == latest.model_sha256:
         reanalyse_rule = scan_rule_text(installed_scan_rule(reanalyse_with))
     return render(request, "scans/detail.html", {
         "scan": scan,
