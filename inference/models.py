@@ -69,6 +69,48 @@ def scan_rule_brief(job) -> str:
     return f"threshold {rule['threshold']:g}; slice {rule['min_slices']}; slope {rule.get('slope', 1.0):g}"
 
 
+def fine_percent(value) -> str:
+    """A probability that may be tiny, as a percentage: 0.527 -> "52.7%", 0.00033 -> "0.033%" (two significant
+    figures under 1%), under one in a million -> "under 0.0001%"."""
+    value = float(value)
+    if value * 100 >= 1 or value == 0:
+        return percent(value)
+    if value < 1e-6:
+        return "under 0.0001%"
+    return f"{float(f'{value * 100:.2g}'):g}%"
+
+
+def tamper_odds(job, site_prevalence=None) -> dict | None:
+    """How likely a job's scan is tampered at a realistic share of tampered scans, or None (no verdict yet, or a
+    verdict by the max rule, whose scores are not a calibrated probability). The scan rule's probability (the job's
+    tamper score) holds were tampered and authentic scans equally common; `scan_rule.at_prevalence` restates it
+    at the site's share (settings.TAMPER_PREVALENCE) or, where none is set, at 1 in 10, 100 and 1000. The verdict
+    is not moved. {"even_odds", "site_prevalence", "at": [{"prevalence", "probability"}...], "text"}."""
+    from inference.ml.scan_rule import REFERENCE_PREVALENCES, at_prevalence, one_in
+
+    if job is None or job.status != "succeeded" or not job.scan_rule or job.tamper_score is None:
+        return None
+    if site_prevalence is None:
+        site_prevalence = getattr(settings, "TAMPER_PREVALENCE", None)
+    q = float(job.tamper_score)
+    shares = (site_prevalence,) if site_prevalence else REFERENCE_PREVALENCES
+    at = [{"prevalence": float(p), "probability": at_prevalence(q, p)} for p in shares]
+    text = f"{fine_percent(q)} were tampered and authentic scans equally common; "
+    if site_prevalence:
+        text += (f"{fine_percent(at[0]['probability'])} at the share of tampered scans this site expects "
+                 f"({one_in(site_prevalence)})")
+    else:
+        text += "; ".join(f"{fine_percent(a['probability'])} were {one_in(a['prevalence'])} scans tampered"
+                          for a in at)
+    return {"even_odds": q, "site_prevalence": float(site_prevalence) if site_prevalence else None, "at": at,
+            "text": text + ". The verdict does not change with it."}
+
+
+def tamper_odds_text(job) -> str:
+    odds = tamper_odds(job)
+    return odds["text"] if odds else ""
+
+
 VERDICT_CHOICES = [(v, VERDICT_LABELS[v]) for v in VERDICTS]
 INSTANCE_LABEL_CHOICES = [(name, VERDICT_LABELS[name]) for name in CATEGORIES.values()]
 

@@ -56,11 +56,30 @@ class ScanRuleSerializer(serializers.Serializer):
     text = serializers.CharField(help_text="The rule in one sentence, as the scan page and the PDF report say it.")
 
 
+class TamperOddsAtSerializer(serializers.Serializer):
+    prevalence = serializers.FloatField(help_text="A share of scans that are tampered (0.01: 1 in 100).")
+    probability = serializers.FloatField(help_text="The scan's probability of being tampered at that share.")
+
+
+class TamperOddsSerializer(serializers.Serializer):
+    even_odds = serializers.FloatField(help_text="The scan rule's tamper probability (the job's tamper_score): it "
+                                       "holds were tampered and authentic scans equally common.")
+    site_prevalence = serializers.FloatField(allow_null=True, help_text="The share of tampered scans this site "
+                                             "expects (setting TAMPER_PREVALENCE), null where none is set.")
+    at = TamperOddsAtSerializer(many=True, help_text="The probability at the site's share, or where none is set at "
+                                "1 in 10, 100 and 1000 (Bayes' rule; the verdict does not change).")
+    text = serializers.CharField(help_text="The same in one sentence, as the scan page and the PDF report say it.")
+
+
 class JobSerializer(serializers.ModelSerializer):
     scan = serializers.IntegerField(source="scan_id", read_only=True)
     scan_rule = serializers.SerializerMethodField(
         help_text="How the slices' verdicts became the scan verdict: the model's scan rule (chosen on the "
                   "validation split's whole series by evaluate_series), or the max rule where it has none.")
+    tamper_odds = serializers.SerializerMethodField(
+        help_text="Once the job succeeded under a scan rule: how likely the scan is tampered where tampered scans "
+                  "are rarer than authentic ones; null under the max rule (its scores are not a calibrated "
+                  "probability) and before a verdict.")
     progress = serializers.SerializerMethodField()
     timings = serializers.SerializerMethodField()
     model = serializers.SerializerMethodField()
@@ -89,6 +108,7 @@ class JobSerializer(serializers.ModelSerializer):
             "tamper_score",
             "scores",
             "scan_rule",
+            "tamper_odds",
             "timings",
             "model",
             "verdict_readings",
@@ -117,6 +137,16 @@ class JobSerializer(serializers.ModelSerializer):
         return {"threshold": rule.get("threshold"), "min_slices": rule.get("min_slices"),
                 "slope": rule.get("slope", 1.0) if rule else None,
                 "chosen_on": rule.get("chosen_on", ""), "text": scan_rule_text(rule)}
+
+    @extend_schema_field(TamperOddsSerializer(allow_null=True))
+    def get_tamper_odds(self, job):
+        from inference.models import tamper_odds
+
+        odds = tamper_odds(job)
+        if odds is None:
+            return None
+        return {**odds, "even_odds": round(odds["even_odds"], 6),
+                "at": [{"prevalence": a["prevalence"], "probability": round(a["probability"], 8)} for a in odds["at"]]}
 
     @extend_schema_field(JobProgressSerializer)
     def get_progress(self, job):

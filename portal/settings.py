@@ -273,6 +273,17 @@ DETECTOR_BATCH_SIZE = env.int("DETECTOR_BATCH_SIZE", default=4)
 # A running detector job whose worker has not beaten its heartbeat for this long is taken as abandoned (the worker
 # died): the reaper and the status read mark it failed (retryable), and a re-delivered task runs it again.
 INFERENCE_STALE_AFTER_SECONDS = env.int("INFERENCE_STALE_AFTER_SECONDS", default=300)
+# How common tampered scans are here (a share, 0.001 for 1 in 1000): the scan rule's tamper probability holds were
+# tampered and authentic scans equally common; the scan page, the API and the PDF also say what it becomes at this
+# share (inference.ml.scan_rule.at_prevalence). Empty: they give it at 1 in 10, 100 and 1000 instead.
+TAMPER_PREVALENCE = env.str("TAMPER_PREVALENCE", default="").strip() or None
+if TAMPER_PREVALENCE is not None:
+    from inference.ml.scan_rule import check_prevalence
+
+    try:
+        TAMPER_PREVALENCE = check_prevalence(TAMPER_PREVALENCE)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"TAMPER_PREVALENCE: {exc}") from None
 
 # --- PACS: where "Send to PACS" stores an analysis (the SEG, the report and the structured report as DICOM) by C-STORE.
 # PACS_DESTINATION=AE_TITLE@host:port (empty: no PACS, the button is not shown); this portal calls as

@@ -18,7 +18,7 @@ from reportlab.platypus import (
 )
 from xml.sax.saxutils import escape
 
-from inference.models import scan_rule_text, verdict_label
+from inference.models import scan_rule_text, tamper_odds, verdict_label
 from reports.charts import VERDICT_COLOURS
 from reports.overlay import overlay, read_png
 from reports.selectors import slices_by_verdict_text
@@ -121,6 +121,9 @@ def scan_report_pdf(report, *, generated_by, confidence_guide: str = "",
         _p(f"Verdict: {verdict_label(job.verdict)}. {meaning}", styles["BodyText"]),
         Spacer(1, 3 * mm),
     ]
+    odds = tamper_odds(job)
+    if odds:
+        story += [_p(f"Tampered, where tampering is rare: {odds['text']}", small)]
     if len(report.results) > 1:
         story += [_p(f"Scan verdict rule: {scan_rule_text(job.scan_rule)}.", small)]
         story += [_p(f"Slices by verdict: {slices_by_verdict_text(report.results)}.", styles["BodyText"]),

@@ -170,6 +170,31 @@ class ScanRuleSummary:
     chosen_on: str = ""
     rows: list[tuple[str, str, int, list[float | None]]] = field(default_factory=list)  # split, rule, cases, figures
     note: str = ""  # how coarse the test figures are
+    # of the scans the rule flags, the share tampered, at a share of tampered scans: (share, "1 in 100", estimate,
+    # low, high), the site's share first when it is set (settings.TAMPER_PREVALENCE)
+    flagged: list[tuple[float, str, float | None, float | None, float | None]] = field(default_factory=list)
+
+
+def flagged_rows(test: dict, site_prevalence: float | None = None) -> list[tuple]:
+    """Of the scans the rule calls tampered, the share that are (the positive predictive value), from the rule's
+    test figures (detection and false-alarm rates on whole series), at the site's share of tampered scans and at 1
+    in 10, 100 and 1000. The range takes both rates at the ends of their 95 % Wilson intervals (the worst and the
+    best case of the two together). Empty when the test figures lack the counts."""
+    from inference.ml.intervals import wilson
+    from inference.ml.scan_rule import REFERENCE_PREVALENCES, flagged_tampered, one_in
+
+    try:
+        n_t, n_a = int(test["n_tampered"]), int(test["n_authentic"])
+        caught, alarms = round(float(test["detection_rate"]) * n_t), round(float(test["false_alarm_rate"]) * n_a)
+    except (KeyError, TypeError, ValueError):
+        return []
+    if not n_t or not n_a:
+        return []
+    (d_low, d_high), (f_low, f_high) = wilson(caught, n_t), wilson(alarms, n_a)
+    shares = [p for p in ((site_prevalence,) if site_prevalence else ()) + REFERENCE_PREVALENCES]
+    shares = list(dict.fromkeys(shares))
+    return [(p, one_in(p), flagged_tampered(caught / n_t, alarms / n_a, p), flagged_tampered(d_low, f_high, p),
+             flagged_tampered(d_high, f_low, p)) for p in shares]
 
 
 def scan_rule_summary(card: ModelCard) -> ScanRuleSummary:
@@ -214,7 +239,8 @@ def scan_rule_summary(card: ModelCard) -> ScanRuleSummary:
         note = (f"Few series: of {n} authentic test series this rule called {k} tampered, which is compatible "
                 f"(95 % Wilson interval) with a true false-alarm rate up to {100 * high:.0f} %.")
     return ScanRuleSummary(text=scan_rule_text(rule), in_force=True, written=str(doc.get("written", "")),
-                           chosen_on=str(doc.get("chosen_on", "")), rows=rows, note=note)
+                           chosen_on=str(doc.get("chosen_on", "")), rows=rows, note=note,
+                           flagged=flagged_rows(test, settings.TAMPER_PREVALENCE))
 
 
 # --- Evaluation runs -------------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
 """Report pages: the model page (card + stored evaluation), dashboards, per-scan reports."""
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpResponse
@@ -34,7 +35,8 @@ def model_page(request):
         run, shipped = evaluation_to_show(card)
     context = {"card": card, "run": run, "runs": evaluation_run_list(limit=20),
                "in_use": model_review_summary(card.sha256), "verdict_choices": VERDICT_CHOICES,
-               "scan_rule": scan_rule_summary(card), "scan_rule_figures": [label for _, label in SCAN_RULE_FIGURES],
+               "scan_rule": scan_rule_summary(card), "site_prevalence": settings.TAMPER_PREVALENCE,
+               "scan_rule_figures": [label for _, label in SCAN_RULE_FIGURES],
                "shipped": shipped if shipped is not None and run is not None and run is shipped.run else None,
                "shipped_problem": shipped.problem if shipped is not None else ""}
     if run is not None:

@@ -17,9 +17,16 @@ def _prediction_dict(pred: SlicePrediction) -> dict:
     }
 
 
-def detect_files(predictor: Predictor, paths: list[str | Path], *, masks_dir: str | Path | None = None) -> dict:
-    """One entry per path: its slices' verdicts with regions, and the file's verdict; errors per file."""
+def detect_files(predictor: Predictor, paths: list[str | Path], *, masks_dir: str | Path | None = None,
+                 prevalence: float | None = None) -> dict:
+    """One entry per path: its slices' verdicts with regions, and the file's verdict; errors per file. With
+    ``prevalence`` (a share of tampered scans) and a scan rule, the file verdict also says how likely the file is
+    tampered at that share (`scan_rule.at_prevalence`; the rule's own probability holds at even odds)."""
     from .coco import encode_png
+    from .scan_rule import at_prevalence, check_prevalence
+
+    if prevalence is not None:
+        prevalence = check_prevalence(prevalence)
 
     out_files = []
     for raw_path in paths:
@@ -55,5 +62,9 @@ def detect_files(predictor: Predictor, paths: list[str | Path], *, masks_dir: st
                                  # how the slices became it: the model's scan rule, or the max rule
                                  "scan_rule": ({"rule": "count", **predictor.scan_rule} if predictor.scan_rule
                                                else {"rule": "max"})}
+        if prevalence is not None and predictor.scan_rule:
+            entry["file_verdict"]["at_prevalence"] = {
+                "prevalence": prevalence,
+                "tamper_probability": round(at_prevalence(entry["file_verdict"]["tamper_score"], prevalence), 8)}
         out_files.append(entry)
     return {"model": predictor.info, "files": out_files}

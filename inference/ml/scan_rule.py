@@ -134,3 +134,55 @@ def scan_scores(slice_scores: list[dict], rule: dict | None = None) -> tuple[str
         for v in group:
             scores[v] = mass * (raw[v] / total if total > 0 else 1.0 / len(group))
     return max(VERDICTS, key=lambda v: scores[v]), scores
+
+
+# --- how rare tampering is ------------------------------------------------------------------------------
+# The rule's probability is fitted with tampered and authentic series counting half each (`fit_slope`): it says
+# how likely a scan is tampered were tampered and authentic scans equally common. Where tampering is rarer (a
+# hospital's archive), the same evidence means less: Bayes' rule moves the odds by the ratio of the prior odds.
+# The verdict is not moved (it is what the slices show); these figures say how far a doctor should trust a flag.
+
+REFERENCE_PREVALENCES = (0.1, 0.01, 0.001)  # 1 in 10, 1 in 100, 1 in 1000 scans tampered
+
+
+def check_prevalence(prevalence) -> float:
+    """``prevalence`` (the share of scans that are tampered, strictly between 0 and 1) as a float, or ValueError
+    that says what is wrong with it."""
+    try:
+        value = float(prevalence)
+    except (TypeError, ValueError):
+        raise ValueError(f"The share of tampered scans must be a number between 0 and 1 (0.01 for 1 in 100), "
+                         f"got {prevalence!r}.") from None
+    if not 0.0 < value < 1.0 or math.isnan(value):
+        raise ValueError(f"The share of tampered scans must lie strictly between 0 and 1 (0.01 for 1 in 100), "
+                         f"got {prevalence!r}.")
+    return value
+
+
+def at_prevalence(q: float, prevalence: float, base: float = 0.5) -> float:
+    """A tamper probability ``q`` that holds when a share ``base`` of scans is tampered, restated for a share
+    ``prevalence`` (Bayes' rule: the odds times the ratio of the prior odds)."""
+    prevalence, base = check_prevalence(prevalence), check_prevalence(base)
+    q = min(max(float(q), 0.0), 1.0)
+    num = q * prevalence * (1.0 - base)
+    den = num + (1.0 - q) * (1.0 - prevalence) * base
+    return num / den if den > 0 else 0.0
+
+
+def flagged_tampered(detection_rate: float, false_alarm_rate: float, prevalence: float) -> float | None:
+    """Of the scans a rule calls tampered, the share that are, when a share ``prevalence`` of scans is tampered
+    and the rule catches ``detection_rate`` of them and flags ``false_alarm_rate`` of authentic ones (the positive
+    predictive value). None when the rule flags nothing at all."""
+    prevalence = check_prevalence(prevalence)
+    hits = float(detection_rate) * prevalence
+    alarms = float(false_alarm_rate) * (1.0 - prevalence)
+    return hits / (hits + alarms) if hits + alarms > 0 else None
+
+
+def one_in(prevalence: float) -> str:
+    """0.01 -> "1 in 100", 0.005 -> "1 in 200", 0.3 -> "30 in 100" (a share of scans in a doctor's words)."""
+    prevalence = check_prevalence(prevalence)
+    n = 1.0 / prevalence
+    if abs(n - round(n)) < 1e-6 * n:
+        return f"1 in {round(n):,}"
+    return f"{prevalence * 100:g} in 100" if prevalence >= 0.01 else f"{prevalence * 1000:g} in 1,000"

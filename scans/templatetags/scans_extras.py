@@ -1,6 +1,6 @@
 from django import template
 
-from inference.models import percent, scan_rule_text, scores_text
+from inference.models import percent, scan_rule_text, scores_text, tamper_odds_text
 from scans import dicom_text
 
 register = template.Library()
@@ -10,6 +10,7 @@ register.filter("patient_sex", dicom_text.patient_sex)
 register.filter("scores_text", scores_text)
 register.filter("scan_rule_text", scan_rule_text)
 register.filter("percent", percent)
+register.filter("tamper_odds_text", tamper_odds_text)
 
 
 @register.simple_tag

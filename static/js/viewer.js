@@ -96,6 +96,10 @@
         .sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1))
         .map(([name, value]) => (LABELS[name] || name) + " " + pct(value)).join(" · ");
       if (data.scan_rule) $(panel, "data-scan-rule").textContent = data.scan_rule.text;
+      const odds = data.tamper_odds; // inference.models.tamper_odds: null under the max rule
+      $(panel, "data-scan-odds").textContent = odds ? odds.text : "";
+      $(panel, "data-scan-odds").classList.toggle("hidden", !odds);
+      $(panel, "data-scan-odds-label").classList.toggle("hidden", !odds);
       const m = data.model;
       $(panel, "data-job-model").textContent = m.name + " " + m.version + " (" + m.sha256.slice(0, 12) + ")" + (m.device ? " on " + m.device : "");
       const t = data.timings;

@@ -46,8 +46,19 @@ def _overlay_pixels(page) -> int:
     )
 
 
-def test_doctor_uploads_a_series_and_sees_the_result(page, login_as, live_server, doctor_a, detector_with_regions):
+def test_doctor_uploads_a_series_and_sees_the_result(page, login_as, live_server, doctor_a, detector_with_regions,
+                                                     settings, tmp_path):
+    import json
+    import shutil
+
     from inference.ml.predictor import file_sha256
+    from inference.ml.scan_rule import scan_rule_path
+
+    # the weights with a scan rule beside them (the shipped model has one), so the scan verdict is a probability
+    weights = shutil.copy(detector_with_regions, tmp_path / "detector.pt")
+    scan_rule_path(weights).write_text(json.dumps({"model_sha256": file_sha256(weights),
+                                                   "rule": {"threshold": 0.7, "min_slices": 1}}))
+    settings.DETECTOR_WEIGHTS = str(weights)
     from reports.selectors import model_card_current, verdict_guide_text, verdict_guides
     from reports.services import evaluation_run_record
     from tests.reports.conftest import metrics_from_confusion
@@ -83,6 +94,11 @@ def test_doctor_uploads_a_series_and_sees_the_result(page, login_as, live_server
 
     assert page.locator("[data-scan-scores]").inner_text() == scores_text(job.scores)
     assert page.locator("[data-scan-rule]").inner_text() == scan_rule_text(job.scan_rule)  # and how it was reached
+    from inference.models import tamper_odds_text
+
+    assert job.scan_rule["threshold"] == 0.7  # and what its probability becomes where tampering is rare
+    assert page.locator("[data-scan-odds]").inner_text() == tamper_odds_text(job) != ""
+    assert page.locator("[data-scan-odds-label]").is_visible()
     assert page.locator("#masks-download").is_visible()
 
     # Per-slice verdicts: the strip has one cell per slice; the slice panel shows the current slice's result.

@@ -389,6 +389,25 @@ def test_the_job_uses_and_records_the_models_scan_rule(doctor_a, client_a, setti
     assert ("Scan verdict rule: the scan's probability of being tampered (were tampered and authentic scans equally "
             "common) rises with its 2nd-highest slice tamper score") in pdf
 
+    # how likely the scan is tampered where tampering is rare: at 1 in 10, 100, 1000 when the site set no share
+    from inference.ml.scan_rule import at_prevalence
+
+    q = job.tamper_score
+    odds = api["tamper_odds"]
+    assert odds["even_odds"] == pytest.approx(q, abs=1e-6) and odds["site_prevalence"] is None
+    assert [a["prevalence"] for a in odds["at"]] == [0.1, 0.01, 0.001]
+    assert [a["probability"] for a in odds["at"]] == pytest.approx([at_prevalence(q, p) for p in (0.1, 0.01, 0.001)],
+                                                                   abs=1e-7)
+    assert odds["text"].endswith("were 1 in 1,000 scans tampered. The verdict does not change with it.")
+    assert f"<dd data-scan-odds>{escape(odds['text'])}</dd>" in page
+    assert "Tampered, where tampering is rare: " + odds["text"].split(";")[0] in pdf
+    settings.TAMPER_PREVALENCE = 0.005  # the site says 1 in 200
+    odds = client_a.get(f"/api/jobs/{job.pk}/").json()["tamper_odds"]
+    assert odds["site_prevalence"] == 0.005 and len(odds["at"]) == 1
+    assert odds["at"][0]["probability"] == pytest.approx(at_prevalence(q, 0.005), abs=1e-7)
+    assert "at the share of tampered scans this site expects (1 in 200)" in odds["text"]
+    assert escape(odds["text"]) in client_a.get(f"/scans/{scan.pk}/").content.decode()
+
     # a new rule on disk: the next job loads it (the weights did not change)
     scan_rule_path(weights).write_text(json.dumps({
         "model_sha256": file_sha256(weights), "rule": {"threshold": 0.99, "min_slices": 1}}))
@@ -397,3 +416,10 @@ def test_the_job_uses_and_records_the_models_scan_rule(doctor_a, client_a, setti
     scan_rule_path(weights).unlink()
     predictor, _ = services.predictor_get()
     assert predictor.scan_rule is None
+    # under the max rule the scan's scores are no calibrated probability: nothing to restate
+    scan, job = upload_scan(doctor_a, indices=(12, 13, 14))
+    job = services.job_run(job_id=job.pk)
+    assert job.status == Status.SUCCEEDED and job.scan_rule == {}
+    assert client_a.get(f"/api/jobs/{job.pk}/").json()["tamper_odds"] is None
+    page = client_a.get(f"/scans/{scan.pk}/").content.decode()
+    assert '<dd class="hidden" data-scan-odds></dd>' in page

@@ -192,6 +192,43 @@ def test_detect_dicom_and_png(random_bundle, tmp_path):
     assert abs(a - b) < 0.2
 
 
+def test_detect_restates_the_file_verdict_at_a_share_of_tampered_scans(random_bundle, tmp_path):
+    """--prevalence: with a scan rule, each file verdict also gives its tamper probability at that share; without
+    one there is no calibrated probability to restate, and the command says so; a share outside (0, 1) is refused
+    before the model is loaded."""
+    import shutil
+
+    from django.core.management.base import CommandError
+
+    from inference.ml.coco import encode_png
+    from inference.ml.predictor import file_sha256
+    from inference.ml.scan_rule import at_prevalence, scan_rule_path
+
+    tumour, _, _ = sample_slices()
+    png = tmp_path / "slice.png"
+    png.write_bytes(encode_png(tumour))
+    weights = shutil.copy(random_bundle, tmp_path / "detector.pt")
+    out, stderr = tmp_path / "report.json", StringIO()
+    call_command("detect", str(png), "--weights", str(weights), "--out", str(out), "--prevalence", "0.01",
+                 stderr=stderr)
+    verdict = json.loads(out.read_text())["files"][0]["file_verdict"]
+    assert "at_prevalence" not in verdict and "these weights have no scan rule" in stderr.getvalue()
+
+    scan_rule_path(weights).write_text(json.dumps({"model_sha256": file_sha256(weights),
+                                                   "rule": {"threshold": 0.7, "min_slices": 1}}))
+    call_command("detect", str(png), "--weights", str(weights), "--out", str(out), "--prevalence", "0.01",
+                 stderr=StringIO())
+    verdict = json.loads(out.read_text())["files"][0]["file_verdict"]
+    assert verdict["scan_rule"]["rule"] == "count"
+    assert verdict["at_prevalence"]["prevalence"] == 0.01
+    assert verdict["at_prevalence"]["tamper_probability"] == pytest.approx(
+        at_prevalence(verdict["tamper_score"], 0.01), abs=1e-6)
+    assert verdict["at_prevalence"]["tamper_probability"] < verdict["tamper_score"]
+    for bad in ("2", "0", "rare"):
+        with pytest.raises(CommandError, match="--prevalence: The share of tampered scans must"):
+            call_command("detect", str(png), "--weights", str(weights), "--prevalence", bad)
+
+
 def test_detect_warns_on_a_sequence_it_was_not_trained_on(random_bundle):
     from inference.ml.paths import shared_datasets_dir
 

@@ -357,6 +357,19 @@ def test_the_model_page_says_how_slices_become_a_scan_verdict(client_a, settings
     # 0 of 26: the Wilson interval's upper end
     assert "this rule called 0 tampered, which is compatible (95 % Wilson interval) with a true false-alarm rate " \
            "up to 13 %" in html
+    # where tampering is rare: of the flagged scans, the share tampered (63 of 78 caught, 0 of 26 false alarms;
+    # the low end takes 70.7 % caught and 12.9 % false alarms, the Wilson ends: at 1 in 10,
+    # 0.0707 / (0.0707 + 0.129 x 0.9) = 37.9 %)
+    flagged = re.compile(r"<tr><th scope=\"row\">([^<]+)</th><td class=\"num\">([^<]+)</td>"
+                         r"<td class=\"num\">([^<]+)</td></tr>")
+    table = html.split('id="table-flagged"')[1].split("</table>")[0]
+    assert flagged.findall(table) == [("1 in 10", "100%", "37.9% to 100%"), ("1 in 100", "100%", "5.3% to 100%"),
+                                      ("1 in 1,000", "100%", "0.55% to 100%")]
+    settings.TAMPER_PREVALENCE = 0.005
+    html = client_a.get(reverse("reports:model")).content.decode()
+    table = html.split('id="table-flagged"')[1].split("</table>")[0]
+    assert flagged.findall(table)[0] == ("1 in 200 (this site)", "100%", "2.7% to 100%")
+    assert len(flagged.findall(table)) == 4 and "the share this site expects" in html
 
     # a rule chosen for other weights is not in force, and the page says so
     scan_rule_path(weights).write_text(json.dumps({"model_sha256": "f" * 64, "rule": {"threshold": 0.97,
