@@ -13,6 +13,10 @@ ones. This module measures it on the patients of one split of the default build 
   or into three neighbouring tumour-free slices (truth ``fake_added``);
 - ``removed_all``: the tumour erased from every slice that shows it, as an attacker must (truth
   ``fake_removed``).
+- held out, with ``--volume-injections``: ``added_volume``, a real tumour volume (five neighbouring slices of another
+  patient's tumour) injected into five neighbouring tumour-free slices with one size, angle, mirror and place, as
+  an attacker editing the volume in 3-D would; reported apart, beside ``added_3`` on the same series, and never used
+  to choose the rule.
 
 Tampering uses one registered method per series (drawn from its name and the seed; the others are fallbacks),
 with the same touch-ups as the dataset. Each slice is predicted once (a tampered series differs from its authentic
@@ -30,6 +34,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -51,7 +56,15 @@ from .tamper import INJECT, REMOVE, NotApplicable, TamperRequest, methods as reg
 log = logging.getLogger(__name__)
 
 VARIANTS = ("authentic", "added_1", "added_3", "removed_all")
-VARIANT_TRUTH = {"added_1": "fake_added", "added_3": "fake_added", "removed_all": "fake_removed"}
+# Held out: made only when asked (`evaluate_series --volume-injections`), never used to choose the rule, reported
+# apart. ``added_volume``: a real tumour volume (VOLUME_SLICES neighbouring slices of another patient's tumour)
+# injected into as many neighbouring slices with one geometry, as an attacker who edits the volume in 3-D would
+# (CT-GAN; `_inject_volume`); ``added_3`` pastes one donor slice three times, each drawn afresh.
+HELD_OUT_VARIANTS = ("added_volume",)
+ALL_VARIANTS = VARIANTS + HELD_OUT_VARIANTS  # in this order: each variant's seed is its place here
+VARIANT_TRUTH = {"added_1": "fake_added", "added_3": "fake_added", "removed_all": "fake_removed",
+                 "added_volume": "fake_added"}
+VOLUME_SLICES = 5
 THRESHOLDS = (0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.96, 0.97, 0.98, 0.99, 0.995)  # at least MIN_RULE_THRESHOLD
 MIN_SLICES = (1, 2, 3)
 assert min(THRESHOLDS) >= MIN_RULE_THRESHOLD
@@ -147,8 +160,11 @@ def make_cases(series: list[Series], *, seed: int = 0, variants: Sequence[str] =
     inject = registered_methods(INJECT, list(methods) if methods else None)
     remove = registered_methods(REMOVE, list(methods) if methods else None)
     donors_by: dict[tuple[str, str], list[SourceSlice]] = defaultdict(list)
+    volume_donors: dict[tuple[str, str], list[tuple[Series, int]]] = defaultdict(list)  # (series, first slice)
     for s in sorted(donor_pool if donor_pool is not None else series, key=lambda s: s.key):
         donors_by[(s.source, s.split)].extend(x for x in s.slices if x.tumour_area >= MIN_DONOR_AREA)
+        if "added_volume" in variants:
+            volume_donors[(s.source, s.split)].extend((s, i) for i in _tumour_runs(s, VOLUME_SLICES))
     cases: list[SeriesCase] = []
     pixels: dict[str, np.ndarray] = {}
     skipped: dict[str, int] = defaultdict(int)
@@ -158,12 +174,16 @@ def make_cases(series: list[Series], *, seed: int = 0, variants: Sequence[str] =
         base = dict(series=s.key, split=s.split, source=s.source, patient_id=s.patient_id)
         if "authentic" in variants:
             cases.append(SeriesCase(variant="authentic", truth=s.truth, slice_keys=keys, **base))
-        for vi, variant in enumerate(v for v in VARIANTS if v != "authentic"):
+        for vi, variant in enumerate(v for v in ALL_VARIANTS if v != "authentic"):
             if variant not in variants:
                 continue
             rng = np.random.default_rng(_item_seed(seed, 7, si, vi))
             try:
-                if variant.startswith("added_"):
+                if variant == "added_volume":
+                    changed, used = _inject_volume(s, VOLUME_SLICES, inject,
+                                                   [d for d in volume_donors[(s.source, s.split)]
+                                                    if d[0].patient_id != s.patient_id], rng, touch_ups, si)
+                elif variant.startswith("added_"):
                     changed, used = _inject(s, int(variant.split("_")[1]), inject,
                                             [d for d in donors_by[(s.source, s.split)] if d.patient_id != s.patient_id],
                                             rng, touch_ups, si)
@@ -207,6 +227,82 @@ def _inject(s: Series, count: int, inject, donors, rng, touch_ups: bool, si: int
                 continue
             return changed, [m.name]
     raise NotApplicable(f"every injection method failed on 8 runs of {count} slices")
+
+
+MAX_VOLUME_STEP = 12.0  # px: how far a donor tumour's largest part may move from one slice to the next
+
+
+def _tumour_runs(s: Series, count: int) -> list[int]:
+    """Where ``count`` neighbouring slices of ``s`` all show a donor-sized tumour whose largest part (what
+    `splice` cuts) moves at most ``MAX_VOLUME_STEP`` px from slice to slice (one object, not two lobes taking
+    turns): the first slice of each such run, at most one run per tumour (the one centred on its largest slice),
+    so big tumours are not drawn more often."""
+    from .tamper.splice import crop_centre
+
+    big = [x.tumour_area >= MIN_DONOR_AREA for x in s.slices]
+    centres = [crop_centre(x.mask) if b else None for x, b in zip(s.slices, big)]
+    joined = [big[i] and big[i + 1] and math.dist(centres[i], centres[i + 1]) <= MAX_VOLUME_STEP
+              for i in range(len(big) - 1)]
+    starts = [i for i in range(len(big) - count + 1) if all(joined[i:i + count - 1])]
+    if not starts:
+        return []
+    runs, current = [], [starts[0]]
+    for i in starts[1:]:
+        if i == current[-1] + 1:
+            current.append(i)
+        else:
+            runs.append(current)
+            current = [i]
+    runs.append(current)
+    out = []
+    for run in runs:  # the start whose middle slice shows the most tumour
+        out.append(max(run, key=lambda i: (s.slices[i + count // 2].tumour_area, -i)))
+    return out
+
+
+def _inject_volume(s: Series, count: int, inject, donors: list[tuple[Series, int]], rng, touch_ups: bool, si: int):
+    """A tumour volume injected with one geometry: ``count`` neighbouring slices of another patient's tumour into as
+    many neighbouring tumour-free slices of ``s``. The middle slice is placed as `splice` places a tumour (its
+    place, size, angle and mirror drawn); every other slice takes the same size, angle and mirror, and a centre
+    moved by its donor slice's offset from the middle one (`splice.carry_offset`), so the tumour is one solid
+    object through the slices, not a new draw on each."""
+    from .tamper.splice import carry_offset, crop_centre
+
+    if not donors:
+        raise NotApplicable(f"no run of {count} neighbouring tumour slices in another patient of this split and corpus")
+    healthy = [i for i, x in enumerate(s.slices) if not x.mask.any() and _brainy(x)]
+    starts = [i for i in healthy if all(j in healthy for j in range(i, i + count))]
+    if not starts:
+        raise NotApplicable(f"no run of {count} neighbouring tumour-free slices with brain tissue")
+    method = inject[si % len(inject)]
+    others = [m for m in inject if m is not method]
+    mid = count // 2
+    for start in [starts[i] for i in rng.permutation(len(starts))][:8]:
+        donor, first = donors[int(rng.integers(len(donors)))]
+        pairs = [(s.slices[start + k], donor.slices[first + k]) for k in range(count)]
+        centres = [crop_centre(d.mask) for _, d in pairs]
+        for m in [method, *others]:
+            try:
+                host, d = pairs[mid]
+                result = m.apply(TamperRequest(host.image, donor_image=d.image, donor_mask=d.mask), rng,
+                                 touch_ups=touch_ups)
+                # the blend band too where the method reports it (gan does not: it draws its own per slice)
+                geometry = {key: result.params[key] for key in ("scale", "angle", "flip", "band")
+                            if key in result.params}
+                changed = {start + mid: result.image}
+                for k, (host, d) in enumerate(pairs):
+                    if k == mid:
+                        continue
+                    dy, dx = carry_offset((centres[k][0] - centres[mid][0], centres[k][1] - centres[mid][1]),
+                                          scale=geometry["scale"], angle=geometry["angle"], flip=geometry["flip"])
+                    y, x = result.params["position"]
+                    placement = {**geometry, "centre": (y + dy, x + dx)}
+                    changed[start + k] = m.apply(TamperRequest(host.image, donor_image=d.image, donor_mask=d.mask,
+                                                               placement=placement), rng, touch_ups=touch_ups).image
+            except NotApplicable:
+                continue
+            return dict(sorted(changed.items())), [m.name]
+    raise NotApplicable(f"every injection method failed on 8 runs of {count} slices with one geometry")
 
 
 def _remove_all(s: Series, remove, rng, touch_ups: bool, si: int):
@@ -329,6 +425,9 @@ def collect(predictor, sources: Sequence[str], *, splits: Sequence[str] = ("val"
     unknown = set(splits) - set(SPLITS)
     if unknown:
         raise ValueError(f"Unknown split(s) {sorted(unknown)}; the splits are {', '.join(SPLITS)}.")
+    unknown = set(variants) - set(ALL_VARIANTS)
+    if unknown:
+        raise ValueError(f"Unknown variant(s) {sorted(unknown)}; the variants are {', '.join(ALL_VARIANTS)}.")
     slices: list[SourceSlice] = []
     for spec in sources:
         slices.extend(read_source(spec))
@@ -381,9 +480,9 @@ def collect(predictor, sources: Sequence[str], *, splits: Sequence[str] = ("val"
 
 def analyse(doc: dict, *, max_false_alarm: float = 0.1) -> dict:
     """The rules on the collected cases: ``max`` on every split; ``count`` chosen on val, measured on test."""
-    by_split = defaultdict(list)
+    by_split, held_by_split = defaultdict(list), defaultdict(list)
     for c in doc["cases"]:
-        by_split[c["split"]].append(c)
+        (by_split if c["variant"] in VARIANTS else held_by_split)[c["split"]].append(c)
     out: dict = {"model": doc["model"], "seed": doc["seed"], "max_false_alarm": max_false_alarm, "splits": {}}
     chosen = None
     if by_split.get("val"):
@@ -418,8 +517,47 @@ def analyse(doc: dict, *, max_false_alarm: float = 0.1) -> dict:
                                           _rule_decide(chosen))} if chosen else {})}
             for src in sorted({c["source"] for c in cases})
         }
+        if held_by_split.get(split):
+            entry["held_out"] = held_out_summary(held_by_split[split], cases, rules)
         out["splits"][split] = entry
     return out
+
+
+def _slice_tamper_share(cases: list[dict]) -> tuple[int, int]:
+    """(tampered slices the slice verdict calls tampered, tampered slices) over ``cases``."""
+    verdicts = [max(VERDICTS, key=lambda v: c["scores"][i][v]) for c in cases for i in c["tampered"]]
+    return sum(v in TAMPERED for v in verdicts), len(verdicts)
+
+
+def held_out_summary(held: list[dict], cases: list[dict], rules: dict[str, Callable]) -> dict:
+    """The held-out variants (never used to choose the rule), each beside ``added_3`` on the same series: the
+    share of series each rule calls tampered and gives the true verdict, and the share of tampered slices the
+    slice verdict alone calls tampered."""
+    out = {}
+    for variant in sorted({c["variant"] for c in held}):
+        members = [c for c in held if c["variant"] == variant]
+        series = {c["series"] for c in members}
+        paired = [c for c in cases if c["variant"] == "added_3" and c["series"] in series]
+        methods = _count("+".join(c["methods"]) for c in members)
+        entry: dict = {"n": len(members), "methods": dict(sorted(methods.items()))}
+        for name, group in ((variant, members), ("added_3 on the same series", paired)):
+            flagged, n_slices = _slice_tamper_share(group)
+            entry[name] = {"n": len(group), "slices": n_slices,
+                           "slices_called_tampered": flagged / n_slices if n_slices else None}
+            for rule, decide in rules.items():
+                if group:
+                    said = [decide(c["scores"]) for c in group]
+                    entry[name][rule] = {"called_tampered": sum(v in TAMPERED for v in said) / len(group),
+                                         "correct": sum(v == c["truth"] for v, c in zip(said, group)) / len(group)}
+        out[variant] = entry
+    return out
+
+
+def _count(items: Iterable[str]) -> dict[str, int]:
+    counts: dict[str, int] = defaultdict(int)
+    for item in items:
+        counts[item] += 1
+    return counts
 
 
 def _by_method(cases: list[dict]) -> dict:
@@ -531,6 +669,17 @@ def report_markdown(result: dict) -> str:
             parts = [f"{rule} {_pct(r.get('accuracy'))}; {_pct(r.get('false_alarm_rate'))}; "
                      f"{_pct(r.get('detection_rate'))}" for rule, r in rules.items()]
             lines.append(f"- {src}: " + " · ".join(parts))
+        for variant, h in (e.get("held_out") or {}).items():
+            lines += ["", f"Held out (never used to choose the rule): `{variant}`, {h['n']} series "
+                          f"({', '.join(f'{k} {n}' for k, n in h['methods'].items())}), beside `added_3` on the same "
+                          "series:", "",
+                      "| series | n | tampered slices the slice verdict calls tampered | max rule: called tampered |"
+                      " scan rule: called tampered |", "|---|---|---|---|---|"]
+            for name in (variant, "added_3 on the same series"):
+                g = h[name]
+                cells = [_pct((g.get(rule) or {}).get("called_tampered")) for rule in ("max", "count")]
+                lines.append(f"| {name} | {g['n']} | {_pct(g['slices_called_tampered'])} (of {g['slices']}) | "
+                             + " | ".join(cells) + " |")
         lines.append("")
     lines += ["False alarms and tampered series caught with their 95 % Wilson intervals (series of one patient "
               "are not independent: read them as a lower bound on the uncertainty).",

@@ -190,3 +190,83 @@ def test_the_slope_is_fitted_where_the_series_overlap():
     quality = series_eval.probability_quality(cases, {"threshold": 0.9, "min_slices": 1, "slope": shallow})
     assert 0.1 < quality["brier_balanced"] < 0.25
     assert sum(b["series"] for b in quality["bins"]) == 6 and sum(b["tampered"] for b in quality["bins"]) == 3
+
+
+def test_a_tumour_volume_is_injected_with_one_geometry(series):
+    """``added_volume``: five neighbouring donor tumour slices into five neighbouring tumour-free slices, placed as
+    one object (the regions overlap from slice to slice, where fresh draws scatter them)."""
+    from scipy import ndimage as ndi
+
+    hosts = [s for s in series if s.split == "train"]
+    cases, pixels, skipped = series_eval.make_cases(hosts, seed=0, variants=("added_volume",), donor_pool=series)
+    assert cases, skipped
+    by_key = {x.key: x for s in hosts for x in s.slices}
+    for case in cases:
+        original = next(s for s in hosts if s.key == case.series)
+        n = series_eval.VOLUME_SLICES
+        assert case.variant == "added_volume" and case.truth == "fake_added" and len(case.tampered) == n
+        assert case.tampered == list(range(case.tampered[0], case.tampered[0] + n))
+        assert not any(original.slices[i].mask.any() for i in case.tampered)
+        changed = [np.abs(pixels[case.slice_keys[i]].astype(int) - by_key[original.slices[i].key].image) > 0
+                   for i in case.tampered]
+        centres = [np.array(ndi.center_of_mass(c)) for c in changed]
+        for a, b, ca, cb in zip(changed, changed[1:], centres, centres[1:]):
+            assert (a & b).sum() > 0.3 * min(a.sum(), b.sum())  # one object through the slices
+            assert np.hypot(*(ca - cb)) < 15
+    # the rule is never chosen on it: analyse keeps it apart
+    more, _, _ = series_eval.make_cases(hosts, seed=0, variants=("authentic", "added_3"), donor_pool=series)
+
+    def doc(cases):
+        return {"model": {"sha256": "0" * 64}, "seed": 0, "cases": [
+            {"series": c.series, "variant": c.variant, "truth": c.truth, "split": "val", "source": c.source,
+             "patient_id": c.patient_id, "tampered": c.tampered, "methods": c.methods,
+             # injected slices read at 0.97, the volume's at 0.75 (a rule chosen on them would go lower)
+             "scores": [(_p(fake_added=0.75, no_tumor=0.25) if c.variant == "added_volume" else
+                         _p(fake_added=0.97, no_tumor=0.03)) if i in c.tampered else _p(no_tumor=1.0)
+                        for i in range(len(c.slice_keys))]} for c in cases]}
+
+    result = series_eval.analyse(doc(more + cases))
+    assert result["chosen_on_val"] == series_eval.analyse(doc(more))["chosen_on_val"]
+    assert result["chosen_on_val"]["threshold"] > 0.75
+    val = result["splits"]["val"]
+    assert val["count"]["n_cases"] == len(more)
+    held = val["held_out"]["added_volume"]
+    assert held["n"] == len(cases) and held["added_volume"]["slices_called_tampered"] == 1.0
+    assert held["added_volume"]["count"]["called_tampered"] == 0.0  # 0.75 is under the rule's threshold
+    assert held["added_3 on the same series"]["count"]["called_tampered"] == 1.0
+    assert "Held out (never used to choose the rule): `added_volume`" in series_eval.report_markdown(result)
+    with pytest.raises(ValueError, match="Unknown variant"):
+        series_eval.collect(None, [], variants=("authentic", "added_7"))
+
+
+def test_a_given_placement_is_kept_and_its_offsets_carried():
+    from inference.ml.tamper import NotApplicable, TamperRequest
+    from inference.ml.tamper.splice import Splice, carry_offset, crop_centre
+
+    # offsets: mirrored, then rotated (cv2's convention: +90 degrees turns +x into -y on the image), then scaled
+    assert carry_offset((0.0, 4.0), scale=1.0, angle=0.0, flip=True) == pytest.approx((0.0, -4.0))
+    assert carry_offset((0.0, 4.0), scale=2.0, angle=90.0, flip=False) == pytest.approx((-8.0, 0.0), abs=1e-9)
+    assert carry_offset((3.0, 0.0), scale=1.0, angle=90.0, flip=False) == pytest.approx((0.0, 3.0), abs=1e-9)
+    mask = np.zeros((64, 64), bool)
+    mask[20:31, 10:15] = True
+    assert crop_centre(mask) == (25.5, 12.5)  # the padded box: rows 12-38, columns 2-22
+    with pytest.raises(NotApplicable):
+        crop_centre(np.zeros((8, 8), bool))
+
+    from tests.ml_model.conftest import sample_slices
+
+    tumour, tumour_mask, healthy = sample_slices()
+    rng = np.random.default_rng(0)
+    free = Splice().apply(TamperRequest(healthy, donor_image=tumour, donor_mask=tumour_mask), rng)
+    geometry = {k: free.params[k] for k in ("scale", "angle", "flip", "band")}
+    again = Splice().apply(TamperRequest(healthy, donor_image=tumour, donor_mask=tumour_mask,
+                                         placement={**geometry, "centre": free.params["position"]}),
+                           np.random.default_rng(1))
+    assert again.params["given_placement"] and "given_placement" not in free.params
+    assert [again.params[k] for k in ("scale", "angle", "flip", "band", "position")] == \
+        [free.params[k] for k in ("scale", "angle", "flip", "band", "position")]
+    # the same region, whatever the generator draws (but for the rounding of the recorded scale and angle)
+    assert (again.mask & free.mask).sum() > 0.99 * (again.mask | free.mask).sum()
+    with pytest.raises(NotApplicable, match="off the slice|outside the brain"):
+        Splice().apply(TamperRequest(healthy, donor_image=tumour, donor_mask=tumour_mask,
+                                     placement={**geometry, "centre": (3, 3)}), rng)

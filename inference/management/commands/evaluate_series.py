@@ -1,4 +1,5 @@
 """python manage.py evaluate_series --out OUT_DIR [--source PATH ...] [--seed N] [--split val --split test]
+    [--volume-injections] [--save-rule] [--from-slices slices.json]
 
 The scan verdict on whole real series, authentic and tampered; the work is in inference.ml.series_eval.
 """
@@ -33,6 +34,10 @@ class Command(BaseCommand):
         parser.add_argument("--save-rule", action="store_true",
                             help="write the rule chosen on val beside the weights (detector.scan_rule.json), where "
                                  "the worker, detect and the portal read it")
+        parser.add_argument("--volume-injections", action="store_true",
+                            help="also inject a real tumour volume (5 neighbouring slices of another patient's "
+                                 "tumour) into 5 neighbouring slices with one geometry, as a 3-D attacker would; "
+                                 "held out: reported apart, never used to choose the rule")
         parser.add_argument("--from-slices", default=None, metavar="FILE",
                             help="re-analyse an earlier run's slices.json instead of predicting again")
 
@@ -65,6 +70,7 @@ class Command(BaseCommand):
                 doc = series_eval.collect(
                     predictor, opts["source"] or default_sources(), splits=opts["split"] or ("val", "test"),
                     seed=opts["seed"], max_series=opts["max_series"], progress=opts["verbosity"] > 0,
+                    variants=series_eval.ALL_VARIANTS if opts["volume_injections"] else series_eval.VARIANTS,
                 )
             except (SourceError, ValueError) as exc:
                 raise CommandError(str(exc)) from exc

@@ -33,6 +33,10 @@ class TamperRequest:
     tumour: np.ndarray | None = None  # (h, w) bool: the tumour to erase (removal methods)
     donor_image: np.ndarray | None = None  # (h, w) uint8: a slice of another patient (injection methods)
     donor_mask: np.ndarray | None = None  # (h, w) bool: its tumour
+    # injections: where and how the donor tumour goes, instead of drawn (`splice.Splice.place`): {"scale", "angle",
+    # "flip", "centre": (y, x) of the donor crop's centre on this slice, "band"}. A tumour volume injected slice by
+    # slice keeps one geometry (series_eval's ``added_volume``); None: drawn as usual
+    placement: dict | None = None
 
     def validate(self, kind: str) -> None:
         img = np.asarray(self.image)

@@ -150,17 +150,25 @@ class Splice(TamperMethod):
         crop = matched[y0:y1, x0:x1]
         crop_mask = tumour[y0:y1, x0:x1].astype(np.float32)
 
-        tissue_area = max(anatomy.tissue_area, 1)
-        base_area = float(tumour.sum())
-        max_scale = np.sqrt(MAX_TISSUE_FRACTION * tissue_area / base_area)
-        lo, hi = SCALE_RANGE
-        hi = min(hi, max_scale)
-        lo = max(lo, np.sqrt(MIN_AREA / base_area))
-        if hi < lo:
-            raise NotApplicable("the donor tumour does not fit this brain at a plausible size")
-        scale = float(rng.uniform(lo, hi))
-        angle = float(rng.uniform(-ROTATION_DEG, ROTATION_DEG))
-        flip = bool(rng.random() < 0.5)
+        given = request.placement
+        if given is not None:  # one geometry for every slice of a tumour volume
+            try:
+                scale, angle, flip = float(given["scale"]), float(given["angle"]), bool(given["flip"])
+                centre_y, centre_x = (float(v) for v in given["centre"])
+            except (KeyError, TypeError, ValueError) as exc:
+                raise ValueError(f"A placement needs scale, angle, flip and centre (y, x): {exc}") from None
+        else:
+            tissue_area = max(anatomy.tissue_area, 1)
+            base_area = float(tumour.sum())
+            max_scale = np.sqrt(MAX_TISSUE_FRACTION * tissue_area / base_area)
+            lo, hi = SCALE_RANGE
+            hi = min(hi, max_scale)
+            lo = max(lo, np.sqrt(MIN_AREA / base_area))
+            if hi < lo:
+                raise NotApplicable("the donor tumour does not fit this brain at a plausible size")
+            scale = float(rng.uniform(lo, hi))
+            angle = float(rng.uniform(-ROTATION_DEG, ROTATION_DEG))
+            flip = bool(rng.random() < 0.5)
         if flip:
             crop, crop_mask = crop[:, ::-1], crop_mask[:, ::-1]
 
@@ -177,7 +185,7 @@ class Splice(TamperMethod):
         pmask = cv2.warpAffine(np.ascontiguousarray(crop_mask), m, (ow, oh), flags=cv2.INTER_LINEAR) > 0.5
         if pmask.sum() < MIN_AREA:
             raise NotApplicable("the transformed tumour is too small")
-        band = int(rng.integers(2, 5))
+        band = int(given["band"]) if given is not None and "band" in given else int(rng.integers(2, 5))
         region_local = ndi.binary_dilation(pmask, iterations=band)
 
         h, w = request.image.shape
@@ -190,10 +198,21 @@ class Splice(TamperMethod):
             raise NotApplicable("no brain tissue on this slice")
         ly, lx = np.nonzero(region_local)
         py, px = np.nonzero(pmask)
-        anchor, same_side = anchor_place(tumour, donor_anat.head, anatomy.head, rng)
-        places, anchored, attempts = [], set(), 0
-        phases = [(n, j) for n, j in ANCHOR_PHASES] if anchor is not None else []
-        for tries, jitter in phases + [(PLACE_ATTEMPTS, None)]:
+        if given is not None:
+            anchor, same_side = None, None
+            oy, ox = int(round(centre_y)) - oh // 2, int(round(centre_x)) - ow // 2
+            if oy < 1 or ox < 1 or oy + oh >= h - 1 or ox + ow >= w - 1:
+                raise NotApplicable("the given placement puts the tumour off the slice")
+            if not allowed[ly + oy, lx + ox].all() or tissue[py + oy, px + ox].mean() < 0.85:
+                raise NotApplicable("the given placement puts the tumour outside the brain tissue")
+            placements = []  # nothing to draw
+            places, anchored, attempts = [(oy, ox)], set(), 0
+        else:
+            anchor, same_side = anchor_place(tumour, donor_anat.head, anatomy.head, rng)
+            places, anchored, attempts = [], set(), 0
+            phases = [(n, j) for n, j in ANCHOR_PHASES] if anchor is not None else []
+            placements = phases + [(PLACE_ATTEMPTS, None)]
+        for tries, jitter in placements:
             if places:
                 break  # places near the donor's were found: the tumour goes to one of those
             for _ in range(tries):
@@ -250,7 +269,32 @@ class Splice(TamperMethod):
             "tumour_area": int(pmask.sum()),
             "noise_ratio": round(_noise_ratio(matched, donor_region, donor_healthy), 3),
         }
+        if given is not None:
+            params["given_placement"] = True
         return source, placed, region, params
+
+
+def crop_centre(donor_mask: np.ndarray) -> tuple[float, float]:
+    """The centre (y, x) of the crop `Splice.place` cuts around a donor tumour (its largest part, padded by ``PAD``
+    and clipped to the slice): the point that lands on a placement's ``centre``. A tumour volume placed slice by
+    slice moves each slice's centre by its offset from the first, scaled, rotated and mirrored as the tumour is."""
+    mask = np.asarray(donor_mask, dtype=bool)
+    ys, xs = np.nonzero(largest_component(mask))
+    if ys.size == 0:
+        raise NotApplicable("no donor tumour on this slice")
+    y0, y1 = max(0, ys.min() - PAD), min(mask.shape[0], ys.max() + PAD + 1)
+    x0, x1 = max(0, xs.min() - PAD), min(mask.shape[1], xs.max() + PAD + 1)
+    return (y0 + y1) / 2.0, (x0 + x1) / 2.0
+
+
+def carry_offset(offset: tuple[float, float], *, scale: float, angle: float, flip: bool) -> tuple[float, float]:
+    """A (dy, dx) offset between two donor slices' crop centres, as it lands on the target after the placement's
+    mirror, then its rotation and scale (`cv2.getRotationMatrix2D`'s convention, as `Splice.place` warps)."""
+    dy, dx = float(offset[0]), float(offset[1])
+    if flip:
+        dx = -dx
+    m = cv2.getRotationMatrix2D((0.0, 0.0), float(angle), float(scale))
+    return float(m[1, 0] * dx + m[1, 1] * dy), float(m[0, 0] * dx + m[0, 1] * dy)
 
 
 def anchor_place(tumour: np.ndarray, donor_head: np.ndarray, head: np.ndarray, rng: np.random.Generator):
