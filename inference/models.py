@@ -95,15 +95,15 @@ def tamper_odds(job, site_prevalence=None) -> dict | None:
     q = float(job.tamper_score)
     shares = (site_prevalence,) if site_prevalence else REFERENCE_PREVALENCES
     at = [{"prevalence": float(p), "probability": at_prevalence(q, p)} for p in shares]
-    text = f"{fine_percent(q)} were tampered and authentic scans equally common; "
+    text = f"{fine_percent(q)} if tampered and authentic scans were equally common; "
     if site_prevalence:
         text += (f"{fine_percent(at[0]['probability'])} at the share of tampered scans this site expects "
                  f"({one_in(site_prevalence)})")
     else:
-        text += "; ".join(f"{fine_percent(a['probability'])} were {one_in(a['prevalence'])} scans tampered"
-                          for a in at)
+        text += "; ".join(f"{fine_percent(a['probability'])} if {one_in(a['prevalence'])}"
+                          + (" scans were tampered" if i == 0 else "") for i, a in enumerate(at))
     return {"even_odds": q, "site_prevalence": float(site_prevalence) if site_prevalence else None, "at": at,
-            "text": text + ". The verdict does not change with it."}
+            "text": text + ". These do not change the verdict."}
 
 
 def tamper_odds_text(job) -> str:

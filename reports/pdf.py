@@ -123,7 +123,7 @@ def scan_report_pdf(report, *, generated_by, confidence_guide: str = "",
     ]
     odds = tamper_odds(job)
     if odds:
-        story += [_p(f"Tampered, where tampering is rare: {odds['text']}", small)]
+        story += [_p(f"Chance the scan is tampered: {odds['text']}", small)]
     if len(report.results) > 1:
         story += [_p(f"Scan verdict rule: {scan_rule_text(job.scan_rule)}.", small)]
         story += [_p(f"Slices by verdict: {slices_by_verdict_text(report.results)}.", styles["BodyText"]),

@@ -391,6 +391,7 @@ def test_the_job_uses_and_records_the_models_scan_rule(doctor_a, client_a, setti
 
     # how likely the scan is tampered where tampering is rare: at 1 in 10, 100, 1000 when the site set no share
     from inference.ml.scan_rule import at_prevalence
+    from inference.models import fine_percent
 
     q = job.tamper_score
     odds = api["tamper_odds"]
@@ -398,9 +399,12 @@ def test_the_job_uses_and_records_the_models_scan_rule(doctor_a, client_a, setti
     assert [a["prevalence"] for a in odds["at"]] == [0.1, 0.01, 0.001]
     assert [a["probability"] for a in odds["at"]] == pytest.approx([at_prevalence(q, p) for p in (0.1, 0.01, 0.001)],
                                                                    abs=1e-7)
-    assert odds["text"].endswith("were 1 in 1,000 scans tampered. The verdict does not change with it.")
+    assert odds["text"] == (f"{fine_percent(q)} if tampered and authentic scans were equally common; "
+                            f"{fine_percent(at_prevalence(q, 0.1))} if 1 in 10 scans were tampered; "
+                            f"{fine_percent(at_prevalence(q, 0.01))} if 1 in 100; "
+                            f"{fine_percent(at_prevalence(q, 0.001))} if 1 in 1,000. These do not change the verdict.")
     assert f"<dd data-scan-odds>{escape(odds['text'])}</dd>" in page
-    assert "Tampered, where tampering is rare: " + odds["text"].split(";")[0] in pdf
+    assert "Chance the scan is tampered: " + odds["text"].split(";")[0] in pdf
     settings.TAMPER_PREVALENCE = 0.005  # the site says 1 in 200
     odds = client_a.get(f"/api/jobs/{job.pk}/").json()["tamper_odds"]
     assert odds["site_prevalence"] == 0.005 and len(odds["at"]) == 1
