@@ -60,10 +60,17 @@ VARIANTS = ("authentic", "added_1", "added_3", "removed_all")
 # apart. ``added_volume``: a real tumour volume (VOLUME_SLICES neighbouring slices of another patient's tumour)
 # injected into as many neighbouring slices with one geometry, as an attacker who edits the volume in 3-D would
 # (CT-GAN; `_inject_volume`); ``added_3`` pastes one donor slice three times, each drawn afresh.
-HELD_OUT_VARIANTS = ("added_volume",)
+# ``processed ...`` (`evaluate_series --processed`): every slice of an authentic series passed through one of the
+# slice evaluation's perturbations (JPEG, noise, resampling, contrast: `evaluate.PERTURBATIONS`), as an archive,
+# an export or a viewer may have done: the false alarms a hospital would meet, and whether the input check warns.
+PROCESSED_PREFIX = "processed "
+PROCESSED_VARIANTS = ("processed contrast x1.25", "processed gaussian noise sigma 3", "processed JPEG quality 75",
+                      "processed resample 0.75x and back", "processed gaussian noise sigma 1",
+                      "processed JPEG quality 95", "processed resample 0.9x and back (bicubic)")
+HELD_OUT_VARIANTS = ("added_volume",) + PROCESSED_VARIANTS
 ALL_VARIANTS = VARIANTS + HELD_OUT_VARIANTS  # in this order: each variant's seed is its place here
 VARIANT_TRUTH = {"added_1": "fake_added", "added_3": "fake_added", "removed_all": "fake_removed",
-                 "added_volume": "fake_added"}
+                 "added_volume": "fake_added"}  # processed series keep the authentic series' truth
 VOLUME_SLICES = 5
 THRESHOLDS = (0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.96, 0.97, 0.98, 0.99, 0.995)  # at least MIN_RULE_THRESHOLD
 MIN_SLICES = (1, 2, 3)
@@ -178,6 +185,18 @@ def make_cases(series: list[Series], *, seed: int = 0, variants: Sequence[str] =
             if variant not in variants:
                 continue
             rng = np.random.default_rng(_item_seed(seed, 7, si, vi))
+            if variant.startswith(PROCESSED_PREFIX):
+                from .evaluate import PERTURBATIONS
+
+                perturb = PERTURBATIONS[variant[len(PROCESSED_PREFIX):]]
+                new_keys = []
+                for x in s.slices:
+                    key = f"{x.key}~{variant}"
+                    pixels[key] = perturb(x.image, rng)
+                    new_keys.append(key)
+                cases.append(SeriesCase(variant=variant, truth=s.truth, slice_keys=new_keys,
+                                        methods=[variant[len(PROCESSED_PREFIX):]], **base))
+                continue
             try:
                 if variant == "added_volume":
                     changed, used = _inject_volume(s, VOLUME_SLICES, inject,
@@ -464,6 +483,13 @@ def collect(predictor, sources: Sequence[str], *, splits: Sequence[str] = ("val"
             bar.update(len(keys))
     if bar is not None:
         bar.close()
+    from .input_check import check_slices
+
+    checks = {}  # does the input check warn? on authentic series, as read and processed
+    for c in cases:
+        if c.variant == "authentic" or c.variant.startswith(PROCESSED_PREFIX):
+            checks[(c.series, c.variant)] = check_slices(
+                [pixels[k] if k in pixels else source_pixels[k] for k in c.slice_keys]).within
     return {
         "model": dict(predictor.info),
         "seed": seed,
@@ -474,7 +500,9 @@ def collect(predictor, sources: Sequence[str], *, splits: Sequence[str] = ("val"
         "skipped": skipped,
         "cases": [{"series": c.series, "variant": c.variant, "truth": c.truth, "split": c.split,
                    "source": c.source, "patient_id": c.patient_id, "tampered": c.tampered, "methods": c.methods,
-                   "scores": [scores[k] for k in c.slice_keys]} for c in cases],
+                   "scores": [scores[k] for k in c.slice_keys],
+                   **({"input_check_within": checks[(c.series, c.variant)]} if (c.series, c.variant) in checks
+                      else {})} for c in cases],
     }
 
 
@@ -517,8 +545,12 @@ def analyse(doc: dict, *, max_false_alarm: float = 0.1) -> dict:
                                           _rule_decide(chosen))} if chosen else {})}
             for src in sorted({c["source"] for c in cases})
         }
-        if held_by_split.get(split):
-            entry["held_out"] = held_out_summary(held_by_split[split], cases, rules)
+        volume = [c for c in held_by_split.get(split, []) if not c["variant"].startswith(PROCESSED_PREFIX)]
+        processed = [c for c in held_by_split.get(split, []) if c["variant"].startswith(PROCESSED_PREFIX)]
+        if volume:
+            entry["held_out"] = held_out_summary(volume, cases, rules)
+        if processed:
+            entry["processed"] = processed_summary(processed, cases, rules)
         out["splits"][split] = entry
     return out
 
@@ -550,6 +582,29 @@ def held_out_summary(held: list[dict], cases: list[dict], rules: dict[str, Calla
                     entry[name][rule] = {"called_tampered": sum(v in TAMPERED for v in said) / len(group),
                                          "correct": sum(v == c["truth"] for v, c in zip(said, group)) / len(group)}
         out[variant] = entry
+    return out
+
+
+def processed_summary(processed: list[dict], cases: list[dict], rules: dict[str, Callable]) -> dict:
+    """Authentic series passed whole through one processing each (held out): per processing and rule, how many
+    the rule calls tampered (false alarms) and how many it gives their true verdict, and how many the input check
+    warns on (its warning is what tells a doctor not to trust the verdict), beside the same series as read."""
+    out = {}
+    groups = [("as read", [c for c in cases if c["variant"] == "authentic"])]
+    groups += [(v[len(PROCESSED_PREFIX):], [c for c in processed if c["variant"] == v])
+               for v in PROCESSED_VARIANTS if any(c["variant"] == v for c in processed)]
+    for name, group in groups:
+        if not group:
+            continue
+        warned = [c.get("input_check_within") is False for c in group]
+        entry: dict = {"n": len(group), "input_check_warned": sum(warned)}
+        for rule, decide in rules.items():
+            said = [decide(c["scores"]) for c in group]
+            alarms = [v in TAMPERED for v in said]
+            entry[rule] = {"false_alarms": sum(alarms),
+                           "correct": sum(v == c["truth"] for v, c in zip(said, group)),
+                           "false_alarms_unwarned": sum(a and not w for a, w in zip(alarms, warned))}
+        out[name] = entry
     return out
 
 
@@ -669,6 +724,17 @@ def report_markdown(result: dict) -> str:
             parts = [f"{rule} {_pct(r.get('accuracy'))}; {_pct(r.get('false_alarm_rate'))}; "
                      f"{_pct(r.get('detection_rate'))}" for rule, r in rules.items()]
             lines.append(f"- {src}: " + " · ".join(parts))
+        if e.get("processed"):
+            lines += ["", "Held out: authentic series passed whole through one processing each (false alarms: "
+                          "series called tampered; unwarned: without the input check's warning):", "",
+                      "| processing | series | input check warned | max rule: false alarms (unwarned) |"
+                      " scan rule: false alarms (unwarned) | scan rule: right verdict |", "|---|---|---|---|---|---|"]
+            for name, g in e["processed"].items():
+                cells = [f"{g[rule]['false_alarms']} ({g[rule]['false_alarms_unwarned']})" if rule in g else ""
+                         for rule in ("max", "count")]
+                right = f"{g['count']['correct']} of {g['n']}" if "count" in g else ""
+                lines.append(f"| {name} | {g['n']} | {g['input_check_warned']} | " + " | ".join(cells)
+                             + f" | {right} |")
         for variant, h in (e.get("held_out") or {}).items():
             lines += ["", f"Held out (never used to choose the rule): `{variant}`, {h['n']} series "
                           f"({', '.join(f'{k} {n}' for k, n in h['methods'].items())}), beside `added_3` on the same "

@@ -173,6 +173,17 @@ def test_collect_predicts_each_distinct_slice_once(small_corpora, tmp_path):
     with pytest.raises(ValueError, match="Unknown split"):
         series_eval.collect(predictor, [str(p) for p in small_corpora], splits=("holdout",), progress=False)
 
+    # processed: every slice of the authentic series through one perturbation; the input check measured on each
+    calls.clear()
+    jpeg = "processed JPEG quality 75"
+    doc = series_eval.collect(predictor, [str(p) for p in small_corpora], splits=("test",), max_series=1,
+                              progress=False, variants=("authentic", jpeg))
+    (authentic,), (processed,) = ([c for c in doc["cases"] if c["variant"] == v] for v in ("authentic", jpeg))
+    assert processed["truth"] == authentic["truth"] and processed["tampered"] == []
+    assert processed["methods"] == ["JPEG quality 75"] and len(processed["scores"]) == len(authentic["scores"])
+    assert sum(calls) == 2 * len(authentic["scores"])  # every processed slice is new pixels
+    assert authentic["input_check_within"] is True and processed["input_check_within"] is False  # JPEG's blocks
+
 
 def test_the_slope_is_fitted_where_the_series_overlap():
     """fit_slope: the maximum of the even-odds likelihood; a shallow slope where tampered and authentic series
@@ -270,3 +281,31 @@ def test_a_given_placement_is_kept_and_its_offsets_carried():
     with pytest.raises(NotApplicable, match="off the slice|outside the brain"):
         Splice().apply(TamperRequest(healthy, donor_image=tumour, donor_mask=tumour_mask,
                                      placement={**geometry, "centre": (3, 3)}), rng)
+
+
+def test_processed_authentic_series_are_counted_as_false_alarms_apart():
+    """Processed authentic series never choose the rule; per processing: false alarms, and those the input
+    check did not warn on."""
+    def case(series, variant, scores, within=True, split="val"):
+        truth = "fake_added" if variant == "added_1" else "no_tumor"
+        return {"series": series, "variant": variant, "truth": truth, "split": split, "source": "x",
+                "patient_id": series, "tampered": [1] if variant == "added_1" else [], "methods": [],
+                "scores": scores, "input_check_within": within}
+
+    clean, flagged = [_p(no_tumor=1.0)] * 3, [_p(no_tumor=1.0), _p(fake_added=0.999, no_tumor=0.001), _p(no_tumor=1.0)]
+    cases = [case("a", "authentic", clean), case("b", "authentic", clean), case("a", "added_1", flagged),
+             case("b", "added_1", flagged),
+             case("a", "processed JPEG quality 95", flagged, within=True),  # a false alarm, unwarned
+             case("b", "processed JPEG quality 95", clean, within=True),
+             case("a", "processed gaussian noise sigma 3", flagged, within=False),  # a false alarm, warned
+             case("b", "processed gaussian noise sigma 3", flagged, within=False)]
+    result = series_eval.analyse({"model": {"sha256": "0" * 64}, "seed": 0, "cases": cases})
+    val = result["splits"]["val"]
+    assert val["count"]["n_cases"] == 4 and val["count"]["false_alarm_rate"] == 0.0
+    processed = val["processed"]
+    assert list(processed) == ["as read", "gaussian noise sigma 3", "JPEG quality 95"]
+    assert processed["as read"]["count"] == {"false_alarms": 0, "correct": 2, "false_alarms_unwarned": 0}
+    assert processed["JPEG quality 95"]["count"] == {"false_alarms": 1, "correct": 1, "false_alarms_unwarned": 1}
+    assert processed["gaussian noise sigma 3"]["input_check_warned"] == 2
+    assert processed["gaussian noise sigma 3"]["count"]["false_alarms_unwarned"] == 0
+    assert "| JPEG quality 95 | 2 | 0 | 1 (1) | 1 (1) | 1 of 2 |" in series_eval.report_markdown(result)

@@ -1,5 +1,5 @@
 """python manage.py evaluate_series --out OUT_DIR [--source PATH ...] [--seed N] [--split val --split test]
-    [--volume-injections] [--save-rule] [--from-slices slices.json]
+    [--volume-injections] [--processed] [--save-rule] [--from-slices slices.json]
 
 The scan verdict on whole real series, authentic and tampered; the work is in inference.ml.series_eval.
 """
@@ -38,6 +38,10 @@ class Command(BaseCommand):
                             help="also inject a real tumour volume (5 neighbouring slices of another patient's "
                                  "tumour) into 5 neighbouring slices with one geometry, as a 3-D attacker would; "
                                  "held out: reported apart, never used to choose the rule")
+        parser.add_argument("--processed", action="store_true",
+                            help="also pass every authentic series whole through each of evaluate_detector's seven "
+                                 "perturbations (JPEG, noise, resampling, contrast): false alarms and input-check "
+                                 "warnings; held out like --volume-injections")
         parser.add_argument("--from-slices", default=None, metavar="FILE",
                             help="re-analyse an earlier run's slices.json instead of predicting again")
 
@@ -70,7 +74,8 @@ class Command(BaseCommand):
                 doc = series_eval.collect(
                     predictor, opts["source"] or default_sources(), splits=opts["split"] or ("val", "test"),
                     seed=opts["seed"], max_series=opts["max_series"], progress=opts["verbosity"] > 0,
-                    variants=series_eval.ALL_VARIANTS if opts["volume_injections"] else series_eval.VARIANTS,
+                    variants=series_eval.VARIANTS + (("added_volume",) if opts["volume_injections"] else ())
+                    + (series_eval.PROCESSED_VARIANTS if opts["processed"] else ()),
                 )
             except (SourceError, ValueError) as exc:
                 raise CommandError(str(exc)) from exc
