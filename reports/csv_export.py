@@ -4,7 +4,7 @@ import io
 
 from audit.csv_export import spreadsheet_safe
 from inference.ml.labels import VERDICTS
-from inference.models import scan_rule_brief
+from inference.models import scan_rule_brief, tamper_odds
 from scans.dicom_text import header_warnings_by_slice, pacs_comparison_matches
 
 SLICE_COLUMNS = ("scan_id", "scan_sha256", "job_id", "model_name", "model_version", "slice", "verdict", "confidence",
@@ -14,7 +14,8 @@ SLICE_COLUMNS = ("scan_id", "scan_sha256", "job_id", "model_name", "model_versio
 SCAN_COLUMNS = ("scan_id", "uploaded_at", "uploaded_by", "original_name", "kind", "n_slices", "sha256", "job_id",
                 "job_status", "verdict", "confidence", "tamper_score", "model_name", "model_version", "model_sha256",
                 "finished_at", "review_verdict", "review_agrees", "reviewed_by", "reviewed_at", "review_note",
-                "header_checks", "header_warnings", "altered_copy", "pacs_copy", "scan_rule")
+                "header_checks", "header_warnings", "altered_copy", "pacs_copy", "scan_rule",
+                "tamper_probability_at_site_share")
 
 
 def _fmt(value) -> str:
@@ -71,9 +72,16 @@ def scans_results_csv(scans, jobs: dict, reviews: dict | None = None) -> str:
                    review.reviewer.get_username() if review else "", review.created_at if review else None,
                    review.note if review else "", *_header_columns(scan),
                    ("yes" if getattr(scan, "has_altered_copy", False) else "no") if scan.kind == "dicom" else "",
-                   _pacs_copy(scan), scan_rule_brief(job))
+                   _pacs_copy(scan), scan_rule_brief(job), _at_site_share(job))
 
     return _csv(SCAN_COLUMNS, rows())
+
+
+def _at_site_share(job) -> float | None:
+    """The scan's tamper probability at the share of tampered scans the site set (TAMPER_PREVALENCE); empty where
+    none is set or the verdict came from the max rule (inference.models.tamper_odds)."""
+    odds = tamper_odds(job)
+    return odds["at"][0]["probability"] if odds and odds["site_prevalence"] else None
 
 
 def _pacs_copy(scan) -> str:

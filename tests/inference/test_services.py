@@ -411,6 +411,11 @@ def test_the_job_uses_and_records_the_models_scan_rule(doctor_a, client_a, setti
     assert odds["at"][0]["probability"] == pytest.approx(at_prevalence(q, 0.005), abs=1e-7)
     assert "at the share of tampered scans this site expects (1 in 200)" in odds["text"]
     assert escape(odds["text"]) in client_a.get(f"/scans/{scan.pk}/").content.decode()
+    rows = list(csv.DictReader(io.StringIO(client_a.get(reverse("reports:results_csv")).content.decode())))
+    assert float(rows[0]["tamper_probability_at_site_share"]) == pytest.approx(at_prevalence(q, 0.005), abs=1e-6)
+    settings.TAMPER_PREVALENCE = None
+    rows = list(csv.DictReader(io.StringIO(client_a.get(reverse("reports:results_csv")).content.decode())))
+    assert rows[0]["tamper_probability_at_site_share"] == ""  # no share set: nothing to restate it at
 
     # a new rule on disk: the next job loads it (the weights did not change)
     scan_rule_path(weights).write_text(json.dumps({
