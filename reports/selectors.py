@@ -191,8 +191,7 @@ def flagged_rows(test: dict, site_prevalence: float | None = None) -> list[tuple
     if not n_t or not n_a:
         return []
     (d_low, d_high), (f_low, f_high) = wilson(caught, n_t), wilson(alarms, n_a)
-    shares = [p for p in ((site_prevalence,) if site_prevalence else ()) + REFERENCE_PREVALENCES]
-    shares = list(dict.fromkeys(shares))
+    shares = dict.fromkeys(((site_prevalence,) if site_prevalence else ()) + REFERENCE_PREVALENCES)  # site first
     return [(p, one_in(p), flagged_tampered(caught / n_t, alarms / n_a, p), flagged_tampered(d_low, f_high, p),
              flagged_tampered(d_high, f_low, p)) for p in shares]
 

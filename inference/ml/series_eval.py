@@ -47,6 +47,8 @@ from .coco import SPLITS
 from .dataset.builder import MIN_DONOR_AREA, MIN_TUMOUR_AREA, _item_seed
 from .dataset.readers import SourceError, SourceSlice, read_source
 from .dataset.splits import DEFAULT_FRACTIONS, split_patients
+from .evaluate import PERTURBATIONS
+from .input_check import check_slices
 from .labels import TAMPERED, VERDICTS
 from .intervals import wilson
 from .metrics import roc_auc
@@ -64,9 +66,7 @@ VARIANTS = ("authentic", "added_1", "added_3", "removed_all")
 # slice evaluation's perturbations (JPEG, noise, resampling, contrast: `evaluate.PERTURBATIONS`), as an archive,
 # an export or a viewer may have done: the false alarms a hospital would meet, and whether the input check warns.
 PROCESSED_PREFIX = "processed "
-PROCESSED_VARIANTS = ("processed contrast x1.25", "processed gaussian noise sigma 3", "processed JPEG quality 75",
-                      "processed resample 0.75x and back", "processed gaussian noise sigma 1",
-                      "processed JPEG quality 95", "processed resample 0.9x and back (bicubic)")
+PROCESSED_VARIANTS = tuple(PROCESSED_PREFIX + name for name in PERTURBATIONS)
 HELD_OUT_VARIANTS = ("added_volume",) + PROCESSED_VARIANTS
 ALL_VARIANTS = VARIANTS + HELD_OUT_VARIANTS  # in this order: each variant's seed is its place here
 VARIANT_TRUTH = {"added_1": "fake_added", "added_3": "fake_added", "removed_all": "fake_removed",
@@ -186,8 +186,6 @@ def make_cases(series: list[Series], *, seed: int = 0, variants: Sequence[str] =
                 continue
             rng = np.random.default_rng(_item_seed(seed, 7, si, vi))
             if variant.startswith(PROCESSED_PREFIX):
-                from .evaluate import PERTURBATIONS
-
                 perturb = PERTURBATIONS[variant[len(PROCESSED_PREFIX):]]
                 new_keys = []
                 for x in s.slices:
@@ -222,14 +220,20 @@ def make_cases(series: list[Series], *, seed: int = 0, variants: Sequence[str] =
     return cases, pixels, dict(skipped)
 
 
-def _inject(s: Series, count: int, inject, donors, rng, touch_ups: bool, si: int):
-    if not donors:
-        raise NotApplicable("no donor tumour from another patient of this split and corpus")
+def _healthy_runs(s: Series, count: int) -> list[int]:
+    """The first slice of every run of ``count`` neighbouring tumour-free slices with brain in them (the places
+    an injection may go), or NotApplicable."""
     healthy = [i for i, x in enumerate(s.slices) if not x.mask.any() and _brainy(x)]
-    # runs of `count` neighbouring tumour-free slices with brain in them, in a seeded order
     starts = [i for i in healthy if all(j in healthy for j in range(i, i + count))]
     if not starts:
         raise NotApplicable(f"no run of {count} neighbouring tumour-free slices with brain tissue")
+    return starts
+
+
+def _inject(s: Series, count: int, inject, donors, rng, touch_ups: bool, si: int):
+    if not donors:
+        raise NotApplicable("no donor tumour from another patient of this split and corpus")
+    starts = _healthy_runs(s, count)
     method = inject[si % len(inject)]
     others = [m for m in inject if m is not method]
     for start in [starts[i] for i in rng.permutation(len(starts))][:8]:
@@ -289,10 +293,7 @@ def _inject_volume(s: Series, count: int, inject, donors: list[tuple[Series, int
 
     if not donors:
         raise NotApplicable(f"no run of {count} neighbouring tumour slices in another patient of this split and corpus")
-    healthy = [i for i, x in enumerate(s.slices) if not x.mask.any() and _brainy(x)]
-    starts = [i for i in healthy if all(j in healthy for j in range(i, i + count))]
-    if not starts:
-        raise NotApplicable(f"no run of {count} neighbouring tumour-free slices with brain tissue")
+    starts = _healthy_runs(s, count)
     method = inject[si % len(inject)]
     others = [m for m in inject if m is not method]
     mid = count // 2
@@ -483,8 +484,6 @@ def collect(predictor, sources: Sequence[str], *, splits: Sequence[str] = ("val"
             bar.update(len(keys))
     if bar is not None:
         bar.close()
-    from .input_check import check_slices
-
     checks = {}  # does the input check warn? on authentic series, as read and processed
     for c in cases:
         if c.variant == "authentic" or c.variant.startswith(PROCESSED_PREFIX):
