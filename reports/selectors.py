@@ -173,6 +173,35 @@ class ScanRuleSummary:
     # of the scans the rule flags, the share tampered, at a share of tampered scans: (share, "1 in 100", estimate,
     # low, high), the site's share first when it is set (settings.TAMPER_PREVALENCE)
     flagged: list[tuple[float, str, float | None, float | None, float | None]] = field(default_factory=list)
+    held_out: "HeldOutSeries | None" = None  # the series evaluation's held-out cases, when it is of this rule
+
+
+SERIES_EVALUATION_DIR = "evaluation/series"  # beside the weights: evaluate_series --out models/evaluation/series
+
+
+@dataclass
+class HeldOutSeries:
+    """What the series evaluation beside the weights measured on cases the rule was never chosen on: a tumour
+    volume injected in 3-D, and authentic series processed whole (counts over the validation and test series)."""
+
+    path: str
+    # split, case, series, slices called tampered, of slices, series caught by the max rule, by this rule
+    volumes: list[tuple[str, str, int, int, int, int, int]] = field(default_factory=list)
+    # processing, series, input check warned, max rule: false alarms, unwarned; this rule: false alarms, unwarned
+    processed: list[tuple[str, int, int, int, int, int, int]] = field(default_factory=list)
+    processed_splits: list[tuple[str, int]] = field(default_factory=list)  # split, authentic series processed
+    problem: str = ""  # why a file that is there is not shown
+
+    @property
+    def worst_unwarned(self) -> tuple[str, int, int] | None:
+        """The processing after which this rule raised the most false alarms without a warning (name, false
+        alarms, series), when that is more than on the series as read; None otherwise."""
+        as_read = next((row[6] for row in self.processed if row[0] == "as read"), 0)
+        rows = [row for row in self.processed if row[0] != "as read" and row[6] > as_read]
+        if not rows:
+            return None
+        name, n, *_, unwarned = max(rows, key=lambda row: row[6])
+        return name, unwarned, n
 
 
 def flagged_rows(test: dict, site_prevalence: float | None = None) -> list[tuple]:
@@ -239,7 +268,56 @@ def scan_rule_summary(card: ModelCard) -> ScanRuleSummary:
                 f"(95 % Wilson interval) with a true false-alarm rate up to {100 * high:.0f} %.")
     return ScanRuleSummary(text=scan_rule_text(rule), in_force=True, written=str(doc.get("written", "")),
                            chosen_on=str(doc.get("chosen_on", "")), rows=rows, note=note,
-                           flagged=flagged_rows(test, settings.TAMPER_PREVALENCE))
+                           flagged=flagged_rows(test, settings.TAMPER_PREVALENCE),
+                           held_out=held_out_series(card, rule))
+
+
+def held_out_series(card: ModelCard, rule: dict) -> HeldOutSeries | None:
+    """The held-out series figures of ``evaluate_series --volume-injections --processed`` (its
+    series_metrics.json in ``evaluation/series/`` beside the weights), when they are of these weights and of the
+    rule in force (same threshold, minimum slices and slope); None when there is no such file. Counts are summed
+    over the splits (the rule never saw these cases)."""
+    import json
+
+    path = Path(card.weights_path).parent / SERIES_EVALUATION_DIR / "series_metrics.json"
+    if not path.is_file():
+        return None
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        if str((doc.get("model") or {}).get("sha256", "")) != card.sha256:
+            return HeldOutSeries(path=str(path), problem=(
+                f"{path} is of other weights than the installed ones: its held-out series are not shown."))
+        chosen = doc.get("chosen_on_val") or {}
+        if any(float(chosen.get(k, 1.0)) != float(rule.get(k, 1.0)) for k in ("threshold", "min_slices", "slope")):
+            return HeldOutSeries(path=str(path), problem=(
+                f"{path} measured another scan rule than the one in force: its held-out series are not shown."))
+        out = HeldOutSeries(path=str(path))
+        sums: dict[str, list[int]] = {}
+        for split in ("test", "val"):
+            figures = (doc.get("splits") or {}).get(split) or {}
+            volume = ((figures.get("held_out") or {}).get("added_volume")) or {}
+            for case in ("added_volume", "added_3 on the same series"):
+                v = volume.get(case)
+                if v:
+                    n = int(v["n"])
+                    out.volumes.append((split, case, n, round(float(v["slices_called_tampered"]) * int(v["slices"])),
+                                        int(v["slices"]), round(float(v["max"]["called_tampered"]) * n),
+                                        round(float(v["count"]["called_tampered"]) * n)))
+            processed = figures.get("processed") or {}
+            if processed:
+                out.processed_splits.append((split, int((processed.get("as read") or {}).get("n") or 0)))
+            for name, g in processed.items():
+                row = sums.setdefault(name, [0] * 6)
+                for i, value in enumerate((g["n"], g["input_check_warned"], g["max"]["false_alarms"],
+                                           g["max"]["false_alarms_unwarned"], g["count"]["false_alarms"],
+                                           g["count"]["false_alarms_unwarned"])):
+                    row[i] += int(value)
+        out.processed = [(name, *row) for name, row in sums.items()]
+    except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
+        return HeldOutSeries(path=str(path), problem=f"{path} cannot be shown: {exc}")
+    if not out.volumes and not out.processed:
+        return None
+    return out
 
 
 # --- Evaluation runs -------------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 import base64
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -376,3 +377,95 @@ def test_the_model_page_says_how_slices_become_a_scan_verdict(client_a, settings
                                                                                       "min_slices": 1}}))
     html = client_a.get(reverse("reports:model")).content.decode()
     assert "was chosen for another model (ffffffffffff)" in html and "table-scan-rule" not in html
+
+
+def _series_metrics(sha: str, rule: dict) -> dict:
+    """A series_metrics.json as `evaluate_series --volume-injections --processed` writes it (the parts shown)."""
+    def processed(n, warned, max_fa, max_un, fa, un):
+        return {"n": n, "input_check_warned": warned, "max": {"false_alarms": max_fa, "false_alarms_unwarned": max_un},
+                "count": {"false_alarms": fa, "false_alarms_unwarned": un}}
+
+    def volume(n, slices, called, by_max, by_rule):
+        return {"n": n, "slices": slices, "slices_called_tampered": called, "max": {"called_tampered": by_max},
+                "count": {"called_tampered": by_rule}}
+
+    return {"model": {"name": "m", "version": "1", "sha256": sha}, "chosen_on_val": rule, "splits": {
+        "test": {"held_out": {"added_volume": {"n": 4, "added_volume": volume(4, 20, 0.95, 0.5, 1.0),
+                                               "added_3 on the same series": volume(4, 12, 0.75, 0.25, 0.75)}},
+                 "processed": {"as read": processed(10, 0, 2, 2, 1, 1),
+                               "gaussian noise sigma 3": processed(10, 10, 9, 0, 3, 0)}},
+        "val": {"processed": {"as read": processed(8, 0, 1, 1, 0, 0),
+                              "gaussian noise sigma 3": processed(8, 7, 8, 1, 2, 2)}}}}
+
+
+def test_the_model_page_shows_the_held_out_series_of_the_rule_in_force(client_a, settings, tmp_path):
+    """3-D volume injections and processed authentic series, from the series evaluation beside the weights, only
+    when it measured these weights and the rule in force; a file that does not fit says why it is not shown."""
+    import json
+
+    from inference.ml.model import save_random_bundle
+    from inference.ml.predictor import file_sha256
+    from inference.ml.scan_rule import scan_rule_path
+
+    weights = save_random_bundle(tmp_path / "w.pt", backbone="tiny", seed=5)
+    settings.DETECTOR_WEIGHTS = str(weights)
+    sha, rule = file_sha256(weights), {"threshold": 0.96, "min_slices": 1, "slope": 1.04}
+    scan_rule_path(weights).write_text(json.dumps({"model_sha256": sha, "rule": rule}))
+    folder = tmp_path / "evaluation" / "series"
+    folder.mkdir(parents=True)
+    html = client_a.get(reverse("reports:model")).content.decode()
+    assert "Cases the rule was never chosen on" not in html  # no series evaluation beside the weights
+
+    (folder / "series_metrics.json").write_text(json.dumps(_series_metrics(sha, rule)))
+    html = client_a.get(reverse("reports:model")).content.decode()
+    volumes = html.split('id="table-held-out-volumes"')[1].split("</table>")[0]
+    assert re.findall(r"<tr><th scope=\"row\">(\w+)</th><td>([^<]+)</td>((?:<td class=\"num\">[^<]+</td>)+)</tr>",
+                      volumes) == [
+        ("test", "a tumour volume (5 slices)", '<td class="num">4</td><td class="num">19 of 20</td>'
+                                               '<td class="num">2</td><td class="num">4</td>'),
+        ("test", "one slice pasted 3 times", '<td class="num">4</td><td class="num">9 of 12</td>'
+                                             '<td class="num">1</td><td class="num">3</td>')]
+    processed = html.split('id="table-held-out-processed"')[1].split("</table>")[0]
+    # summed over the splits: 10 test + 8 val series
+    assert re.findall(r"<tr><th scope=\"row\">([^<]+)</th>((?:<td class=\"num\">[^<]+</td>)+)</tr>", processed) == [
+        ("as read", '<td class="num">18</td><td class="num">0</td><td class="num">3 (3)</td><td class="num">1 (1)</td>'),
+        ("gaussian noise sigma 3", '<td class="num">18</td><td class="num">17</td><td class="num">17 (1)</td>'
+                                   '<td class="num">5 (2)</td>')]
+    assert "10 test and 8 val series" in html and "data-held-out-problem" not in html
+    assert "after <strong>gaussian noise sigma 3</strong>\n    this rule called 2 of 18 authentic series tampered" in html
+
+    # measured with another rule, or other weights, or unreadable: not shown, and why
+    for doc, words in ((_series_metrics(sha, {**rule, "threshold": 0.9}), "measured another scan rule than the one"),
+                       (_series_metrics("e" * 64, rule), "is of other weights than the installed ones"),
+                       ({"model": {"sha256": sha}, "chosen_on_val": rule, "splits": {"test": {"processed": {
+                           "as read": {"n": 3}}}}}, "cannot be shown: ")):
+        (folder / "series_metrics.json").write_text(json.dumps(doc))
+        html = client_a.get(reverse("reports:model")).content.decode()
+        assert "data-held-out-problem" in html and words in html, words
+        assert "table-held-out-processed" not in html and "table-held-out-volumes" not in html
+    (folder / "series_metrics.json").write_text("{not json")
+    html = client_a.get(reverse("reports:model")).content.decode()
+    assert "series_metrics.json cannot be shown" in html
+
+
+def test_the_shipped_series_evaluation_is_of_the_shipped_weights_and_rule():
+    """models/evaluation/series/series_metrics.json reads as the model page shows it, for the shipped rule: every
+    processing of the slice evaluation, both splits, the 3-D volumes (the figures the README quotes)."""
+    import json
+
+    from inference.ml.evaluate import PERTURBATIONS
+    from reports.selectors import ModelCard, held_out_series
+
+    models = Path(__file__).resolve().parents[2] / "models"
+    rule_doc = json.loads((models / "detector.scan_rule.json").read_text())
+    card = ModelCard(weights_path=str(models / "detector.pt"), available=True, sha256=rule_doc["model_sha256"])
+    held = held_out_series(card, rule_doc["rule"])
+    assert held is not None and held.problem == ""
+    assert [name for name, *_ in held.processed] == ["as read", *PERTURBATIONS]
+    assert dict(held.processed_splits) == {"test": 26, "val": 25}
+    rows = {name: rest for name, *rest in held.processed}
+    assert rows["as read"] == [51, 0, 4, 4, 1, 1] and rows["gaussian noise sigma 1"][4] == 8
+    assert held.worst_unwarned == ("gaussian noise sigma 1", 8, 51)
+    assert [(split, case, n, by_rule) for split, case, n, _, _, _, by_rule in held.volumes] == [
+        ("test", "added_volume", 19, 19), ("test", "added_3 on the same series", 19, 17),
+        ("val", "added_volume", 22, 22), ("val", "added_3 on the same series", 22, 20)]
