@@ -93,11 +93,12 @@ def _review_box(review, styles):
 
 
 def scan_report_pdf(report, *, generated_by, confidence_guide: str = "",
-                    verdict_guides: list[str] | None = None) -> bytes:
+                    verdict_guides: list[str] | None = None, processed_caveat: str = "") -> bytes:
     """The scan's PDF report; ``confidence_guide``: how to read the confidence, from the model's measured
     evaluation (`reports.selectors.confidence_guide_text`), printed under the verdict when given;
     ``verdict_guides``: what each verdict among the slices has meant in that evaluation
-    (`reports.selectors.verdict_guide_text`), printed after it."""
+    (`reports.selectors.verdict_guide_text`), printed after it; ``processed_caveat``: for a verdict of tampering,
+    how often processed authentic series were flagged (`reports.selectors.processed_caveat_for`), under it."""
     scan, job = report.scan, report.job
     styles = getSampleStyleSheet()
     small = ParagraphStyle("small", parent=styles["BodyText"], fontSize=8, leading=10)
@@ -124,6 +125,8 @@ def scan_report_pdf(report, *, generated_by, confidence_guide: str = "",
     odds = tamper_odds(job)
     if odds:
         story += [_p(f"Chance the scan is tampered: {odds['text']}", small)]
+    if processed_caveat:
+        story += [_p(processed_caveat, small)]
     if len(report.results) > 1:
         story += [_p(f"Scan verdict rule: {scan_rule_text(job.scan_rule)}.", small)]
         story += [_p(f"Slices by verdict: {slices_by_verdict_text(report.results)}.", styles["BodyText"]),

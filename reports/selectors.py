@@ -526,6 +526,41 @@ def verdict_guides_for(job) -> dict[str, VerdictGuide]:
     return guides
 
 
+def processed_caveat_for(job) -> str:
+    """For a scan verdict of tampering: how often authentic series were flagged by the same weights and scan rule,
+    as read and after the processing that raised the most false alarms without an input-check warning (the series
+    evaluation beside the installed weights, `held_out_series`). "" when the job is not of the installed weights,
+    its rule is not the one measured, or no processing raised more false alarms unwarned than none did."""
+    from inference.ml.scan_rule import ScanRuleError, load_scan_rule
+
+    if job is None:
+        return ""
+    card = model_card_current()
+    if not card.available or (job.model_sha256 and card.sha256 != job.model_sha256):
+        return ""
+    rule = job.scan_rule
+    if not rule:  # not run yet: the installed weights and rule will run it (the page shows the note when done)
+        if job.is_finished:
+            return ""
+        try:
+            rule = load_scan_rule(card.weights_path, card.sha256)
+        except ScanRuleError:
+            return ""
+        if rule is None:
+            return ""
+    held = held_out_series(card, rule)
+    worst = held.worst_unwarned if held is not None and not held.problem else None
+    if worst is None:
+        return ""
+    name, alarms, n = worst
+    as_read = next((row for row in held.processed if row[0] == "as read"), None)
+    read_text = (f"{as_read[5]} of {as_read[1]} as they were read, and " if as_read and as_read[1] == n else "")
+    return (f"Authentic scans are flagged too: of {n} authentic validation and test series, this model and scan rule "
+            f"flagged {read_text}{alarms} of {n} after one mild processing ({name}) that the input check does not "
+            "notice. If this scan may have been re-exported, compare it with the original in the archive before "
+            "acting on the verdict.")
+
+
 def verdict_guide_text(guide: VerdictGuide) -> str:
     """The guide in one sentence, in the words the pages use for the verdicts."""
     from inference.models import verdict_label

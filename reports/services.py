@@ -196,15 +196,17 @@ def _audit_download(*, action: str, request, report, content: bytes, fmt: str, e
 
 def _report_pdf(*, user, report) -> bytes:
     from reports.pdf import scan_report_pdf
-    from reports.selectors import (confidence_guide_for, confidence_guide_text, slices_by_verdict,
-                                   verdict_guide_text, verdict_guides_for)
+    from reports.selectors import (confidence_guide_for, confidence_guide_text, processed_caveat_for,
+                                   slices_by_verdict, verdict_guide_text, verdict_guides_for)
 
     guide = confidence_guide_for(report.job)
     by_verdict = verdict_guides_for(report.job)
     present = [verdict for verdict, _, _ in slices_by_verdict(report.results)]  # findings first
     return scan_report_pdf(report, generated_by=user,
                            confidence_guide=confidence_guide_text(guide) if guide else "",
-                           verdict_guides=[verdict_guide_text(by_verdict[v]) for v in present if v in by_verdict])
+                           verdict_guides=[verdict_guide_text(by_verdict[v]) for v in present if v in by_verdict],
+                           processed_caveat=(processed_caveat_for(report.job)
+                                             if report.job.verdict in ("fake_added", "fake_removed") else ""))
 
 
 def scan_report_pdf_issue(*, request, report) -> bytes:

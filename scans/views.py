@@ -174,6 +174,7 @@ def render_scan_detail(request, scan, *, review_form=None, status: int = 200):
         "middle_index": scan.n_slices // 2,
         "confidence_guide": _confidence_guide_text(latest),
         "verdict_guides": _verdict_guide_texts(latest),
+        "processed_caveat": _processed_caveat(latest),
         "header_warnings": dicom_text.header_warnings_by_slice(scan.metadata or {}),
         "review": review_panel_for(scan=scan, job=latest),
         "reanalyse_with": reanalyse_with,
@@ -195,6 +196,12 @@ def _confidence_guide_text(job) -> str:
 
     guide = confidence_guide_for(job)
     return confidence_guide_text(guide) if guide else ""
+
+
+def _processed_caveat(job) -> str:
+    from reports.selectors import processed_caveat_for
+
+    return processed_caveat_for(job)
 
 
 def _verdict_guide_texts(job) -> dict[str, str]:

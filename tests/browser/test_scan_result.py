@@ -61,7 +61,13 @@ def test_doctor_uploads_a_series_and_sees_the_result(page, login_as, live_server
     settings.DETECTOR_WEIGHTS = str(weights)
     from reports.selectors import model_card_current, verdict_guide_text, verdict_guides
     from reports.services import evaluation_run_record
-    from tests.reports.conftest import metrics_from_confusion
+    from tests.reports.conftest import metrics_from_confusion, series_metrics_doc
+
+    # and a series evaluation of these weights and rule: under a verdict of tampering the page says how often
+    # processed authentic series were flagged
+    (tmp_path / "evaluation" / "series").mkdir(parents=True)
+    (tmp_path / "evaluation" / "series" / "series_metrics.json").write_text(json.dumps(
+        series_metrics_doc(file_sha256(weights), {"threshold": 0.7, "min_slices": 1, "slope": 1.0})))
 
     # a measured evaluation of the installed weights: the slice panel says what each verdict has meant in it
     matrix = np.array([[5, 1, 0, 1], [1, 6, 0, 0], [0, 1, 4, 0], [1, 0, 0, 2]])
@@ -79,6 +85,8 @@ def test_doctor_uploads_a_series_and_sees_the_result(page, login_as, live_server
     job = InferenceJob.objects.get(scan__owner=doctor_a)
     status = page.locator("[data-job-status]")
     assert status.inner_text() in ("Queued", "Running")
+    caveat = page.locator("[data-scan-processed-caveat]")
+    assert caveat.count() == 1 and not caveat.is_visible()  # rendered for the job to come, shown by its verdict
 
     services.job_run(job_id=job.pk)  # what the worker does
     job.refresh_from_db()
@@ -99,6 +107,8 @@ def test_doctor_uploads_a_series_and_sees_the_result(page, login_as, live_server
     assert job.scan_rule["threshold"] == 0.7  # and what its probability becomes where tampering is rare
     assert page.locator("[data-scan-odds]").inner_text() == tamper_odds_text(job) != ""
     assert page.locator("[data-scan-odds-label]").is_visible()
+    assert caveat.is_visible() == (job.verdict in ("fake_added", "fake_removed"))
+    assert caveat.inner_text().startswith("Authentic scans are flagged too: of 18 authentic validation and test series")
     assert page.locator("#masks-download").is_visible()
 
     # Per-slice verdicts: the strip has one cell per slice; the slice panel shows the current slice's result.

@@ -33,6 +33,25 @@ def metrics_from_confusion(matrix: np.ndarray, *, version="1.2.0", sha="ab" * 32
     }
 
 
+def series_metrics_doc(sha: str, rule: dict) -> dict:
+    """A series_metrics.json as `evaluate_series --volume-injections --processed` writes it (the parts shown)."""
+    def processed(n, warned, max_fa, max_un, fa, un):
+        return {"n": n, "input_check_warned": warned, "max": {"false_alarms": max_fa, "false_alarms_unwarned": max_un},
+                "count": {"false_alarms": fa, "false_alarms_unwarned": un}}
+
+    def volume(n, slices, called, by_max, by_rule):
+        return {"n": n, "slices": slices, "slices_called_tampered": called, "max": {"called_tampered": by_max},
+                "count": {"called_tampered": by_rule}}
+
+    return {"model": {"name": "m", "version": "1", "sha256": sha}, "chosen_on_val": rule, "splits": {
+        "test": {"held_out": {"added_volume": {"n": 4, "added_volume": volume(4, 20, 0.95, 0.5, 1.0),
+                                               "added_3 on the same series": volume(4, 12, 0.75, 0.25, 0.75)}},
+                 "processed": {"as read": processed(10, 0, 2, 2, 1, 1),
+                               "gaussian noise sigma 3": processed(10, 10, 9, 0, 3, 0)}},
+        "val": {"processed": {"as read": processed(8, 0, 1, 1, 0, 0),
+                              "gaussian noise sigma 3": processed(8, 7, 8, 1, 2, 2)}}}}
+
+
 @pytest.fixture
 def metrics():
     rng = np.random.default_rng(7)

@@ -7,7 +7,7 @@ import pytest
 from django.urls import reverse
 
 from reports.services import evaluation_run_record
-from tests.reports.conftest import metrics_from_confusion
+from tests.reports.conftest import metrics_from_confusion, report_pdf_text, series_metrics_doc
 
 
 def _svgs(html: str) -> list[str]:
@@ -379,25 +379,6 @@ def test_the_model_page_says_how_slices_become_a_scan_verdict(client_a, settings
     assert "was chosen for another model (ffffffffffff)" in html and "table-scan-rule" not in html
 
 
-def _series_metrics(sha: str, rule: dict) -> dict:
-    """A series_metrics.json as `evaluate_series --volume-injections --processed` writes it (the parts shown)."""
-    def processed(n, warned, max_fa, max_un, fa, un):
-        return {"n": n, "input_check_warned": warned, "max": {"false_alarms": max_fa, "false_alarms_unwarned": max_un},
-                "count": {"false_alarms": fa, "false_alarms_unwarned": un}}
-
-    def volume(n, slices, called, by_max, by_rule):
-        return {"n": n, "slices": slices, "slices_called_tampered": called, "max": {"called_tampered": by_max},
-                "count": {"called_tampered": by_rule}}
-
-    return {"model": {"name": "m", "version": "1", "sha256": sha}, "chosen_on_val": rule, "splits": {
-        "test": {"held_out": {"added_volume": {"n": 4, "added_volume": volume(4, 20, 0.95, 0.5, 1.0),
-                                               "added_3 on the same series": volume(4, 12, 0.75, 0.25, 0.75)}},
-                 "processed": {"as read": processed(10, 0, 2, 2, 1, 1),
-                               "gaussian noise sigma 3": processed(10, 10, 9, 0, 3, 0)}},
-        "val": {"processed": {"as read": processed(8, 0, 1, 1, 0, 0),
-                              "gaussian noise sigma 3": processed(8, 7, 8, 1, 2, 2)}}}}
-
-
 def test_the_model_page_shows_the_held_out_series_of_the_rule_in_force(client_a, settings, tmp_path):
     """3-D volume injections and processed authentic series, from the series evaluation beside the weights, only
     when it measured these weights and the rule in force; a file that does not fit says why it is not shown."""
@@ -416,7 +397,7 @@ def test_the_model_page_shows_the_held_out_series_of_the_rule_in_force(client_a,
     html = client_a.get(reverse("reports:model")).content.decode()
     assert "Cases the rule was never chosen on" not in html  # no series evaluation beside the weights
 
-    (folder / "series_metrics.json").write_text(json.dumps(_series_metrics(sha, rule)))
+    (folder / "series_metrics.json").write_text(json.dumps(series_metrics_doc(sha, rule)))
     html = client_a.get(reverse("reports:model")).content.decode()
     volumes = html.split('id="table-held-out-volumes"')[1].split("</table>")[0]
     assert re.findall(r"<tr><th scope=\"row\">(\w+)</th><td>([^<]+)</td>((?:<td class=\"num\">[^<]+</td>)+)</tr>",
@@ -435,8 +416,8 @@ def test_the_model_page_shows_the_held_out_series_of_the_rule_in_force(client_a,
     assert "after <strong>gaussian noise sigma 3</strong>\n    this rule called 2 of 18 authentic series tampered" in html
 
     # measured with another rule, or other weights, or unreadable: not shown, and why
-    for doc, words in ((_series_metrics(sha, {**rule, "threshold": 0.9}), "measured another scan rule than the one"),
-                       (_series_metrics("e" * 64, rule), "is of other weights than the installed ones"),
+    for doc, words in ((series_metrics_doc(sha, {**rule, "threshold": 0.9}), "measured another scan rule than the one"),
+                       (series_metrics_doc("e" * 64, rule), "is of other weights than the installed ones"),
                        ({"model": {"sha256": sha}, "chosen_on_val": rule, "splits": {"test": {"processed": {
                            "as read": {"n": 3}}}}}, "cannot be shown: ")):
         (folder / "series_metrics.json").write_text(json.dumps(doc))
@@ -469,3 +450,62 @@ def test_the_shipped_series_evaluation_is_of_the_shipped_weights_and_rule():
     assert [(split, case, n, by_rule) for split, case, n, _, _, _, by_rule in held.volumes] == [
         ("test", "added_volume", 19, 19), ("test", "added_3 on the same series", 19, 17),
         ("val", "added_volume", 22, 22), ("val", "added_3 on the same series", 22, 20)]
+
+
+def test_a_tampered_scan_verdict_says_how_often_processed_authentic_series_were_flagged(client_a, analysed_scan,
+                                                                                       settings, tmp_path):
+    """Beside a verdict of tampering, from the same weights and rule: the false alarms on authentic series as read
+    and after the processing the input check misses most; hidden (for the live page) under other verdicts, absent
+    for other weights, another rule, or an evaluation where no processing beats reading as is."""
+    import json
+
+    from inference.ml.model import save_random_bundle
+    from inference.ml.predictor import file_sha256
+    from inference.ml.scan_rule import scan_rule_path
+
+    scan, job = analysed_scan.scan, analysed_scan.job  # scan verdict fake_added, by weights "ef" * 32
+    weights = save_random_bundle(tmp_path / "w.pt", backbone="tiny", seed=5)
+    settings.DETECTOR_WEIGHTS = str(weights)
+    sha, rule = file_sha256(weights), {"threshold": 0.96, "min_slices": 1, "slope": 1.04}
+    scan_rule_path(weights).write_text(json.dumps({"model_sha256": sha, "rule": rule}))
+    (tmp_path / "evaluation" / "series").mkdir(parents=True)
+    (tmp_path / "evaluation" / "series" / "series_metrics.json").write_text(json.dumps(series_metrics_doc(sha, rule)))
+    url = reverse("scans:detail", args=[scan.pk])
+    words = ("Authentic scans are flagged too: of 18 authentic validation and test series, this model and scan rule "
+             "flagged 1 of 18 as they were read, and 2 of 18 after one mild processing (gaussian noise sigma 3) that "
+             "the input check does not notice.")
+
+    job.scan_rule = rule
+    job.save(update_fields=["scan_rule"])
+    assert "data-scan-processed-caveat" not in client_a.get(url).content.decode()  # other weights gave the verdict
+
+    job.model_sha256 = sha
+    job.save(update_fields=["model_sha256"])
+    html = client_a.get(url).content.decode()
+    caveat = re.search(r'<p class="alert alert-info small( hidden)?" role="note" data-scan-processed-caveat>([^<]+)',
+                       html)
+    assert caveat and caveat.group(1) is None and words in " ".join(caveat.group(2).split())
+    assert words in report_pdf_text(client_a, scan.pk)  # and the report that is filed
+
+    job.verdict = "real_tumor"
+    job.save(update_fields=["verdict"])
+    html = client_a.get(url).content.decode()
+    assert 'small hidden" role="note" data-scan-processed-caveat>' in html  # there for the live page, not shown
+    assert "Authentic scans are flagged too" not in report_pdf_text(client_a, scan.pk)
+
+    job.verdict, job.scan_rule = "fake_added", {**rule, "threshold": 0.9}
+    job.save(update_fields=["verdict", "scan_rule"])
+    assert "data-scan-processed-caveat" not in client_a.get(url).content.decode()  # measured with another rule
+
+    job.scan_rule = rule
+    job.save(update_fields=["scan_rule"])
+    doc = series_metrics_doc(sha, rule)
+    doc["splits"]["val"]["processed"]["gaussian noise sigma 3"]["count"]["false_alarms_unwarned"] = 0
+    (tmp_path / "evaluation" / "series" / "series_metrics.json").write_text(json.dumps(doc))
+    assert "data-scan-processed-caveat" not in client_a.get(url).content.decode()  # 1 unwarned: no more than as read
+
+    # a job still waiting: the installed weights and rule will run it, so the note is there, hidden until it is done
+    (tmp_path / "evaluation" / "series" / "series_metrics.json").write_text(json.dumps(series_metrics_doc(sha, rule)))
+    job.status, job.verdict, job.scan_rule, job.model_sha256 = "queued", "", {}, ""
+    job.save(update_fields=["status", "verdict", "scan_rule", "model_sha256"])
+    assert 'small hidden" role="note" data-scan-processed-caveat>' in client_a.get(url).content.decode()
