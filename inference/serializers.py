@@ -80,6 +80,10 @@ class JobSerializer(serializers.ModelSerializer):
         help_text="Once the job succeeded under a scan rule: how likely the scan is tampered where tampered scans "
                   "are rarer than authentic ones; null under the max rule (its scores are not a calibrated "
                   "probability) and before a verdict.")
+    false_alarm_note = serializers.SerializerMethodField(
+        help_text="Once the job succeeded with a verdict of tampering: how often the same weights and scan rule "
+                  "flagged authentic series, as read and after the processing the input check misses most (the "
+                  "series evaluation shipped beside the weights); null otherwise.")
     progress = serializers.SerializerMethodField()
     timings = serializers.SerializerMethodField()
     model = serializers.SerializerMethodField()
@@ -109,6 +113,7 @@ class JobSerializer(serializers.ModelSerializer):
             "scores",
             "scan_rule",
             "tamper_odds",
+            "false_alarm_note",
             "timings",
             "model",
             "verdict_readings",
@@ -147,6 +152,14 @@ class JobSerializer(serializers.ModelSerializer):
             return None
         return {**odds, "even_odds": round(odds["even_odds"], 6),
                 "at": [{"prevalence": a["prevalence"], "probability": round(a["probability"], 8)} for a in odds["at"]]}
+
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_false_alarm_note(self, job):
+        if job.status != InferenceJob.Status.SUCCEEDED or job.verdict not in ("fake_added", "fake_removed"):
+            return None
+        from reports.selectors import processed_caveat_for
+
+        return processed_caveat_for(job) or None
 
     @extend_schema_field(JobProgressSerializer)
     def get_progress(self, job):

@@ -486,12 +486,15 @@ def test_a_tampered_scan_verdict_says_how_often_processed_authentic_series_were_
                        html)
     assert caveat and caveat.group(1) is None and words in " ".join(caveat.group(2).split())
     assert words in report_pdf_text(client_a, scan.pk)  # and the report that is filed
+    api = client_a.get(reverse("api-job-detail", args=[job.pk])).json()  # and the API
+    assert words in api["false_alarm_note"]
 
     job.verdict = "real_tumor"
     job.save(update_fields=["verdict"])
     html = client_a.get(url).content.decode()
     assert 'small hidden" role="note" data-scan-processed-caveat>' in html  # there for the live page, not shown
     assert "Authentic scans are flagged too" not in report_pdf_text(client_a, scan.pk)
+    assert client_a.get(reverse("api-job-detail", args=[job.pk])).json()["false_alarm_note"] is None
 
     job.verdict, job.scan_rule = "fake_added", {**rule, "threshold": 0.9}
     job.save(update_fields=["verdict", "scan_rule"])
