@@ -155,8 +155,6 @@ class JobSerializer(serializers.ModelSerializer):
 
     @extend_schema_field(serializers.CharField(allow_null=True))
     def get_false_alarm_note(self, job):
-        if job.status != InferenceJob.Status.SUCCEEDED or job.verdict not in ("fake_added", "fake_removed"):
-            return None
         from reports.selectors import processed_caveat_for
 
         return processed_caveat_for(job) or None

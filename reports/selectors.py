@@ -529,26 +529,16 @@ def verdict_guides_for(job) -> dict[str, VerdictGuide]:
 def processed_caveat_for(job) -> str:
     """For a scan verdict of tampering: how often authentic series were flagged by the same weights and scan rule,
     as read and after the processing that raised the most false alarms without an input-check warning (the series
-    evaluation beside the installed weights, `held_out_series`). "" when the job is not of the installed weights,
-    its rule is not the one measured, or no processing raised more false alarms unwarned than none did."""
-    from inference.ml.scan_rule import ScanRuleError, load_scan_rule
-
-    if job is None:
+    evaluation beside the installed weights, `held_out_series`). "" for any other verdict, a job not finished, a
+    job not of the installed weights, a rule other than the one measured, or where no processing raised more false
+    alarms unwarned than none did."""
+    if (job is None or job.status != "succeeded" or job.verdict not in ("fake_added", "fake_removed")
+            or not job.model_sha256 or not job.scan_rule):
         return ""
     card = model_card_current()
-    if not card.available or (job.model_sha256 and card.sha256 != job.model_sha256):
+    if not card.available or card.sha256 != job.model_sha256:
         return ""
-    rule = job.scan_rule
-    if not rule:  # not run yet: the installed weights and rule will run it (the page shows the note when done)
-        if job.is_finished:
-            return ""
-        try:
-            rule = load_scan_rule(card.weights_path, card.sha256)
-        except ScanRuleError:
-            return ""
-        if rule is None:
-            return ""
-    held = held_out_series(card, rule)
+    held = held_out_series(card, job.scan_rule)
     worst = held.worst_unwarned if held is not None and not held.problem else None
     if worst is None:
         return ""

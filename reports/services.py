@@ -205,8 +205,7 @@ def _report_pdf(*, user, report) -> bytes:
     return scan_report_pdf(report, generated_by=user,
                            confidence_guide=confidence_guide_text(guide) if guide else "",
                            verdict_guides=[verdict_guide_text(by_verdict[v]) for v in present if v in by_verdict],
-                           processed_caveat=(processed_caveat_for(report.job)
-                                             if report.job.verdict in ("fake_added", "fake_removed") else ""))
+                           processed_caveat=processed_caveat_for(report.job))
 
 
 def scan_report_pdf_issue(*, request, report) -> bytes:

@@ -199,6 +199,7 @@ def _confidence_guide_text(job) -> str:
 
 
 def _processed_caveat(job) -> str:
+    """Under a verdict of tampering (the page's JS shows it, from the job API, when a running job ends in one)."""
     from reports.selectors import processed_caveat_for
 
     return processed_caveat_for(job)

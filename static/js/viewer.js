@@ -100,8 +100,9 @@
       $(panel, "data-scan-odds").textContent = odds ? odds.text : "";
       $(panel, "data-scan-odds").classList.toggle("hidden", !odds);
       $(panel, "data-scan-odds-label").classList.toggle("hidden", !odds);
-      const caveat = panel.querySelector("[data-scan-processed-caveat]"); // rendered only where it applies
-      if (caveat) caveat.classList.toggle("hidden", data.verdict !== "fake_added" && data.verdict !== "fake_removed");
+      const note = data.false_alarm_note; // reports.selectors.processed_caveat_for: null unless a tampering verdict
+      $(panel, "data-scan-processed-caveat-text").textContent = note || "";
+      $(panel, "data-scan-processed-caveat").classList.toggle("hidden", !note);
       const m = data.model;
       $(panel, "data-job-model").textContent = m.name + " " + m.version + " (" + m.sha256.slice(0, 12) + ")" + (m.device ? " on " + m.device : "");
       const t = data.timings;
