@@ -545,9 +545,10 @@ def processed_caveat_for(job) -> str:
     name, alarms, n = worst
     as_read = next((row for row in held.processed if row[0] == "as read"), None)
     read_text = (f"{as_read[5]} of {as_read[1]} as they were read, and " if as_read and as_read[1] == n else "")
-    return (f"Authentic scans are flagged too: of {n} authentic validation and test series, this model and scan rule "
-            f"flagged {read_text}{alarms} of {n} after one mild processing ({name}) that the input check does not "
-            "notice. If this scan may have been re-exported, compare it with the original in the archive before "
+    splits = " and ".join({"val": "validation"}.get(split, split) for split, _ in held.processed_splits)
+    return (f"Authentic scans are flagged too: of {n} authentic {splits} series, this model and scan rule "
+            f"flagged {read_text}{alarms} of {n} after one processing ({name}) without a warning from the input "
+            "check. If this scan may have been re-exported, compare it with the original in the archive before "
             "acting on the verdict.")
 
 

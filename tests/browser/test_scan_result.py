@@ -108,7 +108,7 @@ def test_doctor_uploads_a_series_and_sees_the_result(page, login_as, live_server
     assert page.locator("[data-scan-odds]").inner_text() == tamper_odds_text(job) != ""
     assert page.locator("[data-scan-odds-label]").is_visible()
     assert caveat.is_visible() == (job.verdict in ("fake_added", "fake_removed"))
-    assert caveat.inner_text().startswith("Authentic scans are flagged too: of 18 authentic validation and test series")
+    assert caveat.inner_text().startswith("Authentic scans are flagged too: of 18 authentic test and validation series")
     assert page.locator("#masks-download").is_visible()
 
     # Per-slice verdicts: the strip has one cell per slice; the slice panel shows the current slice's result.

@@ -471,9 +471,9 @@ def test_a_tampered_scan_verdict_says_how_often_processed_authentic_series_were_
     series_file = tmp_path / "evaluation" / "series" / "series_metrics.json"
     series_file.parent.mkdir(parents=True)
     series_file.write_text(json.dumps(series_metrics_doc(sha, rule)))
-    words = ("Authentic scans are flagged too: of 18 authentic validation and test series, this model and scan rule "
-             "flagged 1 of 18 as they were read, and 2 of 18 after one mild processing (gaussian noise sigma 3) that "
-             "the input check does not notice.")
+    words = ("Authentic scans are flagged too: of 18 authentic test and validation series, this model and scan rule "
+             "flagged 1 of 18 as they were read, and 2 of 18 after one processing (gaussian noise sigma 3) without a "
+             "warning from the input check.")
 
     def shown() -> str | None:
         """The note as the page renders it (None: hidden; the element is always there for the live page)."""
