@@ -193,10 +193,15 @@ class HeldOutSeries:
     problem: str = ""  # why a file that is there is not shown
 
     @property
+    def as_read(self) -> tuple | None:
+        """The row of the authentic series unprocessed, for comparison."""
+        return next((row for row in self.processed if row[0] == "as read"), None)
+
+    @property
     def worst_unwarned(self) -> tuple[str, int, int] | None:
         """The processing after which this rule raised the most false alarms without a warning (name, false
         alarms, series), when that is more than on the series as read; None otherwise."""
-        as_read = next((row[6] for row in self.processed if row[0] == "as read"), 0)
+        as_read = self.as_read[6] if self.as_read else 0
         rows = [row for row in self.processed if row[0] != "as read" and row[6] > as_read]
         if not rows:
             return None
@@ -543,7 +548,7 @@ def processed_caveat_for(job) -> str:
     if worst is None:
         return ""
     name, alarms, n = worst
-    as_read = next((row for row in held.processed if row[0] == "as read"), None)
+    as_read = held.as_read
     read_text = (f"{as_read[5]} of {as_read[1]} as they were read, and " if as_read and as_read[1] == n else "")
     splits = " and ".join({"val": "validation"}.get(split, split) for split, _ in held.processed_splits)
     return (f"Authentic scans are flagged too: of {n} authentic {splits} series, this model and scan rule "
