@@ -149,7 +149,7 @@ def render_scan_detail(request, scan, *, review_form=None, status: int = 200):
     from inference.selectors import earlier_differing_job
     from inference.models import scan_rule_text
     from inference.services import installed_scan_rule, reanalysis_model
-    from reports.selectors import pacs_transfers_for
+    from reports.selectors import pacs_transfers_for, processed_caveat_for
     from reports.services import pacs_destination
     from reviews.forms import ReviewForm
     from reviews.selectors import review_panel_for
@@ -174,7 +174,7 @@ def render_scan_detail(request, scan, *, review_form=None, status: int = 200):
         "middle_index": scan.n_slices // 2,
         "confidence_guide": _confidence_guide_text(latest),
         "verdict_guides": _verdict_guide_texts(latest),
-        "processed_caveat": _processed_caveat(latest),
+        "processed_caveat": processed_caveat_for(latest),  # the page's JS also shows it when a running job ends
         "header_warnings": dicom_text.header_warnings_by_slice(scan.metadata or {}),
         "review": review_panel_for(scan=scan, job=latest),
         "reanalyse_with": reanalyse_with,
@@ -196,13 +196,6 @@ def _confidence_guide_text(job) -> str:
 
     guide = confidence_guide_for(job)
     return confidence_guide_text(guide) if guide else ""
-
-
-def _processed_caveat(job) -> str:
-    """Under a verdict of tampering (the page's JS shows it, from the job API, when a running job ends in one)."""
-    from reports.selectors import processed_caveat_for
-
-    return processed_caveat_for(job)
 
 
 def _verdict_guide_texts(job) -> dict[str, str]:
