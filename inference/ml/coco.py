@@ -145,10 +145,16 @@ def read_png(path: str | Path) -> np.ndarray:
     if img is None:
         raise DatasetError(f"{path}: not a readable PNG image.")
     if img.ndim == 3:
-        if img.shape[2] == 1:
-            img = img[..., 0]
+        # A grey slice saved as RGB(A) or palette (every colour channel equal, fully opaque) is read as the grey
+        # slice it is, losslessly; a colour image is refused.
+        colour, alpha = img[..., :3], img[..., 3] if img.shape[2] == 4 else None
+        grey = img.shape[2] in (3, 4) and bool((colour == colour[..., :1]).all())
+        opaque = alpha is None or bool((alpha == np.iinfo(img.dtype).max).all())
+        if img.shape[2] == 1 or (grey and opaque):
+            img = np.ascontiguousarray(img[..., 0])
         else:
-            raise DatasetError(f"{path}: {img.shape[2]} channels; the contract wants single-channel PNG.")
+            why = "a colour image" if not grey else "a grey image with transparent pixels"
+            raise DatasetError(f"{path}: {why} ({img.shape[2]} channels); the contract wants single-channel PNG.")
     if img.dtype not in (np.uint8, np.uint16):
         raise DatasetError(f"{path}: pixel type {img.dtype}; the contract wants 8- or 16-bit PNG.")
     return img
@@ -468,6 +474,41 @@ def validate_dataset(
                 problems.append(f"patient {pid} appears in several splits: {sorted(splits)}.")
     if not images:
         problems.append("the dataset has no images.")
+    return problems
+
+
+def evaluation_problems(records: Sequence[ImageRecord]) -> list[str]:
+    """What would stop these records from being evaluated, or make their figures wrong, one sentence each.
+
+    Looser than :func:`validate_dataset` on purpose: a dataset written elsewhere is evaluated as it is as long
+    as every image has a verdict the metrics know, pixels the detector can read at the size the annotations
+    give, and regions that decode. Reads every image once, so a missing file is named before the run starts
+    rather than after the images before it were predicted.
+    """
+    from .imaging import ImagingError, check_model_input_size
+
+    problems: list[str] = []
+    for rec in records:
+        where = f"image {rec.id} ({rec.file_name})"
+        if rec.verdict not in VERDICTS:
+            problems.append(f"{where}: verdict {rec.verdict!r} is not one of {list(VERDICTS)}.")
+        if not rec.path.is_file():
+            problems.append(f"{where}: the file does not exist.")
+        else:
+            try:
+                pixels = read_png(rec.path)
+                check_model_input_size(pixels.shape[1], pixels.shape[0])
+            except (DatasetError, ImagingError) as exc:
+                problems.append(f"{where}: {str(exc).removeprefix(f'{rec.path}: ')}")
+            else:
+                if pixels.shape != (rec.height, rec.width):
+                    problems.append(f"{where}: the image is {pixels.shape[1]} x {pixels.shape[0]} pixels, "
+                                    f"the annotations say {rec.width} x {rec.height}.")
+        for ann in rec.annotations:
+            try:
+                segmentation_to_mask(ann.get("segmentation"), rec.height, rec.width)
+            except Exception as exc:  # pycocotools raises several types on malformed input
+                problems.append(f"{where}: annotation {ann.get('id')!r} cannot be decoded ({exc}).")
     return problems
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .imaging import ImagingError, iter_uint8_slices, read_path
+from .imaging import ImagingError, check_model_input_size, iter_uint8_slices, read_path
 from .input_check import check_slices
 from .predictor import Predictor, SlicePrediction
 from .sequence import identify_sequence
@@ -34,6 +34,7 @@ def detect_files(predictor: Predictor, paths: list[str | Path], *, masks_dir: st
         entry: dict = {"file": str(path)}
         try:
             volume = read_path(path)
+            check_model_input_size(volume.slices.shape[2], volume.slices.shape[1])
         except (ImagingError, OSError) as exc:
             entry["error"] = str(exc)
             out_files.append(entry)

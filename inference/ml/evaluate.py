@@ -25,7 +25,8 @@ from typing import Callable
 
 import numpy as np
 
-from .coco import SMALL_REGION_AREA, load_dataset, mask_to_rle, region_area, site_of
+from .coco import (SMALL_REGION_AREA, DatasetError, evaluation_problems, load_dataset, mask_to_rle, region_area,
+                   site_of)
 from .imaging import to_uint8
 from .input_check import check_statistics, load_reference, slice_statistics
 from .intervals import DEFAULT_RESAMPLES, accuracy_interval, bootstrap_intervals
@@ -497,6 +498,10 @@ def evaluate_dataset(
         records = records[:limit]
     if not records:
         raise ValueError(f"{dataset_dir}: no images to evaluate.")
+    problems = evaluation_problems(records)
+    if problems:  # before any prediction and before OUT_DIR is touched: nothing half-written
+        raise DatasetError(f"{dataset_dir} cannot be evaluated ({len(problems)} problems; nothing was run, "
+                           "nothing written):", problems)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
 

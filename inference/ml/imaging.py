@@ -36,6 +36,17 @@ class ImagingError(ValueError):
     """A file could not be read as an MRI slice or volume; the message says why, for a user."""
 
 
+# The smallest slice the detector can read (its feature pyramid halves the image six times).
+MODEL_MIN_SIDE = 16
+
+
+def check_model_input_size(width: int, height: int) -> None:
+    """ImagingError when a slice is too small for the detector to read."""
+    if width < MODEL_MIN_SIDE or height < MODEL_MIN_SIDE:
+        raise ImagingError(f"The slice is {width} x {height} pixels; the detector needs at least "
+                           f"{MODEL_MIN_SIDE} x {MODEL_MIN_SIDE}.")
+
+
 @dataclass
 class Volume:
     """One scan: slices in display order (top of the array is the top of the image)."""

@@ -29,7 +29,7 @@ import torch
 
 from .bundle_file import file_sha256
 from .confidence import temper_scores
-from .imaging import to_uint8
+from .imaging import check_model_input_size, to_uint8
 from .labels import CATEGORIES, TAMPERED, VERDICT_CATEGORY, VERDICTS
 from .model import DEFAULT_CALIBRATION, load_bundle, model_from_bundle
 from .refiner import WINDOW_PROB, MaskRefiner, near, refine_probability, refiner_from_state
@@ -74,8 +74,7 @@ def as_uint8_slice(image: np.ndarray) -> np.ndarray:
         arr = arr[0]
     if arr.ndim != 2:
         raise ValueError(f"A slice must be a 2-D array; got shape {arr.shape}.")
-    if arr.shape[0] < 16 or arr.shape[1] < 16:
-        raise ValueError(f"The slice is {arr.shape[1]} x {arr.shape[0]} pixels; at least 16 x 16 is needed.")
+    check_model_input_size(arr.shape[1], arr.shape[0])
     return to_uint8(arr)
 
 

@@ -9,6 +9,7 @@ from inference.ml.coco import (
     DatasetError,
     DatasetWriter,
     check_dataset,
+    read_png,
     load_dataset,
     mask_to_rle,
     rle_to_mask,
@@ -91,11 +92,13 @@ def test_validator_finds_problems(tmp_path):
     data["annotations"].append(dict(data["annotations"][1], id=99, image_id=2))  # region on no_tumor
     data["categories"] = data["categories"][:2]
     (tmp_path / "annotations.json").write_text(json.dumps(data))
-    cv2.imwrite(str(tmp_path / "images" / "c.png"), np.zeros((10, 10, 3), np.uint8))
+    colour = np.zeros((32, 40, 3), np.uint8)
+    colour[..., 2] = 200  # red: not a grey slice stored as RGB
+    cv2.imwrite(str(tmp_path / "images" / "c.png"), colour)
     (tmp_path / "images" / "d.png").unlink()
     problems = "\n".join(validate_dataset(tmp_path, require_patient_disjoint=True))
     for needle in ("verdict 'maybe'", "must name its tampering method", "no_tumor image must have no regions",
-                   "categories must be exactly", "3 channels", "does not exist", "patient p1 appears in several"):
+                   "categories must be exactly", "a colour image (3 channels)", "does not exist", "patient p1 appears in several"):
         assert needle in problems
     with pytest.raises(DatasetError, match="does not follow the dataset contract"):
         check_dataset(tmp_path)
@@ -121,3 +124,30 @@ def test_writer_refuses_bad_input(tmp_path):
     w.close()
     with pytest.raises(DatasetError, match="not empty"):
         DatasetWriter(tmp_path / "out")
+
+
+def test_a_grey_slice_saved_as_rgb_rgba_or_palette_is_read_as_grey_and_colour_is_refused(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(1)
+    grey = rng.integers(0, 256, (20, 24), dtype=np.uint8)
+    grey16 = rng.integers(0, 65536, (20, 24), dtype=np.uint16)
+    cv2.imwrite(str(tmp_path / "rgb.png"), np.dstack([grey] * 3))
+    cv2.imwrite(str(tmp_path / "rgba.png"), np.dstack([grey] * 3 + [np.full_like(grey, 255)]))
+    cv2.imwrite(str(tmp_path / "rgb16.png"), np.dstack([grey16] * 3))
+    Image.fromarray(grey).convert("P").save(tmp_path / "palette.png")
+    for name in ("rgb.png", "rgba.png", "palette.png"):
+        read = read_png(tmp_path / name)
+        assert read.dtype == np.uint8 and np.array_equal(read, grey), name
+    assert np.array_equal(read_png(tmp_path / "rgb16.png"), grey16)
+
+    colour = np.dstack([grey] * 3)
+    colour[3, 4, 0] ^= 1  # one pixel not grey
+    cv2.imwrite(str(tmp_path / "colour.png"), colour)
+    with pytest.raises(DatasetError, match="a colour image"):
+        read_png(tmp_path / "colour.png")
+    alpha = np.full_like(grey, 255)
+    alpha[0, 0] = 0
+    cv2.imwrite(str(tmp_path / "transparent.png"), np.dstack([grey] * 3 + [alpha]))
+    with pytest.raises(DatasetError, match="transparent pixels"):
+        read_png(tmp_path / "transparent.png")

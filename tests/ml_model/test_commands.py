@@ -137,6 +137,72 @@ def test_evaluate_detector_unknown_split(tiny_dataset, random_bundle, tmp_path):
                      "--weights", str(random_bundle), "--split", "nope", "--no-record")
 
 
+def test_evaluate_detector_names_every_image_it_cannot_evaluate_before_running(tiny_dataset, random_bundle,
+                                                                            tmp_path):
+    """A dataset written elsewhere: every broken image is named at once, nothing is predicted or written."""
+    import shutil
+
+    import cv2
+
+    dataset = tmp_path / "foreign"
+    shutil.copytree(tiny_dataset, dataset)
+    data = json.loads((dataset / "annotations.json").read_text())
+    images = data["images"]
+    (dataset / images[0]["file_name"]).unlink()
+    images[1]["width"] = 100  # a no_tumor image: no region to decode at that size
+    images[2]["verdict"] = "tampered"
+    cv2.imwrite(str(dataset / images[3]["file_name"]), np.zeros((10, 10), np.uint8))
+    broken = next(a for a in data["annotations"] if a["image_id"] == images[4]["id"])
+    broken["segmentation"] = {"size": [3, 3], "counts": "x"}
+    (dataset / "annotations.json").write_text(json.dumps(data))
+    out = tmp_path / "eval"
+    with pytest.raises(CommandError) as error:
+        call_command("evaluate_detector", str(dataset), "--out", str(out), "--weights", str(random_bundle),
+                     "--no-record", stdout=StringIO(), verbosity=0)
+    message = str(error.value)
+    assert "cannot be evaluated (5 problems; nothing was run, nothing written)" in message
+    for image, why in ((images[0], "the file does not exist"), (images[2], "verdict 'tampered' is not one of"),
+                       (images[1], "the image is 256 x 256 pixels, the annotations say 100 x 256"),
+                       (images[3], "The slice is 10 x 10 pixels; the detector needs at least 16 x 16"), (images[4], f"annotation {broken['id']} cannot be decoded (RLE size [3, 3] differs")):
+        assert f"image {image['id']} ({image['file_name']}): {why}" in message
+    assert not out.exists()
+
+
+def test_evaluate_detector_reads_a_foreign_dataset_as_it_is(tiny_dataset, random_bundle, tmp_path):
+    """Polygons, grey slices stored as RGB, 16-bit, files in a sub-folder, no split, extra keys: all evaluated."""
+    import shutil
+
+    import cv2
+
+    from inference.ml.coco import read_png
+
+    dataset = tmp_path / "foreign"
+    shutil.copytree(tiny_dataset, dataset)
+    data = json.loads((dataset / "annotations.json").read_text())
+    (dataset / "images" / "sub").mkdir()
+    for k, image in enumerate(data["images"]):
+        image.pop("split")
+        image["scanner"] = "elsewhere"
+        pixels = read_png(dataset / image["file_name"])
+        moved = f"images/sub/{k}.png"
+        stored = (np.dstack([pixels] * 3) if k % 2 else pixels.astype(np.uint16) * 257)
+        cv2.imwrite(str(dataset / moved), stored)
+        (dataset / image["file_name"]).unlink()
+        image["file_name"] = moved
+    for ann in data["annotations"]:
+        x, y, w, h = ann["bbox"]
+        ann["segmentation"] = [[x, y, x + w, y, x + w, y + h, x, y + h]]
+    (dataset / "annotations.json").write_text(json.dumps(data))
+    out = tmp_path / "eval"
+    call_command("evaluate_detector", str(dataset), "--out", str(out), "--weights", str(random_bundle),
+                 "--no-record", "--no-coco-ap", "--bootstrap", "0", stdout=StringIO(), verbosity=0)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["n_images"] == len(data["images"])
+    rows = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    assert [r["file_name"] for r in rows] == [image["file_name"] for image in data["images"]]
+    assert all((r["iou"] is None) == (r["verdict"] == "no_tumor") for r in rows)
+
+
 def _write_dicom(path, pixels: np.ndarray, **attributes):
     from pydicom.dataset import FileDataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
@@ -312,6 +378,21 @@ def test_detect_reports_unreadable_files(random_bundle, tmp_path):
     assert exit_info.value.code == 1
     report = json.loads(stdout.getvalue())
     assert "not a readable PNG" in report["files"][0]["error"] or "damaged" in report["files"][0]["error"]
+
+
+def test_detect_names_a_slice_too_small_to_read_and_reads_the_other_files(random_bundle, tmp_path):
+    import cv2
+
+    tiny, fine = tmp_path / "line.png", tmp_path / "slice.png"
+    cv2.imwrite(str(tiny), np.zeros((1, 256), np.uint8))
+    cv2.imwrite(str(fine), sample_slices()[0])
+    stdout = StringIO()
+    with pytest.raises(SystemExit) as exit_info:
+        call_command("detect", str(tiny), str(fine), "--weights", str(random_bundle), stdout=stdout)
+    assert exit_info.value.code == 1
+    first, second = json.loads(stdout.getvalue())["files"]
+    assert first["error"] == "The slice is 256 x 1 pixels; the detector needs at least 16 x 16."
+    assert "error" not in second and second["file_verdict"]["verdict"] in VERDICTS
 
 
 def test_ship_compacts_and_the_card_quotes_the_evaluation(tiny_dataset, random_bundle, tmp_path):
