@@ -32,7 +32,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .coco import SMALL_REGION_AREA, load_dataset, region_area, segmentation_to_mask, site_of
+from .coco import (SMALL_REGION_AREA, DatasetError, evaluation_problems, load_dataset, region_area,
+                   segmentation_to_mask, site_of)
 from .confidence import fit_confidence_temperature, temper_scores
 from .imaging import to_uint8
 from .labels import VERDICTS
@@ -543,6 +544,10 @@ def calibrate_bundle(weights: str | Path, dataset_dir: str | Path, out: str | Pa
         records = records[:limit]
     if not records:
         raise ValueError(f"The dataset {dataset_dir} has no image in split {split!r} to calibrate on.")
+    problems = evaluation_problems(records)
+    if problems:
+        raise DatasetError(f"{dataset_dir} cannot be calibrated on ({len(problems)} problems; nothing was fitted):",
+                           problems)
     bundle = load_bundle(weights)
     predictor = Predictor.load(weights, device=device)
     if confidence_only:
@@ -662,6 +667,10 @@ def train(config: TrainConfig, *, resume: str | Path | None = None) -> dict:
             # a fixed, verdict-mixed subset: every k-th image
             step = len(val_records) / config.val_limit
             val_records = [val_records[int(i * step)] for i in range(config.val_limit)]
+    problems = evaluation_problems(train_records + val_records)
+    if problems:  # found now, not hours into the run when the sampler first draws the image
+        raise DatasetError(f"{config.dataset_dir} cannot be trained on ({len(problems)} problems; no step was run):",
+                           problems)
     log.info("train: %d images (%s), val: %d images", len(train_records), config.train_split, len(val_records))
     train_set = TamperTrainSet(train_records, config.augment_config(), config.seed, config.paste_injections)
     if config.paste_injections:

@@ -528,6 +528,32 @@ def test_calibrate_detector_test_time_flip_on_and_off(tiny_dataset, random_bundl
                      "--out", str(tmp_path / "x.pt"), "--split", "train", "--test-time-flip", "sometimes")
 
 
+def _dataset_with_a_missing_image(tiny_dataset, root):
+    import shutil
+
+    shutil.copytree(tiny_dataset, root)
+    data = json.loads((root / "annotations.json").read_text())
+    missing = next(image for image in data["images"] if image["split"] == "train")
+    (root / missing["file_name"]).unlink()
+    return missing
+
+
+def test_training_and_calibration_name_a_missing_image_before_any_step(tiny_dataset, random_bundle, tmp_path):
+    dataset = tmp_path / "ds"
+    missing = _dataset_with_a_missing_image(tiny_dataset, dataset)
+    expected = f"image {missing['id']} ({missing['file_name']}): the file does not exist."
+    with pytest.raises(CommandError, match="cannot be trained on \\(1 problems; no step was run\\)") as error:
+        call_command("train_detector", str(dataset), "--out", str(tmp_path / "run"), "--backbone", "tiny",
+                     "--val-split", "test", "--epochs", "1", stdout=StringIO())
+    assert expected in str(error.value)
+    assert not list((tmp_path / "run").glob("*.pt"))
+    out = tmp_path / "calibrated.pt"
+    with pytest.raises(CommandError, match="cannot be calibrated on \\(1 problems; nothing was fitted\\)") as error:
+        call_command("calibrate_detector", str(dataset), "--weights", str(random_bundle), "--out", str(out),
+                     "--split", "train", stdout=StringIO())
+    assert expected in str(error.value) and not out.exists()
+
+
 def test_calibrate_detector_learned_verdict_on_off_and_auto(tiny_dataset, random_bundle, tmp_path):
     """On a split of two patients: ``on`` stores a fitted verdict model that the predictor then uses and the card
     describes, ``off`` none, ``auto`` the one with the higher cross-validated macro F1; one patient refuses ``on``."""

@@ -50,6 +50,7 @@ class Command(BaseCommand):
             group.add_argument(f"--no-{switch}", dest=switch, action="store_false")
 
     def handle(self, *args, **opts):
+        from inference.ml.coco import DatasetError
         from inference.ml.train import TrainConfig, train
 
         base: dict = {}
@@ -94,5 +95,8 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from exc
         Path(config.out_dir).mkdir(parents=True, exist_ok=True)
         (Path(config.out_dir) / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
-        summary = train(config, resume=opts["resume"])
+        try:
+            summary = train(config, resume=opts["resume"])
+        except DatasetError as exc:
+            raise CommandError(str(exc)) from exc
         self.stdout.write(json.dumps(summary, indent=2))
