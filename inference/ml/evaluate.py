@@ -19,6 +19,9 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
+import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import Callable
@@ -502,9 +505,45 @@ def evaluate_dataset(
     if problems:  # before any prediction and before OUT_DIR is touched: nothing half-written
         raise DatasetError(f"{dataset_dir} cannot be evaluated ({len(problems)} problems; nothing was run, "
                            "nothing written):", problems)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    # Everything is written to a hidden folder inside OUT_DIR and moved up at the end: an interrupted run leaves
+    # OUT_DIR's files as they were, and a finished one never sits beside files of an earlier run it did not
+    # rewrite (robustness.json from a run with --robustness beside the metrics of one without).
+    final = Path(out_dir)
+    final.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".partial-", dir=final))
+    try:
+        metrics = _evaluate_records(
+            records, staging, predictor=predictor, dataset_dir=dataset_dir, split=split, robustness=robustness,
+            robustness_limit=robustness_limit, coco_ap=coco_ap, charts=charts, progress=progress, warmup=warmup,
+            bootstrap=bootstrap)
+        publish_outputs(staging, final)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return metrics
 
+
+# What evaluate_dataset writes into OUT_DIR; a new run replaces all of them and leaves anything else there.
+OUTPUT_FILES = ("metrics.json", "predictions.jsonl", "run.json", "breakdown.json", "confidence.json",
+                "intervals.json", "coco_ap.json", "robustness.json", "tables.md", "f1_by_class.png",
+                "test_distribution.png", "confusion_matrix.png", "reliability.png")
+
+
+def publish_outputs(staging: Path, final: Path) -> None:
+    """Move a finished run's files from ``staging`` into ``final``, removing the earlier run's files of the same
+    names first (those this run did not write too); other files in ``final`` are kept. Only the renames stand
+    between the two runs' files, so the window in which ``final`` holds neither is a few milliseconds."""
+    unexpected = sorted(p.name for p in staging.iterdir() if p.name not in OUTPUT_FILES)
+    if unexpected:
+        raise RuntimeError(f"evaluate_dataset wrote files it does not list in OUTPUT_FILES: {unexpected}")
+    for name in OUTPUT_FILES:
+        (final / name).unlink(missing_ok=True)
+    for path in sorted(staging.iterdir()):
+        os.replace(path, final / path.name)
+
+
+def _evaluate_records(records, out: Path, *, predictor, dataset_dir, split, robustness, robustness_limit, coco_ap,
+                      charts, progress, warmup, bootstrap) -> dict:
+    """evaluate_dataset's work on checked records, every file written into ``out``."""
     # Warm-up (not timed): first calls allocate and pick kernels.
     sample = records[0].pixels()
     for _ in range(max(0, warmup)):

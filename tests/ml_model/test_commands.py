@@ -168,6 +168,34 @@ def test_evaluate_detector_names_every_image_it_cannot_evaluate_before_running(t
     assert not out.exists()
 
 
+def test_evaluate_detector_replaces_an_earlier_run_whole_and_an_interrupted_one_changes_nothing(
+        tiny_dataset, random_bundle, tmp_path, monkeypatch):
+    import inference.ml.evaluate as evaluate
+
+    out = tmp_path / "eval"
+    out.mkdir()
+    (out / "robustness.json").write_text('{"from": "an earlier run with --robustness"}')
+    (out / "intervals.json").write_text('{"from": "an earlier run"}')
+    (out / "notes.txt").write_text("mine")
+    args = ("evaluate_detector", str(tiny_dataset), "--out", str(out), "--weights", str(random_bundle),
+            "--no-record", "--no-coco-ap", "--bootstrap", "0")
+    call_command(*args, stdout=StringIO(), verbosity=0)
+    assert not (out / "robustness.json").exists() and not (out / "intervals.json").exists()
+    assert (out / "notes.txt").read_text() == "mine"  # not one of the command's files: kept
+    assert not list(out.glob(".partial-*"))
+    written = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert set(written) - {"notes.txt"} <= set(evaluate.OUTPUT_FILES) and "metrics.json" in written
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(evaluate, "write_tables", interrupted)  # after the predictions, before the last files
+    with pytest.raises(KeyboardInterrupt):
+        call_command(*args, stdout=StringIO(), verbosity=0)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == written
+    assert not list(out.glob(".partial-*"))
+
+
 def test_evaluate_detector_reads_a_foreign_dataset_as_it_is(tiny_dataset, random_bundle, tmp_path):
     """Polygons, grey slices stored as RGB, 16-bit, files in a sub-folder, no split, extra keys: all evaluated."""
     import shutil

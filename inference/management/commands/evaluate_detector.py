@@ -60,7 +60,7 @@ class Command(BaseCommand):
                 coco_ap=not opts["no_coco_ap"], limit=opts["limit"], progress=opts["verbosity"] > 0,
                 bootstrap=opts["bootstrap"],
             )
-        except (DatasetError, ValueError) as exc:
+        except (DatasetError, ValueError, OSError) as exc:  # OSError: OUT_DIR or its folder cannot be written
             raise CommandError(str(exc)) from exc
         summary = {k: metrics[k] for k in ("n_images", "accuracy", "macro_f1", "mean_iou", "tamper_auc", "latency_s")}
         self.stdout.write(json.dumps(summary, indent=2))
