@@ -198,9 +198,34 @@ def site_of(patient_id: str, source: str) -> str:
 SMALL_REGION_AREA = 500
 
 
+def _stated_area(ann: dict) -> float | None:
+    area = ann.get("area")
+    return float(area) if isinstance(area, (int, float)) and not isinstance(area, bool) and area > 0 else None
+
+
 def region_area(rec) -> int:
-    """Pixels of a record's annotated regions (their COCO areas, summed); 0 for a slice without a region."""
-    return int(sum(float(ann.get("area", 0)) for ann in rec.annotations))
+    """Pixels of a record's annotated regions (their COCO areas, summed); 0 for a slice without a region. Where a
+    region states no usable area (a dataset written elsewhere), the pixels of the regions' masks are counted."""
+    areas = [_stated_area(ann) for ann in rec.annotations]
+    if any(area is None for area in areas):
+        return int(rec.mask().sum())
+    return int(sum(areas))
+
+
+def ground_truth_annotation(ann: dict, rec) -> dict:
+    """``ann`` as pycocotools' evaluation needs it: the category its image's verdict names (the contract ties the
+    two; a dataset that numbered its categories otherwise is scored by what its images are), ``iscrowd`` 0,
+    ``area`` and ``bbox`` from the mask where the file states none."""
+    out = {**ann, "iscrowd": int(ann.get("iscrowd", 0) or 0)}
+    category = VERDICT_CATEGORY.get(rec.verdict)
+    if category is not None:
+        out["category_id"] = category
+    bbox = ann.get("bbox")
+    if _stated_area(ann) is None or not (isinstance(bbox, list) and len(bbox) == 4):
+        mask = segmentation_to_mask(ann["segmentation"], rec.height, rec.width)
+        out["area"] = float(mask.sum()) if _stated_area(ann) is None else float(ann["area"])
+        out["bbox"] = bbox if isinstance(bbox, list) and len(bbox) == 4 else mask_bbox(mask)
+    return out
 
 
 @dataclass
@@ -488,8 +513,12 @@ def evaluation_problems(records: Sequence[ImageRecord]) -> list[str]:
     from .imaging import ImagingError, check_model_input_size
 
     problems: list[str] = []
+    seen: dict[int, str] = {}
     for rec in records:
         where = f"image {rec.id} ({rec.file_name})"
+        if rec.id in seen:
+            problems.append(f"{where}: image id {rec.id} is also {seen[rec.id]}'s; ids must be unique.")
+        seen.setdefault(rec.id, rec.file_name)
         if rec.verdict not in VERDICTS:
             problems.append(f"{where}: verdict {rec.verdict!r} is not one of {list(VERDICTS)}.")
         if not rec.path.is_file():

@@ -28,8 +28,8 @@ from typing import Callable
 
 import numpy as np
 
-from .coco import (SMALL_REGION_AREA, DatasetError, evaluation_problems, load_dataset, mask_to_rle, region_area,
-                   site_of)
+from .coco import (SMALL_REGION_AREA, DatasetError, evaluation_problems, ground_truth_annotation, load_dataset,
+                   mask_to_rle, region_area, site_of)
 from .imaging import to_uint8
 from .input_check import check_statistics, load_reference, slice_statistics
 from .intervals import DEFAULT_RESAMPLES, accuracy_interval, bootstrap_intervals
@@ -169,7 +169,8 @@ def coco_average_precision(records, detections: list[dict]) -> dict:
     annotations = []
     for rec in records:
         for ann in rec.annotations:
-            annotations.append({**ann, "iscrowd": int(ann.get("iscrowd", 0))})
+            # numbered afresh: pycocotools indexes regions by id, and a dataset may reuse ids across images
+            annotations.append({**ground_truth_annotation(ann, rec), "id": len(annotations) + 1})
     gt.dataset = {
         "images": [{"id": rec.id, "width": rec.width, "height": rec.height} for rec in records],
         "annotations": annotations,

@@ -154,13 +154,16 @@ def test_evaluate_detector_names_every_image_it_cannot_evaluate_before_running(t
     cv2.imwrite(str(dataset / images[3]["file_name"]), np.zeros((10, 10), np.uint8))
     broken = next(a for a in data["annotations"] if a["image_id"] == images[4]["id"])
     broken["segmentation"] = {"size": [3, 3], "counts": "x"}
+    images[6]["id"] = images[5]["id"]
     (dataset / "annotations.json").write_text(json.dumps(data))
     out = tmp_path / "eval"
     with pytest.raises(CommandError) as error:
         call_command("evaluate_detector", str(dataset), "--out", str(out), "--weights", str(random_bundle),
                      "--no-record", stdout=StringIO(), verbosity=0)
     message = str(error.value)
-    assert "cannot be evaluated (5 problems; nothing was run, nothing written)" in message
+    assert "cannot be evaluated (6 problems; nothing was run, nothing written)" in message
+    assert (f"image {images[5]['id']} ({images[6]['file_name']}): image id {images[5]['id']} is also "
+            f"{images[5]['file_name']}'s; ids must be unique.") in message
     for image, why in ((images[0], "the file does not exist"), (images[2], "verdict 'tampered' is not one of"),
                        (images[1], "the image is 256 x 256 pixels, the annotations say 100 x 256"),
                        (images[3], "The slice is 10 x 10 pixels; the detector needs at least 16 x 16"), (images[4], f"annotation {broken['id']} cannot be decoded (RLE size [3, 3] differs")):

@@ -183,3 +183,45 @@ def test_probability_quality_perfect_and_edges():
         probability_quality(["maybe"], [_p(no=1.0)])
     with pytest.raises(ValueError, match="differ in length"):
         probability_quality(["no_tumor"], [])
+
+
+def _perfect_detections(records):
+    """Every true region reported back as a detection of its verdict's category, score 1."""
+    from inference.ml.coco import mask_bbox, mask_to_rle
+    from inference.ml.labels import VERDICT_CATEGORY
+
+    detections = []
+    for rec in records:
+        for inst in rec.instances():
+            detections.append({"image_id": rec.id, "category_id": VERDICT_CATEGORY[rec.verdict],
+                               "segmentation": mask_to_rle(inst.mask), "bbox": mask_bbox(inst.mask), "score": 1.0})
+    return detections
+
+
+def test_coco_ap_and_region_sizes_of_a_dataset_numbered_its_own_way(tiny_dataset, tmp_path):
+    """Categories numbered otherwise, regions without area or bbox, region ids reused across images: the
+    ground truth is still each image's verdict's category, its area and box taken from the mask."""
+    import json
+    import shutil
+
+    from inference.ml.coco import load_dataset
+    from inference.ml.evaluate import area_group, coco_average_precision
+
+    original = list(load_dataset(tiny_dataset))
+    foreign = tmp_path / "foreign"
+    shutil.copytree(tiny_dataset, foreign)
+    data = json.loads((foreign / "annotations.json").read_text())
+    renumber = {1: 7, 2: 5, 3: 9}
+    data["categories"] = [{"id": renumber[c["id"]], "name": c["name"]} for c in data["categories"]]
+    for k, ann in enumerate(data["annotations"]):
+        ann["category_id"] = renumber[ann["category_id"]]
+        ann["id"] = 1  # one id for every region
+        if k % 2:
+            del ann["area"], ann["bbox"]
+    (foreign / "annotations.json").write_text(json.dumps(data))
+    records = list(load_dataset(foreign))
+
+    expected = coco_average_precision(original, _perfect_detections(original))
+    assert expected["segm"]["AP"] == pytest.approx(1.0) and expected["bbox"]["AP"] == pytest.approx(1.0)
+    assert coco_average_precision(records, _perfect_detections(records)) == expected
+    assert [area_group(r) for r in records] == [area_group(r) for r in original]
