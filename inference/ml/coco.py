@@ -332,6 +332,7 @@ def load_dataset(path: str | Path, split: str | None = None) -> CocoDataset:
         except (KeyError, TypeError, ValueError) as exc:
             raise DatasetError(f"{root}: an annotation has no valid image_id ({ann!r:.120}).") from exc
     images = []
+    present: dict[str, int] = {}  # every image's split, to say which exist when the one asked for does not
     for img in data["images"]:
         try:
             rec = ImageRecord(
@@ -350,11 +351,14 @@ def load_dataset(path: str | Path, split: str | None = None) -> CocoDataset:
         except (KeyError, TypeError, ValueError) as exc:
             raise DatasetError(f"{root}: image entry {img!r:.160} lacks a required key or has a bad value ({exc}).") from exc
         if split is not None and rec.split != split:
+            shown = "no split" if rec.split is None else repr(rec.split)
+            present[shown] = present.get(shown, 0) + 1
             continue
         rec.annotations = by_image.get(rec.id, [])
         images.append(rec)
     if split is not None and not images:
-        raise DatasetError(f"{root}: no image has split '{split}'.")
+        found = ", ".join(f"{name} ({n} images)" for name, n in sorted(present.items())) or "no images at all"
+        raise DatasetError(f"{root}: no image has split '{split}'; its images have {found}.")
     return CocoDataset(root=root, images=images, categories=data["categories"], info=data.get("info") or {})
 
 

@@ -132,7 +132,8 @@ def test_evaluate_detector_without_weights_says_what_to_do(tiny_dataset, tmp_pat
 
 
 def test_evaluate_detector_unknown_split(tiny_dataset, random_bundle, tmp_path):
-    with pytest.raises(CommandError, match="split"):
+    with pytest.raises(CommandError, match="no image has split 'nope'; its images have 'test' \\(4 images\\), "
+                                           "'train' \\(4 images\\)."):
         call_command("evaluate_detector", str(tiny_dataset), "--out", str(tmp_path / "o"),
                      "--weights", str(random_bundle), "--split", "nope", "--no-record")
 
