@@ -1,6 +1,7 @@
 """The `detect` command's work: files from disk -> per-slice and per-file verdicts (JSON-ready). No Django."""
 from __future__ import annotations
 
+from glob import escape as glob_escape
 from pathlib import Path
 
 from .imaging import ImagingError, check_model_input_size, iter_uint8_slices, read_path
@@ -46,6 +47,9 @@ def detect_files(predictor: Predictor, paths: list[str | Path], *, masks_dir: st
         entry["input_check"] = check_slices(slices, metadata=volume.metadata).as_dict()
         if "header_checks" in volume.metadata:  # DICOM: the header checks (provenance.py)
             entry["header_checks"] = volume.metadata["header_checks"]
+        if masks_dir is not None:  # an earlier run's masks of this file go: the folder holds this run's only
+            for stale in Path(masks_dir).glob(f"{glob_escape(path.name)}.slice*.region*.png"):
+                stale.unlink()
         entry["slices"] = []
         for index, pred in enumerate(preds):
             item = {"index": index, **_prediction_dict(pred), "instances": []}

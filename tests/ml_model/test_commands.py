@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 from io import StringIO
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -288,6 +289,17 @@ def test_detect_dicom_and_png(random_bundle, tmp_path):
     # the same pixels (16-bit DICOM windowed back to 8 bits is a linear map) give close scores
     a, b = (f["slices"][0]["tamper_score"] for f in report["files"])
     assert abs(a - b) < 0.2
+    # a second run into the same masks folder: the folder holds exactly the masks its report names
+    masks = tmp_path / "masks"
+    masks.mkdir(exist_ok=True)
+    (masks / "slice.png.slice0000.region7.png").write_bytes(b"an earlier run's mask")
+    (masks / "other.png.slice0000.region0.png").write_bytes(b"another file's mask")
+    call_command("detect", str(png), "--weights", str(random_bundle), "--out", str(out), "--masks", str(masks),
+                 stderr=StringIO())
+    named = {Path(i["mask_png"]).name for s in json.loads(out.read_text())["files"][0]["slices"]
+             for i in s["instances"]}
+    assert {p.name for p in masks.glob("slice.png.*")} == named
+    assert (masks / "other.png.slice0000.region0.png").exists()
 
 
 def test_detect_restates_the_file_verdict_at_a_share_of_tampered_scans(random_bundle, tmp_path):
