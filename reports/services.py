@@ -112,6 +112,8 @@ def _validate_intervals(intervals: dict) -> None:
         _validate_interval(entry, f"intervals['f1'][{label!r}]")
     for name, group in (intervals.get("by_source") or {}).items():
         _validate_interval((group or {}).get("accuracy"), f"intervals['by_source'][{name!r}]['accuracy']")
+    if not isinstance(intervals.get("note", ""), str):
+        raise InvalidMetrics("intervals['note'] must be text")
 
 
 def _validate_confidence(confidence: dict) -> None:

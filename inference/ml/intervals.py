@@ -19,6 +19,11 @@ from .metrics import is_tampered
 
 METHOD = "patient-clustered percentile bootstrap"
 DEFAULT_RESAMPLES = 2000
+# Fewer patients than this and resampling them says nothing: with one patient every resample is the same set of
+# slices and the "interval" has no width; with two, each resample is one, the other or both. Such a run gets its
+# estimates and no interval, with a note. (Three, as T1 post-contrast has on tamper-v13 test, give a wide, rough
+# range, which is still worth showing.)
+MIN_PATIENTS = 3
 
 
 def weighted_roc_auc(y_true: Sequence[bool], scores: Sequence[float], weights: np.ndarray) -> np.ndarray:
@@ -112,6 +117,16 @@ def bootstrap_intervals(rows: Sequence[dict], patients: Sequence[str], *, resamp
     ids, patient_of = np.unique(np.asarray([str(p) for p in patients]), return_inverse=True)
 
     point = _figures(np.ones((1, len(rows))), truth, predicted, tampered, scores, ious)
+    if len(ids) < MIN_PATIENTS:
+        none = np.array([np.nan])
+        out = {"method": METHOD, "level": level, "resamples": 0, "seed": int(seed), "n_images": len(rows),
+               "n_patients": int(len(ids)),
+               "note": (f"{len(ids)} patient{'s' if len(ids) != 1 else ''} behind these images: too few to resample "
+                        f"for a confidence interval (at least {MIN_PATIENTS} needed), so none is given.")}
+        for key in ("accuracy", "macro_f1", "mean_iou", "tamper_auc"):
+            out[key] = _interval(float(point[key][0]), none, level)
+        out["f1"] = {v: _interval(float(point[f"f1_{v}"][0]), none, level) for v in VERDICTS}
+        return out
     rng = np.random.default_rng(seed)
     samples = {key: [] for key in point}
     for start in range(0, resamples, 250):  # in chunks: the weight matrix stays small

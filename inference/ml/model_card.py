@@ -292,7 +292,8 @@ def write_model_card(weights: str | Path, eval_dir: str | Path, out: str | Path,
                   "patients behind these images, each drawn with all of its slices (`intervals.json` of the "
                   "evaluation)." + "".join(f" Accuracy on {name}: {_f(g['accuracy']['estimate'])}, "
                                            f"{interval(g['accuracy'])} ({g['n']} slices, {g['n_patients']} patients)."
-                                           for name, g in ci.get("by_source", {}).items())]
+                                           for name, g in ci.get("by_source", {}).items())
+                  + (f" {ci['note']}" if ci.get("note") else "")]
     lines += [
         "",
         "Per class:",

@@ -86,9 +86,12 @@ def test_evaluate_detector_writes_the_contract(tiny_dataset, random_bundle, tmp_
     assert all(name == "no_tumor" or name.split(", ")[1].endswith("px") for name in breakdown["by_area"])
     assert "## By verdict and region size" in (out / "tables.md").read_text()
 
-    # confidence intervals, resampling the fixture's patients; the estimates are metrics.json's figures
+    # confidence intervals: the estimates are metrics.json's figures; the test split is one patient, too few to
+    # resample, so no interval is given and the files say why
     intervals = json.loads((out / "intervals.json").read_text())
-    assert intervals["n_images"] == 4 and intervals["resamples"] == 2000
+    assert intervals["n_images"] == 4 and intervals["n_patients"] == 1 and intervals["resamples"] == 0
+    assert intervals["note"].startswith("1 patient behind these images: too few to resample")
+    assert f"**{intervals['note']}**" in (out / "tables.md").read_text()
     for key in ("accuracy", "macro_f1", "mean_iou", "tamper_auc"):
         entry = intervals[key]
         if metrics[key] is not None:
@@ -464,8 +467,17 @@ def test_ship_compacts_and_the_card_quotes_the_evaluation(tiny_dataset, random_b
     assert f"| >= 0.95 | {metrics['accuracy'] - 0.95:.3f} |" in card
     p50 = metrics["latency_s"]["p50"]  # lower is better: the margin is positive when the target is met
     assert f"| {p50:.3f} | | <= 0.4 | {0.4 - p50:.3f} |" in card
-    # the evaluation's intervals stand in their own column, beside the figure they bound
+    # two patients: too few to resample; the card says so and gives no range
     intervals = json.loads((out / "intervals.json").read_text())
+    assert intervals["note"] in card and f"| accuracy | {metrics['accuracy']:.3f} | n/a | >= 0.95 |" in card
+    # the evaluation's intervals stand in their own column, beside the figure they bound (here the 8 images as
+    # if each were a patient, written as evaluate_detector writes them)
+    from inference.ml.intervals import bootstrap_intervals
+
+    rows = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    intervals = {**bootstrap_intervals(rows, [f"p{i}" for i in range(len(rows))], resamples=200), "by_source": {}}
+    (out / "intervals.json").write_text(json.dumps(intervals))
+    card = write_model_card(shipped, out, tmp_path / "MODEL_CARD.md", reproduce="python manage.py ...").read_text()
     acc = intervals["accuracy"]
     assert (f"| accuracy | {metrics['accuracy']:.3f} | {acc['low']:.3f}-{acc['high']:.3f} | >= 0.95 |" in card)
     assert "95 % CI (patients resampled)" in card and "patient-clustered percentile bootstrap" in card

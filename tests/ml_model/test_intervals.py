@@ -3,7 +3,7 @@ patient, and the intervals have the width statistics expects."""
 import numpy as np
 import pytest
 
-from inference.ml.intervals import bootstrap_intervals, weighted_roc_auc
+from inference.ml.intervals import MIN_PATIENTS, bootstrap_intervals, weighted_roc_auc
 from inference.ml.labels import VERDICTS
 from inference.ml.metrics import classification_metrics, roc_auc
 
@@ -60,11 +60,32 @@ def test_all_right_gives_a_point_and_one_patient_gives_its_own_figures():
     out = bootstrap_intervals(rows, [f"p{i % 8}" for i in range(40)], resamples=300)
     assert (out["accuracy"]["low"], out["accuracy"]["high"]) == (1.0, 1.0)
     assert (out["macro_f1"]["low"], out["macro_f1"]["high"]) == (1.0, 1.0)
-    # one patient: every resample is that patient, so the interval is the estimate itself
+    # one patient: every resample would be that patient, an "interval" without width; none is given, and why
     rows = _rows(40, 0.7, np.random.default_rng(2))
-    out = bootstrap_intervals(rows, ["only"] * 40, resamples=50)
-    assert out["accuracy"]["low"] == pytest.approx(out["accuracy"]["estimate"])
-    assert out["accuracy"]["high"] == pytest.approx(out["accuracy"]["estimate"])
+    for n in (1, MIN_PATIENTS - 1):
+        out = bootstrap_intervals(rows, [f"p{i % n}" for i in range(40)], resamples=50)
+        assert out["accuracy"]["estimate"] == pytest.approx(np.mean([r["verdict"] == r["predicted"] for r in rows]))
+        assert all(out[k]["low"] is None and out[k]["high"] is None for k in ("accuracy", "macro_f1", "mean_iou"))
+        assert all(out["f1"][v]["low"] is None for v in VERDICTS) and out["resamples"] == 0
+        assert out["note"].startswith(f"{n} patient{'s' if n > 1 else ''} behind these images: too few to resample")
+    out = bootstrap_intervals(rows, [f"p{i % MIN_PATIENTS}" for i in range(40)], resamples=50)
+    assert out["accuracy"]["low"] < out["accuracy"]["high"] and "note" not in out
+
+
+def test_images_without_a_patient_id_are_resampled_one_by_one_and_the_run_says_so():
+    from types import SimpleNamespace
+
+    from inference.ml.evaluate import patient_intervals
+
+    rows = _rows(40, 0.7, np.random.default_rng(5))
+    records = [SimpleNamespace(id=i, patient_id="" if i < 30 else f"p{i % 2}", source="elsewhere")
+               for i in range(40)]
+    for i, row in enumerate(rows):
+        row["image_id"] = i
+    out = patient_intervals(rows, records, resamples=100)
+    assert out["n_patients"] == 32 and out["images_without_patient_id"] == 30  # 30 images on their own, 2 patients
+    assert "30 of the 40 images name no patient" in out["note"] and "narrower than they should be" in out["note"]
+    assert out["accuracy"]["low"] < out["accuracy"]["high"]
 
 
 def test_patients_not_slices_are_resampled():

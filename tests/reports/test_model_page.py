@@ -133,6 +133,19 @@ def test_the_headline_figures_show_their_intervals(client_a, settings, tmp_path,
     auc = html[html.index('id="headline-tamper-auc"'):]
     assert "95 % CI" not in auc[:auc.index("</div></div>") + 12]  # no interval to show: nothing invented
     assert "the 2 patients behind these images resampled 2000 times" in html
+    assert 'id="interval-caveat"' not in html
+
+    # too few patients: evaluate_detector gives the estimates without ranges, and the page says why
+    from inference.ml.intervals import bootstrap_intervals
+
+    rows = [{"verdict": v, "predicted": v, "tamper_score": 0.5, "iou": None} for v in ("real_tumor", "no_tumor")]
+    few = bootstrap_intervals(rows, ["p1", "p2"])
+    evaluation_run_record(metrics=metrics, dataset_dir="d", out_dir="o", split="test", intervals=few)
+    html = client_a.get(reverse("reports:model")).content.decode()
+    evaluation = html[html.index('id="eval-title"'):]
+    assert "95 % CI" not in evaluation and 'id="interval-note"' not in html
+    assert ('<p class="small" id="interval-caveat" role="note">2 patients behind these images: too few to resample '
+            "for a confidence interval (at least 3 needed), so none is given.</p>") in html
 
 
 def test_the_confidence_table_comes_from_the_stored_confidence(client_a, settings, tmp_path, metrics):
