@@ -106,7 +106,7 @@ def to_uint8(volume: np.ndarray, bounds: tuple[float, float] | None = None) -> n
     if high <= low:
         return np.zeros(arr.shape, dtype=np.uint8)
     data = arr.astype(np.float64, copy=False)
-    scaled = (np.nan_to_num(data, nan=low) - low) * (255.0 / (high - low))
+    scaled = (np.nan_to_num(data, nan=low, posinf=high, neginf=low) - low) * (255.0 / (high - low))
     return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
 
 

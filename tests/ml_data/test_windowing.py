@@ -49,3 +49,17 @@ def test_one_pattern_for_the_whole_volume(grey):
     wide[1, 0, 0] += 1
     assert widened_8bit_bounds(wide) is None
     assert not np.array_equal(to_uint8(wide)[0], grey[0])
+
+
+def test_not_a_number_and_infinities_window_to_the_ends_without_a_warning():
+    import warnings
+
+    data = np.linspace(0.0, 100.0, 400).reshape(20, 20)
+    data[0, 0], data[0, 1], data[0, 2] = np.nan, np.inf, -np.inf
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no overflow from turning infinity into the largest float
+        out = to_uint8(data)
+    low, high = window_bounds(data)  # from the finite values only
+    assert np.isfinite([low, high]).all()
+    assert (out[0, 0], out[0, 1], out[0, 2]) == (0, 255, 0)
+    np.testing.assert_array_equal(out[1:], to_uint8(data[1:], bounds=(low, high)))
