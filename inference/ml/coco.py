@@ -250,10 +250,14 @@ class ImageRecord:
     def instances(self) -> list[Instance]:
         """Every ground-truth region with its own mask (RLE or polygons decoded)."""
         out = []
-        for ann in self.annotations:
-            cid = int(ann["category_id"])
+        for k, ann in enumerate(self.annotations):
+            try:
+                cid = int(ann["category_id"])
+            except (KeyError, TypeError, ValueError):  # a dataset written elsewhere: the verdict names the kind
+                cid = VERDICT_CATEGORY.get(self.verdict) or 0
             mask = segmentation_to_mask(ann["segmentation"], self.height, self.width)
-            out.append(Instance(int(ann["id"]), cid, CATEGORIES.get(cid, str(cid)), mask))
+            ann_id = ann.get("id")
+            out.append(Instance(ann_id if isinstance(ann_id, int) else k, cid, CATEGORIES.get(cid, str(cid)), mask))
         return out
 
     def mask(self) -> np.ndarray:

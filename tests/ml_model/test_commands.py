@@ -205,7 +205,8 @@ def test_evaluate_detector_replaces_an_earlier_run_whole_and_an_interrupted_one_
 
 
 def test_evaluate_detector_reads_a_foreign_dataset_as_it_is(tiny_dataset, random_bundle, tmp_path):
-    """Polygons, grey slices stored as RGB, 16-bit, files in a sub-folder, no split, extra keys: all evaluated."""
+    """Polygons, grey slices stored as RGB, 16-bit, files in a sub-folder, no split, extra keys, regions that
+    give only their polygon: all evaluated, COCO AP included."""
     import shutil
 
     import cv2
@@ -225,18 +226,22 @@ def test_evaluate_detector_reads_a_foreign_dataset_as_it_is(tiny_dataset, random
         cv2.imwrite(str(dataset / moved), stored)
         (dataset / image["file_name"]).unlink()
         image["file_name"] = moved
-    for ann in data["annotations"]:
+    for k, ann in enumerate(data["annotations"]):
         x, y, w, h = ann["bbox"]
         ann["segmentation"] = [[x, y, x + w, y, x + w, y + h, x, y + h]]
+        if k % 2:  # nothing but where the region lies and which image it is on
+            for key in ("id", "category_id", "area", "bbox", "iscrowd"):
+                del ann[key]
     (dataset / "annotations.json").write_text(json.dumps(data))
     out = tmp_path / "eval"
     call_command("evaluate_detector", str(dataset), "--out", str(out), "--weights", str(random_bundle),
-                 "--no-record", "--no-coco-ap", "--bootstrap", "0", stdout=StringIO(), verbosity=0)
+                 "--no-record", "--bootstrap", "0", stdout=StringIO(), verbosity=0)
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["n_images"] == len(data["images"])
     rows = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
     assert [r["file_name"] for r in rows] == [image["file_name"] for image in data["images"]]
     assert all((r["iou"] is None) == (r["verdict"] == "no_tumor") for r in rows)
+    assert json.loads((out / "coco_ap.json").read_text())["n_regions"] == len(data["annotations"])
 
 
 def _write_dicom(path, pixels: np.ndarray, **attributes):
