@@ -77,13 +77,20 @@ def probability_code(verdict: str) -> hd.sr.CodedConcept:
     return _code(f"P_{verdict.upper()}", f"Probability of {verdict_label(verdict)}")
 
 
+def _pn_component(text: str) -> str:
+    """One component of a DICOM PN: ``^`` and ``=`` separate components and groups, ``\\`` values; none may
+    come from a user's name."""
+    return "".join(" " if ch in "^=\\" else ch for ch in str(text)).strip()
+
+
 def _person_name(user) -> str:
-    """DICOM PN (Family^Given) of a portal user: their name when the account has one, else the login."""
+    """DICOM PN (Family^Given) of a portal user: their name when the account has one, else the login as the family
+    name (``doctor_a^``: one component, said as such, not a name a reader must guess the parts of)."""
     if user is None:
-        return "Unknown"
+        return "Unknown^"
     if user.last_name or user.first_name:
-        return f"{user.last_name}^{user.first_name}"
-    return user.get_username()
+        return f"{_pn_component(user.last_name)}^{_pn_component(user.first_name)}"
+    return f"{_pn_component(user.get_username())}^"
 
 
 def _spacing_mm3(source: pydicom.Dataset) -> float | None:

@@ -241,3 +241,17 @@ def test_pixels_another_copy_holds_otherwise_are_in_a_new_sr_that_replaces_the_p
         run = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True, timeout=120)
         errors = [line for line in (run.stdout + run.stderr).splitlines() if line.startswith("Error")]
         assert errors == [], run.stdout + run.stderr
+
+
+def test_person_names_are_dicom_person_names():
+    from types import SimpleNamespace
+
+    from reports.sr import _person_name
+
+    def user(username, first="", last=""):
+        return SimpleNamespace(first_name=first, last_name=last, get_username=lambda: username)
+
+    assert _person_name(user("doctor_a", "Ada", "Moreau")) == "Moreau^Ada"
+    assert _person_name(user("doctor_a")) == "doctor_a^"  # the login, as a one-component name, said so
+    assert _person_name(user("x", "Jo=Ann", "de^la\\Cruz")) == "de la Cruz^Jo Ann"  # no stray separators
+    assert _person_name(None) == "Unknown^"
