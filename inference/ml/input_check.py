@@ -46,6 +46,7 @@ LOW_Q, HIGH_Q = 0.5, 99.5  # percentiles of the training slices that bound the r
 MARGIN = {"noise": 1.15, "blockiness": 1.25}
 FLAT_PERCENTILE = 40  # the noise is measured where the 2 px gradient is in the lowest 40 % of the tissue's
 MIN_TISSUE = 500  # px of brain tissue below which a slice is not measured (the top of the head, an empty slice)
+MIN_FLAT = 100  # px of flat tissue (below the gradient percentile) below which its noise is not measured
 MAX_SLICES = 24  # slices measured per scan (evenly spaced): enough for a median, cheap at upload
 # DICOM transfer syntaxes whose pixels are (or may be) lossy: JPEG baseline / extended, JPEG-LS near-lossless,
 # JPEG 2000 and HTJ2K (lossy allowed), MPEG-2/4 and HEVC video
@@ -78,6 +79,8 @@ def slice_statistics(image: np.ndarray) -> dict | None:
     smooth = ndi.gaussian_filter(img, 2.0)
     grad = np.hypot(ndi.sobel(smooth, 0), ndi.sobel(smooth, 1))
     flat = tissue & (grad < np.percentile(grad[tissue], FLAT_PERCENTILE))  # edges and texture would read as noise
+    if flat.sum() < MIN_FLAT:  # tissue without grain (most of it one value: painted, clipped): nothing to measure
+        return None
     response = cv2.filter2D(img, -1, _KERNEL, borderType=cv2.BORDER_REFLECT)[flat]
     # the kernel's response to white noise of sigma s has sigma 6 s; its median absolute deviation is robust to
     # the structure that is left (a mean absolute value is not: it let sigma-3 noise pass as a noisy T1c scan)

@@ -131,3 +131,22 @@ def test_what_the_file_says_about_lossy_compression_decides():
     assert check_slices([tumour]).within is True
     assert (check.within, check.outside, check.slices_measured) == (False, ["lossy_compression"], 1)
     assert "lossy compression (the file is a JPEG image)" in check.message and check.measured["noise"] > 0
+
+
+def test_tissue_without_grain_is_not_measured_rather_than_measured_as_nan():
+    """A slice whose brain is one painted value: no flat-but-grainy tissue to read the noise in. It used to give
+    a noise level of NaN (and numpy's "mean of empty slice"); it is now a slice that cannot be measured."""
+    import warnings
+
+    from inference.ml.tamper.anatomy import analyse
+
+    _, _, healthy = sample_slices()
+    tissue = analyse(healthy).tissue
+    painted = healthy.copy()
+    painted[tissue] = int(np.median(healthy[tissue]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert slice_statistics(painted) is None
+        assert slice_statistics(healthy) is not None
+        result = check_slices([painted], reference=load_reference())
+    assert result.slices_measured == 0 and result.within is None
