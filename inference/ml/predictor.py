@@ -80,7 +80,10 @@ def as_uint8_slice(image: np.ndarray) -> np.ndarray:
 
 def slice_tensor(image_uint8: np.ndarray) -> torch.Tensor:
     """(1, H, W) float32 in [0, 1]: the model's input for one slice."""
-    return torch.from_numpy(np.ascontiguousarray(image_uint8)).to(torch.float32).div_(255.0).unsqueeze(0)
+    arr = np.ascontiguousarray(image_uint8)
+    if not arr.flags.writeable:  # pixels read from a buffer: torch will not share memory it may not write
+        arr = arr.copy()
+    return torch.from_numpy(arr).to(torch.float32).div_(255.0).unsqueeze(0)
 
 
 def fuse_scores(image_probs: np.ndarray | None, class_scores: dict[str, float], image_weight: float) -> dict[str, float]:

@@ -393,3 +393,15 @@ def test_test_time_flip_reads_a_slice_and_its_mirror_alike(bundle_path, tumour_s
     assert not plain.test_time_flip
     p, q = plain.predict_batch([tumour_slice, mirror])
     assert [p.scores[v] for v in VERDICTS] != pytest.approx([q.scores[v] for v in VERDICTS], abs=1e-4)
+
+
+def test_read_only_pixels_are_read_without_a_warning_and_left_as_they_were(predictor, tumour_slice):
+    import warnings
+
+    frozen = np.frombuffer(np.ascontiguousarray(tumour_slice).tobytes(), dtype=np.uint8).reshape(tumour_slice.shape)
+    assert not frozen.flags.writeable  # as pixels decoded from a buffer are
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torch warns when it is handed memory it may not write
+        read = predictor.predict(frozen)
+    assert read.scores == predictor.predict(tumour_slice.copy()).scores
+    np.testing.assert_array_equal(frozen, tumour_slice)
