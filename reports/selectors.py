@@ -331,10 +331,15 @@ def evaluation_run_list(*, limit: int = 20) -> QuerySet[EvaluationRun]:
     return EvaluationRun.objects.order_by("-created_at", "-id")[:limit]
 
 
-def evaluation_run_latest(*, model_sha256: str | None = None) -> EvaluationRun | None:
+TEST_SPLIT = "test"  # the split whose figures stand for the model (patient-disjoint from training)
+
+
+def evaluation_run_latest(*, model_sha256: str | None = None, split: str | None = None) -> EvaluationRun | None:
     qs = EvaluationRun.objects.all()
     if model_sha256:
         qs = qs.filter(model_sha256=model_sha256)
+    if split:
+        qs = qs.filter(split=split)
     return qs.order_by("-created_at", "-id").first()
 
 
@@ -388,14 +393,23 @@ def shipped_evaluation(card: ModelCard) -> ShippedEvaluation:
 
 
 def evaluation_to_show(card: ModelCard) -> tuple[EvaluationRun | None, ShippedEvaluation | None]:
-    """What the model page shows: the newest evaluation of the installed model recorded here, else the one
-    shipped with its weights, else the newest of any model (the page flags it). The second item is the shipped
-    folder when it was consulted (its ``problem`` says why it could not be shown)."""
+    """What the model page shows, and what the scan page's figures (the confidence guide, what each verdict has
+    meant) are read from: the newest evaluation of the installed model on a ``test`` split recorded here, else the
+    one shipped with its weights, else the newest of the installed model on any split or dataset (the page names
+    it), else the newest of any model (the page flags it). A run on a training or validation split, or on a
+    site's own folder without splits, never stands in for a test evaluation that exists. The second item is the
+    shipped folder when it was consulted (its ``problem`` says why it could not be shown)."""
+    if card.sha256:
+        run = evaluation_run_latest(model_sha256=card.sha256, split=TEST_SPLIT)
+        if run is not None:
+            return run, None
+    shipped = shipped_evaluation(card)
+    if shipped.run is not None:
+        return shipped.run, shipped
     run = evaluation_run_latest(model_sha256=card.sha256) if card.sha256 else None
     if run is not None:
         return run, None
-    shipped = shipped_evaluation(card)
-    return (shipped.run or evaluation_run_latest()), shipped
+    return evaluation_run_latest(), shipped
 
 
 @dataclass

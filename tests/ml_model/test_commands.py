@@ -117,6 +117,19 @@ def test_evaluate_detector_writes_the_contract(tiny_dataset, random_bundle, tmp_
     assert run.model_sha256 == metrics["model"]["sha256"]
 
 
+@pytest.mark.django_db
+def test_evaluate_detector_does_not_record_a_run_of_part_of_the_images(tiny_dataset, random_bundle, tmp_path):
+    """--limit is a quick check: its figures must not become the model's on the model page and the scan pages."""
+    stderr = StringIO()
+    call_command("evaluate_detector", str(tiny_dataset), "--out", str(tmp_path / "eval"), "--weights",
+                 str(random_bundle), "--split", "test", "--limit", "2", "--no-coco-ap", "--bootstrap", "0",
+                 stdout=StringIO(), stderr=stderr, verbosity=0)
+    assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["n_images"] == 2
+    assert EvaluationRun.objects.count() == 0
+    assert ("This run will not be recorded in the database: --limit 2 evaluates part of the images, a quick check"
+            in stderr.getvalue())
+
+
 def test_evaluate_detector_bootstrap_off_and_refused(tiny_dataset, random_bundle, tmp_path):
     out = tmp_path / "eval"
     call_command("evaluate_detector", str(tiny_dataset), "--out", str(out), "--weights", str(random_bundle),

@@ -210,11 +210,26 @@ def test_a_fresh_installation_shows_the_evaluation_shipped_with_the_weights(clie
     assert "not of the installed model" not in html
     assert response.context["run"].pk is None and EvaluationRun.objects.count() == 0  # read, not stored
 
-    # once an evaluation of these weights is recorded here, that one is shown
+    # a run on another split, or on a site's folder without splits, does not stand in for the test evaluation:
+    # the page and the scan pages' figures keep the shipped test split's (the run is listed, and can be opened)
+    released = metrics["accuracy"]
+    for split in ("val", "train", None):
+        metrics["accuracy"] = 0.99
+        other = evaluation_run_record(metrics=metrics, dataset_dir="/data/elsewhere", out_dir="o", split=split)
+        response = client_a.get(reverse("reports:model"))
+        assert response.context["run"].pk is None and response.context["run"].accuracy == released
+        assert 'id="shipped-evaluation"' in response.content.decode()
+    assert client_a.get(reverse("reports:model") + f"?run={other.pk}").context["run"].pk == other.pk
+
+    # once a test evaluation of these weights is recorded here, that one is shown
     metrics["accuracy"] = 0.25
     evaluation_run_record(metrics=metrics, dataset_dir="/data/here", out_dir="o", split="test")
     html = client_a.get(reverse("reports:model")).content.decode()
     assert 'id="shipped-evaluation"' not in html and "/data/here" in html and "0.250" in html
+    # and a later run on validation does not displace it
+    metrics["accuracy"] = 0.99
+    evaluation_run_record(metrics=metrics, dataset_dir="/data/here", out_dir="o", split="val")
+    assert client_a.get(reverse("reports:model")).context["run"].accuracy == 0.25
 
 
 def test_a_shipped_evaluation_of_other_weights_or_malformed_is_not_shown(client_a, settings, tmp_path, metrics):

@@ -48,7 +48,10 @@ class Command(BaseCommand):
         except ModelNotInstalled as exc:
             raise CommandError(str(exc)) from exc
         # Recording is the portal's extra: where it cannot be done, say so now, and still write the contract's files
-        not_recorded = "--no-record" if opts["no_record"] else evaluation_records_unavailable()
+        not_recorded = "--no-record" if opts["no_record"] else (
+            # part of a split: its figures must not stand for the model's on the model page and the scan pages
+            f"--limit {opts['limit']} evaluates part of the images, a quick check"
+            if opts["limit"] is not None else evaluation_records_unavailable())
         if not_recorded and not opts["no_record"]:
             self.stderr.write(f"This run will not be recorded in the database: {not_recorded}.")
         self.stdout.write(f"Model {predictor.name} {predictor.version} (sha256 {predictor.sha256[:12]}...) "
