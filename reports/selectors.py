@@ -453,7 +453,7 @@ def confidence_guide(card: ModelCard) -> ConfidenceGuide | None:
                 if b.get("count") and b.get("high", 1.0) <= GUIDE_LOW_THRESHOLD + 1e-9]
     low_n = sum(b["count"] for b in low_bins)
     return ConfidenceGuide(
-        model_version=run.model_version, model_sha256=run.model_sha256, split=run.split or "all",
+        model_version=run.model_version, model_sha256=run.model_sha256, split=run.split or "whole-dataset",
         n_images=int(conf.get("n_images") or run.n_images),
         high_threshold=float(high["threshold"]), high_n=int(high.get("n") or 0), high_share=float(high["share"]),
         high_accuracy=float(high["accuracy"]), low_threshold=GUIDE_LOW_THRESHOLD, low_n=low_n,
@@ -529,7 +529,7 @@ def verdict_guides(card: ModelCard) -> dict[str, VerdictGuide]:
         others = sorted(((labels[row], n) for row, n in enumerate(column) if row != col and n),
                         key=lambda item: (-item[1], labels.index(item[0])))
         guides[verdict] = VerdictGuide(model_version=run.model_version, model_sha256=run.model_sha256,
-                                       split=run.split or "all", verdict=verdict,
+                                       split=run.split or "whole-dataset", verdict=verdict,
                                        said=said, right=column[col], others=others)
     return guides
 
