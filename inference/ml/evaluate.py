@@ -477,16 +477,45 @@ def _reliability_chart(plt, path: Path, confidence: dict) -> Path:
     return path
 
 
-def run_description(dataset_dir: str | Path, split: str | None, n_images: int) -> dict:
-    """run.json: the dataset folder, the sha256 of its annotations.json, the split, the number of images and
-    the time (UTC) of the evaluation."""
+def run_description(dataset_dir: str | Path, split: str | None, n_images: int, *, n_selected: int | None = None,
+                    options: dict | None = None) -> dict:
+    """run.json: the dataset folder, the sha256 of its annotations.json, the split, the number of images
+    evaluated (and in the split, ``n_selected``, when --limit took part of them), the time (UTC), the options the
+    figures depend on, and the software that computed them (for a reader who wants to reproduce them)."""
+    import platform
     from datetime import datetime, timezone
+
+    import torch
+    import torchvision
 
     from .predictor import file_sha256
 
-    return {"dataset_dir": str(dataset_dir), "dataset_sha256": file_sha256(Path(dataset_dir) / "annotations.json"),
-            "split": split, "n_images": int(n_images),
-            "evaluated_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    about = {"dataset_dir": str(dataset_dir), "dataset_sha256": file_sha256(Path(dataset_dir) / "annotations.json"),
+             "split": split, "n_images": int(n_images),
+             "evaluated_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    if n_selected is not None and n_selected != n_images:
+        about["n_in_split"] = int(n_selected)
+    if options is not None:
+        about["options"] = dict(options)
+    about["software"] = {"python": platform.python_version(), "torch": torch.__version__,
+                         "torchvision": torchvision.__version__, "code": _code_version()}
+    return about
+
+
+def _code_version() -> str | None:
+    """The git commit of the checkout that ran (with ``+changes`` when its tracked files differ); None outside a
+    git checkout or without git."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[2]
+    try:
+        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
+                                timeout=5, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=5, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return f"{commit}+changes" if dirty else commit or None
 
 
 def evaluate_dataset(
@@ -508,6 +537,7 @@ def evaluate_dataset(
     ``bootstrap``: resamples of patients for the confidence intervals (0: none)."""
     dataset = load_dataset(dataset_dir, split=split)
     records = list(dataset)
+    n_selected = len(records)
     if limit is not None:
         records = records[:limit]
     if not records:
@@ -526,7 +556,7 @@ def evaluate_dataset(
         metrics = _evaluate_records(
             records, staging, predictor=predictor, dataset_dir=dataset_dir, split=split, robustness=robustness,
             robustness_limit=robustness_limit, coco_ap=coco_ap, charts=charts, progress=progress, warmup=warmup,
-            bootstrap=bootstrap)
+            bootstrap=bootstrap, n_selected=n_selected)
         publish_outputs(staging, final)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -553,7 +583,7 @@ def publish_outputs(staging: Path, final: Path) -> None:
 
 
 def _evaluate_records(records, out: Path, *, predictor, dataset_dir, split, robustness, robustness_limit, coco_ap,
-                      charts, progress, warmup, bootstrap) -> dict:
+                      charts, progress, warmup, bootstrap, n_selected) -> dict:
     """evaluate_dataset's work on checked records, every file written into ``out``."""
     # Warm-up (not timed): first calls allocate and pick kernels.
     sample = records[0].pixels()
@@ -581,7 +611,10 @@ def _evaluate_records(records, out: Path, *, predictor, dataset_dir, split, robu
         for row in rows:
             fh.write(json.dumps(row) + "\n")
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
-    (out / "run.json").write_text(json.dumps(run_description(dataset_dir, split, len(records)), indent=2) + "\n",
+    options = {"robustness": bool(robustness), "robustness_limit": robustness_limit, "coco_ap": bool(coco_ap),
+               "bootstrap": int(bootstrap), "warmup": int(warmup), "device": predictor.device}
+    about = run_description(dataset_dir, split, len(records), n_selected=n_selected, options=options)
+    (out / "run.json").write_text(json.dumps(about, indent=2) + "\n",
                                   encoding="utf-8")
 
     extra = {

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 from io import StringIO
 from pathlib import Path
 
@@ -108,6 +109,13 @@ def test_evaluate_detector_writes_the_contract(tiny_dataset, random_bundle, tmp_
     assert about["dataset_dir"] == str(tiny_dataset) and about["split"] == "test" and about["n_images"] == 4
     assert about["dataset_sha256"] == file_sha256(tiny_dataset / "annotations.json")
     assert about["evaluated_at"].endswith("+00:00")
+    # and how: the options the figures depend on, and the software and code that computed them
+    assert about["options"] == {"robustness": True, "robustness_limit": 2, "coco_ap": True, "bootstrap": 2000,
+                                "warmup": 3, "device": "cpu"}
+    assert about["software"]["torch"] == torch.__version__ and about["software"]["python"].count(".") == 2
+    code = about["software"]["code"]
+    assert code is None or re.fullmatch(r"[0-9a-f]{40}(\+changes)?", code)
+    assert "n_in_split" not in about  # the whole split
 
     run = EvaluationRun.objects.get()
     assert run.n_images == 4 and run.split == "test"
@@ -125,6 +133,8 @@ def test_evaluate_detector_does_not_record_a_run_of_part_of_the_images(tiny_data
                  str(random_bundle), "--split", "test", "--limit", "2", "--no-coco-ap", "--bootstrap", "0",
                  stdout=StringIO(), stderr=stderr, verbosity=0)
     assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["n_images"] == 2
+    about = json.loads((tmp_path / "eval" / "run.json").read_text())
+    assert (about["n_images"], about["n_in_split"]) == (2, 4)
     assert EvaluationRun.objects.count() == 0
     assert ("This run will not be recorded in the database: --limit 2 evaluates part of the images, a quick check"
             in stderr.getvalue())
