@@ -482,13 +482,10 @@ def run_description(dataset_dir: str | Path, split: str | None, n_images: int, *
     """run.json: the dataset folder, the sha256 of its annotations.json, the split, the number of images
     evaluated (and in the split, ``n_selected``, when --limit took part of them), the time (UTC), the options the
     figures depend on, and the software that computed them (for a reader who wants to reproduce them)."""
-    import platform
     from datetime import datetime, timezone
 
-    import torch
-    import torchvision
-
     from .predictor import file_sha256
+    from .versions import software_versions
 
     about = {"dataset_dir": str(dataset_dir), "dataset_sha256": file_sha256(Path(dataset_dir) / "annotations.json"),
              "split": split, "n_images": int(n_images),
@@ -497,25 +494,8 @@ def run_description(dataset_dir: str | Path, split: str | None, n_images: int, *
         about["n_in_split"] = int(n_selected)
     if options is not None:
         about["options"] = dict(options)
-    about["software"] = {"python": platform.python_version(), "torch": torch.__version__,
-                         "torchvision": torchvision.__version__, "code": _code_version()}
+    about["software"] = software_versions()
     return about
-
-
-def _code_version() -> str | None:
-    """The git commit of the checkout that ran (with ``+changes`` when its tracked files differ); None outside a
-    git checkout or without git."""
-    import subprocess
-
-    root = Path(__file__).resolve().parents[2]
-    try:
-        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
-                                timeout=5, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=5, check=True).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return f"{commit}+changes" if dirty else commit or None
 
 
 def evaluate_dataset(

@@ -42,6 +42,7 @@ from .metrics import (accuracy, classification_metrics, confusion_matrix, macro_
 from .model import DEFAULT_CALIBRATION, ModelConfig, build_model, load_bundle, make_bundle, save_bundle
 from .predictor import Instance, Predictor, fuse_scores, select_instances, slice_tensor
 from .transforms import AugmentConfig, augment, paste_tumour
+from .versions import software_versions
 from .verdict_model import fit_verdict_model, grouped_folds, verdict_features, verdict_probs
 
 log = logging.getLogger("inference.ml.train")
@@ -783,6 +784,7 @@ def train(config: TrainConfig, *, resume: str | Path | None = None) -> dict:
             "init_from": init_from,
             "validation": val_summary,
             "train_args": config.to_dict(),
+            "software": software_versions(),
         }
         bundle = make_bundle(model, model_config, name=config.name, version=config.version,
                              calibration=calibration, meta=meta)

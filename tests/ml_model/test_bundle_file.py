@@ -89,3 +89,24 @@ def test_the_web_code_names_the_model_without_importing_torch():
                          env={**os.environ, "DEBUG": "1", "DETECTOR_WEIGHTS": str(SHIPPED)})
     assert run.returncode == 0, run.stderr[-2000:]
     assert run.stdout.strip().splitlines()[-1].endswith(" []"), run.stdout
+
+
+def test_the_code_version_is_the_checkouts_commit_and_none_outside_one(tmp_path):
+    import re
+    import subprocess
+
+    from inference.ml.versions import code_version
+
+    assert code_version(tmp_path) is None  # not a git checkout
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    (tmp_path / "a.txt").write_text("one")
+    subprocess.run(["git", "-C", str(tmp_path), "add", "a.txt"], check=True)
+    subprocess.run(["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@example.org", "commit", "-qm",
+                    "one"], check=True)
+    commit = code_version(tmp_path)
+    assert re.fullmatch(r"[0-9a-f]{40}", commit)
+    (tmp_path / "a.txt").write_text("two")  # a tracked file changed: said so
+    assert code_version(tmp_path) == f"{commit}+changes"
+    (tmp_path / "a.txt").write_text("one")
+    (tmp_path / "new.txt").write_text("untracked")  # an untracked file is not the code that ran
+    assert code_version(tmp_path) == commit

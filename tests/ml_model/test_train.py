@@ -60,6 +60,10 @@ def test_train_steps_checkpoint_resume_and_bundle(small_dataset, tmp_path):
     predictor = Predictor.load(out / "detector.pt")
     assert predictor.name == "mri-tamper-maskrcnn"
     assert predictor.meta["trained"] is True and predictor.meta["steps"] == 2
+    assert predictor.meta["software"]["torch"] == torch.__version__  # what trained it, for whoever reproduces it
+    from inference.ml.bundle_file import read_bundle_header
+
+    assert read_bundle_header(out / "detector.pt")["meta"]["software"] == predictor.meta["software"]  # torch-free
     assert set(predictor.calibration) >= {"temperature", "image_weight", "detection_threshold"}
 
     # resume: one more epoch continues from step 2, with the optimizer state restored
