@@ -219,7 +219,11 @@ def test_a_fresh_installation_shows_the_evaluation_shipped_with_the_weights(clie
         response = client_a.get(reverse("reports:model"))
         assert response.context["run"].pk is None and response.context["run"].accuracy == released
         assert 'id="shipped-evaluation"' in response.content.decode()
-    assert client_a.get(reverse("reports:model") + f"?run={other.pk}").context["run"].pk == other.pk
+    opened = client_a.get(reverse("reports:model") + f"?run={other.pk}")
+    assert opened.context["run"].pk == other.pk
+    assert ("This evaluation is not on a test split (a dataset without splits): its images may include ones the "
+            "model was trained or calibrated on") in opened.content.decode()
+    assert 'id="not-a-test-split"' not in client_a.get(reverse("reports:model")).content.decode()
 
     # once a test evaluation of these weights is recorded here, that one is shown
     metrics["accuracy"] = 0.25
@@ -540,3 +544,19 @@ def test_a_tampered_scan_verdict_says_how_often_processed_authentic_series_were_
     doc["splits"]["val"]["processed"]["gaussian noise sigma 3"]["count"]["false_alarms_unwarned"] = 0
     series_file.write_text(json.dumps(doc))
     assert shown() is None  # 1 unwarned after processing: no more than as read
+
+
+def test_a_model_evaluated_only_off_a_test_split_is_shown_with_a_warning(client_a, settings, tmp_path, metrics):
+    from inference.ml.model import save_random_bundle
+    from inference.ml.predictor import file_sha256
+
+    weights = save_random_bundle(tmp_path / "w.pt", backbone="tiny", seed=9)
+    settings.DETECTOR_WEIGHTS = str(weights)
+    metrics["model"]["sha256"] = file_sha256(weights)
+    evaluation_run_record(metrics=metrics, dataset_dir="d", out_dir="o", split="val")
+    html = client_a.get(reverse("reports:model")).content.decode()
+    assert ("This evaluation is not on a test split (split val): its images may include ones the model was trained "
+            "or calibrated on, so its figures may be better than the model does on new patients. It is shown "
+            "because no test-split evaluation of this model is recorded or shipped.") in html
+    evaluation_run_record(metrics=metrics, dataset_dir="d", out_dir="o", split="test")
+    assert 'id="not-a-test-split"' not in client_a.get(reverse("reports:model")).content.decode()
