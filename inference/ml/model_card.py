@@ -106,6 +106,16 @@ def _device(meta: dict) -> str:
     return "CPU" if device == "cpu" else f"GPU ({device})"
 
 
+def _software_lines(meta: dict) -> list[str]:
+    """The software that trained the weights, where the bundle records it (bundles trained from session 46 on)."""
+    sw = meta.get("software") or {}
+    if not sw:
+        return []
+    code = f"code `{sw['code']}`" if sw.get("code") else "code version not recorded (not a git checkout)"
+    return [f"- Trained with Python {sw.get('python')}, torch {sw.get('torch')}, torchvision {sw.get('torchvision')}; "
+            f"{code}."]
+
+
 def _init_from(meta: dict) -> str:
     init = meta.get("init_from")
     if not init:
@@ -254,6 +264,7 @@ def write_model_card(weights: str | Path, eval_dir: str | Path, out: str | Path,
         f"tamper AUC {_f(val.get('tamper_auc'))}, mean IoU {_f(val.get('mean_iou'))}." if val else
         "- No validation during training: the bundle holds the run's last weights, selected afterwards on the "
         "whole validation split (`calibrate_detector`).",
+        *_software_lines(meta),
     ]
     ci_file = eval_dir / "intervals.json"
     ci = json.loads(ci_file.read_text()) if ci_file.is_file() else {}

@@ -794,3 +794,13 @@ def test_the_card_says_what_a_run_changed_in_its_draws():
                       "paste_injections": 0.25})
     assert line == ("; source balance 0.5, slices with regions under 500 px x3, crude pasted injections "
                     "(`transforms.paste_tumour`) in 0.25 of tumour-free draws")
+
+
+def test_the_card_names_the_software_that_trained_the_weights_when_the_bundle_records_it():
+    from inference.ml.model_card import _software_lines
+
+    assert _software_lines({}) == []  # bundles trained before it was recorded
+    sw = {"python": "3.11.7", "torch": "2.14.1", "torchvision": "0.29.1", "code": "ab" * 20}
+    assert _software_lines({"software": sw}) == [
+        f"- Trained with Python 3.11.7, torch 2.14.1, torchvision 0.29.1; code `{'ab' * 20}`."]
+    assert "code version not recorded" in _software_lines({"software": {**sw, "code": None}})[0]
