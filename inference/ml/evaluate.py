@@ -249,14 +249,15 @@ def patient_intervals(rows: list[dict], records, *, resamples: int = DEFAULT_RES
     """``intervals.bootstrap_intervals`` of the rows, plus the accuracy interval of each source."""
     by_id = {rec.id: rec for rec in records}
     # an image that names no patient (a dataset written elsewhere) is resampled on its own, and the run says so
-    unnamed = [r["image_id"] for r in rows if not str(by_id[r["image_id"]].patient_id).strip()]
-    patients = [patient_of(by_id[r["image_id"]]) if str(by_id[r["image_id"]].patient_id).strip()
-                else f"(no patient id) image {r['image_id']}" for r in rows]
+    named = [bool(str(by_id[r["image_id"]].patient_id).strip()) for r in rows]
+    patients = [patient_of(by_id[r["image_id"]]) if ok else f"(no patient id) image {r['image_id']}"
+                for r, ok in zip(rows, named)]
     out = bootstrap_intervals(rows, patients, resamples=resamples, seed=seed)
+    unnamed = named.count(False)
     if unnamed:
-        out["images_without_patient_id"] = len(unnamed)
+        out["images_without_patient_id"] = unnamed
         out["note"] = " ".join(filter(None, [out.get("note"), (
-            f"{len(unnamed)} of the {len(rows)} images name no patient: each was resampled on its own, as if it "
+            f"{unnamed} of the {len(rows)} images name no patient: each was resampled on its own, as if it "
             "were a patient. Slices of one patient are alike, so these intervals are narrower than they should be.")]))
     sources: dict[str, list[int]] = {}
     for i, row in enumerate(rows):
