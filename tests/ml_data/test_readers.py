@@ -107,7 +107,8 @@ def test_mismatched_image_and_mask_sizes(tmp_path):
     img = tifffile.imread(LGG / CASE / f"{CASE}_14.tif")
     cv2.imwrite(str(tmp_path / "a.png"), img)
     cv2.imwrite(str(tmp_path / "a_mask.png"), np.zeros((128, 128), np.uint8))
-    with pytest.raises(SourceError, match="a.png: the image is 256 x 256 but its mask is 128 x 128"):
+    with pytest.raises(SourceError, match="a.png: the image is 256 x 256 but its mask is 128 x 128; an image"), \
+            pytest.warns(SourceWarning, match="lies directly in the corpus folder"):
         read_source(str(tmp_path))
 
 
@@ -126,9 +127,73 @@ def test_corrupt_files(tmp_path):
     shutil.copy(LGG / CASE / f"{CASE}_12_mask.tif", case)
     with pytest.raises(SourceError, match=f"{CASE}_12.tif"):
         read_source(str(tmp_path / "bad"))
-    png = tmp_path / "png"
-    png.mkdir()
+    png = tmp_path / "png" / "patient"
+    png.mkdir(parents=True)
     (png / "x.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 40)
     cv2.imwrite(str(png / "x_mask.png"), np.zeros((8, 8), np.uint8))
-    with pytest.raises(SourceError, match="x.png"):
-        read_source(str(png))
+    with pytest.raises(SourceError, match="patient/x.png"):
+        read_source(str(png.parent))
+
+
+def test_every_problem_in_a_corpus_is_named_at_once(tmp_path):
+    img = tifffile.imread(LGG / CASE / f"{CASE}_14.tif")
+    mask = tifffile.imread(LGG / CASE / f"{CASE}_14_mask.tif")
+    root = tmp_path / "c"
+    for patient in ("p1", "p2", "p3"):
+        (root / patient).mkdir(parents=True)
+        cv2.imwrite(str(root / patient / "s1.png"), img)
+        cv2.imwrite(str(root / patient / "s1_mask.png"), mask)
+    (root / "p1" / "s1.png").write_bytes((root / "p1" / "s1.png").read_bytes()[:300])  # truncated
+    cv2.imwrite(str(root / "p3" / "s1_mask.png"), cv2.resize(mask, (128, 128)))
+    with pytest.raises(SourceError) as err:
+        read_source(str(root))
+    message = str(err.value)
+    assert "2 problems in the corpus (nothing was built)" in message
+    assert "p1/s1.png (mask p1/s1_mask.png): The PNG file is truncated" in message
+    assert "p3/s1.png: the image is 256 x 256 but its mask is 128 x 128" in message
+    assert "p2" not in message
+
+
+def test_a_jpeg_mask_is_the_tumour_not_its_compression_ringing(tmp_path):
+    img = tifffile.imread(LGG / CASE / f"{CASE}_14.tif")
+    mask = tifffile.imread(LGG / CASE / f"{CASE}_14_mask.tif") > 0
+    root = tmp_path / "jpeg" / "patA"
+    root.mkdir(parents=True)
+    cv2.imwrite(str(root / "s1.jpg"), img)
+    cv2.imwrite(str(root / "s1_mask.jpg"), mask.astype(np.uint8) * 255)
+    stored = cv2.imread(str(root / "s1_mask.jpg"), cv2.IMREAD_GRAYSCALE)
+    assert (stored > 0).sum() > mask.sum() + 100  # what "non-zero" would have called tumour
+    (s,) = read_source(str(tmp_path / "jpeg"))
+    assert abs(int(s.mask.sum()) - int(mask.sum())) <= 0.01 * mask.sum()
+    assert (s.mask ^ mask).sum() <= 0.02 * mask.sum()
+
+
+def test_tumour_mask_rule():
+    from inference.ml.dataset.readers import MAX_LABEL_VALUES, tumour_mask
+
+    labels = np.array([[0, 1, 2], [4, 0, 0]], np.uint8)  # a label map: every label is tumour
+    assert tumour_mask(labels).tolist() == [[False, True, True], [True, False, False]]
+    assert tumour_mask(labels, lossy=True).tolist() == [[False, False, False], [True, False, False]]
+    soft = np.linspace(0, 1, MAX_LABEL_VALUES + 5).reshape(1, -1)  # resampled: many values in 0..1
+    assert tumour_mask(soft).tolist() == (soft > 0.5).tolist()
+    assert not tumour_mask(np.zeros((4, 4))).any() and not tumour_mask(np.full((2, 2), np.nan)).any()
+
+
+def test_pairs_position_in_the_stack(tmp_path):
+    img = tifffile.imread(LGG / CASE / f"{CASE}_14.tif")
+    mask = tifffile.imread(LGG / CASE / f"{CASE}_14_mask.tif")
+    root = tmp_path / "pos"
+    for patient, names in {"numbered": ["IM-0001-0003", "IM-0001-0010", "IM-0001-0024"],
+                           "unnumbered": ["front", "middle", "back"], "two": ["a1", "a2"]}.items():
+        (root / patient).mkdir(parents=True)
+        for name in names:
+            cv2.imwrite(str(root / patient / f"{name}.png"), img)
+            cv2.imwrite(str(root / patient / f"{name}_mask.png"), mask)
+    (root / "volume").mkdir()
+    tifffile.imwrite(root / "volume" / "v.tif", np.stack([img] * 5))
+    tifffile.imwrite(root / "volume" / "v_mask.tif", np.stack([mask] * 5))
+    by = {(s.file, s.index): s.position for s in read_source(str(root))}
+    assert by[("numbered/IM-0001-0003.png", 0)] == 0.0 and by[("numbered/IM-0001-0024.png", 0)] == 1.0
+    assert by[("numbered/IM-0001-0010.png", 0)] == pytest.approx(7 / 21)
+    assert by[("unnumbered/front.png", 0)] is None and by[("two/a1.png", 0)] is None  # no order to read
+    assert [by[("volume/v.tif", i)] for i in range(5)] == [0.0, 0.25, 0.5, 0.75, 1.0]

@@ -12,12 +12,19 @@ Layouts (``read_source`` picks one from the folder, or take ``KIND:PATH``):
   ``TCGA_<site>_<id>`` (the case folder without its date).
 - ``pairs``: any folder of image + mask files (PNG, JPEG, TIFF), masks named by ``mask_pattern``
   (default ``{stem}_mask``; the mask may have any supported extension) or found in a ``masks/`` subfolder
-  with the same stem. Patient = the first folder level under the root, else the file stem.
+  with the same stem. Patient = the first folder level under the root; a file directly in the root is its own
+  patient (a warning says so: slices of one patient must share a folder, or the split is not patient-disjoint).
+  Position in the stack: a multi-page file's page order; for one slice per file, the trailing number of the
+  file names (``slice_7``, ``IM-0001-0012``) where every image of the folder has one (at least 3 distinct).
 - ``dicom``: ``<root>/DICOM/<series>/`` with a mask series ``<root>/DICOM/ROI/`` (BRAINIX). The image series
   is the one whose slices match the mask's size (FLAIR for BRAINIX) unless ``series`` is given.
 - ``nifti``: volumes and label volumes: ``<root>/<patient>/<name>_Scan_*.nii[.gz]`` + ``<name>_Mask.nii[.gz]``
   (TCIA Brain-Tumor-Progression) or ``<root>/NIfTI/<series>.nii.gz`` + ``ROI.nii.gz``. Blank slices (all
   zero, the padding some distributions add) are skipped.
+
+Masks: a label map's non-zero pixels; a JPEG mask, or one with more than ``MAX_LABEL_VALUES`` values, above
+half its maximum (``tumour_mask``). A corpus with unreadable files or images and masks of different sizes
+is refused with every such file named at once (``SourceError``), before anything is built.
 """
 from __future__ import annotations
 
@@ -68,12 +75,78 @@ class SourceSlice:
 
 
 def _check_pair(image: np.ndarray, mask: np.ndarray, what: str) -> None:
-    if image.shape != mask.shape:
+    if image.shape == mask.shape:
+        return
+    n_img, n_mask = (image.shape[0] if image.ndim == 3 else 1), (mask.shape[0] if mask.ndim == 3 else 1)
+    if image.shape[-2:] != mask.shape[-2:]:
         raise SourceError(
             f"{what}: the image is {image.shape[-1]} x {image.shape[-2]} but its mask is "
-            f"{mask.shape[-1]} x {mask.shape[-2]} (and {image.shape[0] if image.ndim == 3 else 1} vs "
-            f"{mask.shape[0] if mask.ndim == 3 else 1} slices); an image and its mask must have the same size."
+            f"{mask.shape[-1]} x {mask.shape[-2]}; an image and its mask must have the same size."
         )
+    raise SourceError(f"{what}: the image has {n_img} slices but its mask {n_mask}; they must have as many.")
+
+
+# a mask with more distinct values than this is not a label map but a grey picture of one (lossy
+# compression, interpolation): its tumour is what lies above half its maximum, not every non-zero pixel
+MAX_LABEL_VALUES = 16
+_LOSSY_EXT = (".jpg", ".jpeg")
+
+
+def tumour_mask(values: np.ndarray, *, lossy: bool = False) -> np.ndarray:
+    """The boolean tumour mask of a mask file's (or label volume's) values.
+
+    A label map (0 and a few label values, as the corpora here and most segmentation tools write) is
+    its non-zero pixels. A mask stored lossily (JPEG) or with more than ``MAX_LABEL_VALUES`` values
+    (resized or anti-aliased) rings around its edges: there the tumour is the pixels above half the
+    mask's maximum, so compression noise in the background does not grow the tumour.
+    """
+    arr = np.asarray(values)
+    if not arr.size:
+        return arr.astype(bool)
+    finite = np.nan_to_num(arr.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+    if lossy or np.unique(finite).size > MAX_LABEL_VALUES:
+        top = float(finite.max())
+        return finite > top / 2.0 if top > 0 else np.zeros(arr.shape, dtype=bool)
+    return finite > 0
+
+
+def _is_lossy(path: Path) -> bool:
+    return path.suffix.lower() in _LOSSY_EXT
+
+
+MAX_LISTED = 20  # problems named one by one in a SourceError; the rest are counted
+
+
+def _raise_problems(root: Path, problems: list[str]) -> None:
+    """One SourceError naming every file of the corpus that cannot be read (the first ``MAX_LISTED``)."""
+    if not problems:
+        return
+    more = f"\n- ... and {len(problems) - MAX_LISTED} more" if len(problems) > MAX_LISTED else ""
+    raise SourceError(
+        f"{root}: {len(problems)} problem{'s' if len(problems) != 1 else ''} in the corpus (nothing was built):\n- "
+        + "\n- ".join(problems[:MAX_LISTED]) + more
+    )
+
+
+_TRAILING_NUMBER = re.compile(r"(\d+)$")
+
+
+def _stack_positions(stems: dict[Path, str]) -> dict[Path, float | None]:
+    """Each file's place in its folder's stack from the trailing numbers of the file names (0..1), where
+    every file of the folder has one and there are at least 3 distinct; else None for all of the folder."""
+    by_folder: dict[Path, list[Path]] = {}
+    for f in stems:
+        by_folder.setdefault(f.parent, []).append(f)
+    out: dict[Path, float | None] = {}
+    for files in by_folder.values():
+        numbers = {f: _TRAILING_NUMBER.search(stems[f]) for f in files}
+        values = sorted({int(m.group(1)) for m in numbers.values() if m})
+        if any(m is None for m in numbers.values()) or len(values) < 3:
+            out.update({f: None for f in files})
+            continue
+        lo, hi = values[0], values[-1]
+        out.update({f: (int(numbers[f].group(1)) - lo) / (hi - lo) for f in files})
+    return out
 
 
 def _warn(message: str) -> None:
@@ -103,6 +176,7 @@ def read_kaggle3m(root: str | Path, *, source: str | None = None) -> list[Source
     source = source or (root.name if root.name != "kaggle_3m" else root.parent.name)
     out: list[SourceSlice] = []
     cases = sorted(p for p in base.iterdir() if p.is_dir()) if base.is_dir() else []
+    problems: list[str] = []
     for case in cases:
         images: dict[int, Path] = {}
         masks: dict[int, Path] = {}
@@ -121,15 +195,19 @@ def read_kaggle3m(root: str | Path, *, source: str | None = None) -> list[Source
             try:
                 img = imaging.read_image(images[n], channel=1).slices
                 msk = imaging.read_image(masks[n], channel=0).slices
+                _check_pair(img, msk, _rel(images[n], base))
             except ImagingError as exc:
-                raise SourceError(f"{_rel(images[n], base)}: {exc}") from exc
-            _check_pair(img, msk, _rel(images[n], base))
+                problems.append(f"{_rel(images[n], base)} or its mask: {exc}")
+                continue
+            except SourceError as exc:
+                problems.append(str(exc))
+                continue
             patient = "_".join(case.name.split("_")[:3]) if case.name.startswith("TCGA_") else case.name
             last = max(images) if len(images) > 1 else 2
             out.append(
                 SourceSlice(
                     image=imaging.to_uint8(img[0]),
-                    mask=msk[0] > 0,
+                    mask=tumour_mask(msk[0], lossy=_is_lossy(masks[n])),
                     patient_id=patient,
                     source=source,
                     file=_rel(images[n], root),
@@ -138,6 +216,7 @@ def read_kaggle3m(root: str | Path, *, source: str | None = None) -> list[Source
                     position=(n - min(images)) / max(last - min(images), 1),
                 )
             )
+    _raise_problems(root, problems)
     return out
 
 
@@ -175,24 +254,41 @@ def read_pairs(root: str | Path, *, mask_pattern: str = "{stem}_mask", source: s
     if unpaired:
         more = f" (and {len(unpaired) - 3} more)" if len(unpaired) > 3 else ""
         _warn(f"{'; '.join(unpaired[:3])}{more}; skipped (masks are named {mask_pattern!r} or masks/<stem>).")
+    loose = [img for img, _ in pairs if img.parent == root]
+    if loose:
+        _warn(
+            f"{root}: {len(loose)} image{'s lie' if len(loose) != 1 else ' lies'} directly in the corpus folder "
+            f"({_rel(loose[0], root)}{', ...' if len(loose) > 1 else ''}); each is taken as a patient of its own. "
+            "Put each patient's slices in a folder of their own, or slices of one patient may land in both "
+            "training and test."
+        )
+    positions = _stack_positions({img: img.stem for img, _ in pairs})
     out = []
+    problems: list[str] = []
     for img_path, mask_path in pairs:
         try:
             img = imaging.read_image(img_path).slices
             msk = imaging.read_image(mask_path, channel=0).slices
+            _check_pair(img, msk, _rel(img_path, root))
         except ImagingError as exc:
-            raise SourceError(f"{_rel(img_path, root)}: {exc}") from exc
-        _check_pair(img, msk, _rel(img_path, root))
+            problems.append(f"{_rel(img_path, root)} (mask {_rel(mask_path, root)}): {exc}")
+            continue
+        except SourceError as exc:
+            problems.append(str(exc))
+            continue
         rel = img_path.relative_to(root)
         patient = rel.parts[0] if len(rel.parts) > 1 else img_path.stem
         windowed = imaging.to_uint8(img)
-        for i in range(img.shape[0]):
+        tumour = tumour_mask(msk, lossy=_is_lossy(mask_path))
+        n = img.shape[0]
+        for i in range(n):
             out.append(
                 SourceSlice(
-                    image=windowed[i], mask=msk[i] > 0, patient_id=patient, source=source,
-                    file=str(rel), index=i,
+                    image=windowed[i], mask=tumour[i], patient_id=patient, source=source,
+                    file=str(rel), index=i, position=i / (n - 1) if n > 1 else positions[img_path],
                 )
             )
+    _raise_problems(root, problems)
     return out
 
 
@@ -227,8 +323,9 @@ def read_dicom_pair(
     windowed = imaging.to_uint8(vol.slices)
     rel = _rel(image_series, root) if root else str(image_series)
     n = vol.n_slices
+    tumour = tumour_mask(msk.slices)
     return [
-        SourceSlice(windowed[i], msk.slices[i] > 0, patient, source, rel, i, {"series": image_series.name},
+        SourceSlice(windowed[i], tumour[i], patient, source, rel, i, {"series": image_series.name},
                     position=i / max(n - 1, 1))
         for i in range(n)
     ]
@@ -269,7 +366,7 @@ def read_nifti_pair(
         vol = imaging.read_path(volume)
         lab = imaging.read_path(labels)
     except ImagingError as exc:
-        raise SourceError(f"{volume.name} / {labels.name}: {exc}") from exc
+        raise SourceError(f"{_rel(volume, root) if root else volume} / {labels.name}: {exc}") from exc
     _check_pair(vol.slices, lab.slices, f"{_rel(volume, root) if root else volume} with labels {labels.name}")
     windowed = imaging.to_uint8(vol.slices)
     rel = _rel(volume, root) if root else str(volume)
@@ -282,8 +379,9 @@ def read_nifti_pair(
     if not kept:
         return []
     first, span = kept[0], max(kept[-1] - kept[0], 1)
+    tumour = tumour_mask(lab.slices)
     return [
-        SourceSlice(windowed[i], lab.slices[i] > 0, patient_id, source, rel, i, {"volume": volume.name},
+        SourceSlice(windowed[i], tumour[i], patient_id, source, rel, i, {"volume": volume.name},
                     position=(i - first) / span)
         for i in kept
     ]
@@ -297,6 +395,7 @@ def read_nifti(root: str | Path, *, source: str | None = None) -> list[SourceSli
     root = Path(root)
     source = source or root.name
     out: list[SourceSlice] = []
+    problems: list[str] = []
     # TCIA Brain-Tumor-Progression: <patient>/<tp>_Scan_<seq>.nii.gz + <tp>_Mask.nii.gz
     for vol in sorted(root.glob("*/*_Scan_*.nii*")):
         tp = vol.name.split("_Scan_")[0]
@@ -304,7 +403,11 @@ def read_nifti(root: str | Path, *, source: str | None = None) -> list[SourceSli
         if not labels:
             _warn(f"{_rel(vol, root)}: no {tp}_Mask.nii.gz beside it; skipped.")
             continue
-        out.extend(read_nifti_pair(vol, labels[0], patient_id=vol.parent.name, source=source, root=root))
+        try:
+            out.extend(read_nifti_pair(vol, labels[0], patient_id=vol.parent.name, source=source, root=root))
+        except SourceError as exc:
+            problems.append(str(exc))
+    _raise_problems(root, problems)
     if out:
         return out
     # BRAINIX-style: NIfTI/<series>.nii.gz + ROI.nii.gz in one folder
@@ -322,13 +425,19 @@ def read_nifti(root: str | Path, *, source: str | None = None) -> list[SourceSli
 
 
 def detect_kind(path: Path) -> str:
-    if (path / "kaggle_3m").is_dir() or any(path.glob("*/*_mask.tif")):
+    if (path / "kaggle_3m").is_dir() or any(_is_kaggle_mask(f) for f in path.glob("*/*_mask.tif*")):
         return "kaggle3m"
     if (path / "DICOM" / "ROI").is_dir() or (path / "ROI").is_dir():
         return "dicom"
     if any(path.glob("*/*_Scan_*.nii*")) or any(path.glob("NIfTI/ROI.nii*")) or any(path.glob("ROI.nii*")):
         return "nifti"
     return "pairs"
+
+
+def _is_kaggle_mask(f: Path) -> bool:
+    """``<case>/<case>_<n>_mask.tif``: a TIFF mask named after its case folder and slice number."""
+    m = _KAGGLE_SLICE.match(f.name)
+    return bool(m and m.group("mask") and m.group("case") == f.parent.name)
 
 
 def parse_source(spec: str) -> tuple[str | None, Path]:
