@@ -1,5 +1,6 @@
 """The builder and the build_dataset command on a small real corpus: the output validates, splits are by
 patient, verdicts balanced, every method in every split, the same seed gives the same bytes."""
+import os
 from collections import Counter, defaultdict
 from pathlib import Path
 
@@ -107,6 +108,27 @@ def test_command_builds_and_refuses_bad_input(small_corpora, tmp_path):
                      verbosity=0)
     with pytest.raises(CommandError, match="not empty"):
         call_command("build_dataset", "--source", str(lgg), "--out", str(out), verbosity=0)
+
+
+def test_an_interrupted_build_leaves_nothing_behind(small_slices, tmp_path):
+    def stop(done, total):
+        if done == 5:
+            raise KeyboardInterrupt
+
+    out = tmp_path / "out"
+    config = BuildConfig(sources=[], out=out, seed=1, max_images=40, progress=False)
+    with pytest.raises(KeyboardInterrupt):
+        build_dataset(config, slices=small_slices, on_progress=stop)
+    assert list(tmp_path.iterdir()) == []  # neither the dataset nor its hidden staging folder
+    out.mkdir()  # an empty folder made for the build stays, empty, when the build fails
+    with pytest.raises(KeyboardInterrupt):
+        build_dataset(config, slices=small_slices, on_progress=stop)
+    assert list(tmp_path.iterdir()) == [out] and list(out.iterdir()) == []
+    report = build_dataset(config, slices=small_slices)
+    assert report.out == out and validate_dataset(out, require_patient_disjoint=True) == []
+    umask = os.umask(0)
+    os.umask(umask)
+    assert list(tmp_path.iterdir()) == [out] and (out.stat().st_mode & 0o777) == 0o777 & ~umask
 
 
 def test_a_corpus_without_healthy_slices_is_refused(small_slices, tmp_path):

@@ -21,10 +21,15 @@ Recipe (per corpus, per split; a corpus never lends slices or tumours to another
    harmless and makes the detector look at traces, not anatomy.
 4. Every image has its own seed (from ``seed`` and its place in the plan), so the output is byte-identical
    for the same inputs and seed; the writing order is a seeded shuffle and file names are neutral numbers.
+5. The dataset is written into a hidden folder beside ``out`` and renamed to ``out`` only once it is complete
+   and valid: a build that fails or is interrupted leaves no half-written dataset (``out`` stays as it was).
 """
 from __future__ import annotations
 
 import logging
+import os
+import shutil
+import tempfile
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -33,7 +38,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from ..coco import SPLITS, DatasetWriter, check_dataset
+from ..coco import SPLITS, DatasetError, DatasetWriter, check_dataset
 from ..tamper import INJECT, REMOVE, NotApplicable, TamperRequest, methods as registered_methods, splice
 from .readers import SourceError, SourceSlice, read_source
 from .splits import DEFAULT_FRACTIONS, split_patients
@@ -257,6 +262,8 @@ def build_dataset(
 ) -> BuildReport:
     """Read the sources, plan, tamper and write the dataset to ``config.out``; validate it. Returns counts."""
     start = time.monotonic()
+    out = Path(config.out)
+    _check_out(out)
     if slices is None:
         if not config.sources:
             raise SourceError("No source was given.")
@@ -276,14 +283,47 @@ def build_dataset(
         "windowing": "imaging.to_uint8: 8-bit kept; other data linear between the 0.5th and 99.5th percentile per volume",
         "splits": {src: dict(sorted(a.items())) for src, a in splits_info.items()},
     }
-    counts: Counter = Counter()
-    skipped: Counter = Counter()
     bar = None
     if config.progress:
         from tqdm import tqdm
 
         bar = tqdm(total=len(items), unit="img", desc="building", mininterval=1.0)
-    with DatasetWriter(config.out, info=info) as writer:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    try:
+        counts, skipped = _write(items, info, staging, config, bar, on_progress)
+        check_dataset(staging, require_patient_disjoint=True)
+        _check_out(out)  # still new or empty: nothing was written there while the build ran
+        if out.exists():
+            out.rmdir()
+        os.rename(staging, out)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(out, 0o777 & ~umask)  # mkdtemp's folder is private; the dataset gets an ordinary one
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
+    return BuildReport(out=out, n_images=sum(counts.values()), counts=dict(counts),
+                       seconds=time.monotonic() - start, skipped=skipped)
+
+
+def _check_out(out: Path) -> None:
+    """``out`` must be a new or empty folder (a build never mixes with or replaces earlier files)."""
+    if out.exists() and not out.is_dir():
+        raise DatasetError(f"{out} is a file; the output must be a new or empty folder.")
+    if out.is_dir() and any(out.iterdir()):
+        raise DatasetError(f"{out} exists and is not empty; choose a new output directory.")
+
+
+def _write(items: list[PlanItem], info: dict, root: Path, config: BuildConfig, bar,
+           on_progress: Callable[[int, int], None] | None) -> tuple[Counter, Counter]:
+    """Realise and write every planned image into ``root``; returns (counts, skipped)."""
+    counts: Counter = Counter()
+    skipped: Counter = Counter()
+    with DatasetWriter(root, info=info) as writer:
         for i, item in enumerate(items):
             try:
                 image, mask, params, base = realise(item, touch_ups=config.touch_ups)
@@ -311,8 +351,4 @@ def build_dataset(
                 bar.update(1)
             if on_progress is not None:
                 on_progress(i + 1, len(items))
-    if bar is not None:
-        bar.close()
-    check_dataset(config.out, require_patient_disjoint=True)
-    return BuildReport(out=Path(config.out), n_images=sum(counts.values()), counts=dict(counts),
-                       seconds=time.monotonic() - start, skipped=skipped)
+    return counts, skipped
