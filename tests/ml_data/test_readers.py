@@ -197,3 +197,38 @@ def test_pairs_position_in_the_stack(tmp_path):
     assert by[("numbered/IM-0001-0010.png", 0)] == pytest.approx(7 / 21)
     assert by[("unnumbered/front.png", 0)] is None and by[("two/a1.png", 0)] is None  # no order to read
     assert [by[("volume/v.tif", i)] for i in range(5)] == [0.0, 0.25, 0.5, 0.75, 1.0]
+
+
+def test_nifti_brats_layout_every_sequence_with_its_label_volume(tmp_path):
+    import nibabel as nib
+
+    scan = nib.load(TCIA / "03" / "Pre_Scan_T1.nii.gz")
+    tumour = np.asarray(nib.load(TCIA / "03" / "Pre_Mask.nii.gz").dataobj) > 0
+    labels = np.where(tumour, 2, 0).astype(np.uint8)
+    labels[tumour & (np.arange(tumour.shape[0])[:, None, None] % 2 == 0)] = 4  # BraTS labels 1, 2, 4
+    labels[tumour & (np.arange(tumour.shape[1])[None, :, None] % 3 == 0)] = 1
+    pixels = np.asarray(scan.dataobj)
+    root = tmp_path / "brats"
+    (root / "BraTS-03").mkdir(parents=True)
+    for name, data in {"BraTS-03_t1ce": pixels, "BraTS-03_flair": pixels * 0.5, "BraTS-03_seg": labels,
+                       "BraTS-03_dwi": pixels[:, :, :4]}.items():
+        nib.save(nib.Nifti1Image(data, scan.affine), root / "BraTS-03" / f"{name}.nii.gz")
+    nib.save(nib.Nifti1Image(pixels, scan.affine), root / "P9_t2.nii.gz")  # flat: patient = the prefix
+    nib.save(nib.Nifti1Image(labels, scan.affine), root / "P9_mask.nii.gz")
+    with pytest.warns(SourceWarning, match="BraTS-03_dwi.nii.gz: 4 slices .* skipped"):
+        slices = read_source(str(root))
+    volumes = {(s.patient_id, s.meta["volume"]) for s in slices}
+    assert volumes == {("BraTS-03", "BraTS-03_t1ce.nii.gz"), ("BraTS-03", "BraTS-03_flair.nii.gz"),
+                       ("P9", "P9_t2.nii.gz")}
+    reference = read_source(str(_tcia_patient(tmp_path, "03")))
+    expected = {s.index: s.mask for s in reference if s.file.endswith("Pre_Scan_T1.nii.gz")}
+    t1ce = [s for s in slices if s.meta["volume"] == "BraTS-03_t1ce.nii.gz"]
+    assert len(t1ce) == len(expected) and any(s.mask.any() for s in t1ce)
+    assert all(np.array_equal(s.mask, expected[s.index]) for s in t1ce)  # every label is tumour
+
+
+def _tcia_patient(tmp_path, patient):
+    root = tmp_path / "tcia-one"
+    root.mkdir()
+    (root / patient).symlink_to(TCIA / patient)
+    return root

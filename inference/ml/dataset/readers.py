@@ -19,8 +19,10 @@ Layouts (``read_source`` picks one from the folder, or take ``KIND:PATH``):
 - ``dicom``: ``<root>/DICOM/<series>/`` with a mask series ``<root>/DICOM/ROI/`` (BRAINIX). The image series
   is the one whose slices match the mask's size (FLAIR for BRAINIX) unless ``series`` is given.
 - ``nifti``: volumes and label volumes: ``<root>/<patient>/<name>_Scan_*.nii[.gz]`` + ``<name>_Mask.nii[.gz]``
-  (TCIA Brain-Tumor-Progression) or ``<root>/NIfTI/<series>.nii.gz`` + ``ROI.nii.gz``. Blank slices (all
-  zero, the padding some distributions add) are skipped.
+  (TCIA Brain-Tumor-Progression), ``<root>/NIfTI/<series>.nii.gz`` + ``ROI.nii.gz`` (BRAINIX), or any folder
+  per patient whose volumes share a prefix with a label volume ``<prefix>_seg`` (``_mask``, ``_label``,
+  ``_roi``...), as BraTS writes ``<patient>_flair/_t1/_t1ce/_t2`` + ``<patient>_seg`` (every sequence is read).
+  Blank slices (all zero, the padding some distributions add) are skipped.
 
 Masks: a label map's non-zero pixels; a JPEG mask, or one with more than ``MAX_LABEL_VALUES`` values, above
 half its maximum (``tumour_mask``). A corpus with unreadable files or images and masks of different sizes
@@ -359,14 +361,21 @@ def read_dicom(root: str | Path, *, series: str | None = None, source: str | Non
 
 def read_nifti_pair(
     volume: str | Path, labels: str | Path, *, patient_id: str, source: str, root: Path | None = None,
-    skip_blank: bool = True,
+    skip_blank: bool = True, skip_other_shapes: bool = False,
 ) -> list[SourceSlice]:
+    """One volume with its label volume; ``skip_other_shapes``: a volume of another shape than its labels (a
+    4-D or differently sampled sequence beside them) is skipped with a warning instead of refused."""
     volume, labels = Path(volume), Path(labels)
     try:
         vol = imaging.read_path(volume)
         lab = imaging.read_path(labels)
     except ImagingError as exc:
         raise SourceError(f"{_rel(volume, root) if root else volume} / {labels.name}: {exc}") from exc
+    if skip_other_shapes and vol.slices.shape != lab.slices.shape:
+        v, m = vol.slices.shape, lab.slices.shape
+        _warn(f"{_rel(volume, root) if root else volume}: {v[0]} slices of {v[2]} x {v[1]}, its labels "
+              f"{labels.name} {m[0]} of {m[2]} x {m[1]}; skipped.")
+        return []
     _check_pair(vol.slices, lab.slices, f"{_rel(volume, root) if root else volume} with labels {labels.name}")
     windowed = imaging.to_uint8(vol.slices)
     rel = _rel(volume, root) if root else str(volume)
@@ -418,6 +427,41 @@ def read_nifti(root: str | Path, *, source: str | None = None) -> list[SourceSli
         for vol in sorted(p for p in base.glob("*.nii*") if p != roi[0]):
             if imaging.read_path(vol).slices.shape == lshape:
                 return read_nifti_pair(vol, roi[0], patient_id=root.name, source=source, root=root)
+    return _read_nifti_labelled(root, source)
+
+
+# a label volume's name: <prefix>_seg, <prefix>-mask, <prefix>_label(s), <prefix>_roi, <prefix>_tumo(u)r, or the word alone
+_LABEL_NAME = re.compile(r"^(?:(?P<prefix>.+?)[_-])?(?:seg|segmentation|mask|labels?|roi|tumou?r)$", re.IGNORECASE)
+
+
+def _read_nifti_labelled(root: Path, source: str) -> list[SourceSlice]:
+    """Any other layout of volumes with a label volume beside them, as BraTS writes (``<patient>/<patient>_flair``,
+    ``_t1``, ``_t1ce``, ``_t2`` and ``<patient>_seg.nii.gz``): in each patient folder (or the corpus folder
+    itself), every volume whose name starts with a label volume's prefix is read with that label volume.
+    Patient = the folder, or the prefix for volumes lying directly in the corpus folder."""
+    out: list[SourceSlice] = []
+    problems: list[str] = []
+    folders = [root] + sorted(p for p in root.iterdir() if p.is_dir())
+    for folder in folders:
+        volumes = sorted(p for p in folder.iterdir() if p.is_file() and p.name.endswith(imaging.NIFTI_EXTENSIONS))
+        labels = {v: _LABEL_NAME.match(_nifti_stem(v)) for v in volumes}
+        for label, match in labels.items():
+            if match is None:
+                continue
+            prefix = match.group("prefix") or ""
+            images = [v for v in volumes if labels[v] is None and _nifti_stem(v).startswith(prefix)]
+            if not images:
+                _warn(f"{_rel(label, root)}: a label volume with no volume named {prefix or 'anything'}* beside it; "
+                      "skipped.")
+                continue
+            patient = folder.name if folder != root else (prefix or root.name)
+            for vol in images:
+                try:
+                    out.extend(read_nifti_pair(vol, label, patient_id=patient, source=source, root=root,
+                                               skip_other_shapes=True))
+                except SourceError as exc:
+                    problems.append(str(exc))
+    _raise_problems(root, problems)
     return out
 
 
@@ -429,7 +473,7 @@ def detect_kind(path: Path) -> str:
         return "kaggle3m"
     if (path / "DICOM" / "ROI").is_dir() or (path / "ROI").is_dir():
         return "dicom"
-    if any(path.glob("*/*_Scan_*.nii*")) or any(path.glob("NIfTI/ROI.nii*")) or any(path.glob("ROI.nii*")):
+    if any(path.glob("*.nii*")) or any(path.glob("*/*.nii*")):
         return "nifti"
     return "pairs"
 
