@@ -84,6 +84,20 @@ def _figures(weights: np.ndarray, truth: np.ndarray, predicted: np.ndarray, tamp
     return out
 
 
+def _arrays(rows: Sequence[dict]) -> tuple[np.ndarray, ...]:
+    """(truth, predicted, tampered, scores, ious) of predictions.jsonl's rows, as ``_figures`` takes them."""
+    index = {v: i for i, v in enumerate(VERDICTS)}
+    try:
+        truth = np.array([index[r["verdict"]] for r in rows])
+        predicted = np.array([index[r["predicted"]] for r in rows])
+    except KeyError as exc:
+        raise ValueError(f"Unknown verdict {exc.args[0]!r}; expected one of {list(VERDICTS)}.") from None
+    tampered = np.array([is_tampered(r["verdict"]) for r in rows])
+    scores = np.array([float(r["tamper_score"]) for r in rows])
+    ious = np.array([np.nan if r["iou"] is None else float(r["iou"]) for r in rows])
+    return truth, predicted, tampered, scores, ious
+
+
 def _interval(estimate: float, samples: np.ndarray, level: float) -> dict:
     finite = samples[np.isfinite(samples)]
     if not np.isfinite(estimate) or not len(finite):
@@ -105,18 +119,10 @@ def bootstrap_intervals(rows: Sequence[dict], patients: Sequence[str], *, resamp
         raise ValueError(f"resamples must be at least 1, got {resamples}.")
     if not 0.0 < level < 1.0:
         raise ValueError(f"level must lie between 0 and 1, got {level}.")
-    index = {v: i for i, v in enumerate(VERDICTS)}
-    try:
-        truth = np.array([index[r["verdict"]] for r in rows])
-        predicted = np.array([index[r["predicted"]] for r in rows])
-    except KeyError as exc:
-        raise ValueError(f"Unknown verdict {exc.args[0]!r}; expected one of {list(VERDICTS)}.") from None
-    tampered = np.array([is_tampered(r["verdict"]) for r in rows])
-    scores = np.array([float(r["tamper_score"]) for r in rows])
-    ious = np.array([np.nan if r["iou"] is None else float(r["iou"]) for r in rows])
+    arrays = _arrays(rows)
     ids, patient_of = np.unique(np.asarray([str(p) for p in patients]), return_inverse=True)
 
-    point = _figures(np.ones((1, len(rows))), truth, predicted, tampered, scores, ious)
+    point = _figures(np.ones((1, len(rows))), *arrays)
     if len(ids) < MIN_PATIENTS:
         none = np.array([np.nan])
         out = {"method": METHOD, "level": level, "resamples": 0, "seed": int(seed), "n_images": len(rows),
@@ -132,7 +138,7 @@ def bootstrap_intervals(rows: Sequence[dict], patients: Sequence[str], *, resamp
     for start in range(0, resamples, 250):  # in chunks: the weight matrix stays small
         n = min(250, resamples - start)
         counts = patient_counts(len(ids), n, rng)
-        for key, values in _figures(counts[:, patient_of], truth, predicted, tampered, scores, ious).items():
+        for key, values in _figures(counts[:, patient_of], *arrays).items():
             samples[key].append(values)
     out = {"method": METHOD, "level": level, "resamples": int(resamples), "seed": int(seed),
            "n_images": len(rows), "n_patients": int(len(ids))}
@@ -140,6 +146,50 @@ def bootstrap_intervals(rows: Sequence[dict], patients: Sequence[str], *, resamp
         out[key] = _interval(float(point[key][0]), np.concatenate(samples[key]), level)
     out["f1"] = {v: _interval(float(point[f"f1_{v}"][0]), np.concatenate(samples[f"f1_{v}"]), level)
                  for v in VERDICTS}
+    return out
+
+
+def paired_differences(rows_a: Sequence[dict], rows_b: Sequence[dict], patients: Sequence[str], *,
+                       resamples: int = DEFAULT_RESAMPLES, seed: int = 0, level: float = 0.95) -> dict:
+    """Two models' figures on the same images (row i of both is image i) and the interval of each difference
+    B - A, resampling patients once for both (a paired cluster bootstrap: both models see the same resample).
+    Keys as ``bootstrap_intervals``; each figure is ``{"a", "b", "difference", "low", "high"}``."""
+    if not (len(rows_a) == len(rows_b) == len(patients)):
+        raise ValueError(f"{len(rows_a)} and {len(rows_b)} prediction rows but {len(patients)} patient IDs.")
+    if not rows_a:
+        raise ValueError("No predictions to compare.")
+    if any(a["verdict"] != b["verdict"] for a, b in zip(rows_a, rows_b)):
+        raise ValueError("The two runs give different true verdicts for the same images.")
+    if resamples < 1:
+        raise ValueError(f"resamples must be at least 1, got {resamples}.")
+    arrays_a, arrays_b = _arrays(rows_a), _arrays(rows_b)
+    ids, patient_of = np.unique(np.asarray([str(p) for p in patients]), return_inverse=True)
+    ones = np.ones((1, len(rows_a)))
+    point_a, point_b = _figures(ones, *arrays_a), _figures(ones, *arrays_b)
+    enough = len(ids) >= MIN_PATIENTS
+    samples: dict[str, list] = {key: [] for key in point_a}
+    if enough:
+        rng = np.random.default_rng(seed)
+        for start in range(0, resamples, 250):
+            counts = patient_counts(len(ids), min(250, resamples - start), rng)[:, patient_of]
+            fa, fb = _figures(counts, *arrays_a), _figures(counts, *arrays_b)
+            for key in samples:
+                samples[key].append(fb[key] - fa[key])
+
+    def figure(key: str) -> dict:
+        a, b = float(point_a[key][0]), float(point_b[key][0])
+        diff = _interval(b - a, np.concatenate(samples[key]) if enough else np.array([np.nan]), level)
+        return {"a": None if not np.isfinite(a) else a, "b": None if not np.isfinite(b) else b,
+                "difference": diff["estimate"], "low": diff["low"], "high": diff["high"]}
+
+    out = {"method": f"paired {METHOD}", "level": level, "resamples": int(resamples) if enough else 0,
+           "seed": int(seed), "n_images": len(rows_a), "n_patients": int(len(ids))}
+    if not enough:
+        out["note"] = (f"{len(ids)} patient{'s' if len(ids) != 1 else ''} behind these images: too few to resample "
+                       f"for a confidence interval (at least {MIN_PATIENTS} needed), so none is given.")
+    for key in ("accuracy", "macro_f1", "mean_iou", "tamper_auc"):
+        out[key] = figure(key)
+    out["f1"] = {v: figure(f"f1_{v}") for v in VERDICTS}
     return out
 
 
