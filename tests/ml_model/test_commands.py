@@ -804,3 +804,17 @@ def test_the_card_names_the_software_that_trained_the_weights_when_the_bundle_re
     assert _software_lines({"software": sw}) == [
         f"- Trained with Python 3.11.7, torch 2.14.1, torchvision 0.29.1; code `{'ab' * 20}`."]
     assert "code version not recorded" in _software_lines({"software": {**sw, "code": None}})[0]
+
+
+def test_train_detector_help_describes_every_option_with_its_default():
+    from inference.management.commands.train_detector import Command
+    from inference.ml.train import TrainConfig
+
+    parser = Command().create_parser("manage.py", "train_detector")
+    ours = [a for a in parser._actions if a.dest not in ("help", "version", "verbosity", "settings", "pythonpath",
+                                                          "traceback", "no_color", "force_color", "skip_checks")]
+    undocumented = [a.option_strings or a.dest for a in ours if not (a.help or "").strip()]
+    assert undocumented == []
+    text = " ".join(parser.format_help().split())  # argparse wraps lines
+    assert f"peak learning rate (AdamW) (default: {TrainConfig.__dataclass_fields__['lr'].default})" in text
+    assert "(default: on)" in text and "(default: off)" in text
