@@ -818,3 +818,21 @@ def test_train_detector_help_describes_every_option_with_its_default():
     text = " ".join(parser.format_help().split())  # argparse wraps lines
     assert f"peak learning rate (AdamW) (default: {TrainConfig.__dataclass_fields__['lr'].default})" in text
     assert "(default: on)" in text and "(default: off)" in text
+
+
+def test_every_project_command_option_has_help():
+    from django.core.management import get_commands, load_command_class
+
+    django_own = {"help", "version", "verbosity", "settings", "pythonpath", "traceback", "no_color", "force_color",
+                  "skip_checks"}
+    project_apps = {"accounts", "alerts", "audit", "inference", "reports", "reviews", "scans", "portal"}
+    undocumented = {}
+    for name, app in get_commands().items():
+        if app not in project_apps:
+            continue
+        parser = load_command_class(app, name).create_parser("manage.py", name)
+        missing = [a.option_strings[0] if a.option_strings else a.dest for a in parser._actions
+                   if a.dest not in django_own and not (a.help or "").strip()]
+        if missing:
+            undocumented[name] = missing
+    assert undocumented == {}

@@ -16,7 +16,8 @@ class Command(BaseCommand):
                             help="a corpus folder (layout detected, or KIND: kaggle3m, pairs, dicom, nifti); "
                                  "repeat for several. Default: the LGG FLAIR and TCIA T1c corpora in ../shared/datasets.")
         parser.add_argument("--out", required=True, help="output directory (new or empty)")
-        parser.add_argument("--seed", type=int, default=0)
+        parser.add_argument("--seed", type=int, default=0,
+                            help="seed of the split, the plan and every tampering draw: the same seed gives the same bytes (default: 0)")
         parser.add_argument("--max-images", type=int, default=None, help="about this many images in all")
         parser.add_argument("--methods", default=None, help="comma-separated tampering methods (default: all)")
         parser.add_argument("--mask-pattern", default="{stem}_mask", help="mask file stem for 'pairs' folders")

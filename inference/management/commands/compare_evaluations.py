@@ -20,7 +20,7 @@ class Command(BaseCommand):
                                  "corpora and methods")
         parser.add_argument("--out", default=None, help="also write comparison.json and comparison.md here")
         parser.add_argument("--bootstrap", type=int, default=2000, metavar="N", help="resamples of patients")
-        parser.add_argument("--seed", type=int, default=0)
+        parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap resamples (default: 0)")
 
     def handle(self, *args, **opts):
         from inference.ml.compare import ComparisonError, compare_runs, comparison_markdown, load_run, write_comparison

@@ -17,8 +17,8 @@ class Command(BaseCommand):
                             help="corpus folders (default: the two corpora in ../shared/datasets)")
         parser.add_argument("--minutes", type=float, default=60.0, help="wall-time budget for training")
         parser.add_argument("--out", default=None, help="weights file (default: the shipped location)")
-        parser.add_argument("--seed", type=int, default=0)
-        parser.add_argument("--threads", type=int, default=2)
+        parser.add_argument("--seed", type=int, default=0, help="seed of the initialisation and the training draws (default: 0)")
+        parser.add_argument("--threads", type=int, default=2, help="CPU threads for torch (default: 2)")
 
     def handle(self, *args, **opts):
         from inference.ml.coco import DatasetError, load_dataset
