@@ -261,10 +261,11 @@ def comparison_markdown(result: dict) -> str:
     for v in VERDICTS:
         lines.append(row(f"F1 {v}", f["f1"][v]))
     p = result["paired"]
+    intervals = (f"the intervals above resample {f['n_patients']} patients, {f['method']}, {f['resamples']} resamples"
+                 if f["resamples"] else f"no interval: {f['n_patients']} patients are too few to resample")
     lines += ["", f"Image by image: both right {p['both_right']}, both wrong {p['both_wrong']}, fixed by B "
               f"{p['fixed']}, broken by B {p['broken']}; exact McNemar p = {p['mcnemar_p']:.3g} (slices counted as "
-              f"independent; the intervals above resample {f['n_patients']} patients, {f['method']}, "
-              f"{f['resamples']} resamples)."]
+              f"independent; {intervals})."]
     lat = result["latency_s"]
     if lat["a"].get("p50") is not None and lat["b"].get("p50") is not None:
         where = (f"both {lat['a']['device']}, {lat['a']['threads']} threads, timed in their own runs: comparable "

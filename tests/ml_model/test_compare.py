@@ -112,6 +112,7 @@ def test_compare_evaluations_end_to_end(tiny_dataset, random_bundle, tmp_path):
         "real_tumor": 2, "no_tumor": 2, "fake_added paste": 2, "fake_removed fill": 2}
     assert "too few to resample" in " ".join(result["notes"])  # 2 patients: no interval, and said so
     assert "| accuracy |" in text and "## By verdict and tampering method" in text
+    assert "no interval: 2 patients are too few to resample" in text
     assert (tmp_path / "cmp" / "comparison.md").read_text() in text  # the file is what the command printed
     with pytest.raises(CommandError, match="not the one the runs read"):
         call_command("compare_evaluations", str(tmp_path / "a"), str(tmp_path / "b"), "--dataset",
