@@ -220,6 +220,10 @@ def test_nifti_brats_layout_every_sequence_with_its_label_volume(tmp_path):
     volumes = {(s.patient_id, s.meta["volume"]) for s in slices}
     assert volumes == {("BraTS-03", "BraTS-03_t1ce.nii.gz"), ("BraTS-03", "BraTS-03_flair.nii.gz"),
                        ("P9", "P9_t2.nii.gz")}
+    flair = read_source(str(root), sequences=["FLAIR"])  # one sequence: the others are not even read
+    assert {s.meta["volume"] for s in flair} == {"BraTS-03_flair.nii.gz"}
+    with pytest.raises(SourceError, match="no image of the sequences t2w with a mask"):
+        read_source(str(root), sequences=["t2w"])
     reference = read_source(str(_tcia_patient(tmp_path, "03")))
     expected = {s.index: s.mask for s in reference if s.file.endswith("Pre_Scan_T1.nii.gz")}
     t1ce = [s for s in slices if s.meta["volume"] == "BraTS-03_t1ce.nii.gz"]
@@ -232,3 +236,15 @@ def _tcia_patient(tmp_path, patient):
     root.mkdir()
     (root / patient).symlink_to(TCIA / patient)
     return root
+
+
+def test_sequences_choose_among_volumes_and_series(tmp_path):
+    tcia = read_source(str(_tcia_patient(tmp_path, "03")), sequences=["t1"])
+    assert tcia and all("_Scan_T1" in s.file for s in tcia)
+    assert len(read_source(f"nifti:{BRAINIX}", sequences=["FLAIR"])) == 22
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pydicom: BRAINIX's over-long LO values
+        with pytest.raises(SourceError, match=r"\(ROI 22 slices of 288 x 288; T2 22 slices of 512 x 512\)"):
+            read_source(str(BRAINIX), sequences=["T2"])
+    with pytest.raises(SourceError, match="--sequences chooses among the volumes of a NIfTI or DICOM corpus"):
+        read_source(str(_case_dir(tmp_path)), sequences=["flair"])

@@ -21,6 +21,9 @@ class Command(BaseCommand):
         parser.add_argument("--max-images", type=int, default=None, help="about this many images in all")
         parser.add_argument("--methods", default=None, help="comma-separated tampering methods (default: all)")
         parser.add_argument("--mask-pattern", default="{stem}_mask", help="mask file stem for 'pairs' folders")
+        parser.add_argument("--sequences", default=None, metavar="NAME,...",
+                            help="only these sequences of NIfTI or DICOM corpora, e.g. flair or t1ce,flair (BraTS "
+                                 "<patient>_flair; TCIA _Scan_T1; a DICOM series folder); default: every one")
         parser.add_argument("--min-area", type=int, default=None, help="minimum tumour area in pixels")
         parser.add_argument("--no-touch-ups", action="store_true", help="skip the attacker's touch-ups")
         parser.add_argument("--no-card", action="store_true", help="skip the dataset card and realism check")
@@ -40,6 +43,7 @@ class Command(BaseCommand):
             min_area=opts["min_area"] or MIN_TUMOUR_AREA,
             touch_ups=not opts["no_touch_ups"],
             mask_pattern=opts["mask_pattern"],
+            sequences=[q.strip() for q in opts["sequences"].split(",") if q.strip()] if opts["sequences"] else None,
             progress=opts["verbosity"] > 0,
         )
         try:

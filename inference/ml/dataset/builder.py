@@ -69,6 +69,7 @@ class BuildConfig:
     fractions: tuple[float, float, float] = DEFAULT_FRACTIONS
     touch_ups: bool = True
     mask_pattern: str = "{stem}_mask"
+    sequences: Sequence[str] | None = None  # only these sequences of NIfTI / DICOM corpora (readers.read_nifti)
     progress: bool = True
 
 
@@ -269,7 +270,7 @@ def build_dataset(
             raise SourceError("No source was given.")
         slices = []
         for spec in config.sources:
-            slices.extend(read_source(spec, mask_pattern=config.mask_pattern))
+            slices.extend(read_source(spec, mask_pattern=config.mask_pattern, sequences=config.sequences))
     if not slices:
         raise SourceError("The sources hold no slices.")
     items, splits_info = plan_dataset(slices, config)

@@ -35,7 +35,7 @@ import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -149,6 +149,11 @@ def _stack_positions(stems: dict[Path, str]) -> dict[Path, float | None]:
         lo, hi = values[0], values[-1]
         out.update({f: (int(numbers[f].group(1)) - lo) / (hi - lo) for f in files})
     return out
+
+
+def _wanted(name: str, sequences: Sequence[str] | None) -> bool:
+    """Whether a volume or series whose sequence is ``name`` is read (every one when ``sequences`` is None)."""
+    return sequences is None or name.lower() in {s.lower() for s in sequences}
 
 
 def _warn(message: str) -> None:
@@ -333,17 +338,25 @@ def read_dicom_pair(
     ]
 
 
-def read_dicom(root: str | Path, *, series: str | None = None, source: str | None = None) -> list[SourceSlice]:
+def read_dicom(root: str | Path, *, series: str | None = None, source: str | None = None,
+               sequences: Sequence[str] | None = None) -> list[SourceSlice]:
     root = Path(root)
     base = root / "DICOM" if (root / "DICOM").is_dir() else root
     mask_dir = base / "ROI"
     if not mask_dir.is_dir():
         raise SourceError(f"{root}: no DICOM mask series (expected a folder ROI/ beside the image series).")
-    candidates = [base / series] if series else sorted(p for p in base.iterdir() if p.is_dir() and p != mask_dir)
+    candidates = [base / series] if series else sorted(
+        p for p in base.iterdir() if p.is_dir() and p != mask_dir and _wanted(p.name, sequences))
+    if not candidates:
+        return []
     try:
         mask_shape = imaging.read_path(mask_dir).slices.shape
     except ImagingError as exc:
         raise SourceError(f"{mask_dir}: {exc}") from exc
+    def size(shape) -> str:
+        return f"{shape[0]} slices of {shape[2]} x {shape[1]}"
+
+    seen = []
     for cand in candidates:
         if not cand.is_dir():
             raise SourceError(f"{cand}: no such DICOM series folder.")
@@ -353,7 +366,9 @@ def read_dicom(root: str | Path, *, series: str | None = None, source: str | Non
             raise SourceError(f"{cand}: {exc}") from exc
         if shape == mask_shape or series:
             return read_dicom_pair(cand, mask_dir, source=source or root.name, root=root)
-    raise SourceError(f"{root}: no image series has the mask series' size {mask_shape}; name one with series=.")
+        seen.append(f"{cand.name} {size(shape)}")
+    raise SourceError(f"{root}: no image series has the mask series' size ({mask_dir.name} {size(mask_shape)}; "
+                      f"{', '.join(seen)}): the mask must be drawn on the series it is read with.")
 
 
 # --- NIfTI volume + label volume ----------------------------------------------------------------
@@ -400,13 +415,18 @@ def _nifti_stem(p: Path) -> str:
     return p.name[:-7] if p.name.endswith(".nii.gz") else p.stem
 
 
-def read_nifti(root: str | Path, *, source: str | None = None) -> list[SourceSlice]:
+def read_nifti(root: str | Path, *, source: str | None = None, sequences: Sequence[str] | None = None
+               ) -> list[SourceSlice]:
+    """``sequences``: read only volumes of these sequences (``flair``, ``t1ce``: the part of the name after
+    ``_Scan_``, after a label volume's prefix, or BRAINIX's series name); None: every one."""
     root = Path(root)
     source = source or root.name
     out: list[SourceSlice] = []
     problems: list[str] = []
     # TCIA Brain-Tumor-Progression: <patient>/<tp>_Scan_<seq>.nii.gz + <tp>_Mask.nii.gz
     for vol in sorted(root.glob("*/*_Scan_*.nii*")):
+        if not _wanted(_nifti_stem(vol).split("_Scan_", 1)[1], sequences):
+            continue
         tp = vol.name.split("_Scan_")[0]
         labels = [p for p in vol.parent.glob(f"{tp}_Mask.nii*")]
         if not labels:
@@ -424,17 +444,17 @@ def read_nifti(root: str | Path, *, source: str | None = None) -> list[SourceSli
     roi = [p for p in base.glob("ROI.nii*")]
     if roi:
         lshape = imaging.read_path(roi[0]).slices.shape
-        for vol in sorted(p for p in base.glob("*.nii*") if p != roi[0]):
+        for vol in sorted(p for p in base.glob("*.nii*") if p != roi[0] and _wanted(_nifti_stem(p), sequences)):
             if imaging.read_path(vol).slices.shape == lshape:
                 return read_nifti_pair(vol, roi[0], patient_id=root.name, source=source, root=root)
-    return _read_nifti_labelled(root, source)
+    return _read_nifti_labelled(root, source, sequences)
 
 
 # a label volume's name: <prefix>_seg, <prefix>-mask, <prefix>_label(s), <prefix>_roi, <prefix>_tumo(u)r, or the word alone
 _LABEL_NAME = re.compile(r"^(?:(?P<prefix>.+?)[_-])?(?:seg|segmentation|mask|labels?|roi|tumou?r)$", re.IGNORECASE)
 
 
-def _read_nifti_labelled(root: Path, source: str) -> list[SourceSlice]:
+def _read_nifti_labelled(root: Path, source: str, sequences: Sequence[str] | None = None) -> list[SourceSlice]:
     """Any other layout of volumes with a label volume beside them, as BraTS writes (``<patient>/<patient>_flair``,
     ``_t1``, ``_t1ce``, ``_t2`` and ``<patient>_seg.nii.gz``): in each patient folder (or the corpus folder
     itself), every volume whose name starts with a label volume's prefix is read with that label volume.
@@ -450,6 +470,9 @@ def _read_nifti_labelled(root: Path, source: str) -> list[SourceSlice]:
                 continue
             prefix = match.group("prefix") or ""
             images = [v for v in volumes if labels[v] is None and _nifti_stem(v).startswith(prefix)]
+            images = [v for v in images if _wanted(_nifti_stem(v)[len(prefix):].lstrip("_-"), sequences)]
+            if sequences is not None and not images:
+                continue
             if not images:
                 _warn(f"{_rel(label, root)}: a label volume with no volume named {prefix or 'anything'}* beside it; "
                       "skipped.")
@@ -492,25 +515,31 @@ def parse_source(spec: str) -> tuple[str | None, Path]:
     return None, Path(spec)
 
 
-def read_source(spec: str | Path, *, mask_pattern: str = "{stem}_mask") -> list[SourceSlice]:
-    """All slices of one corpus, ``spec`` = ``PATH`` (layout detected) or ``KIND:PATH``. Raises SourceError."""
+def read_source(spec: str | Path, *, mask_pattern: str = "{stem}_mask",
+                sequences: Sequence[str] | None = None) -> list[SourceSlice]:
+    """All slices of one corpus, ``spec`` = ``PATH`` (layout detected) or ``KIND:PATH``. Raises SourceError.
+    ``sequences``: only these sequences of a NIfTI or DICOM corpus (see ``read_nifti``; DICOM: series folders)."""
     kind, path = parse_source(str(spec))
     if not path.exists():
         raise SourceError(f"{path}: no such file or folder.")
     if not path.is_dir():
         raise SourceError(f"{path}: a source must be a folder (a corpus), not a single file.")
     kind = kind or detect_kind(path)
+    if sequences is not None and kind not in ("nifti", "dicom"):
+        raise SourceError(f"{path}: --sequences chooses among the volumes of a NIfTI or DICOM corpus; this one is "
+                          f"read as '{kind}', one sequence per corpus (leave --sequences out, or give a sub-folder).")
     if kind == "kaggle3m":
         slices = read_kaggle3m(path)
     elif kind == "dicom":
-        slices = read_dicom(path)
+        slices = read_dicom(path, sequences=sequences)
     elif kind == "nifti":
-        slices = read_nifti(path)
+        slices = read_nifti(path, sequences=sequences)
     else:
         slices = read_pairs(path, mask_pattern=mask_pattern)
     if not slices:
+        chosen = f" of the sequences {', '.join(sequences)}" if sequences is not None else ""
         raise SourceError(
-            f"{path}: no image with a mask was found (read as '{kind}'). Expected one of the layouts in "
+            f"{path}: no image{chosen} with a mask was found (read as '{kind}'). Expected one of the layouts in "
             "inference/ml/dataset/readers.py; name the layout with KIND:PATH (kaggle3m, pairs, dicom, nifti)."
         )
     return slices
