@@ -508,7 +508,7 @@ def test_ship_compacts_and_the_card_quotes_the_evaluation(tiny_dataset, random_b
     card = write_model_card(shipped, out, tmp_path / "MODEL_CARD.md", reproduce="python manage.py ...").read_text()
     acc = intervals["accuracy"]
     assert (f"| accuracy | {metrics['accuracy']:.3f} | {acc['low']:.3f}-{acc['high']:.3f} | >= 0.95 |" in card)
-    assert "95 % CI (patients resampled)" in card and "patient-clustered percentile bootstrap" in card
+    assert "95 % CI (patients resampled)" in card and "patient-clustered expanded percentile bootstrap" in card
     # without intervals.json (older evaluations) the card has no such column
     (out / "intervals.json").unlink()
     plain = write_model_card(shipped, out, tmp_path / "PLAIN.md").read_text()

@@ -115,3 +115,24 @@ def test_seeded_and_refusing_bad_input():
         bootstrap_intervals([{**rows[0], "predicted": "banana"}], ["p"])
     with pytest.raises(ValueError, match="resamples"):
         bootstrap_intervals(rows, patients, resamples=0)
+
+
+def test_the_expanded_percentile_interval_widens_most_behind_few_patients():
+    from scipy import stats
+
+    from inference.ml.intervals import expanded_tail
+
+    # Phi(-sqrt(n / (n - 1)) t_{n-1}(0.975)): 23 patients, t_22 = 2.0739, x 1.0225 = 2.1205 -> 0.0170
+    assert expanded_tail(23, 0.95) == pytest.approx(stats.norm.cdf(-np.sqrt(23 / 22) * 2.073873), abs=1e-6)
+    assert expanded_tail(23, 0.95) == pytest.approx(0.0170, abs=2e-4)
+    assert expanded_tail(5, 0.95) < expanded_tail(8, 0.95) < expanded_tail(23, 0.95) < 0.025
+    assert expanded_tail(100000, 0.95) == pytest.approx(0.025, abs=1e-4)  # many patients: the plain interval
+    with pytest.raises(ValueError):
+        expanded_tail(1, 0.95)
+    rng = np.random.default_rng(4)
+    rows = _rows(200, 0.8, rng)
+    patients = [f"p{i % 8}" for i in range(200)]
+    out = bootstrap_intervals(rows, patients, resamples=2000, seed=1)
+    tail = expanded_tail(8, 0.95)
+    assert out["percentiles"] == [round(100 * tail, 3), round(100 * (1 - tail), 3)]
+    assert out["method"] == "patient-clustered expanded percentile bootstrap"

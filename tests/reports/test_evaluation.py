@@ -89,7 +89,7 @@ def test_a_malformed_breakdown_is_refused_and_nothing_is_stored(db, metrics, bre
 
 
 INTERVALS = {
-    "method": "patient-clustered percentile bootstrap", "level": 0.95, "resamples": 2000, "seed": 0,
+    "method": "patient-clustered expanded percentile bootstrap", "level": 0.95, "resamples": 2000, "seed": 0,
     "n_images": 3, "n_patients": 2,
     "accuracy": {"estimate": 0.67, "low": 0.5, "high": 1.0},
     "macro_f1": {"estimate": 0.6, "low": 0.4, "high": 1.0},
