@@ -211,7 +211,7 @@ def test_nifti_brats_layout_every_sequence_with_its_label_volume(tmp_path):
     root = tmp_path / "brats"
     (root / "BraTS-03").mkdir(parents=True)
     for name, data in {"BraTS-03_t1ce": pixels, "BraTS-03_flair": pixels * 0.5, "BraTS-03_seg": labels,
-                       "BraTS-03_dwi": pixels[:, :, :4]}.items():
+                       "BraTS-03_dwi": pixels[:, :, :4], "BraTS-03_seg_edema": labels}.items():  # a map, not a scan
         nib.save(nib.Nifti1Image(data, scan.affine), root / "BraTS-03" / f"{name}.nii.gz")
     nib.save(nib.Nifti1Image(pixels, scan.affine), root / "P9_t2.nii.gz")  # flat: patient = the prefix
     nib.save(nib.Nifti1Image(labels, scan.affine), root / "P9_mask.nii.gz")

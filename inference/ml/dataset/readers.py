@@ -451,7 +451,14 @@ def read_nifti(root: str | Path, *, source: str | None = None, sequences: Sequen
 
 
 # a label volume's name: <prefix>_seg, <prefix>-mask, <prefix>_label(s), <prefix>_roi, <prefix>_tumo(u)r, or the word alone
-_LABEL_NAME = re.compile(r"^(?:(?P<prefix>.+?)[_-])?(?:seg|segmentation|mask|labels?|roi|tumou?r)$", re.IGNORECASE)
+_LABEL_WORDS = r"seg|segmentation|mask|labels?|roi|tumou?r"
+_LABEL_NAME = re.compile(rf"^(?:(?P<prefix>.+?)[_-])?(?:{_LABEL_WORDS})$", re.IGNORECASE)
+_LABEL_WORD = re.compile(rf"(?:^|[_-])(?:{_LABEL_WORDS})(?:$|[_-])", re.IGNORECASE)
+
+
+def _is_image_volume(stem: str) -> bool:
+    """Not a label volume, nor named like one (``P_seg_edema``, ``P_mask-brain``: a map, not a scan)."""
+    return _LABEL_NAME.match(stem) is None and _LABEL_WORD.search(stem) is None
 
 
 def _read_nifti_labelled(root: Path, source: str, sequences: Sequence[str] | None = None) -> list[SourceSlice]:
@@ -469,7 +476,7 @@ def _read_nifti_labelled(root: Path, source: str, sequences: Sequence[str] | Non
             if match is None:
                 continue
             prefix = match.group("prefix") or ""
-            images = [v for v in volumes if labels[v] is None and _nifti_stem(v).startswith(prefix)]
+            images = [v for v in volumes if _is_image_volume(_nifti_stem(v)) and _nifti_stem(v).startswith(prefix)]
             images = [v for v in images if _wanted(_nifti_stem(v)[len(prefix):].lstrip("_-"), sequences)]
             if sequences is not None and not images:
                 continue
