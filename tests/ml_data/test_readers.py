@@ -248,3 +248,50 @@ def test_sequences_choose_among_volumes_and_series(tmp_path):
             read_source(str(BRAINIX), sequences=["T2"])
     with pytest.raises(SourceError, match="--sequences chooses among the volumes of a NIfTI or DICOM corpus"):
         read_source(str(_case_dir(tmp_path)), sequences=["flair"])
+
+
+def _seg_corpus(root):
+    """BRAINIX's FLAIR series (linked) with its tumour as a DICOM SEG written by highdicom from the ROI series."""
+    import os
+
+    import highdicom as hd
+    import pydicom
+    from pydicom.sr.codedict import codes
+
+    from inference.ml import imaging
+
+    flair = BRAINIX / "DICOM" / "FLAIR"
+    (root / "case1" / "flair").mkdir(parents=True)
+    for f in sorted(flair.iterdir()):
+        os.symlink(f, root / "case1" / "flair" / f.name)
+    sources = imaging.order_dicom_datasets([pydicom.dcmread(f) for f in sorted(flair.iterdir())])
+    for ds in sources:
+        ds.PatientSex = "O"  # BRAINIX writes '0000', which highdicom refuses
+    mask = imaging.read_path(BRAINIX / "DICOM" / "ROI").slices > 0
+    description = hd.seg.SegmentDescription(
+        segment_number=1, segment_label="tumour", segmented_property_category=codes.SCT.MorphologicallyAbnormalStructure,
+        segmented_property_type=codes.SCT.Neoplasm, algorithm_type=hd.seg.SegmentAlgorithmTypeValues.MANUAL)
+    seg = hd.seg.Segmentation(
+        source_images=sources, pixel_array=mask, segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+        segment_descriptions=[description], series_instance_uid=hd.UID(), series_number=99,
+        sop_instance_uid=hd.UID(), instance_number=1, manufacturer="test", manufacturer_model_name="test",
+        software_versions="1", device_serial_number="1")
+    seg.save_as(root / "case1" / "tumour-seg.dcm")
+    return root
+
+
+def test_dicom_seg_is_read_against_the_series_it_segments(tmp_path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pydicom and highdicom on BRAINIX's over-long and odd values
+        root = _seg_corpus(tmp_path / "seg")
+        slices = read_source(str(root))  # the layout is detected
+        reference = read_source(str(BRAINIX))  # the same series with its ROI mask series
+        assert len(slices) == 22 and sum(s.mask.any() for s in slices) == 8
+        assert all(np.array_equal(a.mask, b.mask) and np.array_equal(a.image, b.image)
+                   for a, b in zip(slices, reference))
+        assert slices[0].file == "case1/flair" and slices[0].meta["series"] == "sT2W/FLAIR"
+        assert len(read_source(str(root), sequences=["FLAIR"])) == 22  # a word of the Series Description
+        for f in (root / "case1" / "flair").iterdir():
+            f.unlink()  # the SEG without its series
+        with pytest.raises(SourceError, match=r"case1/tumour-seg.dcm: the series it segments .* is not in the corpus"):
+            read_source(f"dicom-seg:{root}")

@@ -18,6 +18,8 @@ Layouts (``read_source`` picks one from the folder, or take ``KIND:PATH``):
   file names (``slice_7``, ``IM-0001-0012``) where every image of the folder has one (at least 3 distinct).
 - ``dicom``: ``<root>/DICOM/<series>/`` with a mask series ``<root>/DICOM/ROI/`` (BRAINIX). The image series
   is the one whose slices match the mask's size (FLAIR for BRAINIX) unless ``series`` is given.
+- ``dicom-seg``: DICOM image series with DICOM SEG objects that segment them, anywhere under the root (TCIA's
+  and highdicom's way): each SEG read against the series it references, every segment tumour.
 - ``nifti``: volumes and label volumes: ``<root>/<patient>/<name>_Scan_*.nii[.gz]`` + ``<name>_Mask.nii[.gz]``
   (TCIA Brain-Tumor-Progression), ``<root>/NIfTI/<series>.nii.gz`` + ``ROI.nii.gz`` (BRAINIX), or any folder
   per patient whose volumes share a prefix with a label volume ``<prefix>_seg`` (``_mask``, ``_label``,
@@ -44,7 +46,7 @@ from ..imaging import ImagingError
 
 log = logging.getLogger(__name__)
 
-KINDS = ("kaggle3m", "pairs", "dicom", "nifti")
+KINDS = ("kaggle3m", "pairs", "dicom", "dicom-seg", "nifti")
 _IMAGE_EXT = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 
 
@@ -371,6 +373,97 @@ def read_dicom(root: str | Path, *, series: str | None = None, source: str | Non
                       f"{', '.join(seen)}): the mask must be drawn on the series it is read with.")
 
 
+# --- DICOM series + DICOM SEG -------------------------------------------------------------------
+
+
+def _dicom_headers(root: Path) -> list[tuple[Path, object]]:
+    """(file, header) of every DICOM file under ``root`` (pixels not read; other files skipped)."""
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    out = []
+    for f in sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith(".")):
+        try:
+            ds = pydicom.dcmread(f, stop_before_pixels=True)
+        except (InvalidDicomError, OSError, ValueError, EOFError):
+            continue
+        if "SOPClassUID" in ds or "Modality" in ds:
+            out.append((f, ds))
+    return out
+
+
+def read_dicom_seg(root: str | Path, *, source: str | None = None, sequences: Sequence[str] | None = None,
+                   headers: list | None = None) -> list[SourceSlice]:
+    """Image series with their tumour segmentations as DICOM SEG objects, anywhere under ``root`` (as TCIA
+    distributes them, and as the portal and highdicom write them): each SEG is read with the series it references
+    (by Series Instance UID), frame by frame through the source images' SOP Instance UIDs; every segment of the
+    SEG is tumour. Patient = the series' Patient ID, else the first folder under ``root``. ``sequences``: only
+    series whose Series Description, a word of it (``FLAIR`` of ``sT2W/FLAIR``) or whose folder is one of these."""
+    import highdicom as hd
+
+    root = Path(root)
+    source = source or root.name
+    headers = headers if headers is not None else _dicom_headers(root)
+    segs = [(f, ds) for f, ds in headers if str(ds.get("Modality", "")) == "SEG"]
+    series: dict[str, list[tuple[Path, object]]] = {}
+    for f, ds in headers:
+        if str(ds.get("Modality", "")) != "SEG":
+            series.setdefault(str(ds.get("SeriesInstanceUID", "")), []).append((f, ds))
+    out: list[SourceSlice] = []
+    problems: list[str] = []
+    for seg_file, seg_header in segs:
+        what = _rel(seg_file, root)
+        try:
+            referenced = [str(item.SeriesInstanceUID) for item in seg_header.ReferencedSeriesSequence]
+        except AttributeError:
+            problems.append(f"{what}: a DICOM SEG that names no referenced series.")
+            continue
+        files = [pair for uid in referenced for pair in series.get(uid, [])]
+        if not files:
+            problems.append(f"{what}: the series it segments (Series Instance UID {referenced[0]}) is not in the "
+                            "corpus.")
+            continue
+        description = str(files[0][1].get("SeriesDescription", "") or "")
+        names = {description, files[0][0].parent.name, *re.split(r"[^A-Za-z0-9]+", description)}
+        if sequences is not None and not any(_wanted(name, sequences) for name in names if name):
+            continue
+        try:
+            volume = imaging.read_dicom_series([f for f, _ in files])
+        except ImagingError as exc:
+            problems.append(f"{_rel(files[0][0].parent, root)} (segmented by {what}): {exc}")
+            continue
+        uids = [item["sop_instance_uid"] for item in volume.metadata.get("instances", [])]
+        if len(uids) != volume.n_slices:
+            problems.append(f"{what}: its series holds multi-frame images; only single-frame series are read.")
+            continue
+        try:
+            seg = hd.seg.segread(seg_file)
+            pixels = seg.get_pixels_by_source_instance(uids, assert_missing_frames_are_empty=True)
+        except (ValueError, RuntimeError, KeyError, AttributeError) as exc:
+            problems.append(f"{what}: the segmentation cannot be read against its series ({exc}).")
+            continue
+        labels = np.asarray(pixels).max(axis=-1) if np.asarray(pixels).ndim == 4 else np.asarray(pixels)
+        try:
+            _check_pair(volume.slices, labels, f"{_rel(files[0][0].parent, root)} with {what}")
+        except SourceError as exc:
+            problems.append(str(exc))
+            continue
+        first = files[0][1]
+        rel_parts = files[0][0].relative_to(root).parts
+        patient = str(first.get("PatientID", "") or "") or (rel_parts[0] if len(rel_parts) > 1 else source)
+        windowed = imaging.to_uint8(volume.slices)
+        tumour = tumour_mask(labels)
+        n = volume.n_slices
+        rel = _rel(files[0][0].parent, root)
+        out.extend(
+            SourceSlice(windowed[i], tumour[i], patient, source, rel, i,
+                        {"series": description or rel, "seg": what}, position=i / max(n - 1, 1))
+            for i in range(n)
+        )
+    _raise_problems(root, problems)
+    return out
+
+
 # --- NIfTI volume + label volume ----------------------------------------------------------------
 
 
@@ -505,6 +598,9 @@ def detect_kind(path: Path) -> str:
         return "dicom"
     if any(path.glob("*.nii*")) or any(path.glob("*/*.nii*")):
         return "nifti"
+    if not any(p.suffix.lower() in _IMAGE_EXT for p in path.rglob("*") if p.is_file()) and any(
+            str(ds.get("Modality", "")) == "SEG" for _, ds in _dicom_headers(path)):
+        return "dicom-seg"
     return "pairs"
 
 
@@ -532,13 +628,15 @@ def read_source(spec: str | Path, *, mask_pattern: str = "{stem}_mask",
     if not path.is_dir():
         raise SourceError(f"{path}: a source must be a folder (a corpus), not a single file.")
     kind = kind or detect_kind(path)
-    if sequences is not None and kind not in ("nifti", "dicom"):
+    if sequences is not None and kind not in ("nifti", "dicom", "dicom-seg"):
         raise SourceError(f"{path}: --sequences chooses among the volumes of a NIfTI or DICOM corpus; this one is "
                           f"read as '{kind}', one sequence per corpus (leave --sequences out, or give a sub-folder).")
     if kind == "kaggle3m":
         slices = read_kaggle3m(path)
     elif kind == "dicom":
         slices = read_dicom(path, sequences=sequences)
+    elif kind == "dicom-seg":
+        slices = read_dicom_seg(path, sequences=sequences)
     elif kind == "nifti":
         slices = read_nifti(path, sequences=sequences)
     else:
@@ -547,7 +645,7 @@ def read_source(spec: str | Path, *, mask_pattern: str = "{stem}_mask",
         chosen = f" of the sequences {', '.join(sequences)}" if sequences is not None else ""
         raise SourceError(
             f"{path}: no image{chosen} with a mask was found (read as '{kind}'). Expected one of the layouts in "
-            "inference/ml/dataset/readers.py; name the layout with KIND:PATH (kaggle3m, pairs, dicom, nifti)."
+            f"inference/ml/dataset/readers.py; name the layout with KIND:PATH ({', '.join(KINDS)})."
         )
     return slices
 
