@@ -137,6 +137,18 @@ def test_a_corpus_without_healthy_slices_is_refused(small_slices, tmp_path):
         build_dataset(BuildConfig(sources=[], out=tmp_path / "o", progress=False), slices=only_tumours)
 
 
+def test_a_corpus_whose_healthy_slices_lie_elsewhere_in_the_head_says_so(small_slices, tmp_path):
+    from dataclasses import replace
+
+    corpus = [s for s in small_slices if s.source == small_slices[0].source]
+    tumours = [replace(s, position=0.4 + 0.01 * (i % 20)) for i, s in enumerate(corpus) if s.tumour_area >= 100]
+    healthy = [replace(s, position=0.05) for s in corpus if not s.mask.any()]  # all at the skull base
+    with pytest.raises(SourceError, match=rf"none of its {len(healthy)} tumour-free slices lies at their brain "
+                                          r"levels \(between 0.40 and 0.59 of the stack"):
+        build_dataset(BuildConfig(sources=[], out=tmp_path / "o", progress=False), slices=tumours + healthy)
+    assert not (tmp_path / "o").exists()
+
+
 def test_default_sources_are_the_two_shared_corpora():
     from inference.ml.dataset.builder import default_sources
 

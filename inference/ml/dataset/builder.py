@@ -140,12 +140,19 @@ def plan_dataset(slices: list[SourceSlice], config: BuildConfig) -> tuple[list[P
     for ci, source in enumerate(sorted(by_source)):
         corpus = by_source[source]
         tumour = [s for s in corpus if s.tumour_area >= config.min_area]
-        healthy = _eligible_healthy(tumour, [s for s in corpus if not s.mask.any()])
+        tumour_free = [s for s in corpus if not s.mask.any()]
+        healthy = _eligible_healthy(tumour, tumour_free)
         if not tumour or not healthy:
-            raise SourceError(
-                f"{source}: {len(tumour)} slices with a tumour of at least {config.min_area} pixels and "
-                f"{len(healthy)} tumour-free slices; a corpus needs both (authentic classes come from one corpus)."
-            )
+            counts = (f"{source}: {len(tumour)} slices with a tumour of at least {config.min_area} pixels and "
+                      f"{len(healthy)} tumour-free slices")
+            if tumour and tumour_free:
+                lo, hi = np.percentile([s.position for s in tumour if s.position is not None],
+                                       ELIGIBLE_POSITION_PERCENTILES)
+                counts = (f"{source}: {len(tumour)} slices with a tumour of at least {config.min_area} pixels, but "
+                          f"none of its {len(tumour_free)} tumour-free slices lies at their brain levels (between "
+                          f"{lo:.2f} and {hi:.2f} of the stack; the classes must share them, or the model would "
+                          "learn anatomy)")
+            raise SourceError(f"{counts}; a corpus needs both (authentic classes come from one corpus).")
         t_counts = Counter(s.patient_id for s in tumour)
         h_counts = Counter(s.patient_id for s in healthy)
         assignment = split_patients(dict(t_counts), dict(h_counts), fractions=config.fractions,
