@@ -215,11 +215,15 @@ def test_nifti_brats_layout_every_sequence_with_its_label_volume(tmp_path):
         nib.save(nib.Nifti1Image(data, scan.affine), root / "BraTS-03" / f"{name}.nii.gz")
     nib.save(nib.Nifti1Image(pixels, scan.affine), root / "P9_t2.nii.gz")  # flat: patient = the prefix
     nib.save(nib.Nifti1Image(labels, scan.affine), root / "P9_mask.nii.gz")
+    nib.save(nib.Nifti1Image(pixels, scan.affine), root / "P90_t2.nii.gz")  # not P9's, though it starts with P9
+    nib.save(nib.Nifti1Image(labels, scan.affine), root / "P90_mask.nii.gz")
     with pytest.warns(SourceWarning, match="BraTS-03_dwi.nii.gz: 4 slices .* skipped"):
         slices = read_source(str(root))
     volumes = {(s.patient_id, s.meta["volume"]) for s in slices}
     assert volumes == {("BraTS-03", "BraTS-03_t1ce.nii.gz"), ("BraTS-03", "BraTS-03_flair.nii.gz"),
-                       ("P9", "P9_t2.nii.gz")}
+                       ("P9", "P9_t2.nii.gz"), ("P90", "P90_t2.nii.gz")}
+    assert len([s for s in slices if s.meta["volume"] == "P90_t2.nii.gz"]) == len(
+        [s for s in slices if s.meta["volume"] == "P9_t2.nii.gz"])  # read once, with its own labels
     flair = read_source(str(root), sequences=["FLAIR"])  # one sequence: the others are not even read
     assert {s.meta["volume"] for s in flair} == {"BraTS-03_flair.nii.gz"}
     with pytest.raises(SourceError, match="no image of the sequences t2w with a mask"):

@@ -355,6 +355,7 @@ def read_dicom(root: str | Path, *, series: str | None = None, source: str | Non
         mask_shape = imaging.read_path(mask_dir).slices.shape
     except ImagingError as exc:
         raise SourceError(f"{mask_dir}: {exc}") from exc
+
     def size(shape) -> str:
         return f"{shape[0]} slices of {shape[2]} x {shape[1]}"
 
@@ -554,6 +555,11 @@ def _is_image_volume(stem: str) -> bool:
     return _LABEL_NAME.match(stem) is None and _LABEL_WORD.search(stem) is None
 
 
+def _has_prefix(stem: str, prefix: str) -> bool:
+    """``P1_flair`` and ``P1`` have the prefix ``P1``; ``P10_flair`` has not."""
+    return not prefix or stem == prefix or (stem.startswith(prefix) and stem[len(prefix)] in "_-")
+
+
 def _read_nifti_labelled(root: Path, source: str, sequences: Sequence[str] | None = None) -> list[SourceSlice]:
     """Any other layout of volumes with a label volume beside them, as BraTS writes (``<patient>/<patient>_flair``,
     ``_t1``, ``_t1ce``, ``_t2`` and ``<patient>_seg.nii.gz``): in each patient folder (or the corpus folder
@@ -569,7 +575,7 @@ def _read_nifti_labelled(root: Path, source: str, sequences: Sequence[str] | Non
             if match is None:
                 continue
             prefix = match.group("prefix") or ""
-            images = [v for v in volumes if _is_image_volume(_nifti_stem(v)) and _nifti_stem(v).startswith(prefix)]
+            images = [v for v in volumes if _is_image_volume(_nifti_stem(v)) and _has_prefix(_nifti_stem(v), prefix)]
             images = [v for v in images if _wanted(_nifti_stem(v)[len(prefix):].lstrip("_-"), sequences)]
             if sequences is not None and not images:
                 continue
