@@ -250,8 +250,33 @@ def test_sequences_choose_among_volumes_and_series(tmp_path):
         warnings.simplefilter("ignore")  # pydicom: BRAINIX's over-long LO values
         with pytest.raises(SourceError, match=r"\(ROI 22 slices of 288 x 288; T2 22 slices of 512 x 512\)"):
             read_source(str(BRAINIX), sequences=["T2"])
+    flair_only = read_source(str(_case_dir(tmp_path)), sequences=["FLAIR"])  # the shared LGG TIFFs: one channel
+    assert flair_only and all(s.meta["sequence"] == "flair" for s in flair_only)
+    with pytest.raises(SourceError, match=r"one channel \(FLAIR only\); post-contrast needs the 3-channel TIFFs"):
+        read_source(str(_case_dir(tmp_path / "again")), sequences=["t1ce"])
+    with pytest.raises(SourceError, match="the LGG TIFFs hold pre-contrast, flair, post-contrast"):
+        read_source(str(_case_dir(tmp_path / "thrice")), sequences=["dwi"])
+    pairs = tmp_path / "pairs" / "p1"
+    pairs.mkdir(parents=True)
+    cv2.imwrite(str(pairs / "a.png"), np.zeros((32, 32), np.uint8))
+    cv2.imwrite(str(pairs / "a_mask.png"), np.zeros((32, 32), np.uint8))
     with pytest.raises(SourceError, match="--sequences chooses among the volumes of a NIfTI or DICOM corpus"):
-        read_source(str(_case_dir(tmp_path)), sequences=["flair"])
+        read_source(str(pairs.parent), sequences=["flair"])
+
+
+def test_kaggle3m_sequences_read_each_channel_of_the_3_channel_tiffs(tmp_path):
+    case = tmp_path / "rgb" / "kaggle_3m" / CASE
+    case.mkdir(parents=True)
+    flair = tifffile.imread(LGG / CASE / f"{CASE}_12.tif")
+    rgb = np.stack([flair // 2, flair, 255 - flair], axis=-1)  # pre-contrast, FLAIR, post-contrast
+    tifffile.imwrite(case / f"{CASE}_12.tif", rgb, photometric="rgb")
+    shutil.copy(LGG / CASE / f"{CASE}_12_mask.tif", case / f"{CASE}_12_mask.tif")
+    slices = read_source(str(tmp_path / "rgb"), sequences=["t1", "flair", "post-contrast"])
+    by = {s.meta["sequence"]: s for s in slices}
+    assert set(by) == {"pre-contrast", "flair", "post-contrast"} and len({s.key for s in slices}) == 3
+    for name, channel in (("pre-contrast", 0), ("flair", 1), ("post-contrast", 2)):
+        assert np.array_equal(by[name].image, rgb[..., channel])
+        assert np.array_equal(by[name].mask, by["flair"].mask) and by[name].patient_id == "TCGA_CS_4941"
 
 
 def _seg_corpus(root):

@@ -23,7 +23,9 @@ class Command(BaseCommand):
         parser.add_argument("--mask-pattern", default="{stem}_mask", help="mask file stem for 'pairs' folders")
         parser.add_argument("--sequences", default=None, metavar="NAME,...",
                             help="only these sequences of NIfTI or DICOM corpora, e.g. flair or t1ce,flair (BraTS "
-                                 "<patient>_flair; TCIA _Scan_T1; a DICOM series folder); default: every one")
+                                 "<patient>_flair; TCIA _Scan_T1; a DICOM series folder or Series Description), or "
+                                 "these channels of the LGG TIFFs (pre-contrast, flair, post-contrast); default: "
+                                 "every volume, FLAIR of the TIFFs")
         parser.add_argument("--min-area", type=int, default=None, help="minimum tumour area in pixels")
         parser.add_argument("--no-touch-ups", action="store_true", help="skip the attacker's touch-ups")
         parser.add_argument("--no-card", action="store_true", help="skip the dataset card and realism check")

@@ -346,6 +346,8 @@ def _write(items: list[PlanItem], info: dict, root: Path, config: BuildConfig, b
                 "source_file": base.file, "slice_index": base.index, "seed": item.seed,
                 "position": None if base.position is None else round(base.position, 3),
             }
+            if base.meta.get("sequence"):
+                provenance["sequence"] = base.meta["sequence"]
             if params:
                 provenance["params"] = params
             regions = _instances(item.verdict, mask)

@@ -71,7 +71,8 @@ class SourceSlice:
 
     @property
     def key(self) -> str:
-        return f"{self.source}:{self.file}#{self.index}"
+        sequence = self.meta.get("sequence")
+        return f"{self.source}:{self.file}#{self.index}" + (f"@{sequence}" if sequence else "")
 
     @property
     def tumour_area(self) -> int:
@@ -179,7 +180,39 @@ def _kaggle_root(root: Path) -> Path:
     return root / "kaggle_3m" if (root / "kaggle_3m").is_dir() else root
 
 
-def read_kaggle3m(root: str | Path, *, source: str | None = None) -> list[SourceSlice]:
+# the public LGG TIFFs' three channels, and the names --sequences also takes for them
+KAGGLE_CHANNELS = {"pre-contrast": 0, "flair": 1, "post-contrast": 2}
+_KAGGLE_ALIASES = {"t1": "pre-contrast", "t1ce": "post-contrast", "t1c": "post-contrast", "t1gd": "post-contrast"}
+
+
+def _kaggle_channels(sequences: Sequence[str] | None) -> list[tuple[str | None, int]]:
+    """(sequence name or None, channel) to read: FLAIR alone by default."""
+    if sequences is None:
+        return [(None, KAGGLE_CHANNELS["flair"])]
+    out: list[tuple[str | None, int]] = []
+    for name in sequences:
+        key = _KAGGLE_ALIASES.get(name.lower(), name.lower())
+        if key not in KAGGLE_CHANNELS:
+            raise SourceError(f"--sequences {name}: the LGG TIFFs hold {', '.join(KAGGLE_CHANNELS)} (also named "
+                              f"{', '.join(_KAGGLE_ALIASES)}).")
+        if (key, KAGGLE_CHANNELS[key]) not in out:
+            out.append((key, KAGGLE_CHANNELS[key]))
+    return out
+
+
+def _tiff_channels(path: Path) -> int:
+    import tifffile
+
+    with tifffile.TiffFile(path) as tif:
+        shape = tif.pages[0].shape
+    return int(shape[-1]) if len(shape) == 3 and shape[-1] in (3, 4) else 1
+
+
+def read_kaggle3m(root: str | Path, *, source: str | None = None,
+                  sequences: Sequence[str] | None = None) -> list[SourceSlice]:
+    """``sequences``: channels of the 3-channel TIFFs to read, each slice once per channel (``pre-contrast``,
+    ``flair``, ``post-contrast``); default FLAIR (channel 1, or the only one)."""
+    channels = _kaggle_channels(sequences)
     root = Path(root)
     base = _kaggle_root(root)
     source = source or (root.name if root.name != "kaggle_3m" else root.parent.name)
@@ -201,30 +234,38 @@ def read_kaggle3m(root: str | Path, *, source: str | None = None) -> list[Source
             if n not in masks:
                 _warn(f"{_rel(images[n], base)}: an image without its mask; skipped.")
                 continue
-            try:
-                img = imaging.read_image(images[n], channel=1).slices
-                msk = imaging.read_image(masks[n], channel=0).slices
-                _check_pair(img, msk, _rel(images[n], base))
-            except ImagingError as exc:
-                problems.append(f"{_rel(images[n], base)} or its mask: {exc}")
-                continue
-            except SourceError as exc:
-                problems.append(str(exc))
-                continue
             patient = "_".join(case.name.split("_")[:3]) if case.name.startswith("TCGA_") else case.name
             last = max(images) if len(images) > 1 else 2
-            out.append(
-                SourceSlice(
-                    image=imaging.to_uint8(img[0]),
-                    mask=tumour_mask(msk[0], lossy=_is_lossy(masks[n])),
-                    patient_id=patient,
-                    source=source,
-                    file=_rel(images[n], root),
-                    index=0,
-                    meta={"case": case.name, "slice": n},
-                    position=(n - min(images)) / max(last - min(images), 1),
+            for sequence, channel in channels:
+                try:
+                    if channel != KAGGLE_CHANNELS["flair"] and _tiff_channels(images[n]) < 3:
+                        problems.append(f"{_rel(images[n], base)}: one channel (FLAIR only); {sequence} needs the "
+                                        "3-channel TIFFs (pre-contrast, FLAIR, post-contrast).")
+                        continue
+                    img = imaging.read_image(images[n], channel=channel).slices
+                    msk = imaging.read_image(masks[n], channel=0).slices
+                    _check_pair(img, msk, _rel(images[n], base))
+                except (ImagingError, OSError, ValueError) as exc:
+                    if isinstance(exc, SourceError):
+                        problems.append(str(exc))
+                    else:
+                        problems.append(f"{_rel(images[n], base)} or its mask: {exc}")
+                    continue
+                meta = {"case": case.name, "slice": n}
+                if sequence is not None:
+                    meta["sequence"] = sequence
+                out.append(
+                    SourceSlice(
+                        image=imaging.to_uint8(img[0]),
+                        mask=tumour_mask(msk[0], lossy=_is_lossy(masks[n])),
+                        patient_id=patient,
+                        source=source,
+                        file=_rel(images[n], root),
+                        index=0,
+                        meta=meta,
+                        position=(n - min(images)) / max(last - min(images), 1),
+                    )
                 )
-            )
     _raise_problems(root, problems)
     return out
 
@@ -634,11 +675,12 @@ def read_source(spec: str | Path, *, mask_pattern: str = "{stem}_mask",
     if not path.is_dir():
         raise SourceError(f"{path}: a source must be a folder (a corpus), not a single file.")
     kind = kind or detect_kind(path)
-    if sequences is not None and kind not in ("nifti", "dicom", "dicom-seg"):
-        raise SourceError(f"{path}: --sequences chooses among the volumes of a NIfTI or DICOM corpus; this one is "
-                          f"read as '{kind}', one sequence per corpus (leave --sequences out, or give a sub-folder).")
+    if sequences is not None and kind not in ("kaggle3m", "nifti", "dicom", "dicom-seg"):
+        raise SourceError(f"{path}: --sequences chooses among the volumes of a NIfTI or DICOM corpus or the "
+                          f"channels of the LGG TIFFs; this one is read as '{kind}', one sequence per corpus (leave "
+                          "--sequences out, or give a sub-folder).")
     if kind == "kaggle3m":
-        slices = read_kaggle3m(path)
+        slices = read_kaggle3m(path, sequences=sequences)
     elif kind == "dicom":
         slices = read_dicom(path, sequences=sequences)
     elif kind == "dicom-seg":
