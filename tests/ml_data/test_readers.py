@@ -33,15 +33,21 @@ def test_kaggle3m_flair_only(tmp_path):
     assert 0.0 <= min(x.position for x in slices) and max(x.position for x in slices) == 1.0
 
 
-def test_kaggle3m_rgb_uses_flair_channel(tmp_path):
+def _rgb_case(tmp_path):
+    """One LGG slice as the public 3-channel TIFF (pre-contrast, FLAIR, post-contrast) with its mask; (root, rgb)."""
     case = tmp_path / "rgb" / "kaggle_3m" / CASE
     case.mkdir(parents=True)
     flair = tifffile.imread(LGG / CASE / f"{CASE}_12.tif")
-    rgb = np.stack([flair // 2, flair, 255 - flair], axis=-1)  # pre-contrast, FLAIR, post-contrast
+    rgb = np.stack([flair // 2, flair, 255 - flair], axis=-1)
     tifffile.imwrite(case / f"{CASE}_12.tif", rgb, photometric="rgb")
     shutil.copy(LGG / CASE / f"{CASE}_12_mask.tif", case / f"{CASE}_12_mask.tif")
-    (s,) = read_source(str(tmp_path / "rgb"))
-    assert np.array_equal(s.image, flair)
+    return tmp_path / "rgb", rgb
+
+
+def test_kaggle3m_rgb_uses_flair_channel(tmp_path):
+    root, rgb = _rgb_case(tmp_path)
+    (s,) = read_source(str(root))
+    assert np.array_equal(s.image, rgb[..., 1])
 
 
 def test_kaggle3m_orphan_mask_is_skipped_with_warning(tmp_path):
@@ -265,13 +271,8 @@ def test_sequences_choose_among_volumes_and_series(tmp_path):
 
 
 def test_kaggle3m_sequences_read_each_channel_of_the_3_channel_tiffs(tmp_path):
-    case = tmp_path / "rgb" / "kaggle_3m" / CASE
-    case.mkdir(parents=True)
-    flair = tifffile.imread(LGG / CASE / f"{CASE}_12.tif")
-    rgb = np.stack([flair // 2, flair, 255 - flair], axis=-1)  # pre-contrast, FLAIR, post-contrast
-    tifffile.imwrite(case / f"{CASE}_12.tif", rgb, photometric="rgb")
-    shutil.copy(LGG / CASE / f"{CASE}_12_mask.tif", case / f"{CASE}_12_mask.tif")
-    slices = read_source(str(tmp_path / "rgb"), sequences=["t1", "flair", "post-contrast"])
+    root, rgb = _rgb_case(tmp_path)
+    slices = read_source(str(root), sequences=["t1", "flair", "post-contrast"])
     by = {s.meta["sequence"]: s for s in slices}
     assert set(by) == {"pre-contrast", "flair", "post-contrast"} and len({s.key for s in slices}) == 3
     for name, channel in (("pre-contrast", 0), ("flair", 1), ("post-contrast", 2)):
