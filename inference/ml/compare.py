@@ -58,10 +58,8 @@ def load_run(path: str | Path) -> Run:
         raise ComparisonError(f"{path}: no {' and no '.join(missing)}; is it an evaluate_detector output folder?")
     try:
         metrics = json.loads(files["metrics.json"].read_text(encoding="utf-8"))
-        rows = []
-        for n, line in enumerate(files["predictions.jsonl"].read_text(encoding="utf-8").splitlines(), 1):
-            if line.strip():
-                rows.append(json.loads(line))
+        rows = [json.loads(line) for line in files["predictions.jsonl"].read_text(encoding="utf-8").splitlines()
+                if line.strip()]
         about = json.loads((path / "run.json").read_text(encoding="utf-8")) if (path / "run.json").is_file() else {}
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ComparisonError(f"{path}: a file cannot be read ({exc}).") from exc

@@ -37,7 +37,7 @@ import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -418,20 +418,19 @@ def read_dicom(root: str | Path, *, series: str | None = None, source: str | Non
 # --- DICOM series + DICOM SEG -------------------------------------------------------------------
 
 
-def _dicom_headers(root: Path) -> list[tuple[Path, object]]:
-    """(file, header) of every DICOM file under ``root`` (pixels not read; other files skipped)."""
+def _dicom_headers(root: Path) -> Iterator[tuple[Path, object]]:
+    """(file, header) of each DICOM file under ``root``, one at a time (pixels not read; other files skipped), so
+    that a search for the first SEG stops there."""
     import pydicom
     from pydicom.errors import InvalidDicomError
 
-    out = []
     for f in sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith(".")):
         try:
             ds = pydicom.dcmread(f, stop_before_pixels=True)
         except (InvalidDicomError, OSError, ValueError, EOFError):
             continue
         if "SOPClassUID" in ds or "Modality" in ds:
-            out.append((f, ds))
-    return out
+            yield f, ds
 
 
 def read_dicom_seg(root: str | Path, *, source: str | None = None, sequences: Sequence[str] | None = None,
@@ -445,7 +444,7 @@ def read_dicom_seg(root: str | Path, *, source: str | None = None, sequences: Se
 
     root = Path(root)
     source = source or root.name
-    headers = headers if headers is not None else _dicom_headers(root)
+    headers = headers if headers is not None else list(_dicom_headers(root))
     segs = [(f, ds) for f, ds in headers if str(ds.get("Modality", "")) == "SEG"]
     series: dict[str, list[tuple[Path, object]]] = {}
     for f, ds in headers:
@@ -511,14 +510,15 @@ def read_dicom_seg(root: str | Path, *, source: str | None = None, sequences: Se
 
 def read_nifti_pair(
     volume: str | Path, labels: str | Path, *, patient_id: str, source: str, root: Path | None = None,
-    skip_blank: bool = True, skip_other_shapes: bool = False,
+    skip_blank: bool = True, skip_other_shapes: bool = False, label_volume: imaging.Volume | None = None,
 ) -> list[SourceSlice]:
     """One volume with its label volume; ``skip_other_shapes``: a volume of another shape than its labels (a
-    4-D or differently sampled sequence beside them) is skipped with a warning instead of refused."""
+    4-D or differently sampled sequence beside them) is skipped with a warning instead of refused.
+    ``label_volume``: ``labels`` already read (several sequences share one label volume)."""
     volume, labels = Path(volume), Path(labels)
     try:
         vol = imaging.read_path(volume)
-        lab = imaging.read_path(labels)
+        lab = label_volume if label_volume is not None else imaging.read_path(labels)
     except ImagingError as exc:
         raise SourceError(f"{_rel(volume, root) if root else volume} / {labels.name}: {exc}") from exc
     if skip_other_shapes and vol.slices.shape != lab.slices.shape:
@@ -625,10 +625,15 @@ def _read_nifti_labelled(root: Path, source: str, sequences: Sequence[str] | Non
                       "skipped.")
                 continue
             patient = folder.name if folder != root else (prefix or root.name)
+            try:
+                label_volume = imaging.read_path(label)
+            except ImagingError as exc:
+                problems.append(f"{_rel(label, root)}: {exc}")
+                continue
             for vol in images:
                 try:
                     out.extend(read_nifti_pair(vol, label, patient_id=patient, source=source, root=root,
-                                               skip_other_shapes=True))
+                                               skip_other_shapes=True, label_volume=label_volume))
                 except SourceError as exc:
                     problems.append(str(exc))
     _raise_problems(root, problems)
