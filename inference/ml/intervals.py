@@ -121,6 +121,11 @@ def expanded_tail(n_patients: int, level: float) -> float:
     return float(stats.norm.cdf(-np.sqrt(n_patients / (n_patients - 1)) * t))
 
 
+def _no_interval(estimate: float) -> dict:
+    """The estimate alone (too few patients to resample)."""
+    return {"estimate": float(estimate) if np.isfinite(estimate) else None, "low": None, "high": None}
+
+
 def _interval(estimate: float, samples: np.ndarray, tail: float) -> dict:
     finite = samples[np.isfinite(samples)]
     if not np.isfinite(estimate) or not len(finite):
@@ -146,15 +151,13 @@ def bootstrap_intervals(rows: Sequence[dict], patients: Sequence[str], *, resamp
 
     point = _figures(np.ones((1, len(rows))), *arrays)
     if len(ids) < MIN_PATIENTS:
-        none = np.array([np.nan])
-        tail = (1.0 - level) / 2.0  # unused: no samples, no interval
         out = {"method": METHOD, "level": level, "resamples": 0, "seed": int(seed), "n_images": len(rows),
                "n_patients": int(len(ids)),
                "note": (f"{len(ids)} patient{'s' if len(ids) != 1 else ''} behind these images: too few to resample "
                         f"for a confidence interval (at least {MIN_PATIENTS} needed), so none is given.")}
         for key in ("accuracy", "macro_f1", "mean_iou", "tamper_auc"):
-            out[key] = _interval(float(point[key][0]), none, tail)
-        out["f1"] = {v: _interval(float(point[f"f1_{v}"][0]), none, tail) for v in VERDICTS}
+            out[key] = _no_interval(float(point[key][0]))
+        out["f1"] = {v: _no_interval(float(point[f"f1_{v}"][0])) for v in VERDICTS}
         return out
     rng = np.random.default_rng(seed)
     samples = {key: [] for key in point}
@@ -205,11 +208,11 @@ def paired_differences(rows_a: Sequence[dict], rows_b: Sequence[dict], patients:
             for key in samples:
                 samples[key].append(fb[key] - fa[key])
 
-    tail = expanded_tail(len(ids), level) if enough else (1.0 - level) / 2.0
+    tail = expanded_tail(len(ids), level) if enough else None
 
     def figure(key: str) -> dict:
         a, b = float(point_a[key][0]), float(point_b[key][0])
-        diff = _interval(b - a, np.concatenate(samples[key]) if enough else np.array([np.nan]), tail)
+        diff = _interval(b - a, np.concatenate(samples[key]), tail) if enough else _no_interval(b - a)
         return {"a": None if not np.isfinite(a) else a, "b": None if not np.isfinite(b) else b,
                 "difference": diff["estimate"], "low": diff["low"], "high": diff["high"]}
 

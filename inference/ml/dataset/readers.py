@@ -245,11 +245,11 @@ def read_kaggle3m(root: str | Path, *, source: str | None = None,
                     img = imaging.read_image(images[n], channel=channel).slices
                     msk = imaging.read_image(masks[n], channel=0).slices
                     _check_pair(img, msk, _rel(images[n], base))
+                except SourceError as exc:
+                    problems.append(str(exc))
+                    continue
                 except (ImagingError, OSError, ValueError) as exc:
-                    if isinstance(exc, SourceError):
-                        problems.append(str(exc))
-                    else:
-                        problems.append(f"{_rel(images[n], base)} or its mask: {exc}")
+                    problems.append(f"{_rel(images[n], base)} or its mask: {exc}")
                     continue
                 meta = {"case": case.name, "slice": n}
                 if sequence is not None:
