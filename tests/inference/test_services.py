@@ -1,6 +1,7 @@
 """Job lifecycle against the real database, the real detector code (random tiny weights) and real BRAINIX DICOM."""
 import uuid
 from datetime import timedelta
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -321,6 +322,37 @@ def test_the_predictor_is_loaded_once_per_process_and_reloaded_when_the_weights_
     save_random_bundle(weights, seed=2)  # a new model installed at the same path
     third, _ = services.predictor_get()
     assert third is not first and third.sha256 == file_sha256(weights)
+
+
+def test_the_detector_shares_the_cores_among_the_jobs_a_worker_runs_at_once(settings, tmp_path, monkeypatch):
+    import torch
+
+    from inference.ml.model import save_random_bundle
+    from portal.celery import _share_the_cores
+
+    settings.DETECTOR_DEVICE = "cpu"
+    settings.DETECTOR_THREADS = 0
+    monkeypatch.setattr(services, "_cores", lambda: 4)  # as on a 4-core machine, whatever this one has
+    monkeypatch.setattr(services, "_jobs_at_once", services._jobs_at_once)  # restored after the test
+    threads = torch.get_num_threads()
+    try:
+        assert services.detector_threads() == 4  # outside a worker: one job at a time
+        _share_the_cores(sender=SimpleNamespace(concurrency=2))  # what a Celery worker with two pool processes sends
+        assert services.detector_threads() == 2
+        _share_the_cores(sender=SimpleNamespace(concurrency=4))
+        assert services.detector_threads() == 1
+        torch.set_num_threads(3)
+        settings.DETECTOR_WEIGHTS = str(save_random_bundle(tmp_path / "w.pt", seed=1))
+        services.predictor_get()
+        assert torch.get_num_threads() == 1  # set when the detector loads, in the pool's process
+        _share_the_cores(sender=SimpleNamespace(concurrency=8))
+        assert services.detector_threads() == 1  # never none
+        _share_the_cores(sender=SimpleNamespace(concurrency="auto"))  # not resolved yet: taken as one job
+        assert services.detector_threads() == 4
+        settings.DETECTOR_THREADS = 3  # stated: used as it is
+        assert services.detector_threads() == 3
+    finally:
+        torch.set_num_threads(threads)
 
 
 def test_label_map_prefers_the_higher_score_where_instances_overlap():

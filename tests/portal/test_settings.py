@@ -197,6 +197,13 @@ def test_bad_alert_and_recheck_settings_stop_start_up_saying_what_is_wrong(tmp_p
     assert message in result.stderr, result.stderr
 
 
+@pytest.mark.parametrize("env", [{"DETECTOR_THREADS": "-1"}, {"DETECTOR_BATCH_SIZE": "0"}])
+def test_bad_detector_settings_stop_start_up_saying_what_is_wrong(tmp_path, env):
+    result = probe(tmp_path, SECRET_KEY="k" * 50, **env)
+    assert result.returncode != 0 and "ImproperlyConfigured" in result.stderr
+    assert "DETECTOR_THREADS must be 0 (automatic) or more threads, and DETECTOR_BATCH_SIZE at least 1" in result.stderr
+
+
 def test_the_mail_server_comes_from_email_url(tmp_path):
     script = ("import django, json; from django.conf import settings; django.setup(); print(json.dumps([settings."
               "EMAIL_HOST, settings.EMAIL_PORT, settings.EMAIL_HOST_USER, settings.EMAIL_USE_TLS, settings.ALERT_EMAILS, "
