@@ -30,6 +30,7 @@ import logging
 import os
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -243,14 +244,16 @@ def job_refresh_if_stale(*, job: InferenceJob) -> InferenceJob:
 
 _predictor_cache: dict[tuple, object] = {}
 _predictor_lock = threading.Lock()
-_jobs_at_once = lambda: 1  # noqa: E731  how many jobs this process's worker runs at once (jobs_at_once_from)
+_jobs_at_once = lambda: 1  # noqa: E731  how many jobs this process's worker runs at once (worker_sharing)
+_running = None  # the jobs this worker is running now, shared by its pool's processes (worker_sharing)
 
 
-def jobs_at_once_from(count) -> None:
-    """Tell this process how many jobs its worker runs at once: `count()`, read when the detector loads (a Celery
-    worker knows its pool size only after it starts; portal.celery hands it over)."""
-    global _jobs_at_once
-    _jobs_at_once = count
+def worker_sharing(*, at_once, running=None) -> None:
+    """Tell this process how its worker shares the CPU among jobs: `at_once()`, how many jobs it runs at once (read
+    when needed: a Celery worker knows its pool size only after it starts), and `running`, a counter in memory
+    shared by its pool's processes (a multiprocessing.Value made before they fork). portal.celery hands both over."""
+    global _jobs_at_once, _running
+    _jobs_at_once, _running = at_once, running
 
 
 def _cores() -> int:
@@ -261,16 +264,43 @@ def _cores() -> int:
 
 
 def detector_threads() -> int:
-    """The CPU threads the detector uses in this process: DETECTOR_THREADS, or else the cores shared among the jobs
-    the worker runs at once. Measured on 2 cores (benchmarks/results-portal.md): two jobs at once with two threads
-    each analysed 28 % fewer slices a minute than one job with two; with one thread each, 30 % more."""
+    """The CPU threads the detector uses now in this process: DETECTOR_THREADS, or else the cores shared among the
+    jobs the worker is running now (at most as many as it runs at once), so that a lone job has every core and two
+    jobs on two cores one each. Measured on 2 cores (benchmarks/results-portal.md): two jobs at once with two
+    threads each analysed 28 % fewer scans an hour than one job with two; sharing this way, 17-48 % more, with a
+    lone scan as fast as under one job at a time."""
     if settings.DETECTOR_THREADS > 0:
         return settings.DETECTOR_THREADS
     try:
         at_once = max(1, int(_jobs_at_once()))
     except (TypeError, ValueError):  # a pool size Celery has not resolved
         at_once = 1
-    return max(1, _cores() // at_once)
+    running = _running.value if _running is not None else 1
+    return max(1, _cores() // max(1, min(running, at_once)))
+
+
+def _fit_threads() -> int:
+    import torch
+
+    threads = detector_threads()
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+    return threads
+
+
+@contextmanager
+def _counted_as_running():
+    """The job counts among the worker's running jobs while the block runs (an exception included)."""
+    if _running is None:
+        yield
+        return
+    with _running.get_lock():
+        _running.value += 1
+    try:
+        yield
+    finally:
+        with _running.get_lock():
+            _running.value = max(0, _running.value - 1)
 
 
 def predictor_get():
@@ -296,10 +326,7 @@ def predictor_get():
     with _predictor_lock:
         if key is not None and key in _predictor_cache:
             return _predictor_cache[key], 0.0
-        import torch
-
-        threads = detector_threads()
-        torch.set_num_threads(threads)
+        threads = _fit_threads()
         predictor = Predictor.load(weights, device=settings.DETECTOR_DEVICE, batch_size=settings.DETECTOR_BATCH_SIZE)
         seconds = time.perf_counter() - started
         logger.info("Detector %s %s loaded on %s in %.1f s; %d CPU thread(s)", predictor.name, predictor.version,
@@ -449,7 +476,8 @@ def job_run(*, job_id: int) -> InferenceJob | None:
         return InferenceJob.objects.filter(pk=job_id).first()
     job = claim.job
     try:
-        _run_claimed(claim)
+        with _counted_as_running():
+            _run_claimed(claim)
     except _LostClaim:
         logger.warning("Inference job %s attempt %s lost its claim; stopping.", job.pk, claim.attempt)
     except Exception as exc:  # the job fails with the reason; the worker lives on
@@ -498,6 +526,7 @@ def _run_claimed(claim: _Claim) -> None:
     for start in range(0, total, batch_size):
         rows = slices[start : start + batch_size]
         batch = [slice_pixels(row) for row in rows]  # a batch at a time: long series never sit in memory whole
+        _fit_threads()  # the cores this job may use now: all of them alone, a share beside other jobs
         t0 = time.perf_counter()
         preds = predictor.predict_batch(batch)
         model_seconds += time.perf_counter() - t0

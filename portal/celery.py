@@ -13,9 +13,12 @@ app.autodiscover_tasks()
 
 @worker_init.connect
 def _share_the_cores(sender=None, **kwargs):
-    """The detector's CPU threads are the cores shared among the jobs this worker runs at once
-    (inference.services.detector_threads). The pool size is read when the detector loads, in the pool's process:
-    by then Celery has resolved it (`--concurrency auto` included)."""
-    from inference.services import jobs_at_once_from
+    """The detector's CPU threads are the cores shared among the jobs this worker is running
+    (inference.services.detector_threads). Runs in the worker's main process before its pool forks: the counter of
+    running jobs is made here so that every pool process shares it; the pool size is read later, in the pool's
+    processes, once Celery has resolved it (`--concurrency auto` included)."""
+    import multiprocessing
 
-    jobs_at_once_from(lambda: getattr(sender, "concurrency", 1))
+    from inference.services import worker_sharing
+
+    worker_sharing(at_once=lambda: getattr(sender, "concurrency", 1), running=multiprocessing.Value("i", 0))

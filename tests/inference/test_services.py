@@ -324,30 +324,49 @@ def test_the_predictor_is_loaded_once_per_process_and_reloaded_when_the_weights_
     assert third is not first and third.sha256 == file_sha256(weights)
 
 
-def test_the_detector_shares_the_cores_among_the_jobs_a_worker_runs_at_once(settings, tmp_path, monkeypatch):
+def test_the_detector_shares_the_cores_among_the_jobs_the_worker_is_running(settings, monkeypatch, doctor_a,
+                                                                            detector, upload_scan):
     import torch
 
-    from inference.ml.model import save_random_bundle
     from portal.celery import _share_the_cores
 
-    settings.DETECTOR_DEVICE = "cpu"
     settings.DETECTOR_THREADS = 0
     monkeypatch.setattr(services, "_cores", lambda: 4)  # as on a 4-core machine, whatever this one has
-    monkeypatch.setattr(services, "_jobs_at_once", services._jobs_at_once)  # restored after the test
+    monkeypatch.setattr(services, "_jobs_at_once", services._jobs_at_once)  # both restored after the test
+    monkeypatch.setattr(services, "_running", services._running)
     threads = torch.get_num_threads()
     try:
         assert services.detector_threads() == 4  # outside a worker: one job at a time
         _share_the_cores(sender=SimpleNamespace(concurrency=2))  # what a Celery worker with two pool processes sends
+        running = services._running
+        assert running.value == 0 and services.detector_threads() == 4
+
+        # A lone job has every core.
+        torch.set_num_threads(1)
+        scan, job = upload_scan(doctor_a, indices=(10,))
+        assert services.job_run(job_id=job.pk).status == Status.SUCCEEDED
+        assert torch.get_num_threads() == 4 and running.value == 0
+
+        # Beside a job of another pool process, half of them; never more jobs than the pool runs at once.
+        running.value = 1
+        scan, job = upload_scan(doctor_a, indices=(11,))
+        assert services.job_run(job_id=job.pk).status == Status.SUCCEEDED
+        assert torch.get_num_threads() == 2 and running.value == 1
+        running.value = 7
         assert services.detector_threads() == 2
-        _share_the_cores(sender=SimpleNamespace(concurrency=4))
-        assert services.detector_threads() == 1
-        torch.set_num_threads(3)
-        settings.DETECTOR_WEIGHTS = str(save_random_bundle(tmp_path / "w.pt", seed=1))
-        services.predictor_get()
-        assert torch.get_num_threads() == 1  # set when the detector loads, in the pool's process
         _share_the_cores(sender=SimpleNamespace(concurrency=8))
+        services._running.value = 8
         assert services.detector_threads() == 1  # never none
+
+        # A job that fails leaves the count as it found it.
+        services._running.value = 0
+        with pytest.raises(RuntimeError), services._counted_as_running():
+            assert services._running.value == 1
+            raise RuntimeError("the job's own failure")
+        assert services._running.value == 0
+
         _share_the_cores(sender=SimpleNamespace(concurrency="auto"))  # not resolved yet: taken as one job
+        services._running.value = 2
         assert services.detector_threads() == 4
         settings.DETECTOR_THREADS = 3  # stated: used as it is
         assert services.detector_threads() == 3
