@@ -290,7 +290,9 @@ def _fit_threads() -> int:
 
 @contextmanager
 def _counted_as_running():
-    """The job counts among the worker's running jobs while the block runs (an exception included)."""
+    """The job counts among the worker's running jobs while the block runs (an exception included). A pool process
+    killed mid-job leaves its count behind until the worker restarts; as no more jobs than the pool size are ever
+    counted, the cost is at worst a lone job held to its fixed share of the cores."""
     if _running is None:
         yield
         return

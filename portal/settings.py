@@ -270,8 +270,8 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 DETECTOR_WEIGHTS = env.str("DETECTOR_WEIGHTS", default=str(BASE_DIR / "models" / "detector.pt"))
 DETECTOR_DEVICE = env.str("DETECTOR_DEVICE", default="auto")  # auto | cpu | cuda | cuda:N
 DETECTOR_BATCH_SIZE = env.int("DETECTOR_BATCH_SIZE", default=4)
-# CPU threads of the detector in each worker process; 0: the cores a worker may run on, shared among the jobs it
-# runs at once (CELERY_CONCURRENCY), so that two jobs on two cores take one thread each (inference.services).
+# CPU threads of the detector in each worker process; 0: the cores a worker may run on, shared by the jobs it is
+# running now (at most CELERY_CONCURRENCY): a lone job takes them all, two on two cores one each (inference.services).
 DETECTOR_THREADS = env.int("DETECTOR_THREADS", default=0)
 if DETECTOR_THREADS < 0 or DETECTOR_BATCH_SIZE < 1:
     raise ImproperlyConfigured("DETECTOR_THREADS must be 0 (automatic) or more threads, and DETECTOR_BATCH_SIZE "
