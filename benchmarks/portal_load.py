@@ -203,12 +203,16 @@ class Reader(threading.Thread):
         super().__init__(daemon=True)
         self.portal, self.scan, self.every = portal, scan, every
         self.times: dict[str, list[float]] = {"/api/scans/": [], f"/api/scans/{scan}/": []}
+        self.errors: list[str] = []  # requests that failed, said in the report
         self.stop = threading.Event()
 
     def run(self):
         while not self.stop.is_set():
             for path, times in self.times.items():
-                times.append(self.portal.get(path)[1])
+                try:
+                    times.append(self.portal.get(path)[1])
+                except (BenchError, urllib3.exceptions.HTTPError) as exc:
+                    self.errors.append(f"GET {path}: {exc}")
             self.stop.wait(self.every)
 
 
@@ -226,7 +230,8 @@ def pct(values, q) -> float:
     return float(np.percentile(values, q)) if len(values) else float("nan")
 
 
-def report(args, singles: list[Timed], burst: list[Timed], wall: float, idle: dict, busy: dict) -> str:
+def report(args, singles: list[Timed], burst: list[Timed], wall: float, idle: dict, busy: dict,
+           busy_errors: list[str]) -> str:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     model = next((t.model for t in singles + burst if t.model), {})
     lines = [
@@ -283,6 +288,8 @@ def report(args, singles: list[Timed], burst: list[Timed], wall: float, idle: di
         shown = path if path == "/api/scans/" else "/api/scans/&lt;id&gt;/"
         lines.append(f"| GET {shown} | {pct(i, 50):.3f} | {pct(i, 95):.3f} | {pct(b, 50):.3f} | {pct(b, 95):.3f} "
                      f"| {len(b)} |")
+    lines += ["", f"{len(busy_errors)} of the reader's requests failed" + (":" if busy_errors else ".")]
+    lines += [f"- {e}" for e in busy_errors[:10]]
     return "\n".join(lines) + "\n"
 
 
@@ -325,7 +332,7 @@ def main(argv=None) -> int:
     except (BenchError, urllib3.exceptions.HTTPError) as exc:
         print(f"portal_load: {exc}", file=sys.stderr)
         return 1
-    text = report(args, singles, burst, wall, idle, reader.times)
+    text = report(args, singles, burst, wall, idle, reader.times, reader.errors)
     print(text)
     if args.out:
         args.out.write_text(text)
