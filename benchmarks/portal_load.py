@@ -196,13 +196,18 @@ def run_one(portal: Portal, up: Upload, poll: float, timeout: float) -> Timed:
     return out
 
 
+def _reads(scan: int) -> dict[str, list[float]]:
+    """The requests a doctor's page makes while waiting (the scan list, one scan), each with its answer times."""
+    return {"/api/scans/": [], f"/api/scans/{scan}/": []}
+
+
 class Reader(threading.Thread):
     """Asks the API for the scan list and for one scan every `every` seconds until stopped; keeps the latencies."""
 
     def __init__(self, portal: Portal, scan: int, every: float = 0.5):
         super().__init__(daemon=True)
-        self.portal, self.scan, self.every = portal, scan, every
-        self.times: dict[str, list[float]] = {"/api/scans/": [], f"/api/scans/{scan}/": []}
+        self.portal, self.every = portal, every
+        self.times = _reads(scan)
         self.errors: list[str] = []  # requests that failed, said in the report
         self.stop = threading.Event()
 
@@ -217,7 +222,7 @@ class Reader(threading.Thread):
 
 
 def idle_web(portal: Portal, scan: int, n: int = 20) -> dict[str, list[float]]:
-    times = {"/api/scans/": [], f"/api/scans/{scan}/": []}
+    times = _reads(scan)
     for _ in range(n):
         for path, t in times.items():
             t.append(portal.get(path)[1])
